@@ -1,0 +1,43 @@
+// What the runner hands a backend for one step, and the interface every backend (CPU, CUDA) implements.
+// A step mixes prefill chunks and single decode tokens of many sequences in one forward pass.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/status.h"
+#include "kv/block_pool.h"
+#include "kv/kv_layout.h"
+
+namespace pagedlm {
+
+struct BatchSequence {
+  int32_t first_token = 0;     // index of its first token in ForwardBatch::tokens
+  int32_t num_tokens = 0;
+  int32_t start_position = 0;  // position of its first token; positions before it are already in the pool
+  const BlockId* block_table = nullptr;  // [ceil((start_position + num_tokens) / block_size)], owned by the engine
+  bool want_logits = false;    // produce logits for its last token
+};
+
+struct ForwardBatch {
+  std::vector<int32_t> tokens;             // [n_tokens]
+  std::vector<BatchSequence> sequences;
+  int32_t num_logit_rows() const {
+    int32_t n = 0;
+    for (const auto& s : sequences) n += s.want_logits;
+    return n;
+  }
+};
+
+// Engine thread only.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual const KvLayout& kv_layout() const = 0;
+  // Runs the model over the batch, writing K/V of its tokens into the pool through the block tables.
+  // `logits` receives [num_logit_rows, vocab] in sequence order.
+  virtual Status forward(const ForwardBatch& batch, float* logits) = 0;
+};
+
+}  // namespace pagedlm

@@ -1,0 +1,200 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <new>
+
+#include "common/half.h"
+
+namespace pagedlm {
+
+namespace {
+constexpr int kMinRowsPerTask = 8;
+}  // namespace
+
+Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads) {
+  try {
+    return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(model), layout, threads));
+  } catch (const std::bad_alloc&) {
+    return Status(ErrorCode::kOutOfMemory, "cannot allocate the KV pool (" + std::to_string(layout.total_bytes() >> 20) +
+                                               " MiB): lower kvCache.blocks or kvCache.memory");
+  }
+}
+
+CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads)
+    : model_(std::move(model)), config_(model_->config()), layout_(layout), pool_(threads), kernels_(best_cpu_kernels()) {
+  const size_t elements = static_cast<size_t>(layout_.num_layers) * layout_.layer_elements();
+  if (layout_.dtype == KvDtype::kF32) {
+    k_cache_.resize(elements);
+    v_cache_.resize(elements);
+  } else {
+    k_cache_f16_.resize(elements);
+    v_cache_f16_.resize(elements);
+  }
+  const size_t scratch = std::max({config_.dim, config_.ffn_dim, config_.q_dim(),
+                                   layout_.num_blocks * layout_.block_size});
+  thread_scratch_.assign(pool_.size(), std::vector<float>(scratch));
+}
+
+Status CpuBackend::forward(const ForwardBatch& batch, float* logits) {
+  const int n = static_cast<int>(batch.tokens.size());
+  if (n == 0) return Status::ok();
+  const ModelConfig& c = config_;
+  x_.resize(static_cast<size_t>(n) * c.dim);
+  xb_.resize(x_.size());
+  q_.resize(static_cast<size_t>(n) * c.q_dim());
+  att_.resize(q_.size());
+  k_.resize(static_cast<size_t>(n) * c.kv_dim());
+  v_.resize(k_.size());
+  gate_.resize(static_cast<size_t>(n) * c.ffn_dim);
+  up_.resize(gate_.size());
+
+  TokenSlots slots;
+  slots.position.resize(n);
+  slots.sequence.resize(n);
+  rope_.resize(n);
+  for (size_t s = 0; s < batch.sequences.size(); ++s) {
+    const BatchSequence& seq = batch.sequences[s];
+    for (int j = 0; j < seq.num_tokens; ++j) {
+      slots.position[seq.first_token + j] = seq.start_position + j;
+      slots.sequence[seq.first_token + j] = static_cast<int32_t>(s);
+    }
+  }
+  for (int t = 0; t < n; ++t) rope_angles(c, slots.position[t], rope_[t]);
+
+  embed(batch);
+  for (int l = 0; l < c.n_layers; ++l) {
+    attention_block(l, batch, slots);
+    ffn_block(l, n);
+  }
+  output_logits(batch, logits);
+  return Status::ok();
+}
+
+void CpuBackend::embed(const ForwardBatch& batch) {
+  const WeightMatrix& e = model_->token_embedding();
+  for (size_t t = 0; t < batch.tokens.size(); ++t) {
+    dequantize_row(e.type, e.row(batch.tokens[t]), x_.data() + t * config_.dim, config_.dim);
+  }
+}
+
+void CpuBackend::norm_rows(const float* x, const std::vector<float>& weight, float* out, int n_tokens) {
+  for (int t = 0; t < n_tokens; ++t) {
+    rms_norm(x + static_cast<size_t>(t) * config_.dim, weight.data(), out + static_cast<size_t>(t) * config_.dim, config_.dim, config_.rms_eps);
+  }
+}
+
+void CpuBackend::matmul(const WeightMatrix& w, const float* x, int n_tokens, float* y, const std::vector<float>* bias) {
+  const MatmulArgs args{w.type, w.data, w.row_bytes, w.cols, x, n_tokens, y, w.rows};
+  const int rows_per_task = std::max(kMinRowsPerTask, static_cast<int>((w.rows + pool_.size() * 4 - 1) / (pool_.size() * 4)));
+  const size_t tasks = (w.rows + rows_per_task - 1) / rows_per_task;
+  pool_.parallel_for(tasks, [&](size_t task, size_t thread) {
+    const int begin = static_cast<int>(task) * rows_per_task;
+    kernels_.matmul_rows(args, begin, std::min(w.rows, begin + rows_per_task), thread_scratch_[thread].data());
+  });
+  if (bias != nullptr && !bias->empty()) {
+    for (int t = 0; t < n_tokens; ++t) {
+      for (int r = 0; r < w.rows; ++r) y[static_cast<size_t>(t) * w.rows + r] += (*bias)[r];
+    }
+  }
+}
+
+void CpuBackend::attention_block(int layer, const ForwardBatch& batch, const TokenSlots& slots) {
+  const LayerWeights& w = model_->layers()[layer];
+  const int n = static_cast<int>(batch.tokens.size());
+  norm_rows(x_.data(), w.attn_norm, xb_.data(), n);
+  matmul(w.wq, xb_.data(), n, q_.data(), &w.bq);
+  matmul(w.wk, xb_.data(), n, k_.data(), &w.bk);
+  matmul(w.wv, xb_.data(), n, v_.data(), &w.bv);
+  rope_and_store_kv(layer, batch, slots);
+  attend(layer, batch, slots);
+  matmul(w.wo, att_.data(), n, xb_.data());
+  for (size_t i = 0; i < static_cast<size_t>(n) * config_.dim; ++i) x_[i] += xb_[i];
+}
+
+void CpuBackend::rope_and_store_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots) {
+  const ModelConfig& c = config_;
+  const size_t layer_offset = static_cast<size_t>(layer) * layout_.layer_elements();
+  for (size_t t = 0; t < batch.tokens.size(); ++t) {
+    float* q = q_.data() + t * c.q_dim();
+    float* k = k_.data() + t * c.kv_dim();
+    const float* v = v_.data() + t * c.kv_dim();
+    rope_apply(q, c.n_heads, c.head_dim, c.rope_dim, c.rope_layout, rope_[t]);
+    rope_apply(k, c.n_kv_heads, c.head_dim, c.rope_dim, c.rope_layout, rope_[t]);
+    const int pos = slots.position[t];
+    const BlockId block = batch.sequences[slots.sequence[t]].block_table[pos / layout_.block_size];
+    for (int h = 0; h < c.n_kv_heads; ++h) {
+      const size_t dst = layer_offset + layout_.offset(block, h, pos % layout_.block_size);
+      const float* k_head = k + static_cast<size_t>(h) * c.head_dim;
+      const float* v_head = v + static_cast<size_t>(h) * c.head_dim;
+      if (layout_.dtype == KvDtype::kF32) {
+        std::copy(k_head, k_head + c.head_dim, k_cache_.begin() + static_cast<std::ptrdiff_t>(dst));
+        std::copy(v_head, v_head + c.head_dim, v_cache_.begin() + static_cast<std::ptrdiff_t>(dst));
+      } else {
+        for (int i = 0; i < c.head_dim; ++i) {
+          k_cache_f16_[dst + i] = float_to_fp16(k_head[i]);
+          v_cache_f16_[dst + i] = float_to_fp16(v_head[i]);
+        }
+      }
+    }
+  }
+}
+
+// Causal attention: a token at position p reads positions [0, p] of its own sequence through its block table.
+void CpuBackend::attend(int layer, const ForwardBatch& batch, const TokenSlots& slots) {
+  const ModelConfig& c = config_;
+  const int n = static_cast<int>(batch.tokens.size());
+  const int group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const size_t layer_offset = static_cast<size_t>(layer) * layout_.layer_elements();
+  const bool f32 = layout_.dtype == KvDtype::kF32;
+  pool_.parallel_for(static_cast<size_t>(n) * c.n_heads, [&](size_t task, size_t thread) {
+    const int t = static_cast<int>(task / c.n_heads);
+    const int h = static_cast<int>(task % c.n_heads);
+    const int kv_head = h / group;
+    const BlockId* table = batch.sequences[slots.sequence[t]].block_table;
+    const int length = slots.position[t] + 1;
+    const float* q = q_.data() + static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * c.head_dim;
+    float* scores = thread_scratch_[thread].data();
+    for (int p = 0; p < length; ++p) {
+      const size_t at = layer_offset + layout_.offset(table[p / layout_.block_size], kv_head, p % layout_.block_size);
+      scores[p] = scale * (f32 ? kernels_.dot_f32(k_cache_.data() + at, q, c.head_dim)
+                               : kernels_.dot_f16(k_cache_f16_.data() + at, q, c.head_dim));
+    }
+    softmax(scores, length);
+    float* out = att_.data() + static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * c.head_dim;
+    std::fill(out, out + c.head_dim, 0.0f);
+    for (int p = 0; p < length; ++p) {
+      const size_t at = layer_offset + layout_.offset(table[p / layout_.block_size], kv_head, p % layout_.block_size);
+      if (f32) {
+        kernels_.axpy_f32(scores[p], v_cache_.data() + at, out, c.head_dim);
+      } else {
+        kernels_.axpy_f16(scores[p], v_cache_f16_.data() + at, out, c.head_dim);
+      }
+    }
+  });
+}
+
+void CpuBackend::ffn_block(int layer, int n_tokens) {
+  const LayerWeights& w = model_->layers()[layer];
+  norm_rows(x_.data(), w.ffn_norm, xb_.data(), n_tokens);
+  matmul(w.w_gate, xb_.data(), n_tokens, gate_.data());
+  matmul(w.w_up, xb_.data(), n_tokens, up_.data());
+  swiglu(gate_.data(), up_.data(), n_tokens * config_.ffn_dim);
+  matmul(w.w_down, gate_.data(), n_tokens, xb_.data());
+  for (size_t i = 0; i < static_cast<size_t>(n_tokens) * config_.dim; ++i) x_[i] += xb_[i];
+}
+
+void CpuBackend::output_logits(const ForwardBatch& batch, float* logits) {
+  int rows = 0;
+  for (const BatchSequence& seq : batch.sequences) {
+    if (!seq.want_logits) continue;
+    const size_t last = static_cast<size_t>(seq.first_token + seq.num_tokens - 1);
+    rms_norm(x_.data() + last * config_.dim, model_->output_norm().data(), xb_.data() + static_cast<size_t>(rows) * config_.dim,
+             config_.dim, config_.rms_eps);
+    ++rows;
+  }
+  matmul(model_->output(), xb_.data(), rows, logits);
+}
+
+}  // namespace pagedlm

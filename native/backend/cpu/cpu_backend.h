@@ -1,0 +1,72 @@
+// The CPU backend: the Llama forward pass over a batch of tokens from many sequences, with K/V kept in a
+// paged pool that attention reads through each sequence's block table. Matmuls and attention are split
+// across a ThreadPool. Engine thread only.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/ops.h"
+#include "backend/cpu/thread_pool.h"
+#include "model/llama_model.h"
+
+namespace pagedlm {
+
+class CpuBackend final : public Backend {
+ public:
+  // Allocates the KV pool (layout.num_blocks blocks); kOutOfMemory when it cannot.
+  static Result<std::unique_ptr<CpuBackend>> create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads);
+
+  const char* name() const override { return "cpu"; }
+  const KvLayout& kv_layout() const override { return layout_; }
+  Status forward(const ForwardBatch& batch, float* logits) override;
+
+  int threads() const { return static_cast<int>(pool_.size()); }
+  const char* kernels_name() const { return kernels_.name; }
+
+ private:
+  CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads);
+
+  // Per-token positions and the sequence each token belongs to, for one batch.
+  struct TokenSlots {
+    std::vector<int32_t> position;  // [n_tokens]
+    std::vector<int32_t> sequence;  // [n_tokens]
+  };
+
+  void embed(const ForwardBatch& batch);
+  void attention_block(int layer, const ForwardBatch& batch, const TokenSlots& slots);
+  void ffn_block(int layer, int n_tokens);
+  void rope_and_store_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots);
+  void attend(int layer, const ForwardBatch& batch, const TokenSlots& slots);
+  void output_logits(const ForwardBatch& batch, float* logits);
+  // y[t, :] = W x[t, :] for every token (+ bias when given), split by rows across the pool.
+  void matmul(const WeightMatrix& w, const float* x, int n_tokens, float* y, const std::vector<float>* bias = nullptr);
+  void norm_rows(const float* x, const std::vector<float>& weight, float* out, int n_tokens);
+
+  std::shared_ptr<const LlamaModel> model_;
+  const ModelConfig& config_;
+  KvLayout layout_;
+  ThreadPool pool_;
+  const CpuKernels& kernels_;
+
+  std::vector<float> k_cache_;  // [layers][num_blocks][kv_heads][block_size][head_dim] when dtype f32
+  std::vector<float> v_cache_;
+  std::vector<uint16_t> k_cache_f16_;  // same shape when dtype f16
+  std::vector<uint16_t> v_cache_f16_;
+
+  // Step activations, grown to the largest batch seen.
+  std::vector<float> x_;      // [n_tokens, dim] residual stream
+  std::vector<float> xb_;     // [n_tokens, dim]
+  std::vector<float> q_;      // [n_tokens, q_dim]
+  std::vector<float> k_;      // [n_tokens, kv_dim]
+  std::vector<float> v_;      // [n_tokens, kv_dim]
+  std::vector<float> att_;    // [n_tokens, q_dim]
+  std::vector<float> gate_;   // [n_tokens, ffn_dim]
+  std::vector<float> up_;     // [n_tokens, ffn_dim]
+  std::vector<std::vector<float>> thread_scratch_;  // [threads][max(cols, context)]
+  std::vector<RopeAngles> rope_;  // [n_tokens]
+};
+
+}  // namespace pagedlm

@@ -1,0 +1,57 @@
+#include "backend/cpu/ops.h"
+
+#include <cmath>
+
+namespace pagedlm {
+
+void rms_norm(const float* x, const float* weight, float* out, int n, float eps) {
+  float sum = 0;
+  for (int i = 0; i < n; ++i) sum += x[i] * x[i];
+  const float scale = 1.0f / std::sqrt(sum / n + eps);
+  for (int i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
+}
+
+void rope_angles(const ModelConfig& c, int position, RopeAngles& out) {
+  const int pairs = c.rope_dim / 2;
+  out.cos.resize(pairs);
+  out.sin.resize(pairs);
+  const float pos = static_cast<float>(position) * c.rope_position_scale;
+  for (int i = 0; i < pairs; ++i) {
+    float freq = 1.0f / std::pow(c.rope_base, static_cast<float>(2 * i) / static_cast<float>(c.rope_dim));
+    if (!c.rope_freq_factors.empty()) freq /= c.rope_freq_factors[i];
+    const float angle = pos * freq;
+    out.cos[i] = std::cos(angle);
+    out.sin[i] = std::sin(angle);
+  }
+}
+
+void rope_apply(float* heads, int n_heads, int head_dim, int rope_dim, RopeLayout layout, const RopeAngles& a) {
+  const int pairs = rope_dim / 2;
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = heads + static_cast<size_t>(h) * head_dim;
+    for (int i = 0; i < pairs; ++i) {
+      const int i0 = layout == RopeLayout::kNormal ? 2 * i : i;
+      const int i1 = layout == RopeLayout::kNormal ? 2 * i + 1 : i + pairs;
+      const float x0 = v[i0], x1 = v[i1];
+      v[i0] = x0 * a.cos[i] - x1 * a.sin[i];
+      v[i1] = x0 * a.sin[i] + x1 * a.cos[i];
+    }
+  }
+}
+
+void swiglu(float* gate, const float* up, int n) {
+  for (int i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void softmax(float* x, int n) {
+  float max = -INFINITY;
+  for (int i = 0; i < n; ++i) max = std::fmax(max, x[i]);
+  float sum = 0;
+  for (int i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  for (int i = 0; i < n; ++i) x[i] /= sum;
+}
+
+}  // namespace pagedlm

@@ -1,0 +1,310 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <map>
+#include <thread>
+#include <variant>
+
+#include "backend/cpu/cpu_backend.h"
+#include "engine/scheduler.h"
+#include "engine/sequence.h"
+#include "kv/kv_cache_manager.h"
+
+namespace pagedlm {
+
+const char* finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+  }
+  return "stop";
+}
+
+struct Engine::Inbox {
+  std::vector<std::unique_ptr<Sequence>> submitted;
+  std::vector<RequestId> cancelled;
+};
+
+struct Engine::Core {
+  Core(int32_t num_blocks, int32_t block_size, SchedulerConfig config) : kv(num_blocks, block_size), scheduler(kv, config) {}
+  KvCacheManager kv;
+  Scheduler scheduler;
+  std::vector<float> logits;  // [rows, vocab]
+};
+
+namespace {
+
+int32_t pick_block_count(const EngineOptions& o, const KvLayout& layout, int32_t context_length) {
+  if (o.kv_blocks > 0) return o.kv_blocks;
+  if (o.kv_memory > 0) return static_cast<int32_t>(std::min<uint64_t>(o.kv_memory / layout.bytes_per_block(), INT32_MAX));
+  return (context_length + layout.block_size - 1) / layout.block_size * kDefaultPoolContexts;
+}
+
+std::string dominant_type(const LlamaModel& model) {
+  std::map<std::string, uint64_t> bytes;
+  for (const LayerWeights& l : model.layers()) {
+    for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      bytes[tensor_type_name(w->type)] += static_cast<uint64_t>(w->rows) * w->row_bytes;
+    }
+  }
+  return std::max_element(bytes.begin(), bytes.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
+}
+
+// Touches every page of the weights so that the first request does not wait on disk, reporting progress.
+void prefault(const GgufFile& file, const std::function<void(double)>& progress, double from, double to) {
+  uint64_t total = 0, done = 0;
+  for (const GgufTensor& t : file.tensors()) total += t.bytes;
+  volatile uint8_t sink = 0;
+  for (const GgufTensor& t : file.tensors()) {
+    for (uint64_t off = 0; off < t.bytes; off += 4096) sink = sink + t.data[off];
+    done += t.bytes;
+    if (progress && total > 0) progress(from + (to - from) * static_cast<double>(done) / static_cast<double>(total));
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const EngineOptions& o, EventSink* sink) {
+  const auto progress = [&](double f) {
+    if (o.on_progress) o.on_progress(f);
+  };
+  if (o.block_size < 1 || o.block_size > 1024) return Status(ErrorCode::kInvalidArgument, "kvCache.blockSize must be in [1, 1024]");
+  progress(0.0);
+  auto file = GgufFile::open(path);
+  if (!file.is_ok()) return file.status();
+  auto tokenizer = Tokenizer::from_gguf(file.value());
+  if (!tokenizer.is_ok()) return Status(tokenizer.status().code(), "'" + path + "': " + tokenizer.status().message());
+  auto model = LlamaModel::load(file.take());
+  if (!model.is_ok()) return Status(model.status().code(), "'" + path + "': " + model.status().message());
+  const ModelConfig& c = model.value()->config();
+  if (tokenizer.value()->vocab_size() != c.vocab_size) {
+    return Status(ErrorCode::kModelFormat, "'" + path + "': the tokenizer has " + std::to_string(tokenizer.value()->vocab_size()) +
+                                               " tokens but token_embd.weight has " + std::to_string(c.vocab_size) + " rows");
+  }
+  progress(0.05);
+  if (o.prefault) prefault(model.value()->gguf(), progress, 0.05, 0.9);
+
+  std::unique_ptr<Engine> engine(new Engine());
+  engine->model_ = model.take();
+  engine->tokenizer_ = tokenizer.take();
+  engine->sink_ = sink;
+
+  const int32_t context = o.context_length > 0 ? o.context_length : std::min(c.context_length, kDefaultContextCap);
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, o.block_size, 0, o.kv_dtype};
+  layout.num_blocks = pick_block_count(o, layout, context);
+  if (layout.num_blocks < 1) return Status(ErrorCode::kInvalidArgument, "the KV pool must hold at least one block");
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto backend = CpuBackend::create(engine->model_, layout, threads);
+  if (!backend.is_ok()) return backend.status();
+  progress(0.95);
+
+  EngineInfo& info = engine->info_;
+  info.model = c;
+  info.parameters = engine->model_->parameter_count();
+  info.weight_bytes = engine->model_->weight_bytes();
+  info.tensor_type = dominant_type(*engine->model_);
+  info.context_length = context;
+  info.kv = layout;
+  info.backend = "cpu";
+  info.cpu_kernels = backend.value()->kernels_name();
+  info.threads = backend.value()->threads();
+  info.tokenizer = engine->tokenizer_->kind() == TokenizerKind::kSentencePiece ? "llama" : "gpt2";
+  info.bos_id = engine->tokenizer_->bos_id();
+  info.eos_id = engine->tokenizer_->eos_id();
+  engine->backend_ = backend.take();
+
+  SchedulerConfig sc;
+  sc.context_length = context;
+  sc.max_batch_tokens = std::max(1, o.max_batch_tokens);
+  engine->core_ = std::make_unique<Core>(layout.num_blocks, layout.block_size, sc);
+  engine->inbox_ = std::make_unique<Inbox>();
+  engine->publish_stats();
+  engine->thread_ = std::thread([e = engine.get()] { e->run(); });
+  progress(1.0);
+  return engine;
+}
+
+Engine::~Engine() { close(); }
+
+Status Engine::submit(GenerateRequest request) {
+  if (request.prompt.empty()) return Status(ErrorCode::kInvalidArgument, "the prompt is empty: pass text or at least one token id");
+  for (int32_t id : request.prompt) {
+    if (id < 0 || id >= tokenizer_->vocab_size()) {
+      return Status(ErrorCode::kInvalidArgument, "token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(tokenizer_->vocab_size()) + ")");
+    }
+  }
+  // check_fits reads only sizes fixed at load, so it is safe off the engine thread.
+  if (Status s = core_->scheduler.check_fits(static_cast<int64_t>(request.prompt.size()), request.params.max_tokens); !s.is_ok()) return s;
+  auto seq = std::make_unique<Sequence>(std::move(request));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closing_) return Status(ErrorCode::kClosed, "the engine is closed");
+    inbox_->submitted.push_back(std::move(seq));
+  }
+  wake_.notify_one();
+  return Status::ok();
+}
+
+void Engine::cancel(RequestId id) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    inbox_->cancelled.push_back(id);
+  }
+  wake_.notify_one();
+}
+
+void Engine::close() {
+  std::lock_guard<std::mutex> close_lock(close_mutex_);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closing_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+EngineStats Engine::stats() const {
+  return EngineStats{free_blocks_.load(), info_.kv.num_blocks, running_.load(), waiting_.load(), steps_.load()};
+}
+
+void Engine::publish_stats() {
+  free_blocks_.store(core_->kv.pool().num_free());
+  running_.store(static_cast<int32_t>(core_->scheduler.num_running()));
+  waiting_.store(static_cast<int32_t>(core_->scheduler.num_waiting()));
+}
+
+void Engine::run() {
+  for (;;) {
+    std::vector<EngineEvent> events;
+    bool closing;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] {
+        return closing_ || !inbox_->submitted.empty() || !inbox_->cancelled.empty() || core_->scheduler.has_work();
+      });
+      closing = closing_;
+    }
+    drain_inbox(events);
+    if (closing) {
+      fail_all(Status(ErrorCode::kClosed, "the engine was closed while this request was in flight"), events);
+    } else {
+      step(events);
+    }
+    // Stats first, so that a client woken by these events sees the blocks they released.
+    publish_stats();
+    if (!events.empty()) sink_->deliver(std::move(events));
+    if (closing) return;
+  }
+}
+
+void Engine::drain_inbox(std::vector<EngineEvent>& events) {
+  Inbox taken;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::swap(taken, *inbox_);
+  }
+  for (auto& seq : taken.submitted) core_->scheduler.add(std::move(seq));
+  for (RequestId id : taken.cancelled) {
+    if (Sequence* seq = core_->scheduler.find(id)) finish(*seq, FinishReason::kAbort, events);
+  }
+}
+
+void Engine::step(std::vector<EngineEvent>& events) {
+  Core& core = *core_;
+  StepPlan plan = core.scheduler.schedule();
+  if (plan.empty()) return;
+  ForwardBatch batch;
+  for (const StepPlan::Entry& e : plan.entries) {
+    Sequence& seq = *e.sequence;
+    BatchSequence bs;
+    bs.first_token = static_cast<int32_t>(batch.tokens.size());
+    bs.num_tokens = e.num_tokens;
+    bs.start_position = seq.num_computed_tokens;
+    bs.block_table = seq.block_table.data();
+    bs.want_logits = e.sample;
+    batch.tokens.insert(batch.tokens.end(), seq.tokens.begin() + seq.num_computed_tokens,
+                        seq.tokens.begin() + seq.num_computed_tokens + e.num_tokens);
+    batch.sequences.push_back(bs);
+  }
+  const int32_t vocab = info_.model.vocab_size;
+  core.logits.resize(static_cast<size_t>(batch.num_logit_rows()) * vocab);
+  Status status;
+  try {
+    status = backend_->forward(batch, core.logits.data());
+  } catch (const std::exception& e) {
+    status = Status(ErrorCode::kInternal, std::string("forward pass failed: ") + e.what());
+  }
+  if (!status.is_ok()) {
+    fail_all(status, events);
+    return;
+  }
+  ++steps_;
+  size_t row = 0;
+  for (const StepPlan::Entry& e : plan.entries) {
+    Sequence& seq = *e.sequence;
+    seq.num_computed_tokens += e.num_tokens;
+    if (!e.sample) continue;
+    const int32_t token = seq.sampler.sample(core.logits.data() + row++ * vocab, vocab, seq.tokens);
+    handle_token(seq, token, events);
+  }
+}
+
+void Engine::handle_token(Sequence& seq, int32_t token, std::vector<EngineEvent>& events) {
+  if (seq.num_generated() == 0) seq.first_token = Clock::now();
+  const auto& stops = seq.params.stop_tokens;
+  const bool stop_token = std::find(stops.begin(), stops.end(), token) != stops.end();
+  if (stop_token || (!seq.params.ignore_eos && tokenizer_->is_end_of_generation(token))) {
+    finish(seq, FinishReason::kStop, events);
+    return;
+  }
+  seq.tokens.push_back(token);
+  bool stopped = false;
+  EngineEvent ev;
+  ev.kind = EngineEvent::Kind::kToken;
+  ev.request = seq.id;
+  ev.token = token;
+  ev.text = seq.text.push(tokenizer_->token_bytes(token), &stopped);
+  const bool at_length = seq.num_generated() >= seq.params.max_tokens || static_cast<int32_t>(seq.tokens.size()) >= info_.context_length;
+  if (at_length && !stopped) ev.text += seq.text.finish();  // the last token carries whatever was held back
+  seq.generated_text += ev.text;
+  events.push_back(std::move(ev));
+  if (stopped) {
+    finish(seq, FinishReason::kStop, events);
+  } else if (at_length) {
+    finish(seq, FinishReason::kLength, events);
+  }
+}
+
+void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>& events) {
+  const auto end = Clock::now();
+  seq.generated_text += seq.text.finish();  // empty after a stop string: it drops what it held
+  EngineEvent ev;
+  ev.kind = EngineEvent::Kind::kFinished;
+  ev.request = seq.id;
+  ev.finish_reason = reason;
+  ev.text = std::move(seq.generated_text);
+  ev.tokens.assign(seq.tokens.begin() + seq.prompt_length, seq.tokens.end());
+  ev.prompt_tokens = seq.prompt_length;
+  const int32_t generated = seq.num_generated();
+  if (generated > 0) {
+    ev.ttft_ms = std::chrono::duration<double, std::milli>(seq.first_token - seq.submitted).count();
+    const double decode_s = std::chrono::duration<double>(end - seq.first_token).count();
+    ev.tokens_per_second = generated > 1 && decode_s > 0 ? (generated - 1) / decode_s : 0;
+  }
+  events.push_back(std::move(ev));
+  core_->scheduler.remove(seq.id);  // frees its blocks; `seq` is gone after this line
+}
+
+void Engine::fail_all(const Status& status, std::vector<EngineEvent>& events) {
+  for (RequestId id : core_->scheduler.all_ids()) {
+    core_->scheduler.remove(id);
+    EngineEvent ev;
+    ev.kind = EngineEvent::Kind::kFailed;
+    ev.request = id;
+    ev.error = status;
+    events.push_back(std::move(ev));
+  }
+}
+
+}  // namespace pagedlm

@@ -1,0 +1,119 @@
+// The engine: loads a model, owns the engine thread and everything it drives (scheduler, KV cache manager,
+// backend, sequences). Clients talk to it only through submit/cancel/close, which post to an inbox; results
+// come back as EngineEvents through the EventSink, on the engine thread.
+//
+// Thread rules: load/submit/cancel/close/info/stats/tokenizer are callable from any thread. Everything else
+// lives on the engine thread. The engine thread sleeps on a condition variable when it has no work.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend/backend.h"
+#include "engine/request.h"
+#include "kv/kv_layout.h"
+#include "model/llama_model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace pagedlm {
+
+struct Sequence;
+
+struct EngineOptions {
+  int32_t threads = 0;            // compute threads; 0 = one per core
+  int32_t context_length = 0;     // 0 = the model's, capped at kDefaultContextCap
+  int32_t block_size = 16;        // tokens per KV block
+  int32_t kv_blocks = 0;          // pool size in blocks; 0 = from kv_memory, else room for 4 full contexts
+  uint64_t kv_memory = 0;         // pool size in bytes (used when kv_blocks is 0)
+  KvDtype kv_dtype = KvDtype::kF16;
+  int32_t max_batch_tokens = 512; // tokens per forward pass (prefill chunk size)
+  bool prefault = true;           // read the weights once at load, so the first request does not page-fault
+  std::function<void(double)> on_progress;  // load progress in [0, 1], on the loading thread
+};
+
+constexpr int32_t kDefaultContextCap = 4096;
+constexpr int32_t kDefaultPoolContexts = 4;
+
+struct EngineInfo {
+  ModelConfig model;
+  uint64_t parameters = 0;
+  uint64_t weight_bytes = 0;
+  std::string tensor_type;        // type of most matmul weights
+  int32_t context_length = 0;     // as loaded
+  KvLayout kv;
+  std::string backend;
+  std::string cpu_kernels;
+  int32_t threads = 0;
+  std::string tokenizer;
+  int32_t bos_id = -1;
+  int32_t eos_id = -1;
+};
+
+struct EngineStats {
+  int32_t free_blocks = 0;
+  int32_t total_blocks = 0;
+  int32_t running = 0;
+  int32_t waiting = 0;
+  uint64_t steps = 0;
+};
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> load(const std::string& path, const EngineOptions& options, EventSink* sink);
+  ~Engine();  // closes
+
+  // Queues a request. Errors that no waiting can cure (empty prompt, ids outside the vocabulary, longer
+  // than the context, larger than the pool, engine closed) are returned at once.
+  Status submit(GenerateRequest request);
+  // Aborts a request: it finishes with FinishReason::kAbort by the next step. Unknown ids are ignored.
+  void cancel(RequestId id);
+  // Fails every queued and running request with kClosed, stops the engine thread and joins it. Idempotent.
+  void close();
+
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const EngineInfo& info() const { return info_; }
+  EngineStats stats() const;
+
+ private:
+  Engine() = default;
+  struct Inbox;
+  void run();
+  void step(std::vector<EngineEvent>& events);
+  void drain_inbox(std::vector<EngineEvent>& events);
+  void handle_token(Sequence& seq, int32_t token, std::vector<EngineEvent>& events);
+  void finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>& events);
+  void fail_all(const Status& status, std::vector<EngineEvent>& events);
+  void publish_stats();
+
+  std::shared_ptr<const LlamaModel> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Backend> backend_;
+  EngineInfo info_;
+  EventSink* sink_ = nullptr;
+
+  // Engine thread only.
+  struct Core;
+  std::unique_ptr<Core> core_;
+
+  // Shared with client threads, guarded by mutex_.
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::unique_ptr<Inbox> inbox_;
+  bool closing_ = false;
+
+  std::mutex close_mutex_;  // serializes close()
+  std::thread thread_;
+
+  std::atomic<int32_t> free_blocks_{0};
+  std::atomic<int32_t> running_{0};
+  std::atomic<int32_t> waiting_{0};
+  std::atomic<uint64_t> steps_{0};
+};
+
+}  // namespace pagedlm

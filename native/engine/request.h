@@ -1,0 +1,56 @@
+// What crosses between the engine thread and its client (the addon, or a test): requests in, events out.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/sampler.h"
+
+namespace pagedlm {
+
+using RequestId = uint64_t;
+
+struct GenerateParams {
+  int32_t max_tokens = 512;
+  std::vector<std::string> stop_strings;
+  std::vector<int32_t> stop_tokens;
+  bool ignore_eos = false;
+  SamplingParams sampling;
+};
+
+struct GenerateRequest {
+  RequestId id = 0;
+  std::vector<int32_t> prompt;  // token ids, BOS included when wanted
+  GenerateParams params;
+};
+
+enum class FinishReason { kStop, kLength, kAbort };
+const char* finish_reason_name(FinishReason reason);
+
+struct EngineEvent {
+  enum class Kind { kToken, kFinished, kFailed };
+  Kind kind = Kind::kToken;
+  RequestId request = 0;
+  // kToken
+  int32_t token = -1;
+  std::string text;                 // text this token completes (may be empty); kFinished: the whole text
+  // kFinished
+  FinishReason finish_reason = FinishReason::kStop;
+  std::vector<int32_t> tokens;      // every generated token
+  int32_t prompt_tokens = 0;
+  double ttft_ms = 0;
+  double tokens_per_second = 0;
+  // kFailed
+  Status error;
+};
+
+// Receives each step's events, in order, on the engine thread. Must not block for long.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void deliver(std::vector<EngineEvent> events) = 0;
+};
+
+}  // namespace pagedlm

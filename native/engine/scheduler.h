@@ -1,0 +1,63 @@
+// Decides, each step, which sequences run and how many of their tokens: every running sequence's decode
+// token first, then prefill chunks up to the step's token budget. Admits waiting sequences in arrival order
+// while the pool can promise them the blocks for prompt + max tokens, so a running sequence never finds
+// the pool empty. Never includes a backend header: it hands the runner a StepPlan. Engine thread only.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/sequence.h"
+#include "kv/kv_cache_manager.h"
+
+namespace pagedlm {
+
+struct SchedulerConfig {
+  int32_t max_batch_tokens = 512;  // tokens per forward pass
+  int32_t max_running = 64;
+  int32_t context_length = 2048;
+};
+
+struct StepPlan {
+  struct Entry {
+    Sequence* sequence;
+    int32_t num_tokens;  // tokens[num_computed_tokens, num_computed_tokens + num_tokens) run this step
+    bool sample;         // the chunk reaches the last token: sample the next one
+  };
+  std::vector<Entry> entries;
+  bool empty() const { return entries.empty(); }
+};
+
+class Scheduler {
+ public:
+  Scheduler(KvCacheManager& kv, SchedulerConfig config) : kv_(kv), config_(config) {}
+
+  // Tokens a request may occupy: prompt + max tokens, cut at the context length.
+  int64_t reserved_tokens(int64_t prompt_length, int64_t max_tokens) const;
+  // Why a request could never run (context or pool too small); ok when it can wait its turn.
+  Status check_fits(int64_t prompt_length, int64_t max_tokens) const;
+
+  void add(std::unique_ptr<Sequence> sequence);
+  StepPlan schedule();
+  // Removes a sequence (finished, aborted or failed) from either queue, freeing its blocks.
+  std::unique_ptr<Sequence> remove(RequestId id);
+  Sequence* find(RequestId id);
+
+  bool has_work() const { return !waiting_.empty() || !running_.empty(); }
+  std::vector<RequestId> all_ids() const;
+  size_t num_running() const { return running_.size(); }
+  size_t num_waiting() const { return waiting_.size(); }
+
+ private:
+  void admit();
+
+  KvCacheManager& kv_;
+  SchedulerConfig config_;
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;  // admission order
+  int32_t reserved_blocks_ = 0;                     // sum over running sequences
+};
+
+}  // namespace pagedlm

@@ -1,0 +1,151 @@
+#include "tokenizer/tokenizer.h"
+
+#include <algorithm>
+
+#include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer/spm_tokenizer.h"
+
+namespace pagedlm {
+
+namespace {
+
+Status bad(const std::string& message) { return Status(ErrorCode::kModelFormat, message); }
+
+}  // namespace
+
+class TokenizerFactory {
+ public:
+  static Result<std::unique_ptr<Tokenizer>> create(const GgufFile& file) {
+    const auto model = file.get_string("tokenizer.ggml.model");
+    if (!model.is_ok()) return model.status();
+    if (!model.value()) return bad("missing metadata 'tokenizer.ggml.model': the file carries no tokenizer");
+    std::unique_ptr<Tokenizer> tokenizer;
+    if (*model.value() == "llama") {
+      tokenizer = std::make_unique<SpmTokenizer>();
+    } else if (*model.value() == "gpt2") {
+      tokenizer = std::make_unique<BpeTokenizer>();
+    } else {
+      return Status(ErrorCode::kUnsupported, "unsupported tokenizer '" + *model.value() + "' (pagedlm reads 'llama' and 'gpt2')");
+    }
+    if (Status s = tokenizer->init_common(file); !s.is_ok()) return s;
+    if (Status s = tokenizer->init(file); !s.is_ok()) return s;
+    return tokenizer;
+  }
+};
+
+Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& file) { return TokenizerFactory::create(file); }
+
+Status Tokenizer::init_common(const GgufFile& file) {
+  auto tokens = file.get_string_array("tokenizer.ggml.tokens");
+  if (!tokens.is_ok()) return tokens.status();
+  if (tokens.value().empty()) return bad("missing metadata 'tokenizer.ggml.tokens'");
+  const size_t n = tokens.value().size();
+  pieces_.reserve(n);
+  for (std::string_view t : tokens.value()) pieces_.emplace_back(t);
+
+  auto scores = file.get_float_array("tokenizer.ggml.scores");
+  if (!scores.is_ok()) return scores.status();
+  scores_ = scores.take();
+  if (scores_.empty()) scores_.assign(n, 0.0f);
+  if (scores_.size() != n) return bad("tokenizer.ggml.scores has " + std::to_string(scores_.size()) + " entries for " + std::to_string(n) + " tokens");
+
+  auto types = file.get_int_array("tokenizer.ggml.token_type");
+  if (!types.is_ok()) return types.status();
+  if (!types.value().empty() && types.value().size() != n) return bad("tokenizer.ggml.token_type length differs from the token count");
+  types_.assign(n, TokenType::kNormal);
+  for (size_t i = 0; i < types.value().size(); ++i) {
+    const int32_t t = types.value()[i];
+    types_[i] = t >= 0 && t <= 6 ? static_cast<TokenType>(t) : TokenType::kNormal;
+  }
+
+  for (size_t i = 0; i < n; ++i) index_.emplace(pieces_[i], static_cast<int32_t>(i));  // first wins on duplicates
+
+  auto read_id = [&](const char* key, int32_t* out) -> Status {
+    auto v = file.get_int(key);
+    if (!v.is_ok()) return v.status();
+    if (!v.value()) return Status::ok();
+    if (*v.value() < 0 || *v.value() >= static_cast<int64_t>(n)) return bad(std::string(key) + " = " + std::to_string(*v.value()) + " is outside the vocabulary");
+    *out = static_cast<int32_t>(*v.value());
+    return Status::ok();
+  };
+  for (auto [key, out] : {std::pair{"tokenizer.ggml.bos_token_id", &bos_id_}, std::pair{"tokenizer.ggml.eos_token_id", &eos_id_},
+                          std::pair{"tokenizer.ggml.unknown_token_id", &unk_id_}}) {
+    if (Status s = read_id(key, out); !s.is_ok()) return s;
+  }
+  auto add_bos = file.get_bool("tokenizer.ggml.add_bos_token");
+  if (!add_bos.is_ok()) return add_bos.status();
+  add_bos_ = add_bos.value().value_or(bos_id_ >= 0) && bos_id_ >= 0;
+  auto space_prefix = file.get_bool("tokenizer.ggml.add_space_prefix");
+  if (!space_prefix.is_ok()) return space_prefix.status();
+  add_space_prefix_ = space_prefix.value().value_or(true);
+
+  for (size_t i = 0; i < n; ++i) {
+    const TokenType t = types_[i];
+    if ((t == TokenType::kControl || t == TokenType::kUserDefined) && !pieces_[i].empty()) special_ids_.push_back(static_cast<int32_t>(i));
+    // End-of-turn markers of common chat formats end generation like EOS does.
+    if (t == TokenType::kControl && (pieces_[i] == "<|eot_id|>" || pieces_[i] == "<|im_end|>" || pieces_[i] == "<|end|>" || pieces_[i] == "<end_of_turn>")) {
+      end_of_generation_ids_.push_back(static_cast<int32_t>(i));
+    }
+  }
+  std::stable_sort(special_ids_.begin(), special_ids_.end(),
+                   [&](int32_t a, int32_t b) { return pieces_[a].size() > pieces_[b].size(); });
+  if (eos_id_ >= 0) end_of_generation_ids_.push_back(eos_id_);
+  return Status::ok();
+}
+
+int32_t Tokenizer::lookup(std::string_view piece) const {
+  const auto it = index_.find(std::string(piece));
+  return it == index_.end() ? -1 : it->second;
+}
+
+bool Tokenizer::is_end_of_generation(int32_t id) const {
+  return std::find(end_of_generation_ids_.begin(), end_of_generation_ids_.end(), id) != end_of_generation_ids_.end();
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOptions& options) const {
+  std::vector<int32_t> out;
+  if (options.add_bos && add_bos_) out.push_back(bos_id_);
+  size_t fragment_start = 0;
+  bool at_start = true;
+  auto flush = [&](size_t end) {
+    if (end > fragment_start) encode_fragment(text.substr(fragment_start, end - fragment_start), at_start, out);
+    at_start = false;
+  };
+  if (options.parse_special) {
+    for (size_t pos = 0; pos < text.size();) {
+      int32_t match = -1;
+      for (int32_t id : special_ids_) {
+        if (text.compare(pos, pieces_[id].size(), pieces_[id]) == 0) {
+          match = id;
+          break;
+        }
+      }
+      if (match < 0) {
+        ++pos;
+        continue;
+      }
+      flush(pos);
+      out.push_back(match);
+      pos += pieces_[match].size();
+      fragment_start = pos;
+    }
+  }
+  if (fragment_start < text.size()) flush(text.size());
+  return out;
+}
+
+std::string Tokenizer::token_bytes(int32_t id) const {
+  if (id < 0 || id >= vocab_size()) return {};
+  const TokenType t = types_[id];
+  if (t == TokenType::kControl || t == TokenType::kUnknown || t == TokenType::kUnused) return {};
+  return piece_bytes(id);
+}
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
+  std::string out;
+  for (int32_t id : ids) out += token_bytes(id);
+  if (kind_ == TokenizerKind::kSentencePiece && add_space_prefix_ && !out.empty() && out[0] == ' ') out.erase(0, 1);
+  return out;
+}
+
+}  // namespace pagedlm

@@ -1,0 +1,255 @@
+// The GGUF reader: every metadata type, alignment, and a corpus of malformed files that must each give a
+// clear kModelFormat error (never a crash: this suite also runs under ASan/UBSan).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "model/gguf.h"
+#include "support/gguf_writer.h"
+#include "support/synthetic_model.h"
+
+namespace pagedlm {
+namespace {
+
+using testing::GgufWriter;
+
+Result<GgufFile> parse(const std::vector<uint8_t>& bytes) { return GgufFile::parse(bytes.data(), bytes.size()); }
+
+TEST(Gguf, ReadsEveryMetadataType) {
+  GgufWriter w;
+  w.add_u8("u8", 200);
+  w.add_i8("i8", -100);
+  w.add_u16("u16", 60000);
+  w.add_i16("i16", -30000);
+  w.add_u32("u32", 4000000000u);
+  w.add_i32("i32", -2000000000);
+  w.add_f32("f32", 1.5f);
+  w.add_bool("bool", true);
+  w.add_string("string", "héllo");
+  w.add_u64("u64", 1ull << 40);
+  w.add_i64("i64", -(1ll << 40));
+  w.add_f64("f64", 2.25);
+  w.add_string_array("strings", {"a", "", "ccc"});
+  w.add_f32_array("floats", {1, 2, 3});
+  w.add_i32_array("ints", {-1, 0, 7});
+  // array of arrays of u8: [[1, 2], [3]]
+  w.add_raw("nested", {9, 0, 0, 0, 9, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0,
+                       0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 2,
+                       0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3});
+  const std::vector<uint8_t> bytes = w.build();
+  auto f = parse(bytes);
+  ASSERT_TRUE(f.is_ok()) << f.status().message();
+  const GgufFile& g = f.value();
+  EXPECT_EQ(g.version(), 3u);
+  EXPECT_EQ(*g.get_int("u8").value(), 200);
+  EXPECT_EQ(*g.get_int("i8").value(), -100);
+  EXPECT_EQ(*g.get_int("u16").value(), 60000);
+  EXPECT_EQ(*g.get_int("i16").value(), -30000);
+  EXPECT_EQ(*g.get_int("u32").value(), 4000000000ll);
+  EXPECT_EQ(*g.get_int("i32").value(), -2000000000);
+  EXPECT_EQ(*g.get_float("f32").value(), 1.5);
+  EXPECT_EQ(*g.get_bool("bool").value(), true);
+  EXPECT_EQ(*g.get_string("string").value(), "héllo");
+  EXPECT_EQ(*g.get_int("u64").value(), 1ll << 40);
+  EXPECT_EQ(*g.get_int("i64").value(), -(1ll << 40));
+  EXPECT_EQ(*g.get_float("f64").value(), 2.25);
+  EXPECT_EQ(g.get_string_array("strings").value(), (std::vector<std::string_view>{"a", "", "ccc"}));
+  EXPECT_EQ(g.get_float_array("floats").value(), (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ(g.get_int_array("ints").value(), (std::vector<int32_t>{-1, 0, 7}));
+  const GgufValue* nested = g.find("nested");
+  ASSERT_NE(nested, nullptr);
+  ASSERT_EQ(nested->items.size(), 2u);
+  EXPECT_EQ(nested->items[0].count, 2u);
+  EXPECT_EQ(nested->items[1].raw[0], 3);
+  EXPECT_FALSE(g.get_int("missing").value().has_value());
+  EXPECT_FALSE(g.get_string("u8").is_ok());  // wrong type is an error, not a silent default
+}
+
+TEST(Gguf, PlacesTensorsAtTheirAlignment) {
+  for (uint32_t alignment : {32u, 64u, 256u}) {
+    GgufWriter w;
+    w.alignment = alignment;
+    if (alignment != 32) w.add_u32("general.alignment", alignment);
+    w.add_tensor("a", {3}, TensorType::kF32, testing::encode_tensor({1, 2, 3}, TensorType::kF32));
+    w.add_tensor("b", {32, 2}, TensorType::kQ8_0, testing::encode_tensor(std::vector<float>(64, 0.5f), TensorType::kQ8_0));
+    const auto bytes = w.build();
+    auto f = parse(bytes);
+    ASSERT_TRUE(f.is_ok()) << f.status().message();
+    const GgufTensor* b = f.value().find_tensor("b");
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ((b->data - bytes.data()) % alignment, 0);
+    EXPECT_EQ(b->bytes, 68u);
+    float out[64];
+    dequantize_row(b->type, b->data, out, 64);
+    EXPECT_NEAR(out[63], 0.5f, 1e-3);
+  }
+}
+
+TEST(Gguf, TypesDequantizeCloseToTheirSource) {
+  std::vector<float> values(256);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = std::sin(static_cast<float>(i)) * 2.0f;
+  const std::pair<TensorType, float> cases[] = {
+      {TensorType::kF32, 0}, {TensorType::kF16, 2e-3f}, {TensorType::kBF16, 2e-2f}, {TensorType::kQ8_0, 2e-2f}, {TensorType::kQ4_0, 0.3f}};
+  for (auto [type, tolerance] : cases) {
+    const auto bytes = testing::encode_tensor(values, type);
+    EXPECT_EQ(bytes.size(), tensor_row_bytes(type, values.size()));
+    std::vector<float> out(values.size());
+    dequantize_row(type, bytes.data(), out.data(), out.size());
+    for (size_t i = 0; i < values.size(); ++i) ASSERT_NEAR(out[i], values[i], tolerance) << tensor_type_name(type) << " at " << i;
+  }
+}
+
+TEST(Gguf, DequantizesQ4K) {
+  // One block by hand: d = 1, dmin = 0.5, sub-block 0 scale 2 min 1, nibble 3 -> 1*2*3 - 0.5*1 = 5.5.
+  BlockQ4_K block{};
+  block.d = 0x3C00;     // 1.0
+  block.dmin = 0x3800;  // 0.5
+  block.scales[0] = 2;
+  block.scales[4] = 1;
+  block.nibbles[0] = 0x03;
+  float out[256];
+  dequantize_row(TensorType::kQ4_K, &block, out, 256);
+  EXPECT_FLOAT_EQ(out[0], 5.5f);
+  EXPECT_FLOAT_EQ(out[1], -0.5f);
+}
+
+// ---- malformed files ----------------------------------------------------------------------------------
+
+std::vector<uint8_t> valid_file() {
+  GgufWriter w;
+  w.add_string("general.architecture", "llama");
+  w.add_string_array("tokens", {"a", "b"});
+  w.add_tensor("t", {32, 2}, TensorType::kF32, testing::encode_tensor(std::vector<float>(64, 1.0f), TensorType::kF32));
+  return w.build();
+}
+
+void expect_error(const std::vector<uint8_t>& bytes, const std::string& fragment) {
+  auto f = parse(bytes);
+  ASSERT_FALSE(f.is_ok()) << "expected an error mentioning '" << fragment << "'";
+  EXPECT_EQ(f.status().code(), ErrorCode::kModelFormat);
+  EXPECT_NE(f.status().message().find(fragment), std::string::npos) << f.status().message();
+}
+
+TEST(GgufMalformed, BadMagic) {
+  auto bytes = valid_file();
+  bytes[0] = 'X';
+  expect_error(bytes, "bad magic");
+}
+
+TEST(GgufMalformed, BadVersion) {
+  auto bytes = valid_file();
+  bytes[4] = 7;
+  expect_error(bytes, "version 7");
+}
+
+TEST(GgufMalformed, EveryTruncationIsAnError) {
+  const auto bytes = valid_file();
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    auto f = GgufFile::parse(bytes.data(), n);
+    ASSERT_FALSE(f.is_ok()) << "truncated at " << n;
+    EXPECT_EQ(f.status().code(), ErrorCode::kModelFormat);
+  }
+}
+
+TEST(GgufMalformed, HugeCounts) {
+  auto bytes = valid_file();
+  const uint64_t huge = 1ull << 62;
+  std::memcpy(bytes.data() + 8, &huge, 8);
+  expect_error(bytes, "truncated");
+  bytes = valid_file();
+  std::memcpy(bytes.data() + 16, &huge, 8);
+  expect_error(bytes, "truncated");
+}
+
+TEST(GgufMalformed, HostileValues) {
+  GgufWriter w;
+  w.add_raw("bad_type", {99, 0, 0, 0});
+  expect_error(w.build(), "unknown value type 99");
+
+  GgufWriter long_string;
+  long_string.add_raw("s", {8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f});
+  expect_error(long_string.build(), "truncated");
+
+  GgufWriter long_array;
+  long_array.add_raw("a", {9, 0, 0, 0, 4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0});
+  expect_error(long_array.build(), "truncated");
+
+  GgufWriter bad_bool;
+  bad_bool.add_raw("b", {7, 0, 0, 0, 2});
+  expect_error(bad_bool.build(), "bool");
+
+  GgufWriter deep;  // arrays nested past the limit
+  std::vector<uint8_t> nested = {9, 0, 0, 0};
+  for (int i = 0; i < 20; ++i) nested.insert(nested.end(), {9, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0});
+  deep.add_raw("deep", nested);
+  expect_error(deep.build(), "nests arrays too deeply");
+
+  GgufWriter duplicate;
+  duplicate.add_u32("k", 1);
+  duplicate.add_u32("k", 2);
+  expect_error(duplicate.build(), "duplicate metadata key 'k'");
+
+  GgufWriter alignment;
+  alignment.add_u32("general.alignment", 24);
+  expect_error(alignment.build(), "power of two");
+}
+
+TEST(GgufMalformed, HostileTensors) {
+  GgufWriter unknown_type;
+  unknown_type.add_tensor("t", {32}, static_cast<TensorType>(77), std::vector<uint8_t>(128));
+  expect_error(unknown_type.build(), "unknown or unsupported type id 77");
+
+  GgufWriter odd_rows;
+  odd_rows.add_tensor("q", {33}, TensorType::kQ8_0, std::vector<uint8_t>(68));
+  expect_error(odd_rows.build(), "not a multiple of the Q8_0 block size");
+
+  GgufWriter zero_dim;
+  zero_dim.add_tensor("z", {0}, TensorType::kF32, {});
+  expect_error(zero_dim.build(), "invalid dimension");
+
+  GgufWriter rank;
+  rank.add_tensor("r", {1, 1, 1, 1, 1}, TensorType::kF32, std::vector<uint8_t>(4));
+  expect_error(rank.build(), "rank 5");
+
+  GgufWriter overflow;  // element count would overflow 64 bits
+  overflow.add_tensor("h", {1ull << 40, 1ull << 40}, TensorType::kF32, std::vector<uint8_t>(4));
+  expect_error(overflow.build(), "invalid dimension");
+
+  GgufWriter huge;  // 4 GiB claimed, 4 bytes present
+  huge.add_tensor("h", {1ull << 20, 1ull << 10}, TensorType::kF32, std::vector<uint8_t>(4));
+  expect_error(huge.build(), "outside the file");
+
+  auto bytes = valid_file();
+  bytes.resize(bytes.size() - 1);  // the last tensor loses its last byte
+  expect_error(bytes, "data lies outside the file");
+
+  GgufWriter duplicate;
+  duplicate.add_tensor("t", {1}, TensorType::kF32, std::vector<uint8_t>(4));
+  duplicate.add_tensor("t", {1}, TensorType::kF32, std::vector<uint8_t>(4));
+  expect_error(duplicate.build(), "duplicate tensor 't'");
+}
+
+TEST(GgufMalformed, RandomByteFlipsNeverCrash) {
+  const auto original = testing::synthetic_model({.dim = 32, .layers = 1, .heads = 2, .kv_heads = 1, .ffn = 32, .vocab = 260}).build();
+  uint64_t state = 12345;
+  for (int trial = 0; trial < 2000; ++trial) {
+    auto bytes = original;
+    for (int k = 0; k < 4; ++k) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      bytes[(state >> 16) % 2048] ^= static_cast<uint8_t>(state >> 56);
+    }
+    auto f = GgufFile::parse(bytes.data(), bytes.size());
+    if (!f.is_ok()) EXPECT_FALSE(f.status().message().empty());
+  }
+}
+
+TEST(Gguf, OpenReportsMissingFiles) {
+  auto f = GgufFile::open("/nonexistent/model.gguf");
+  ASSERT_FALSE(f.is_ok());
+  EXPECT_EQ(f.status().code(), ErrorCode::kIo);
+  EXPECT_NE(f.status().message().find("/nonexistent/model.gguf"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pagedlm

@@ -1,0 +1,109 @@
+// Model loading: hyperparameters, tensor binding, and the errors for files that contradict themselves.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "model/llama_model.h"
+#include "support/shared_models.h"
+#include "support/synthetic_model.h"
+
+namespace pagedlm {
+namespace {
+
+using testing::GgufWriter;
+using testing::SyntheticSpec;
+
+Result<std::shared_ptr<const LlamaModel>> load_bytes(const std::vector<uint8_t>& bytes) {
+  auto file = GgufFile::parse(bytes.data(), bytes.size());
+  if (!file.is_ok()) return file.status();
+  return LlamaModel::load(file.take());
+}
+
+TEST(Model, ReadsSyntheticHyperparameters) {
+  const auto bytes = testing::synthetic_model({.dim = 48, .layers = 3, .heads = 6, .kv_heads = 2, .ffn = 80, .vocab = 300, .tied_output = true}).build();
+  auto m = load_bytes(bytes);
+  ASSERT_TRUE(m.is_ok()) << m.status().message();
+  const ModelConfig& c = m.value()->config();
+  EXPECT_EQ(c.dim, 48);
+  EXPECT_EQ(c.n_layers, 3);
+  EXPECT_EQ(c.n_heads, 6);
+  EXPECT_EQ(c.n_kv_heads, 2);
+  EXPECT_EQ(c.head_dim, 8);
+  EXPECT_EQ(c.ffn_dim, 80);
+  EXPECT_EQ(c.vocab_size, 300);
+  EXPECT_TRUE(c.tied_output);
+  EXPECT_EQ(m.value()->output().data, m.value()->token_embedding().data);
+  // embeddings + 3 x (2 norms + q,k,v,o + gate,up,down) + output norm
+  const uint64_t per_layer = 2 * 48 + 48 * 48 + 2 * 16 * 48 + 48 * 48 + 3 * 80 * 48;
+  EXPECT_EQ(m.value()->parameter_count(), 300 * 48 + 3 * per_layer + 48);
+}
+
+TEST(Model, ReadsTheSharedModels) {
+  PAGEDLM_REQUIRE_SHARED_MODEL(path, "synth-tiny-f16.gguf");
+  auto file = GgufFile::open(path);
+  ASSERT_TRUE(file.is_ok());
+  auto m = LlamaModel::load(file.take());
+  ASSERT_TRUE(m.is_ok()) << m.status().message();
+  const ModelConfig& c = m.value()->config();
+  EXPECT_EQ(c.dim, 256);
+  EXPECT_EQ(c.n_kv_heads, 2);
+  EXPECT_EQ(c.vocab_size, 32000);
+  EXPECT_EQ(c.context_length, 4096);
+  EXPECT_FALSE(c.tied_output);
+  EXPECT_EQ(m.value()->layers()[0].wq.type, TensorType::kF16);
+}
+
+TEST(Model, Llama3RopeScalingFactors) {
+  auto m = load_bytes(testing::synthetic_model({.rope_scaling = "llama3"}).build());
+  ASSERT_TRUE(m.is_ok()) << m.status().message();
+  const auto& f = m.value()->config().rope_freq_factors;
+  ASSERT_EQ(f.size(), 8u);
+  EXPECT_FLOAT_EQ(f.front(), 1.0f);  // high frequencies are untouched
+  EXPECT_FLOAT_EQ(f.back(), 8.0f);   // low frequencies divide by the factor
+  auto linear = load_bytes(testing::synthetic_model({.rope_scaling = "linear"}).build());
+  EXPECT_FLOAT_EQ(linear.value()->config().rope_position_scale, 0.25f);
+}
+
+void expect_load_error(const std::vector<uint8_t>& bytes, ErrorCode code, const std::string& fragment) {
+  auto m = load_bytes(bytes);
+  ASSERT_FALSE(m.is_ok()) << "expected: " << fragment;
+  EXPECT_EQ(m.status().code(), code);
+  EXPECT_NE(m.status().message().find(fragment), std::string::npos) << m.status().message();
+}
+
+TEST(ModelMalformed, UnsupportedArchitecture) {
+  GgufWriter w;
+  w.add_string("general.architecture", "mamba");
+  expect_load_error(w.build(), ErrorCode::kUnsupported, "unsupported architecture 'mamba'");
+}
+
+TEST(ModelMalformed, MissingHyperparameter) {
+  GgufWriter w;
+  w.add_string("general.architecture", "llama");
+  expect_load_error(w.build(), ErrorCode::kModelFormat, "missing metadata 'llama.embedding_length'");
+}
+
+TEST(ModelMalformed, MissingTensor) {
+  // Declaring three layers in a two-layer file: rewrite block_count in place (the value follows the key).
+  auto bytes = testing::synthetic_model(SyntheticSpec{.layers = 2}).build();
+  const std::string key = "llama.block_count";
+  auto it = std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
+  ASSERT_NE(it, bytes.end());
+  *(it + static_cast<std::ptrdiff_t>(key.size()) + 4) = 3;
+  expect_load_error(bytes, ErrorCode::kModelFormat, "missing tensor 'blk.2.attn_norm.weight'");
+}
+
+TEST(ModelMalformed, ShapeContradictsHyperparameters) {
+  auto bytes = testing::synthetic_model({.ffn = 96}).build();
+  const std::string key = "llama.feed_forward_length";
+  auto it = std::search(bytes.begin(), bytes.end(), key.begin(), key.end());
+  *(it + static_cast<std::ptrdiff_t>(key.size()) + 4) = 64;
+  expect_load_error(bytes, ErrorCode::kModelFormat, "has shape [64, 96] but the hyperparameters say [64, 64]");
+}
+
+TEST(ModelMalformed, HeadsNotDivisible) {
+  expect_load_error(testing::synthetic_model({.heads = 4, .kv_heads = 3}).build(), ErrorCode::kModelFormat, "not a multiple of head_count_kv");
+}
+
+}  // namespace
+}  // namespace pagedlm

@@ -1,0 +1,258 @@
+#include "support/synthetic_model.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+namespace pagedlm::testing {
+
+namespace {
+
+std::vector<float> random_values(std::mt19937_64& rng, size_t n, float scale) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+void add_matrix(GgufWriter& w, std::mt19937_64& rng, const std::string& name, int rows, int cols, TensorType type) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(cols));
+  w.add_tensor(name, {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows)}, type, encode_tensor(random_values(rng, static_cast<size_t>(rows) * cols, scale), type));
+}
+
+void add_vector(GgufWriter& w, std::mt19937_64& rng, const std::string& name, int n, float mean, float spread) {
+  std::vector<float> v = random_values(rng, n, spread);
+  for (float& x : v) x += mean;
+  w.add_tensor(name, {static_cast<uint64_t>(n)}, TensorType::kF32, encode_tensor(v, TensorType::kF32));
+}
+
+void add_vocabulary(GgufWriter& w, int vocab) {
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  std::vector<int32_t> types = {2, 3, 3};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    tokens.push_back(name);
+    types.push_back(6);
+  }
+  const char* pieces[] = {"\xE2\x96\x81", "e", "t", "a", "o", "n", "\xE2\x96\x81t", "he", "\xE2\x96\x81the", "in", "er", "\xE2\x96\x81" "a"};
+  for (const char* p : pieces) {
+    if (static_cast<int>(tokens.size()) < vocab) {
+      tokens.push_back(p);
+      types.push_back(1);
+    }
+  }
+  while (static_cast<int>(tokens.size()) < vocab) {
+    tokens.push_back("tok" + std::to_string(tokens.size()));
+    types.push_back(1);
+  }
+  std::vector<float> scores(tokens.size());
+  for (size_t i = 0; i < scores.size(); ++i) scores[i] = -static_cast<float>(i);
+  w.add_string("tokenizer.ggml.model", "llama");
+  w.add_string_array("tokenizer.ggml.tokens", tokens);
+  w.add_f32_array("tokenizer.ggml.scores", scores);
+  w.add_i32_array("tokenizer.ggml.token_type", types);
+  w.add_u32("tokenizer.ggml.bos_token_id", 1);
+  w.add_u32("tokenizer.ggml.eos_token_id", 2);
+  w.add_u32("tokenizer.ggml.unknown_token_id", 0);
+}
+
+}  // namespace
+
+GgufWriter synthetic_model(const SyntheticSpec& s) {
+  std::mt19937_64 rng(s.seed);
+  GgufWriter w;
+  const std::string a = s.architecture;
+  const int head_dim = s.head_dim > 0 ? s.head_dim : s.dim / s.heads;
+  w.add_string("general.architecture", a);
+  w.add_string("general.name", "synthetic");
+  w.add_u32(a + ".context_length", s.context);
+  w.add_u32(a + ".embedding_length", s.dim);
+  w.add_u32(a + ".block_count", s.layers);
+  w.add_u32(a + ".feed_forward_length", s.ffn);
+  w.add_u32(a + ".attention.head_count", s.heads);
+  w.add_u32(a + ".attention.head_count_kv", s.kv_heads);
+  if (s.head_dim > 0) w.add_u32(a + ".attention.key_length", head_dim);
+  w.add_f32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
+  w.add_f32(a + ".rope.freq_base", 10000.0f);
+  w.add_u32(a + ".rope.dimension_count", head_dim);
+  if (s.rope_scaling == "linear") {
+    w.add_string(a + ".rope.scaling.type", "linear");
+    w.add_f32(a + ".rope.scaling.factor", 4.0f);
+  } else if (s.rope_scaling == "llama3") {
+    w.add_string(a + ".rope.scaling.type", "llama3");
+    w.add_f32(a + ".rope.scaling.factor", 8.0f);
+    w.add_f32(a + ".rope.scaling.low_freq_factor", 1.0f);
+    w.add_f32(a + ".rope.scaling.high_freq_factor", 4.0f);
+    w.add_u32(a + ".rope.scaling.original_context_length", 64);
+  }
+  add_vocabulary(w, s.vocab);
+
+  // Embeddings large enough that logits spread out and greedy choices are clear.
+  w.add_tensor("token_embd.weight", {static_cast<uint64_t>(s.dim), static_cast<uint64_t>(s.vocab)}, s.weight_type,
+               encode_tensor(random_values(rng, static_cast<size_t>(s.vocab) * s.dim, 1.0f), s.weight_type));
+  add_vector(w, rng, "output_norm.weight", s.dim, 1.0f, 0.1f);
+  if (!s.tied_output) add_matrix(w, rng, "output.weight", s.vocab, s.dim, s.weight_type);
+  for (int l = 0; l < s.layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    add_vector(w, rng, p + "attn_norm.weight", s.dim, 1.0f, 0.1f);
+    add_matrix(w, rng, p + "attn_q.weight", s.heads * head_dim, s.dim, s.weight_type);
+    add_matrix(w, rng, p + "attn_k.weight", s.kv_heads * head_dim, s.dim, s.weight_type);
+    add_matrix(w, rng, p + "attn_v.weight", s.kv_heads * head_dim, s.dim, s.weight_type);
+    add_matrix(w, rng, p + "attn_output.weight", s.dim, s.heads * head_dim, s.weight_type);
+    if (s.qkv_bias) {
+      add_vector(w, rng, p + "attn_q.bias", s.heads * head_dim, 0.0f, 0.1f);
+      add_vector(w, rng, p + "attn_k.bias", s.kv_heads * head_dim, 0.0f, 0.1f);
+      add_vector(w, rng, p + "attn_v.bias", s.kv_heads * head_dim, 0.0f, 0.1f);
+    }
+    add_vector(w, rng, p + "ffn_norm.weight", s.dim, 1.0f, 0.1f);
+    add_matrix(w, rng, p + "ffn_gate.weight", s.ffn, s.dim, s.weight_type);
+    add_matrix(w, rng, p + "ffn_up.weight", s.ffn, s.dim, s.weight_type);
+    add_matrix(w, rng, p + "ffn_down.weight", s.dim, s.ffn, s.weight_type);
+  }
+  return w;
+}
+
+std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + name;
+}
+
+std::string write_synthetic_model(const SyntheticSpec& spec, const std::string& name) {
+  const std::string path = temp_path(name);
+  synthetic_model(spec).write(path);
+  return path;
+}
+
+// ---- double-precision reference ------------------------------------------------------------------------
+
+namespace {
+
+using Matrix = std::vector<double>;  // row-major [rows][cols]
+
+Matrix to_double(const WeightMatrix& w) {
+  Matrix m(static_cast<size_t>(w.rows) * w.cols);
+  std::vector<float> row(w.cols);
+  for (int r = 0; r < w.rows; ++r) {
+    dequantize_row(w.type, w.row(r), row.data(), w.cols);
+    for (int c = 0; c < w.cols; ++c) m[static_cast<size_t>(r) * w.cols + c] = row[c];
+  }
+  return m;
+}
+
+std::vector<double> matvec(const Matrix& m, int rows, int cols, const std::vector<double>& x) {
+  std::vector<double> y(rows, 0.0);
+  for (int r = 0; r < rows; ++r) {
+    double sum = 0;
+    for (int c = 0; c < cols; ++c) sum += m[static_cast<size_t>(r) * cols + c] * x[c];
+    y[r] = sum;
+  }
+  return y;
+}
+
+std::vector<double> rmsnorm(const std::vector<double>& x, const std::vector<float>& w, double eps) {
+  double ss = 0;
+  for (double v : x) ss += v * v;
+  const double scale = 1.0 / std::sqrt(ss / x.size() + eps);
+  std::vector<double> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = x[i] * scale * w[i];
+  return out;
+}
+
+void rope(std::vector<double>& v, int heads, int pos, const ModelConfig& c) {
+  const int pairs = c.rope_dim / 2;
+  for (int h = 0; h < heads; ++h) {
+    double* x = v.data() + static_cast<size_t>(h) * c.head_dim;
+    for (int i = 0; i < pairs; ++i) {
+      double freq = std::pow(static_cast<double>(c.rope_base), -2.0 * i / c.rope_dim);
+      if (!c.rope_freq_factors.empty()) freq /= c.rope_freq_factors[i];
+      const double angle = pos * static_cast<double>(c.rope_position_scale) * freq;
+      const int i0 = c.rope_layout == RopeLayout::kNormal ? 2 * i : i;
+      const int i1 = c.rope_layout == RopeLayout::kNormal ? 2 * i + 1 : i + pairs;
+      const double a = x[i0], b = x[i1];
+      x[i0] = a * std::cos(angle) - b * std::sin(angle);
+      x[i1] = a * std::sin(angle) + b * std::cos(angle);
+    }
+  }
+}
+
+void add_bias(std::vector<double>& v, const std::vector<float>& bias) {
+  for (size_t i = 0; i < bias.size(); ++i) v[i] += bias[i];
+}
+
+}  // namespace
+
+std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const std::vector<int32_t>& tokens) {
+  const ModelConfig& c = model.config();
+  struct Layer {
+    Matrix wq, wk, wv, wo, gate, up, down;
+  };
+  std::vector<Layer> layers;
+  for (const LayerWeights& l : model.layers()) {
+    layers.push_back({to_double(l.wq), to_double(l.wk), to_double(l.wv), to_double(l.wo), to_double(l.w_gate), to_double(l.w_up), to_double(l.w_down)});
+  }
+  const Matrix embedding = to_double(model.token_embedding());
+  const Matrix output = to_double(model.output());
+  std::vector<std::vector<std::vector<double>>> keys(c.n_layers), values(c.n_layers);  // [layer][pos][kv_dim]
+  std::vector<std::vector<double>> all_logits;
+  const int group = c.n_heads / c.n_kv_heads;
+
+  for (size_t pos = 0; pos < tokens.size(); ++pos) {
+    std::vector<double> x(embedding.begin() + static_cast<std::ptrdiff_t>(tokens[pos]) * c.dim,
+                          embedding.begin() + static_cast<std::ptrdiff_t>(tokens[pos] + 1) * c.dim);
+    for (int l = 0; l < c.n_layers; ++l) {
+      const LayerWeights& lw = model.layers()[l];
+      const Layer& L = layers[l];
+      std::vector<double> xb = rmsnorm(x, lw.attn_norm, c.rms_eps);
+      std::vector<double> q = matvec(L.wq, c.q_dim(), c.dim, xb);
+      std::vector<double> k = matvec(L.wk, c.kv_dim(), c.dim, xb);
+      std::vector<double> v = matvec(L.wv, c.kv_dim(), c.dim, xb);
+      add_bias(q, lw.bq);
+      add_bias(k, lw.bk);
+      add_bias(v, lw.bv);
+      rope(q, c.n_heads, static_cast<int>(pos), c);
+      rope(k, c.n_kv_heads, static_cast<int>(pos), c);
+      keys[l].push_back(k);
+      values[l].push_back(v);
+      std::vector<double> att(c.q_dim(), 0.0);
+      for (int h = 0; h < c.n_heads; ++h) {
+        const int g = h / group;
+        std::vector<double> scores(pos + 1);
+        double max = -1e300;
+        for (size_t p = 0; p <= pos; ++p) {
+          double s = 0;
+          for (int i = 0; i < c.head_dim; ++i) s += q[h * c.head_dim + i] * keys[l][p][g * c.head_dim + i];
+          scores[p] = s / std::sqrt(static_cast<double>(c.head_dim));
+          max = std::max(max, scores[p]);
+        }
+        double sum = 0;
+        for (double& s : scores) sum += (s = std::exp(s - max));
+        for (size_t p = 0; p <= pos; ++p) {
+          for (int i = 0; i < c.head_dim; ++i) att[h * c.head_dim + i] += scores[p] / sum * values[l][p][g * c.head_dim + i];
+        }
+      }
+      const std::vector<double> o = matvec(L.wo, c.dim, c.q_dim(), att);
+      for (int i = 0; i < c.dim; ++i) x[i] += o[i];
+      xb = rmsnorm(x, lw.ffn_norm, c.rms_eps);
+      std::vector<double> g = matvec(L.gate, c.ffn_dim, c.dim, xb);
+      const std::vector<double> u = matvec(L.up, c.ffn_dim, c.dim, xb);
+      for (int i = 0; i < c.ffn_dim; ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+      const std::vector<double> d = matvec(L.down, c.dim, c.ffn_dim, g);
+      for (int i = 0; i < c.dim; ++i) x[i] += d[i];
+    }
+    all_logits.push_back(matvec(output, c.vocab_size, c.dim, rmsnorm(x, model.output_norm(), c.rms_eps)));
+  }
+  return all_logits;
+}
+
+double normalized_error(const float* a, const std::vector<double>& b) {
+  double max_diff = 0, max_ref = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(a[i] - b[i]));
+    max_ref = std::max(max_ref, std::fabs(b[i]));
+  }
+  return max_diff / std::max(max_ref, 1e-12);
+}
+
+}  // namespace pagedlm::testing

@@ -1,0 +1,46 @@
+// Random-weight Llama-shaped GGUF models for tests, and a plainly written double-precision forward pass
+// to check the engine against. Test-only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/llama_model.h"
+#include "support/gguf_writer.h"
+
+namespace pagedlm::testing {
+
+struct SyntheticSpec {
+  std::string architecture = "llama";
+  int dim = 64;
+  int layers = 2;
+  int heads = 4;
+  int kv_heads = 2;
+  int head_dim = 0;  // 0 = dim / heads
+  int ffn = 96;
+  int vocab = 320;   // at least 259 (specials + 256 byte tokens)
+  int context = 256;
+  bool tied_output = false;
+  bool qkv_bias = false;
+  TensorType weight_type = TensorType::kF32;
+  std::string rope_scaling;  // "", "linear" or "llama3"
+  uint64_t seed = 1;
+};
+
+// A SentencePiece vocabulary (<unk>, <s>, </s>, 256 byte tokens, then pieces) of spec.vocab tokens and
+// random weights of spec's shape.
+GgufWriter synthetic_model(const SyntheticSpec& spec);
+// Writes it to a temporary file and returns the path.
+std::string write_synthetic_model(const SyntheticSpec& spec, const std::string& name);
+
+// Logits [tokens.size()][vocab] for every position, computed in double from the model's (dequantized)
+// weights with a contiguous KV cache.
+std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const std::vector<int32_t>& tokens);
+
+// Largest |a - b| over the largest |b|: a normalized error.
+double normalized_error(const float* a, const std::vector<double>& b);
+
+std::string temp_path(const std::string& name);
+
+}  // namespace pagedlm::testing
