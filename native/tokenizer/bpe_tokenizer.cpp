@@ -8,8 +8,6 @@ namespace pagedlm {
 
 namespace {
 
-bool is_ascii_alpha(uint32_t c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
-
 // A scanner over code points for the hand-written pre-tokenizer rules.
 class Scanner {
  public:

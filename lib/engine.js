@@ -1,0 +1,161 @@
+'use strict';
+
+const binding = require('./native');
+const { PagedlmError, fromNative } = require('./errors');
+const { loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean } = require('./options');
+
+const kCreate = Symbol('create');
+
+/**
+ * A loaded model and the engine thread serving it. Any number of generate() calls may run at once;
+ * tokens arrive through onToken as the engine produces them, never blocking the event loop.
+ */
+class Engine {
+  #native = null;
+  #requests = new Map(); // id -> Request: what a generate() call is waiting for
+  #nextId = 0;
+  #closing = null;
+
+  constructor(token) {
+    if (token !== kCreate) throw new TypeError('use `await Engine.load(path, options)` to create an Engine');
+  }
+
+  /** Loads a GGUF model on a worker thread. */
+  static async load(modelPath, options = {}) {
+    if (typeof modelPath !== 'string' || modelPath.length === 0) throw new TypeError('modelPath must be a non-empty string');
+    const { onProgress, ...nativeOptions } = loadOptions(options);
+    const engine = new Engine(kCreate);
+    try {
+      engine.#native = await binding.load(modelPath, nativeOptions, (events) => engine.#dispatch(events), onProgress);
+    } catch (error) {
+      throw fromNative(error);
+    }
+    return engine;
+  }
+
+  /**
+   * Generates a completion of `prompt` (text, or token ids). Resolves to
+   * { text, tokens, finishReason: 'stop' | 'length' | 'abort', usage, timings }.
+   */
+  generate(prompt, options = {}) {
+    return new Promise((resolve, reject) => {
+      const { params, onToken, signal, addBos, special } = generateOptions(options);
+      const promptIds = this.#promptIds(prompt, addBos, special);
+      if (this.#closing) throw new PagedlmError('the engine is closed', 'ERR_CLOSED');
+      if (signal?.aborted) {
+        resolve(result({ text: '', tokens: [], finishReason: 'abort', promptTokens: promptIds.length }));
+        return;
+      }
+      const id = ++this.#nextId;
+      try {
+        this.#native.submit(id, promptIds, params);
+      } catch (error) {
+        throw fromNative(error);
+      }
+      const request = { resolve, reject, onToken, settled: false, detach: null };
+      if (signal) {
+        const onAbort = () => this.#native.cancel(id);
+        signal.addEventListener('abort', onAbort, { once: true });
+        request.detach = () => signal.removeEventListener('abort', onAbort);
+      }
+      if (this.#requests.size === 0) this.#native.ref(); // keep the process alive while work is in flight
+      this.#requests.set(id, request);
+    });
+  }
+
+  /** Text -> token ids. `addBos` (default true) follows the model's add_bos_token setting. */
+  tokenize(text, options = {}) {
+    if (typeof text !== 'string') throw new TypeError('text must be a string');
+    const o = checkObject(options, 'options');
+    return Array.from(this.#open().tokenize(text, checkBoolean(o.addBos, 'addBos') ?? true, checkBoolean(o.special, 'special') ?? false));
+  }
+
+  /** Token ids -> text (control tokens render as nothing). */
+  detokenize(ids) {
+    return this.#open().detokenize(checkTokenIds(ids, 'ids'));
+  }
+
+  /** Model and engine facts: architecture, parameters, context, KV bytes per token, backend... */
+  info() {
+    return this.#open().info();
+  }
+
+  /** Scheduler and pool counters: running, waiting, freeBlocks, totalBlocks, steps. */
+  stats() {
+    return this.#open().stats();
+  }
+
+  /** Rejects every request in flight with ERR_CLOSED, frees the KV pool and joins the engine's threads. */
+  close() {
+    if (!this.#closing) {
+      this.#closing = this.#native.close().then(() => {
+        for (const [id, request] of this.#requests) this.#settle(id, request, () => request.reject(new PagedlmError('the engine was closed while this request was in flight', 'ERR_CLOSED')));
+      });
+    }
+    return this.#closing;
+  }
+
+  get closed() {
+    return this.#closing !== null;
+  }
+
+  #open() {
+    if (this.#closing) throw new PagedlmError('the engine is closed', 'ERR_CLOSED');
+    return this.#native;
+  }
+
+  #promptIds(prompt, addBos, special) {
+    if (typeof prompt === 'string') return this.#open().tokenize(prompt, addBos, special);
+    if (Array.isArray(prompt) || prompt instanceof Int32Array) return checkTokenIds(prompt, 'prompt');
+    throw new TypeError(`prompt must be a string or an array of token ids, got ${prompt === null ? 'null' : typeof prompt}`);
+  }
+
+  // Called once per engine step with that step's events, in order.
+  #dispatch(events) {
+    for (const event of events) {
+      const request = this.#requests.get(event.id);
+      if (!request) continue;
+      if (event.kind === 'token') {
+        if (!request.settled && request.onToken) this.#callOnToken(event, request);
+      } else if (event.kind === 'finished') {
+        this.#settle(event.id, request, () => request.resolve(result(event)));
+      } else {
+        this.#settle(event.id, request, () => request.reject(new PagedlmError(event.message, event.code)));
+      }
+    }
+  }
+
+  // A throwing onToken must not take the process down: the request is aborted and rejects with the error.
+  #callOnToken(event, request) {
+    try {
+      request.onToken({ id: event.token, text: event.text });
+    } catch (error) {
+      request.settled = true;
+      request.detach?.();
+      this.#native.cancel(event.id);
+      request.reject(error);
+    }
+  }
+
+  #settle(id, request, settle) {
+    this.#requests.delete(id);
+    if (this.#requests.size === 0 && !this.#closing) this.#native.unref();
+    if (request.settled) return;
+    request.settled = true;
+    request.detach?.();
+    settle();
+  }
+}
+
+function result(event) {
+  const tokens = Array.from(event.tokens);
+  return {
+    text: event.text,
+    tokens,
+    finishReason: event.finishReason,
+    usage: { promptTokens: event.promptTokens, completionTokens: tokens.length },
+    timings: { ttftMs: event.ttftMs ?? 0, tokensPerSecond: event.tokensPerSecond ?? 0 },
+  };
+}
+
+module.exports = { Engine };

@@ -1,0 +1,114 @@
+'use strict';
+
+// Argument checks for the public API: wrong types throw TypeError, values out of range RangeError,
+// each naming the option and what it accepts.
+
+function describe(value) {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
+}
+
+function checkObject(value, name) {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new TypeError(`${name} must be an object, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function checkNumber(value, name, { min = -Infinity, max = Infinity, integer = false, exclusiveMin = false } = {}) {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || Number.isNaN(value)) throw new TypeError(`${name} must be a number, got ${describe(value)}`);
+  if (integer && !Number.isInteger(value)) throw new RangeError(`${name} must be an integer, got ${value}`);
+  if (value < min || value > max || (exclusiveMin && value === min)) {
+    const low = exclusiveMin ? `greater than ${min}` : `at least ${min}`;
+    throw new RangeError(`${name} must be ${low}${max !== Infinity ? ` and at most ${max}` : ''}, got ${value}`);
+  }
+  return value;
+}
+
+const int = (value, name, min = 1, max = 2 ** 31 - 1) => checkNumber(value, name, { min, max, integer: true });
+
+function checkBoolean(value, name) {
+  if (value !== undefined && typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
+function checkFunction(value, name) {
+  if (value !== undefined && typeof value !== 'function') throw new TypeError(`${name} must be a function, got ${describe(value)}`);
+  return value;
+}
+
+function checkSignal(value) {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object' || typeof value.aborted !== 'boolean' || typeof value.addEventListener !== 'function') {
+    throw new TypeError(`signal must be an AbortSignal, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function checkTokenIds(value, name) {
+  const ids = value instanceof Int32Array ? Array.from(value) : value;
+  if (!Array.isArray(ids)) throw new TypeError(`${name} must be an array of token ids, got ${describe(value)}`);
+  for (const id of ids) {
+    if (typeof id !== 'number' || !Number.isInteger(id)) throw new TypeError(`${name} must hold integer token ids, got ${describe(id)}`);
+    if (id < 0 || id > 2 ** 31 - 1) throw new RangeError(`${name} holds ${id}, which is not a token id`);
+  }
+  return ids;
+}
+
+/** Engine.load options -> the native options object. */
+function loadOptions(options) {
+  const o = checkObject(options, 'options');
+  const kv = checkObject(o.kvCache, 'kvCache');
+  if (kv.dtype !== undefined && kv.dtype !== 'f16' && kv.dtype !== 'f32') {
+    throw new RangeError(`kvCache.dtype must be 'f16' or 'f32', got ${describe(kv.dtype)}`);
+  }
+  if (kv.blocks !== undefined && kv.memory !== undefined) throw new TypeError('give kvCache.blocks or kvCache.memory, not both');
+  return {
+    threads: int(o.threads, 'threads', 1, 1024),
+    contextLength: int(o.contextLength, 'contextLength', 1, 1 << 24),
+    blockSize: int(kv.blockSize, 'kvCache.blockSize', 1, 1024),
+    kvBlocks: int(kv.blocks, 'kvCache.blocks', 1),
+    kvMemory: checkNumber(kv.memory, 'kvCache.memory', { min: 1, integer: true, max: Number.MAX_SAFE_INTEGER }),
+    kvDtype: kv.dtype,
+    maxBatchTokens: int(o.maxBatchTokens, 'maxBatchTokens', 1, 1 << 20),
+    prefault: checkBoolean(o.prefault, 'prefault'),
+    onProgress: checkFunction(o.onProgress, 'onProgress'),
+  };
+}
+
+/** generate() options -> { params for the engine, JS-side hooks }. */
+function generateOptions(options) {
+  const o = checkObject(options, 'options');
+  let stop = o.stop;
+  if (typeof stop === 'string') stop = [stop];
+  if (stop !== undefined && (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string'))) {
+    throw new TypeError(`stop must be a string or an array of strings, got ${describe(o.stop)}`);
+  }
+  const params = {
+    maxTokens: int(o.maxTokens, 'maxTokens', 1),
+    temperature: checkNumber(o.temperature, 'temperature', { min: 0, max: 100 }),
+    topK: int(o.topK, 'topK', 0),
+    topP: checkNumber(o.topP, 'topP', { min: 0, max: 1, exclusiveMin: true }),
+    minP: checkNumber(o.minP, 'minP', { min: 0, max: 1 }),
+    repetitionPenalty: checkNumber(o.repetitionPenalty, 'repetitionPenalty', { min: 0, exclusiveMin: true, max: 100 }),
+    frequencyPenalty: checkNumber(o.frequencyPenalty, 'frequencyPenalty', { min: -100, max: 100 }),
+    presencePenalty: checkNumber(o.presencePenalty, 'presencePenalty', { min: -100, max: 100 }),
+    penaltyLastN: int(o.penaltyLastN, 'penaltyLastN', -1),
+    seed: checkNumber(o.seed, 'seed', { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true }),
+    stop,
+    stopTokens: o.stopTokens === undefined ? undefined : checkTokenIds(o.stopTokens, 'stopTokens'),
+    ignoreEos: checkBoolean(o.ignoreEos, 'ignoreEos'),
+  };
+  return {
+    params,
+    onToken: checkFunction(o.onToken, 'onToken'),
+    signal: checkSignal(o.signal),
+    addBos: checkBoolean(o.addBos, 'addBos') ?? true,
+    special: checkBoolean(o.special, 'special') ?? false,
+  };
+}
+
+module.exports = { loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean };

@@ -1,0 +1,98 @@
+// Module registration and load(): the only free functions of the addon.
+#include <napi.h>
+
+#include "addon/convert.h"
+#include "addon/engine_wrap.h"
+
+namespace pagedlm::addon {
+
+namespace {
+
+struct AddonData {
+  Napi::FunctionReference engine_class;
+};
+
+// Loads a model on a libuv worker thread, reporting progress, then builds the NativeEngine.
+class LoadWorker final : public Napi::AsyncProgressWorker<double> {
+ public:
+  LoadWorker(Napi::Env env, std::string path, EngineOptions options, Napi::Function on_events, Napi::Value on_progress)
+      : Napi::AsyncProgressWorker<double>(env),
+        path_(std::move(path)),
+        options_(std::move(options)),
+        bridge_(std::make_unique<EventBridge>(env, on_events)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    if (on_progress.IsFunction()) on_progress_ = Napi::Persistent(on_progress.As<Napi::Function>());
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute(const ExecutionProgress& progress) override {
+    options_.on_progress = [&progress](double fraction) { progress.Send(&fraction, 1); };
+    auto loaded = Engine::load(path_, options_, bridge_.get());
+    options_.on_progress = nullptr;
+    if (loaded.is_ok()) {
+      engine_ = loaded.take();
+    } else {
+      status_ = loaded.status();
+    }
+  }
+
+  void OnProgress(const double* data, size_t count) override {
+    if (on_progress_.IsEmpty() || count == 0) return;
+    on_progress_.Call({Napi::Number::New(Env(), data[count - 1])});
+  }
+
+  void OnOK() override {
+    const Napi::Env env = Env();
+    if (!engine_) {
+      bridge_->release();
+      deferred_.Reject(to_js_error(env, status_).Value());
+      return;
+    }
+    auto* loaded = new LoadedEngine{std::move(bridge_), std::move(engine_)};
+    Napi::Object wrap = env.GetInstanceData<AddonData>()->engine_class.New({Napi::External<LoadedEngine>::New(env, loaded)});
+    deferred_.Resolve(wrap);
+  }
+
+  void OnError(const Napi::Error& error) override {
+    if (bridge_) bridge_->release();
+    deferred_.Reject(error.Value());
+  }
+
+ private:
+  std::string path_;
+  EngineOptions options_;
+  std::unique_ptr<EventBridge> bridge_;
+  std::unique_ptr<Engine> engine_;
+  Status status_;
+  Napi::FunctionReference on_progress_;
+  Napi::Promise::Deferred deferred_;
+};
+
+// load(path: string, options: object, onEvents: (events) => void, onProgress?: (fraction) => void): Promise
+Napi::Value load(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsObject() || !info[2].IsFunction()) {
+    throw Napi::TypeError::New(env, "load(path, options, onEvents, onProgress?)");
+  }
+  auto* worker = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), engine_options(info[1].As<Napi::Object>()),
+                                info[2].As<Napi::Function>(), info.Length() > 3 ? info[3] : env.Undefined());
+  worker->Queue();
+  return worker->promise();
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  data->engine_class = Napi::Persistent(EngineWrap::define(env));
+  env.SetInstanceData(data);
+  exports.Set("load", Napi::Function::New(env, load));
+  exports.Set("NativeEngine", data->engine_class.Value());
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace pagedlm::addon
+
+static Napi::Object pagedlm_init(Napi::Env env, Napi::Object exports) { return pagedlm::addon::init(env, exports); }
+
+NODE_API_MODULE(pagedlm, pagedlm_init)

@@ -1,0 +1,180 @@
+#include "addon/convert.h"
+
+#include <cmath>
+
+namespace pagedlm::addon {
+
+Napi::Error to_js_error(Napi::Env env, const Status& status) {
+  Napi::Error error = Napi::Error::New(env, status.message());
+  error.Set("code", Napi::String::New(env, error_code_name(status.code())));
+  return error;
+}
+
+std::optional<double> optional_number(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return std::nullopt;
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string(key) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) throw Napi::RangeError::New(o.Env(), std::string(key) + " must be finite");
+  return d;
+}
+
+std::optional<bool> optional_bool(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return std::nullopt;
+  if (!v.IsBoolean()) throw Napi::TypeError::New(o.Env(), std::string(key) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::vector<std::string> string_array(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  std::vector<std::string> out;
+  if (v.IsUndefined() || v.IsNull()) return out;
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), std::string(key) + " must be an array of strings");
+  const Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const Napi::Value s = a.Get(i);
+    if (!s.IsString()) throw Napi::TypeError::New(o.Env(), std::string(key) + " must be an array of strings");
+    out.push_back(s.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+std::vector<int32_t> int_array(const Napi::Value& v, const char* what) {
+  std::vector<int32_t> out;
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+    const auto a = v.As<Napi::Int32Array>();
+    out.assign(a.Data(), a.Data() + a.ElementLength());
+    return out;
+  }
+  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an array of integers");
+  const Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    const Napi::Value x = a.Get(i);
+    if (!x.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an array of integers");
+    const double d = x.As<Napi::Number>().DoubleValue();
+    if (d != std::floor(d) || d < INT32_MIN || d > INT32_MAX) throw Napi::RangeError::New(v.Env(), std::string(what) + " must hold 32-bit integers");
+    out.push_back(static_cast<int32_t>(d));
+  }
+  return out;
+}
+
+namespace {
+int32_t to_int(const Napi::Object& o, const char* key, int32_t fallback) {
+  const auto v = optional_number(o, key);
+  return v ? static_cast<int32_t>(*v) : fallback;
+}
+}  // namespace
+
+EngineOptions engine_options(const Napi::Object& o) {
+  EngineOptions e;
+  e.threads = to_int(o, "threads", 0);
+  e.context_length = to_int(o, "contextLength", 0);
+  e.block_size = to_int(o, "blockSize", e.block_size);
+  e.kv_blocks = to_int(o, "kvBlocks", 0);
+  e.kv_memory = static_cast<uint64_t>(optional_number(o, "kvMemory").value_or(0));
+  e.max_batch_tokens = to_int(o, "maxBatchTokens", e.max_batch_tokens);
+  e.prefault = optional_bool(o, "prefault").value_or(true);
+  const Napi::Value dtype = o.Get("kvDtype");
+  if (dtype.IsString()) e.kv_dtype = dtype.As<Napi::String>().Utf8Value() == "f32" ? KvDtype::kF32 : KvDtype::kF16;
+  return e;
+}
+
+GenerateParams generate_params(const Napi::Object& o) {
+  GenerateParams p;
+  p.max_tokens = to_int(o, "maxTokens", p.max_tokens);
+  p.stop_strings = string_array(o, "stop");
+  if (o.Has("stopTokens") && !o.Get("stopTokens").IsUndefined()) p.stop_tokens = int_array(o.Get("stopTokens"), "stopTokens");
+  p.ignore_eos = optional_bool(o, "ignoreEos").value_or(false);
+  SamplingParams& s = p.sampling;
+  s.temperature = static_cast<float>(optional_number(o, "temperature").value_or(s.temperature));
+  s.top_k = to_int(o, "topK", s.top_k);
+  s.top_p = static_cast<float>(optional_number(o, "topP").value_or(s.top_p));
+  s.min_p = static_cast<float>(optional_number(o, "minP").value_or(s.min_p));
+  s.repetition_penalty = static_cast<float>(optional_number(o, "repetitionPenalty").value_or(s.repetition_penalty));
+  s.frequency_penalty = static_cast<float>(optional_number(o, "frequencyPenalty").value_or(s.frequency_penalty));
+  s.presence_penalty = static_cast<float>(optional_number(o, "presencePenalty").value_or(s.presence_penalty));
+  s.penalty_last_n = to_int(o, "penaltyLastN", s.penalty_last_n);
+  if (const auto seed = optional_number(o, "seed")) s.seed = static_cast<uint64_t>(*seed);
+  return p;
+}
+
+Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
+  const ModelConfig& m = info.model;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("architecture", m.architecture);
+  o.Set("name", m.name);
+  o.Set("parameters", static_cast<double>(info.parameters));
+  o.Set("weightBytes", static_cast<double>(info.weight_bytes));
+  o.Set("tensorType", info.tensor_type);
+  o.Set("vocabSize", m.vocab_size);
+  o.Set("embeddingLength", m.dim);
+  o.Set("layers", m.n_layers);
+  o.Set("heads", m.n_heads);
+  o.Set("kvHeads", m.n_kv_heads);
+  o.Set("headDim", m.head_dim);
+  o.Set("feedForwardLength", m.ffn_dim);
+  o.Set("trainedContextLength", m.context_length);
+  o.Set("contextLength", info.context_length);
+  o.Set("ropeFreqBase", m.rope_base);
+  o.Set("tiedOutput", m.tied_output);
+  o.Set("kvDtype", kv_dtype_name(info.kv.dtype));
+  o.Set("kvBytesPerToken", static_cast<double>(info.kv.bytes_per_token()));
+  o.Set("kvBlockSize", info.kv.block_size);
+  o.Set("kvBlocks", info.kv.num_blocks);
+  o.Set("kvPoolBytes", static_cast<double>(info.kv.total_bytes()));
+  o.Set("backend", info.backend);
+  o.Set("cpuKernels", info.cpu_kernels);
+  o.Set("threads", info.threads);
+  o.Set("tokenizer", info.tokenizer);
+  o.Set("bosTokenId", info.bos_id);
+  o.Set("eosTokenId", info.eos_id);
+  return o;
+}
+
+Napi::Object stats_to_js(Napi::Env env, const EngineStats& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("freeBlocks", s.free_blocks);
+  o.Set("totalBlocks", s.total_blocks);
+  o.Set("running", s.running);
+  o.Set("waiting", s.waiting);
+  o.Set("steps", static_cast<double>(s.steps));
+  return o;
+}
+
+namespace {
+Napi::Int32Array to_int32_array(Napi::Env env, const std::vector<int32_t>& v) {
+  Napi::Int32Array a = Napi::Int32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+}  // namespace
+
+Napi::Object event_to_js(Napi::Env env, const EngineEvent& e) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("id", static_cast<double>(e.request));
+  switch (e.kind) {
+    case EngineEvent::Kind::kToken:
+      o.Set("kind", "token");
+      o.Set("token", e.token);
+      o.Set("text", e.text);
+      break;
+    case EngineEvent::Kind::kFinished:
+      o.Set("kind", "finished");
+      o.Set("text", e.text);
+      o.Set("tokens", to_int32_array(env, e.tokens));
+      o.Set("finishReason", finish_reason_name(e.finish_reason));
+      o.Set("promptTokens", e.prompt_tokens);
+      o.Set("ttftMs", e.ttft_ms);
+      o.Set("tokensPerSecond", e.tokens_per_second);
+      break;
+    case EngineEvent::Kind::kFailed:
+      o.Set("kind", "failed");
+      o.Set("code", error_code_name(e.error.code()));
+      o.Set("message", e.error.message());
+      break;
+  }
+  return o;
+}
+
+}  // namespace pagedlm::addon
