@@ -15,6 +15,7 @@ class Engine {
   #requests = new Map(); // id -> Request: what a generate() call is waiting for
   #nextId = 0;
   #closing = null;
+  #info = null; // cached: the model does not change
 
   constructor(token) {
     if (token !== kCreate) throw new TypeError('use `await Engine.load(path, options)` to create an Engine');
@@ -72,12 +73,18 @@ class Engine {
 
   /** Token ids -> text (control tokens render as nothing). */
   detokenize(ids) {
-    return this.#open().detokenize(checkTokenIds(ids, 'ids'));
+    const checked = checkTokenIds(ids, 'ids');
+    const native = this.#open();
+    const { vocabSize } = this.#info ?? (this.#info = native.info());
+    const outside = checked.find((id) => id >= vocabSize);
+    if (outside !== undefined) throw new RangeError(`token id ${outside} is outside the vocabulary [0, ${vocabSize})`);
+    return native.detokenize(checked);
   }
 
   /** Model and engine facts: architecture, parameters, context, KV bytes per token, backend... */
   info() {
-    return this.#open().info();
+    const native = this.#open();
+    return { ...(this.#info ?? (this.#info = native.info())) };
   }
 
   /** Scheduler and pool counters: running, waiting, freeBlocks, totalBlocks, steps. */

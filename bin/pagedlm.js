@@ -1,0 +1,145 @@
+#!/usr/bin/env node
+'use strict';
+// pagedlm command line:
+//   pagedlm generate [--model PATH] --prompt TEXT [sampling flags]   stream a completion to stdout
+//   pagedlm info [--model PATH]                                      print what the model is
+const fs = require('node:fs');
+const path = require('node:path');
+const { parseArgs } = require('node:util');
+
+const DEFAULT_MODEL = path.join(__dirname, '..', '..', 'shared', 'models', 'aidreams260K.gguf');
+
+const USAGE = `usage:
+  pagedlm generate [--model PATH] --prompt TEXT [options]
+  pagedlm info [--model PATH]
+
+generate options:
+  --max-tokens N          tokens to generate (default 256)
+  --temperature T         0 = greedy (default 0.8)
+  --top-k K               (default 40; 0 = off)
+  --top-p P               (default 0.95; 1 = off)
+  --min-p P               (default 0.05; 0 = off)
+  --repeat-penalty R      (default 1 = off)
+  --frequency-penalty F   --presence-penalty P
+  --seed S                same seed, same output
+  --stop TEXT             stop before TEXT (repeatable)
+  --ignore-eos            keep going past end-of-sequence
+engine options:
+  --threads N  --context N  --kv-dtype f16|f32
+--model defaults to ${DEFAULT_MODEL} when that file exists.`;
+
+const OPTIONS = {
+  model: { type: 'string', short: 'm' },
+  prompt: { type: 'string', short: 'p' },
+  'max-tokens': { type: 'string', short: 'n' },
+  temperature: { type: 'string', short: 't' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  'min-p': { type: 'string' },
+  'repeat-penalty': { type: 'string' },
+  'frequency-penalty': { type: 'string' },
+  'presence-penalty': { type: 'string' },
+  seed: { type: 'string' },
+  stop: { type: 'string', multiple: true },
+  'ignore-eos': { type: 'boolean' },
+  threads: { type: 'string' },
+  context: { type: 'string' },
+  'kv-dtype': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+const number = (value) => (value === undefined ? undefined : Number(value));
+
+function modelPath(values, positionals) {
+  const chosen = values.model ?? positionals[0] ?? (fs.existsSync(DEFAULT_MODEL) ? DEFAULT_MODEL : undefined);
+  if (!chosen) throw new Error('no model: pass --model PATH to a GGUF file');
+  return chosen;
+}
+
+function engineOptions(values) {
+  return {
+    threads: number(values.threads),
+    contextLength: number(values.context),
+    kvCache: values['kv-dtype'] ? { dtype: values['kv-dtype'] } : undefined,
+    onProgress: process.stderr.isTTY ? (f) => process.stderr.write(`\rloading ${(f * 100).toFixed(0).padStart(3)}%${f >= 1 ? '\n' : ''}`) : undefined,
+  };
+}
+
+async function generate(values, positionals) {
+  if (values.prompt === undefined) throw new Error('pass --prompt TEXT');
+  const { Engine } = require('../lib');
+  const engine = await Engine.load(modelPath(values, positionals.slice(1)), engineOptions(values));
+  const controller = new AbortController();
+  process.once('SIGINT', () => controller.abort());
+  try {
+    let echoed = false; // the prompt is echoed once generation has started, not before a bad flag is caught
+    const echoPrompt = () => {
+      if (!echoed) process.stdout.write(values.prompt);
+      echoed = true;
+    };
+    const result = await engine.generate(values.prompt, {
+      maxTokens: number(values['max-tokens']) ?? 256,
+      temperature: number(values.temperature),
+      topK: number(values['top-k']),
+      topP: number(values['top-p']),
+      minP: number(values['min-p']),
+      repetitionPenalty: number(values['repeat-penalty']),
+      frequencyPenalty: number(values['frequency-penalty']),
+      presencePenalty: number(values['presence-penalty']),
+      seed: number(values.seed),
+      stop: values.stop,
+      ignoreEos: values['ignore-eos'],
+      signal: controller.signal,
+      onToken: (t) => {
+        echoPrompt();
+        process.stdout.write(t.text);
+      },
+    });
+    echoPrompt();
+    const { completionTokens, promptTokens } = result.usage;
+    process.stdout.write('\n');
+    process.stderr.write(
+      `[${promptTokens} prompt + ${completionTokens} generated tokens, finish: ${result.finishReason}, ` +
+        `first token ${result.timings.ttftMs.toFixed(1)} ms, ${result.timings.tokensPerSecond.toFixed(1)} tokens/s]\n`,
+    );
+  } finally {
+    await engine.close();
+  }
+}
+
+async function info(values, positionals) {
+  const { Engine } = require('../lib');
+  const engine = await Engine.load(modelPath(values, positionals.slice(1)), { ...engineOptions(values), prefault: false });
+  try {
+    const i = engine.info();
+    const lines = [
+      ['model', `${i.name || '(unnamed)'} (${i.architecture})`],
+      ['parameters', `${(i.parameters / 1e6).toFixed(2)} M, ${i.tensorType}, ${(i.weightBytes / 2 ** 20).toFixed(1)} MiB`],
+      ['shape', `${i.layers} layers, dim ${i.embeddingLength}, ${i.heads} heads / ${i.kvHeads} KV heads of ${i.headDim}, ffn ${i.feedForwardLength}`],
+      ['vocabulary', `${i.vocabSize} tokens (${i.tokenizer})`],
+      ['context', `${i.trainedContextLength} trained, ${i.contextLength} loaded`],
+      ['KV cache', `${i.kvBytesPerToken} bytes/token (${i.kvDtype}), ${i.kvBlocks} blocks of ${i.kvBlockSize} = ${(i.kvPoolBytes / 2 ** 20).toFixed(1)} MiB`],
+      ['backend', `${i.backend} (${i.cpuKernels} kernels, ${i.threads} threads)`],
+    ];
+    for (const [k, v] of lines) console.log(`${k.padEnd(12)}${v}`);
+  } finally {
+    await engine.close();
+  }
+}
+
+async function main() {
+  const { values, positionals } = parseArgs({ options: OPTIONS, allowPositionals: true });
+  const command = positionals[0];
+  if (values.help || !command) {
+    console.log(USAGE);
+    return;
+  }
+  if (command === 'generate') return generate(values, positionals);
+  if (command === 'info') return info(values, positionals);
+  throw new Error(`unknown command '${command}'\n${USAGE}`);
+}
+
+main().catch((error) => {
+  process.stderr.write(`pagedlm: ${error.message}${error.code ? ` (${error.code})` : ''}\n`);
+  process.exitCode = 1;
+});

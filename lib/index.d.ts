@@ -1,0 +1,148 @@
+// Type declarations for pagedlm's JavaScript API.
+
+export type ErrorCode =
+  | 'ERR_MODEL_FORMAT'
+  | 'ERR_UNSUPPORTED'
+  | 'ERR_IO'
+  | 'ERR_INVALID_ARGUMENT'
+  | 'ERR_CONTEXT_OVERFLOW'
+  | 'ERR_POOL_TOO_SMALL'
+  | 'ERR_ABORTED'
+  | 'ERR_CLOSED'
+  | 'ERR_OUT_OF_MEMORY'
+  | 'ERR_INTERNAL'
+  | 'ERR_ADDON_MISSING';
+
+/** Every failure the engine reports carries a stable `code`. */
+export class PagedlmError extends Error {
+  readonly code: ErrorCode;
+}
+
+export interface KvCacheOptions {
+  /** Tokens per KV block (default 16). */
+  blockSize?: number;
+  /** Pool size in blocks. Default: room for 4 full contexts. */
+  blocks?: number;
+  /** Pool size in bytes (instead of `blocks`). */
+  memory?: number;
+  /** Element type of the cached keys and values (default 'f16'). */
+  dtype?: 'f16' | 'f32';
+}
+
+export interface LoadOptions {
+  /** Compute threads (default: one per core). */
+  threads?: number;
+  /** Context length to serve (default: the model's, capped at 4096). */
+  contextLength?: number;
+  kvCache?: KvCacheOptions;
+  /** Most tokens one forward pass computes; longer prompts are prefilled in chunks (default 512). */
+  maxBatchTokens?: number;
+  /** Read all weights at load so the first request does not wait on the disk (default true). */
+  prefault?: boolean;
+  /** Load progress in [0, 1]. */
+  onProgress?: (fraction: number) => void;
+}
+
+export interface Token {
+  /** Token id. */
+  id: number;
+  /** The text this token completes: may be '' while a UTF-8 character or a possible stop string is incomplete. */
+  text: string;
+}
+
+export interface GenerateOptions {
+  /** Most tokens to generate (default 512). */
+  maxTokens?: number;
+  /** 0 = greedy (default 0.8). */
+  temperature?: number;
+  /** Keep the K most likely tokens; 0 = off (default 40). */
+  topK?: number;
+  /** Nucleus sampling threshold; 1 = off (default 0.95). */
+  topP?: number;
+  /** Drop tokens less likely than minP x the most likely; 0 = off (default 0.05). */
+  minP?: number;
+  /** Divides positive / multiplies negative logits of recent tokens; 1 = off (default). */
+  repetitionPenalty?: number;
+  /** Subtracted per earlier occurrence of a token (default 0). */
+  frequencyPenalty?: number;
+  /** Subtracted once from tokens that occurred (default 0). */
+  presencePenalty?: number;
+  /** How many recent tokens the penalties consider; -1 = all (default 64). */
+  penaltyLastN?: number;
+  /** Same seed, same output. */
+  seed?: number;
+  /** Generation ends before any of these strings; they are not part of the text. */
+  stop?: string | string[];
+  /** Generation ends at any of these token ids (not included in the output). */
+  stopTokens?: number[];
+  /** Keep generating past end-of-sequence tokens. */
+  ignoreEos?: boolean;
+  /** Prepend BOS to a text prompt when the model asks for it (default true). */
+  addBos?: boolean;
+  /** Recognise control-token text such as '<s>' in a text prompt (default false). */
+  special?: boolean;
+  /** Called for every generated token, on the event loop, as the engine produces it. */
+  onToken?: (token: Token) => void;
+  /** Aborting stops generation by the next engine step; the promise resolves with finishReason 'abort'. */
+  signal?: AbortSignal;
+}
+
+export interface GenerateResult {
+  text: string;
+  tokens: number[];
+  finishReason: 'stop' | 'length' | 'abort';
+  usage: { promptTokens: number; completionTokens: number };
+  timings: { ttftMs: number; tokensPerSecond: number };
+}
+
+export interface EngineInfo {
+  architecture: string;
+  name: string;
+  parameters: number;
+  weightBytes: number;
+  tensorType: string;
+  vocabSize: number;
+  embeddingLength: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  feedForwardLength: number;
+  trainedContextLength: number;
+  contextLength: number;
+  ropeFreqBase: number;
+  tiedOutput: boolean;
+  kvDtype: 'f16' | 'f32';
+  /** 2 x layers x kvHeads x headDim x bytes per element. */
+  kvBytesPerToken: number;
+  kvBlockSize: number;
+  kvBlocks: number;
+  kvPoolBytes: number;
+  backend: 'cpu';
+  cpuKernels: 'avx2' | 'portable';
+  threads: number;
+  tokenizer: 'llama' | 'gpt2';
+  bosTokenId: number;
+  eosTokenId: number;
+}
+
+export interface EngineStats {
+  freeBlocks: number;
+  totalBlocks: number;
+  running: number;
+  waiting: number;
+  steps: number;
+}
+
+export class Engine {
+  private constructor();
+  static load(modelPath: string, options?: LoadOptions): Promise<Engine>;
+  generate(prompt: string | number[] | Int32Array, options?: GenerateOptions): Promise<GenerateResult>;
+  tokenize(text: string, options?: { addBos?: boolean; special?: boolean }): number[];
+  detokenize(ids: number[] | Int32Array): string;
+  info(): EngineInfo;
+  stats(): EngineStats;
+  /** Rejects requests in flight with ERR_CLOSED, frees the KV pool, joins the engine's threads. */
+  close(): Promise<void>;
+  readonly closed: boolean;
+}

@@ -1,0 +1,158 @@
+'use strict';
+// Aborts at any moment, close() with requests in flight, an event loop that stays responsive, and model
+// files that are not what they claim.
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { Engine } = require('../..');
+const { describeWithModels } = require('../support/models');
+
+const LONG = { temperature: 0, maxTokens: 400, ignoreEos: true };
+
+describeWithModels('abort', ['stories260K.gguf'], (modelPath) => {
+  let engine;
+  beforeAll(async () => {
+    engine = await Engine.load(modelPath, { threads: 2 });
+  });
+  afterAll(() => engine.close());
+
+  const allBlocksFree = async () => {
+    await new Promise((r) => setTimeout(r, 20));
+    expect(engine.stats().freeBlocks).toBe(engine.stats().totalBlocks);
+  };
+
+  test('a signal aborted before the call resolves at once with finishReason abort', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const result = await engine.generate([1], { ...LONG, signal: controller.signal });
+    expect(result).toMatchObject({ finishReason: 'abort', tokens: [], text: '' });
+  });
+
+  test('abort right after the call', async () => {
+    const controller = new AbortController();
+    const pending = engine.generate([1], { ...LONG, signal: controller.signal });
+    controller.abort();
+    const result = await pending;
+    expect(result.finishReason).toBe('abort');
+    expect(result.tokens.length).toBeLessThan(400);
+    await allBlocksFree();
+  });
+
+  test('abort from inside onToken after N tokens keeps exactly the tokens streamed so far', async () => {
+    for (const n of [1, 2, 17, 64]) {
+      const controller = new AbortController();
+      const seen = [];
+      const result = await engine.generate([1], {
+        ...LONG,
+        signal: controller.signal,
+        onToken: (t) => {
+          seen.push(t.id);
+          if (seen.length === n) controller.abort();
+        },
+      });
+      expect(result.finishReason).toBe('abort');
+      expect(result.tokens.slice(0, n)).toEqual(seen.slice(0, n));
+      expect(result.tokens).toEqual(seen);
+    }
+    await allBlocksFree();
+  });
+
+  test('abort from a timer while other requests keep running', async () => {
+    const controller = new AbortController();
+    const aborted = engine.generate([1], { ...LONG, signal: controller.signal });
+    const other = engine.generate([1], { temperature: 0, maxTokens: 50, ignoreEos: true });
+    setTimeout(() => controller.abort(), 5);
+    const [a, b] = await Promise.all([aborted, other]);
+    expect(a.finishReason).toBe('abort');
+    expect(b.finishReason).toBe('length');
+    expect(b.tokens).toHaveLength(50);
+    await allBlocksFree();
+  });
+
+  test('aborting after completion changes nothing', async () => {
+    const controller = new AbortController();
+    const result = await engine.generate([1], { temperature: 0, maxTokens: 5, signal: controller.signal });
+    controller.abort();
+    expect(result.finishReason).toBe('length');
+  });
+});
+
+describeWithModels('close', ['stories260K.gguf'], (modelPath) => {
+  test('close() rejects requests in flight and waiting with ERR_CLOSED, then refuses new ones', async () => {
+    const engine = await Engine.load(modelPath, { kvCache: { blocks: 40 } });
+    const inFlight = [1, 2, 3].map(() => engine.generate([1], LONG));
+    const outcomes = Promise.allSettled(inFlight);
+    await new Promise((r) => setTimeout(r, 10));
+    await engine.close();
+    for (const o of await outcomes) {
+      expect(o.status).toBe('rejected');
+      expect(o.reason.code).toBe('ERR_CLOSED');
+    }
+    await expect(engine.generate([1])).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    expect(() => engine.info()).toThrow(expect.objectContaining({ code: 'ERR_CLOSED' }));
+    await engine.close(); // idempotent
+    expect(engine.closed).toBe(true);
+  });
+
+  test('close() right after load, with nothing running', async () => {
+    const engine = await Engine.load(modelPath);
+    await engine.close();
+  });
+});
+
+describeWithModels('event loop', ['synth-tiny-f16.gguf'], (modelPath) => {
+  test('timers keep firing during a long generation', async () => {
+    const engine = await Engine.load(modelPath, { threads: 2, contextLength: 1024 });
+    try {
+      let ticks = 0;
+      let tokens = 0;
+      const timer = setInterval(() => ticks++, 5);
+      const started = Date.now();
+      const result = await engine.generate('Once upon a time', { temperature: 0, maxTokens: 300, ignoreEos: true, onToken: () => tokens++ });
+      const elapsed = Date.now() - started;
+      clearInterval(timer);
+      expect(result.tokens).toHaveLength(300);
+      expect(tokens).toBe(300);
+      // A blocked loop would let at most a tick or two through; a free one fires about every 5 ms.
+      expect(ticks).toBeGreaterThanOrEqual(Math.floor(elapsed / 5 / 4));
+      expect(ticks).toBeGreaterThan(3);
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
+describeWithModels('bad model files', ['aidreams260K.gguf'], (modelPath) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagedlm-bad-'));
+  const original = fs.readFileSync(modelPath);
+  const write = (name, bytes) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, bytes);
+    return file;
+  };
+
+  test('a missing file is ERR_IO naming the path', async () => {
+    await expect(Engine.load(path.join(dir, 'nope.gguf'))).rejects.toMatchObject({ code: 'ERR_IO', message: expect.stringContaining('nope.gguf') });
+  });
+
+  test('a file that is not GGUF is ERR_MODEL_FORMAT: bad magic', async () => {
+    await expect(Engine.load(write('text.gguf', 'hello world, not a model'))).rejects.toMatchObject({ code: 'ERR_MODEL_FORMAT', message: expect.stringContaining('bad magic') });
+  });
+
+  test('truncated copies are ERR_MODEL_FORMAT at every cut', async () => {
+    for (const fraction of [0, 0.001, 0.01, 0.3, 0.5, 0.999]) {
+      const file = write(`cut-${fraction}.gguf`, original.subarray(0, Math.floor(original.length * fraction)));
+      await expect(Engine.load(file)).rejects.toMatchObject({ code: 'ERR_MODEL_FORMAT', message: expect.stringMatching(/truncated|outside the file/) });
+    }
+  });
+
+  test('an unsupported version is named', async () => {
+    const bytes = Buffer.from(original);
+    bytes.writeUInt32LE(9, 4);
+    await expect(Engine.load(write('v9.gguf', bytes))).rejects.toMatchObject({ code: 'ERR_MODEL_FORMAT', message: expect.stringContaining('version 9') });
+  });
+
+  test('a directory is ERR_IO', async () => {
+    await expect(Engine.load(dir)).rejects.toMatchObject({ code: 'ERR_IO' });
+  });
+});
