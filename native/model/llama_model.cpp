@@ -99,8 +99,20 @@ class ModelBuilder {
     c_.rope_dim = static_cast<int>(optional_int(p + "rope.dimension_count", c_.head_dim));
     if (c_.rope_dim > c_.head_dim || c_.rope_dim % 2 != 0) fail("rope.dimension_count " + std::to_string(c_.rope_dim) + " does not fit the head size");
     c_.rope_layout = traits->rope_layout;
+    check_sizes();
     if (!(c_.rms_eps > 0) || !(c_.rope_base > 0)) fail("rms epsilon and rope.freq_base must be positive");
     read_rope_scaling(p);
+  }
+
+  // Hostile values must not overflow the int arithmetic downstream: every width stays far below 2^31.
+  void check_sizes() {
+    constexpr int64_t kMaxWidth = int64_t{1} << 20;
+    const std::pair<const char*, int64_t> widths[] = {
+        {"embedding_length", c_.dim}, {"feed_forward_length", c_.ffn_dim}, {"head_count x key_length", int64_t{c_.n_heads} * c_.head_dim},
+        {"block_count", c_.n_layers}};
+    for (const auto& [what, value] : widths) {
+      if (value > kMaxWidth) fail(std::string(what) + " = " + std::to_string(value) + " is implausibly large");
+    }
   }
 
   // Linear scaling divides positions; llama3 scaling divides each frequency by a factor, either from
@@ -175,6 +187,7 @@ class ModelBuilder {
   void bind_tensors() {
     const GgufTensor& embd = tensor("token_embd.weight");
     if (embd.dims.size() != 2) fail("tensor 'token_embd.weight' must be 2-D, has shape " + dims_string(embd.dims));
+    if (embd.dims[1] > (uint64_t{1} << 24)) fail("vocabulary of " + std::to_string(embd.dims[1]) + " tokens is implausibly large");
     c_.vocab_size = static_cast<int>(embd.dims[1]);
     m_.token_embedding_ = matrix("token_embd.weight", c_.vocab_size, c_.dim);
     m_.output_norm_ = vector("output_norm.weight", c_.dim);

@@ -122,6 +122,10 @@ describeWithModels('pool limits', ['aidreams260K.gguf'], (modelPath) => {
     }
   });
 
+  test('a pool larger than the machine is ERR_OUT_OF_MEMORY, not a crash', async () => {
+    await expect(Engine.load(modelPath, { kvCache: { blocks: 2 ** 31 - 1 } })).rejects.toMatchObject({ code: 'ERR_OUT_OF_MEMORY' });
+  });
+
   test('requests wait for blocks when the pool is busy, then all complete', async () => {
     const engine = await Engine.load(modelPath, { kvCache: { blocks: 4, blockSize: 16 } });
     try {

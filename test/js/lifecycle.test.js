@@ -4,6 +4,7 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { execFileSync } = require('node:child_process');
 const { Engine } = require('../..');
 const { describeWithModels } = require('../support/models');
 
@@ -97,6 +98,22 @@ describeWithModels('close', ['stories260K.gguf'], (modelPath) => {
   test('close() right after load, with nothing running', async () => {
     const engine = await Engine.load(modelPath);
     await engine.close();
+  });
+});
+
+describeWithModels('process lifetime', ['stories260K.gguf'], (modelPath) => {
+  const runNode = (script) =>
+    execFileSync(process.execPath, ['-e', script], { cwd: path.join(__dirname, '..', '..'), timeout: 30000, encoding: 'utf8', env: { ...process.env, MODEL: modelPath } });
+
+  test('an idle engine that was never closed does not keep node alive', () => {
+    expect(runNode("require('.').Engine.load(process.env.MODEL).then(() => console.log('loaded'))")).toBe('loaded\n');
+  });
+
+  test('a generation in flight keeps node alive until it finishes', () => {
+    const script = `require('.').Engine.load(process.env.MODEL).then((e) => {
+      e.generate([1], { maxTokens: 20, temperature: 0, ignoreEos: true }).then((r) => console.log(r.tokens.length));
+    })`;
+    expect(runNode(script)).toBe('20\n');
   });
 });
 

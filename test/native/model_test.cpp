@@ -83,6 +83,24 @@ TEST(ModelMalformed, MissingHyperparameter) {
   expect_load_error(w.build(), ErrorCode::kModelFormat, "missing metadata 'llama.embedding_length'");
 }
 
+TEST(ModelMalformed, ImplausibleSizes) {
+  GgufWriter w;
+  w.add_string("general.architecture", "llama");
+  w.add_u32("llama.embedding_length", 1u << 22);
+  w.add_u32("llama.block_count", 1);
+  w.add_u32("llama.feed_forward_length", 64);
+  w.add_u32("llama.attention.head_count", 1);
+  expect_load_error(w.build(), ErrorCode::kModelFormat, "embedding_length = 4194304 is implausibly large");
+  GgufWriter heads;
+  heads.add_string("general.architecture", "llama");
+  heads.add_u32("llama.embedding_length", 64);
+  heads.add_u32("llama.block_count", 1);
+  heads.add_u32("llama.feed_forward_length", 64);
+  heads.add_u32("llama.attention.head_count", 1u << 16);
+  heads.add_u32("llama.attention.key_length", 1u << 16);
+  expect_load_error(heads.build(), ErrorCode::kModelFormat, "implausibly large");
+}
+
 TEST(ModelMalformed, MissingTensor) {
   // Declaring three layers in a two-layer file: rewrite block_count in place (the value follows the key).
   auto bytes = testing::synthetic_model(SyntheticSpec{.layers = 2}).build();

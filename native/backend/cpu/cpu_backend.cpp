@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <new>
+#include <stdexcept>
+
+#include <unistd.h>
 
 #include "common/half.h"
 
@@ -13,11 +16,19 @@ constexpr int kMinRowsPerTask = 8;
 }  // namespace
 
 Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads) {
+  const auto too_big = [&] {
+    return Status(ErrorCode::kOutOfMemory, "cannot allocate a KV pool of " + std::to_string(layout.total_bytes() >> 20) +
+                                               " MiB: lower kvCache.blocks, kvCache.memory or contextLength");
+  };
+  // Zero-filling a pool larger than RAM would summon the OOM killer instead of an error.
+  const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  if (physical > 0 && layout.total_bytes() > physical) return too_big();
   try {
     return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(model), layout, threads));
   } catch (const std::bad_alloc&) {
-    return Status(ErrorCode::kOutOfMemory, "cannot allocate the KV pool (" + std::to_string(layout.total_bytes() >> 20) +
-                                               " MiB): lower kvCache.blocks or kvCache.memory");
+    return too_big();
+  } catch (const std::length_error&) {
+    return too_big();
   }
 }
 
