@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "backend/cpu/ops.h"
+#include <cuda_runtime.h>
+
 #include "pagedlm_kernels.h"
 
 namespace pagedlm {

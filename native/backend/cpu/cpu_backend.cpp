@@ -97,7 +97,9 @@ void CpuBackend::norm_rows(const float* x, const std::vector<float>& weight, flo
 
 void CpuBackend::matmul(const WeightMatrix& w, const float* x, int n_tokens, float* y, const std::vector<float>* bias) {
   const MatmulArgs args{w.type, w.data, w.row_bytes, w.cols, x, n_tokens, y, w.rows};
-  const int rows_per_task = std::max(kMinRowsPerTask, static_cast<int>((w.rows + pool_.size() * 4 - 1) / (pool_.size() * 4)));
+  // About 4 tasks per thread to even out the load, in multiples of 4 rows (the matmul tile height).
+  int rows_per_task = std::max(kMinRowsPerTask, static_cast<int>((w.rows + pool_.size() * 4 - 1) / (pool_.size() * 4)));
+  rows_per_task = (rows_per_task + 3) / 4 * 4;
   const size_t tasks = (w.rows + rows_per_task - 1) / rows_per_task;
   pool_.parallel_for(tasks, [&](size_t task, size_t thread) {
     const int begin = static_cast<int>(task) * rows_per_task;
