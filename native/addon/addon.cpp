@@ -13,10 +13,10 @@ struct AddonData {
 };
 
 // Loads a model on a libuv worker thread, reporting progress, then builds the NativeEngine.
-class LoadWorker final : public Napi::AsyncProgressWorker<double> {
+class LoadWorker final : public Napi::AsyncProgressQueueWorker<double> {
  public:
   LoadWorker(Napi::Env env, std::string path, EngineOptions options, Napi::Function on_events, Napi::Value on_progress)
-      : Napi::AsyncProgressWorker<double>(env),
+      : Napi::AsyncProgressQueueWorker<double>(env),
         path_(std::move(path)),
         options_(std::move(options)),
         bridge_(std::make_unique<EventBridge>(env, on_events)),
@@ -38,11 +38,24 @@ class LoadWorker final : public Napi::AsyncProgressWorker<double> {
 
   void OnProgress(const double* data, size_t count) override {
     if (on_progress_.IsEmpty() || count == 0) return;
-    on_progress_.Call({Napi::Number::New(Env(), data[count - 1])});
+    try {
+      on_progress_.Call({Napi::Number::New(Env(), data[count - 1])});
+    } catch (const Napi::Error& error) {
+      // A throwing onProgress fails the load with its error once loading has finished.
+      progress_error_ = Napi::Persistent(error.Value());
+      on_progress_.Reset();
+    }
   }
 
   void OnOK() override {
     const Napi::Env env = Env();
+    if (!progress_error_.IsEmpty()) {
+      if (engine_) engine_->close();
+      engine_.reset();
+      bridge_->release();
+      deferred_.Reject(progress_error_.Value());
+      return;
+    }
     if (!engine_) {
       bridge_->release();
       deferred_.Reject(to_js_error(env, status_).Value());
@@ -65,6 +78,7 @@ class LoadWorker final : public Napi::AsyncProgressWorker<double> {
   std::unique_ptr<Engine> engine_;
   Status status_;
   Napi::FunctionReference on_progress_;
+  Napi::ObjectReference progress_error_;
   Napi::Promise::Deferred deferred_;
 };
 

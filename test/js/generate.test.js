@@ -110,6 +110,22 @@ describeWithModels('generate on aidreams260K', ['aidreams260K.gguf'], (modelPath
   });
 });
 
+describeWithModels('load', ['aidreams260K.gguf'], (modelPath) => {
+  test('onProgress reports rising fractions up to 1', async () => {
+    const seen = [];
+    const engine = await Engine.load(modelPath, { onProgress: (f) => seen.push(f) });
+    await engine.close();
+    expect(seen.length).toBeGreaterThan(1);
+    expect(seen[seen.length - 1]).toBe(1);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]).toBeGreaterThanOrEqual(seen[i - 1]);
+  });
+
+  test('a throwing onProgress fails the load with its error', async () => {
+    const boom = new Error('progress failed');
+    await expect(Engine.load(modelPath, { onProgress: () => { throw boom; } })).rejects.toBe(boom);
+  });
+});
+
 describeWithModels('pool limits', ['aidreams260K.gguf'], (modelPath) => {
   test('a request larger than the whole pool is rejected with ERR_POOL_TOO_SMALL', async () => {
     const engine = await Engine.load(modelPath, { kvCache: { blocks: 2, blockSize: 16 } });

@@ -47,23 +47,17 @@ void GgufWriter::add_string_array(const std::string& key, const std::vector<std:
   ++metadata_count_;
 }
 
-void GgufWriter::add_f32_array(const std::string& key, const std::vector<float>& v) {
+void GgufWriter::numeric_array(const std::string& key, uint32_t element_type, const void* data, size_t count, size_t width) {
   put_string(metadata_, key);
   put_value<uint32_t>(metadata_, 9);
-  put_value<uint32_t>(metadata_, 6);
-  put_value<uint64_t>(metadata_, v.size());
-  put(metadata_, v.data(), v.size() * 4);
+  put_value<uint32_t>(metadata_, element_type);
+  put_value<uint64_t>(metadata_, count);
+  put(metadata_, data, count * width);
   ++metadata_count_;
 }
 
-void GgufWriter::add_i32_array(const std::string& key, const std::vector<int32_t>& v) {
-  put_string(metadata_, key);
-  put_value<uint32_t>(metadata_, 9);
-  put_value<uint32_t>(metadata_, 5);
-  put_value<uint64_t>(metadata_, v.size());
-  put(metadata_, v.data(), v.size() * 4);
-  ++metadata_count_;
-}
+void GgufWriter::add_f32_array(const std::string& key, const std::vector<float>& v) { numeric_array(key, 6, v.data(), v.size(), 4); }
+void GgufWriter::add_i32_array(const std::string& key, const std::vector<int32_t>& v) { numeric_array(key, 5, v.data(), v.size(), 4); }
 
 void GgufWriter::add_raw(const std::string& key, const std::vector<uint8_t>& type_and_payload) {
   put_string(metadata_, key);
@@ -76,8 +70,7 @@ void GgufWriter::add_tensor(const std::string& name, std::vector<uint64_t> dims,
 }
 
 std::vector<uint8_t> GgufWriter::build() const {
-  std::vector<uint8_t> out;
-  put(out, "GGUF", 4);
+  std::vector<uint8_t> out = {'G', 'G', 'U', 'F'};
   put_value(out, version);
   put_value<uint64_t>(out, tensors_.size());
   put_value<uint64_t>(out, metadata_count_);

@@ -50,6 +50,7 @@ class GgufWriter {
     std::vector<uint8_t> data;
   };
   void scalar(const std::string& key, uint32_t type, const void* v, size_t n);
+  void numeric_array(const std::string& key, uint32_t element_type, const void* data, size_t count, size_t width);
   std::vector<uint8_t> metadata_;
   uint64_t metadata_count_ = 0;
   std::vector<Tensor> tensors_;
