@@ -1,6 +1,7 @@
 // End to end through the Engine: reference outputs of the shared models, stop conditions, cancel, close.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "engine/engine.h"
@@ -180,6 +181,45 @@ TEST(Engine, ConcurrentRequestsMatchSoloRuns) {
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(f.events.wait(base + i).tokens, solo[i]) << "request " << i;
   EXPECT_EQ(f.engine->stats().free_blocks, f.engine->stats().total_blocks);
 }
+
+}  // namespace
+}  // namespace pagedlm
+
+namespace pagedlm {
+namespace {
+
+// Greedy generation through the whole engine equals greedy decoding of the double-precision reference.
+class GreedyAgainstReference : public ::testing::TestWithParam<std::pair<const char*, testing::SyntheticSpec>> {};
+
+TEST_P(GreedyAgainstReference, SameTokens) {
+  const auto& [name, spec] = GetParam();
+  const std::string path = testing::write_synthetic_model(spec, std::string("greedy_") + name + ".gguf");
+  Fixture f(path, EngineOptions{.kv_dtype = KvDtype::kF32, .max_batch_tokens = 7});  // prompt prefilled in chunks
+  const std::vector<int32_t> prompt = {1, 40, 41, 42, 300, 301, 17, 18, 19, 20, 21};
+  GenerateParams p = f.greedy(24);
+  p.ignore_eos = true;
+  const EngineEvent done = f.run(prompt, p);
+  ASSERT_EQ(done.kind, EngineEvent::Kind::kFinished);
+
+  auto file = GgufFile::open(path);
+  auto model = LlamaModel::load(file.take());
+  std::vector<int32_t> tokens = prompt, expected;
+  for (int i = 0; i < 24; ++i) {
+    const std::vector<double> logits = testing::reference_logits(*model.value(), tokens).back();
+    const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    expected.push_back(next);
+    tokens.push_back(next);
+  }
+  EXPECT_EQ(done.tokens, expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, GreedyAgainstReference,
+    ::testing::Values(std::pair{"gqa_f32", testing::SyntheticSpec{.heads = 4, .kv_heads = 2}},
+                      std::pair{"mqa_f16_tied", testing::SyntheticSpec{.dim = 48, .heads = 3, .kv_heads = 1, .tied_output = true, .weight_type = TensorType::kF16}},
+                      std::pair{"q8_0", testing::SyntheticSpec{.layers = 3, .weight_type = TensorType::kQ8_0}},
+                      std::pair{"bf16_neox", testing::SyntheticSpec{.architecture = "qwen2", .qkv_bias = true, .weight_type = TensorType::kBF16}}),
+    [](const auto& info) { return std::string(info.param.first); });
 
 }  // namespace
 }  // namespace pagedlm
