@@ -19,6 +19,13 @@ class Engine {
 
   constructor(token) {
     if (token !== kCreate) throw new TypeError('use `await Engine.load(path, options)` to create an Engine');
+    /** The KV cache: its counters and the calls that steer it. */
+    this.cache = Object.freeze({
+      /** Pool and prefix-cache counters: blocks free / in use / cached, hits, hit rate, evictions. */
+      stats: () => this.#open().cacheStats(),
+      /** Forgets every cached prefix block that no request is using; resolves to how many. */
+      clear: () => (this.#closing ? Promise.reject(closedError()) : this.#native.clearCache().catch((e) => Promise.reject(fromNative(e)))),
+    });
   }
 
   /** Loads a GGUF model on a worker thread. */
@@ -42,7 +49,7 @@ class Engine {
     return new Promise((resolve, reject) => {
       const { params, onToken, signal, addBos, special } = generateOptions(options);
       const promptIds = this.#promptIds(prompt, addBos, special);
-      if (this.#closing) throw new PagedlmError('the engine is closed', 'ERR_CLOSED');
+      if (this.#closing) throw closedError();
       if (signal?.aborted) {
         resolve(result({ text: '', tokens: [], finishReason: 'abort', promptTokens: promptIds.length }));
         return;
@@ -107,7 +114,7 @@ class Engine {
   }
 
   #open() {
-    if (this.#closing) throw new PagedlmError('the engine is closed', 'ERR_CLOSED');
+    if (this.#closing) throw closedError();
     return this.#native;
   }
 
@@ -152,6 +159,10 @@ class Engine {
     request.detach?.();
     settle();
   }
+}
+
+function closedError() {
+  return new PagedlmError('the engine is closed', 'ERR_CLOSED');
 }
 
 function result(event) {

@@ -77,6 +77,8 @@ export interface GenerateOptions {
   stopTokens?: number[];
   /** Keep generating past end-of-sequence tokens. */
   ignoreEos?: boolean;
+  /** Requests share cached prefixes only with requests of the same salt (e.g. one per user). */
+  cacheSalt?: string;
   /** Prepend BOS to a text prompt when the model asks for it (default true). */
   addBos?: boolean;
   /** Recognise control-token text such as '<s>' in a text prompt (default false). */
@@ -134,8 +136,40 @@ export interface EngineStats {
   steps: number;
 }
 
+export interface CacheStats {
+  blockSize: number;
+  blocksTotal: number;
+  /** Unused blocks. */
+  blocksFree: number;
+  /** Blocks held by running requests. */
+  blocksInUse: number;
+  /** Blocks no request holds that still carry a cached prefix; evicted least recently used first. */
+  blocksCached: number;
+  bytesPerToken: number;
+  bytesTotal: number;
+  dtype: 'f16' | 'f32';
+  /** Requests that looked up the prefix cache. */
+  prefixQueries: number;
+  /** Requests that reused at least one cached block. */
+  prefixHits: number;
+  /** Prompt tokens looked up. */
+  queryTokens: number;
+  /** Prompt tokens served from the cache instead of computed. */
+  hitTokens: number;
+  /** hitTokens / queryTokens. */
+  hitRate: number;
+  evictions: number;
+}
+
+export interface EngineCache {
+  stats(): CacheStats;
+  /** Forgets every cached block no request is using; resolves to how many were dropped. */
+  clear(): Promise<number>;
+}
+
 export class Engine {
   private constructor();
+  readonly cache: EngineCache;
   static load(modelPath: string, options?: LoadOptions): Promise<Engine>;
   generate(prompt: string | number[] | Int32Array, options?: GenerateOptions): Promise<GenerateResult>;
   tokenize(text: string, options?: { addBos?: boolean; special?: boolean }): number[];

@@ -35,6 +35,11 @@ function checkBoolean(value, name) {
   return value;
 }
 
+function checkString(value, name) {
+  if (value !== undefined && typeof value !== 'string') throw new TypeError(`${name} must be a string, got ${describe(value)}`);
+  return value;
+}
+
 function checkFunction(value, name) {
   if (value !== undefined && typeof value !== 'function') throw new TypeError(`${name} must be a function, got ${describe(value)}`);
   return value;
@@ -101,6 +106,7 @@ function generateOptions(options) {
     stop,
     stopTokens: o.stopTokens === undefined ? undefined : checkTokenIds(o.stopTokens, 'stopTokens'),
     ignoreEos: checkBoolean(o.ignoreEos, 'ignoreEos'),
+    cacheSalt: checkString(o.cacheSalt, 'cacheSalt'),
   };
   return {
     params,

@@ -59,6 +59,13 @@ std::vector<int32_t> int_array(const Napi::Value& v, const char* what) {
   return out;
 }
 
+uint64_t salt_id(const std::string& salt) {
+  // FNV-1a: stable across runs and platforms, so saved caches keep their salts.
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : salt) h = (h ^ c) * 0x100000001b3ull;
+  return h | 1;  // never 0, the unsalted id
+}
+
 namespace {
 int32_t to_int(const Napi::Object& o, const char* key, int32_t fallback) {
   const auto v = optional_number(o, key);
@@ -86,6 +93,8 @@ GenerateParams generate_params(const Napi::Object& o) {
   p.stop_strings = string_array(o, "stop");
   if (o.Has("stopTokens") && !o.Get("stopTokens").IsUndefined()) p.stop_tokens = int_array(o.Get("stopTokens"), "stopTokens");
   p.ignore_eos = optional_bool(o, "ignoreEos").value_or(false);
+  const Napi::Value salt = o.Get("cacheSalt");
+  if (salt.IsString()) p.cache_salt = salt_id(salt.As<Napi::String>().Utf8Value());
   SamplingParams& s = p.sampling;
   s.temperature = static_cast<float>(optional_number(o, "temperature").value_or(s.temperature));
   s.top_k = to_int(o, "topK", s.top_k);
@@ -139,6 +148,25 @@ Napi::Object stats_to_js(Napi::Env env, const EngineStats& s) {
   o.Set("running", s.running);
   o.Set("waiting", s.waiting);
   o.Set("steps", static_cast<double>(s.steps));
+  return o;
+}
+
+Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& s, const KvLayout& kv) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("blockSize", kv.block_size);
+  o.Set("blocksTotal", s.total_blocks);
+  o.Set("blocksFree", s.free_blocks - s.cached_blocks);
+  o.Set("blocksInUse", s.in_use_blocks);
+  o.Set("blocksCached", s.cached_blocks);
+  o.Set("bytesPerToken", static_cast<double>(kv.bytes_per_token()));
+  o.Set("bytesTotal", static_cast<double>(kv.total_bytes()));
+  o.Set("dtype", kv_dtype_name(kv.dtype));
+  o.Set("prefixQueries", static_cast<double>(s.prefix.queries));
+  o.Set("prefixHits", static_cast<double>(s.prefix.hits));
+  o.Set("queryTokens", static_cast<double>(s.prefix.query_tokens));
+  o.Set("hitTokens", static_cast<double>(s.prefix.hit_tokens));
+  o.Set("hitRate", s.prefix.query_tokens == 0 ? 0.0 : static_cast<double>(s.prefix.hit_tokens) / static_cast<double>(s.prefix.query_tokens));
+  o.Set("evictions", static_cast<double>(s.evictions));
   return o;
 }
 

@@ -36,7 +36,8 @@ Napi::Function EngineWrap::define(Napi::Env env) {
                      {InstanceMethod<&EngineWrap::submit>("submit"), InstanceMethod<&EngineWrap::cancel>("cancel"),
                       InstanceMethod<&EngineWrap::close>("close"), InstanceMethod<&EngineWrap::tokenize>("tokenize"),
                       InstanceMethod<&EngineWrap::detokenize>("detokenize"), InstanceMethod<&EngineWrap::info>("info"),
-                      InstanceMethod<&EngineWrap::stats>("stats"), InstanceMethod<&EngineWrap::ref>("ref"),
+                      InstanceMethod<&EngineWrap::stats>("stats"), InstanceMethod<&EngineWrap::cache_stats>("cacheStats"),
+                      InstanceMethod<&EngineWrap::clear_cache>("clearCache"), InstanceMethod<&EngineWrap::ref>("ref"),
                       InstanceMethod<&EngineWrap::unref>("unref")});
 }
 
@@ -149,6 +150,42 @@ Napi::Value EngineWrap::detokenize(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) { return info_to_js(info.Env(), engine(info.Env()).info()); }
 Napi::Value EngineWrap::stats(const Napi::CallbackInfo& info) { return stats_to_js(info.Env(), engine(info.Env()).stats()); }
+
+Napi::Value EngineWrap::cache_stats(const Napi::CallbackInfo& info) {
+  Engine& e = engine(info.Env());
+  return cache_stats_to_js(info.Env(), e.stats(), e.info().kv);
+}
+
+namespace {
+// Waits for the engine thread to drop its cached blocks, off the JS thread.
+class ClearCacheWorker final : public Napi::AsyncWorker {
+ public:
+  ClearCacheWorker(Napi::Object owner, Engine& engine)
+      : Napi::AsyncWorker(owner.Env()), owner_(Napi::Persistent(owner)), engine_(engine), deferred_(Napi::Promise::Deferred::New(owner.Env())),
+        result_(0) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override { result_ = engine_.clear_cache(); }
+  void OnOK() override {
+    if (result_.is_ok()) {
+      deferred_.Resolve(Napi::Number::New(Env(), result_.value()));
+    } else {
+      deferred_.Reject(to_js_error(Env(), result_.status()).Value());
+    }
+  }
+
+ private:
+  Napi::ObjectReference owner_;
+  Engine& engine_;
+  Napi::Promise::Deferred deferred_;
+  Result<int32_t> result_;
+};
+}  // namespace
+
+Napi::Value EngineWrap::clear_cache(const Napi::CallbackInfo& info) {
+  auto* worker = new ClearCacheWorker(Value(), engine(info.Env()));
+  worker->Queue();
+  return worker->promise();
+}
 
 Napi::Value EngineWrap::ref(const Napi::CallbackInfo& info) {
   if (bridge_ && !close_started_) bridge_->ref(info.Env());

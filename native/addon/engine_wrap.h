@@ -45,6 +45,8 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value detokenize(const Napi::CallbackInfo& info);
   Napi::Value info(const Napi::CallbackInfo& info);
   Napi::Value stats(const Napi::CallbackInfo& info);
+  Napi::Value cache_stats(const Napi::CallbackInfo& info);
+  Napi::Value clear_cache(const Napi::CallbackInfo& info);
   Napi::Value ref(const Napi::CallbackInfo& info);
   Napi::Value unref(const Napi::CallbackInfo& info);
 

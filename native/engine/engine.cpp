@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <future>
 #include <map>
 #include <thread>
 #include <variant>
@@ -24,6 +25,8 @@ const char* finish_reason_name(FinishReason reason) {
 struct Engine::Inbox {
   std::vector<std::unique_ptr<Sequence>> submitted;
   std::vector<RequestId> cancelled;
+  std::vector<std::promise<int32_t>> cache_clears;
+  bool empty() const { return submitted.empty() && cancelled.empty() && cache_clears.empty(); }
 };
 
 struct Engine::Core {
@@ -164,14 +167,34 @@ void Engine::close() {
   if (thread_.joinable()) thread_.join();
 }
 
+Result<int32_t> Engine::clear_cache() {
+  std::future<int32_t> cleared;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closing_) return Status(ErrorCode::kClosed, "the engine is closed");
+    inbox_->cache_clears.emplace_back();
+    cleared = inbox_->cache_clears.back().get_future();
+  }
+  wake_.notify_one();
+  return cleared.get();
+}
+
 EngineStats Engine::stats() const {
-  return EngineStats{free_blocks_.load(), info_.kv.num_blocks, running_.load(), waiting_.load(), steps_.load()};
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  return stats_;
 }
 
 void Engine::publish_stats() {
-  free_blocks_.store(core_->kv.pool().num_free());
-  running_.store(static_cast<int32_t>(core_->scheduler.num_running()));
-  waiting_.store(static_cast<int32_t>(core_->scheduler.num_waiting()));
+  const BlockPool& pool = core_->kv.pool();
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  stats_.total_blocks = pool.num_blocks();
+  stats_.free_blocks = pool.num_free();
+  stats_.cached_blocks = pool.num_cached();
+  stats_.in_use_blocks = pool.num_in_use();
+  stats_.evictions = pool.evictions();
+  stats_.prefix = core_->kv.counters();
+  stats_.running = static_cast<int32_t>(core_->scheduler.num_running());
+  stats_.waiting = static_cast<int32_t>(core_->scheduler.num_waiting());
 }
 
 void Engine::run() {
@@ -181,7 +204,7 @@ void Engine::run() {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] {
-        return closing_ || !inbox_->submitted.empty() || !inbox_->cancelled.empty() || core_->scheduler.has_work();
+        return closing_ || !inbox_->empty() || core_->scheduler.has_work();
       });
       closing = closing_;
     }
@@ -208,6 +231,7 @@ void Engine::drain_inbox(std::vector<EngineEvent>& events) {
   for (RequestId id : taken.cancelled) {
     if (Sequence* seq = core_->scheduler.find(id)) finish(*seq, FinishReason::kAbort, events);
   }
+  for (auto& cleared : taken.cache_clears) cleared.set_value(core_->kv.clear_cache());
 }
 
 void Engine::step(std::vector<EngineEvent>& events) {
@@ -239,11 +263,15 @@ void Engine::step(std::vector<EngineEvent>& events) {
     fail_all(status, events);
     return;
   }
-  ++steps_;
+  {
+    std::lock_guard<std::mutex> lock(stats_mutex_);
+    ++stats_.steps;
+  }
   size_t row = 0;
   for (const StepPlan::Entry& e : plan.entries) {
     Sequence& seq = *e.sequence;
     seq.num_computed_tokens += e.num_tokens;
+    core.scheduler.cache_computed_blocks(seq);
     if (!e.sample) continue;
     const int32_t token = seq.sampler.sample(core.logits.data() + row++ * vocab, vocab, seq.tokens);
     handle_token(seq, token, events);

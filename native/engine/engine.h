@@ -17,6 +17,7 @@
 
 #include "backend/backend.h"
 #include "engine/request.h"
+#include "kv/kv_cache_manager.h"
 #include "kv/kv_layout.h"
 #include "model/llama_model.h"
 #include "tokenizer/tokenizer.h"
@@ -56,8 +57,12 @@ struct EngineInfo {
 };
 
 struct EngineStats {
-  int32_t free_blocks = 0;
   int32_t total_blocks = 0;
+  int32_t free_blocks = 0;    // allocatable: unused + cached
+  int32_t cached_blocks = 0;  // holding a cached prefix, evictable
+  int32_t in_use_blocks = 0;  // referenced by running sequences
+  uint64_t evictions = 0;
+  PrefixCacheCounters prefix;
   int32_t running = 0;
   int32_t waiting = 0;
   uint64_t steps = 0;
@@ -75,6 +80,8 @@ class Engine {
   void cancel(RequestId id);
   // Fails every queued and running request with kClosed, stops the engine thread and joins it. Idempotent.
   void close();
+  // Forgets every cached prefix block not in use; returns how many. Waits for the engine thread.
+  Result<int32_t> clear_cache();
 
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const EngineInfo& info() const { return info_; }
@@ -110,10 +117,8 @@ class Engine {
   std::mutex close_mutex_;  // serializes close()
   std::thread thread_;
 
-  std::atomic<int32_t> free_blocks_{0};
-  std::atomic<int32_t> running_{0};
-  std::atomic<int32_t> waiting_{0};
-  std::atomic<uint64_t> steps_{0};
+  mutable std::mutex stats_mutex_;
+  EngineStats stats_;  // guarded by stats_mutex_; a snapshot published after every step
 };
 
 }  // namespace pagedlm

@@ -17,6 +17,7 @@ struct GenerateParams {
   std::vector<std::string> stop_strings;
   std::vector<int32_t> stop_tokens;
   bool ignore_eos = false;
+  uint64_t cache_salt = 0;  // requests share cached prefixes only with requests of the same salt
   SamplingParams sampling;
 };
 

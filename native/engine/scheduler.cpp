@@ -26,14 +26,31 @@ void Scheduler::add(std::unique_ptr<Sequence> sequence) { waiting_.push_back(std
 void Scheduler::admit() {
   while (!waiting_.empty() && static_cast<int32_t>(running_.size()) < config_.max_running) {
     Sequence& next = *waiting_.front();
+    const PrefixMatch match = kv_.match_prefix(next.tokens, next.params.cache_salt);
     const int32_t blocks = kv_.blocks_for_tokens(reserved_tokens(next.prompt_length, next.params.max_tokens));
-    if (reserved_blocks_ + blocks > kv_.pool().num_blocks()) return;  // first come, first served
-    next.reserved_blocks = blocks;
+    const int32_t new_blocks = blocks - static_cast<int32_t>(match.blocks.size());
+    const int32_t available = kv_.pool().num_free() - match.idle_blocks - promised_blocks_;
+    if (new_blocks > available) return;  // first come, first served
+    kv_.take_prefix(match, next.prompt_length, next.block_table);
+    next.block_hashes = match.hashes;
+    next.num_computed_tokens = match.num_tokens;
+    next.cached_prompt_tokens = match.num_tokens;
+    next.blocks_to_allocate = new_blocks;
     next.status = SequenceStatus::kRunning;
-    reserved_blocks_ += blocks;
+    promised_blocks_ += new_blocks;
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }
+}
+
+void Scheduler::cache_computed_blocks(Sequence& seq) {
+  kv_.cache_full_blocks(seq.tokens, seq.num_computed_tokens, seq.params.cache_salt, seq.block_table, seq.block_hashes);
+}
+
+std::vector<const std::vector<BlockId>*> Scheduler::block_tables() const {
+  std::vector<const std::vector<BlockId>*> tables;
+  for (const auto& seq : running_) tables.push_back(&seq->block_table);
+  return tables;
 }
 
 StepPlan Scheduler::schedule() {
@@ -56,9 +73,10 @@ StepPlan Scheduler::schedule() {
   }
   for (const auto& entry : plan.entries) {
     Sequence& seq = *entry.sequence;
-    // Cannot fail: admission reserved these blocks.
-    const bool ok = kv_.allocate_slots(seq.block_table, seq.num_computed_tokens + entry.num_tokens);
-    (void)ok;
+    // Cannot fail: admission promised these blocks.
+    const int32_t taken = kv_.allocate_slots(seq.block_table, seq.num_computed_tokens + entry.num_tokens);
+    seq.blocks_to_allocate -= taken;
+    promised_blocks_ -= taken;
   }
   return plan;
 }
@@ -69,7 +87,7 @@ std::unique_ptr<Sequence> Scheduler::remove(RequestId id) {
     std::unique_ptr<Sequence> seq = std::move(*it);
     running_.erase(it);
     kv_.free(seq->block_table);
-    reserved_blocks_ -= seq->reserved_blocks;
+    promised_blocks_ -= seq->blocks_to_allocate;
     seq->status = SequenceStatus::kFinished;
     return seq;
   }

@@ -1,7 +1,8 @@
 // Decides, each step, which sequences run and how many of their tokens: every running sequence's decode
 // token first, then prefill chunks up to the step's token budget. Admits waiting sequences in arrival order
-// while the pool can promise them the blocks for prompt + max tokens, so a running sequence never finds
-// the pool empty. Never includes a backend header: it hands the runner a StepPlan. Engine thread only.
+// while the pool can promise them the blocks for prompt + max tokens (less what the prefix cache already
+// holds), so a running sequence never finds the pool empty. Never includes a backend header: it hands the
+// runner a StepPlan. Engine thread only.
 #pragma once
 
 #include <deque>
@@ -46,6 +47,10 @@ class Scheduler {
   Sequence* find(RequestId id);
 
   bool has_work() const { return !waiting_.empty() || !running_.empty(); }
+  // After a step: registers the blocks its tokens filled in the prefix cache.
+  void cache_computed_blocks(Sequence& seq);
+  // Block tables of every running sequence (for invariant checks).
+  std::vector<const std::vector<BlockId>*> block_tables() const;
   std::vector<RequestId> all_ids() const;
   size_t num_running() const { return running_.size(); }
   size_t num_waiting() const { return waiting_.size(); }
@@ -57,7 +62,7 @@ class Scheduler {
   SchedulerConfig config_;
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order
-  int32_t reserved_blocks_ = 0;                     // sum over running sequences
+  int32_t promised_blocks_ = 0;                     // sum of blocks_to_allocate over running sequences
 };
 
 }  // namespace pagedlm

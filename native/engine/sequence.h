@@ -7,6 +7,7 @@
 #include "engine/request.h"
 #include "engine/sampler.h"
 #include "engine/text_stream.h"
+#include "kv/block_hash.h"
 #include "kv/block_pool.h"
 
 namespace pagedlm {
@@ -28,7 +29,9 @@ struct Sequence {
   int32_t prompt_length;
   int32_t num_computed_tokens = 0;  // tokens whose K/V are in the pool
   std::vector<BlockId> block_table; // append-only while running
-  int32_t reserved_blocks = 0;      // blocks promised at admission for prompt + max tokens
+  std::vector<BlockHash> block_hashes;  // hashes of its full blocks registered in the prefix cache
+  int32_t cached_prompt_tokens = 0; // prompt tokens reused from the prefix cache at admission
+  int32_t blocks_to_allocate = 0;   // blocks promised at admission and not yet taken
   SequenceStatus status = SequenceStatus::kWaiting;
   GenerateParams params;
   Sampler sampler;

@@ -1,5 +1,6 @@
 #include "kv/block_pool.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 #include <cstdlib>
@@ -15,7 +16,13 @@ void invariant(bool ok, const char* what) {
 }
 }  // namespace
 
-BlockPool::BlockPool(int32_t num_blocks) : ref_counts_(num_blocks, 0), prev_(num_blocks, kNoBlock), next_(num_blocks, kNoBlock) {
+BlockPool::BlockPool(int32_t num_blocks, int32_t block_size)
+    : block_size_(block_size),
+      ref_counts_(num_blocks, 0),
+      prev_(num_blocks, kNoBlock),
+      next_(num_blocks, kNoBlock),
+      entries_(num_blocks),
+      tokens_(static_cast<size_t>(num_blocks) * block_size, 0) {
   for (BlockId id = 0; id < num_blocks; ++id) push_back(id);
 }
 
@@ -28,6 +35,18 @@ void BlockPool::push_back(BlockId id) {
     head_ = id;
   }
   tail_ = id;
+  ++num_free_;
+}
+
+void BlockPool::push_front(BlockId id) {
+  next_[id] = head_;
+  prev_[id] = kNoBlock;
+  if (head_ != kNoBlock) {
+    prev_[head_] = id;
+  } else {
+    tail_ = id;
+  }
+  head_ = id;
   ++num_free_;
 }
 
@@ -46,22 +65,71 @@ void BlockPool::unlink(BlockId id) {
   --num_free_;
 }
 
+void BlockPool::forget(BlockId id) {
+  index_.erase(entries_[id].hash);
+  entries_[id] = Entry{};
+}
+
 BlockId BlockPool::allocate() {
   if (head_ == kNoBlock) return kNoBlock;
   const BlockId id = head_;
   unlink(id);
+  if (entries_[id].registered) {
+    forget(id);
+    --num_cached_free_;
+    ++evictions_;
+  }
   ref_counts_[id] = 1;
   return id;
 }
 
 void BlockPool::retain(BlockId id) {
   assert(id >= 0 && id < num_blocks());
-  if (ref_counts_[id]++ == 0) unlink(id);
+  if (ref_counts_[id]++ == 0) {
+    unlink(id);
+    if (entries_[id].registered) --num_cached_free_;
+  }
 }
 
 void BlockPool::release(BlockId id) {
   assert(id >= 0 && id < num_blocks() && ref_counts_[id] > 0);  // a double free is a bug in the caller
-  if (--ref_counts_[id] == 0) push_back(id);
+  if (--ref_counts_[id] != 0) return;
+  if (entries_[id].registered) {
+    push_back(id);
+    ++num_cached_free_;
+  } else {
+    push_front(id);
+  }
+}
+
+BlockId BlockPool::find_cached(const BlockHash& hash, const BlockHash& parent, const int32_t* tokens) const {
+  const auto it = index_.find(hash);
+  if (it == index_.end()) return kNoBlock;
+  const BlockId id = it->second;
+  const Entry& e = entries_[id];
+  if (e.parent != parent || !std::equal(tokens, tokens + block_size_, tokens_of(id))) return kNoBlock;  // a collision
+  return id;
+}
+
+void BlockPool::register_block(BlockId id, const BlockHash& hash, const BlockHash& parent, const int32_t* tokens) {
+  assert(ref_counts_[id] > 0);
+  if (entries_[id].registered || index_.count(hash) != 0) return;
+  entries_[id] = Entry{true, hash, parent};
+  std::copy(tokens, tokens + block_size_, tokens_.begin() + static_cast<std::ptrdiff_t>(id) * block_size_);
+  index_.emplace(hash, id);
+}
+
+int32_t BlockPool::clear_cache() {
+  int32_t cleared = 0;
+  for (BlockId id = 0; id < num_blocks(); ++id) {
+    if (ref_counts_[id] != 0 || !entries_[id].registered) continue;
+    forget(id);
+    unlink(id);
+    push_front(id);
+    ++cleared;
+  }
+  num_cached_free_ -= cleared;
+  return cleared;
 }
 
 void BlockPool::check_invariants() const {
@@ -75,12 +143,20 @@ void BlockPool::check_invariants() const {
   }
   invariant(previous == tail_, "free queue tail is wrong");
   invariant(queued == num_free_, "free count disagrees with the queue");
-  int32_t unreferenced = 0;
-  for (int32_t count : ref_counts_) {
-    invariant(count >= 0, "negative reference count");
-    unreferenced += count == 0;
+  int32_t unreferenced = 0, cached_free = 0, registered = 0;
+  for (BlockId id = 0; id < num_blocks(); ++id) {
+    invariant(ref_counts_[id] >= 0, "negative reference count");
+    unreferenced += ref_counts_[id] == 0;
+    if (!entries_[id].registered) continue;
+    ++registered;
+    cached_free += ref_counts_[id] == 0;
+    const auto it = index_.find(entries_[id].hash);
+    invariant(it != index_.end() && it->second == id, "a registered block is missing from the hash index");
+    invariant(hash_block(entries_[id].parent, tokens_of(id), block_size_) == entries_[id].hash, "a cached hash does not match its tokens");
   }
   invariant(unreferenced == num_free_, "a block with no references is missing from the free queue");
+  invariant(cached_free == num_cached_free_, "cached block count is wrong");
+  invariant(registered == static_cast<int32_t>(index_.size()), "the hash index holds blocks that are not registered");
 }
 
 }  // namespace pagedlm

@@ -1,12 +1,20 @@
-// The only owner of KV block bookkeeping: reference counts and the free queue. Everyone else holds block
-// ids. A block may be referenced by several sequences (shared prefixes); it returns to the free queue when
-// its last reference goes. The free queue is kept in least-recently-freed order so that, once blocks carry
-// cached prefixes, the oldest is reused first.
+// The only owner of KV block bookkeeping: reference counts, the free queue and the prefix-cache index.
+// Everyone else holds block ids.
+//
+// A block is in one of three states:
+//   in use     ref > 0 (held by one or more block tables; shared prefixes have ref > 1)
+//   cached     ref == 0 and registered under a hash: its K/V still hold a prefix; reusable by a hit
+//   free       ref == 0 and not registered
+// Cached and free blocks both sit in the free queue. Free ones go to its front and cached ones to its back,
+// so allocation takes a free block first and otherwise evicts the least recently released cached block.
 // Engine thread only.
 #pragma once
 
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
+
+#include "kv/block_hash.h"
 
 namespace pagedlm {
 
@@ -15,32 +23,59 @@ constexpr BlockId kNoBlock = -1;
 
 class BlockPool {
  public:
-  explicit BlockPool(int32_t num_blocks);
+  BlockPool(int32_t num_blocks, int32_t block_size);
 
   int32_t num_blocks() const { return static_cast<int32_t>(ref_counts_.size()); }
-  int32_t num_free() const { return num_free_; }
+  int32_t block_size() const { return block_size_; }
+  int32_t num_free() const { return num_free_; }            // allocatable: free + cached
+  int32_t num_cached() const { return num_cached_free_; }   // cached (evictable) among them
+  int32_t num_in_use() const { return num_blocks() - num_free_; }
+  uint64_t evictions() const { return evictions_; }
 
-  // Takes the least recently freed block (ref count 1); kNoBlock when none is free. O(1).
+  // Takes a block from the front of the free queue (evicting it if cached) with ref count 1;
+  // kNoBlock when none is left. O(1).
   BlockId allocate();
-  // Adds a reference to a block in use or in the free queue. O(1).
+  // Adds a reference to a block in use or waiting in the free queue (a cache hit). O(1).
   void retain(BlockId id);
-  // Drops a reference; at zero the block goes to the back of the free queue. O(1).
+  // Drops a reference; at zero the block joins the free queue. O(1).
   void release(BlockId id);
   int32_t ref_count(BlockId id) const { return ref_counts_[id]; }
 
-  // Aborts with a message when the counts and the free queue disagree. For tests.
+  // The cached block holding `tokens` after `parent`, or kNoBlock.
+  BlockId find_cached(const BlockHash& hash, const BlockHash& parent, const int32_t* tokens) const;
+  // Registers a full block in use under `hash`. A hash already registered keeps its block.
+  void register_block(BlockId id, const BlockHash& hash, const BlockHash& parent, const int32_t* tokens);
+  bool is_registered(BlockId id) const { return entries_[id].registered; }
+  // Forgets every cached (ref 0) block; returns how many.
+  int32_t clear_cache();
+
+  // Aborts with a message when counts, queue and index disagree. For tests.
   void check_invariants() const;
 
  private:
+  struct Entry {
+    bool registered = false;
+    BlockHash hash;
+    BlockHash parent;
+  };
   void unlink(BlockId id);
   void push_back(BlockId id);
+  void push_front(BlockId id);
+  void forget(BlockId id);
+  const int32_t* tokens_of(BlockId id) const { return tokens_.data() + static_cast<size_t>(id) * block_size_; }
 
+  int32_t block_size_;
   std::vector<int32_t> ref_counts_;  // [num_blocks]
   std::vector<BlockId> prev_;        // [num_blocks] free-queue links; kNoBlock at the ends
   std::vector<BlockId> next_;        // [num_blocks]
-  BlockId head_ = kNoBlock;          // least recently freed
+  BlockId head_ = kNoBlock;          // next to allocate
   BlockId tail_ = kNoBlock;
   int32_t num_free_ = 0;
+  int32_t num_cached_free_ = 0;
+  uint64_t evictions_ = 0;
+  std::vector<Entry> entries_;       // [num_blocks]
+  std::vector<int32_t> tokens_;      // [num_blocks, block_size] token ids of registered blocks
+  std::unordered_map<BlockHash, BlockId, BlockHashHasher> index_;
 };
 
 }  // namespace pagedlm

@@ -1,19 +1,79 @@
 #include "kv/kv_cache_manager.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace pagedlm {
 
-bool KvCacheManager::allocate_slots(std::vector<BlockId>& block_table, int64_t num_tokens) {
+PrefixMatch KvCacheManager::match_prefix(const std::vector<int32_t>& tokens, uint64_t salt) const {
+  PrefixMatch match;
+  const int32_t max_blocks = tokens.empty() ? 0 : static_cast<int32_t>((tokens.size() - 1) / block_size_);
+  BlockHash parent = root_hash(salt);
+  for (int32_t b = 0; b < max_blocks; ++b) {
+    const int32_t* block_tokens = tokens.data() + static_cast<size_t>(b) * block_size_;
+    const BlockHash hash = hash_block(parent, block_tokens, block_size_);
+    const BlockId id = pool_.find_cached(hash, parent, block_tokens);
+    if (id == kNoBlock) break;
+    match.blocks.push_back(id);
+    match.hashes.push_back(hash);
+    match.idle_blocks += pool_.ref_count(id) == 0;
+    parent = hash;
+  }
+  match.num_tokens = static_cast<int32_t>(match.blocks.size()) * block_size_;
+  return match;
+}
+
+void KvCacheManager::take_prefix(const PrefixMatch& match, int32_t prompt_tokens, std::vector<BlockId>& block_table) {
+  for (BlockId id : match.blocks) {
+    pool_.retain(id);
+    block_table.push_back(id);
+  }
+  ++counters_.queries;
+  counters_.hits += match.num_tokens > 0;
+  counters_.query_tokens += static_cast<uint64_t>(prompt_tokens);
+  counters_.hit_tokens += static_cast<uint64_t>(match.num_tokens);
+}
+
+int32_t KvCacheManager::allocate_slots(std::vector<BlockId>& block_table, int64_t num_tokens) {
   const int32_t needed = blocks_for_tokens(num_tokens) - static_cast<int32_t>(block_table.size());
-  if (needed <= 0) return true;
-  if (needed > pool_.num_free()) return false;
+  if (needed <= 0) return 0;
+  if (needed > pool_.num_free()) return -1;
   for (int32_t i = 0; i < needed; ++i) block_table.push_back(pool_.allocate());
-  return true;
+  return needed;
+}
+
+void KvCacheManager::cache_full_blocks(const std::vector<int32_t>& tokens, int32_t num_computed, uint64_t salt,
+                                       const std::vector<BlockId>& block_table, std::vector<BlockHash>& hashes) {
+  const size_t full_blocks = static_cast<size_t>(num_computed / block_size_);
+  while (hashes.size() < full_blocks) {
+    const size_t b = hashes.size();
+    const BlockHash parent = b == 0 ? root_hash(salt) : hashes[b - 1];
+    const int32_t* block_tokens = tokens.data() + b * block_size_;
+    const BlockHash hash = hash_block(parent, block_tokens, block_size_);
+    pool_.register_block(block_table[b], hash, parent, block_tokens);
+    hashes.push_back(hash);
+  }
 }
 
 void KvCacheManager::free(std::vector<BlockId>& block_table) {
-  // Last block first, so that a prefix's head stays cached longest once the free queue is LRU.
+  // Last block first: a chain's tail is then evicted before its head, which more requests share.
   for (auto it = block_table.rbegin(); it != block_table.rend(); ++it) pool_.release(*it);
   block_table.clear();
+}
+
+void KvCacheManager::check_invariants(const std::vector<const std::vector<BlockId>*>& tables) const {
+  pool_.check_invariants();
+  std::vector<int32_t> holders(pool_.num_blocks(), 0);
+  for (const auto* table : tables) {
+    for (BlockId id : *table) ++holders[id];
+  }
+  for (BlockId id = 0; id < pool_.num_blocks(); ++id) {
+    if (holders[id] != pool_.ref_count(id)) {
+      std::fprintf(stderr, "KvCacheManager invariant violated: block %d has ref count %d but %d tables hold it\n", id,
+                   pool_.ref_count(id), holders[id]);
+      std::abort();
+    }
+  }
 }
 
 }  // namespace pagedlm

@@ -1,31 +1,65 @@
-// Gives sequences the KV blocks their tokens need, through the BlockPool (the only owner of the counts).
-// Block tables are append-only vectors of block ids held by the sequences. Engine thread only.
+// Gives sequences the KV blocks their tokens need and shares full blocks between sequences through the
+// prefix cache. All reference counting goes through the BlockPool; block tables are append-only vectors
+// of block ids held by the sequences. Engine thread only.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "kv/block_pool.h"
 
 namespace pagedlm {
 
+// The cached blocks a prompt can reuse, found by lookup and not yet taken.
+struct PrefixMatch {
+  std::vector<BlockId> blocks;
+  std::vector<BlockHash> hashes;  // hash of each matched block
+  int32_t num_tokens = 0;         // blocks.size() * block_size
+  int32_t idle_blocks = 0;        // matched blocks now at ref 0: taking them shrinks the free count
+};
+
+struct PrefixCacheCounters {
+  uint64_t queries = 0;        // requests that looked up the cache
+  uint64_t hits = 0;           // of those, requests that reused at least one block
+  uint64_t query_tokens = 0;   // prompt tokens looked up
+  uint64_t hit_tokens = 0;     // prompt tokens served from the cache
+};
+
 class KvCacheManager {
  public:
-  KvCacheManager(int32_t num_blocks, int32_t block_size) : pool_(num_blocks), block_size_(block_size) {}
+  KvCacheManager(int32_t num_blocks, int32_t block_size) : pool_(num_blocks, block_size), block_size_(block_size) {}
 
   int32_t block_size() const { return block_size_; }
   int32_t blocks_for_tokens(int64_t tokens) const { return static_cast<int32_t>((tokens + block_size_ - 1) / block_size_); }
 
-  // Grows `block_table` to cover `num_tokens` tokens. All or nothing: false (table unchanged) when the
-  // pool lacks the blocks.
-  bool allocate_slots(std::vector<BlockId>& block_table, int64_t num_tokens);
-  // Releases every block of the table and clears it.
+  // Longest chain of cached full blocks at the start of `tokens`, leaving at least the last token to compute
+  // (it must run to produce logits).
+  PrefixMatch match_prefix(const std::vector<int32_t>& tokens, uint64_t salt) const;
+  // Takes the matched blocks (ref + 1) as the start of an empty block table; counts the query.
+  void take_prefix(const PrefixMatch& match, int32_t prompt_tokens, std::vector<BlockId>& block_table);
+
+  // Grows `block_table` to cover `num_tokens` tokens; returns how many blocks it took, or -1 (table
+  // unchanged) when the pool lacks them.
+  int32_t allocate_slots(std::vector<BlockId>& block_table, int64_t num_tokens);
+  // Registers the sequence's newly completed blocks in the prefix cache. `hashes` holds the hashes of the
+  // blocks registered so far and grows; `tokens[0, num_computed)` have their K/V in the pool.
+  void cache_full_blocks(const std::vector<int32_t>& tokens, int32_t num_computed, uint64_t salt,
+                         const std::vector<BlockId>& block_table, std::vector<BlockHash>& hashes);
+  // Releases every block of the table and clears it. Registered blocks stay cached until evicted.
   void free(std::vector<BlockId>& block_table);
+  int32_t clear_cache() { return pool_.clear_cache(); }
 
   const BlockPool& pool() const { return pool_; }
+  const PrefixCacheCounters& counters() const { return counters_; }
+
+  // Aborts unless each block's reference count equals the number of `tables` holding it, on top of the
+  // pool's own invariants. For tests.
+  void check_invariants(const std::vector<const std::vector<BlockId>*>& tables) const;
 
  private:
   BlockPool pool_;
   int32_t block_size_;
+  PrefixCacheCounters counters_;
 };
 
 }  // namespace pagedlm

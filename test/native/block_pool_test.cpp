@@ -1,5 +1,8 @@
+// The block pool and the KV cache manager: reference counts, the free queue, the prefix-cache index and
+// their invariants, including a randomized property test.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <random>
 
 #include "kv/block_pool.h"
@@ -8,8 +11,12 @@
 namespace pagedlm {
 namespace {
 
+constexpr int32_t kBlock = 4;
+
+std::vector<int32_t> block_tokens(int32_t seed) { return {seed, seed + 1, seed + 2, seed + 3}; }
+
 TEST(BlockPool, AllocatesEveryBlockOnceThenRunsOut) {
-  BlockPool pool(4);
+  BlockPool pool(4, kBlock);
   std::vector<BlockId> got;
   for (int i = 0; i < 4; ++i) got.push_back(pool.allocate());
   EXPECT_EQ(got, (std::vector<BlockId>{0, 1, 2, 3}));
@@ -19,7 +26,7 @@ TEST(BlockPool, AllocatesEveryBlockOnceThenRunsOut) {
 }
 
 TEST(BlockPool, SharedBlocksReturnWithTheirLastReference) {
-  BlockPool pool(2);
+  BlockPool pool(2, kBlock);
   const BlockId b = pool.allocate();
   pool.retain(b);  // a second sequence shares it
   pool.release(b);
@@ -30,56 +37,153 @@ TEST(BlockPool, SharedBlocksReturnWithTheirLastReference) {
   pool.check_invariants();
 }
 
-TEST(BlockPool, FreeQueueIsLeastRecentlyFreedFirst) {
-  BlockPool pool(3);
+TEST(BlockPool, UncachedBlocksAreReusedBeforeCachedOnes) {
+  BlockPool pool(3, kBlock);
   const BlockId a = pool.allocate(), b = pool.allocate(), c = pool.allocate();
-  pool.release(b);
-  pool.release(c);
-  pool.release(a);
-  EXPECT_EQ(pool.allocate(), b);
+  const auto tokens = block_tokens(10);
+  pool.register_block(a, hash_block(root_hash(0), tokens.data(), kBlock), root_hash(0), tokens.data());
+  pool.release(a);  // cached: back of the queue
+  pool.release(b);  // plain: front
+  pool.release(c);  // plain: front
+  EXPECT_EQ(pool.num_cached(), 1);
   EXPECT_EQ(pool.allocate(), c);
-  pool.retain(a);  // revived from the free queue (a cached block reused)
-  EXPECT_EQ(pool.num_free(), 0);
+  EXPECT_EQ(pool.allocate(), b);
+  EXPECT_EQ(pool.evictions(), 0u);
+  EXPECT_EQ(pool.allocate(), a);  // only now is the cached block evicted
+  EXPECT_EQ(pool.evictions(), 1u);
+  EXPECT_FALSE(pool.is_registered(a));
   pool.check_invariants();
 }
 
-TEST(BlockPool, RandomOperationsKeepInvariants) {
-  BlockPool pool(64);
-  std::vector<BlockId> held;
-  std::mt19937 rng(7);
-  for (int step = 0; step < 20000; ++step) {
-    const int op = static_cast<int>(rng() % 3);
-    if (op == 0) {
-      const BlockId b = pool.allocate();
-      if (b != kNoBlock) held.push_back(b);
-    } else if (op == 1 && !held.empty()) {
-      const BlockId b = held[rng() % held.size()];
-      pool.retain(b);
-      held.push_back(b);
-    } else if (!held.empty()) {
-      const size_t i = rng() % held.size();
-      pool.release(held[i]);
-      held.erase(held.begin() + static_cast<std::ptrdiff_t>(i));
-    }
-    if (step % 1000 == 0) pool.check_invariants();
+TEST(BlockPool, CachedBlocksAreEvictedLeastRecentlyReleasedFirst) {
+  BlockPool pool(3, kBlock);
+  std::vector<BlockId> ids;
+  for (int i = 0; i < 3; ++i) {
+    const BlockId id = pool.allocate();
+    const auto t = block_tokens(i * 10);
+    pool.register_block(id, hash_block(root_hash(0), t.data(), kBlock), root_hash(0), t.data());
+    ids.push_back(id);
   }
-  for (BlockId b : held) pool.release(b);
-  EXPECT_EQ(pool.num_free(), 64);
+  pool.release(ids[1]);
+  pool.release(ids[0]);
+  pool.release(ids[2]);
+  pool.retain(ids[0]);  // a hit revives it from the queue
+  pool.release(ids[0]);  // and puts it at the back again
+  EXPECT_EQ(pool.allocate(), ids[1]);
+  EXPECT_EQ(pool.allocate(), ids[2]);
+  EXPECT_EQ(pool.allocate(), ids[0]);
+  pool.check_invariants();
+}
+
+TEST(BlockPool, FindsOnlyExactTokensAndParent) {
+  BlockPool pool(2, kBlock);
+  const BlockId id = pool.allocate();
+  const auto t = block_tokens(5);
+  const BlockHash parent = root_hash(0);
+  const BlockHash h = hash_block(parent, t.data(), kBlock);
+  pool.register_block(id, h, parent, t.data());
+  EXPECT_EQ(pool.find_cached(h, parent, t.data()), id);
+  const auto other = block_tokens(6);
+  EXPECT_EQ(pool.find_cached(h, parent, other.data()), kNoBlock);  // a forged hash with other tokens
+  EXPECT_EQ(pool.find_cached(h, root_hash(7), t.data()), kNoBlock);
+  EXPECT_NE(hash_block(root_hash(1), t.data(), kBlock), h);  // salts separate chains
+  pool.release(id);
+  EXPECT_EQ(pool.clear_cache(), 1);
+  EXPECT_EQ(pool.find_cached(h, parent, t.data()), kNoBlock);
   pool.check_invariants();
 }
 
 TEST(KvCacheManager, AllocatesWholeOrNothing) {
   KvCacheManager kv(4, 16);
   std::vector<BlockId> a, b;
-  EXPECT_TRUE(kv.allocate_slots(a, 17));  // 2 blocks
-  EXPECT_EQ(a.size(), 2u);
-  EXPECT_TRUE(kv.allocate_slots(a, 32));  // still 2
-  EXPECT_EQ(a.size(), 2u);
-  EXPECT_FALSE(kv.allocate_slots(b, 48)); // 3 blocks, 2 free
+  EXPECT_EQ(kv.allocate_slots(a, 17), 2);
+  EXPECT_EQ(kv.allocate_slots(a, 32), 0);
+  EXPECT_EQ(kv.allocate_slots(b, 48), -1);  // 3 blocks, 2 free
   EXPECT_TRUE(b.empty());
   kv.free(a);
   EXPECT_TRUE(a.empty());
   EXPECT_EQ(kv.pool().num_free(), 4);
+}
+
+TEST(KvCacheManager, MatchesTheLongestCachedChainButNeverTheLastToken) {
+  KvCacheManager kv(8, kBlock);
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 12; ++i) tokens.push_back(100 + i);
+  std::vector<BlockId> table;
+  std::vector<BlockHash> hashes;
+  ASSERT_EQ(kv.allocate_slots(table, 12), 3);
+  kv.cache_full_blocks(tokens, 12, 0, table, hashes);
+  EXPECT_EQ(hashes.size(), 3u);
+  kv.free(table);
+
+  const PrefixMatch whole = kv.match_prefix(tokens, 0);  // 12 tokens: the last block holds the last token
+  EXPECT_EQ(whole.num_tokens, 8);
+  EXPECT_EQ(whole.idle_blocks, 2);
+  auto longer = tokens;
+  longer.push_back(7);
+  EXPECT_EQ(kv.match_prefix(longer, 0).num_tokens, 12);
+  auto diverging = longer;
+  diverging[5] = 0;  // second block differs: only the first matches
+  EXPECT_EQ(kv.match_prefix(diverging, 0).num_tokens, 4);
+  EXPECT_EQ(kv.match_prefix(longer, 42).num_tokens, 0);  // another salt shares nothing
+}
+
+// Randomized operations on several sequences: admit (with prefix reuse), extend, finish, abort, evict by
+// pressure, clear. After each operation the manager's invariants must hold.
+TEST(KvCacheManager, RandomOperationsKeepInvariants) {
+  KvCacheManager kv(20, kBlock);
+  struct Seq {
+    std::vector<int32_t> tokens;
+    int32_t computed = 0;
+    uint64_t salt = 0;
+    std::vector<BlockId> table;
+    std::vector<BlockHash> hashes;
+  };
+  std::vector<std::unique_ptr<Seq>> live;
+  std::mt19937 rng(11);
+  const auto tables = [&] {
+    std::vector<const std::vector<BlockId>*> t;
+    for (const auto& s : live) t.push_back(&s->table);
+    return t;
+  };
+  uint64_t hits = 0;
+  for (int op = 0; op < 20000; ++op) {
+    const int kind = static_cast<int>(rng() % 10);
+    if (kind < 3 && live.size() < 8) {  // admit a prompt drawn from a few shared prefixes
+      auto s = std::make_unique<Seq>();
+      const int family = static_cast<int>(rng() % 3);
+      const int length = 1 + static_cast<int>(rng() % 20);
+      for (int i = 0; i < length; ++i) s->tokens.push_back(i < 12 ? family * 100 + i : static_cast<int32_t>(rng() % 50));
+      s->salt = rng() % 4 == 0 ? 9 : 0;
+      const PrefixMatch m = kv.match_prefix(s->tokens, s->salt);
+      if (kv.blocks_for_tokens(length) - static_cast<int32_t>(m.blocks.size()) > kv.pool().num_free() - m.idle_blocks) continue;
+      kv.take_prefix(m, length, s->table);
+      s->hashes = m.hashes;
+      s->computed = m.num_tokens;
+      hits += m.num_tokens > 0;
+      ASSERT_GE(kv.allocate_slots(s->table, length), 0);
+      live.push_back(std::move(s));
+    } else if (kind < 7 && !live.empty()) {  // compute some tokens, maybe generate one
+      Seq& s = *live[rng() % live.size()];
+      s.computed = static_cast<int32_t>(s.tokens.size());
+      kv.cache_full_blocks(s.tokens, s.computed, s.salt, s.table, s.hashes);
+      s.tokens.push_back(static_cast<int32_t>(rng() % 50));
+      if (kv.allocate_slots(s.table, static_cast<int64_t>(s.tokens.size())) < 0) s.tokens.pop_back();
+    } else if (kind < 9 && !live.empty()) {  // finish or abort
+      const size_t i = rng() % live.size();
+      kv.free(live[i]->table);
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+    } else if (rng() % 8 == 0) {
+      kv.clear_cache();
+    }
+    kv.check_invariants(tables());
+  }
+  EXPECT_GT(hits, 100u);
+  EXPECT_GT(kv.pool().evictions(), 0u);
+  for (auto& s : live) kv.free(s->table);
+  live.clear();
+  kv.check_invariants(tables());
+  EXPECT_EQ(kv.pool().num_free(), 20);
 }
 
 }  // namespace
