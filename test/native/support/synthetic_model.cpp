@@ -1,6 +1,7 @@
 #include "support/synthetic_model.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -116,7 +117,8 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
 }
 
 std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + name;
+  // CTest runs tests in parallel processes: each writes its own files.
+  return ::testing::TempDir() + "pagedlm_" + std::to_string(::getpid()) + "_" + name;
 }
 
 std::string write_synthetic_model(const SyntheticSpec& spec, const std::string& name) {
