@@ -42,6 +42,16 @@ class Engine {
   }
 
   /**
+   * Bytes a KV pool needs for `sequences` sequences of `contextLength` tokens each:
+   * 2 x layers x kvHeads x headDim x bytes per element (+ a 4-byte scale per token and head for int8/fp8),
+   * per token, with each sequence rounded up to whole blocks.
+   * `model` is an Engine or its info(); `config` is { layers, kvHeads, headDim }.
+   */
+  static estimateKvBytes(options) {
+    return estimateKvBytes(options);
+  }
+
+  /**
    * Generates a completion of `prompt` (text, or token ids). Resolves to
    * { text, tokens, finishReason: 'stop' | 'length' | 'abort', usage, timings }.
    */
@@ -159,6 +169,28 @@ class Engine {
     request.detach?.();
     settle();
   }
+}
+
+const KV_ELEMENT_BYTES = { f32: 4, f16: 2, bf16: 2, int8: 1, fp8: 1 };
+
+function estimateKvBytes(options) {
+  const o = checkObject(options, 'options');
+  const source = o.model instanceof Engine ? o.model.info() : o.model ?? o.config;
+  const shape = checkObject(source, 'model or config');
+  for (const key of ['layers', 'kvHeads', 'headDim']) {
+    if (!Number.isInteger(shape[key]) || shape[key] <= 0) throw new TypeError(`${o.model ? 'model' : 'config'}.${key} must be a positive integer`);
+  }
+  const dtype = o.dtype ?? 'f16';
+  if (!(dtype in KV_ELEMENT_BYTES)) throw new RangeError(`dtype must be one of ${Object.keys(KV_ELEMENT_BYTES).join(', ')}, got ${dtype}`);
+  const blockSize = o.blockSize ?? 16;
+  const contextLength = o.contextLength ?? shape.contextLength;
+  const sequences = o.sequences ?? 1;
+  for (const [name, value] of [['contextLength', contextLength], ['sequences', sequences], ['blockSize', blockSize]]) {
+    if (!Number.isInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  }
+  const scale = dtype === 'int8' || dtype === 'fp8' ? 4 : 0;
+  const bytesPerToken = 2 * shape.layers * shape.kvHeads * (shape.headDim * KV_ELEMENT_BYTES[dtype] + scale);
+  return bytesPerToken * Math.ceil(contextLength / blockSize) * blockSize * sequences;
 }
 
 function closedError() {

@@ -18,6 +18,8 @@ export class PagedlmError extends Error {
   readonly code: ErrorCode;
 }
 
+export type KvDtype = 'f32' | 'f16' | 'bf16' | 'int8' | 'fp8';
+
 export interface KvCacheOptions {
   /** Tokens per KV block (default 16). */
   blockSize?: number;
@@ -25,8 +27,8 @@ export interface KvCacheOptions {
   blocks?: number;
   /** Pool size in bytes (instead of `blocks`). */
   memory?: number;
-  /** Element type of the cached keys and values (default 'f16'). */
-  dtype?: 'f16' | 'f32';
+  /** Element type of the cached keys and values (default 'f16'); int8 and fp8 (e4m3) add one float scale per token and KV head. */
+  dtype?: KvDtype;
 }
 
 export interface LoadOptions {
@@ -114,7 +116,7 @@ export interface EngineInfo {
   contextLength: number;
   ropeFreqBase: number;
   tiedOutput: boolean;
-  kvDtype: 'f16' | 'f32';
+  kvDtype: KvDtype;
   /** 2 x layers x kvHeads x headDim x bytes per element. */
   kvBytesPerToken: number;
   kvBlockSize: number;
@@ -145,9 +147,11 @@ export interface CacheStats {
   blocksInUse: number;
   /** Blocks no request holds that still carry a cached prefix; evicted least recently used first. */
   blocksCached: number;
+  /** Token slots in running requests' blocks not yet written (fragmentation): under one block per request. */
+  unusedSlots: number;
   bytesPerToken: number;
   bytesTotal: number;
-  dtype: 'f16' | 'f32';
+  dtype: KvDtype;
   /** Requests that looked up the prefix cache. */
   prefixQueries: number;
   /** Requests that reused at least one cached block. */
@@ -171,6 +175,15 @@ export class Engine {
   private constructor();
   readonly cache: EngineCache;
   static load(modelPath: string, options?: LoadOptions): Promise<Engine>;
+  /** KV pool bytes for `sequences` x `contextLength` tokens (rounded up to whole blocks). */
+  static estimateKvBytes(options: {
+    model?: Engine | Pick<EngineInfo, 'layers' | 'kvHeads' | 'headDim'> & { contextLength?: number };
+    config?: { layers: number; kvHeads: number; headDim: number };
+    contextLength?: number;
+    sequences?: number;
+    dtype?: KvDtype;
+    blockSize?: number;
+  }): number;
   generate(prompt: string | number[] | Int32Array, options?: GenerateOptions): Promise<GenerateResult>;
   tokenize(text: string, options?: { addBos?: boolean; special?: boolean }): number[];
   detokenize(ids: number[] | Int32Array): string;

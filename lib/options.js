@@ -3,6 +3,8 @@
 // Argument checks for the public API: wrong types throw TypeError, values out of range RangeError,
 // each naming the option and what it accepts.
 
+const KV_DTYPES = ['f32', 'f16', 'bf16', 'int8', 'fp8'];
+
 function describe(value) {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
@@ -67,8 +69,8 @@ function checkTokenIds(value, name) {
 function loadOptions(options) {
   const o = checkObject(options, 'options');
   const kv = checkObject(o.kvCache, 'kvCache');
-  if (kv.dtype !== undefined && kv.dtype !== 'f16' && kv.dtype !== 'f32') {
-    throw new RangeError(`kvCache.dtype must be 'f16' or 'f32', got ${describe(kv.dtype)}`);
+  if (kv.dtype !== undefined && !KV_DTYPES.includes(kv.dtype)) {
+    throw new RangeError(`kvCache.dtype must be one of ${KV_DTYPES.join(', ')}, got ${describe(kv.dtype)}`);
   }
   if (kv.blocks !== undefined && kv.memory !== undefined) throw new TypeError('give kvCache.blocks or kvCache.memory, not both');
   return {
@@ -117,4 +119,4 @@ function generateOptions(options) {
   };
 }
 
-module.exports = { loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean };
+module.exports = { KV_DTYPES, loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean };

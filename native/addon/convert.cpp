@@ -83,7 +83,11 @@ EngineOptions engine_options(const Napi::Object& o) {
   e.max_batch_tokens = to_int(o, "maxBatchTokens", e.max_batch_tokens);
   e.prefault = optional_bool(o, "prefault").value_or(true);
   const Napi::Value dtype = o.Get("kvDtype");
-  if (dtype.IsString()) e.kv_dtype = dtype.As<Napi::String>().Utf8Value() == "f32" ? KvDtype::kF32 : KvDtype::kF16;
+  if (dtype.IsString()) {
+    const auto parsed = parse_kv_dtype(dtype.As<Napi::String>().Utf8Value());
+    if (!parsed) throw Napi::RangeError::New(o.Env(), "kvDtype must be f32, f16, bf16, int8 or fp8");
+    e.kv_dtype = *parsed;
+  }
   return e;
 }
 
@@ -158,6 +162,7 @@ Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& s, const KvLayo
   o.Set("blocksFree", s.free_blocks - s.cached_blocks);
   o.Set("blocksInUse", s.in_use_blocks);
   o.Set("blocksCached", s.cached_blocks);
+  o.Set("unusedSlots", static_cast<double>(s.unused_slots));
   o.Set("bytesPerToken", static_cast<double>(kv.bytes_per_token()));
   o.Set("bytesTotal", static_cast<double>(kv.total_bytes()));
   o.Set("dtype", kv_dtype_name(kv.dtype));

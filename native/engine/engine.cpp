@@ -191,6 +191,7 @@ void Engine::publish_stats() {
   stats_.free_blocks = pool.num_free();
   stats_.cached_blocks = pool.num_cached();
   stats_.in_use_blocks = pool.num_in_use();
+  stats_.unused_slots = core_->scheduler.unused_slots();
   stats_.evictions = pool.evictions();
   stats_.prefix = core_->kv.counters();
   stats_.running = static_cast<int32_t>(core_->scheduler.num_running());

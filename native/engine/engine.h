@@ -61,6 +61,7 @@ struct EngineStats {
   int32_t free_blocks = 0;    // allocatable: unused + cached
   int32_t cached_blocks = 0;  // holding a cached prefix, evictable
   int32_t in_use_blocks = 0;  // referenced by running sequences
+  int64_t unused_slots = 0;   // token slots in running sequences' blocks not yet written (fragmentation)
   uint64_t evictions = 0;
   PrefixCacheCounters prefix;
   int32_t running = 0;

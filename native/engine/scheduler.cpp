@@ -47,6 +47,12 @@ void Scheduler::cache_computed_blocks(Sequence& seq) {
   kv_.cache_full_blocks(seq.tokens, seq.num_computed_tokens, seq.params.cache_salt, seq.block_table, seq.block_hashes);
 }
 
+int64_t Scheduler::unused_slots() const {
+  int64_t unused = 0;
+  for (const auto& seq : running_) unused += static_cast<int64_t>(seq->block_table.size()) * kv_.block_size() - seq->num_computed_tokens;
+  return unused;
+}
+
 std::vector<const std::vector<BlockId>*> Scheduler::block_tables() const {
   std::vector<const std::vector<BlockId>*> tables;
   for (const auto& seq : running_) tables.push_back(&seq->block_table);

@@ -49,6 +49,8 @@ class Scheduler {
   bool has_work() const { return !waiting_.empty() || !running_.empty(); }
   // After a step: registers the blocks its tokens filled in the prefix cache.
   void cache_computed_blocks(Sequence& seq);
+  // Token slots held by running sequences but not yet written: under one block per sequence.
+  int64_t unused_slots() const;
   // Block tables of every running sequence (for invariant checks).
   std::vector<const std::vector<BlockId>*> block_tables() const;
   std::vector<RequestId> all_ids() const;

@@ -1,17 +1,15 @@
 // Shape of the paged KV pool, shared by the CPU backend, the CUDA kernels and the memory accounting.
-// Per layer, K and V are each [num_blocks][num_kv_heads][block_size][head_dim]: one head's tokens within a
-// block are contiguous, so attention streams them.
+// Per layer, K and V are each [num_blocks][num_kv_heads][block_size][head_dim] elements of `dtype`: one
+// head's tokens within a block are contiguous, so attention streams them. int8/fp8 pools add, per layer,
+// K and V scales of [num_blocks][num_kv_heads][block_size] floats: one per (token, head) row.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "kv/kv_dtype.h"
+
 namespace pagedlm {
-
-enum class KvDtype { kF32, kF16 };
-
-inline size_t kv_dtype_bytes(KvDtype dtype) { return dtype == KvDtype::kF32 ? 4 : 2; }
-inline const char* kv_dtype_name(KvDtype dtype) { return dtype == KvDtype::kF32 ? "f32" : "f16"; }
 
 struct KvLayout {
   int32_t num_layers = 0;
@@ -24,13 +22,20 @@ struct KvLayout {
   // Elements of one of K or V for one layer and one block.
   size_t block_elements() const { return static_cast<size_t>(num_kv_heads) * block_size * head_dim; }
   size_t layer_elements() const { return block_elements() * num_blocks; }
-  // 2 (K and V) x layers x kv_heads x head_dim x bytes per element.
-  size_t bytes_per_token() const { return 2 * static_cast<size_t>(num_layers) * num_kv_heads * head_dim * kv_dtype_bytes(dtype); }
+  // Rows (token, head) of one of K or V for one layer: the number of scales.
+  size_t layer_rows() const { return static_cast<size_t>(num_blocks) * num_kv_heads * block_size; }
+  // 2 (K and V) x layers x kv_heads x (head_dim x bytes per element + scale bytes).
+  size_t bytes_per_token() const { return kv_bytes_per_token(num_layers, num_kv_heads, head_dim, dtype); }
   size_t bytes_per_block() const { return bytes_per_token() * block_size; }
   size_t total_bytes() const { return bytes_per_block() * num_blocks; }
-  // Offset of (block, head, slot) within one layer's K or V array.
+  // Element offset of (block, head, slot) within one layer's K or V array; divided by head_dim, its row.
   size_t offset(int32_t block, int32_t head, int32_t slot) const {
     return ((static_cast<size_t>(block) * num_kv_heads + head) * block_size + slot) * head_dim;
+  }
+
+  static size_t kv_bytes_per_token(int64_t layers, int64_t kv_heads, int64_t head_dim, KvDtype dtype) {
+    const size_t row = static_cast<size_t>(head_dim) * kv_dtype_bytes(dtype) + (kv_dtype_has_scales(dtype) ? sizeof(float) : 0);
+    return 2 * static_cast<size_t>(layers) * static_cast<size_t>(kv_heads) * row;
   }
 };
 

@@ -56,3 +56,41 @@ describeWithModels('prefix cache', ['synth-tiny-f16.gguf'], (modelPath) => {
     await expect(engine.cache.clear()).rejects.toMatchObject({ code: 'ERR_CLOSED' });
   });
 });
+
+describeWithModels('KV memory accounting', ['synth-tiny-f16.gguf'], (modelPath) => {
+  test('each dtype: bytes per token follow the formula and the pool matches the estimate', async () => {
+    const expected = { f32: 4, f16: 2, bf16: 2, int8: 1, fp8: 1 };
+    for (const [dtype, bytes] of Object.entries(expected)) {
+      const engine = await Engine.load(modelPath, { contextLength: 256, kvCache: { dtype, blocks: 32 }, prefault: false });
+      try {
+        const info = engine.info();
+        const scale = dtype === 'int8' || dtype === 'fp8' ? 4 : 0;
+        expect(info.kvBytesPerToken).toBe(2 * info.layers * info.kvHeads * (info.headDim * bytes + scale));
+        expect(info.kvPoolBytes).toBe(info.kvBytesPerToken * 16 * 32);
+        expect(Engine.estimateKvBytes({ model: engine, contextLength: 256, sequences: 2, dtype })).toBe(info.kvBytesPerToken * 512);
+        const result = await engine.generate('Hello there', { temperature: 0, maxTokens: 8 });
+        expect(result.tokens).toHaveLength(8);
+      } finally {
+        await engine.close();
+      }
+    }
+    expect(Engine.estimateKvBytes({ config: { layers: 16, kvHeads: 8, headDim: 64 }, contextLength: 1000, dtype: 'f16' })).toBe(2 * 16 * 8 * 64 * 2 * 1008);
+    expect(() => Engine.estimateKvBytes({ config: { layers: 16 } })).toThrow(TypeError);
+    expect(() => Engine.estimateKvBytes({ config: { layers: 1, kvHeads: 1, headDim: 1 }, contextLength: 5, dtype: 'f4' })).toThrow(RangeError);
+  });
+
+  test('unused slots stay under one block per running request', async () => {
+    const engine = await Engine.load(modelPath, { contextLength: 256, kvCache: { blocks: 64 } });
+    try {
+      const samples = [];
+      const watch = () => samples.push(engine.cache.stats());
+      await Promise.all([0, 1, 2].map((i) => engine.generate(`Request ${i} is here`, { maxTokens: 40, ignoreEos: true, onToken: watch })));
+      expect(samples.length).toBeGreaterThan(0);
+      for (const s of samples) expect(s.unusedSlots).toBeLessThan(3 * s.blockSize);
+      expect(samples.some((s) => s.unusedSlots > 0)).toBe(true);
+      expect(engine.cache.stats().unusedSlots).toBe(0);
+    } finally {
+      await engine.close();
+    }
+  });
+});

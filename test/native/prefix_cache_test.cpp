@@ -86,7 +86,7 @@ TEST_P(PrefixHit, EqualsColdRun) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, PrefixHit,
-                         ::testing::Combine(::testing::Values(KvDtype::kF32, KvDtype::kF16), ::testing::Bool()),
+                         ::testing::Combine(::testing::Values(KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3), ::testing::Bool()),
                          [](const auto& info) {
                            return std::string(kv_dtype_name(std::get<0>(info.param))) + (std::get<1>(info.param) ? "_sampled" : "_greedy");
                          });

@@ -7,7 +7,6 @@
 
 #include <unistd.h>
 
-#include "common/half.h"
 
 namespace pagedlm {
 
@@ -34,16 +33,16 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Lla
 
 CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads)
     : model_(std::move(model)), config_(model_->config()), layout_(layout), pool_(threads), kernels_(best_cpu_kernels()) {
+  kv_element_bytes_ = kv_dtype_bytes(layout_.dtype);
   const size_t elements = static_cast<size_t>(layout_.num_layers) * layout_.layer_elements();
-  if (layout_.dtype == KvDtype::kF32) {
-    k_cache_.resize(elements);
-    v_cache_.resize(elements);
-  } else {
-    k_cache_f16_.resize(elements);
-    v_cache_f16_.resize(elements);
+  k_data_.resize(elements * kv_element_bytes_);
+  v_data_.resize(elements * kv_element_bytes_);
+  if (kv_dtype_has_scales(layout_.dtype)) {
+    k_scales_.resize(static_cast<size_t>(layout_.num_layers) * layout_.layer_rows());
+    v_scales_.resize(k_scales_.size());
   }
-  const size_t scratch = std::max({config_.dim, config_.ffn_dim, config_.q_dim(),
-                                   layout_.num_blocks * layout_.block_size});
+  const size_t scratch = std::max({static_cast<size_t>(config_.dim), static_cast<size_t>(config_.ffn_dim), static_cast<size_t>(config_.q_dim()),
+                                   static_cast<size_t>(layout_.num_blocks) * layout_.block_size}) + config_.head_dim;
   thread_scratch_.assign(pool_.size(), std::vector<float>(scratch));
 }
 
@@ -137,18 +136,13 @@ void CpuBackend::rope_and_store_kv(int layer, const ForwardBatch& batch, const T
     const int pos = slots.position[t];
     const BlockId block = batch.sequences[slots.sequence[t]].block_table[pos / layout_.block_size];
     for (int h = 0; h < c.n_kv_heads; ++h) {
-      const size_t dst = layer_offset + layout_.offset(block, h, pos % layout_.block_size);
-      const float* k_head = k + static_cast<size_t>(h) * c.head_dim;
-      const float* v_head = v + static_cast<size_t>(h) * c.head_dim;
-      if (layout_.dtype == KvDtype::kF32) {
-        std::copy(k_head, k_head + c.head_dim, k_cache_.begin() + static_cast<std::ptrdiff_t>(dst));
-        std::copy(v_head, v_head + c.head_dim, v_cache_.begin() + static_cast<std::ptrdiff_t>(dst));
-      } else {
-        for (int i = 0; i < c.head_dim; ++i) {
-          k_cache_f16_[dst + i] = float_to_fp16(k_head[i]);
-          v_cache_f16_[dst + i] = float_to_fp16(v_head[i]);
-        }
-      }
+      const size_t at = layer_offset + layout_.offset(block, h, pos % layout_.block_size);
+      const size_t row = at / c.head_dim;
+      const bool scaled = !k_scales_.empty();
+      kv_store_row(layout_.dtype, k + static_cast<size_t>(h) * c.head_dim, k_data_.data() + at * kv_element_bytes_,
+                   scaled ? &k_scales_[row] : nullptr, c.head_dim);
+      kv_store_row(layout_.dtype, v + static_cast<size_t>(h) * c.head_dim, v_data_.data() + at * kv_element_bytes_,
+                   scaled ? &v_scales_[row] : nullptr, c.head_dim);
     }
   }
 }
@@ -158,34 +152,52 @@ void CpuBackend::attend(int layer, const ForwardBatch& batch, const TokenSlots& 
   const ModelConfig& c = config_;
   const int n = static_cast<int>(batch.tokens.size());
   const int group = c.n_heads / c.n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   const size_t layer_offset = static_cast<size_t>(layer) * layout_.layer_elements();
-  const bool f32 = layout_.dtype == KvDtype::kF32;
   pool_.parallel_for(static_cast<size_t>(n) * c.n_heads, [&](size_t task, size_t thread) {
     const int t = static_cast<int>(task / c.n_heads);
     const int h = static_cast<int>(task % c.n_heads);
-    const int kv_head = h / group;
-    const BlockId* table = batch.sequences[slots.sequence[t]].block_table;
-    const int length = slots.position[t] + 1;
-    const float* q = q_.data() + static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * c.head_dim;
-    float* scores = thread_scratch_[thread].data();
-    for (int p = 0; p < length; ++p) {
-      const size_t at = layer_offset + layout_.offset(table[p / layout_.block_size], kv_head, p % layout_.block_size);
-      scores[p] = scale * (f32 ? kernels_.dot_f32(k_cache_.data() + at, q, c.head_dim)
-                               : kernels_.dot_f16(k_cache_f16_.data() + at, q, c.head_dim));
-    }
-    softmax(scores, length);
-    float* out = att_.data() + static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * c.head_dim;
-    std::fill(out, out + c.head_dim, 0.0f);
-    for (int p = 0; p < length; ++p) {
-      const size_t at = layer_offset + layout_.offset(table[p / layout_.block_size], kv_head, p % layout_.block_size);
-      if (f32) {
-        kernels_.axpy_f32(scores[p], v_cache_.data() + at, out, c.head_dim);
-      } else {
-        kernels_.axpy_f16(scores[p], v_cache_f16_.data() + at, out, c.head_dim);
-      }
-    }
+    const size_t head_at = static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * c.head_dim;
+    attend_head(layer_offset, batch.sequences[slots.sequence[t]].block_table, slots.position[t] + 1, h / group,
+                q_.data() + head_at, att_.data() + head_at, thread_scratch_[thread].data());
   });
+}
+
+void CpuBackend::attend_head(size_t layer_offset, const BlockId* table, int length, int kv_head, const float* q, float* out,
+                             float* scratch) {
+  const int d = config_.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  float* scores = scratch;                                         // [length]
+  float* row = scratch + thread_scratch_[0].size() - d;            // [head_dim] a decoded K or V row
+  const auto element = [&](int p) { return layer_offset + layout_.offset(table[p / layout_.block_size], kv_head, p % layout_.block_size); };
+  const KvDtype dtype = layout_.dtype;
+  for (int p = 0; p < length; ++p) {
+    const size_t at = element(p);
+    const uint8_t* k = k_data_.data() + at * kv_element_bytes_;
+    float dot;
+    if (dtype == KvDtype::kF32) {
+      dot = kernels_.dot_f32(reinterpret_cast<const float*>(k), q, d);
+    } else if (dtype == KvDtype::kF16) {
+      dot = kernels_.dot_f16(reinterpret_cast<const uint16_t*>(k), q, d);
+    } else {
+      kv_load_row(dtype, k, k_scales_.empty() ? nullptr : &k_scales_[at / d], row, d);
+      dot = kernels_.dot_f32(row, q, d);
+    }
+    scores[p] = scale * dot;
+  }
+  softmax(scores, length);
+  std::fill(out, out + d, 0.0f);
+  for (int p = 0; p < length; ++p) {
+    const size_t at = element(p);
+    const uint8_t* v = v_data_.data() + at * kv_element_bytes_;
+    if (dtype == KvDtype::kF32) {
+      kernels_.axpy_f32(scores[p], reinterpret_cast<const float*>(v), out, d);
+    } else if (dtype == KvDtype::kF16) {
+      kernels_.axpy_f16(scores[p], reinterpret_cast<const uint16_t*>(v), out, d);
+    } else {
+      kv_load_row(dtype, v, v_scales_.empty() ? nullptr : &v_scales_[at / d], row, d);
+      kernels_.axpy_f32(scores[p], row, out, d);
+    }
+  }
 }
 
 void CpuBackend::ffn_block(int layer, int n_tokens) {

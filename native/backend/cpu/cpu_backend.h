@@ -40,6 +40,8 @@ class CpuBackend final : public Backend {
   void ffn_block(int layer, int n_tokens);
   void rope_and_store_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots);
   void attend(int layer, const ForwardBatch& batch, const TokenSlots& slots);
+  // Attention of one query head over positions [0, length) of one sequence.
+  void attend_head(size_t layer_offset, const BlockId* table, int length, int kv_head, const float* q, float* out, float* scratch);
   void output_logits(const ForwardBatch& batch, float* logits);
   // y[t, :] = W x[t, :] for every token (+ bias when given), split by rows across the pool.
   void matmul(const WeightMatrix& w, const float* x, int n_tokens, float* y, const std::vector<float>* bias = nullptr);
@@ -51,10 +53,12 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   const CpuKernels& kernels_;
 
-  std::vector<float> k_cache_;  // [layers][num_blocks][kv_heads][block_size][head_dim] when dtype f32
-  std::vector<float> v_cache_;
-  std::vector<uint16_t> k_cache_f16_;  // same shape when dtype f16
-  std::vector<uint16_t> v_cache_f16_;
+  // The KV pool. Elements in layout_.dtype; scales only for int8/fp8.
+  std::vector<uint8_t> k_data_;   // [layers][num_blocks][kv_heads][block_size][head_dim]
+  std::vector<uint8_t> v_data_;
+  std::vector<float> k_scales_;   // [layers][num_blocks][kv_heads][block_size]
+  std::vector<float> v_scales_;
+  size_t kv_element_bytes_;
 
   // Step activations, grown to the largest batch seen.
   std::vector<float> x_;      // [n_tokens, dim] residual stream
@@ -65,7 +69,7 @@ class CpuBackend final : public Backend {
   std::vector<float> att_;    // [n_tokens, q_dim]
   std::vector<float> gate_;   // [n_tokens, ffn_dim]
   std::vector<float> up_;     // [n_tokens, ffn_dim]
-  std::vector<std::vector<float>> thread_scratch_;  // [threads][max(cols, context)]
+  std::vector<std::vector<float>> thread_scratch_;  // [threads][max(cols, pool tokens) + head_dim]
   std::vector<RopeAngles> rope_;  // [n_tokens]
 };
 
