@@ -25,6 +25,10 @@ class Engine {
       stats: () => this.#open().cacheStats(),
       /** Forgets every cached prefix block that no request is using; resolves to how many. */
       clear: () => (this.#closing ? Promise.reject(closedError()) : this.#native.clearCache().catch((e) => Promise.reject(fromNative(e)))),
+      /** Keeps a prompt's KV resident through eviction (a system prompt); resolves to { id, tokens }. */
+      pin: (prompt, options) => this.#pin(prompt, options),
+      /** Releases a pin; resolves to true when it was held. */
+      unpin: (pin) => this.#unpin(pin),
     });
   }
 
@@ -64,21 +68,48 @@ class Engine {
         resolve(result({ text: '', tokens: [], finishReason: 'abort', promptTokens: promptIds.length }));
         return;
       }
-      const id = ++this.#nextId;
-      try {
-        this.#native.submit(id, promptIds, params);
-      } catch (error) {
-        throw fromNative(error);
-      }
-      const request = { resolve, reject, onToken, settled: false, detach: null };
-      if (signal) {
-        const onAbort = () => this.#native.cancel(id);
-        signal.addEventListener('abort', onAbort, { once: true });
-        request.detach = () => signal.removeEventListener('abort', onAbort);
-      }
-      if (this.#requests.size === 0) this.#native.ref(); // keep the process alive while work is in flight
-      this.#requests.set(id, request);
+      this.#submit(promptIds, params, { resolve: (event) => resolve(result(event)), reject, onToken, signal });
     });
+  }
+
+  // Hands a request to the engine thread; `request` receives its events.
+  #submit(promptIds, params, request) {
+    const id = ++this.#nextId;
+    try {
+      this.#native.submit(id, promptIds, params);
+    } catch (error) {
+      throw fromNative(error);
+    }
+    const { signal } = request;
+    request.settled = false;
+    request.detach = null;
+    if (signal) {
+      const onAbort = () => this.#native.cancel(id);
+      signal.addEventListener('abort', onAbort, { once: true });
+      request.detach = () => signal.removeEventListener('abort', onAbort);
+    }
+    if (this.#requests.size === 0) this.#native.ref(); // keep the process alive while work is in flight
+    this.#requests.set(id, request);
+    return id;
+  }
+
+  // Computes the prompt's KV (or finds it cached) and keeps its full blocks resident until unpinned.
+  #pin(prompt, options = {}) {
+    return new Promise((resolve, reject) => {
+      const o = checkObject(options, 'options');
+      const { params, addBos, special } = generateOptions({ cacheSalt: o.cacheSalt, addBos: o.addBos, special: o.special });
+      const promptIds = this.#promptIds(prompt, addBos, special);
+      if (this.#closing) throw closedError();
+      const pinParams = { ...params, maxTokens: 1, temperature: 0, pin: true };
+      const id = this.#submit(promptIds, pinParams, { resolve: (event) => resolve({ id, tokens: event.pinnedTokens }), reject });
+    });
+  }
+
+  #unpin(pin) {
+    const id = typeof pin === 'object' && pin !== null ? pin.id : pin;
+    if (!Number.isInteger(id)) return Promise.reject(new TypeError('unpin() takes what pin() resolved to, or its id'));
+    if (this.#closing) return Promise.reject(closedError());
+    return this.#native.unpin(id).then((blocks) => blocks > 0, (e) => Promise.reject(fromNative(e)));
   }
 
   /** Text -> token ids. `addBos` (default true) follows the model's add_bos_token setting. */
@@ -142,7 +173,7 @@ class Engine {
       if (event.kind === 'token') {
         if (!request.settled && request.onToken) this.#callOnToken(event, request);
       } else if (event.kind === 'finished') {
-        this.#settle(event.id, request, () => request.resolve(result(event)));
+        this.#settle(event.id, request, () => request.resolve(event));
       } else {
         this.#settle(event.id, request, () => request.reject(new PagedlmError(event.message, event.code)));
       }

@@ -149,6 +149,8 @@ export interface CacheStats {
   blocksCached: number;
   /** Token slots in running requests' blocks not yet written (fragmentation): under one block per request. */
   unusedSlots: number;
+  /** Blocks held by pins (counted in blocksInUse). */
+  blocksPinned: number;
   bytesPerToken: number;
   bytesTotal: number;
   dtype: KvDtype;
@@ -165,10 +167,20 @@ export interface CacheStats {
   evictions: number;
 }
 
+export interface Pin {
+  id: number;
+  /** Prompt tokens whose blocks are held (whole blocks only). */
+  tokens: number;
+}
+
 export interface EngineCache {
   stats(): CacheStats;
   /** Forgets every cached block no request is using; resolves to how many were dropped. */
   clear(): Promise<number>;
+  /** Computes (or finds) the prompt's KV and keeps its full blocks resident through eviction and clear(). */
+  pin(prompt: string | number[] | Int32Array, options?: { cacheSalt?: string; addBos?: boolean; special?: boolean }): Promise<Pin>;
+  /** Releases a pin; resolves to true when it was held. */
+  unpin(pin: Pin | number): Promise<boolean>;
 }
 
 export class Engine {

@@ -97,6 +97,7 @@ GenerateParams generate_params(const Napi::Object& o) {
   p.stop_strings = string_array(o, "stop");
   if (o.Has("stopTokens") && !o.Get("stopTokens").IsUndefined()) p.stop_tokens = int_array(o.Get("stopTokens"), "stopTokens");
   p.ignore_eos = optional_bool(o, "ignoreEos").value_or(false);
+  p.pin = optional_bool(o, "pin").value_or(false);
   const Napi::Value salt = o.Get("cacheSalt");
   if (salt.IsString()) p.cache_salt = salt_id(salt.As<Napi::String>().Utf8Value());
   SamplingParams& s = p.sampling;
@@ -163,6 +164,7 @@ Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& s, const KvLayo
   o.Set("blocksInUse", s.in_use_blocks);
   o.Set("blocksCached", s.cached_blocks);
   o.Set("unusedSlots", static_cast<double>(s.unused_slots));
+  o.Set("blocksPinned", s.pinned_blocks);
   o.Set("bytesPerToken", static_cast<double>(kv.bytes_per_token()));
   o.Set("bytesTotal", static_cast<double>(kv.total_bytes()));
   o.Set("dtype", kv_dtype_name(kv.dtype));
@@ -198,6 +200,7 @@ Napi::Object event_to_js(Napi::Env env, const EngineEvent& e) {
       o.Set("tokens", to_int32_array(env, e.tokens));
       o.Set("finishReason", finish_reason_name(e.finish_reason));
       o.Set("promptTokens", e.prompt_tokens);
+      o.Set("pinnedTokens", e.pinned_tokens);
       o.Set("ttftMs", e.ttft_ms);
       o.Set("tokensPerSecond", e.tokens_per_second);
       break;

@@ -37,7 +37,8 @@ Napi::Function EngineWrap::define(Napi::Env env) {
                       InstanceMethod<&EngineWrap::close>("close"), InstanceMethod<&EngineWrap::tokenize>("tokenize"),
                       InstanceMethod<&EngineWrap::detokenize>("detokenize"), InstanceMethod<&EngineWrap::info>("info"),
                       InstanceMethod<&EngineWrap::stats>("stats"), InstanceMethod<&EngineWrap::cache_stats>("cacheStats"),
-                      InstanceMethod<&EngineWrap::clear_cache>("clearCache"), InstanceMethod<&EngineWrap::ref>("ref"),
+                      InstanceMethod<&EngineWrap::clear_cache>("clearCache"), InstanceMethod<&EngineWrap::unpin>("unpin"),
+                      InstanceMethod<&EngineWrap::ref>("ref"),
                       InstanceMethod<&EngineWrap::unref>("unref")});
 }
 
@@ -157,14 +158,14 @@ Napi::Value EngineWrap::cache_stats(const Napi::CallbackInfo& info) {
 }
 
 namespace {
-// Waits for the engine thread to drop its cached blocks, off the JS thread.
-class ClearCacheWorker final : public Napi::AsyncWorker {
+// Runs a cache call that waits for the engine thread, off the JS thread; resolves to its number.
+class CacheCommandWorker final : public Napi::AsyncWorker {
  public:
-  ClearCacheWorker(Napi::Object owner, Engine& engine)
-      : Napi::AsyncWorker(owner.Env()), owner_(Napi::Persistent(owner)), engine_(engine), deferred_(Napi::Promise::Deferred::New(owner.Env())),
-        result_(0) {}
+  CacheCommandWorker(Napi::Object owner, std::function<Result<int32_t>()> command)
+      : Napi::AsyncWorker(owner.Env()), owner_(Napi::Persistent(owner)), command_(std::move(command)),
+        deferred_(Napi::Promise::Deferred::New(owner.Env())), result_(0) {}
   Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override { result_ = engine_.clear_cache(); }
+  void Execute() override { result_ = command_(); }
   void OnOK() override {
     if (result_.is_ok()) {
       deferred_.Resolve(Napi::Number::New(Env(), result_.value()));
@@ -175,14 +176,25 @@ class ClearCacheWorker final : public Napi::AsyncWorker {
 
  private:
   Napi::ObjectReference owner_;
-  Engine& engine_;
+  std::function<Result<int32_t>()> command_;
   Napi::Promise::Deferred deferred_;
   Result<int32_t> result_;
 };
 }  // namespace
 
 Napi::Value EngineWrap::clear_cache(const Napi::CallbackInfo& info) {
-  auto* worker = new ClearCacheWorker(Value(), engine(info.Env()));
+  Engine* e = &engine(info.Env());
+  auto* worker = new CacheCommandWorker(Value(), [e] { return e->clear_cache(); });
+  worker->Queue();
+  return worker->promise();
+}
+
+// unpin(id: number): Promise<number of blocks released>
+Napi::Value EngineWrap::unpin(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "unpin(id)");
+  Engine* e = &engine(info.Env());
+  const auto id = static_cast<RequestId>(info[0].As<Napi::Number>().Int64Value());
+  auto* worker = new CacheCommandWorker(Value(), [e, id] { return e->unpin(id); });
   worker->Queue();
   return worker->promise();
 }

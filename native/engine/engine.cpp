@@ -25,15 +25,16 @@ const char* finish_reason_name(FinishReason reason) {
 struct Engine::Inbox {
   std::vector<std::unique_ptr<Sequence>> submitted;
   std::vector<RequestId> cancelled;
-  std::vector<std::promise<int32_t>> cache_clears;
-  bool empty() const { return submitted.empty() && cancelled.empty() && cache_clears.empty(); }
+  std::vector<std::packaged_task<int32_t()>> commands;  // cache calls, run on the engine thread
+  bool empty() const { return submitted.empty() && cancelled.empty() && commands.empty(); }
 };
 
 struct Engine::Core {
   Core(int32_t num_blocks, int32_t block_size, SchedulerConfig config) : kv(num_blocks, block_size), scheduler(kv, config) {}
   KvCacheManager kv;
   Scheduler scheduler;
-  std::vector<float> logits;  // [rows, vocab]
+  std::vector<float> logits;                          // [rows, vocab]
+  std::map<RequestId, std::vector<BlockId>> pinned;   // pin id -> the prefix blocks it holds
 };
 
 namespace {
@@ -167,16 +168,31 @@ void Engine::close() {
   if (thread_.joinable()) thread_.join();
 }
 
-Result<int32_t> Engine::clear_cache() {
-  std::future<int32_t> cleared;
+Result<int32_t> Engine::run_on_engine_thread(std::function<int32_t()> command) {
+  std::future<int32_t> done;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closing_) return Status(ErrorCode::kClosed, "the engine is closed");
-    inbox_->cache_clears.emplace_back();
-    cleared = inbox_->cache_clears.back().get_future();
+    inbox_->commands.emplace_back(std::move(command));
+    done = inbox_->commands.back().get_future();
   }
   wake_.notify_one();
-  return cleared.get();
+  return done.get();
+}
+
+Result<int32_t> Engine::clear_cache() {
+  return run_on_engine_thread([this] { return core_->kv.clear_cache(); });
+}
+
+Result<int32_t> Engine::unpin(RequestId pin) {
+  return run_on_engine_thread([this, pin] {
+    const auto it = core_->pinned.find(pin);
+    if (it == core_->pinned.end()) return 0;
+    const auto blocks = static_cast<int32_t>(it->second.size());
+    core_->kv.free(it->second);
+    core_->pinned.erase(it);
+    return blocks;
+  });
 }
 
 EngineStats Engine::stats() const {
@@ -192,6 +208,8 @@ void Engine::publish_stats() {
   stats_.cached_blocks = pool.num_cached();
   stats_.in_use_blocks = pool.num_in_use();
   stats_.unused_slots = core_->scheduler.unused_slots();
+  stats_.pinned_blocks = 0;
+  for (const auto& [id, blocks] : core_->pinned) stats_.pinned_blocks += static_cast<int32_t>(blocks.size());
   stats_.evictions = pool.evictions();
   stats_.prefix = core_->kv.counters();
   stats_.running = static_cast<int32_t>(core_->scheduler.num_running());
@@ -232,7 +250,7 @@ void Engine::drain_inbox(std::vector<EngineEvent>& events) {
   for (RequestId id : taken.cancelled) {
     if (Sequence* seq = core_->scheduler.find(id)) finish(*seq, FinishReason::kAbort, events);
   }
-  for (auto& cleared : taken.cache_clears) cleared.set_value(core_->kv.clear_cache());
+  for (auto& command : taken.commands) command();
 }
 
 void Engine::step(std::vector<EngineEvent>& events) {
@@ -315,6 +333,7 @@ void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>
   ev.text = std::move(seq.generated_text);
   ev.tokens.assign(seq.tokens.begin() + seq.prompt_length, seq.tokens.end());
   ev.prompt_tokens = seq.prompt_length;
+  if (seq.params.pin && reason != FinishReason::kAbort) ev.pinned_tokens = pin_prefix(seq);
   const int32_t generated = seq.num_generated();
   if (generated > 0) {
     ev.ttft_ms = std::chrono::duration<double, std::milli>(seq.first_token - seq.submitted).count();
@@ -323,6 +342,16 @@ void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>
   }
   events.push_back(std::move(ev));
   core_->scheduler.remove(seq.id);  // frees its blocks; `seq` is gone after this line
+}
+
+int32_t Engine::pin_prefix(Sequence& seq) {
+  // The full blocks of the prompt, all registered in the prefix cache by now; the pin holds its own
+  // reference, so they outlive the request and are never evicted.
+  const size_t full = static_cast<size_t>(std::min(seq.prompt_length, seq.num_computed_tokens) / info_.kv.block_size);
+  std::vector<BlockId> blocks(seq.block_table.begin(), seq.block_table.begin() + static_cast<std::ptrdiff_t>(full));
+  core_->kv.retain(blocks);
+  core_->pinned[seq.id] = std::move(blocks);
+  return static_cast<int32_t>(full) * info_.kv.block_size;
 }
 
 void Engine::fail_all(const Status& status, std::vector<EngineEvent>& events) {

@@ -62,6 +62,7 @@ struct EngineStats {
   int32_t cached_blocks = 0;  // holding a cached prefix, evictable
   int32_t in_use_blocks = 0;  // referenced by running sequences
   int64_t unused_slots = 0;   // token slots in running sequences' blocks not yet written (fragmentation)
+  int32_t pinned_blocks = 0;  // held by pins (counted in in_use_blocks)
   uint64_t evictions = 0;
   PrefixCacheCounters prefix;
   int32_t running = 0;
@@ -83,6 +84,8 @@ class Engine {
   void close();
   // Forgets every cached prefix block not in use; returns how many. Waits for the engine thread.
   Result<int32_t> clear_cache();
+  // Releases the blocks pinned by request `pin` (submitted with params.pin); returns how many (0: unknown id).
+  Result<int32_t> unpin(RequestId pin);
 
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const EngineInfo& info() const { return info_; }
@@ -97,6 +100,8 @@ class Engine {
   void handle_token(Sequence& seq, int32_t token, std::vector<EngineEvent>& events);
   void finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>& events);
   void fail_all(const Status& status, std::vector<EngineEvent>& events);
+  int32_t pin_prefix(Sequence& seq);
+  Result<int32_t> run_on_engine_thread(std::function<int32_t()> command);
   void publish_stats();
 
   std::shared_ptr<const LlamaModel> model_;

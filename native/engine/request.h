@@ -18,6 +18,7 @@ struct GenerateParams {
   std::vector<int32_t> stop_tokens;
   bool ignore_eos = false;
   uint64_t cache_salt = 0;  // requests share cached prefixes only with requests of the same salt
+  bool pin = false;         // at the end, keep the prompt's full blocks resident until Engine::unpin(id)
   SamplingParams sampling;
 };
 
@@ -41,6 +42,7 @@ struct EngineEvent {
   FinishReason finish_reason = FinishReason::kStop;
   std::vector<int32_t> tokens;      // every generated token
   int32_t prompt_tokens = 0;
+  int32_t pinned_tokens = 0;        // params.pin: prompt tokens whose blocks are now pinned
   double ttft_ms = 0;
   double tokens_per_second = 0;
   // kFailed

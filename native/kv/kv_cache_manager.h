@@ -45,6 +45,10 @@ class KvCacheManager {
   // blocks registered so far and grows; `tokens[0, num_computed)` have their K/V in the pool.
   void cache_full_blocks(const std::vector<int32_t>& tokens, int32_t num_computed, uint64_t salt,
                          const std::vector<BlockId>& block_table, std::vector<BlockHash>& hashes);
+  // Adds a reference to each block (a pin holding a prefix).
+  void retain(const std::vector<BlockId>& blocks) {
+    for (BlockId id : blocks) pool_.retain(id);
+  }
   // Releases every block of the table and clears it. Registered blocks stay cached until evicted.
   void free(std::vector<BlockId>& block_table);
   int32_t clear_cache() { return pool_.clear_cache(); }

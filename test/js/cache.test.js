@@ -94,3 +94,34 @@ describeWithModels('KV memory accounting', ['synth-tiny-f16.gguf'], (modelPath) 
     }
   });
 });
+
+describeWithModels('pinned prefixes', ['synth-tiny-f16.gguf'], (modelPath) => {
+  test('a pinned system prompt survives eviction pressure and clear(), until unpinned', async () => {
+    // 24 blocks of 16: the pinned prompt plus one request at a time.
+    const engine = await Engine.load(modelPath, { contextLength: 256, kvCache: { blocks: 24 } });
+    try {
+      const pin = await engine.cache.pin(SYSTEM);
+      const systemTokens = engine.tokenize(SYSTEM).length;
+      expect(pin.tokens).toBe(Math.floor(systemTokens / 16) * 16);
+      expect(engine.cache.stats().blocksPinned).toBe(pin.tokens / 16);
+      for (let i = 0; i < 6; i++) await engine.generate(`Unrelated request number ${i} with its own words`, { maxTokens: 150, ignoreEos: true });
+      await engine.cache.clear();
+      expect(engine.cache.stats().evictions).toBeGreaterThan(0);
+      const before = engine.cache.stats().hitTokens;
+      await engine.generate(`${SYSTEM}And now a question.`, { maxTokens: 4 });
+      expect(engine.cache.stats().hitTokens - before).toBe(pin.tokens);
+
+      expect(await engine.cache.unpin(pin)).toBe(true);
+      expect(await engine.cache.unpin(pin)).toBe(false);
+      expect(engine.cache.stats().blocksPinned).toBe(0);
+      await engine.cache.clear();
+      const after = engine.cache.stats().hitTokens;
+      await engine.generate(`${SYSTEM}And now a question.`, { maxTokens: 4 });
+      expect(engine.cache.stats().hitTokens).toBe(after);
+      expect(engine.cache.stats().blocksInUse).toBe(0);
+      await expect(engine.cache.unpin('x')).rejects.toThrow(TypeError);
+    } finally {
+      await engine.close();
+    }
+  });
+});

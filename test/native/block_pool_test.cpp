@@ -140,10 +140,12 @@ TEST(KvCacheManager, RandomOperationsKeepInvariants) {
     std::vector<BlockHash> hashes;
   };
   std::vector<std::unique_ptr<Seq>> live;
+  std::vector<std::vector<BlockId>> pins;  // prefixes held past their sequence, like Engine pins
   std::mt19937 rng(11);
   const auto tables = [&] {
     std::vector<const std::vector<BlockId>*> t;
     for (const auto& s : live) t.push_back(&s->table);
+    for (const auto& p : pins) t.push_back(&p);
     return t;
   };
   uint64_t hits = 0;
@@ -169,10 +171,19 @@ TEST(KvCacheManager, RandomOperationsKeepInvariants) {
       kv.cache_full_blocks(s.tokens, s.computed, s.salt, s.table, s.hashes);
       s.tokens.push_back(static_cast<int32_t>(rng() % 50));
       if (kv.allocate_slots(s.table, static_cast<int64_t>(s.tokens.size())) < 0) s.tokens.pop_back();
-    } else if (kind < 9 && !live.empty()) {  // finish or abort
+    } else if (kind < 9 && !live.empty()) {  // finish or abort, sometimes pinning the full blocks first
       const size_t i = rng() % live.size();
-      kv.free(live[i]->table);
+      Seq& s = *live[i];
+      if (rng() % 6 == 0 && pins.size() < 3) {
+        std::vector<BlockId> full(s.table.begin(), s.table.begin() + static_cast<std::ptrdiff_t>(s.hashes.size()));
+        kv.retain(full);
+        pins.push_back(std::move(full));
+      }
+      kv.free(s.table);
       live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+    } else if (!pins.empty() && rng() % 2 == 0) {  // unpin
+      kv.free(pins.back());
+      pins.pop_back();
     } else if (rng() % 8 == 0) {
       kv.clear_cache();
     }
@@ -182,6 +193,8 @@ TEST(KvCacheManager, RandomOperationsKeepInvariants) {
   EXPECT_GT(kv.pool().evictions(), 0u);
   for (auto& s : live) kv.free(s->table);
   live.clear();
+  for (auto& p : pins) kv.free(p);
+  pins.clear();
   kv.check_invariants(tables());
   EXPECT_EQ(kv.pool().num_free(), 20);
 }
