@@ -29,6 +29,10 @@ class Engine {
       pin: (prompt, options) => this.#pin(prompt, options),
       /** Releases a pin; resolves to true when it was held. */
       unpin: (pin) => this.#unpin(pin),
+      /** Writes every cached prefix block to a file; resolves to how many. */
+      save: (path) => this.#cacheFile('saveCache', path),
+      /** Adds the blocks of a file saved from the same model and KV dtype; resolves to how many were new. */
+      load: (path) => this.#cacheFile('loadCache', path),
     });
   }
 
@@ -103,6 +107,12 @@ class Engine {
       const pinParams = { ...params, maxTokens: 1, temperature: 0, pin: true };
       const id = this.#submit(promptIds, pinParams, { resolve: (event) => resolve({ id, tokens: event.pinnedTokens }), reject });
     });
+  }
+
+  #cacheFile(call, path) {
+    if (typeof path !== 'string' || path.length === 0) return Promise.reject(new TypeError('path must be a non-empty string'));
+    if (this.#closing) return Promise.reject(closedError());
+    return this.#native[call](path).catch((e) => Promise.reject(fromNative(e)));
   }
 
   #unpin(pin) {

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'ERR_ABORTED'
   | 'ERR_CLOSED'
   | 'ERR_OUT_OF_MEMORY'
+  | 'ERR_CACHE_FILE'
   | 'ERR_INTERNAL'
   | 'ERR_ADDON_MISSING';
 
@@ -181,6 +182,11 @@ export interface EngineCache {
   pin(prompt: string | number[] | Int32Array, options?: { cacheSalt?: string; addBos?: boolean; special?: boolean }): Promise<Pin>;
   /** Releases a pin; resolves to true when it was held. */
   unpin(pin: Pin | number): Promise<boolean>;
+  /** Writes every cached prefix block (with a fingerprint of the model and KV layout) to `path`; resolves to how many. */
+  save(path: string): Promise<number>;
+  /** Adds the blocks saved by save() from the same model file and KV dtype; resolves to how many were new.
+   *  Another model's or dtype's file, or a damaged one, rejects with ERR_CACHE_FILE and changes nothing. */
+  load(path: string): Promise<number>;
 }
 
 export class Engine {

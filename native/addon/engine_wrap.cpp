@@ -38,6 +38,7 @@ Napi::Function EngineWrap::define(Napi::Env env) {
                       InstanceMethod<&EngineWrap::detokenize>("detokenize"), InstanceMethod<&EngineWrap::info>("info"),
                       InstanceMethod<&EngineWrap::stats>("stats"), InstanceMethod<&EngineWrap::cache_stats>("cacheStats"),
                       InstanceMethod<&EngineWrap::clear_cache>("clearCache"), InstanceMethod<&EngineWrap::unpin>("unpin"),
+                      InstanceMethod<&EngineWrap::save_cache>("saveCache"), InstanceMethod<&EngineWrap::load_cache>("loadCache"),
                       InstanceMethod<&EngineWrap::ref>("ref"),
                       InstanceMethod<&EngineWrap::unref>("unref")});
 }
@@ -161,14 +162,14 @@ namespace {
 // Runs a cache call that waits for the engine thread, off the JS thread; resolves to its number.
 class CacheCommandWorker final : public Napi::AsyncWorker {
  public:
-  CacheCommandWorker(Napi::Object owner, std::function<Result<int32_t>()> command)
+  CacheCommandWorker(Napi::Object owner, std::function<Result<int64_t>()> command)
       : Napi::AsyncWorker(owner.Env()), owner_(Napi::Persistent(owner)), command_(std::move(command)),
         deferred_(Napi::Promise::Deferred::New(owner.Env())), result_(0) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override { result_ = command_(); }
   void OnOK() override {
     if (result_.is_ok()) {
-      deferred_.Resolve(Napi::Number::New(Env(), result_.value()));
+      deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(result_.value())));
     } else {
       deferred_.Reject(to_js_error(Env(), result_.status()).Value());
     }
@@ -176,15 +177,32 @@ class CacheCommandWorker final : public Napi::AsyncWorker {
 
  private:
   Napi::ObjectReference owner_;
-  std::function<Result<int32_t>()> command_;
+  std::function<Result<int64_t>()> command_;
   Napi::Promise::Deferred deferred_;
-  Result<int32_t> result_;
+  Result<int64_t> result_;
 };
 }  // namespace
 
 Napi::Value EngineWrap::clear_cache(const Napi::CallbackInfo& info) {
   Engine* e = &engine(info.Env());
   auto* worker = new CacheCommandWorker(Value(), [e] { return e->clear_cache(); });
+  worker->Queue();
+  return worker->promise();
+}
+
+// saveCache(path) / loadCache(path): Promise<number of blocks written / adopted>
+Napi::Value EngineWrap::save_cache(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "path must be a string");
+  Engine* e = &engine(info.Env());
+  auto* worker = new CacheCommandWorker(Value(), [e, path = info[0].As<Napi::String>().Utf8Value()] { return e->save_cache(path); });
+  worker->Queue();
+  return worker->promise();
+}
+
+Napi::Value EngineWrap::load_cache(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "path must be a string");
+  Engine* e = &engine(info.Env());
+  auto* worker = new CacheCommandWorker(Value(), [e, path = info[0].As<Napi::String>().Utf8Value()] { return e->load_cache(path); });
   worker->Queue();
   return worker->promise();
 }

@@ -48,6 +48,8 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value cache_stats(const Napi::CallbackInfo& info);
   Napi::Value clear_cache(const Napi::CallbackInfo& info);
   Napi::Value unpin(const Napi::CallbackInfo& info);
+  Napi::Value save_cache(const Napi::CallbackInfo& info);
+  Napi::Value load_cache(const Napi::CallbackInfo& info);
   Napi::Value ref(const Napi::CallbackInfo& info);
   Napi::Value unref(const Napi::CallbackInfo& info);
 

@@ -38,6 +38,11 @@ class Backend {
   // Runs the model over the batch, writing K/V of its tokens into the pool through the block tables.
   // `logits` receives [num_logit_rows, vocab] in sequence order.
   virtual Status forward(const ForwardBatch& batch, float* logits) = 0;
+
+  // A block's K/V (all layers, with scales) as bytes, for saving the prefix cache, and back.
+  virtual size_t block_bytes() const = 0;
+  virtual void export_block(BlockId block, uint8_t* out) const = 0;  // out: [block_bytes()]
+  virtual void import_block(BlockId block, const uint8_t* in) = 0;
 };
 
 }  // namespace pagedlm

@@ -14,6 +14,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kAborted: return "ERR_ABORTED";
     case ErrorCode::kClosed: return "ERR_CLOSED";
     case ErrorCode::kOutOfMemory: return "ERR_OUT_OF_MEMORY";
+    case ErrorCode::kCacheFile: return "ERR_CACHE_FILE";
     case ErrorCode::kInternal: return "ERR_INTERNAL";
   }
   return "ERR_INTERNAL";

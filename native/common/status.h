@@ -19,6 +19,7 @@ enum class ErrorCode {
   kAborted,
   kClosed,
   kOutOfMemory,
+  kCacheFile,         // a saved cache for another model or layout, or damaged
   kInternal,
 };
 

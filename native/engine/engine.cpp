@@ -25,7 +25,7 @@ const char* finish_reason_name(FinishReason reason) {
 struct Engine::Inbox {
   std::vector<std::unique_ptr<Sequence>> submitted;
   std::vector<RequestId> cancelled;
-  std::vector<std::packaged_task<int32_t()>> commands;  // cache calls, run on the engine thread
+  std::vector<std::packaged_task<Result<int64_t>()>> commands;  // cache calls, run on the engine thread
   bool empty() const { return submitted.empty() && cancelled.empty() && commands.empty(); }
 };
 
@@ -67,6 +67,25 @@ void prefault(const GgufFile& file, const std::function<void(double)>& progress,
   }
 }
 
+// Identifies the model file for saved caches without reading all of it: the tensor directory (names,
+// shapes, types) and the first and last bytes of every tensor's data.
+BlockHash model_fingerprint(const GgufFile& file) {
+  std::vector<int32_t> words;
+  const auto add_bytes = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    for (size_t i = 0; i < n; ++i) words.push_back(b[i]);
+  };
+  for (const GgufTensor& t : file.tensors()) {
+    add_bytes(t.name.data(), t.name.size());
+    for (uint64_t d : t.dims) words.push_back(static_cast<int32_t>(d));
+    words.push_back(static_cast<int32_t>(t.type));
+    const size_t sample = std::min<uint64_t>(t.bytes, 64);
+    add_bytes(t.data, sample);
+    add_bytes(t.data + t.bytes - sample, sample);
+  }
+  return hash_block(root_hash(0xF1A9), words.data(), static_cast<int32_t>(words.size()));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const EngineOptions& o, EventSink* sink) {
@@ -90,6 +109,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   if (o.prefault) prefault(model.value()->gguf(), progress, 0.05, 0.9);
 
   std::unique_ptr<Engine> engine(new Engine());
+  engine->model_fingerprint_ = model_fingerprint(model.value()->gguf());
   engine->model_ = model.take();
   engine->tokenizer_ = tokenizer.take();
   engine->sink_ = sink;
@@ -168,8 +188,8 @@ void Engine::close() {
   if (thread_.joinable()) thread_.join();
 }
 
-Result<int32_t> Engine::run_on_engine_thread(std::function<int32_t()> command) {
-  std::future<int32_t> done;
+Result<int64_t> Engine::run_on_engine_thread(std::function<Result<int64_t>()> command) {
+  std::future<Result<int64_t>> done;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closing_) return Status(ErrorCode::kClosed, "the engine is closed");
@@ -180,18 +200,62 @@ Result<int32_t> Engine::run_on_engine_thread(std::function<int32_t()> command) {
   return done.get();
 }
 
-Result<int32_t> Engine::clear_cache() {
-  return run_on_engine_thread([this] { return core_->kv.clear_cache(); });
+Result<int64_t> Engine::clear_cache() {
+  return run_on_engine_thread([this]() -> Result<int64_t> { return core_->kv.clear_cache(); });
 }
 
-Result<int32_t> Engine::unpin(RequestId pin) {
-  return run_on_engine_thread([this, pin] {
+Result<int64_t> Engine::unpin(RequestId pin) {
+  return run_on_engine_thread([this, pin]() -> Result<int64_t> {
     const auto it = core_->pinned.find(pin);
     if (it == core_->pinned.end()) return 0;
-    const auto blocks = static_cast<int32_t>(it->second.size());
+    const auto blocks = static_cast<int64_t>(it->second.size());
     core_->kv.free(it->second);
     core_->pinned.erase(it);
     return blocks;
+  });
+}
+
+CacheFileIdentity Engine::cache_identity() const {
+  return CacheFileIdentity::of(model_fingerprint_, info_.kv, backend_->block_bytes());
+}
+
+Result<int64_t> Engine::save_cache(const std::string& path) {
+  // Copy the blocks on the engine thread (a consistent snapshot), write them from the caller's thread.
+  std::vector<CachedBlockRecord> records;
+  auto copied = run_on_engine_thread([this, &records]() -> Result<int64_t> {
+    const BlockPool& pool = core_->kv.pool();
+    for (BlockId id : pool.registered_blocks()) {
+      CachedBlockRecord r{pool.hash_of(id), pool.parent_of(id), {pool.tokens_of(id), pool.tokens_of(id) + pool.block_size()}, {}};
+      r.kv.resize(backend_->block_bytes());
+      backend_->export_block(id, r.kv.data());
+      records.push_back(std::move(r));
+    }
+    return static_cast<int64_t>(records.size());
+  });
+  if (!copied.is_ok()) return copied;
+  if (Status s = write_cache_file(path, cache_identity(), records); !s.is_ok()) return s;
+  return copied;
+}
+
+Result<int64_t> Engine::load_cache(const std::string& path) {
+  // Read and validate off the engine thread; only a file that passed every check reaches the pool.
+  auto records = read_cache_file(path, cache_identity());
+  if (!records.is_ok()) return records.status();
+  return run_on_engine_thread([this, &records]() -> Result<int64_t> {
+    KvCacheManager& kv = core_->kv;
+    // Imported blocks land at ref 0, so the free count and the scheduler's promises are unchanged; at most
+    // the free blocks present are filled, evicting older cached blocks first.
+    const int32_t room = kv.pool().num_free();
+    int64_t adopted = 0, used = 0;
+    for (const CachedBlockRecord& r : records.value()) {
+      if (used == room) break;
+      if (kv.pool().find_cached(r.hash, r.parent, r.tokens.data()) != kNoBlock) continue;
+      const BlockId id = kv.take_block_for_import();
+      backend_->import_block(id, r.kv.data());
+      adopted += kv.adopt_imported(id, r.hash, r.parent, r.tokens.data());
+      ++used;
+    }
+    return adopted;
   });
 }
 
@@ -250,7 +314,7 @@ void Engine::drain_inbox(std::vector<EngineEvent>& events) {
   for (RequestId id : taken.cancelled) {
     if (Sequence* seq = core_->scheduler.find(id)) finish(*seq, FinishReason::kAbort, events);
   }
-  for (auto& command : taken.commands) command();
+  for (auto& command : taken.commands) command();  // the caller waits on its future
 }
 
 void Engine::step(std::vector<EngineEvent>& events) {

@@ -17,6 +17,7 @@
 
 #include "backend/backend.h"
 #include "engine/request.h"
+#include "kv/cache_file.h"
 #include "kv/kv_cache_manager.h"
 #include "kv/kv_layout.h"
 #include "model/llama_model.h"
@@ -82,10 +83,16 @@ class Engine {
   void cancel(RequestId id);
   // Fails every queued and running request with kClosed, stops the engine thread and joins it. Idempotent.
   void close();
-  // Forgets every cached prefix block not in use; returns how many. Waits for the engine thread.
-  Result<int32_t> clear_cache();
+  // Cache calls. Each waits for the engine thread, so call them off the JS thread.
+  // Forgets every cached prefix block not in use; returns how many.
+  Result<int64_t> clear_cache();
   // Releases the blocks pinned by request `pin` (submitted with params.pin); returns how many (0: unknown id).
-  Result<int32_t> unpin(RequestId pin);
+  Result<int64_t> unpin(RequestId pin);
+  // Writes every cached block to `path`; returns how many.
+  Result<int64_t> save_cache(const std::string& path);
+  // Adds the blocks of a file written by save_cache (same model file, KV dtype and layout) to the prefix
+  // cache; returns how many were new. A file that fails any check changes nothing.
+  Result<int64_t> load_cache(const std::string& path);
 
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const EngineInfo& info() const { return info_; }
@@ -101,13 +108,15 @@ class Engine {
   void finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>& events);
   void fail_all(const Status& status, std::vector<EngineEvent>& events);
   int32_t pin_prefix(Sequence& seq);
-  Result<int32_t> run_on_engine_thread(std::function<int32_t()> command);
+  Result<int64_t> run_on_engine_thread(std::function<Result<int64_t>()> command);
+  CacheFileIdentity cache_identity() const;
   void publish_stats();
 
   std::shared_ptr<const LlamaModel> model_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<Backend> backend_;
   EngineInfo info_;
+  BlockHash model_fingerprint_;
   EventSink* sink_ = nullptr;
 
   // Engine thread only.

@@ -119,6 +119,14 @@ void BlockPool::register_block(BlockId id, const BlockHash& hash, const BlockHas
   index_.emplace(hash, id);
 }
 
+std::vector<BlockId> BlockPool::registered_blocks() const {
+  std::vector<BlockId> ids;
+  for (BlockId id = 0; id < num_blocks(); ++id) {
+    if (entries_[id].registered) ids.push_back(id);
+  }
+  return ids;
+}
+
 int32_t BlockPool::clear_cache() {
   int32_t cleared = 0;
   for (BlockId id = 0; id < num_blocks(); ++id) {

@@ -46,6 +46,11 @@ class BlockPool {
   // Registers a full block in use under `hash`. A hash already registered keeps its block.
   void register_block(BlockId id, const BlockHash& hash, const BlockHash& parent, const int32_t* tokens);
   bool is_registered(BlockId id) const { return entries_[id].registered; }
+  // Every registered block (in use or cached), and what it was registered with.
+  std::vector<BlockId> registered_blocks() const;
+  const BlockHash& hash_of(BlockId id) const { return entries_[id].hash; }
+  const BlockHash& parent_of(BlockId id) const { return entries_[id].parent; }
+  const int32_t* tokens_of(BlockId id) const { return tokens_.data() + static_cast<size_t>(id) * block_size_; }
   // Forgets every cached (ref 0) block; returns how many.
   int32_t clear_cache();
 
@@ -62,7 +67,6 @@ class BlockPool {
   void push_back(BlockId id);
   void push_front(BlockId id);
   void forget(BlockId id);
-  const int32_t* tokens_of(BlockId id) const { return tokens_.data() + static_cast<size_t>(id) * block_size_; }
 
   int32_t block_size_;
   std::vector<int32_t> ref_counts_;  // [num_blocks]

@@ -55,6 +55,13 @@ void KvCacheManager::cache_full_blocks(const std::vector<int32_t>& tokens, int32
   }
 }
 
+bool KvCacheManager::adopt_imported(BlockId id, const BlockHash& hash, const BlockHash& parent, const int32_t* tokens) {
+  const bool fresh = pool_.find_cached(hash, parent, tokens) == kNoBlock;
+  if (fresh) pool_.register_block(id, hash, parent, tokens);
+  pool_.release(id);
+  return fresh;
+}
+
 void KvCacheManager::free(std::vector<BlockId>& block_table) {
   // Last block first: a chain's tail is then evicted before its head, which more requests share.
   for (auto it = block_table.rbegin(); it != block_table.rend(); ++it) pool_.release(*it);

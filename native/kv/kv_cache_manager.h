@@ -53,6 +53,11 @@ class KvCacheManager {
   void free(std::vector<BlockId>& block_table);
   int32_t clear_cache() { return pool_.clear_cache(); }
 
+  // Loading a saved cache: take a block (evicting the oldest cached one if need be), fill it, then adopt it
+  // as a cached block at ref 0. Returns false (block released) when the hash is already cached.
+  BlockId take_block_for_import() { return pool_.allocate(); }
+  bool adopt_imported(BlockId id, const BlockHash& hash, const BlockHash& parent, const int32_t* tokens);
+
   const BlockPool& pool() const { return pool_; }
   const PrefixCacheCounters& counters() const { return counters_; }
 

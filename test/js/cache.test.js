@@ -125,3 +125,53 @@ describeWithModels('pinned prefixes', ['synth-tiny-f16.gguf'], (modelPath) => {
     }
   });
 });
+
+describeWithModels('saved caches', ['synth-tiny-f16.gguf', 'stories260K.gguf'], (modelPath, otherModel) => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagedlm-cache-'));
+
+  test('an engine restarted with cache.load() hits on what the previous one computed', async () => {
+    const file = path.join(dir, 'warm.pgkv');
+    const question = `${SYSTEM}What is paging?`;
+    const first = await Engine.load(modelPath, { contextLength: 512 });
+    const cold = await first.generate(question, { temperature: 0, maxTokens: 10 });
+    expect(await first.cache.save(file)).toBeGreaterThan(0);
+    await first.close();
+
+    const second = await Engine.load(modelPath, { contextLength: 512 });
+    try {
+      expect(await second.cache.load(file)).toBeGreaterThan(0);
+      const warm = await second.generate(question, { temperature: 0, maxTokens: 10 });
+      expect(warm.tokens).toEqual(cold.tokens);
+      expect(second.cache.stats().hitTokens).toBeGreaterThan(0);
+    } finally {
+      await second.close();
+    }
+  });
+
+  test('a file from another model or dtype is refused with ERR_CACHE_FILE and changes nothing', async () => {
+    const file = path.join(dir, 'f16.pgkv');
+    const source = await Engine.load(modelPath, { contextLength: 512 });
+    await source.generate(`${SYSTEM}Hi`, { maxTokens: 2 });
+    await source.cache.save(file);
+    await source.close();
+
+    const other = await Engine.load(otherModel);
+    const int8 = await Engine.load(modelPath, { contextLength: 512, kvCache: { dtype: 'int8' } });
+    try {
+      await expect(other.cache.load(file)).rejects.toMatchObject({ code: 'ERR_CACHE_FILE', message: expect.stringContaining('different model') });
+      await expect(int8.cache.load(file)).rejects.toMatchObject({ code: 'ERR_CACHE_FILE', message: expect.stringContaining('f16') });
+      expect(int8.cache.stats().blocksCached).toBe(0);
+      const truncated = path.join(dir, 'truncated.pgkv');
+      fs.writeFileSync(truncated, fs.readFileSync(file).subarray(0, 100));
+      await expect(other.cache.load(truncated)).rejects.toMatchObject({ code: 'ERR_CACHE_FILE' });
+      await expect(other.cache.load(path.join(dir, 'missing.pgkv'))).rejects.toMatchObject({ code: 'ERR_IO' });
+      await expect(other.cache.save(42)).rejects.toThrow(TypeError);
+    } finally {
+      await other.close();
+      await int8.close();
+    }
+  });
+});

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <new>
+#include <cstring>
 #include <stdexcept>
 
 #include <unistd.h>
@@ -79,6 +80,42 @@ Status CpuBackend::forward(const ForwardBatch& batch, float* logits) {
   }
   output_logits(batch, logits);
   return Status::ok();
+}
+
+template <typename Visit>
+void CpuBackend::for_each_block_piece(BlockId block, Visit visit) const {
+  const size_t elements = layout_.block_elements();
+  const size_t rows = elements / layout_.head_dim;
+  for (int32_t layer = 0; layer < layout_.num_layers; ++layer) {
+    const size_t first = static_cast<size_t>(layer) * layout_.layer_elements() + static_cast<size_t>(block) * elements;
+    visit(k_data_.data() + first * kv_element_bytes_, elements * kv_element_bytes_);
+    visit(v_data_.data() + first * kv_element_bytes_, elements * kv_element_bytes_);
+    if (!k_scales_.empty()) {
+      visit(reinterpret_cast<const uint8_t*>(k_scales_.data() + first / layout_.head_dim), rows * sizeof(float));
+      visit(reinterpret_cast<const uint8_t*>(v_scales_.data() + first / layout_.head_dim), rows * sizeof(float));
+    }
+  }
+}
+
+size_t CpuBackend::block_bytes() const {
+  size_t total = 0;
+  for_each_block_piece(0, [&](const uint8_t*, size_t n) { total += n; });
+  return total;
+}
+
+void CpuBackend::export_block(BlockId block, uint8_t* out) const {
+  for_each_block_piece(block, [&](const uint8_t* piece, size_t n) {
+    std::memcpy(out, piece, n);
+    out += n;
+  });
+}
+
+void CpuBackend::import_block(BlockId block, const uint8_t* in) {
+  // The pieces live in this object's own vectors; writing through them is writing our storage.
+  for_each_block_piece(block, [&](const uint8_t* piece, size_t n) {
+    std::memcpy(const_cast<uint8_t*>(piece), in, n);
+    in += n;
+  });
 }
 
 void CpuBackend::embed(const ForwardBatch& batch) {

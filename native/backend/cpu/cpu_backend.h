@@ -22,12 +22,18 @@ class CpuBackend final : public Backend {
   const char* name() const override { return "cpu"; }
   const KvLayout& kv_layout() const override { return layout_; }
   Status forward(const ForwardBatch& batch, float* logits) override;
+  size_t block_bytes() const override;
+  void export_block(BlockId block, uint8_t* out) const override;
+  void import_block(BlockId block, const uint8_t* in) override;
 
   int threads() const { return static_cast<int>(pool_.size()); }
   const char* kernels_name() const { return kernels_.name; }
 
  private:
   CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads);
+  // Visits each contiguous piece of one block's storage (K, V, and their scales, per layer) in a fixed order.
+  template <typename Visit>
+  void for_each_block_piece(BlockId block, Visit visit) const;
 
   // Per-token positions and the sequence each token belongs to, for one batch.
   struct TokenSlots {

@@ -1,0 +1,164 @@
+#include "kv/cache_file.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+namespace pagedlm {
+
+namespace {
+
+constexpr char kMagic[8] = {'P', 'G', 'L', 'M', 'K', 'V', '0', '1'};
+constexpr uint32_t kVersion = 1;
+
+// A fast 64-bit checksum, 8 bytes at a time.
+uint64_t checksum(const uint8_t* data, size_t size) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ size;
+  size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, data + i, 8);
+    h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+    h ^= h >> 32;
+  }
+  for (; i < size; ++i) h = (h ^ data[i]) * 0x100000001B3ull;
+  return h ^ (h >> 29);
+}
+
+class Writer {
+ public:
+  template <typename T>
+  void put(const T& v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    bytes.insert(bytes.end(), p, p + sizeof(T));
+  }
+  void put_bytes(const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    bytes.insert(bytes.end(), b, b + n);
+  }
+  std::vector<uint8_t> bytes;
+};
+
+class Reader {
+ public:
+  Reader(const std::vector<uint8_t>& bytes, size_t end) : bytes_(bytes), end_(end) {}
+  bool get_bytes(void* out, size_t n) {
+    if (n > end_ - pos_) return false;
+    std::memcpy(out, bytes_.data() + pos_, n);
+    pos_ += n;
+    return true;
+  }
+  template <typename T>
+  bool get(T& v) {
+    return get_bytes(&v, sizeof(T));
+  }
+  size_t remaining() const { return end_ - pos_; }
+
+ private:
+  const std::vector<uint8_t>& bytes_;
+  size_t end_;
+  size_t pos_ = 0;
+};
+
+Status refused(const std::string& path, const std::string& why) {
+  return Status(ErrorCode::kCacheFile, "cache file '" + path + "' refused: " + why + "; the cache is unchanged");
+}
+
+void put_identity(Writer& w, const CacheFileIdentity& id) {
+  w.put(id.model);
+  w.put(static_cast<uint32_t>(id.dtype));
+  for (int32_t v : {id.block_size, id.layers, id.kv_heads, id.head_dim}) w.put(static_cast<uint32_t>(v));
+  w.put(id.block_bytes);
+}
+
+}  // namespace
+
+CacheFileIdentity CacheFileIdentity::of(const BlockHash& model, const KvLayout& layout, uint64_t block_bytes) {
+  return {model, layout.dtype, layout.block_size, layout.num_layers, layout.num_kv_heads, layout.head_dim, block_bytes};
+}
+
+Status write_cache_file(const std::string& path, const CacheFileIdentity& identity, const std::vector<CachedBlockRecord>& blocks) {
+  Writer w;
+  w.put_bytes(kMagic, sizeof kMagic);
+  w.put(kVersion);
+  put_identity(w, identity);
+  w.put(static_cast<uint64_t>(blocks.size()));
+  for (const CachedBlockRecord& b : blocks) {
+    w.put(b.hash);
+    w.put(b.parent);
+    w.put_bytes(b.tokens.data(), b.tokens.size() * sizeof(int32_t));
+    w.put_bytes(b.kv.data(), b.kv.size());
+  }
+  w.put(checksum(w.bytes.data(), w.bytes.size()));
+
+  const std::string temporary = path + ".partial";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    if (!out) return Status(ErrorCode::kIo, "cannot write '" + temporary + "': " + std::strerror(errno));
+    out.write(reinterpret_cast<const char*>(w.bytes.data()), static_cast<std::streamsize>(w.bytes.size()));
+    out.flush();
+    if (!out) {
+      const int err = errno;
+      out.close();
+      std::remove(temporary.c_str());
+      return Status(ErrorCode::kIo, "cannot write '" + temporary + "' (" + std::to_string(w.bytes.size()) + " bytes): " + std::strerror(err));
+    }
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(temporary.c_str());
+    return Status(ErrorCode::kIo, "cannot move the cache file into '" + path + "': " + std::strerror(err));
+  }
+  return Status::ok();
+}
+
+Result<std::vector<CachedBlockRecord>> read_cache_file(const std::string& path, const CacheFileIdentity& expected) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status(ErrorCode::kIo, "cannot open '" + path + "': " + std::strerror(errno));
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < sizeof kMagic + sizeof(uint64_t) || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
+    return refused(path, "not a pagedlm cache file");
+  }
+  const size_t body = bytes.size() - sizeof(uint64_t);
+  uint64_t stored_checksum;
+  std::memcpy(&stored_checksum, bytes.data() + body, sizeof stored_checksum);
+  if (checksum(bytes.data(), body) != stored_checksum) return refused(path, "checksum mismatch (truncated or corrupted)");
+
+  Reader r(bytes, body);
+  char magic[8];
+  uint32_t version = 0, dtype = 0, block_size = 0, layers = 0, kv_heads = 0, head_dim = 0;
+  BlockHash model;
+  uint64_t block_bytes = 0, count = 0;
+  const bool header_ok = r.get_bytes(magic, 8) && r.get(version) && r.get(model) && r.get(dtype) && r.get(block_size) &&
+                         r.get(layers) && r.get(kv_heads) && r.get(head_dim) && r.get(block_bytes) && r.get(count);
+  if (!header_ok) return refused(path, "truncated header");
+  if (version != kVersion) return refused(path, "format version " + std::to_string(version) + " (this pagedlm reads " + std::to_string(kVersion) + ")");
+  if (model != expected.model) return refused(path, "it was saved from a different model");
+  if (dtype != static_cast<uint32_t>(expected.dtype)) {
+    return refused(path, std::string("it holds ") + (dtype <= 4 ? kv_dtype_name(static_cast<KvDtype>(dtype)) : "unknown") +
+                             " KV but this engine uses " + kv_dtype_name(expected.dtype));
+  }
+  if (static_cast<int32_t>(block_size) != expected.block_size || static_cast<int32_t>(layers) != expected.layers ||
+      static_cast<int32_t>(kv_heads) != expected.kv_heads || static_cast<int32_t>(head_dim) != expected.head_dim ||
+      block_bytes != expected.block_bytes) {
+    return refused(path, "its KV layout (block size " + std::to_string(block_size) + ") differs from this engine's (block size " +
+                             std::to_string(expected.block_size) + ")");
+  }
+  const uint64_t record = 32 + static_cast<uint64_t>(block_size) * sizeof(int32_t) + block_bytes;
+  if (count > r.remaining() / record || count * record != r.remaining()) return refused(path, "block count disagrees with the file size");
+  std::vector<CachedBlockRecord> blocks(count);
+  for (CachedBlockRecord& b : blocks) {
+    b.tokens.resize(block_size);
+    b.kv.resize(block_bytes);
+    r.get(b.hash);
+    r.get(b.parent);
+    r.get_bytes(b.tokens.data(), b.tokens.size() * sizeof(int32_t));
+    r.get_bytes(b.kv.data(), b.kv.size());
+    if (hash_block(b.parent, b.tokens.data(), static_cast<int32_t>(block_size)) != b.hash) return refused(path, "a block's hash does not match its tokens");
+  }
+  return blocks;
+}
+
+}  // namespace pagedlm
