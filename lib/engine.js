@@ -68,11 +68,13 @@ class Engine {
       const { params, onToken, signal, addBos, special } = generateOptions(options);
       const promptIds = this.#promptIds(prompt, addBos, special);
       if (this.#closing) throw closedError();
+      const n = params.n ?? 1;
       if (signal?.aborted) {
-        resolve(result({ text: '', tokens: [], finishReason: 'abort', promptTokens: promptIds.length }));
+        const nothing = { text: '', tokens: [], finishReason: 'abort', promptTokens: promptIds.length };
+        resolve(result(Array.from({ length: n }, () => nothing)));
         return;
       }
-      this.#submit(promptIds, params, { resolve: (event) => resolve(result(event)), reject, onToken, signal });
+      this.#submit(promptIds, params, { resolve: (ends) => resolve(result(ends)), reject, onToken, signal, choices: n });
     });
   }
 
@@ -87,6 +89,8 @@ class Engine {
     const { signal } = request;
     request.settled = false;
     request.detach = null;
+    request.choices ??= 1;
+    request.ends = []; // the finished event of each completion, by index
     if (signal) {
       const onAbort = () => this.#native.cancel(id);
       signal.addEventListener('abort', onAbort, { once: true });
@@ -105,7 +109,7 @@ class Engine {
       const promptIds = this.#promptIds(prompt, addBos, special);
       if (this.#closing) throw closedError();
       const pinParams = { ...params, maxTokens: 1, temperature: 0, pin: true };
-      const id = this.#submit(promptIds, pinParams, { resolve: (event) => resolve({ id, tokens: event.pinnedTokens }), reject });
+      const id = this.#submit(promptIds, pinParams, { resolve: ([end]) => resolve({ id, tokens: end.pinnedTokens }), reject });
     });
   }
 
@@ -183,7 +187,8 @@ class Engine {
       if (event.kind === 'token') {
         if (!request.settled && request.onToken) this.#callOnToken(event, request);
       } else if (event.kind === 'finished') {
-        this.#settle(event.id, request, () => request.resolve(event));
+        request.ends[event.choice] = event;
+        if (request.ends.filter(Boolean).length === request.choices) this.#settle(event.id, request, () => request.resolve(request.ends));
       } else {
         this.#settle(event.id, request, () => request.reject(new PagedlmError(event.message, event.code)));
       }
@@ -193,7 +198,7 @@ class Engine {
   // A throwing onToken must not take the process down: the request is aborted and rejects with the error.
   #callOnToken(event, request) {
     try {
-      request.onToken({ id: event.token, text: event.text });
+      request.onToken({ id: event.token, text: event.text, index: event.choice });
     } catch (error) {
       request.settled = true;
       request.detach?.();
@@ -238,14 +243,17 @@ function closedError() {
   return new PagedlmError('the engine is closed', 'ERR_CLOSED');
 }
 
-function result(event) {
-  const tokens = Array.from(event.tokens);
+// The finished events of a request's completions -> what generate() resolves to.
+function result(ends) {
+  const choices = ends.map((e, index) => ({ index, text: e.text, tokens: Array.from(e.tokens), finishReason: e.finishReason }));
+  const first = ends[0];
   return {
-    text: event.text,
-    tokens,
-    finishReason: event.finishReason,
-    usage: { promptTokens: event.promptTokens, completionTokens: tokens.length },
-    timings: { ttftMs: event.ttftMs ?? 0, tokensPerSecond: event.tokensPerSecond ?? 0 },
+    text: choices[0].text,
+    tokens: choices[0].tokens,
+    finishReason: choices[0].finishReason,
+    choices,
+    usage: { promptTokens: first.promptTokens, completionTokens: choices.reduce((sum, c) => sum + c.tokens.length, 0) },
+    timings: { ttftMs: first.ttftMs ?? 0, tokensPerSecond: first.tokensPerSecond ?? 0 },
   };
 }
 

@@ -49,11 +49,16 @@ export interface LoadOptions {
 export interface Token {
   /** Token id. */
   id: number;
+  /** Which completion it belongs to (0 unless `n` > 1). */
+  index: number;
   /** The text this token completes: may be '' while a UTF-8 character or a possible stop string is incomplete. */
   text: string;
 }
 
 export interface GenerateOptions {
+  /** Completions of the prompt (default 1, at most 64). They share the prompt's KV blocks; sampled ones
+   *  differ, each seeded from `seed` and its index. */
+  n?: number;
   /** Most tokens to generate (default 512). */
   maxTokens?: number;
   /** 0 = greedy (default 0.8). */
@@ -92,10 +97,21 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
-export interface GenerateResult {
+export interface Choice {
+  index: number;
   text: string;
   tokens: number[];
   finishReason: 'stop' | 'length' | 'abort';
+}
+
+export interface GenerateResult {
+  /** The first completion's text, tokens and finish reason. */
+  text: string;
+  tokens: number[];
+  finishReason: 'stop' | 'length' | 'abort';
+  /** Every completion (one unless `n` > 1). */
+  choices: Choice[];
+  /** completionTokens counts every completion's tokens. */
   usage: { promptTokens: number; completionTokens: number };
   timings: { ttftMs: number; tokensPerSecond: number };
 }

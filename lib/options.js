@@ -95,6 +95,7 @@ function generateOptions(options) {
     throw new TypeError(`stop must be a string or an array of strings, got ${describe(o.stop)}`);
   }
   const params = {
+    n: int(o.n, 'n', 1, 64),
     maxTokens: int(o.maxTokens, 'maxTokens', 1),
     temperature: checkNumber(o.temperature, 'temperature', { min: 0, max: 100 }),
     topK: int(o.topK, 'topK', 0),

@@ -94,6 +94,7 @@ EngineOptions engine_options(const Napi::Object& o) {
 GenerateParams generate_params(const Napi::Object& o) {
   GenerateParams p;
   p.max_tokens = to_int(o, "maxTokens", p.max_tokens);
+  p.n = to_int(o, "n", 1);
   p.stop_strings = string_array(o, "stop");
   if (o.Has("stopTokens") && !o.Get("stopTokens").IsUndefined()) p.stop_tokens = int_array(o.Get("stopTokens"), "stopTokens");
   p.ignore_eos = optional_bool(o, "ignoreEos").value_or(false);
@@ -188,6 +189,7 @@ Napi::Int32Array to_int32_array(Napi::Env env, const std::vector<int32_t>& v) {
 Napi::Object event_to_js(Napi::Env env, const EngineEvent& e) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("id", static_cast<double>(e.request));
+  o.Set("choice", e.choice);
   switch (e.kind) {
     case EngineEvent::Kind::kToken:
       o.Set("kind", "token");

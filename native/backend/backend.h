@@ -43,6 +43,8 @@ class Backend {
   virtual size_t block_bytes() const = 0;
   virtual void export_block(BlockId block, uint8_t* out) const = 0;  // out: [block_bytes()]
   virtual void import_block(BlockId block, const uint8_t* in) = 0;
+  // Copies one block's K/V into another (copy-on-write of a shared, partly filled block).
+  virtual void copy_block(BlockId from, BlockId to) = 0;
 };
 
 }  // namespace pagedlm

@@ -159,7 +159,8 @@ Status Engine::submit(GenerateRequest request) {
     }
   }
   // check_fits reads only sizes fixed at load, so it is safe off the engine thread.
-  if (Status s = core_->scheduler.check_fits(static_cast<int64_t>(request.prompt.size()), request.params.max_tokens); !s.is_ok()) return s;
+  if (request.params.n < 1) return Status(ErrorCode::kInvalidArgument, "n must be at least 1");
+  if (Status s = core_->scheduler.check_fits(static_cast<int64_t>(request.prompt.size()), request.params); !s.is_ok()) return s;
   auto seq = std::make_unique<Sequence>(std::move(request));
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -312,7 +313,7 @@ void Engine::drain_inbox(std::vector<EngineEvent>& events) {
   }
   for (auto& seq : taken.submitted) core_->scheduler.add(std::move(seq));
   for (RequestId id : taken.cancelled) {
-    if (Sequence* seq = core_->scheduler.find(id)) finish(*seq, FinishReason::kAbort, events);
+    for (Sequence* seq : core_->scheduler.find(id)) finish(*seq, FinishReason::kAbort, events);
   }
   for (auto& command : taken.commands) command();  // the caller waits on its future
 }
@@ -338,6 +339,7 @@ void Engine::step(std::vector<EngineEvent>& events) {
   core.logits.resize(static_cast<size_t>(batch.num_logit_rows()) * vocab);
   Status status;
   try {
+    for (const StepPlan::BlockCopy& copy : plan.copies) backend_->copy_block(copy.from, copy.to);
     status = backend_->forward(batch, core.logits.data());
   } catch (const std::exception& e) {
     status = Status(ErrorCode::kInternal, std::string("forward pass failed: ") + e.what());
@@ -356,8 +358,14 @@ void Engine::step(std::vector<EngineEvent>& events) {
     seq.num_computed_tokens += e.num_tokens;
     core.scheduler.cache_computed_blocks(seq);
     if (!e.sample) continue;
-    const int32_t token = seq.sampler.sample(core.logits.data() + row++ * vocab, vocab, seq.tokens);
-    handle_token(seq, token, events);
+    const float* logits = core.logits.data() + row++ * vocab;
+    // n completions: the prompt was computed once; every completion samples its first token from it.
+    std::vector<Sequence*> completions = {&seq};
+    if (seq.fork_pending) {
+      const auto children = core.scheduler.fork(seq);
+      completions.insert(completions.end(), children.begin(), children.end());
+    }
+    for (Sequence* s : completions) handle_token(*s, s->sampler.sample(logits, vocab, s->tokens), events);
   }
 }
 
@@ -374,6 +382,7 @@ void Engine::handle_token(Sequence& seq, int32_t token, std::vector<EngineEvent>
   EngineEvent ev;
   ev.kind = EngineEvent::Kind::kToken;
   ev.request = seq.id;
+  ev.choice = seq.choice;
   ev.token = token;
   ev.text = seq.text.push(tokenizer_->token_bytes(token), &stopped);
   const bool at_length = seq.num_generated() >= seq.params.max_tokens || static_cast<int32_t>(seq.tokens.size()) >= info_.context_length;
@@ -393,6 +402,7 @@ void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>
   EngineEvent ev;
   ev.kind = EngineEvent::Kind::kFinished;
   ev.request = seq.id;
+  ev.choice = seq.choice;
   ev.finish_reason = reason;
   ev.text = std::move(seq.generated_text);
   ev.tokens.assign(seq.tokens.begin() + seq.prompt_length, seq.tokens.end());
@@ -405,7 +415,7 @@ void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>
     ev.tokens_per_second = generated > 1 && decode_s > 0 ? (generated - 1) / decode_s : 0;
   }
   events.push_back(std::move(ev));
-  core_->scheduler.remove(seq.id);  // frees its blocks; `seq` is gone after this line
+  core_->scheduler.remove(&seq);  // frees its blocks; `seq` is gone after this line
 }
 
 int32_t Engine::pin_prefix(Sequence& seq) {
@@ -419,13 +429,14 @@ int32_t Engine::pin_prefix(Sequence& seq) {
 }
 
 void Engine::fail_all(const Status& status, std::vector<EngineEvent>& events) {
-  for (RequestId id : core_->scheduler.all_ids()) {
-    core_->scheduler.remove(id);
+  for (Sequence* seq : core_->scheduler.all()) {
     EngineEvent ev;
     ev.kind = EngineEvent::Kind::kFailed;
-    ev.request = id;
+    ev.request = seq->id;
+    ev.choice = seq->choice;
     ev.error = status;
     events.push_back(std::move(ev));
+    core_->scheduler.remove(seq);
   }
 }
 

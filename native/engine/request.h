@@ -13,6 +13,7 @@ namespace pagedlm {
 using RequestId = uint64_t;
 
 struct GenerateParams {
+  int32_t n = 1;            // completions of the prompt; they share its KV blocks (copy-on-write)
   int32_t max_tokens = 512;
   std::vector<std::string> stop_strings;
   std::vector<int32_t> stop_tokens;
@@ -35,6 +36,7 @@ struct EngineEvent {
   enum class Kind { kToken, kFinished, kFailed };
   Kind kind = Kind::kToken;
   RequestId request = 0;
+  int32_t choice = 0;               // which of the request's n completions
   // kToken
   int32_t token = -1;
   std::string text;                 // text this token completes (may be empty); kFinished: the whole text

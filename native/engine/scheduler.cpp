@@ -8,15 +8,22 @@ int64_t Scheduler::reserved_tokens(int64_t prompt_length, int64_t max_tokens) co
   return std::min<int64_t>(prompt_length + max_tokens, config_.context_length);
 }
 
-Status Scheduler::check_fits(int64_t prompt_length, int64_t max_tokens) const {
+int32_t Scheduler::blocks_needed(int64_t prompt_length, const GenerateParams& params) const {
+  const int32_t own = kv_.blocks_for_tokens(reserved_tokens(prompt_length, params.max_tokens));
+  if (params.n <= 1) return own;
+  const int32_t shared = static_cast<int32_t>(prompt_length / kv_.block_size());  // full prompt blocks
+  return own + 1 + (params.n - 1) * (own - shared + 1);
+}
+
+Status Scheduler::check_fits(int64_t prompt_length, const GenerateParams& params) const {
   if (prompt_length >= config_.context_length) {
     return Status(ErrorCode::kContextOverflow, "prompt has " + std::to_string(prompt_length) + " tokens but the context holds " +
                                                    std::to_string(config_.context_length) + " (prompt plus at least one generated token): shorten the prompt or load with a larger contextLength");
   }
-  const int32_t blocks = kv_.blocks_for_tokens(reserved_tokens(prompt_length, max_tokens));
+  const int32_t blocks = blocks_needed(prompt_length, params);
   if (blocks > kv_.pool().num_blocks()) {
     return Status(ErrorCode::kPoolTooSmall, "request needs " + std::to_string(blocks) + " KV blocks but the pool has " +
-                                                std::to_string(kv_.pool().num_blocks()) + ": lower maxTokens or load with a larger kvCache");
+                                                std::to_string(kv_.pool().num_blocks()) + ": lower maxTokens or n, or load with a larger kvCache");
   }
   return Status::ok();
 }
@@ -27,7 +34,7 @@ void Scheduler::admit() {
   while (!waiting_.empty() && static_cast<int32_t>(running_.size()) < config_.max_running) {
     Sequence& next = *waiting_.front();
     const PrefixMatch match = kv_.match_prefix(next.tokens, next.params.cache_salt);
-    const int32_t blocks = kv_.blocks_for_tokens(reserved_tokens(next.prompt_length, next.params.max_tokens));
+    const int32_t blocks = blocks_needed(next.prompt_length, next.params);
     const int32_t new_blocks = blocks - static_cast<int32_t>(match.blocks.size());
     const int32_t available = kv_.pool().num_free() - match.idle_blocks - promised_blocks_;
     if (new_blocks > available) return;  // first come, first served
@@ -79,6 +86,7 @@ StepPlan Scheduler::schedule() {
   }
   for (const auto& entry : plan.entries) {
     Sequence& seq = *entry.sequence;
+    copy_on_write(seq, plan);
     // Cannot fail: admission promised these blocks.
     const int32_t taken = kv_.allocate_slots(seq.block_table, seq.num_computed_tokens + entry.num_tokens);
     seq.blocks_to_allocate -= taken;
@@ -87,41 +95,70 @@ StepPlan Scheduler::schedule() {
   return plan;
 }
 
-std::unique_ptr<Sequence> Scheduler::remove(RequestId id) {
+void Scheduler::copy_on_write(Sequence& seq, StepPlan& plan) {
+  const size_t block = static_cast<size_t>(seq.num_computed_tokens / kv_.block_size());
+  if (block >= seq.block_table.size() || kv_.pool().ref_count(seq.block_table[block]) == 1) return;
+  // Only a partly filled block can be shared and written: full blocks lie before num_computed_tokens.
+  std::vector<BlockId> copy;
+  const int32_t taken = kv_.allocate_slots(copy, 1);  // cannot fail: counted in blocks_needed
+  (void)taken;
+  plan.copies.push_back({seq.block_table[block], copy[0]});
+  std::vector<BlockId> old = {seq.block_table[block]};
+  kv_.free(old);  // others still hold it
+  seq.block_table[block] = copy[0];
+  seq.blocks_to_allocate -= 1;
+  promised_blocks_ -= 1;
+}
+
+std::vector<Sequence*> Scheduler::fork(Sequence& parent) {
+  parent.fork_pending = false;
+  std::vector<Sequence*> children;
+  // Blocks promised to the family at admission: the parent keeps its own share plus its copy block.
+  const int32_t own = kv_.blocks_for_tokens(reserved_tokens(parent.prompt_length, parent.params.max_tokens));
+  const int32_t child_blocks = own - static_cast<int32_t>(parent.prompt_length / kv_.block_size()) + 1;
+  for (int32_t choice = 1; choice < parent.params.n; ++choice) {
+    auto child = std::make_unique<Sequence>(parent, choice);
+    child->block_table = parent.block_table;
+    kv_.retain(child->block_table);
+    child->blocks_to_allocate = child_blocks;
+    parent.blocks_to_allocate -= child_blocks;
+    children.push_back(child.get());
+    running_.push_back(std::move(child));
+  }
+  return children;
+}
+
+void Scheduler::remove(Sequence* sequence) {
   for (auto it = running_.begin(); it != running_.end(); ++it) {
-    if ((*it)->id != id) continue;
-    std::unique_ptr<Sequence> seq = std::move(*it);
+    if (it->get() != sequence) continue;
+    kv_.free(sequence->block_table);
+    promised_blocks_ -= sequence->blocks_to_allocate;
     running_.erase(it);
-    kv_.free(seq->block_table);
-    promised_blocks_ -= seq->blocks_to_allocate;
-    seq->status = SequenceStatus::kFinished;
-    return seq;
+    return;
   }
   for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
-    if ((*it)->id != id) continue;
-    std::unique_ptr<Sequence> seq = std::move(*it);
+    if (it->get() != sequence) continue;
     waiting_.erase(it);
-    seq->status = SequenceStatus::kFinished;
-    return seq;
+    return;
   }
-  return nullptr;
 }
 
-Sequence* Scheduler::find(RequestId id) {
+std::vector<Sequence*> Scheduler::find(RequestId id) {
+  std::vector<Sequence*> found;
   for (auto& seq : running_) {
-    if (seq->id == id) return seq.get();
+    if (seq->id == id) found.push_back(seq.get());
   }
   for (auto& seq : waiting_) {
-    if (seq->id == id) return seq.get();
+    if (seq->id == id) found.push_back(seq.get());
   }
-  return nullptr;
+  return found;
 }
 
-std::vector<RequestId> Scheduler::all_ids() const {
-  std::vector<RequestId> ids;
-  for (const auto& seq : running_) ids.push_back(seq->id);
-  for (const auto& seq : waiting_) ids.push_back(seq->id);
-  return ids;
+std::vector<Sequence*> Scheduler::all() const {
+  std::vector<Sequence*> all;
+  for (const auto& seq : running_) all.push_back(seq.get());
+  for (const auto& seq : waiting_) all.push_back(seq.get());
+  return all;
 }
 
 }  // namespace pagedlm

@@ -27,6 +27,11 @@ struct StepPlan {
     int32_t num_tokens;  // tokens[num_computed_tokens, num_computed_tokens + num_tokens) run this step
     bool sample;         // the chunk reaches the last token: sample the next one
   };
+  struct BlockCopy {
+    BlockId from;
+    BlockId to;
+  };
+  std::vector<BlockCopy> copies;  // copy-on-write: run before the forward pass
   std::vector<Entry> entries;
   bool empty() const { return entries.empty(); }
 };
@@ -37,14 +42,22 @@ class Scheduler {
 
   // Tokens a request may occupy: prompt + max tokens, cut at the context length.
   int64_t reserved_tokens(int64_t prompt_length, int64_t max_tokens) const;
-  // Why a request could never run (context or pool too small); ok when it can wait its turn.
-  Status check_fits(int64_t prompt_length, int64_t max_tokens) const;
+  // Blocks a request may need: its own prompt + max tokens, plus, for n completions, each other
+  // completion's own blocks and one copied block each (the shared, partly filled last prompt block).
+  int32_t blocks_needed(int64_t prompt_length, const GenerateParams& params) const;
+  // Why a request could never run (context or pool too small); ok when it can wait its turn. Reads only
+  // sizes fixed at construction: any thread.
+  Status check_fits(int64_t prompt_length, const GenerateParams& params) const;
 
   void add(std::unique_ptr<Sequence> sequence);
   StepPlan schedule();
+  // Splits a sequence whose prompt is computed into params.n completions sharing its blocks; returns
+  // the new ones (choices 1..n-1). The shared, partly filled block is copied before anyone writes to it.
+  std::vector<Sequence*> fork(Sequence& parent);
   // Removes a sequence (finished, aborted or failed) from either queue, freeing its blocks.
-  std::unique_ptr<Sequence> remove(RequestId id);
-  Sequence* find(RequestId id);
+  void remove(Sequence* sequence);
+  // Every sequence of a request (several after a fork).
+  std::vector<Sequence*> find(RequestId id);
 
   bool has_work() const { return !waiting_.empty() || !running_.empty(); }
   // After a step: registers the blocks its tokens filled in the prefix cache.
@@ -53,12 +66,14 @@ class Scheduler {
   int64_t unused_slots() const;
   // Block tables of every running sequence (for invariant checks).
   std::vector<const std::vector<BlockId>*> block_tables() const;
-  std::vector<RequestId> all_ids() const;
+  std::vector<Sequence*> all() const;
   size_t num_running() const { return running_.size(); }
   size_t num_waiting() const { return waiting_.size(); }
 
  private:
   void admit();
+  // Gives `seq` its own copy of the block it is about to write when that block is shared.
+  void copy_on_write(Sequence& seq, StepPlan& plan);
 
   KvCacheManager& kv_;
   SchedulerConfig config_;

@@ -19,12 +19,29 @@ enum class SequenceStatus { kWaiting, kRunning, kFinished };
 struct Sequence {
   explicit Sequence(GenerateRequest request)
       : id(request.id), tokens(std::move(request.prompt)), prompt_length(static_cast<int32_t>(tokens.size())),
-        params(std::move(request.params)), sampler(params.sampling), text(params.stop_strings), submitted(Clock::now()) {}
+        params(std::move(request.params)), sampler(params.sampling), text(params.stop_strings), submitted(Clock::now()) {
+    fork_pending = params.n > 1;
+  }
+
+  // Completion `choice` of the same request, sharing everything computed so far (the caller shares the
+  // blocks). Its sampler is seeded apart so that sampled completions differ.
+  Sequence(const Sequence& parent, int32_t choice_index)
+      : id(parent.id), choice(choice_index), tokens(parent.tokens), prompt_length(parent.prompt_length),
+        num_computed_tokens(parent.num_computed_tokens), block_hashes(parent.block_hashes),
+        cached_prompt_tokens(parent.cached_prompt_tokens), status(parent.status), params(parent.params),
+        sampler(seeded_for_choice(parent.params.sampling, choice_index)), text(parent.params.stop_strings), submitted(parent.submitted) {}
+
+  static SamplingParams seeded_for_choice(SamplingParams s, int32_t choice_index) {
+    if (s.seed) s.seed = *s.seed + static_cast<uint64_t>(choice_index) * 0x9E3779B97F4A7C15ull;
+    return s;
+  }
 
   int32_t num_generated() const { return static_cast<int32_t>(tokens.size()) - prompt_length; }
   int32_t num_uncomputed() const { return static_cast<int32_t>(tokens.size()) - num_computed_tokens; }
 
   RequestId id;
+  int32_t choice = 0;               // completion index within its request (params.n > 1)
+  bool fork_pending = false;        // params.n > 1 and the n completions have not been forked yet
   std::vector<int32_t> tokens;      // prompt then generated ids
   int32_t prompt_length;
   int32_t num_computed_tokens = 0;  // tokens whose K/V are in the pool

@@ -175,3 +175,27 @@ describeWithModels('saved caches', ['synth-tiny-f16.gguf', 'stories260K.gguf'], 
     }
   });
 });
+
+describeWithModels('n completions', ['synth-tiny-f16.gguf'], (modelPath) => {
+  test('n sampled completions share the prompt and each matches its own seeded run', async () => {
+    const engine = await Engine.load(modelPath, { contextLength: 256, kvCache: { blocks: 96 } });
+    try {
+      const streamed = [[], [], []];
+      const options = { n: 3, seed: 5, temperature: 1, topK: 0, topP: 1, minP: 0, maxTokens: 12, ignoreEos: true };
+      const result = await engine.generate('Tell me a story about', { ...options, onToken: (t) => streamed[t.index].push(t.id) });
+      expect(result.choices).toHaveLength(3);
+      expect(result.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+      expect(result.text).toBe(result.choices[0].text);
+      expect(result.usage.completionTokens).toBe(36);
+      for (const c of result.choices) expect(streamed[c.index]).toEqual(c.tokens);
+      expect(new Set(result.choices.map((c) => c.tokens.join(','))).size).toBeGreaterThan(1);
+      // Choice 0 is seeded with the request's seed: the same as a single completion.
+      const single = await engine.generate('Tell me a story about', { ...options, n: 1, cacheSalt: 'cold' });
+      expect(single.tokens).toEqual(result.choices[0].tokens);
+      expect(engine.cache.stats().blocksInUse).toBe(0);
+      await expect(engine.generate('x', { n: 0 })).rejects.toThrow(RangeError);
+    } finally {
+      await engine.close();
+    }
+  });
+});

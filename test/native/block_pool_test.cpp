@@ -165,6 +165,11 @@ TEST(KvCacheManager, RandomOperationsKeepInvariants) {
       hits += m.num_tokens > 0;
       ASSERT_GE(kv.allocate_slots(s->table, length), 0);
       live.push_back(std::move(s));
+    } else if (kind == 3 && !live.empty() && live.size() < 8) {  // fork: share every block of a sequence
+      const Seq& parent = *live[rng() % live.size()];
+      auto child = std::make_unique<Seq>(parent);
+      kv.retain(child->table);
+      live.push_back(std::move(child));
     } else if (kind < 7 && !live.empty()) {  // compute some tokens, maybe generate one
       Seq& s = *live[rng() % live.size()];
       s.computed = static_cast<int32_t>(s.tokens.size());

@@ -2,7 +2,10 @@
 // are reused by the next turn, salts separate tenants, and pressure evicts without leaking.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "engine/engine.h"
+#include "engine/sequence.h"
 #include "support/event_collector.h"
 #include "support/synthetic_model.h"
 
@@ -138,6 +141,84 @@ TEST(PrefixCache, ConcurrentIdenticalPromptsAgree) {
   for (int i = 0; i < 3; ++i) ids.push_back(e.submit(prompt, params(false)));
   for (RequestId id : ids) EXPECT_EQ(e.wait(id).tokens, alone.tokens);
   EXPECT_GE(e.engine().stats().prefix.hits, 3u);
+}
+
+}  // namespace
+}  // namespace pagedlm
+
+namespace pagedlm {
+namespace {
+
+// n completions of one prompt share its blocks; the partly filled last block is copied before it is
+// written, so each completion equals a run of its own.
+class Fork : public ::testing::TestWithParam<int> {};
+
+TEST_P(Fork, CompletionsEqualSeparateRunsAndShareThePrompt) {
+  const int prompt_length = GetParam();  // 21: a partly filled last block (copy-on-write); 24: block-aligned
+  const std::vector<int32_t> prompt = concat({1}, tokens_from(11, prompt_length - 1));
+  testing::EventCollector events;
+  EngineOptions o;
+  o.threads = 2;
+  o.kv_dtype = KvDtype::kF32;
+  o.kv_blocks = 64;
+  o.block_size = 8;
+  o.context_length = 256;
+  auto engine = Engine::load(model_path(), o, &events).take();
+
+  GenerateParams p = params(true);  // sampled: completions differ, each seeded from the request's seed
+  p.n = 3;
+  ASSERT_TRUE(engine->submit({1, prompt, p}).is_ok());
+  const std::vector<EngineEvent> choices = events.wait_all(1, 3);
+  const EngineStats after_fork = engine->stats();
+  EXPECT_EQ(after_fork.free_blocks, after_fork.total_blocks);
+
+  // Each choice equals a single completion sampled with that choice's seed.
+  for (int c = 0; c < 3; ++c) {
+    ASSERT_EQ(choices[c].kind, EngineEvent::Kind::kFinished) << choices[c].error.message();
+    GenerateParams single = params(true);
+    single.sampling = Sequence::seeded_for_choice(single.sampling, c);
+    single.cache_salt = 99;  // a cold run: no blocks shared with the fork
+    ASSERT_TRUE(engine->submit({static_cast<RequestId>(10 + c), prompt, single}).is_ok());
+    EXPECT_EQ(events.wait(10 + c).tokens, choices[c].tokens) << "choice " << c;
+  }
+  EXPECT_NE(choices[0].tokens, choices[1].tokens);
+}
+
+INSTANTIATE_TEST_SUITE_P(PromptLengths, Fork, ::testing::Values(21, 24));
+
+TEST(ForkLimits, FamilyLargerThanThePoolIsRejected) {
+  testing::EventCollector events;
+  EngineOptions o;
+  o.kv_blocks = 8;
+  o.block_size = 8;
+  o.context_length = 256;
+  auto engine = Engine::load(model_path(), o, &events).take();
+  GenerateParams p = params(false);
+  p.max_tokens = 30;
+  EXPECT_TRUE(engine->submit({1, tokens_from(0, 10), p}).is_ok());  // 5 blocks
+  p.n = 4;
+  EXPECT_EQ(engine->submit({2, tokens_from(0, 10), p}).code(), ErrorCode::kPoolTooSmall);
+  p.n = 0;
+  EXPECT_EQ(engine->submit({3, tokens_from(0, 10), p}).code(), ErrorCode::kInvalidArgument);
+}
+
+TEST(ForkAbort, CancellingAForkedRequestEndsEveryCompletion) {
+  testing::EventCollector events;
+  EngineOptions o;
+  o.kv_blocks = 128;
+  o.block_size = 8;
+  o.context_length = 256;
+  auto engine = Engine::load(model_path(), o, &events).take();
+  GenerateParams p = params(true);
+  p.n = 4;
+  p.max_tokens = 100;
+  ASSERT_TRUE(engine->submit({1, tokens_from(0, 13), p}).is_ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  engine->cancel(1);
+  for (const EngineEvent& e : events.wait_all(1, 4)) {
+    EXPECT_EQ(e.kind, EngineEvent::Kind::kFinished);
+  }
+  EXPECT_EQ(engine->stats().free_blocks, engine->stats().total_blocks);
 }
 
 }  // namespace

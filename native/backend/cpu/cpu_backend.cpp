@@ -118,6 +118,12 @@ void CpuBackend::import_block(BlockId block, const uint8_t* in) {
   });
 }
 
+void CpuBackend::copy_block(BlockId from, BlockId to) {
+  std::vector<uint8_t> bytes(block_bytes());
+  export_block(from, bytes.data());
+  import_block(to, bytes.data());
+}
+
 void CpuBackend::embed(const ForwardBatch& batch) {
   const WeightMatrix& e = model_->token_embedding();
   for (size_t t = 0; t < batch.tokens.size(); ++t) {

@@ -25,6 +25,7 @@ class CpuBackend final : public Backend {
   size_t block_bytes() const override;
   void export_block(BlockId block, uint8_t* out) const override;
   void import_block(BlockId block, const uint8_t* in) override;
+  void copy_block(BlockId from, BlockId to) override;
 
   int threads() const { return static_cast<int>(pool_.size()); }
   const char* kernels_name() const { return kernels_.name; }

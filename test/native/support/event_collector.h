@@ -5,7 +5,6 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
-#include <set>
 #include <vector>
 
 #include "engine/engine.h"
@@ -17,18 +16,31 @@ class EventCollector : public EventSink {
   void deliver(std::vector<EngineEvent> events) override {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& e : events) {
-      if (e.kind != EngineEvent::Kind::kToken) done_.insert(e.request);
+      if (e.kind != EngineEvent::Kind::kToken) ++ended_[e.request];
       by_request_[e.request].push_back(std::move(e));
     }
     changed_.notify_all();
   }
 
-  // The request's final event (kFinished or kFailed); fails the test after `timeout`.
-  EngineEvent wait(RequestId id, std::chrono::seconds timeout = std::chrono::seconds(120)) {
+  // The final events (kFinished or kFailed) of a request's `choices` completions, by choice; a kFailed
+  // "timeout" event after `timeout`.
+  std::vector<EngineEvent> wait_all(RequestId id, int choices, std::chrono::seconds timeout = std::chrono::seconds(120)) {
     std::unique_lock<std::mutex> lock(mutex_);
-    if (!changed_.wait_for(lock, timeout, [&] { return done_.count(id) != 0; })) return EngineEvent{EngineEvent::Kind::kFailed, id, -1, "timeout"};
-    return by_request_[id].back();
+    if (!changed_.wait_for(lock, timeout, [&] { return ended_[id] >= choices; })) {
+      EngineEvent timed_out;
+      timed_out.kind = EngineEvent::Kind::kFailed;
+      timed_out.request = id;
+      timed_out.error = Status(ErrorCode::kInternal, "timeout");
+      return std::vector<EngineEvent>(choices, timed_out);
+    }
+    std::vector<EngineEvent> ends(choices);
+    for (const EngineEvent& e : by_request_[id]) {
+      if (e.kind != EngineEvent::Kind::kToken && e.choice < choices) ends[e.choice] = e;
+    }
+    return ends;
   }
+
+  EngineEvent wait(RequestId id, std::chrono::seconds timeout = std::chrono::seconds(120)) { return wait_all(id, 1, timeout)[0]; }
 
   std::vector<EngineEvent> events(RequestId id) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -39,7 +51,7 @@ class EventCollector : public EventSink {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::map<RequestId, std::vector<EngineEvent>> by_request_;
-  std::set<RequestId> done_;
+  std::map<RequestId, int> ended_;
 };
 
 }  // namespace pagedlm::testing
