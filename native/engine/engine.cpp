@@ -194,7 +194,12 @@ Result<int64_t> Engine::run_on_engine_thread(std::function<Result<int64_t>()> co
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closing_) return Status(ErrorCode::kClosed, "the engine is closed");
-    inbox_->commands.emplace_back(std::move(command));
+    // Stats are published before the caller wakes, so that it sees what its command changed.
+    inbox_->commands.emplace_back([this, command = std::move(command)] {
+      Result<int64_t> result = command();
+      publish_stats();
+      return result;
+    });
     done = inbox_->commands.back().get_future();
   }
   wake_.notify_one();
