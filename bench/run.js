@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 'use strict';
-// npm run bench: prefill and decode tokens/s of pagedlm on the CPU.
-//   - a Llama-1B-shaped synthetic F16 model (dim 2048, 16 layers, 32 heads / 8 KV heads, ffn 8192,
-//     vocab 32000), generated once into the cache folder (about 2.2 GB)
-//   - the shared tiny models, when present
+// npm run bench [-- section...]: pagedlm on the CPU, sections (all by default):
+//   speed   prefill and decode tokens/s: the shared tiny models, and a Llama-1B-shaped synthetic F16 model
+//           (dim 2048, 16 layers, 32 heads / 8 KV heads, ffn 8192, vocab 32000) generated once into the
+//           cache folder (about 2.2 GB)
+//   prefix  time to first token with a 1,000-token prefix already cached, against cold; prefill tokens
+//           saved over a 10-turn chat
+//   kv      pool bytes per token of each KV dtype against 2 x layers x kv_heads x head_dim x bytes (+ scales)
 // Environment: PAGEDLM_BENCH_CACHE (model folder, default <tmp>/pagedlm-bench), PAGEDLM_BENCH_QUICK=1
 // (smaller runs), PAGEDLM_BENCH_THREADS.
 const fs = require('node:fs');
@@ -67,7 +70,7 @@ async function measure(label, file, { prefillTokens, decodeTokens, runs }) {
   }
 }
 
-async function main() {
+async function speedSection() {
   const rows = [];
   for (const name of ['stories260K.gguf', 'synth-tiny-f16.gguf']) {
     const file = sharedModel(name);
@@ -75,8 +78,72 @@ async function main() {
   }
   const big = ensureModel(LLAMA_1B);
   rows.push(await measure('llama-1b-shaped F16', big, quick ? { prefillTokens: 64, decodeTokens: 8, runs: 1 } : { prefillTokens: 512, decodeTokens: 32, runs: 3 }));
-  console.log(`pagedlm CPU benchmark: ${os.cpus()[0].model}, ${threads} threads, median of runs`);
+  console.log(`\nspeed: ${os.cpus()[0].model}, ${threads} threads, median of runs`);
   console.table(rows);
+}
+
+async function prefixSection() {
+  const file = ensureModel(LLAMA_1B);
+  const prefixTokens = quick ? 200 : 1000;
+  const engine = await Engine.load(file, { threads, contextLength: 2048, kvCache: { blocks: 512 } });
+  try {
+    const vocab = engine.info().vocabSize;
+    const prefix = promptIds(prefixTokens, vocab);
+    const question = (seed) => prefix.concat(Array.from({ length: 16 }, (_, i) => 300 + ((seed * 131 + i * 17) % 20000)));
+    const cold = [];
+    const warm = [];
+    for (let run = 0; run < (quick ? 1 : 2); run++) {
+      await engine.cache.clear();
+      cold.push((await engine.generate(question(run * 2), { maxTokens: 1, temperature: 0 })).timings.ttftMs);
+      warm.push((await engine.generate(question(run * 2 + 1), { maxTokens: 1, temperature: 0 })).timings.ttftMs);
+    }
+    console.log(`\nprefix cache: ${prefixTokens}-token shared prefix + 16 new tokens, llama-1b-shaped F16`);
+    console.table([{ 'cold TTFT ms': median(cold).toFixed(0), 'cached-prefix TTFT ms': median(warm).toFixed(0), 'speed-up': `${(median(cold) / median(warm)).toFixed(1)}x` }]);
+  } finally {
+    await engine.close();
+  }
+
+  // A 10-turn chat: each prompt is the whole conversation so far; the cache serves what earlier turns computed.
+  const chatModel = sharedModel('synth-tiny-f16.gguf') ?? file;
+  const chat = await Engine.load(chatModel, { threads, contextLength: 4096 });
+  try {
+    let history = promptIds(200, chat.info().vocabSize); // a system prompt
+    let promptTokens = 0;
+    for (let turn = 0; turn < 10; turn++) {
+      history = history.concat(Array.from({ length: 30 }, (_, i) => 400 + ((turn * 37 + i * 11) % 20000))); // the user's message
+      promptTokens += history.length;
+      const answer = await chat.generate(history, { maxTokens: 40, temperature: 0, ignoreEos: true });
+      history = history.concat(answer.tokens);
+    }
+    const { hitTokens } = chat.cache.stats();
+    console.log('\n10-turn chat (200-token system prompt, 30-token messages, 40-token answers):');
+    console.table([{ 'prompt tokens': promptTokens, 'served from cache': hitTokens, computed: promptTokens - hitTokens, saved: `${((100 * hitTokens) / promptTokens).toFixed(1)}%` }]);
+  } finally {
+    await chat.close();
+  }
+}
+
+async function kvSection() {
+  const file = ensureModel(LLAMA_1B);
+  const rows = [];
+  for (const dtype of ['f32', 'f16', 'bf16', 'int8', 'fp8']) {
+    const engine = await Engine.load(file, { threads, contextLength: 256, kvCache: { dtype, blocks: 64 }, prefault: false });
+    const info = engine.info();
+    const stats = engine.cache.stats();
+    await engine.close();
+    const formula = Engine.estimateKvBytes({ model: info, contextLength: 1, dtype, blockSize: 1 });
+    rows.push({ dtype, 'bytes/token (pool)': stats.bytesTotal / (stats.blocksTotal * stats.blockSize), 'bytes/token (formula)': formula, 'GiB per 4k-token sequence': ((formula * 4096) / 2 ** 30).toFixed(3) });
+  }
+  console.log('\nKV bytes per token, llama-1b-shaped (16 layers, 8 KV heads of 64):');
+  console.table(rows);
+}
+
+const SECTIONS = { speed: speedSection, prefix: prefixSection, kv: kvSection };
+
+async function main() {
+  const chosen = process.argv.slice(2);
+  for (const name of chosen) if (!SECTIONS[name]) throw new Error(`unknown section '${name}' (sections: ${Object.keys(SECTIONS).join(', ')})`);
+  for (const name of chosen.length ? chosen : Object.keys(SECTIONS)) await SECTIONS[name]();
 }
 
 main().catch((error) => {
