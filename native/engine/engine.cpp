@@ -4,7 +4,6 @@
 #include <future>
 #include <map>
 #include <thread>
-#include <variant>
 
 #include "backend/cpu/cpu_backend.h"
 #include "engine/scheduler.h"

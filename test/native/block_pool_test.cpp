@@ -128,8 +128,8 @@ TEST(KvCacheManager, MatchesTheLongestCachedChainButNeverTheLastToken) {
   EXPECT_EQ(kv.match_prefix(longer, 42).num_tokens, 0);  // another salt shares nothing
 }
 
-// Randomized operations on several sequences: admit (with prefix reuse), extend, finish, abort, evict by
-// pressure, clear. After each operation the manager's invariants must hold.
+// Randomized operations on several sequences: admit (with prefix reuse), extend, fork, finish, abort, pin,
+// unpin, evict by pressure, clear, save and load. After each operation the manager's invariants must hold.
 TEST(KvCacheManager, RandomOperationsKeepInvariants) {
   KvCacheManager kv(20, kBlock);
   struct Seq {
@@ -141,6 +141,11 @@ TEST(KvCacheManager, RandomOperationsKeepInvariants) {
   };
   std::vector<std::unique_ptr<Seq>> live;
   std::vector<std::vector<BlockId>> pins;  // prefixes held past their sequence, like Engine pins
+  struct SavedBlock {
+    BlockHash hash, parent;
+    std::vector<int32_t> tokens;
+  };
+  std::vector<SavedBlock> saved;  // what a save would have written
   std::mt19937 rng(11);
   const auto tables = [&] {
     std::vector<const std::vector<BlockId>*> t;
@@ -186,6 +191,19 @@ TEST(KvCacheManager, RandomOperationsKeepInvariants) {
       }
       kv.free(s.table);
       live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+    } else if (kind == 9 && rng() % 3 == 0) {  // save: snapshot what is registered
+      saved.clear();
+      for (BlockId id : kv.pool().registered_blocks()) {
+        const int32_t* t = kv.pool().tokens_of(id);
+        saved.push_back({kv.pool().hash_of(id), kv.pool().parent_of(id), std::vector<int32_t>(t, t + kBlock)});
+      }
+    } else if (kind == 9 && !saved.empty() && rng() % 2 == 0) {  // load: adopt saved blocks while there is room
+      const int32_t room = kv.pool().num_free();
+      for (int32_t i = 0; i < room && i < static_cast<int32_t>(saved.size()); ++i) {
+        const SavedBlock& b = saved[i];
+        if (kv.pool().find_cached(b.hash, b.parent, b.tokens.data()) != kNoBlock) continue;
+        kv.adopt_imported(kv.take_block_for_import(), b.hash, b.parent, b.tokens.data());
+      }
     } else if (!pins.empty() && rng() % 2 == 0) {  // unpin
       kv.free(pins.back());
       pins.pop_back();
