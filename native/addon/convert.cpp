@@ -154,6 +154,11 @@ Napi::Object stats_to_js(Napi::Env env, const EngineStats& s) {
   o.Set("running", s.running);
   o.Set("waiting", s.waiting);
   o.Set("steps", static_cast<double>(s.steps));
+  o.Set("preemptions", static_cast<double>(s.preemptions));
+  o.Set("generatedTokens", static_cast<double>(s.generated_tokens));
+  o.Set("computedTokens", static_cast<double>(s.computed_tokens));
+  o.Set("busySeconds", s.busy_seconds);
+  o.Set("tokensPerSecond", s.busy_seconds > 0 ? static_cast<double>(s.generated_tokens) / s.busy_seconds : 0.0);
   return o;
 }
 

@@ -220,6 +220,15 @@ Result<int64_t> Engine::unpin(RequestId pin) {
   });
 }
 
+Result<int64_t> Engine::check_kv_invariants() {
+  return run_on_engine_thread([this]() -> Result<int64_t> {
+    auto tables = core_->scheduler.block_tables();
+    for (const auto& [id, blocks] : core_->pinned) tables.push_back(&blocks);
+    core_->kv.check_invariants(tables);
+    return static_cast<int64_t>(tables.size());
+  });
+}
+
 CacheFileIdentity Engine::cache_identity() const {
   return CacheFileIdentity::of(model_fingerprint_, info_.kv, backend_->block_bytes());
 }
@@ -281,6 +290,7 @@ void Engine::publish_stats() {
   for (const auto& [id, blocks] : core_->pinned) stats_.pinned_blocks += static_cast<int32_t>(blocks.size());
   stats_.evictions = pool.evictions();
   stats_.prefix = core_->kv.counters();
+  stats_.preemptions = core_->scheduler.preemptions();
   stats_.running = static_cast<int32_t>(core_->scheduler.num_running());
   stats_.waiting = static_cast<int32_t>(core_->scheduler.num_waiting());
 }
@@ -324,6 +334,7 @@ void Engine::drain_inbox(std::vector<EngineEvent>& events) {
 
 void Engine::step(std::vector<EngineEvent>& events) {
   Core& core = *core_;
+  const auto started = Clock::now();
   StepPlan plan = core.scheduler.schedule();
   if (plan.empty()) return;
   ForwardBatch batch;
@@ -352,11 +363,8 @@ void Engine::step(std::vector<EngineEvent>& events) {
     fail_all(status, events);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(stats_mutex_);
-    ++stats_.steps;
-  }
   size_t row = 0;
+  uint64_t sampled = 0;
   for (const StepPlan::Entry& e : plan.entries) {
     Sequence& seq = *e.sequence;
     seq.num_computed_tokens += e.num_tokens;
@@ -370,7 +378,13 @@ void Engine::step(std::vector<EngineEvent>& events) {
       completions.insert(completions.end(), children.begin(), children.end());
     }
     for (Sequence* s : completions) handle_token(*s, s->sampler.sample(logits, vocab, s->tokens), events);
+    sampled += completions.size();
   }
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  ++stats_.steps;
+  stats_.generated_tokens += sampled;
+  stats_.computed_tokens += batch.tokens.size();
+  stats_.busy_seconds += std::chrono::duration<double>(Clock::now() - started).count();
 }
 
 void Engine::handle_token(Sequence& seq, int32_t token, std::vector<EngineEvent>& events) {

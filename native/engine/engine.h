@@ -69,6 +69,10 @@ struct EngineStats {
   int32_t running = 0;
   int32_t waiting = 0;
   uint64_t steps = 0;
+  uint64_t preemptions = 0;
+  uint64_t generated_tokens = 0;  // sampled tokens, all requests
+  uint64_t computed_tokens = 0;   // tokens run through the model (prefill and decode)
+  double busy_seconds = 0;        // time spent in steps
 };
 
 class Engine {
@@ -90,6 +94,9 @@ class Engine {
   Result<int64_t> unpin(RequestId pin);
   // Writes every cached block to `path`; returns how many.
   Result<int64_t> save_cache(const std::string& path);
+  // Checks the KV bookkeeping (each block's reference count equals the tables and pins holding it, and
+  // the pool's own invariants); aborts the process on a violation. For tests and soaks.
+  Result<int64_t> check_kv_invariants();
   // Adds the blocks of a file written by save_cache (same model file, KV dtype and layout) to the prefix
   // cache; returns how many were new. A file that fails any check changes nothing.
   Result<int64_t> load_cache(const std::string& path);

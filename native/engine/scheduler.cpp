@@ -4,12 +4,15 @@
 
 namespace pagedlm {
 
-int64_t Scheduler::reserved_tokens(int64_t prompt_length, int64_t max_tokens) const {
-  return std::min<int64_t>(prompt_length + max_tokens, config_.context_length);
-}
+namespace {
+constexpr size_t kAdmissionLookahead = 8;  // waiting sequences compared for the longest cached prefix
+}  // namespace
+
+Scheduler::Scheduler(KvCacheManager& kv, SchedulerConfig config)
+    : kv_(kv), config_(config), watermark_blocks_(std::max(1, kv.pool().num_blocks() / 100)) {}
 
 int32_t Scheduler::blocks_needed(int64_t prompt_length, const GenerateParams& params) const {
-  const int32_t own = kv_.blocks_for_tokens(reserved_tokens(prompt_length, params.max_tokens));
+  const int32_t own = kv_.blocks_for_tokens(std::min<int64_t>(prompt_length + params.max_tokens, config_.context_length));
   if (params.n <= 1) return own;
   const int32_t shared = static_cast<int32_t>(prompt_length / kv_.block_size());  // full prompt blocks
   return own + 1 + (params.n - 1) * (own - shared + 1);
@@ -30,23 +33,97 @@ Status Scheduler::check_fits(int64_t prompt_length, const GenerateParams& params
 
 void Scheduler::add(std::unique_ptr<Sequence> sequence) { waiting_.push_back(std::move(sequence)); }
 
-void Scheduler::admit() {
-  while (!waiting_.empty() && static_cast<int32_t>(running_.size()) < config_.max_running) {
-    Sequence& next = *waiting_.front();
+bool Scheduler::allocate(Sequence& seq, int32_t num_tokens, StepPlan& plan) {
+  const size_t block = static_cast<size_t>(seq.num_computed_tokens / kv_.block_size());
+  // Only a partly filled block can be shared and written: full blocks lie before num_computed_tokens.
+  const bool copy = block < seq.block_table.size() && kv_.pool().ref_count(seq.block_table[block]) > 1;
+  const int32_t grow = kv_.blocks_for_tokens(seq.num_computed_tokens + num_tokens) - static_cast<int32_t>(seq.block_table.size());
+  if (std::max(grow, 0) + (copy ? 1 : 0) > kv_.pool().num_free()) return false;
+  if (copy) {
+    std::vector<BlockId> fresh;
+    kv_.allocate_slots(fresh, 1);
+    plan.copies.push_back({seq.block_table[block], fresh[0]});
+    std::vector<BlockId> shared = {seq.block_table[block]};
+    kv_.free(shared);  // the other holders keep it
+    seq.block_table[block] = fresh[0];
+  }
+  kv_.allocate_slots(seq.block_table, seq.num_computed_tokens + num_tokens);
+  return true;
+}
+
+void Scheduler::preempt(Sequence& victim) {
+  kv_.free(victim.block_table);
+  victim.block_hashes.clear();
+  victim.num_computed_tokens = 0;
+  victim.status = SequenceStatus::kWaiting;
+  victim.preempted = true;
+  ++preemptions_;
+  const auto it = std::find_if(running_.begin(), running_.end(), [&](const auto& s) { return s.get() == &victim; });
+  waiting_.push_front(std::move(*it));
+  running_.erase(it);
+}
+
+StepPlan Scheduler::schedule() {
+  StepPlan plan;
+  int32_t budget = config_.max_batch_tokens;
+  bool preempted = false;
+  // Running sequences in admission order; victims come from the back, so none is already planned.
+  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+    Sequence& seq = *running_[i];
+    const int32_t uncomputed = seq.num_uncomputed();
+    const int32_t n = uncomputed == 1 ? 1 : std::min(uncomputed, budget);
+    bool scheduled = true;
+    while (!allocate(seq, n, plan)) {
+      preempted = true;
+      Sequence& victim = *running_.back();
+      preempt(victim);
+      if (&victim == &seq) {
+        scheduled = false;
+        break;
+      }
+    }
+    if (!scheduled) break;  // it was the last running sequence
+    plan.entries.push_back({&seq, n, n == uncomputed});
+    budget -= n;
+  }
+  // Admitting now would only preempt again.
+  if (!preempted) admit(budget, plan);
+  return plan;
+}
+
+size_t Scheduler::pick_waiting() const {
+  if (waiting_.front()->preempted) return 0;  // resume before starting anything new
+  size_t best = 0;
+  int32_t best_hit = 0;
+  for (size_t i = 0; i < waiting_.size() && i < kAdmissionLookahead; ++i) {
+    const int32_t hit = kv_.match_prefix(waiting_[i]->tokens, waiting_[i]->params.cache_salt).num_tokens;
+    if (hit > best_hit) {
+      best = i;
+      best_hit = hit;
+    }
+  }
+  return best;
+}
+
+void Scheduler::admit(int32_t& budget, StepPlan& plan) {
+  while (budget > 0 && !waiting_.empty() && static_cast<int32_t>(running_.size()) < config_.max_running) {
+    const size_t index = pick_waiting();
+    Sequence& next = *waiting_[index];
     const PrefixMatch match = kv_.match_prefix(next.tokens, next.params.cache_salt);
-    const int32_t blocks = blocks_needed(next.prompt_length, next.params);
-    const int32_t new_blocks = blocks - static_cast<int32_t>(match.blocks.size());
-    const int32_t available = kv_.pool().num_free() - match.idle_blocks - promised_blocks_;
-    if (new_blocks > available) return;  // first come, first served
-    kv_.take_prefix(match, next.prompt_length, next.block_table);
+    const int32_t uncomputed = static_cast<int32_t>(next.tokens.size()) - match.num_tokens;
+    const int32_t n = std::min(uncomputed, budget);
+    const int32_t new_blocks = kv_.blocks_for_tokens(match.num_tokens + n) - static_cast<int32_t>(match.blocks.size());
+    if (new_blocks > kv_.pool().num_free() - match.idle_blocks - watermark_blocks_) return;
+    kv_.take_prefix(match, next.preempted ? 0 : next.prompt_length, next.block_table);
     next.block_hashes = match.hashes;
     next.num_computed_tokens = match.num_tokens;
-    next.cached_prompt_tokens = match.num_tokens;
-    next.blocks_to_allocate = new_blocks;
+    if (!next.preempted) next.cached_prompt_tokens = match.num_tokens;
     next.status = SequenceStatus::kRunning;
-    promised_blocks_ += new_blocks;
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+    kv_.allocate_slots(next.block_table, match.num_tokens + n);
+    plan.entries.push_back({&next, n, n == uncomputed});
+    budget -= n;
+    running_.push_back(std::move(waiting_[index]));
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(index));
   }
 }
 
@@ -66,62 +143,13 @@ std::vector<const std::vector<BlockId>*> Scheduler::block_tables() const {
   return tables;
 }
 
-StepPlan Scheduler::schedule() {
-  admit();
-  StepPlan plan;
-  int32_t budget = config_.max_batch_tokens;
-  // Decode tokens first: they are cheap and keep streams flowing.
-  for (auto& seq : running_) {
-    if (seq->num_uncomputed() == 1 && budget > 0) {
-      plan.entries.push_back({seq.get(), 1, true});
-      --budget;
-    }
-  }
-  for (auto& seq : running_) {
-    const int32_t remaining = seq->num_uncomputed();
-    if (remaining <= 1 || budget <= 0) continue;
-    const int32_t chunk = std::min(remaining, budget);
-    plan.entries.push_back({seq.get(), chunk, chunk == remaining});
-    budget -= chunk;
-  }
-  for (const auto& entry : plan.entries) {
-    Sequence& seq = *entry.sequence;
-    copy_on_write(seq, plan);
-    // Cannot fail: admission promised these blocks.
-    const int32_t taken = kv_.allocate_slots(seq.block_table, seq.num_computed_tokens + entry.num_tokens);
-    seq.blocks_to_allocate -= taken;
-    promised_blocks_ -= taken;
-  }
-  return plan;
-}
-
-void Scheduler::copy_on_write(Sequence& seq, StepPlan& plan) {
-  const size_t block = static_cast<size_t>(seq.num_computed_tokens / kv_.block_size());
-  if (block >= seq.block_table.size() || kv_.pool().ref_count(seq.block_table[block]) == 1) return;
-  // Only a partly filled block can be shared and written: full blocks lie before num_computed_tokens.
-  std::vector<BlockId> copy;
-  const int32_t taken = kv_.allocate_slots(copy, 1);  // cannot fail: counted in blocks_needed
-  (void)taken;
-  plan.copies.push_back({seq.block_table[block], copy[0]});
-  std::vector<BlockId> old = {seq.block_table[block]};
-  kv_.free(old);  // others still hold it
-  seq.block_table[block] = copy[0];
-  seq.blocks_to_allocate -= 1;
-  promised_blocks_ -= 1;
-}
-
 std::vector<Sequence*> Scheduler::fork(Sequence& parent) {
   parent.fork_pending = false;
   std::vector<Sequence*> children;
-  // Blocks promised to the family at admission: the parent keeps its own share plus its copy block.
-  const int32_t own = kv_.blocks_for_tokens(reserved_tokens(parent.prompt_length, parent.params.max_tokens));
-  const int32_t child_blocks = own - static_cast<int32_t>(parent.prompt_length / kv_.block_size()) + 1;
   for (int32_t choice = 1; choice < parent.params.n; ++choice) {
     auto child = std::make_unique<Sequence>(parent, choice);
     child->block_table = parent.block_table;
     kv_.retain(child->block_table);
-    child->blocks_to_allocate = child_blocks;
-    parent.blocks_to_allocate -= child_blocks;
     children.push_back(child.get());
     running_.push_back(std::move(child));
   }
@@ -132,7 +160,6 @@ void Scheduler::remove(Sequence* sequence) {
   for (auto it = running_.begin(); it != running_.end(); ++it) {
     if (it->get() != sequence) continue;
     kv_.free(sequence->block_table);
-    promised_blocks_ -= sequence->blocks_to_allocate;
     running_.erase(it);
     return;
   }

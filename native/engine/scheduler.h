@@ -1,8 +1,10 @@
-// Decides, each step, which sequences run and how many of their tokens: every running sequence's decode
-// token first, then prefill chunks up to the step's token budget. Admits waiting sequences in arrival order
-// while the pool can promise them the blocks for prompt + max tokens (less what the prefix cache already
-// holds), so a running sequence never finds the pool empty. Never includes a backend header: it hands the
-// runner a StepPlan. Engine thread only.
+// Decides, each step, which sequences run and how many of their tokens, within a token budget that mixes
+// chunked prefill with decoding. Running sequences go first, in admission order; when one needs a block and
+// the pool has none, the most recently admitted running sequence is preempted: it gives its blocks back and
+// returns to the front of the waiting queue, keeping its tokens, to be recomputed later (mostly from the
+// prefix cache). Waiting sequences are admitted while blocks remain, preempted ones first, then preferring
+// a cached prefix among the first few in line. Never includes a backend header: it hands the runner a
+// StepPlan. Engine thread only.
 #pragma once
 
 #include <deque>
@@ -38,12 +40,10 @@ struct StepPlan {
 
 class Scheduler {
  public:
-  Scheduler(KvCacheManager& kv, SchedulerConfig config) : kv_(kv), config_(config) {}
+  Scheduler(KvCacheManager& kv, SchedulerConfig config);
 
-  // Tokens a request may occupy: prompt + max tokens, cut at the context length.
-  int64_t reserved_tokens(int64_t prompt_length, int64_t max_tokens) const;
-  // Blocks a request may need: its own prompt + max tokens, plus, for n completions, each other
-  // completion's own blocks and one copied block each (the shared, partly filled last prompt block).
+  // Blocks a request needs to run alone to its end: prompt + max tokens (cut at the context), plus, for n
+  // completions, each other completion's own blocks and a copied block each.
   int32_t blocks_needed(int64_t prompt_length, const GenerateParams& params) const;
   // Why a request could never run (context or pool too small); ok when it can wait its turn. Reads only
   // sizes fixed at construction: any thread.
@@ -69,17 +69,24 @@ class Scheduler {
   std::vector<Sequence*> all() const;
   size_t num_running() const { return running_.size(); }
   size_t num_waiting() const { return waiting_.size(); }
+  uint64_t preemptions() const { return preemptions_; }
 
  private:
-  void admit();
-  // Gives `seq` its own copy of the block it is about to write when that block is shared.
-  void copy_on_write(Sequence& seq, StepPlan& plan);
+  // Gives `seq` blocks for `num_tokens` more tokens, copying a shared block it is about to write; false
+  // (nothing taken) when the pool lacks them.
+  bool allocate(Sequence& seq, int32_t num_tokens, StepPlan& plan);
+  // Frees a running sequence's blocks and puts it at the front of the waiting queue.
+  void preempt(Sequence& victim);
+  void admit(int32_t& budget, StepPlan& plan);
+  // Index in waiting_ of the next sequence to admit.
+  size_t pick_waiting() const;
 
   KvCacheManager& kv_;
   SchedulerConfig config_;
+  int32_t watermark_blocks_;  // kept free at admission so running sequences can grow without preempting
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order
-  int32_t promised_blocks_ = 0;                     // sum of blocks_to_allocate over running sequences
+  uint64_t preemptions_ = 0;
 };
 
 }  // namespace pagedlm

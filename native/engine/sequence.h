@@ -48,7 +48,7 @@ struct Sequence {
   std::vector<BlockId> block_table; // append-only while running
   std::vector<BlockHash> block_hashes;  // hashes of its full blocks registered in the prefix cache
   int32_t cached_prompt_tokens = 0; // prompt tokens reused from the prefix cache at admission
-  int32_t blocks_to_allocate = 0;   // blocks promised at admission and not yet taken
+  bool preempted = false;           // gave its blocks back at least once; recomputed on readmission
   SequenceStatus status = SequenceStatus::kWaiting;
   GenerateParams params;
   Sampler sampler;

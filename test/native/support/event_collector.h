@@ -16,6 +16,7 @@ class EventCollector : public EventSink {
   void deliver(std::vector<EngineEvent> events) override {
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto& e : events) {
+      if (e.kind == EngineEvent::Kind::kToken && by_request_[e.request].empty()) first_token_order_.push_back(e.request);
       if (e.kind != EngineEvent::Kind::kToken) ++ended_[e.request];
       by_request_[e.request].push_back(std::move(e));
     }
@@ -42,6 +43,12 @@ class EventCollector : public EventSink {
 
   EngineEvent wait(RequestId id, std::chrono::seconds timeout = std::chrono::seconds(120)) { return wait_all(id, 1, timeout)[0]; }
 
+  // Requests in the order their first token arrived.
+  std::vector<RequestId> first_token_order() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return first_token_order_;
+  }
+
   std::vector<EngineEvent> events(RequestId id) {
     std::lock_guard<std::mutex> lock(mutex_);
     return by_request_[id];
@@ -52,6 +59,7 @@ class EventCollector : public EventSink {
   std::condition_variable changed_;
   std::map<RequestId, std::vector<EngineEvent>> by_request_;
   std::map<RequestId, int> ended_;
+  std::vector<RequestId> first_token_order_;
 };
 
 }  // namespace pagedlm::testing
