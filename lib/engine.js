@@ -78,6 +78,65 @@ class Engine {
     });
   }
 
+  /**
+   * Like generate(), as an async iterator of tokens ({ id, text, index }). Leaving the loop early (break,
+   * return, throw) aborts the request. `stream.result` resolves to what generate() would.
+   */
+  stream(prompt, options = {}) {
+    const { signal, onToken, ...rest } = checkObject(options, 'options');
+    const controller = new AbortController();
+    if (signal?.aborted) controller.abort();
+    else signal?.addEventListener?.('abort', () => controller.abort(), { once: true });
+    const queue = [];
+    let wake = null;
+    let finished = false;
+    let failure = null;
+    const notify = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    const result = this.generate(prompt, {
+      ...rest,
+      signal: controller.signal,
+      onToken: (token) => {
+        queue.push(token);
+        notify();
+        onToken?.(token);
+      },
+    }).then(
+      (value) => {
+        finished = true;
+        notify();
+        return value;
+      },
+      (error) => {
+        failure = error;
+        finished = true;
+        notify();
+        throw error;
+      },
+    );
+    result.catch(() => {}); // the iterator reports the error; nobody need await `result`
+    return {
+      result,
+      async next() {
+        while (queue.length === 0 && !finished) await new Promise((resolve) => (wake = resolve));
+        if (queue.length > 0) return { value: queue.shift(), done: false };
+        if (failure) throw failure;
+        return { value: undefined, done: true };
+      },
+      async return() {
+        controller.abort();
+        await result.catch(() => {});
+        return { value: undefined, done: true };
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  }
+
   // Hands a request to the engine thread; `request` receives its events.
   #submit(promptIds, params, request) {
     const id = ++this.#nextId;
@@ -149,7 +208,7 @@ class Engine {
     return { ...(this.#info ?? (this.#info = native.info())) };
   }
 
-  /** Scheduler and pool counters: running, waiting, freeBlocks, totalBlocks, steps. */
+  /** Scheduler counters: running, waiting, preemptions, steps, tokens generated and computed, tokens/s. */
   stats() {
     return this.#open().stats();
   }

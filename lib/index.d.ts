@@ -150,9 +150,26 @@ export interface EngineInfo {
 export interface EngineStats {
   freeBlocks: number;
   totalBlocks: number;
+  /** Requests (completions) being computed / queued. */
   running: number;
   waiting: number;
+  /** Engine steps (forward passes) so far. */
   steps: number;
+  /** Times a running request gave its KV blocks back to make room, to be recomputed later. */
+  preemptions: number;
+  /** Tokens sampled, all requests. */
+  generatedTokens: number;
+  /** Tokens run through the model (prefill and decode). */
+  computedTokens: number;
+  /** Time spent in engine steps. */
+  busySeconds: number;
+  /** generatedTokens / busySeconds: aggregate generation throughput while working. */
+  tokensPerSecond: number;
+}
+
+export interface TokenStream extends AsyncIterableIterator<Token> {
+  /** What generate() would resolve to (rejects likewise). */
+  readonly result: Promise<GenerateResult>;
 }
 
 export interface CacheStats {
@@ -219,6 +236,8 @@ export class Engine {
     blockSize?: number;
   }): number;
   generate(prompt: string | number[] | Int32Array, options?: GenerateOptions): Promise<GenerateResult>;
+  /** generate() as an async iterator of tokens; leaving the loop early aborts the request. */
+  stream(prompt: string | number[] | Int32Array, options?: GenerateOptions): TokenStream;
   tokenize(text: string, options?: { addBos?: boolean; special?: boolean }): number[];
   detokenize(ids: number[] | Int32Array): string;
   info(): EngineInfo;
