@@ -7,6 +7,8 @@
 //   prefix  time to first token with a 1,000-token prefix already cached, against cold; prefill tokens
 //           saved over a 10-turn chat
 //   kv      pool bytes per token of each KV dtype against 2 x layers x kv_heads x head_dim x bytes (+ scales)
+//   batch   aggregate decode tokens/s with 1, 4, 8 and 16 concurrent streams (as ratios to 1) and time to
+//           first token p50/p99 under that load, on the Llama-1B-shaped model
 // Environment: PAGEDLM_BENCH_CACHE (model folder, default <tmp>/pagedlm-bench), PAGEDLM_BENCH_QUICK=1
 // (smaller runs), PAGEDLM_BENCH_THREADS.
 const fs = require('node:fs');
@@ -138,7 +140,65 @@ async function kvSection() {
   console.table(rows);
 }
 
-const SECTIONS = { speed: speedSection, prefix: prefixSection, kv: kvSection };
+function percentile(values, p) {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+}
+
+async function batchSection() {
+  const file = ensureModel(LLAMA_1B);
+  const engine = await Engine.load(file, { threads, contextLength: 1024, kvCache: { blocks: 1024 } });
+  const decodeTokens = quick ? 8 : 32;
+  try {
+    const vocab = engine.info().vocabSize;
+    await engine.generate(promptIds(16, vocab), { maxTokens: 2, temperature: 0 }); // warm-up
+    const rows = [];
+    let single = 0;
+    for (const streams of [1, 4, 8, 16]) {
+      // Every stream: its own 16-token prompt, then decodeTokens greedy tokens. Decode throughput counts the
+      // tokens after each stream's first, over the time from the last first token to the last token.
+      const firstAt = [];
+      const ttft = [];
+      const start = performance.now();
+      const runs = await Promise.all(
+        Array.from({ length: streams }, (_, i) => {
+          const prompt = promptIds(16, vocab).map((t, k) => (k === 0 ? t : 300 + ((t + i * 9973) % (vocab - 300))));
+          let first = true;
+          return engine.generate(prompt, {
+            maxTokens: decodeTokens,
+            temperature: 0,
+            ignoreEos: true,
+            onToken: () => {
+              if (first) firstAt.push(performance.now());
+              first = false;
+            },
+          }).then((r) => {
+            ttft.push(r.timings.ttftMs);
+            return r;
+          });
+        }),
+      );
+      const end = performance.now();
+      const decoded = runs.reduce((sum, r) => sum + r.tokens.length - 1, 0);
+      const aggregate = decoded / ((end - Math.max(...firstAt)) / 1000);
+      if (streams === 1) single = aggregate;
+      rows.push({
+        streams,
+        'aggregate decode tok/s': aggregate.toFixed(1),
+        'vs 1 stream': `${(aggregate / single).toFixed(2)}x`,
+        'TTFT p50 ms': percentile(ttft, 50).toFixed(0),
+        'TTFT p99 ms': percentile(ttft, 99).toFixed(0),
+        'wall s': ((end - start) / 1000).toFixed(1),
+      });
+    }
+    console.log(`\ncontinuous batching: llama-1b-shaped F16, 16-token prompts, ${decodeTokens} tokens per stream, all streams arriving together`);
+    console.table(rows);
+  } finally {
+    await engine.close();
+  }
+}
+
+const SECTIONS = { speed: speedSection, prefix: prefixSection, kv: kvSection, batch: batchSection };
 
 async function main() {
   const chosen = process.argv.slice(2);

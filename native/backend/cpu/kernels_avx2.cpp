@@ -88,12 +88,12 @@ void row_all_tokens(const Row& w, const MatmulArgs& a, int t_begin, int t_end, i
   }
 }
 
-// A 4-row x 3-token tile: 12 accumulators, and each weight vector converted once per 3 tokens while
-// each activation vector is loaded once per 4 rows, so the inner loop is bound by FMAs, not loads.
-// Uses all 16 ymm registers: 12 sums, 3 activations, 1 weight.
-template <typename Row>
-void tile_4x3(const Row* w, const MatmulArgs& a, int t, int r) {
-  constexpr int R = 4, T = 3;
+// A 4-row x T-token tile (T <= 3): 4T accumulators, and each weight vector converted once per T tokens
+// while each activation vector is loaded once per 4 rows, so the inner loop is bound by FMAs, not loads.
+// At T = 3 it uses all 16 ymm registers: 12 sums, 3 activations, 1 weight.
+template <int T, typename Row>
+void tile_4xT(const Row* w, const MatmulArgs& a, int t, int r) {
+  constexpr int R = 4;
   __m256 acc[R][T];
   for (auto& row : acc) {
     for (auto& v : row) v = _mm256_setzero_ps();
@@ -124,12 +124,14 @@ void matmul_typed(const MatmulArgs& a, int row_begin, int row_end, Row (*row_at)
   for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
     const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
     int r = row_begin;
-    if (t1 - t0 >= 3) {
+    if (t1 - t0 >= 2) {
+      // Four rows at a time, so that every weight is read once per chunk of tokens.
       for (; r + 4 <= row_end; r += 4) {
         const Row w[4] = {row(r), row(r + 1), row(r + 2), row(r + 3)};
         int t = t0;
-        for (; t + 3 <= t1; t += 3) tile_4x3(w, a, t, r);
-        for (int k = 0; k < 4 && t < t1; ++k) row_all_tokens(w[k], a, t, t1, r + k);
+        for (; t + 3 <= t1; t += 3) tile_4xT<3>(w, a, t, r);
+        if (t1 - t == 2) tile_4xT<2>(w, a, t, r);
+        if (t1 - t == 1) tile_4xT<1>(w, a, t, r);
       }
     }
     for (; r < row_end; ++r) row_all_tokens(row(r), a, t0, t1, r);
