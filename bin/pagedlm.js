@@ -2,7 +2,8 @@
 'use strict';
 // pagedlm command line:
 //   pagedlm generate [--model PATH] --prompt TEXT [sampling flags]   stream a completion to stdout
-//   pagedlm info [--model PATH]                                      print what the model is
+//   pagedlm info [--model PATH] [--memory BYTES]                     print what the model is
+//   pagedlm serve [--model PATH] [--port 8080] [--host 127.0.0.1]     OpenAI-compatible server + chat page
 const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
@@ -11,7 +12,8 @@ const DEFAULT_MODEL = path.join(__dirname, '..', '..', 'shared', 'models', 'aidr
 
 const USAGE = `usage:
   pagedlm generate [--model PATH] --prompt TEXT [options]
-  pagedlm info [--model PATH]
+  pagedlm info [--model PATH] [--memory 8GiB]
+  pagedlm serve [--model PATH] [--port 8080] [--host 127.0.0.1]
 
 generate options:
   --max-tokens N          tokens to generate (default 256)
@@ -25,7 +27,9 @@ generate options:
   --stop TEXT             stop before TEXT (repeatable)
   --ignore-eos            keep going past end-of-sequence
 engine options:
-  --threads N  --context N  --kv-dtype f16|f32
+  --threads N  --context N  --kv-dtype f32|f16|bf16|int8|fp8
+info: --memory SIZE       longest context that fits SIZE of KV memory (default 4GiB)
+serve: --port N (default 8080)  --host H (default 127.0.0.1: this machine only)
 --model defaults to ${DEFAULT_MODEL} when that file exists.`;
 
 const OPTIONS = {
@@ -45,6 +49,9 @@ const OPTIONS = {
   threads: { type: 'string' },
   context: { type: 'string' },
   'kv-dtype': { type: 'string' },
+  memory: { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -56,12 +63,26 @@ function modelPath(values, positionals) {
   return chosen;
 }
 
+// "8GiB", "512MB", "1e9" -> bytes
+function parseBytes(text) {
+  const match = /^([\d.e+]+)\s*(k|m|g|t)?(i)?b?$/i.exec(String(text).trim());
+  if (!match) throw new Error(`cannot read '${text}' as a size (e.g. 8GiB, 512MB)`);
+  const power = { k: 1, m: 2, g: 3, t: 4 }[(match[2] || '').toLowerCase()] ?? 0;
+  return Math.floor(Number(match[1]) * (match[3] ? 1024 : 1000) ** power);
+}
+
+function progressBar(fraction) {
+  const width = 30;
+  const filled = Math.round(fraction * width);
+  process.stderr.write(`\rloading [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%${fraction >= 1 ? '\n' : ''}`);
+}
+
 function engineOptions(values) {
   return {
     threads: number(values.threads),
     contextLength: number(values.context),
     kvCache: values['kv-dtype'] ? { dtype: values['kv-dtype'] } : undefined,
-    onProgress: process.stderr.isTTY ? (f) => process.stderr.write(`\rloading ${(f * 100).toFixed(0).padStart(3)}%${f >= 1 ? '\n' : ''}`) : undefined,
+    onProgress: process.stderr.isTTY ? progressBar : undefined,
   };
 }
 
@@ -120,11 +141,36 @@ async function info(values, positionals) {
       ['context', `${i.trainedContextLength} trained, ${i.contextLength} loaded`],
       ['KV cache', `${i.kvBytesPerToken} bytes/token (${i.kvDtype}), ${i.kvBlocks} blocks of ${i.kvBlockSize} = ${(i.kvPoolBytes / 2 ** 20).toFixed(1)} MiB`],
       ['backend', `${i.backend} (${i.cpuKernels} kernels, ${i.threads} threads)`],
+      ['chat', i.chatTemplate ? 'template from the file' : 'no template in the file (ChatML fallback)'],
     ];
+    const memory = parseBytes(values.memory ?? '4GiB');
+    const fits = Math.floor(memory / i.kvBytesPerToken);
+    lines.push(['fits', `${fits.toLocaleString('en-US')} tokens of ${i.kvDtype} KV in ${values.memory ?? '4GiB'} (longest context ${Math.min(fits, i.trainedContextLength).toLocaleString('en-US')} of the trained ${i.trainedContextLength.toLocaleString('en-US')})`]);
     for (const [k, v] of lines) console.log(`${k.padEnd(12)}${v}`);
   } finally {
     await engine.close();
   }
+}
+
+async function serve(values, positionals) {
+  const express = require('express');
+  const { Engine } = require('../lib');
+  const { createRouter } = require('../lib/express');
+  const engine = await Engine.load(modelPath(values, positionals.slice(1)), engineOptions(values));
+  const app = express();
+  app.use(createRouter(engine, { ui: true }));
+  const host = values.host ?? '127.0.0.1';
+  const port = number(values.port) ?? 8080;
+  const server = app.listen(port, host, () => {
+    const address = server.address();
+    process.stderr.write(`pagedlm serving ${engine.info().name || 'model'} at http://${host}:${address.port}/ (OpenAI API under /v1)\n`);
+  });
+  const shutdown = () => {
+    server.close();
+    engine.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
 }
 
 async function main() {
@@ -136,6 +182,7 @@ async function main() {
   }
   if (command === 'generate') return generate(values, positionals);
   if (command === 'info') return info(values, positionals);
+  if (command === 'serve') return serve(values, positionals);
   throw new Error(`unknown command '${command}'\n${USAGE}`);
 }
 

@@ -1,6 +1,7 @@
 'use strict';
 
 const binding = require('./native');
+const { ChatFormatter } = require('./chat');
 const { PagedlmError, fromNative } = require('./errors');
 const { loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean } = require('./options');
 
@@ -16,6 +17,7 @@ class Engine {
   #nextId = 0;
   #closing = null;
   #info = null; // cached: the model does not change
+  #chat = null;
 
   constructor(token) {
     if (token !== kCreate) throw new TypeError('use `await Engine.load(path, options)` to create an Engine');
@@ -76,6 +78,34 @@ class Engine {
       }
       this.#submit(promptIds, params, { resolve: (ends) => resolve(result(ends)), reject, onToken, signal, choices: n });
     });
+  }
+
+  /**
+   * Chat: renders `messages` ([{ role: 'system' | 'user' | 'assistant', content }]) with the model's chat
+   * template (a ChatML fallback when it has none) and generates the assistant's reply. Takes generate()'s
+   * options, plus `template` (a Jinja template overriding the model's) and `stream: true` to get an async
+   * iterator like stream(). Resolves to generate()'s result plus `message: { role: 'assistant', content }`.
+   */
+  chat(messages, options = {}) {
+    const o = checkObject(options, 'options');
+    const { template, stream, ...rest } = o;
+    let rendered;
+    try {
+      rendered = this.chatPrompt(messages, { template });
+    } catch (error) {
+      return stream ? failedStream(error) : Promise.reject(error);
+    }
+    const stop = [...(typeof rest.stop === 'string' ? [rest.stop] : rest.stop ?? []), ...rendered.stop];
+    const chatOptions = { ...rest, stop: stop.length ? stop : undefined, addBos: rendered.addBos, special: true };
+    if (stream) return this.stream(rendered.text, chatOptions);
+    return this.generate(rendered.text, chatOptions).then((r) => ({ ...r, message: { role: 'assistant', content: r.text } }));
+  }
+
+  /** The prompt chat() would send: { text, addBos, stop }. */
+  chatPrompt(messages, { template } = {}) {
+    if (template !== undefined && typeof template !== 'string') throw new TypeError('template must be a string');
+    this.#chat ??= new ChatFormatter(this.info());
+    return this.#chat.render(messages, { template });
   }
 
   /**
@@ -296,6 +326,20 @@ function estimateKvBytes(options) {
   const scale = dtype === 'int8' || dtype === 'fp8' ? 4 : 0;
   const bytesPerToken = 2 * shape.layers * shape.kvHeads * (shape.headDim * KV_ELEMENT_BYTES[dtype] + scale);
   return bytesPerToken * Math.ceil(contextLength / blockSize) * blockSize * sequences;
+}
+
+// A stream() that fails at once (for a chat whose messages cannot be rendered).
+function failedStream(error) {
+  const result = Promise.reject(error);
+  result.catch(() => {});
+  return {
+    result,
+    next: () => Promise.reject(error),
+    return: async () => ({ value: undefined, done: true }),
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
 }
 
 function closedError() {

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "tokenizer/unicode.h"
+
 namespace pagedlm::addon {
 
 Napi::Error to_js_error(Napi::Env env, const Status& status) {
@@ -144,6 +146,9 @@ Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
   o.Set("tokenizer", info.tokenizer);
   o.Set("bosTokenId", info.bos_id);
   o.Set("eosTokenId", info.eos_id);
+  o.Set("bosToken", utf8_sanitize(info.bos_text));
+  o.Set("eosToken", utf8_sanitize(info.eos_text));
+  o.Set("chatTemplate", info.chat_template.empty() ? env.Null() : Napi::String::New(env, utf8_sanitize(info.chat_template)));
   return o;
 }
 

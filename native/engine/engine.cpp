@@ -135,6 +135,10 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   info.tokenizer = engine->tokenizer_->kind() == TokenizerKind::kSentencePiece ? "llama" : "gpt2";
   info.bos_id = engine->tokenizer_->bos_id();
   info.eos_id = engine->tokenizer_->eos_id();
+  if (info.bos_id >= 0) info.bos_text = engine->tokenizer_->piece(info.bos_id);
+  if (info.eos_id >= 0) info.eos_text = engine->tokenizer_->piece(info.eos_id);
+  auto chat_template = engine->model_->gguf().get_string("tokenizer.chat_template");
+  if (chat_template.is_ok() && chat_template.value()) info.chat_template = *chat_template.value();
   engine->backend_ = backend.take();
 
   SchedulerConfig sc;

@@ -55,6 +55,9 @@ struct EngineInfo {
   std::string tokenizer;
   int32_t bos_id = -1;
   int32_t eos_id = -1;
+  std::string bos_text;        // the tokens' text, for chat templates
+  std::string eos_text;
+  std::string chat_template;   // tokenizer.chat_template (Jinja); empty when the file has none
 };
 
 struct EngineStats {

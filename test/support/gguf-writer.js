@@ -130,7 +130,7 @@ function vocabulary(size) {
  * shape: { dim, layers, heads, kvHeads, ffn, vocab, context, type: 'F16' | 'F32', name }
  */
 function writeLlamaModel(file, shape) {
-  const { dim, layers, heads, kvHeads, ffn, vocab, context = 4096, type = 'F16', name = 'synthetic' } = shape;
+  const { dim, layers, heads, kvHeads, ffn, vocab, context = 4096, type = 'F16', name = 'synthetic', chatTemplate } = shape;
   const headDim = dim / heads;
   const v = vocabulary(vocab);
   const a = 'llama';
@@ -154,6 +154,7 @@ function writeLlamaModel(file, shape) {
     ['tokenizer.ggml.eos_token_id', 'u32', 2],
     ['tokenizer.ggml.unknown_token_id', 'u32', 0],
   ];
+  if (chatTemplate) metadata.push(['tokenizer.chat_template', 'string', chatTemplate]);
   const tensors = [
     { name: 'token_embd.weight', dims: [dim, vocab], type },
     { name: 'output_norm.weight', dims: [dim], type: 'F32', norm: true },

@@ -1,0 +1,29 @@
+import type { Router } from 'express';
+import type { Engine } from './index';
+
+export interface RouterOptions {
+  /** Model id reported by /v1/models and in responses (default: the GGUF's general.name). */
+  model?: string;
+  /** Serve the streaming chat page at GET / (default false). */
+  ui?: boolean;
+  /** Largest max_tokens accepted (default 4096); larger requests get a 400. */
+  maxTokens?: number;
+  /** max_tokens when a request gives none (default 512). */
+  defaultMaxTokens?: number;
+  /** Largest n accepted (default 8). */
+  maxN?: number;
+  /** express.json body limit (default '1mb'). */
+  bodyLimit?: string;
+  /** Use the request's `user` field as the prefix-cache salt, so users never share cached prefixes (default true). */
+  saltByUser?: boolean;
+}
+
+/** OpenAI-compatible routes over one engine: /v1/chat/completions, /v1/completions, /v1/models, /v1/cache/stats, /metrics. */
+export function createRouter(engine: Engine, options?: RouterOptions): Router;
+
+export class HttpError extends Error {
+  status: number;
+  type: string;
+  param: string | null;
+  code: string | null;
+}

@@ -1,0 +1,154 @@
+'use strict';
+// The OpenAI-compatible router on a real loopback server, driven by the official `openai` client and by
+// raw HTTP: chat and completions, streaming and not, errors in OpenAI's shape, client disconnects, load.
+const http = require('node:http');
+const express = require('express');
+const OpenAI = require('openai');
+const autocannon = require('autocannon');
+const { Engine } = require('../..');
+const { createRouter } = require('../../express');
+const { describeWithModels } = require('../support/models');
+
+async function startServer(engine, options) {
+  const app = express();
+  app.use(createRouter(engine, options));
+  const server = await new Promise((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+function waitFor(predicate, timeoutMs = 10000) {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const check = () => {
+      if (predicate()) return resolve();
+      if (Date.now() - started > timeoutMs) return reject(new Error('condition not met in time'));
+      setTimeout(check, 10);
+    };
+    check();
+  });
+}
+
+describeWithModels('OpenAI-compatible server', ['synth-tiny-f16.gguf'], (modelPath) => {
+  let engine;
+  let server;
+  let url;
+  let client;
+  beforeAll(async () => {
+    engine = await Engine.load(modelPath, { contextLength: 512, kvCache: { blocks: 256 } });
+    ({ server, url } = await startServer(engine, { model: 'tiny', maxTokens: 256 }));
+    client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'not-needed', maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    await engine.close();
+  });
+
+  test('GET /v1/models lists the model', async () => {
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toEqual(['tiny']);
+  });
+
+  test('chat completion, then the same request streamed, give the same text', async () => {
+    const request = { model: 'tiny', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello there' }], max_tokens: 12, temperature: 0 };
+    const full = await client.chat.completions.create(request);
+    expect(full.object).toBe('chat.completion');
+    expect(full.choices[0].message.role).toBe('assistant');
+    expect(full.choices[0].finish_reason).toBe('length');
+    expect(full.usage.completion_tokens).toBe(12);
+    expect(full.usage.total_tokens).toBe(full.usage.prompt_tokens + 12);
+
+    const stream = await client.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    let finish = null;
+    let usage = null;
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      const choice = chunk.choices[0];
+      if (!choice) continue;
+      text += choice.delta?.content ?? '';
+      finish = choice.finish_reason ?? finish;
+    }
+    expect(text).toBe(full.choices[0].message.content);
+    expect(finish).toBe('length');
+    expect(usage).toEqual(full.usage);
+  });
+
+  test('completions: stop, seed, n', async () => {
+    const base = { model: 'tiny', prompt: 'Once upon a time', max_tokens: 10, temperature: 0.9, seed: 3 };
+    const a = await client.completions.create({ ...base, n: 2 });
+    expect(a.object).toBe('text_completion');
+    expect(a.choices.map((c) => c.index)).toEqual([0, 1]);
+    const b = await client.completions.create({ ...base, n: 2 });
+    expect(b.choices.map((c) => c.text)).toEqual(a.choices.map((c) => c.text)); // same seed, same text
+    const firstWord = a.choices[0].text.trim().split(/\s+/)[1];
+    if (firstWord) {
+      const stopped = await client.completions.create({ ...base, n: 1, stop: [firstWord] });
+      expect(stopped.choices[0].finish_reason).toBe('stop');
+      expect(stopped.choices[0].text).not.toContain(firstWord);
+    }
+    const streamed = await client.completions.create({ ...base, n: 1, stream: true });
+    let text = '';
+    for await (const chunk of streamed) text += chunk.choices[0]?.text ?? '';
+    expect(text).toBe(a.choices[0].text);
+  });
+
+  test('errors come in OpenAI shape with proper status codes', async () => {
+    await expect(client.chat.completions.create({ model: 'tiny', messages: 'hi' })).rejects.toMatchObject({ status: 400 });
+    await expect(client.completions.create({ model: 'tiny', prompt: 'x', max_tokens: 100000 })).rejects.toMatchObject({ status: 400 });
+    await expect(client.completions.create({ model: 'tiny', prompt: 'x', temperature: -2 })).rejects.toMatchObject({ status: 400 });
+    await expect(client.chat.completions.create({ model: 'tiny', messages: [{ role: 'wizard', content: 'x' }] })).rejects.toMatchObject({ status: 400 });
+    const long = 'word '.repeat(2000);
+    await expect(client.completions.create({ model: 'tiny', prompt: long, max_tokens: 5 })).rejects.toMatchObject({ status: 400, code: 'context_length_exceeded' });
+    const raw = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{nope' });
+    expect(raw.status).toBe(400);
+    expect((await raw.json()).error.type).toBe('invalid_request_error');
+    const missing = await fetch(`${url}/v2/anything`);
+    expect(missing.status).toBe(404);
+    expect((await missing.json()).error.code).toBe('not_found');
+  });
+
+  test('cache stats and metrics', async () => {
+    const stats = await (await fetch(`${url}/v1/cache/stats`)).json();
+    expect(stats.cache).toMatchObject({ blockSize: 16, dtype: 'f16' });
+    expect(stats.scheduler.steps).toBeGreaterThan(0);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toMatch(/^pagedlm_kv_blocks_total 256$/m);
+  });
+
+  test('a client that disconnects mid-stream aborts its generation and frees its blocks', async () => {
+    const stepsBefore = engine.stats().generatedTokens;
+    await new Promise((resolve, reject) => {
+      const req = http.request(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+        res.once('data', () => {
+          req.destroy(); // vanish after the first chunk
+          resolve();
+        });
+      });
+      req.on('error', () => {});
+      req.end(JSON.stringify({ prompt: 'Tell me everything', max_tokens: 250, stream: true, ignore_eos: true }));
+      setTimeout(() => reject(new Error('no data')), 10000);
+    });
+    await waitFor(() => engine.stats().running === 0);
+    expect(engine.stats().generatedTokens - stepsBefore).toBeLessThan(250);
+    expect(engine.cache.stats().blocksInUse).toBe(0);
+  });
+
+  test('load: 200 requests at concurrency 16 with zero errors', async () => {
+    const result = await autocannon({
+      url: `${url}/v1/completions`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'The weather today is', max_tokens: 4, temperature: 0.5 }),
+      connections: 16,
+      amount: 200,
+      timeout: 60,
+    });
+    expect(result.errors).toBe(0);
+    expect(result.timeouts).toBe(0);
+    expect(result.non2xx).toBe(0);
+    expect(result['2xx']).toBe(200);
+    console.log(`load: 200 requests at concurrency 16, latency p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms`);
+  });
+});
