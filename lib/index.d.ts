@@ -42,6 +42,9 @@ export interface LoadOptions {
   maxBatchTokens?: number;
   /** Read all weights at load so the first request does not wait on the disk (default true). */
   prefault?: boolean;
+  /** Memory-map the model file (default true). false copies it into memory: more RAM, but immune to the file
+   *  being truncated or rewritten in place on disk while loaded (which kills a process that maps it). */
+  mmap?: boolean;
   /** Load progress in [0, 1]. */
   onProgress?: (fraction: number) => void;
 }

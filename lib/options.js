@@ -82,6 +82,7 @@ function loadOptions(options) {
     kvDtype: kv.dtype,
     maxBatchTokens: int(o.maxBatchTokens, 'maxBatchTokens', 1, 1 << 20),
     prefault: checkBoolean(o.prefault, 'prefault'),
+    mmap: checkBoolean(o.mmap, 'mmap'),
     onProgress: checkFunction(o.onProgress, 'onProgress'),
   };
 }

@@ -4,6 +4,7 @@
 //   npm test                 native tests, then JS tests (builds the addon first if it is missing)
 //   npm run test:native      native tests only
 //   npm run test:asan        native tests built with AddressSanitizer + UndefinedBehaviorSanitizer
+//   npm run test:tsan        the threaded native tests (engine, scheduler, thread pool) under ThreadSanitizer
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -18,14 +19,21 @@ function run(cmd, cmdArgs, env = {}) {
   execFileSync(cmd, cmdArgs, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
 }
 
-function nativeTests(buildDir, extraCmakeArgs, env) {
+function nativeTests(buildDir, extraCmakeArgs, env, ctestArgs = []) {
   run('cmake', ['-S', '.', '-B', buildDir, '-DPAGEDLM_BUILD_TESTS=ON', ...extraCmakeArgs]);
   run('cmake', ['--build', buildDir, '-j', jobs]);
-  run('ctest', ['--test-dir', buildDir, '--output-on-failure', '-j', jobs], env);
+  run('ctest', ['--test-dir', buildDir, '--output-on-failure', '-j', jobs, ...ctestArgs], env);
 }
 
+// Suites whose tests start engine threads, compute pools or race calls against them.
+const THREADED = '^(Engine|EngineReference|Preemption|Scheduling|PrefixCache|Dtypes/PrefixHit|PromptLengths/Fork|ForkAbort|ThreadPool|Dtypes/CacheFile|CacheFileRefusal|Races)';
+
 try {
-  if (args.has('--asan')) {
+  if (args.has('--tsan')) {
+    nativeTests('build-tsan', ['-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DPAGEDLM_SANITIZE=thread', '-DPAGEDLM_CUDA=OFF'], {
+      TSAN_OPTIONS: 'halt_on_error=1:second_deadlock_stack=1',
+    }, ['-R', THREADED]);
+  } else if (args.has('--asan')) {
     nativeTests('build-asan', ['-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DPAGEDLM_SANITIZE=address,undefined', '-DPAGEDLM_CUDA=OFF'], {
       ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1',
       UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1',

@@ -84,6 +84,7 @@ EngineOptions engine_options(const Napi::Object& o) {
   e.kv_memory = static_cast<uint64_t>(optional_number(o, "kvMemory").value_or(0));
   e.max_batch_tokens = to_int(o, "maxBatchTokens", e.max_batch_tokens);
   e.prefault = optional_bool(o, "prefault").value_or(true);
+  e.use_mmap = optional_bool(o, "mmap").value_or(true);
   const Napi::Value dtype = o.Get("kvDtype");
   if (dtype.IsString()) {
     const auto parsed = parse_kv_dtype(dtype.As<Napi::String>().Utf8Value());

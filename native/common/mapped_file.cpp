@@ -6,12 +6,28 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
 namespace pagedlm {
 
-Result<MappedFile> MappedFile::open(const std::string& path) {
+namespace {
+// Reads the whole file into 64-byte aligned heap memory.
+bool read_whole(int fd, uint8_t* out, size_t size) {
+  for (size_t done = 0; done < size;) {
+    const ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(done));
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+}  // namespace
+
+Result<MappedFile> MappedFile::open(const std::string& path, bool map) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status(ErrorCode::kIo, "cannot open '" + path + "': " + std::strerror(errno));
   struct stat st {};
@@ -21,7 +37,21 @@ Result<MappedFile> MappedFile::open(const std::string& path) {
   }
   MappedFile file;
   file.size_ = static_cast<size_t>(st.st_size);
-  if (file.size_ > 0) {
+  if (file.size_ > 0 && !map) {
+    void* buffer = nullptr;
+    if (::posix_memalign(&buffer, 64, file.size_) != 0) {
+      ::close(fd);
+      return Status(ErrorCode::kOutOfMemory, "cannot hold '" + path + "' (" + std::to_string(file.size_ >> 20) + " MiB) in memory: load with mmap enabled");
+    }
+    if (!read_whole(fd, static_cast<uint8_t*>(buffer), file.size_)) {
+      const int err = errno;
+      std::free(buffer);
+      ::close(fd);
+      return Status(ErrorCode::kIo, "cannot read '" + path + "': " + std::strerror(err));
+    }
+    file.data_ = static_cast<const uint8_t*>(buffer);
+    file.heap_ = true;
+  } else if (file.size_ > 0) {
     void* addr = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (addr == MAP_FAILED) {
       const int err = errno;
@@ -35,13 +65,14 @@ Result<MappedFile> MappedFile::open(const std::string& path) {
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)), heap_(std::exchange(other.heap_, false)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
     release();
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    heap_ = std::exchange(other.heap_, false);
   }
   return *this;
 }
@@ -49,8 +80,10 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
 MappedFile::~MappedFile() { release(); }
 
 void MappedFile::release() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ != nullptr && heap_) std::free(const_cast<uint8_t*>(data_));
+  if (data_ != nullptr && !heap_) ::munmap(const_cast<uint8_t*>(data_), size_);
   data_ = nullptr;
+  heap_ = false;
   size_ = 0;
 }
 

@@ -1,4 +1,6 @@
-// A read-only memory map of a whole file. Owns the mapping; move-only.
+// A whole file in memory, read-only: memory-mapped (the default: shared with the page cache, loaded lazily),
+// or copied into the heap (`map = false`: immune to the file being truncated or rewritten on disk after
+// load). Owns its memory; move-only.
 #pragma once
 
 #include <cstddef>
@@ -11,7 +13,7 @@ namespace pagedlm {
 
 class MappedFile {
  public:
-  static Result<MappedFile> open(const std::string& path);
+  static Result<MappedFile> open(const std::string& path, bool map = true);
 
   MappedFile() = default;
   MappedFile(MappedFile&& other) noexcept;
@@ -27,6 +29,7 @@ class MappedFile {
   void release();
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  bool heap_ = false;  // data_ came from the heap, not mmap
 };
 
 }  // namespace pagedlm

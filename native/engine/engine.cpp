@@ -93,7 +93,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   };
   if (o.block_size < 1 || o.block_size > 1024) return Status(ErrorCode::kInvalidArgument, "kvCache.blockSize must be in [1, 1024]");
   progress(0.0);
-  auto file = GgufFile::open(path);
+  auto file = GgufFile::open(path, o.use_mmap);
   if (!file.is_ok()) return file.status();
   auto tokenizer = Tokenizer::from_gguf(file.value());
   if (!tokenizer.is_ok()) return Status(tokenizer.status().code(), "'" + path + "': " + tokenizer.status().message());
@@ -105,7 +105,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
                                                " tokens but token_embd.weight has " + std::to_string(c.vocab_size) + " rows");
   }
   progress(0.05);
-  if (o.prefault) prefault(model.value()->gguf(), progress, 0.05, 0.9);
+  if (o.prefault && o.use_mmap) prefault(model.value()->gguf(), progress, 0.05, 0.9);
 
   std::unique_ptr<Engine> engine(new Engine());
   engine->model_fingerprint_ = model_fingerprint(model.value()->gguf());
@@ -360,6 +360,8 @@ void Engine::step(std::vector<EngineEvent>& events) {
   try {
     for (const StepPlan::BlockCopy& copy : plan.copies) backend_->copy_block(copy.from, copy.to);
     status = backend_->forward(batch, core.logits.data());
+  } catch (const std::bad_alloc&) {
+    status = Status(ErrorCode::kOutOfMemory, "out of memory in a forward pass: lower maxBatchTokens or the load on this engine");
   } catch (const std::exception& e) {
     status = Status(ErrorCode::kInternal, std::string("forward pass failed: ") + e.what());
   }

@@ -36,6 +36,7 @@ struct EngineOptions {
   KvDtype kv_dtype = KvDtype::kF16;
   int32_t max_batch_tokens = 512; // tokens per forward pass (prefill chunk size)
   bool prefault = true;           // read the weights once at load, so the first request does not page-fault
+  bool use_mmap = true;           // false: copy the file into memory (safe if it changes on disk after load)
   std::function<void(double)> on_progress;  // load progress in [0, 1], on the loading thread
 };
 

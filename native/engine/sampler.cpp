@@ -26,8 +26,12 @@ void Sampler::apply_penalties(std::vector<Candidate>& c, const std::vector<int32
 int32_t Sampler::sample(const float* logits, int32_t vocab, const std::vector<int32_t>& history) {
   std::vector<Candidate>& c = candidates_;
   c.resize(vocab);
-  for (int32_t i = 0; i < vocab; ++i) c[i] = {i, logits[i]};
+  // A NaN logit (a broken model) would break the orderings below: it ranks last instead.
+  for (int32_t i = 0; i < vocab; ++i) c[i] = {i, std::isnan(logits[i]) ? -INFINITY : logits[i]};
   apply_penalties(c, history);
+  for (Candidate& x : c) {
+    if (std::isnan(x.value)) x.value = -INFINITY;  // penalties on infinite logits
+  }
 
   const auto by_value = [](const Candidate& a, const Candidate& b) { return a.value > b.value || (a.value == b.value && a.id < b.id); };
   if (params_.temperature <= 0.0f) return std::min_element(c.begin(), c.end(), by_value)->id;
@@ -40,6 +44,7 @@ int32_t Sampler::sample(const float* logits, int32_t vocab, const std::vector<in
   }
   // Softmax with temperature; c is sorted, so c[0] holds the largest logit.
   const float max = c[0].value;
+  if (!std::isfinite(max)) return c[0].id;  // an infinite logit wins outright; all -inf: nothing to weigh
   double sum = 0;
   for (Candidate& x : c) {
     x.value = std::exp((x.value - max) / params_.temperature);

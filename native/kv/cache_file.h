@@ -41,5 +41,7 @@ struct CachedBlockRecord {
 Status write_cache_file(const std::string& path, const CacheFileIdentity& identity, const std::vector<CachedBlockRecord>& blocks);
 // Reads and checks a whole file against `expected`; kCacheFile names what does not match.
 Result<std::vector<CachedBlockRecord>> read_cache_file(const std::string& path, const CacheFileIdentity& expected);
+// The same checks on bytes already in memory (`path` only names them in messages).
+Result<std::vector<CachedBlockRecord>> parse_cache_file(const std::vector<uint8_t>& bytes, const std::string& path, const CacheFileIdentity& expected);
 
 }  // namespace pagedlm

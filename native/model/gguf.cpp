@@ -225,8 +225,8 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size) {
   return file;
 }
 
-Result<GgufFile> GgufFile::open(const std::string& path) {
-  auto mapped = MappedFile::open(path);
+Result<GgufFile> GgufFile::open(const std::string& path, bool map) {
+  auto mapped = MappedFile::open(path, map);
   if (!mapped.is_ok()) return mapped.status();
   auto parsed = parse(mapped.value().data(), mapped.value().size());
   if (!parsed.is_ok()) return Status(parsed.status().code(), "'" + path + "': " + parsed.status().message());

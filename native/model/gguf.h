@@ -52,7 +52,8 @@ struct GgufTensor {
 
 class GgufFile {
  public:
-  static Result<GgufFile> open(const std::string& path);
+  // `map`: memory-map the file (default) or copy it into the heap (see MappedFile).
+  static Result<GgufFile> open(const std::string& path, bool map = true);
   // Parses bytes already in memory (tests, fuzzing). The buffer must outlive the GgufFile.
   static Result<GgufFile> parse(const uint8_t* data, size_t size);
 

@@ -1,5 +1,7 @@
 #include "backend/cpu/cpu_backend.h"
 
+#include "common/fault.h"
+
 #include <algorithm>
 #include <cmath>
 #include <new>
@@ -24,6 +26,7 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Lla
   const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
   if (physical > 0 && layout.total_bytes() > physical) return too_big();
   try {
+    if (fault_armed("kv.allocate")) throw std::bad_alloc();
     return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(model), layout, threads));
   } catch (const std::bad_alloc&) {
     return too_big();
@@ -51,6 +54,7 @@ Status CpuBackend::forward(const ForwardBatch& batch, float* logits) {
   const int n = static_cast<int>(batch.tokens.size());
   if (n == 0) return Status::ok();
   const ModelConfig& c = config_;
+  if (fault_armed("step.allocate")) throw std::bad_alloc();
   x_.resize(static_cast<size_t>(n) * c.dim);
   xb_.resize(x_.size());
   q_.resize(static_cast<size_t>(n) * c.q_dim());

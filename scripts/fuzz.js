@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+'use strict';
+// npm run fuzz [-- seconds]: builds the libFuzzer targets with clang (ASan + UBSan), writes seed corpora
+// (shared models' headers, generated GGUF files, texts, cache files, random bytes) and runs each target for
+// a set time (default 120 s, or PAGEDLM_FUZZ_SECONDS), printing executions and any crash per target.
+// Crashing inputs are kept in build-fuzz/crashes/<target>/ and should become regression tests.
+const { execFileSync, spawnSync } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { writeLlamaModel } = require('../test/support/gguf-writer');
+const { sharedModel } = require('../test/support/models');
+
+const root = path.join(__dirname, '..');
+const build = path.join(root, 'build-fuzz');
+const seconds = Number(process.argv[2] || process.env.PAGEDLM_FUZZ_SECONDS || 120);
+
+function run(cmd, args) {
+  execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
+}
+
+function seedDir(target) {
+  const dir = path.join(build, 'corpus', target);
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+function writeSeeds() {
+  const gguf = seedDir('gguf');
+  const tiny = path.join(os.tmpdir(), 'pagedlm-fuzz-tiny.gguf');
+  writeLlamaModel(tiny, { dim: 8, layers: 1, heads: 2, kvHeads: 1, ffn: 16, vocab: 300, context: 64, type: 'F32' });
+  fs.copyFileSync(tiny, path.join(gguf, 'tiny.gguf'));
+  for (const name of ['aidreams260K.gguf', 'stories260K.gguf', 'synth-tiny-f16.gguf']) {
+    const file = sharedModel(name);
+    if (file) fs.writeFileSync(path.join(gguf, `${name}.head`), fs.readFileSync(file).subarray(0, 64 * 1024));
+  }
+  const tokenizer = seedDir('tokenizer');
+  const texts = ['Hello world', ' leading space and  two spaces', 'naïve café, 東京タワー 🗼!', 'def f(x):\n    return x**2\n', '<s>[INST] hi [/INST]</s>', '\u00ff\u0000\u0001 bytes'];
+  texts.forEach((t, i) => fs.writeFileSync(path.join(tokenizer, `text${i}`), t));
+  // A cache file of the fuzz target's identity: f16, block 4, 1 layer, 1 KV head of 4 (64 K/V bytes a block).
+  const cache = seedDir('cache_file');
+  const header = Buffer.alloc(8 + 4 + 16 + 20 + 8 + 8);
+  header.write('PGLMKV01', 0);
+  header.writeUInt32LE(1, 8);
+  let o = 28;
+  for (const v of [1, 4, 1, 1, 4]) o = header.writeUInt32LE(v, o);
+  header.writeBigUInt64LE(64n, o);
+  header.writeBigUInt64LE(2n, o + 8);
+  const block = () => Buffer.concat([crypto.randomBytes(32), Buffer.from(new Int32Array([5, 6, 7, 8]).buffer), crypto.randomBytes(64)]);
+  fs.writeFileSync(path.join(cache, 'two-blocks'), Buffer.concat([header, block(), block(), Buffer.alloc(8)]));
+  const sampler = seedDir('sampler');
+  for (let i = 0; i < 8; i++) fs.writeFileSync(path.join(sampler, `random${i}`), crypto.randomBytes(64 + i * 32));
+}
+
+function fuzz(target) {
+  const crashes = path.join(build, 'crashes', target);
+  fs.mkdirSync(crashes, { recursive: true });
+  const result = spawnSync(
+    path.join(build, 'test', 'fuzz', `fuzz_${target}`),
+    [path.join(build, 'corpus', target), `-max_total_time=${seconds}`, '-print_final_stats=1', '-rss_limit_mb=4096', '-timeout=10', `-artifact_prefix=${crashes}/`],
+    { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 },
+  );
+  const output = `${result.stdout}${result.stderr}`;
+  const executions = Number(/stat::number_of_executed_units:\s*(\d+)/.exec(output)?.[1] ?? 0);
+  const failed = result.status !== 0;
+  if (failed) process.stderr.write(output.split('\n').slice(-40).join('\n'));
+  return { target, seconds, executions, 'exec/s': Math.round(executions / seconds), result: failed ? `FAILED (see ${crashes})` : 'no crash' };
+}
+
+execFileSync('clang++', ['--version'], { stdio: 'ignore' });
+run('cmake', ['-S', '.', '-B', build, '-DCMAKE_C_COMPILER=clang', '-DCMAKE_CXX_COMPILER=clang++', '-DPAGEDLM_FUZZ=ON', '-DPAGEDLM_BUILD_TESTS=OFF', '-DPAGEDLM_CUDA=OFF', '-DCMAKE_BUILD_TYPE=RelWithDebInfo']);
+run('cmake', ['--build', build, '-j', String(os.cpus().length)]);
+writeSeeds();
+const rows = ['gguf', 'tokenizer', 'cache_file', 'sampler'].map(fuzz);
+console.table(rows);
+if (rows.some((r) => r.result !== 'no crash')) process.exitCode = 1;
