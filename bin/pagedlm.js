@@ -30,6 +30,7 @@ engine options:
   --threads N  --context N  --kv-dtype f32|f16|bf16|int8|fp8
 info: --memory SIZE       longest context that fits SIZE of KV memory (default 4GiB)
 serve: --port N (default 8080)  --host H (default 127.0.0.1: this machine only)
+       --api-key KEY (or PAGEDLM_API_KEY)  --max-tokens-cap N (default 4096)  --max-prompt-tokens N
 --model defaults to ${DEFAULT_MODEL} when that file exists.`;
 
 const OPTIONS = {
@@ -50,6 +51,9 @@ const OPTIONS = {
   context: { type: 'string' },
   'kv-dtype': { type: 'string' },
   memory: { type: 'string' },
+  'api-key': { type: 'string' },
+  'max-tokens-cap': { type: 'string' },
+  'max-prompt-tokens': { type: 'string' },
   port: { type: 'string' },
   host: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -158,8 +162,12 @@ async function serve(values, positionals) {
   const { createRouter } = require('../lib/express');
   const engine = await Engine.load(modelPath(values, positionals.slice(1)), engineOptions(values));
   const app = express();
-  app.use(createRouter(engine, { ui: true }));
+  const apiKey = values['api-key'] ?? process.env.PAGEDLM_API_KEY;
+  app.use(createRouter(engine, { ui: true, apiKey, maxTokens: number(values['max-tokens-cap']), maxPromptTokens: number(values['max-prompt-tokens']) }));
   const host = values.host ?? '127.0.0.1';
+  if (host !== '127.0.0.1' && host !== 'localhost' && host !== '::1' && !apiKey) {
+    process.stderr.write(`warning: serving on ${host} without --api-key: anyone who can reach this port can use the model\n`);
+  }
   const port = number(values.port) ?? 8080;
   const server = app.listen(port, host, () => {
     const address = server.address();

@@ -14,8 +14,18 @@ export interface RouterOptions {
   maxN?: number;
   /** express.json body limit (default '1mb'). */
   bodyLimit?: string;
-  /** Use the request's `user` field as the prefix-cache salt, so users never share cached prefixes (default true). */
+  /** Require `Authorization: Bearer <key>` on /v1 routes (401 otherwise). */
+  apiKey?: string | string[];
+  /** Largest prompt in tokens (default: the engine's context length); longer ones get a 400. */
+  maxPromptTokens?: number;
+  /** Longest a generation may run before it is aborted (default 600000 ms). */
+  requestTimeoutMs?: number;
+  /** How long a streaming client may stop reading before its generation is aborted and it is dropped (default 30000 ms). */
+  stallTimeoutMs?: number;
+  /** Use the request's `user` field as the prefix-cache salt when no tenant header or API key gives one (default true). */
   saltByUser?: boolean;
+  /** Let all requests share cached prefixes (default false: per tenant header, API key, or user). */
+  shareCache?: boolean;
 }
 
 /** OpenAI-compatible routes over one engine: /v1/chat/completions, /v1/completions, /v1/models, /v1/cache/stats, /metrics. */

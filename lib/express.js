@@ -74,9 +74,30 @@ function generationOptions(body, limits) {
     repetitionPenalty: number('repetition_penalty'),
   };
   if (body.stop !== undefined && body.stop !== null) options.stop = body.stop;
-  if (typeof body.user === 'string' && limits.saltByUser) options.cacheSalt = body.user;
   if (typeof body.ignore_eos === 'boolean') options.ignoreEos = body.ignore_eos; // an extension, as in vLLM
   return options;
+}
+
+// The prefix-cache salt of a request: tenants never share cached prefixes unless the router is told to.
+function saltOf(req, body, limits) {
+  if (limits.shareCache) return undefined;
+  const tenant = req.get('x-pagedlm-tenant');
+  if (tenant) return `tenant:${tenant}`;
+  if (req.pagedlmApiKey) return `key:${crypto.createHash('sha256').update(req.pagedlmApiKey).digest('hex')}`;
+  if (limits.saltByUser && typeof body.user === 'string') return `user:${body.user}`;
+  return undefined;
+}
+
+function checkApiKey(keys) {
+  const allowed = new Set(Array.isArray(keys) ? keys : [keys]);
+  return (req, res, next) => {
+    const match = /^Bearer\s+(.+)$/i.exec(req.get('authorization') || '');
+    if (!match || !allowed.has(match[1])) {
+      return sendError(res, new HttpError(401, 'missing or wrong API key: send Authorization: Bearer <key>', { code: 'invalid_api_key' }));
+    }
+    req.pagedlmApiKey = match[1];
+    next();
+  };
 }
 
 function usageOf(result) {
@@ -88,8 +109,13 @@ const FINISH = { stop: 'stop', length: 'length', abort: 'stop' };
 
 /**
  * options: { model: id reported by /v1/models (default: the GGUF name), ui: serve the chat page at GET /,
+ *            apiKey: a key or keys required as `Authorization: Bearer <key>` (default none),
  *            maxTokens: cap on max_tokens (default 4096), defaultMaxTokens (default 512), maxN (default 8),
- *            bodyLimit (default '1mb'), saltByUser: use the request's `user` as the cache salt (default true) }
+ *            maxPromptTokens: cap on prompt length (default: the engine's context), bodyLimit (default '1mb'),
+ *            requestTimeoutMs: longest generation (default 600000), stallTimeoutMs: how long a streaming
+ *            client may stop reading before it is dropped (default 30000),
+ *            saltByUser (default true), shareCache: let tenants share cached prefixes (default false) }
+ * Cache salt per request: the X-Pagedlm-Tenant header, else the API key, else the body's `user`.
  */
 function createRouter(engine, options = {}) {
   const info = engine.info();
@@ -99,12 +125,17 @@ function createRouter(engine, options = {}) {
     defaultMaxTokens: options.defaultMaxTokens ?? 512,
     maxN: options.maxN ?? 8,
     saltByUser: options.saltByUser ?? true,
+    shareCache: options.shareCache ?? false,
+    maxPromptTokens: options.maxPromptTokens ?? info.contextLength,
+    requestTimeoutMs: options.requestTimeoutMs ?? 600000,
+    stallTimeoutMs: options.stallTimeoutMs ?? 30000,
   };
   const created = Math.floor(Date.now() / 1000);
   const router = express.Router();
   router.use(express.json({ limit: options.bodyLimit ?? '1mb' }));
 
   if (options.ui) router.get('/', (req, res) => res.sendFile(path.join(__dirname, 'ui', 'chat.html')));
+  if (options.apiKey) router.use('/v1', checkApiKey(options.apiKey));
 
   router.get('/v1/models', (req, res) => {
     res.json({ object: 'list', data: [{ id: model, object: 'model', created, owned_by: 'pagedlm' }] });
@@ -134,15 +165,18 @@ function createRouter(engine, options = {}) {
     try {
       if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'request body must be a JSON object');
       const gen = generationOptions(body, limits);
+      gen.cacheSalt = saltOf(req, body, limits);
       const controller = new AbortController();
       res.on('close', () => {
         if (!res.writableFinished) controller.abort(); // the client went away
       });
+      const deadline = setTimeout(() => controller.abort(), limits.requestTimeoutMs);
+      res.on('close', () => clearTimeout(deadline));
       gen.signal = controller.signal;
       const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID()}`;
-      const start = kind === 'chat' ? chatRequest(engine, body, gen) : completionRequest(engine, body, gen);
+      const start = kind === 'chat' ? chatRequest(engine, body, gen, limits) : completionRequest(engine, body, gen, limits);
       if (body.stream) {
-        await streamResponse(res, start, { id, kind, model, includeUsage: body.stream_options?.include_usage === true, n: gen.n });
+        await streamResponse(res, start, { id, kind, model, includeUsage: body.stream_options?.include_usage === true, n: gen.n, stallTimeoutMs: limits.stallTimeoutMs, abort: () => controller.abort() });
       } else {
         const result = await start(false);
         res.json(completionBody(result, { id, kind, model }));
@@ -159,16 +193,25 @@ function createRouter(engine, options = {}) {
   return router;
 }
 
-function chatRequest(engine, body, gen) {
+function checkPromptLength(count, limits, param) {
+  if (count > limits.maxPromptTokens) {
+    throw new HttpError(400, `the prompt has ${count} tokens; this server accepts at most ${limits.maxPromptTokens}`, { param, code: 'context_length_exceeded' });
+  }
+}
+
+function chatRequest(engine, body, gen, limits) {
   if (!Array.isArray(body.messages)) throw new HttpError(400, 'messages must be an array', { param: 'messages' });
   const messages = body.messages.map((m) => ({ role: m?.role, content: Array.isArray(m?.content) ? m.content.map((p) => p?.text ?? '').join('') : m?.content }));
+  const rendered = engine.chatPrompt(messages);
+  checkPromptLength(engine.tokenize(rendered.text, { addBos: rendered.addBos, special: true }).length, limits, 'messages');
   return (stream) => engine.chat(messages, { ...gen, stream });
 }
 
-function completionRequest(engine, body, gen) {
+function completionRequest(engine, body, gen, limits) {
   let prompt = body.prompt;
   if (Array.isArray(prompt) && prompt.length === 1 && typeof prompt[0] === 'string') prompt = prompt[0];
   if (typeof prompt !== 'string') throw new HttpError(400, 'prompt must be a string', { param: 'prompt' });
+  checkPromptLength(engine.tokenize(prompt).length, limits, 'prompt');
   return (stream) => (stream ? engine.stream(prompt, gen) : engine.generate(prompt, gen));
 }
 
@@ -182,11 +225,25 @@ function completionBody(result, { id, kind, model }) {
   return { id, object: kind === 'chat' ? 'chat.completion' : 'text_completion', created, model, choices, usage: usageOf(result) };
 }
 
-async function streamResponse(res, start, { id, kind, model, includeUsage, n }) {
+async function streamResponse(res, start, { id, kind, model, includeUsage, n, stallTimeoutMs, abort }) {
   const stream = start(true);
   const created = Math.floor(Date.now() / 1000);
   const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
-  const send = (payload) => res.write(`data: ${JSON.stringify(payload)}\n\n`);
+  // A client that stops reading must not hold KV blocks: if its socket stays full past the stall timeout,
+  // the generation is aborted and the connection dropped.
+  let stall = null;
+  const send = (payload) => {
+    if (res.write(`data: ${JSON.stringify(payload)}\n\n`) || stall) return;
+    stall = setTimeout(() => {
+      abort();
+      res.destroy();
+    }, stallTimeoutMs);
+    res.once('drain', () => {
+      clearTimeout(stall);
+      stall = null;
+    });
+  };
+  res.on('close', () => clearTimeout(stall));
   const chunk = (index, text, finishReason = null) =>
     kind === 'chat'
       ? { id, object, created, model, choices: [{ index, delta: finishReason ? {} : { content: text }, finish_reason: finishReason, logprobs: null }] }

@@ -26,7 +26,7 @@ function nativeTests(buildDir, extraCmakeArgs, env, ctestArgs = []) {
 }
 
 // Suites whose tests start engine threads, compute pools or race calls against them.
-const THREADED = '^(Engine|EngineReference|Preemption|Scheduling|PrefixCache|Dtypes/PrefixHit|PromptLengths/Fork|ForkAbort|ThreadPool|Dtypes/CacheFile|CacheFileRefusal|Races)';
+const THREADED = '^(Engine|EngineReference|Preemption|Scheduling|PrefixCache|Dtypes/PrefixHit|PromptLengths/Fork|ForkAbort|ThreadPool|Dtypes/CacheFile|CacheFileRefusal|Races|Faults)';
 
 try {
   if (args.has('--tsan')) {

@@ -152,3 +152,65 @@ describeWithModels('OpenAI-compatible server', ['synth-tiny-f16.gguf'], (modelPa
     console.log(`load: 200 requests at concurrency 16, latency p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms`);
   });
 });
+
+describeWithModels('safe server settings', ['synth-tiny-f16.gguf'], (modelPath) => {
+  let engine;
+  let server;
+  let url;
+  beforeAll(async () => {
+    engine = await Engine.load(modelPath, { contextLength: 512, kvCache: { blocks: 256 } });
+    ({ server, url } = await startServer(engine, { apiKey: ['key-a', 'key-b'], maxPromptTokens: 64, maxN: 2, requestTimeoutMs: 300 }));
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    await engine.close();
+  });
+  const post = (key, body, headers = {}) =>
+    fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers },
+      body: JSON.stringify(body),
+    });
+
+  test('an API key is required on /v1', async () => {
+    expect((await post(null, { prompt: 'hi', max_tokens: 2 })).status).toBe(401);
+    const wrong = await post('nope', { prompt: 'hi', max_tokens: 2 });
+    expect(wrong.status).toBe(401);
+    expect((await wrong.json()).error.code).toBe('invalid_api_key');
+    expect((await post('key-a', { prompt: 'hi', max_tokens: 2 })).status).toBe(200);
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'key-b', maxRetries: 0 });
+    expect((await client.models.list()).data).toHaveLength(1);
+  });
+
+  test('caps on prompt length and n give clear 400s', async () => {
+    const long = await post('key-a', { prompt: 'word '.repeat(200), max_tokens: 2 });
+    expect(long.status).toBe(400);
+    expect((await long.json()).error).toMatchObject({ code: 'context_length_exceeded', param: 'prompt' });
+    const many = await post('key-a', { prompt: 'hi', n: 5 });
+    expect(many.status).toBe(400);
+    expect((await many.json()).error.param).toBe('n');
+  });
+
+  test('tenants (API keys or the tenant header) never share cached prefixes', async () => {
+    const prompt = 'A shared system prompt that is long enough to fill a few whole KV blocks of sixteen tokens each, surely.';
+    await engine.cache.clear();
+    await post('key-a', { prompt, max_tokens: 1 });
+    const before = engine.cache.stats().hitTokens;
+    await post('key-b', { prompt, max_tokens: 1 });
+    await post('key-a', { prompt, max_tokens: 1 }, { 'x-pagedlm-tenant': 'acme' });
+    expect(engine.cache.stats().hitTokens).toBe(before);
+    await post('key-a', { prompt, max_tokens: 1 });
+    expect(engine.cache.stats().hitTokens).toBeGreaterThan(before);
+  });
+
+  test('a generation running past the request timeout is cut short and frees its blocks', async () => {
+    const started = Date.now();
+    const response = await post('key-a', { prompt: 'Go on forever', max_tokens: 4000, ignore_eos: true });
+    const body = await response.json();
+    expect(response.status).toBe(200);
+    expect(body.usage.completion_tokens).toBeLessThan(4000);
+    expect(Date.now() - started).toBeLessThan(5000);
+    await waitFor(() => engine.stats().running === 0);
+    expect(engine.cache.stats().blocksInUse).toBe(0);
+  });
+});

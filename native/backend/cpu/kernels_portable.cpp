@@ -2,6 +2,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include "backend/cpu/kernels.h"
 #include "common/half.h"
 
@@ -47,6 +51,14 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch
   }
 }
 
+#if defined(__x86_64__)
+// CPUID leaf 1, ECX bit 29 (not every compiler's __builtin_cpu_supports knows "f16c").
+bool cpu_has_f16c() {
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+}
+#endif
+
 }  // namespace
 
 const CpuKernels& portable_kernels() {
@@ -60,7 +72,7 @@ const CpuKernels& best_cpu_kernels() {
     if (forced != nullptr && std::strcmp(forced, "portable") == 0) return portable_kernels();
 #if defined(__x86_64__) && defined(PAGEDLM_HAVE_AVX2_KERNELS)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return avx2_kernels();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) return avx2_kernels();
 #endif
     return portable_kernels();
   }();
