@@ -173,3 +173,62 @@ describeWithModels('bad model files', ['aidreams260K.gguf'], (modelPath) => {
     await expect(Engine.load(dir)).rejects.toMatchObject({ code: 'ERR_IO' });
   });
 });
+
+describeWithModels('races and files changing on disk', ['stories260K.gguf'], (modelPath) => {
+  test('generate() racing close(): every promise settles, late calls get ERR_CLOSED', async () => {
+    for (let round = 0; round < 10; round++) {
+      const engine = await Engine.load(modelPath, { prefault: false });
+      const early = Array.from({ length: 4 }, (_, i) => engine.generate([1, 300 + i], { maxTokens: 50 + round * 20, ignoreEos: true }));
+      const closing = engine.close();
+      const late = engine.generate([1], { maxTokens: 5 });
+      const settled = await Promise.allSettled([...early, late]);
+      await closing;
+      for (const s of settled.slice(0, 4)) {
+        if (s.status === 'rejected') expect(s.reason.code).toBe('ERR_CLOSED');
+      }
+      expect(settled[4].status).toBe('rejected');
+      expect(settled[4].reason.code).toBe('ERR_CLOSED');
+    }
+  });
+
+  test('a process that exits while a model is loading, or while generating, exits cleanly', () => {
+    const run = (script) =>
+      execFileSync(process.execPath, ['-e', script], { cwd: path.join(__dirname, '..', '..'), timeout: 30000, encoding: 'utf8', env: { ...process.env, MODEL: modelPath } });
+    expect(run("require('.').Engine.load(process.env.MODEL); setImmediate(() => { console.log('bye'); process.exit(0); })")).toBe('bye\n');
+    const generating = `require('.').Engine.load(process.env.MODEL).then((e) => {
+      e.generate([1], { maxTokens: 400, ignoreEos: true });
+      setTimeout(() => { console.log('bye'); process.exit(0); }, 5);
+    })`;
+    expect(run(generating)).toBe('bye\n');
+  });
+
+  test('a model file replaced by rename while loaded keeps serving (the engine holds the old file)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagedlm-replace-'));
+    const file = path.join(dir, 'model.gguf');
+    fs.copyFileSync(modelPath, file);
+    const engine = await Engine.load(file);
+    try {
+      const before = await engine.generate([1], { temperature: 0, maxTokens: 20, ignoreEos: true });
+      fs.writeFileSync(`${file}.new`, 'not a model any more');
+      fs.renameSync(`${file}.new`, file);
+      const after = await engine.generate([1], { temperature: 0, maxTokens: 20, ignoreEos: true });
+      expect(after.tokens).toEqual(before.tokens);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test('with mmap: false a model file truncated in place after load keeps serving', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagedlm-truncate-'));
+    const file = path.join(dir, 'model.gguf');
+    fs.copyFileSync(modelPath, file);
+    const engine = await Engine.load(file, { mmap: false });
+    try {
+      fs.truncateSync(file, 10);
+      const result = await engine.generate([1], { temperature: 0, maxTokens: 20, ignoreEos: true });
+      expect(result.tokens).toHaveLength(20);
+    } finally {
+      await engine.close();
+    }
+  });
+});
