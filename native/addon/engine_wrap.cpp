@@ -191,21 +191,16 @@ Napi::Value EngineWrap::clear_cache(const Napi::CallbackInfo& info) {
 }
 
 // saveCache(path) / loadCache(path): Promise<number of blocks written / adopted>
-Napi::Value EngineWrap::save_cache(const Napi::CallbackInfo& info) {
+Napi::Value EngineWrap::cache_file_call(const Napi::CallbackInfo& info, Result<int64_t> (Engine::*call)(const std::string&)) {
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "path must be a string");
   Engine* e = &engine(info.Env());
-  auto* worker = new CacheCommandWorker(Value(), [e, path = info[0].As<Napi::String>().Utf8Value()] { return e->save_cache(path); });
+  auto* worker = new CacheCommandWorker(Value(), [e, call, path = info[0].As<Napi::String>().Utf8Value()] { return (e->*call)(path); });
   worker->Queue();
   return worker->promise();
 }
 
-Napi::Value EngineWrap::load_cache(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "path must be a string");
-  Engine* e = &engine(info.Env());
-  auto* worker = new CacheCommandWorker(Value(), [e, path = info[0].As<Napi::String>().Utf8Value()] { return e->load_cache(path); });
-  worker->Queue();
-  return worker->promise();
-}
+Napi::Value EngineWrap::save_cache(const Napi::CallbackInfo& info) { return cache_file_call(info, &Engine::save_cache); }
+Napi::Value EngineWrap::load_cache(const Napi::CallbackInfo& info) { return cache_file_call(info, &Engine::load_cache); }
 
 // unpin(id: number): Promise<number of blocks released>
 Napi::Value EngineWrap::unpin(const Napi::CallbackInfo& info) {

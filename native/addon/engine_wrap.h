@@ -50,6 +50,7 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value unpin(const Napi::CallbackInfo& info);
   Napi::Value save_cache(const Napi::CallbackInfo& info);
   Napi::Value load_cache(const Napi::CallbackInfo& info);
+  Napi::Value cache_file_call(const Napi::CallbackInfo& info, Result<int64_t> (Engine::*call)(const std::string&));
   Napi::Value ref(const Napi::CallbackInfo& info);
   Napi::Value unref(const Napi::CallbackInfo& info);
 

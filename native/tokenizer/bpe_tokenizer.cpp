@@ -106,6 +106,19 @@ size_t llama3_word(const Scanner& s, std::string_view text, size_t pos) {
 
 }  // namespace
 
+const std::string& bpe_byte_symbol(uint8_t byte) {
+  static const std::vector<std::string> table = [] {
+    std::vector<std::string> t(256);
+    uint32_t next_extra = 256;
+    for (uint32_t b = 0; b < 256; ++b) {
+      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      utf8_append(t[b], printable ? b : next_extra++);
+    }
+    return t;
+  }();
+  return table[byte];
+}
+
 std::vector<std::string_view> pre_tokenize(std::string_view text, PreTokenizer kind) {
   std::vector<std::string_view> words;
   const Scanner s(text);
@@ -121,13 +134,10 @@ std::vector<std::string_view> pre_tokenize(std::string_view text, PreTokenizer k
 Status BpeTokenizer::init(const GgufFile& file) {
   kind_ = TokenizerKind::kBytePairEncoding;
   add_space_prefix_ = false;
-  // Printable bytes stand for themselves; the rest map to code points from U+0100 upward.
-  uint32_t next_extra = 256;
-  for (uint32_t b = 0; b < 256; ++b) {
-    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-    const uint32_t cp = printable ? b : next_extra++;
-    utf8_append(byte_to_unicode_[b], cp);
-    unicode_to_byte_[cp] = static_cast<uint8_t>(b);
+  for (int b = 0; b < 256; ++b) {
+    byte_to_unicode_[b] = bpe_byte_symbol(static_cast<uint8_t>(b));
+    size_t length;
+    unicode_to_byte_[utf8_decode(byte_to_unicode_[b], 0, &length)] = static_cast<uint8_t>(b);
   }
   auto merges = file.get_string_array("tokenizer.ggml.merges");
   if (!merges.is_ok()) return merges.status();

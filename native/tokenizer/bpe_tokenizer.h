@@ -13,6 +13,10 @@ enum class PreTokenizer {
   kLlama3,  // case-insensitive contractions, [^\r\n\p{L}\p{N}]?\p{L}+, \p{N}{1,3}, ...
 };
 
+// The printable code point (as UTF-8) that stands for a byte in byte-level BPE vocabularies: printable
+// Latin-1 bytes stand for themselves, the rest for code points from U+0100 upward.
+const std::string& bpe_byte_symbol(uint8_t byte);
+
 // Splits text into pre-tokenizer words (exposed for tests).
 std::vector<std::string_view> pre_tokenize(std::string_view text, PreTokenizer kind);
 

@@ -10,6 +10,7 @@
 
 #include "engine/text_stream.h"
 #include "model/gguf.h"
+#include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 
@@ -43,18 +44,7 @@ struct MiniGguf {
   }
 };
 
-std::string byte_symbol(int b) {
-  static std::vector<std::string> table = [] {
-    std::vector<std::string> t(256);
-    uint32_t extra = 256;
-    for (uint32_t c = 0; c < 256; ++c) {
-      const bool printable = (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
-      utf8_append(t[c], printable ? c : extra++);
-    }
-    return t;
-  }();
-  return table[b];
-}
+std::string byte_symbol(int b) { return bpe_byte_symbol(static_cast<uint8_t>(b)); }
 
 std::unique_ptr<Tokenizer> bpe_tokenizer() {
   static std::vector<uint8_t> storage;

@@ -96,18 +96,7 @@ TEST(Unicode, IncompleteTailAndSanitize) {
 // ---- byte-level BPE on a generated vocabulary ---------------------------------------------------------
 
 // Byte-to-symbol map of byte-level BPE, for building the test vocabulary.
-std::string byte_symbol(uint8_t b) {
-  static const auto table = [] {
-    std::vector<std::string> t(256);
-    uint32_t extra = 256;
-    for (uint32_t c = 0; c < 256; ++c) {
-      const bool printable = (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
-      utf8_append(t[c], printable ? c : extra++);
-    }
-    return t;
-  }();
-  return table[b];
-}
+std::string byte_symbol(int b) { return bpe_byte_symbol(static_cast<uint8_t>(b)); }
 
 std::vector<uint8_t> bpe_model(const std::string& pre) {
   std::vector<std::string> tokens;
