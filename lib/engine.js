@@ -26,7 +26,7 @@ class Engine {
       /** Pool and prefix-cache counters: blocks free / in use / cached, hits, hit rate, evictions. */
       stats: () => this.#open().cacheStats(),
       /** Forgets every cached prefix block that no request is using; resolves to how many. */
-      clear: () => (this.#closing ? Promise.reject(closedError()) : this.#native.clearCache().catch((e) => Promise.reject(fromNative(e)))),
+      clear: () => this.#cacheCall('clearCache'),
       /** Keeps a prompt's KV resident through eviction (a system prompt); resolves to { id, tokens }. */
       pin: (prompt, options) => this.#pin(prompt, options),
       /** Releases a pin; resolves to true when it was held. */
@@ -202,17 +202,21 @@ class Engine {
     });
   }
 
+  // A native cache call that waits for the engine thread: a Promise with pagedlm's errors.
+  #cacheCall(call, ...args) {
+    if (this.#closing) return Promise.reject(closedError());
+    return this.#native[call](...args).catch((e) => Promise.reject(fromNative(e)));
+  }
+
   #cacheFile(call, path) {
     if (typeof path !== 'string' || path.length === 0) return Promise.reject(new TypeError('path must be a non-empty string'));
-    if (this.#closing) return Promise.reject(closedError());
-    return this.#native[call](path).catch((e) => Promise.reject(fromNative(e)));
+    return this.#cacheCall(call, path);
   }
 
   #unpin(pin) {
     const id = typeof pin === 'object' && pin !== null ? pin.id : pin;
     if (!Number.isInteger(id)) return Promise.reject(new TypeError('unpin() takes what pin() resolved to, or its id'));
-    if (this.#closing) return Promise.reject(closedError());
-    return this.#native.unpin(id).then((blocks) => blocks > 0, (e) => Promise.reject(fromNative(e)));
+    return this.#cacheCall('unpin', id).then((blocks) => blocks > 0);
   }
 
   /** Text -> token ids. `addBos` (default true) follows the model's add_bos_token setting. */
