@@ -148,6 +148,25 @@ export interface EngineInfo {
   tokenizer: 'llama' | 'gpt2';
   bosTokenId: number;
   eosTokenId: number;
+  /** The BOS / EOS tokens' text, as chat templates see them. */
+  bosToken: string;
+  eosToken: string;
+  /** GGUF tokenizer.chat_template, or null when the file has none (chat() then uses ChatML). */
+  chatTemplate: string | null;
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool';
+  content: string;
+}
+
+export interface ChatOptions extends GenerateOptions {
+  /** A Jinja chat template overriding the model's. */
+  template?: string;
+}
+
+export interface ChatResult extends GenerateResult {
+  message: { role: 'assistant'; content: string };
 }
 
 export interface EngineStats {
@@ -241,6 +260,11 @@ export class Engine {
   generate(prompt: string | number[] | Int32Array, options?: GenerateOptions): Promise<GenerateResult>;
   /** generate() as an async iterator of tokens; leaving the loop early aborts the request. */
   stream(prompt: string | number[] | Int32Array, options?: GenerateOptions): TokenStream;
+  /** Renders the messages with the model's chat template (ChatML fallback) and generates the reply. */
+  chat(messages: ChatMessage[], options?: ChatOptions & { stream?: false }): Promise<ChatResult>;
+  chat(messages: ChatMessage[], options: ChatOptions & { stream: true }): TokenStream;
+  /** What chat() would send: the rendered text, whether BOS is still added, and extra stop strings. */
+  chatPrompt(messages: ChatMessage[], options?: { template?: string }): { text: string; addBos: boolean; stop: string[] };
   tokenize(text: string, options?: { addBos?: boolean; special?: boolean }): number[];
   detokenize(ids: number[] | Int32Array): string;
   info(): EngineInfo;
