@@ -32,6 +32,7 @@ class PrefixEngine {
     return id;
   }
   EngineEvent wait(RequestId id) { return events_.wait(id); }
+  std::vector<EngineEvent> wait_all(RequestId id, int choices) { return events_.wait_all(id, choices); }
   EngineEvent run(const std::vector<int32_t>& prompt, GenerateParams p) { return wait(submit(prompt, p)); }
   Engine& engine() { return *engine_; }
 
@@ -156,20 +157,12 @@ class Fork : public ::testing::TestWithParam<int> {};
 TEST_P(Fork, CompletionsEqualSeparateRunsAndShareThePrompt) {
   const int prompt_length = GetParam();  // 21: a partly filled last block (copy-on-write); 24: block-aligned
   const std::vector<int32_t> prompt = concat({1}, tokens_from(11, prompt_length - 1));
-  testing::EventCollector events;
-  EngineOptions o;
-  o.threads = 2;
-  o.kv_dtype = KvDtype::kF32;
-  o.kv_blocks = 64;
-  o.block_size = 8;
-  o.context_length = 256;
-  auto engine = Engine::load(model_path(), o, &events).take();
+  PrefixEngine e(model_path(), KvDtype::kF32);
 
   GenerateParams p = params(true);  // sampled: completions differ, each seeded from the request's seed
   p.n = 3;
-  ASSERT_TRUE(engine->submit({1, prompt, p}).is_ok());
-  const std::vector<EngineEvent> choices = events.wait_all(1, 3);
-  const EngineStats after_fork = engine->stats();
+  const std::vector<EngineEvent> choices = e.wait_all(e.submit(prompt, p), 3);
+  const EngineStats after_fork = e.engine().stats();
   EXPECT_EQ(after_fork.free_blocks, after_fork.total_blocks);
 
   // Each choice equals a single completion sampled with that choice's seed.
@@ -178,8 +171,7 @@ TEST_P(Fork, CompletionsEqualSeparateRunsAndShareThePrompt) {
     GenerateParams single = params(true);
     single.sampling = Sequence::seeded_for_choice(single.sampling, c);
     single.cache_salt = 99;  // a cold run: no blocks shared with the fork
-    ASSERT_TRUE(engine->submit({static_cast<RequestId>(10 + c), prompt, single}).is_ok());
-    EXPECT_EQ(events.wait(10 + c).tokens, choices[c].tokens) << "choice " << c;
+    EXPECT_EQ(e.run(prompt, single).tokens, choices[c].tokens) << "choice " << c;
   }
   EXPECT_NE(choices[0].tokens, choices[1].tokens);
 }
@@ -187,12 +179,8 @@ TEST_P(Fork, CompletionsEqualSeparateRunsAndShareThePrompt) {
 INSTANTIATE_TEST_SUITE_P(PromptLengths, Fork, ::testing::Values(21, 24));
 
 TEST(ForkLimits, FamilyLargerThanThePoolIsRejected) {
-  testing::EventCollector events;
-  EngineOptions o;
-  o.kv_blocks = 8;
-  o.block_size = 8;
-  o.context_length = 256;
-  auto engine = Engine::load(model_path(), o, &events).take();
+  PrefixEngine e(model_path(), KvDtype::kF16, 8);
+  Engine* engine = &e.engine();
   GenerateParams p = params(false);
   p.max_tokens = 30;
   EXPECT_TRUE(engine->submit({1, tokens_from(0, 10), p}).is_ok());  // 5 blocks
@@ -203,22 +191,17 @@ TEST(ForkLimits, FamilyLargerThanThePoolIsRejected) {
 }
 
 TEST(ForkAbort, CancellingAForkedRequestEndsEveryCompletion) {
-  testing::EventCollector events;
-  EngineOptions o;
-  o.kv_blocks = 128;
-  o.block_size = 8;
-  o.context_length = 256;
-  auto engine = Engine::load(model_path(), o, &events).take();
+  PrefixEngine e(model_path(), KvDtype::kF16, 128);
   GenerateParams p = params(true);
   p.n = 4;
   p.max_tokens = 100;
-  ASSERT_TRUE(engine->submit({1, tokens_from(0, 13), p}).is_ok());
+  const RequestId id = e.submit(tokens_from(0, 13), p);
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  engine->cancel(1);
-  for (const EngineEvent& e : events.wait_all(1, 4)) {
-    EXPECT_EQ(e.kind, EngineEvent::Kind::kFinished);
+  e.engine().cancel(id);
+  for (const EngineEvent& end : e.wait_all(id, 4)) {
+    EXPECT_EQ(end.kind, EngineEvent::Kind::kFinished);
   }
-  EXPECT_EQ(engine->stats().free_blocks, engine->stats().total_blocks);
+  EXPECT_EQ(e.engine().stats().free_blocks, e.engine().stats().total_blocks);
 }
 
 }  // namespace
