@@ -1,9 +1,10 @@
 'use strict';
 
+const os = require('node:os');
 const binding = require('./native');
 const { ChatFormatter } = require('./chat');
 const { PagedlmError, fromNative } = require('./errors');
-const { loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean } = require('./options');
+const { loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, int } = require('./options');
 
 const kCreate = Symbol('create');
 
@@ -59,6 +60,19 @@ class Engine {
    */
   static estimateKvBytes(options) {
     return estimateKvBytes(options);
+  }
+
+  /**
+   * Measures this machine's streaming-read bandwidth (what bounds decode on a CPU) with `threads` threads
+   * reading a `megabytes` buffer `passes` times; resolves to { bytesPerSecond, bufferBytes, threads, passes }.
+   * Decode tokens/s on the CPU can be at most bytesPerSecond / (model weight bytes + KV bytes read per token).
+   */
+  static measureReadBandwidth(options = {}) {
+    const o = checkObject(options, 'options');
+    const threads = int(o.threads, 'threads', 1, 1024) ?? os.availableParallelism();
+    const megabytes = int(o.megabytes, 'megabytes', 16, 1 << 20) ?? 512;
+    const passes = int(o.passes, 'passes', 1, 1000) ?? 5;
+    return binding.measureReadBandwidth(megabytes * 2 ** 20, threads, passes);
   }
 
   /**

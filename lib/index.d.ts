@@ -124,6 +124,8 @@ export interface EngineInfo {
   name: string;
   parameters: number;
   weightBytes: number;
+  /** Weight bytes one decode step reads (all but the embedding rows it does not look up). */
+  decodeWeightBytes: number;
   tensorType: string;
   vocabSize: number;
   embeddingLength: number;
@@ -257,6 +259,16 @@ export class Engine {
     dtype?: KvDtype;
     blockSize?: number;
   }): number;
+  /**
+   * Streaming-read bandwidth of this machine (what bounds CPU decode): `threads` threads (default: all)
+   * read a `megabytes` buffer (default 512) `passes` times (default 5); the best pass counts.
+   */
+  static measureReadBandwidth(options?: { threads?: number; megabytes?: number; passes?: number }): Promise<{
+    bytesPerSecond: number;
+    bufferBytes: number;
+    threads: number;
+    passes: number;
+  }>;
   generate(prompt: string | number[] | Int32Array, options?: GenerateOptions): Promise<GenerateResult>;
   /** generate() as an async iterator of tokens; leaving the loop early aborts the request. */
   stream(prompt: string | number[] | Int32Array, options?: GenerateOptions): TokenStream;

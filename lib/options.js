@@ -121,4 +121,4 @@ function generateOptions(options) {
   };
 }
 
-module.exports = { KV_DTYPES, loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean };
+module.exports = { KV_DTYPES, loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, int };

@@ -3,6 +3,7 @@
 
 #include "addon/convert.h"
 #include "addon/engine_wrap.h"
+#include "backend/cpu/memory_bandwidth.h"
 
 namespace pagedlm::addon {
 
@@ -94,12 +95,57 @@ Napi::Value load(const Napi::CallbackInfo& info) {
   return worker->promise();
 }
 
+// Times streaming reads on a libuv worker thread: the figure decode speed is judged against.
+class BandwidthWorker final : public Napi::AsyncWorker {
+ public:
+  BandwidthWorker(Napi::Env env, size_t bytes, int threads, int passes)
+      : Napi::AsyncWorker(env), bytes_(bytes), threads_(threads), passes_(passes), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      sample_ = measure_read_bandwidth(bytes_, threads_, passes_);
+    } catch (const std::bad_alloc&) {
+      SetError("cannot allocate the " + std::to_string(bytes_ >> 20) + " MiB bandwidth buffer");
+    }
+  }
+  void OnOK() override {
+    Napi::Object result = Napi::Object::New(Env());
+    result.Set("bytesPerSecond", sample_.bytes_per_second);
+    result.Set("bufferBytes", static_cast<double>(sample_.buffer_bytes));
+    result.Set("threads", sample_.threads);
+    result.Set("passes", sample_.passes);
+    deferred_.Resolve(result);
+  }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  size_t bytes_;
+  int threads_;
+  int passes_;
+  BandwidthSample sample_{};
+  Napi::Promise::Deferred deferred_;
+};
+
+// measureReadBandwidth(bytes: number, threads: number, passes: number): Promise<object>; lib/ checks the arguments.
+Napi::Value measure_read_bandwidth_js(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    throw Napi::TypeError::New(env, "measureReadBandwidth(bytes, threads, passes)");
+  }
+  auto* worker = new BandwidthWorker(env, static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue()), info[1].As<Napi::Number>().Int32Value(),
+                                     info[2].As<Napi::Number>().Int32Value());
+  worker->Queue();
+  return worker->promise();
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->engine_class = Napi::Persistent(EngineWrap::define(env));
   env.SetInstanceData(data);
   exports.Set("load", Napi::Function::New(env, load));
   exports.Set("NativeEngine", data->engine_class.Value());
+  exports.Set("measureReadBandwidth", Napi::Function::New(env, measure_read_bandwidth_js));
   return exports;
 }
 

@@ -124,6 +124,7 @@ Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
   o.Set("name", m.name);
   o.Set("parameters", static_cast<double>(info.parameters));
   o.Set("weightBytes", static_cast<double>(info.weight_bytes));
+  o.Set("decodeWeightBytes", static_cast<double>(info.decode_weight_bytes));
   o.Set("tensorType", info.tensor_type);
   o.Set("vocabSize", m.vocab_size);
   o.Set("embeddingLength", m.dim);

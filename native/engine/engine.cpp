@@ -126,6 +126,9 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   info.model = c;
   info.parameters = engine->model_->parameter_count();
   info.weight_bytes = engine->model_->weight_bytes();
+  const WeightMatrix& embedding = engine->model_->token_embedding();
+  const uint64_t unread_rows = c.tied_output ? 0 : static_cast<uint64_t>(embedding.rows - 1) * embedding.row_bytes;
+  info.decode_weight_bytes = info.weight_bytes - unread_rows;
   info.tensor_type = dominant_type(*engine->model_);
   info.context_length = context;
   info.kv = layout;

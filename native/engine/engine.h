@@ -47,6 +47,7 @@ struct EngineInfo {
   ModelConfig model;
   uint64_t parameters = 0;
   uint64_t weight_bytes = 0;
+  uint64_t decode_weight_bytes = 0;  // weights one decode step reads: all but the unread embedding rows
   std::string tensor_type;        // type of most matmul weights
   int32_t context_length = 0;     // as loaded
   KvLayout kv;

@@ -74,7 +74,9 @@ const Case kCases[] = {
     {"wide_heads_f32", {.dim = 64, .heads = 2, .kv_heads = 1, .head_dim = 48, .ffn = 100}, 1e-4},
     {"f16", {.weight_type = TensorType::kF16}, 1e-4},
     {"bf16", {.weight_type = TensorType::kBF16}, 1e-4},
-    {"q8_0", {.weight_type = TensorType::kQ8_0}, 1e-4},
+    // The AVX2 kernels multiply Q8_0 weights with int8-quantized activations (as llama.cpp does), which
+    // costs about 1% of the logits' scale after a few layers; the portable kernels are exact.
+    {"q8_0", {.weight_type = TensorType::kQ8_0}, 2e-2},
     {"q4_0", {.weight_type = TensorType::kQ4_0}, 1e-4},
     {"qwen2_neox_bias", {.architecture = "qwen2", .qkv_bias = true}, 1e-4},
     {"llama3_rope", {.rope_scaling = "llama3"}, 1e-4},

@@ -1,6 +1,9 @@
 // Every CPU kernel table against the plain reference, on random shapes with odd sizes and tails.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <random>
 
 #include "backend/cpu/kernels.h"
@@ -42,6 +45,108 @@ TEST_P(Kernels, MatmulMatchesDequantizedReference) {
               for (int i = 0; i < c; ++i) ref += static_cast<double>(deq[i]) * x[static_cast<size_t>(t) * c + i];
               ASSERT_NEAR(y[static_cast<size_t>(t) * rows + r], ref, 1e-4 * c) << tensor_type_name(type) << " cols " << c << " tokens " << n_tokens;
             }
+          }
+        }
+      }
+    }
+  }
+}
+
+// What matmul_rows computes for `type` on this table, row-major or interleaved, quantizing the activations
+// for Q8_0 where the table does.
+std::vector<float> run_matmul(const CpuKernels& k, TensorType type, const std::vector<uint8_t>& w, int rows, int cols, const std::vector<float>& x,
+                              int n_tokens, bool interleaved, int rows_per_call) {
+  const size_t row_bytes = tensor_row_bytes(type, cols);
+  std::vector<uint8_t> packed = w;
+  if (interleaved) interleave_rows(type, w.data(), row_bytes, rows, packed.data());
+  std::vector<ActivationBlockQ8> xq;
+  MatmulArgs args{type, packed.data(), row_bytes, cols, x.data(), n_tokens, nullptr, rows, interleaved};
+  if (type == TensorType::kQ8_0 && k.quantize_q8 != nullptr) {
+    xq.resize(static_cast<size_t>(n_tokens) * cols / 32);
+    for (int t = 0; t < n_tokens; ++t) k.quantize_q8(x.data() + static_cast<size_t>(t) * cols, cols, xq.data() + static_cast<size_t>(t) * cols / 32);
+    args.xq = xq.data();
+  }
+  std::vector<float> y(static_cast<size_t>(n_tokens) * rows, NAN), scratch(cols);
+  args.y = y.data();
+  for (int begin = 0; begin < rows; begin += rows_per_call) k.matmul_rows(args, begin, std::min(rows, begin + rows_per_call), scratch.data());
+  return y;
+}
+
+TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
+  const CpuKernels& k = *GetParam();
+  std::mt19937 rng(11);
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0}) {
+    for (int cols : {32, 64, 256, 8 * 37}) {
+      if (type == TensorType::kQ8_0 && cols % 32 != 0) continue;
+      for (int rows : {4, 12, 36}) {
+        ASSERT_TRUE(can_interleave_rows(type, rows, cols));
+        const auto w = testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
+        for (int n_tokens : {1, 2, 3, 7, 30}) {
+          const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
+          const auto plain = run_matmul(k, type, w, rows, cols, x, n_tokens, false, 8);
+          const auto interleaved = run_matmul(k, type, w, rows, cols, x, n_tokens, k.reads_interleaved, 8);
+          ASSERT_EQ(0, std::memcmp(plain.data(), interleaved.data(), plain.size() * sizeof(float))) << tensor_type_name(type) << " " << rows << "x" << cols;
+        }
+      }
+    }
+  }
+  EXPECT_FALSE(can_interleave_rows(TensorType::kF16, 6, 64));
+  EXPECT_FALSE(can_interleave_rows(TensorType::kF16, 8, 60));
+  EXPECT_FALSE(can_interleave_rows(TensorType::kQ4_K, 8, 256));
+}
+
+// A token's output must not depend on which other tokens share its matmul (or on the row split).
+TEST_P(Kernels, EachTokenAloneEqualsItInABatch) {
+  const CpuKernels& k = *GetParam();
+  std::mt19937 rng(13);
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0}) {
+    const int rows = 13, cols = 256, n_tokens = 11;
+    const auto w = testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
+    const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
+    const auto batched = run_matmul(k, type, w, rows, cols, x, n_tokens, false, 4);
+    for (int t = 0; t < n_tokens; ++t) {
+      const std::vector<float> one(x.begin() + static_cast<size_t>(t) * cols, x.begin() + static_cast<size_t>(t + 1) * cols);
+      const auto alone = run_matmul(k, type, w, rows, cols, one, 1, false, rows);
+      ASSERT_EQ(0, std::memcmp(alone.data(), batched.data() + static_cast<size_t>(t) * rows, rows * sizeof(float))) << tensor_type_name(type) << " token " << t;
+    }
+  }
+}
+
+// Q8_0 weights times int8 activations: exact against a reference that quantizes the same way, and within
+// int8 rounding of the float product.
+TEST_P(Kernels, Q8ActivationPathMatchesItsReference) {
+  const CpuKernels& k = *GetParam();
+  if (k.quantize_q8 == nullptr) GTEST_SKIP() << k.name << " multiplies Q8_0 weights with float activations";
+  std::mt19937 rng(17);
+  for (int cols : {32, 96, 2048}) {
+    for (int rows : {1, 3, 4, 9}) {
+      for (int n_tokens : {1, 2, 5}) {
+        const auto w = testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), TensorType::kQ8_0);
+        auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
+        x[0] = 0;  // a zero and an all-zero block
+        std::fill(x.begin() + (x.size() >= 64 ? 32 : 0), x.begin() + (x.size() >= 64 ? 64 : 0), 0.0f);
+        const auto y = run_matmul(k, TensorType::kQ8_0, w, rows, cols, x, n_tokens, false, 4);
+        const auto* blocks = reinterpret_cast<const BlockQ8_0*>(w.data());
+        for (int t = 0; t < n_tokens; ++t) {
+          for (int r = 0; r < rows; ++r) {
+            double quantized = 0, exact = 0, magnitude = 0;
+            for (int b = 0; b < cols / 32; ++b) {
+              const float* xb = x.data() + static_cast<size_t>(t) * cols + b * 32;
+              float amax = 0;
+              for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+              const float xs = amax / 127;
+              const BlockQ8_0& wb = blocks[static_cast<size_t>(r) * (cols / 32) + b];
+              int32_t dot = 0;
+              for (int i = 0; i < 32; ++i) dot += wb.values[i] * (xs > 0 ? static_cast<int>(std::nearbyint(xb[i] / xs)) : 0);
+              quantized += static_cast<double>(fp16_to_float(wb.scale)) * xs * dot;
+              for (int i = 0; i < 32; ++i) {
+                exact += static_cast<double>(fp16_to_float(wb.scale)) * wb.values[i] * xb[i];
+                magnitude += std::fabs(static_cast<double>(fp16_to_float(wb.scale)) * wb.values[i] * xb[i]);
+              }
+            }
+            const float got = y[static_cast<size_t>(t) * rows + r];
+            ASSERT_NEAR(got, quantized, 1e-5 * magnitude + 1e-6) << "cols " << cols << " rows " << rows;
+            ASSERT_NEAR(got, exact, 1e-2 * magnitude + 1e-6);
           }
         }
       }

@@ -3,8 +3,14 @@
 // to disk) and by tests that need odd-shaped models. Weights are pseudo-random; never real model data.
 const fs = require('node:fs');
 
-const TYPE = { u32: 4, f32: 6, bool: 7, string: 8, array: 9 };
-const TENSOR = { F32: { id: 0, bytes: 4 }, F16: { id: 1, bytes: 2 } };
+const TYPE = { u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9 };
+// bytes per block of `block` elements
+const TENSOR = {
+  F32: { id: 0, block: 1, bytes: 4 },
+  F16: { id: 1, block: 1, bytes: 2 },
+  Q8_0: { id: 8, block: 32, bytes: 34 },
+  Q4_K: { id: 12, block: 256, bytes: 144 },
+};
 const ALIGNMENT = 32;
 
 class Encoder {
@@ -33,6 +39,7 @@ class Encoder {
   }
   value(type, v) {
     if (type === 'u32') this.u32(v);
+    else if (type === 'i32') this.u32(v >>> 0);
     else if (type === 'f32') this.f32(v);
     else if (type === 'bool') this.parts.push(Buffer.from([v ? 1 : 0]));
     else if (type === 'string') this.string(v);
@@ -43,7 +50,7 @@ class Encoder {
   }
 }
 
-/** metadata: [key, type, value] with type u32 | f32 | bool | string | [elementType] for arrays. */
+/** metadata: [key, type, value] with type u32 | i32 | f32 | bool | string | [elementType] for arrays. */
 function encodeHeader(metadata, tensors) {
   const e = new Encoder();
   e.parts.push(Buffer.from('GGUF'));
@@ -64,7 +71,9 @@ function encodeHeader(metadata, tensors) {
   }
   let offset = 0;
   for (const t of tensors) {
-    t.bytes = t.dims.reduce((a, b) => a * b, 1) * TENSOR[t.type].bytes;
+    const { block, bytes } = TENSOR[t.type];
+    if (t.dims[0] % block !== 0) throw new Error(`${t.name}: rows of ${t.dims[0]} are not whole ${t.type} blocks of ${block}`);
+    t.bytes = (t.dims.reduce((a, b) => a * b, 1) / block) * bytes;
     e.string(t.name);
     e.u32(t.dims.length);
     for (const d of t.dims) e.u64(d);
@@ -77,21 +86,45 @@ function encodeHeader(metadata, tensors) {
   return Buffer.concat([header, Buffer.alloc((ALIGNMENT - (header.length % ALIGNMENT)) % ALIGNMENT)]);
 }
 
-// A pool of pseudo-random values encoded once, streamed cyclically into every tensor.
-function valuePool(type, scale, seed) {
-  const count = 1 << 20;
+function xorshift(seed) {
   let state = seed >>> 0 || 1;
-  const next = () => {
+  return () => {
     state ^= state << 13;
     state ^= state >>> 17;
     state ^= state << 5;
-    return (state >>> 0) / 4294967296 - 0.5;
+    return (state >>> 0) / 4294967296; // [0, 1)
   };
-  const f32 = new Float32Array(count);
-  for (let i = 0; i < count; i++) f32[i] = next() * 2 * scale;
-  if (type === 'F32') return Buffer.from(f32.buffer);
-  const out = Buffer.alloc(count * 2);
-  for (let i = 0; i < count; i++) out.writeUInt16LE(toHalf(f32[i]), i * 2);
+}
+
+// A pool of pseudo-random values (uniform in [-scale, scale)) encoded once, streamed cyclically into every
+// tensor of that type; its length is a whole number of the type's blocks.
+function valuePool(type, scale, seed) {
+  const next = xorshift(seed);
+  const blocks = type === 'Q4_K' ? 1 << 12 : 1 << 15;
+  const { block, bytes } = TENSOR[type];
+  const count = blocks * block;
+  if (type === 'F32' || type === 'F16') {
+    const out = Buffer.alloc(count * bytes);
+    for (let i = 0; i < count; i++) {
+      const value = (next() - 0.5) * 2 * scale;
+      if (type === 'F32') out.writeFloatLE(value, i * 4);
+      else out.writeUInt16LE(toHalf(value), i * 2);
+    }
+    return out;
+  }
+  const out = Buffer.alloc(blocks * bytes);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * bytes;
+    if (type === 'Q8_0') {
+      out.writeUInt16LE(toHalf(scale / 127), at);
+      for (let i = 0; i < 32; i++) out.writeInt8(Math.round((next() - 0.5) * 254), at + 2 + i);
+    } else {
+      // Q4_K: value = d * sc * q - dmin * m with 6-bit sc, m and 4-bit q, all random bytes.
+      out.writeUInt16LE(toHalf((2 * scale) / (15 * 63)), at);
+      out.writeUInt16LE(toHalf(scale / 63), at + 2);
+      for (let i = 4; i < bytes; i++) out[at + i] = Math.floor(next() * 256);
+    }
+  }
   return out;
 }
 
@@ -127,7 +160,7 @@ function vocabulary(size) {
 
 /**
  * Writes a Llama-shaped model with random weights.
- * shape: { dim, layers, heads, kvHeads, ffn, vocab, context, type: 'F16' | 'F32', name }
+ * shape: { dim, layers, heads, kvHeads, ffn, vocab, context, type: 'F16' | 'F32' | 'Q8_0' | 'Q4_K', name }
  */
 function writeLlamaModel(file, shape) {
   const { dim, layers, heads, kvHeads, ffn, vocab, context = 4096, type = 'F16', name = 'synthetic', chatTemplate } = shape;
@@ -149,7 +182,7 @@ function writeLlamaModel(file, shape) {
     ['tokenizer.ggml.model', 'string', 'llama'],
     ['tokenizer.ggml.tokens', ['string'], v.tokens],
     ['tokenizer.ggml.scores', ['f32'], v.scores],
-    ['tokenizer.ggml.token_type', ['u32'], v.types],
+    ['tokenizer.ggml.token_type', ['i32'], v.types], // i32, as llama.cpp requires
     ['tokenizer.ggml.bos_token_id', 'u32', 1],
     ['tokenizer.ggml.eos_token_id', 'u32', 2],
     ['tokenizer.ggml.unknown_token_id', 'u32', 0],
@@ -175,7 +208,8 @@ function writeLlamaModel(file, shape) {
     );
   }
   const header = encodeHeader(metadata, tensors);
-  const pools = { F16: valuePool('F16', 1 / Math.sqrt(dim), 1), F32: valuePool('F32', 1 / Math.sqrt(dim), 2) };
+  const pools = {};
+  for (const t of new Set(tensors.map((x) => x.type))) pools[t] = valuePool(t, 1 / Math.sqrt(dim), 1 + Object.keys(TENSOR).indexOf(t));
   const ones = Buffer.from(new Float32Array(dim).fill(1).buffer);
   const tmp = `${file}.partial`;
   const fd = fs.openSync(tmp, 'w');
@@ -191,7 +225,8 @@ function writeLlamaModel(file, shape) {
       } else {
         const pool = pools[t.type];
         for (let done = 0; done < t.bytes; ) {
-          const start = (done * 7) % pool.length & ~3; // vary the phase so rows differ
+          const unit = TENSOR[t.type].bytes;
+          const start = ((Math.floor(done / unit) * 7) % (pool.length / unit)) * unit; // vary the phase so rows differ
           const n = Math.min(pool.length - start, t.bytes - done);
           fs.writeSync(fd, pool, start, n);
           done += n;

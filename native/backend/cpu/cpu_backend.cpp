@@ -45,9 +45,34 @@ CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout,
     k_scales_.resize(static_cast<size_t>(layout_.num_layers) * layout_.layer_rows());
     v_scales_.resize(k_scales_.size());
   }
-  const size_t scratch = std::max({static_cast<size_t>(config_.dim), static_cast<size_t>(config_.ffn_dim), static_cast<size_t>(config_.q_dim()),
-                                   static_cast<size_t>(layout_.num_blocks) * layout_.block_size}) + config_.head_dim;
+  const size_t scratch = std::max({static_cast<size_t>(config_.dim), static_cast<size_t>(config_.ffn_dim), static_cast<size_t>(config_.q_dim())});
   thread_scratch_.assign(pool_.size(), std::vector<float>(scratch));
+  const size_t query_rows = static_cast<size_t>(kQueryChunk) * (config_.n_heads / config_.n_kv_heads);
+  const size_t attention = query_rows * (config_.head_dim + 2) + static_cast<size_t>(layout_.block_size) * (2 * config_.head_dim + 1);
+  attention_scratch_.assign(pool_.size(), std::vector<float>(attention));
+  interleave_weights();
+}
+
+void CpuBackend::interleave_weights() {
+  if (!kernels_.reads_interleaved) return;
+  std::vector<const WeightMatrix*> matrices = {&model_->output()};
+  for (const LayerWeights& l : model_->layers()) {
+    for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrices.push_back(w);
+  }
+  for (const WeightMatrix* w : matrices) {
+    if (!can_interleave_rows(w->type, w->rows, w->cols)) continue;
+    interleaved_[w] = std::make_unique_for_overwrite<uint8_t[]>(static_cast<size_t>(w->rows) * w->row_bytes);
+  }
+  // One task per group of rows, so copying a 2 GB model takes all threads.
+  constexpr int kRowsPerTask = 256;
+  for (const auto& [w, copy] : interleaved_) {
+    uint8_t* out = copy.get();
+    pool_.parallel_for((w->rows + kRowsPerTask - 1) / kRowsPerTask, [&, w = w](size_t task, size_t) {
+      const int begin = static_cast<int>(task) * kRowsPerTask;
+      const int rows = std::min(kRowsPerTask, w->rows - begin);
+      interleave_rows(w->type, w->row(begin), w->row_bytes, rows, out + static_cast<size_t>(begin) * w->row_bytes);
+    });
+  }
 }
 
 Status CpuBackend::forward(const ForwardBatch& batch, float* logits) {
@@ -142,7 +167,19 @@ void CpuBackend::norm_rows(const float* x, const std::vector<float>& weight, flo
 }
 
 void CpuBackend::matmul(const WeightMatrix& w, const float* x, int n_tokens, float* y, const std::vector<float>* bias) {
-  const MatmulArgs args{w.type, w.data, w.row_bytes, w.cols, x, n_tokens, y, w.rows};
+  MatmulArgs args{w.type, w.data, w.row_bytes, w.cols, x, n_tokens, y, w.rows};
+  if (const auto copy = interleaved_.find(&w); copy != interleaved_.end()) {
+    args.weights = copy->second.get();
+    args.interleaved = true;
+  }
+  if (w.type == TensorType::kQ8_0 && kernels_.quantize_q8 != nullptr) {
+    const size_t blocks_per_token = static_cast<size_t>(w.cols) / kQ8BlockElements;
+    xq_.resize(static_cast<size_t>(n_tokens) * blocks_per_token);
+    pool_.parallel_for(static_cast<size_t>(n_tokens), [&](size_t t, size_t) {
+      kernels_.quantize_q8(x + t * w.cols, w.cols, xq_.data() + t * blocks_per_token);
+    });
+    args.xq = xq_.data();
+  }
   // About 4 tasks per thread to even out the load, in multiples of 4 rows (the matmul tile height).
   int rows_per_task = std::max(kMinRowsPerTask, static_cast<int>((w.rows + pool_.size() * 4 - 1) / (pool_.size() * 4)));
   rows_per_task = (rows_per_task + 3) / 4 * 4;
@@ -166,7 +203,7 @@ void CpuBackend::attention_block(int layer, const ForwardBatch& batch, const Tok
   matmul(w.wk, xb_.data(), n, k_.data(), &w.bk);
   matmul(w.wv, xb_.data(), n, v_.data(), &w.bv);
   rope_and_store_kv(layer, batch, slots);
-  attend(layer, batch, slots);
+  attend(layer, batch);
   matmul(w.wo, att_.data(), n, xb_.data());
   for (size_t i = 0; i < static_cast<size_t>(n) * config_.dim; ++i) x_[i] += xb_[i];
 }
@@ -195,54 +232,94 @@ void CpuBackend::rope_and_store_kv(int layer, const ForwardBatch& batch, const T
 }
 
 // Causal attention: a token at position p reads positions [0, p] of its own sequence through its block table.
-void CpuBackend::attend(int layer, const ForwardBatch& batch, const TokenSlots& slots) {
-  const ModelConfig& c = config_;
-  const int n = static_cast<int>(batch.tokens.size());
-  const int group = c.n_heads / c.n_kv_heads;
+// One task per (sequence, KV head, chunk of query tokens): every K/V block is read (and decoded, for the
+// quantized dtypes) once for all the query heads sharing that KV head and all the chunk's tokens.
+void CpuBackend::attend(int layer, const ForwardBatch& batch) {
+  std::vector<AttentionTask>& tasks = attention_tasks_;
+  tasks.clear();
+  for (size_t s = 0; s < batch.sequences.size(); ++s) {
+    for (int first = 0; first < batch.sequences[s].num_tokens; first += kQueryChunk) {
+      for (int h = 0; h < config_.n_kv_heads; ++h) tasks.push_back({static_cast<int>(s), h, first});
+    }
+  }
   const size_t layer_offset = static_cast<size_t>(layer) * layout_.layer_elements();
-  pool_.parallel_for(static_cast<size_t>(n) * c.n_heads, [&](size_t task, size_t thread) {
-    const int t = static_cast<int>(task / c.n_heads);
-    const int h = static_cast<int>(task % c.n_heads);
-    const size_t head_at = static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * c.head_dim;
-    attend_head(layer_offset, batch.sequences[slots.sequence[t]].block_table, slots.position[t] + 1, h / group,
-                q_.data() + head_at, att_.data() + head_at, thread_scratch_[thread].data());
+  pool_.parallel_for(tasks.size(), [&](size_t i, size_t thread) {
+    const AttentionTask& task = tasks[i];
+    const BatchSequence& seq = batch.sequences[task.sequence];
+    attend_chunk(layer_offset, seq, task.kv_head, task.first, std::min(seq.num_tokens, task.first + kQueryChunk), attention_scratch_[thread].data());
   });
 }
 
-void CpuBackend::attend_head(size_t layer_offset, const BlockId* table, int length, int kv_head, const float* q, float* out,
-                             float* scratch) {
-  const int d = config_.head_dim;
+void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int kv_head, int first, int end, float* scratch) {
+  const ModelConfig& c = config_;
+  const int d = c.head_dim;
+  const int group = c.n_heads / c.n_kv_heads;
+  const int rows = (end - first) * group;
+  const int bs = layout_.block_size;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  float* scores = scratch;                                         // [length]
-  float* row = scratch + thread_scratch_[0].size() - d;            // [head_dim] a decoded K or V row
-  const auto element = [&](int p) { return layer_offset + layout_.offset(table[p / layout_.block_size], kv_head, p % layout_.block_size); };
+  // Per query row (token j, head g of the group): running max, running sum, output accumulator.
+  float* row_max = scratch;
+  float* row_sum = row_max + rows;
+  float* acc = row_sum + rows;               // [rows][d]
+  float* scores = acc + static_cast<size_t>(rows) * d;  // [bs]
+  float* k_rows = scores + bs;              // [bs][d] decoded K (int8/fp8/bf16 pools)
+  float* v_rows = k_rows + static_cast<size_t>(bs) * d;
+  std::fill(row_max, row_max + rows, -INFINITY);
+  std::fill(row_sum, row_sum + rows, 0.0f);
+  std::fill(acc, acc + static_cast<size_t>(rows) * d, 0.0f);
+  const auto q_row = [&](int j, int g) {
+    return static_cast<size_t>(seq.first_token + first + j) * c.q_dim() + static_cast<size_t>(kv_head * group + g) * d;
+  };
   const KvDtype dtype = layout_.dtype;
-  for (int p = 0; p < length; ++p) {
-    const size_t at = element(p);
+  const bool direct = dtype == KvDtype::kF32 || dtype == KvDtype::kF16;
+  const int longest = seq.start_position + end;  // positions the chunk's last token reads
+  for (int b = 0; b * bs < longest; ++b) {
+    const int in_block = std::min(bs, longest - b * bs);
+    const size_t at = layer_offset + layout_.offset(seq.block_table[b], kv_head, 0);
     const uint8_t* k = k_data_.data() + at * kv_element_bytes_;
-    float dot;
-    if (dtype == KvDtype::kF32) {
-      dot = kernels_.dot_f32(reinterpret_cast<const float*>(k), q, d);
-    } else if (dtype == KvDtype::kF16) {
-      dot = kernels_.dot_f16(reinterpret_cast<const uint16_t*>(k), q, d);
-    } else {
-      kv_load_row(dtype, k, k_scales_.empty() ? nullptr : &k_scales_[at / d], row, d);
-      dot = kernels_.dot_f32(row, q, d);
-    }
-    scores[p] = scale * dot;
-  }
-  softmax(scores, length);
-  std::fill(out, out + d, 0.0f);
-  for (int p = 0; p < length; ++p) {
-    const size_t at = element(p);
     const uint8_t* v = v_data_.data() + at * kv_element_bytes_;
-    if (dtype == KvDtype::kF32) {
-      kernels_.axpy_f32(scores[p], reinterpret_cast<const float*>(v), out, d);
-    } else if (dtype == KvDtype::kF16) {
-      kernels_.axpy_f16(scores[p], reinterpret_cast<const uint16_t*>(v), out, d);
-    } else {
-      kv_load_row(dtype, v, v_scales_.empty() ? nullptr : &v_scales_[at / d], row, d);
-      kernels_.axpy_f32(scores[p], row, out, d);
+    if (!direct) {
+      for (int p = 0; p < in_block; ++p) {
+        const size_t row = at / d + p;
+        kv_load_row(dtype, k + static_cast<size_t>(p) * d * kv_element_bytes_, k_scales_.empty() ? nullptr : &k_scales_[row], k_rows + static_cast<size_t>(p) * d, d);
+        kv_load_row(dtype, v + static_cast<size_t>(p) * d * kv_element_bytes_, v_scales_.empty() ? nullptr : &v_scales_[row], v_rows + static_cast<size_t>(p) * d, d);
+      }
+    }
+    for (int j = 0; j < end - first; ++j) {
+      // Causal: token j sees positions up to its own.
+      const int n = std::min(in_block, seq.start_position + first + j + 1 - b * bs);
+      if (n <= 0) continue;
+      for (int g = 0; g < group; ++g) {
+        const int r = j * group + g;
+        const float* q = q_.data() + q_row(j, g);
+        if (dtype == KvDtype::kF32) kernels_.dot_rows_f32(reinterpret_cast<const float*>(k), n, d, q, scores);
+        else if (dtype == KvDtype::kF16) kernels_.dot_rows_f16(reinterpret_cast<const uint16_t*>(k), n, d, q, scores);
+        else kernels_.dot_rows_f32(k_rows, n, d, q, scores);
+        float block_max = -INFINITY;
+        for (int p = 0; p < n; ++p) block_max = std::fmax(block_max, scores[p] *= scale);
+        // Online softmax: rescale what was summed under the old maximum.
+        const float new_max = std::fmax(row_max[r], block_max);
+        const float correction = std::exp(row_max[r] - new_max);
+        float* out = acc + static_cast<size_t>(r) * d;
+        if (correction != 1.0f) {
+          for (int i = 0; i < d; ++i) out[i] *= correction;
+        }
+        float sum = 0;
+        for (int p = 0; p < n; ++p) sum += scores[p] = std::exp(scores[p] - new_max);
+        row_sum[r] = row_sum[r] * correction + sum;
+        row_max[r] = new_max;
+        if (dtype == KvDtype::kF32) kernels_.axpy_rows_f32(scores, reinterpret_cast<const float*>(v), n, d, out);
+        else if (dtype == KvDtype::kF16) kernels_.axpy_rows_f16(scores, reinterpret_cast<const uint16_t*>(v), n, d, out);
+        else kernels_.axpy_rows_f32(scores, v_rows, n, d, out);
+      }
+    }
+  }
+  for (int j = 0; j < end - first; ++j) {
+    for (int g = 0; g < group; ++g) {
+      const int r = j * group + g;
+      const float inverse = 1.0f / row_sum[r];
+      float* out = att_.data() + q_row(j, g);
+      for (int i = 0; i < d; ++i) out[i] = acc[static_cast<size_t>(r) * d + i] * inverse;
     }
   }
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/backend.h"
@@ -46,10 +47,12 @@ class CpuBackend final : public Backend {
   void attention_block(int layer, const ForwardBatch& batch, const TokenSlots& slots);
   void ffn_block(int layer, int n_tokens);
   void rope_and_store_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots);
-  void attend(int layer, const ForwardBatch& batch, const TokenSlots& slots);
-  // Attention of one query head over positions [0, length) of one sequence.
-  void attend_head(size_t layer_offset, const BlockId* table, int length, int kv_head, const float* q, float* out, float* scratch);
+  void attend(int layer, const ForwardBatch& batch);
+  // Attention of tokens [first, end) of one sequence, for the query heads that share `kv_head`.
+  void attend_chunk(size_t layer_offset, const BatchSequence& seq, int kv_head, int first, int end, float* scratch);
   void output_logits(const ForwardBatch& batch, float* logits);
+  // Copies every matrix the kernels read faster interleaved (kernels.h) into interleaved_.
+  void interleave_weights();
   // y[t, :] = W x[t, :] for every token (+ bias when given), split by rows across the pool.
   void matmul(const WeightMatrix& w, const float* x, int n_tokens, float* y, const std::vector<float>* bias = nullptr);
   void norm_rows(const float* x, const std::vector<float>& weight, float* out, int n_tokens);
@@ -76,7 +79,20 @@ class CpuBackend final : public Backend {
   std::vector<float> att_;    // [n_tokens, q_dim]
   std::vector<float> gate_;   // [n_tokens, ffn_dim]
   std::vector<float> up_;     // [n_tokens, ffn_dim]
-  std::vector<std::vector<float>> thread_scratch_;  // [threads][max(cols, pool tokens) + head_dim]
+  std::vector<ActivationBlockQ8> xq_;  // activations quantized for Q8_0 weights
+  // Interleaved copies of the weight matrices, by the model's matrix they replace. The model's own
+  // (memory-mapped) rows are not read again, except the embedding rows.
+  std::unordered_map<const WeightMatrix*, std::unique_ptr<uint8_t[]>> interleaved_;
+  std::vector<std::vector<float>> thread_scratch_;  // [threads][largest matmul input row]
+  // Query tokens of one sequence per attention task: their rows share each K/V block read.
+  static constexpr int kQueryChunk = 8;
+  std::vector<std::vector<float>> attention_scratch_;  // [threads][see the constructor]
+  struct AttentionTask {
+    int sequence;
+    int kv_head;
+    int first;  // index of the chunk's first token within its sequence
+  };
+  std::vector<AttentionTask> attention_tasks_;
   std::vector<RopeAngles> rope_;  // [n_tokens]
 };
 

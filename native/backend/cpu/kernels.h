@@ -10,26 +10,59 @@
 
 namespace pagedlm {
 
+// One 32-value block of activations quantized to int8 for the Q8_0 integer dot product.
+struct ActivationBlockQ8 {
+  float scale;
+  int8_t values[kQ8BlockElements];
+};
+
+// Rows of a weight matrix stored 4 at a time, chunk by chunk: row 4g+k's chunk c lives at
+// group g, position c * 4 + k. A chunk is 8 elements (F32/F16/BF16) or one 34-byte block (Q8_0). A 4-row
+// tile then reads one sequential stream, which the hardware prefetcher follows across page boundaries
+// (row-major, each F16 row of 2,048 is its own page and every row starts cold).
+constexpr int kInterleaveRows = 4;
+// Whether `type` with `rows` x `cols` can be interleaved (whole groups of rows, whole chunks per row).
+bool can_interleave_rows(TensorType type, int rows, int cols);
+// Writes the interleaved copy of row-major `src` ([rows][row_bytes]) to `dst` (the same size).
+void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst);
+
 struct MatmulArgs {
   TensorType type;
-  const uint8_t* weights;  // [rows][row_bytes]
+  const uint8_t* weights;  // [rows][row_bytes], or interleaved (same bytes) when `interleaved`
   size_t row_bytes;
   int cols;
   const float* x;          // [n_tokens, cols]
   int n_tokens;
   float* y;                // [n_tokens, y_stride]; y[t * y_stride + r]
   int y_stride;
+  bool interleaved = false;
+  // Q8_0 weights on tables with quantize_q8: x quantized per token ([n_tokens][cols / 32]).
+  const ActivationBlockQ8* xq = nullptr;
 };
 
 struct CpuKernels {
   const char* name;
-  // y[t, r] = dot(W[r, :], x[t, :]) for r in [row_begin, row_end) and every token t.
+  // y[t, r] = dot(W[r, :], x[t, :]) for r in [row_begin, row_end) and every token t. With interleaved
+  // weights, row_begin is a multiple of kInterleaveRows.
   // `scratch` holds at least `cols` floats, private to the calling thread.
   void (*matmul_rows)(const MatmulArgs& args, int row_begin, int row_end, float* scratch);
   float (*dot_f32)(const float* a, const float* b, int n);
   float (*dot_f16)(const uint16_t* a, const float* b, int n);
   void (*axpy_f32)(float alpha, const float* x, float* y, int n);    // y += alpha * x
   void (*axpy_f16)(float alpha, const uint16_t* x, float* y, int n);
+  // Attention over one block of K/V rows ([n][d], contiguous): out[p] = dot(k[p], q) for p < n, and
+  // acc += sum over p of weights[p] * v[p].
+  void (*dot_rows_f32)(const float* k, int n, int d, const float* q, float* out);
+  void (*dot_rows_f16)(const uint16_t* k, int n, int d, const float* q, float* out);
+  void (*axpy_rows_f32)(const float* weights, const float* v, int n, int d, float* acc);
+  void (*axpy_rows_f16)(const float* weights, const uint16_t* v, int n, int d, float* acc);
+  // Sum of n floats with independent accumulators: a streaming read, to measure memory bandwidth.
+  float (*read_sum)(const float* x, size_t n);
+  // Whether matmul_rows reads interleaved weights (MatmulArgs::interleaved); tables without it ignore the flag.
+  bool reads_interleaved;
+  // Non-null where Q8_0 weights multiply int8 activations (as llama.cpp does): n values (a multiple of
+  // 32) of one token into n / 32 blocks, each scaled to its largest magnitude.
+  void (*quantize_q8)(const float* x, int n, ActivationBlockQ8* out);
 };
 
 const CpuKernels& portable_kernels();

@@ -28,33 +28,33 @@ inline float bf16_bits_to_float(uint16_t h) {
   return f;
 }
 
-// Loaders give 8 consecutive weights of one row as floats (load8) or one weight (at).
+// Loaders give 8 consecutive weights of one row as floats (load8, i a multiple of 8) or one weight (at).
+// G is how many rows are interleaved (1: row-major, kInterleaveRows: see kernels.h): chunks of 8 weights
+// of one row lie G chunks apart.
+template <int G>
 struct F32Row {
   const float* p;
-  __m256 load8(int i) const { return _mm256_loadu_ps(p + i); }
-  float at(int i) const { return p[i]; }
+  static size_t at_index(int i) { return static_cast<size_t>(i / 8) * 8 * G + i % 8; }
+  __m256 load8(int i) const { return _mm256_loadu_ps(p + at_index(i)); }
+  float at(int i) const { return p[at_index(i)]; }
+  const char* addr(int i) const { return reinterpret_cast<const char*>(p + at_index(i)); }
 };
+template <int G>
 struct F16Row {
   const uint16_t* p;
-  __m256 load8(int i) const { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i))); }
-  float at(int i) const { return half_to_float(p[i]); }
+  __m256 load8(int i) const { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + F32Row<G>::at_index(i)))); }
+  float at(int i) const { return half_to_float(p[F32Row<G>::at_index(i)]); }
+  const char* addr(int i) const { return reinterpret_cast<const char*>(p + F32Row<G>::at_index(i)); }
 };
+template <int G>
 struct BF16Row {
   const uint16_t* p;
   __m256 load8(int i) const {
-    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + F32Row<G>::at_index(i)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
   }
-  float at(int i) const { return bf16_bits_to_float(p[i]); }
-};
-struct Q8Row {
-  const BlockQ8_0* blocks;
-  __m256 load8(int i) const {
-    const BlockQ8_0& b = blocks[i / 32];
-    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.values + i % 32));
-    return _mm256_mul_ps(_mm256_set1_ps(half_to_float(b.scale)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
-  }
-  float at(int i) const { return half_to_float(blocks[i / 32].scale) * blocks[i / 32].values[i % 32]; }
+  float at(int i) const { return bf16_bits_to_float(p[F32Row<G>::at_index(i)]); }
+  const char* addr(int i) const { return reinterpret_cast<const char*>(p + F32Row<G>::at_index(i)); }
 };
 
 // Dots of one weight row with NT token rows, converting each 8 weights once for all NT tokens.
@@ -90,7 +90,12 @@ void row_all_tokens(const Row& w, const MatmulArgs& a, int t_begin, int t_end, i
 
 // A 4-row x T-token tile (T <= 3): 4T accumulators, and each weight vector converted once per T tokens
 // while each activation vector is loaded once per 4 rows, so the inner loop is bound by FMAs, not loads.
-// At T = 3 it uses all 16 ymm registers: 12 sums, 3 activations, 1 weight.
+// At T = 3 it uses all 16 ymm registers: 12 sums, 3 activations, 1 weight. Each (row, token) sum runs the
+// same sequence of FMAs as row_dots, so a token's result does not depend on its neighbours in the batch.
+// Interleaved weights are one sequential stream; with 2-3 tokens the FMAs per cache line leave too few
+// loads in flight to hide DRAM latency, so the tile asks for the line this far ahead itself.
+constexpr int kPrefetchBytes = 2048;
+
 template <int T, typename Row>
 void tile_4xT(const Row* w, const MatmulArgs& a, int t, int r) {
   constexpr int R = 4;
@@ -104,6 +109,7 @@ void tile_4xT(const Row* w, const MatmulArgs& a, int t, int r) {
   for (; i + 8 <= a.cols; i += 8) {
     __m256 xv[T];
     for (int j = 0; j < T; ++j) xv[j] = _mm256_loadu_ps(x[j] + i);
+    if (a.interleaved) _mm_prefetch(w[0].addr(i) + kPrefetchBytes, _MM_HINT_T0);
     for (int k = 0; k < R; ++k) {
       const __m256 wv = w[k].load8(i);
       for (int j = 0; j < T; ++j) acc[k][j] = _mm256_fmadd_ps(wv, xv[j], acc[k][j]);
@@ -118,55 +124,158 @@ void tile_4xT(const Row* w, const MatmulArgs& a, int t, int r) {
   }
 }
 
-template <typename Row>
-void matmul_typed(const MatmulArgs& a, int row_begin, int row_end, Row (*row_at)(const uint8_t*)) {
-  const auto row = [&](int r) { return row_at(a.weights + static_cast<size_t>(r) * a.row_bytes); };
+// Four rows at a time: every weight is read once per chunk of tokens, and even a single token has four
+// independent FMA chains (one chain per row would wait on FMA latency, not on memory).
+template <template <int> class RowT, typename Element, int G>
+void matmul_float(const MatmulArgs& a, int row_begin, int row_end) {
+  using Row = RowT<G>;
+  const auto row = [&](int r) {
+    // Interleaved: row r starts k chunks into its group.
+    const size_t group_start = static_cast<size_t>(r - r % G) * a.row_bytes;
+    return Row{reinterpret_cast<const Element*>(a.weights + group_start) + (r % G) * 8};
+  };
   for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
     const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
     int r = row_begin;
-    if (t1 - t0 >= 2) {
-      // Four rows at a time, so that every weight is read once per chunk of tokens.
-      for (; r + 4 <= row_end; r += 4) {
-        const Row w[4] = {row(r), row(r + 1), row(r + 2), row(r + 3)};
-        int t = t0;
-        for (; t + 3 <= t1; t += 3) tile_4xT<3>(w, a, t, r);
-        if (t1 - t == 2) tile_4xT<2>(w, a, t, r);
-        if (t1 - t == 1) tile_4xT<1>(w, a, t, r);
-      }
+    for (; r + 4 <= row_end; r += 4) {
+      const Row w[4] = {row(r), row(r + 1), row(r + 2), row(r + 3)};
+      int t = t0;
+      for (; t + 3 <= t1; t += 3) tile_4xT<3>(w, a, t, r);
+      if (t1 - t == 2) tile_4xT<2>(w, a, t, r);
+      if (t1 - t == 1) tile_4xT<1>(w, a, t, r);
     }
     for (; r < row_end; ++r) row_all_tokens(row(r), a, t0, t1, r);
   }
 }
 
+template <template <int> class RowT, typename Element>
+void matmul_float_any(const MatmulArgs& a, int row_begin, int row_end) {
+  if (a.interleaved) return matmul_float<RowT, Element, kInterleaveRows>(a, row_begin, row_end);
+  matmul_float<RowT, Element, 1>(a, row_begin, row_end);
+}
+
+// Q8_0 x int8 activations. Per 32-value block, the integer dot product of |w| (unsigned) with x carrying
+// w's sign, pairs summed into int32 (|w|, |x| <= 128 keeps maddubs' int16 pairs from saturating), then
+// scaled by both blocks' scales into a float sum.
+inline __m256i q8_block_dot(__m256i abs_w, __m256i w, __m256i x) {
+  const __m256i pairs = _mm256_maddubs_epi16(abs_w, _mm256_sign_epi8(x, w));
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+// A 4-row x T-token tile of Q8_0 (T <= 2: 8 sums, the weights and their magnitudes, T activations).
+template <int T, int G>
+void tile_q8_4xT(const BlockQ8_0* const* w, const MatmulArgs& a, int t, int r) {
+  constexpr int R = 4;
+  const int blocks = a.cols / static_cast<int>(kQ8BlockElements);
+  __m256 acc[R][T];
+  for (auto& row : acc) {
+    for (auto& v : row) v = _mm256_setzero_ps();
+  }
+  const ActivationBlockQ8* x[T];
+  for (int j = 0; j < T; ++j) x[j] = a.xq + static_cast<size_t>(t + j) * blocks;
+  for (int b = 0; b < blocks; ++b) {
+    __m256i xv[T];
+    for (int j = 0; j < T; ++j) xv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j][b].values));
+    for (int k = 0; k < R; ++k) {
+      const BlockQ8_0& block = w[k][static_cast<size_t>(b) * G];
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.values));
+      const __m256i abs_w = _mm256_sign_epi8(wv, wv);
+      const float w_scale = half_to_float(block.scale);
+      for (int j = 0; j < T; ++j) {
+        const __m256 dot = _mm256_cvtepi32_ps(q8_block_dot(abs_w, wv, xv[j]));
+        acc[k][j] = _mm256_fmadd_ps(dot, _mm256_set1_ps(w_scale * x[j][b].scale), acc[k][j]);
+      }
+    }
+  }
+  for (int k = 0; k < R; ++k) {
+    for (int j = 0; j < T; ++j) a.y[static_cast<size_t>(t + j) * a.y_stride + r + k] = hsum(acc[k][j]);
+  }
+}
+
+template <int G>
+void matmul_q8(const MatmulArgs& a, int row_begin, int row_end) {
+  const auto row = [&](int r) {
+    const size_t group_start = static_cast<size_t>(r - r % G) * a.row_bytes;
+    return reinterpret_cast<const BlockQ8_0*>(a.weights + group_start) + r % G;
+  };
+  for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
+    const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
+    int r = row_begin;
+    for (; r < row_end; r += 4) {
+      // A last group of fewer than 4 rows (row-major only) repeats its last row; only real rows are written.
+      const BlockQ8_0* w[4];
+      for (int k = 0; k < 4; ++k) w[k] = row(r + k < row_end ? r + k : row_end - 1);
+      float* const y = a.y;
+      if (r + 4 <= row_end) {
+        int t = t0;
+        for (; t + 2 <= t1; t += 2) tile_q8_4xT<2, G>(w, a, t, r);
+        if (t < t1) tile_q8_4xT<1, G>(w, a, t, r);
+        continue;
+      }
+      // The tail rows go through a private output so the repeated rows cannot overwrite a neighbour.
+      float tail[4];
+      MatmulArgs one = a;
+      one.y = tail;
+      one.y_stride = 0;
+      for (int t = t0; t < t1; ++t) {
+        one.xq = a.xq + static_cast<size_t>(t) * (a.cols / kQ8BlockElements);
+        tile_q8_4xT<1, G>(w, one, 0, 0);
+        for (int k = 0; r + k < row_end; ++k) y[static_cast<size_t>(t) * a.y_stride + r + k] = tail[k];
+      }
+    }
+  }
+}
+
+void quantize_q8(const float* x, int n, ActivationBlockQ8* out) {
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  for (int b = 0; b < n / static_cast<int>(kQ8BlockElements); ++b) {
+    const float* v = x + static_cast<size_t>(b) * kQ8BlockElements;
+    __m256 amax = _mm256_setzero_ps();
+    for (int i = 0; i < 32; i += 8) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_bit, _mm256_loadu_ps(v + i)));
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float max = _mm_cvtss_f32(m);
+    const float scale = max / 127.0f;
+    const __m256 inverse = _mm256_set1_ps(scale > 0 ? 1.0f / scale : 0.0f);
+    __m256i q[4];
+    for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(v + 8 * i), inverse), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    // Pack 32 int32 to 32 int8; the packs work within 128-bit lanes, the permute restores the order.
+    const __m256i words = _mm256_packs_epi32(q[0], q[1]);
+    const __m256i words2 = _mm256_packs_epi32(q[2], q[3]);
+    const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words, words2), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    out[b].scale = scale;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].values), bytes);
+  }
+}
+
 void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch) {
   switch (a.type) {
-    case TensorType::kF32:
-      return matmul_typed<F32Row>(a, row_begin, row_end, [](const uint8_t* p) { return F32Row{reinterpret_cast<const float*>(p)}; });
-    case TensorType::kF16:
-      return matmul_typed<F16Row>(a, row_begin, row_end, [](const uint8_t* p) { return F16Row{reinterpret_cast<const uint16_t*>(p)}; });
-    case TensorType::kBF16:
-      return matmul_typed<BF16Row>(a, row_begin, row_end, [](const uint8_t* p) { return BF16Row{reinterpret_cast<const uint16_t*>(p)}; });
+    case TensorType::kF32: return matmul_float_any<F32Row, float>(a, row_begin, row_end);
+    case TensorType::kF16: return matmul_float_any<F16Row, uint16_t>(a, row_begin, row_end);
+    case TensorType::kBF16: return matmul_float_any<BF16Row, uint16_t>(a, row_begin, row_end);
     case TensorType::kQ8_0:
-      return matmul_typed<Q8Row>(a, row_begin, row_end, [](const uint8_t* p) { return Q8Row{reinterpret_cast<const BlockQ8_0*>(p)}; });
-    default:
-      // Types without a register loader: dequantize one row at a time into the thread's scratch.
-      for (int r = row_begin; r < row_end; ++r) {
-        dequantize_row(a.type, a.weights + static_cast<size_t>(r) * a.row_bytes, scratch, a.cols);
-        row_all_tokens(F32Row{scratch}, a, 0, a.n_tokens, r);
-      }
-      return;
+      if (a.xq == nullptr) break;  // the caller did not quantize the activations: dequantize instead
+      if (a.interleaved) return matmul_q8<kInterleaveRows>(a, row_begin, row_end);
+      return matmul_q8<1>(a, row_begin, row_end);
+    default: break;
+  }
+  // Types without a register loader: dequantize one row at a time into the thread's scratch.
+  for (int r = row_begin; r < row_end; ++r) {
+    dequantize_row(a.type, a.weights + static_cast<size_t>(r) * a.row_bytes, scratch, a.cols);
+    row_all_tokens(F32Row<1>{scratch}, a, 0, a.n_tokens, r);
   }
 }
 
 float dot_f32(const float* a, const float* b, int n) {
   float y;
-  row_dots<1>(F32Row{a}, n, b, &y, 1);
+  row_dots<1>(F32Row<1>{a}, n, b, &y, 1);
   return y;
 }
 
 float dot_f16(const uint16_t* a, const float* b, int n) {
   float y;
-  row_dots<1>(F16Row{a}, n, b, &y, 1);
+  row_dots<1>(F16Row<1>{a}, n, b, &y, 1);
   return y;
 }
 
@@ -178,13 +287,37 @@ void axpy(float alpha, const Row& x, float* y, int n) {
   for (; i < n; ++i) y[i] += alpha * x.at(i);
 }
 
-void axpy_f32(float alpha, const float* x, float* y, int n) { axpy(alpha, F32Row{x}, y, n); }
-void axpy_f16(float alpha, const uint16_t* x, float* y, int n) { axpy(alpha, F16Row{x}, y, n); }
+void axpy_f32(float alpha, const float* x, float* y, int n) { axpy(alpha, F32Row<1>{x}, y, n); }
+
+void dot_rows_f32(const float* k, int n, int d, const float* q, float* out) {
+  for (int p = 0; p < n; ++p) row_dots<1>(F32Row<1>{k + static_cast<size_t>(p) * d}, d, q, out + p, 1);
+}
+void dot_rows_f16(const uint16_t* k, int n, int d, const float* q, float* out) {
+  for (int p = 0; p < n; ++p) row_dots<1>(F16Row<1>{k + static_cast<size_t>(p) * d}, d, q, out + p, 1);
+}
+void axpy_rows_f32(const float* weights, const float* v, int n, int d, float* acc) {
+  for (int p = 0; p < n; ++p) axpy(weights[p], F32Row<1>{v + static_cast<size_t>(p) * d}, acc, d);
+}
+void axpy_rows_f16(const float* weights, const uint16_t* v, int n, int d, float* acc) {
+  for (int p = 0; p < n; ++p) axpy(weights[p], F16Row<1>{v + static_cast<size_t>(p) * d}, acc, d);
+}
+
+float read_sum(const float* x, size_t n) {
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    for (int j = 0; j < 4; ++j) acc[j] = _mm256_add_ps(acc[j], _mm256_loadu_ps(x + i + 8 * j));
+  }
+  float total = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  for (; i < n; ++i) total += x[i];
+  return total;
+}
+void axpy_f16(float alpha, const uint16_t* x, float* y, int n) { axpy(alpha, F16Row<1>{x}, y, n); }
 
 }  // namespace
 
 const CpuKernels& avx2_kernels() {
-  static const CpuKernels kernels{"avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16};
+  static const CpuKernels kernels{"avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, true, quantize_q8};
   return kernels;
 }
 

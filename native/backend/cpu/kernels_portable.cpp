@@ -39,6 +39,31 @@ void axpy_f16(float alpha, const uint16_t* x, float* y, int n) {
   for (int i = 0; i < n; ++i) y[i] += alpha * fp16_to_float(x[i]);
 }
 
+void dot_rows_f32(const float* k, int n, int d, const float* q, float* out) {
+  for (int p = 0; p < n; ++p) out[p] = dot_f32(k + static_cast<size_t>(p) * d, q, d);
+}
+void dot_rows_f16(const uint16_t* k, int n, int d, const float* q, float* out) {
+  for (int p = 0; p < n; ++p) out[p] = dot_f16(k + static_cast<size_t>(p) * d, q, d);
+}
+void axpy_rows_f32(const float* weights, const float* v, int n, int d, float* acc) {
+  for (int p = 0; p < n; ++p) axpy_f32(weights[p], v + static_cast<size_t>(p) * d, acc, d);
+}
+void axpy_rows_f16(const float* weights, const uint16_t* v, int n, int d, float* acc) {
+  for (int p = 0; p < n; ++p) axpy_f16(weights[p], v + static_cast<size_t>(p) * d, acc, d);
+}
+
+float read_sum(const float* x, size_t n) {
+  float sum[16] = {};
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int j = 0; j < 16; ++j) sum[j] += x[i + j];
+  }
+  float total = 0;
+  for (; i < n; ++i) total += x[i];
+  for (float s : sum) total += s;
+  return total;
+}
+
 void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch) {
   for (int r = row_begin; r < row_end; ++r) {
     const uint8_t* row = a.weights + static_cast<size_t>(r) * a.row_bytes;
@@ -61,8 +86,34 @@ bool cpu_has_f16c() {
 
 }  // namespace
 
+bool can_interleave_rows(TensorType type, int rows, int cols) {
+  if (rows % kInterleaveRows != 0) return false;
+  switch (type) {
+    case TensorType::kF32:
+    case TensorType::kF16:
+    case TensorType::kBF16: return cols % 8 == 0;
+    case TensorType::kQ8_0: return true;  // rows are whole blocks already
+    default: return false;
+  }
+}
+
+void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) {
+  const size_t chunk = type == TensorType::kQ8_0 ? sizeof(BlockQ8_0) : 8 * tensor_row_bytes(type, 1);
+  const size_t chunks = row_bytes / chunk;
+  for (int g = 0; g < rows; g += kInterleaveRows) {
+    const uint8_t* group = src + static_cast<size_t>(g) * row_bytes;
+    uint8_t* out = dst + static_cast<size_t>(g) * row_bytes;
+    for (size_t c = 0; c < chunks; ++c) {
+      for (int k = 0; k < kInterleaveRows; ++k) {
+        std::memcpy(out, group + k * row_bytes + c * chunk, chunk);
+        out += chunk;
+      }
+    }
+  }
+}
+
 const CpuKernels& portable_kernels() {
-  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16};
+  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, false, nullptr};
   return kernels;
 }
 

@@ -1,0 +1,271 @@
+#!/usr/bin/env node
+'use strict';
+// npm run bench:compare: pagedlm against llama.cpp (node-llama-cpp's prebuilt CPU binary) on the same GGUF
+// files with the same thread count, runs alternating between the two engines, medians printed with the
+// ratio pagedlm / llama.cpp (for time to first token: llama.cpp / pagedlm, so above 1 means pagedlm wins).
+//
+// node-llama-cpp is installed into a scratch folder, never into pagedlm's dependencies. Measured per model:
+//   prefill     tokens/s of a 512-token prompt (time to its first token)
+//   decode      tokens/s over 128 greedy tokens after the first, and as a percent of the read floor: the
+//               machine's streaming-read bandwidth over the weight bytes one step reads
+//   prefix TTFT time to first token of a second request sharing a 1,000-token prefix with the first (pagedlm
+//               finds the prefix in its cache; llama.cpp computes it again in another sequence)
+//   4 streams   aggregate decode tokens/s of 4 concurrent sequences, and as a multiple of one stream
+// Models: Llama-1B-shaped synthetic F16 and Q8_0 (generated once into the cache folder), the shared tiny ones.
+// Environment: PAGEDLM_COMPARE_DIR (scratch folder, default <tmp>/pagedlm-compare), PAGEDLM_BENCH_THREADS,
+// PAGEDLM_COMPARE_RUNS (runs per figure, default 3), PAGEDLM_COMPARE_MODELS (comma-separated subset:
+// llama-1b-f16, llama-1b-q8_0, stories260K, synth-tiny-f16).
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { pathToFileURL } = require('node:url');
+const { Engine } = require('..');
+const { writeLlamaModel } = require('../test/support/gguf-writer');
+const { sharedModel } = require('../test/support/models');
+
+const LLAMA_CPP_VERSION = '3.22.1';
+const threads = Number(process.env.PAGEDLM_BENCH_THREADS) || os.availableParallelism();
+const runs = Number(process.env.PAGEDLM_COMPARE_RUNS) || 3;
+const scratch = process.env.PAGEDLM_COMPARE_DIR || path.join(os.tmpdir(), 'pagedlm-compare');
+const PREFILL_TOKENS = 512;
+const DECODE_TOKENS = 128;
+const PREFIX_TOKENS = 1000;
+const STREAMS = 4;
+
+const LLAMA_1B = { dim: 2048, layers: 16, heads: 32, kvHeads: 8, ffn: 8192, vocab: 32000, context: 4096 };
+const MODELS = {
+  'llama-1b-f16': () => syntheticModel('llama-1b-f16', { ...LLAMA_1B, type: 'F16' }),
+  'llama-1b-q8_0': () => syntheticModel('llama-1b-q8_0', { ...LLAMA_1B, type: 'Q8_0' }),
+  stories260K: () => sharedModel('stories260K.gguf'),
+  'synth-tiny-f16': () => sharedModel('synth-tiny-f16.gguf'),
+};
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const now = () => performance.now();
+const log = (line) => process.stderr.write(`${line}\n`);
+
+function syntheticModel(name, shape) {
+  fs.mkdirSync(scratch, { recursive: true });
+  const file = path.join(scratch, `${name}.gguf`);
+  if (!fs.existsSync(file)) {
+    log(`generating ${file} ...`);
+    writeLlamaModel(file, { ...shape, name });
+  }
+  return file;
+}
+
+// node-llama-cpp with only this platform's CPU binary (its optional GPU builds are hundreds of MB).
+async function loadLlamaCpp() {
+  const dir = path.join(scratch, 'node-llama-cpp');
+  const entry = path.join(dir, 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
+  if (!fs.existsSync(entry)) {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'pagedlm-compare-scratch', private: true }));
+    const platform = `@node-llama-cpp/${process.platform}-${process.arch}@${LLAMA_CPP_VERSION}`;
+    log(`installing node-llama-cpp ${LLAMA_CPP_VERSION} into ${dir} ...`);
+    const npm = ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--omit=optional', `node-llama-cpp@${LLAMA_CPP_VERSION}`, platform];
+    execFileSync('npm', npm, { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  const lib = await import(pathToFileURL(entry).href);
+  const llama = await lib.getLlama({ gpu: false, build: 'never', logLevel: 'error' });
+  return { lib, llama };
+}
+
+function promptIds(length, vocab, seed = 0) {
+  const ids = [1];
+  for (let i = 1; i < length; i++) ids.push(300 + ((i * 7919 + seed * 104729) % (vocab - 300)));
+  return ids;
+}
+
+// Aggregate decode rate of concurrent streams, each reported as (first-token time, token times...): tokens
+// after each stream's first, over the time from the last first token to the last token.
+function aggregateRate(streams) {
+  const lastFirst = Math.max(...streams.map((s) => s[0]));
+  const end = Math.max(...streams.map((s) => s[s.length - 1]));
+  const tokens = streams.reduce((sum, s) => sum + s.length - 1, 0);
+  return tokens / ((end - lastFirst) / 1000);
+}
+
+const decodeRate = (times) => (times.length - 1) / ((times[times.length - 1] - times[0]) / 1000);
+
+class PagedlmSide {
+  static async load(file, context) {
+    const side = new PagedlmSide();
+    side.engine = await Engine.load(file, { threads, contextLength: context, kvCache: { dtype: 'f16', blocks: Math.ceil((context * STREAMS) / 16) + 64 } });
+    return side;
+  }
+  get name() {
+    return 'pagedlm';
+  }
+  async tokenTimes(ids, count) {
+    const times = [];
+    await this.engine.generate(ids, { maxTokens: count, temperature: 0, ignoreEos: true, onToken: () => times.push(now()) });
+    return times;
+  }
+  async prefillSeconds(ids) {
+    await this.engine.cache.clear(); // time computing the prompt, not finding it
+    const start = now();
+    const [first] = await this.tokenTimes(ids, 1);
+    return (first - start) / 1000;
+  }
+  async decodeTimes(ids, count) {
+    await this.engine.cache.clear();
+    return this.tokenTimes(ids, count);
+  }
+  async secondRequestTtft(first, second) {
+    await this.engine.cache.clear();
+    await this.tokenTimes(first, 1);
+    const start = now();
+    const [token] = await this.tokenTimes(second, 1);
+    return (token - start) / 1000;
+  }
+  async concurrent(prompts, count) {
+    await this.engine.cache.clear();
+    return Promise.all(prompts.map((ids) => this.tokenTimes(ids, count)));
+  }
+  close() {
+    return this.engine.close();
+  }
+}
+
+class LlamaCppSide {
+  static async load({ llama }, file, context) {
+    const side = new LlamaCppSide();
+    side.model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+    side.context = await side.model.createContext({ contextSize: context, sequences: STREAMS, threads, batchSize: PREFILL_TOKENS });
+    return side;
+  }
+  get name() {
+    return 'llama.cpp';
+  }
+  // Evaluates `ids` in a fresh sequence and collects the times of `count` greedy tokens (EOS included, as
+  // pagedlm's ignoreEos does).
+  async tokenTimes(ids, count, sequence = this.context.getSequence()) {
+    const times = [];
+    try {
+      for await (const token of sequence.evaluate(ids, { temperature: 0, yieldEogToken: true })) {
+        void token;
+        times.push(now());
+        if (times.length >= count) break;
+      }
+    } finally {
+      sequence.dispose();
+    }
+    return times;
+  }
+  async prefillSeconds(ids) {
+    const start = now();
+    const [first] = await this.tokenTimes(ids, 1);
+    return (first - start) / 1000;
+  }
+  decodeTimes(ids, count) {
+    return this.tokenTimes(ids, count);
+  }
+  // llama.cpp keeps each sequence's cache to itself: the second request, in its own sequence, computes
+  // the shared prefix again.
+  async secondRequestTtft(first, second) {
+    const firstSequence = this.context.getSequence();
+    const times = [];
+    for await (const token of firstSequence.evaluate(first, { temperature: 0 })) {
+      void token;
+      times.push(now());
+      break;
+    }
+    const start = now();
+    const [token] = await this.tokenTimes(second, 1);
+    firstSequence.dispose();
+    return (token - start) / 1000;
+  }
+  concurrent(prompts, count) {
+    return Promise.all(prompts.map((ids) => this.tokenTimes(ids, count)));
+  }
+  async close() {
+    await this.context.dispose();
+    await this.model.dispose();
+  }
+}
+
+// Runs `measure(side)` `runs` times per side, alternating which side goes first; returns medians per side.
+async function alternate(sides, measure, count = runs) {
+  const samples = sides.map(() => []);
+  for (let run = 0; run < count; run++) {
+    const order = run % 2 === 0 ? [0, 1] : [1, 0];
+    for (const i of order) samples[i].push(await measure(sides[i]));
+  }
+  return samples.map(median);
+}
+
+async function compareModel(label, file, llamaCpp, bandwidth) {
+  const probe = await Engine.load(file, { threads, contextLength: 256, kvCache: { blocks: 16 }, prefault: false });
+  const info = probe.info();
+  await probe.close();
+  const vocab = info.vocabSize;
+  const trained = info.trainedContextLength;
+  // Tiny models have short contexts: scale the prompts down to fit.
+  const prefillTokens = Math.min(PREFILL_TOKENS, trained - DECODE_TOKENS - 32);
+  const prefixTokens = Math.min(PREFIX_TOKENS, trained - 48);
+  const context = Math.min(trained, Math.max(prefillTokens, prefixTokens + 32, 16 + DECODE_TOKENS) + 16);
+
+  const sides = [await PagedlmSide.load(file, context), await LlamaCppSide.load(llamaCpp, file, context)];
+  try {
+    const warm = promptIds(16, vocab, 99);
+    for (const side of sides) await side.decodeTimes(warm, 4);
+    log(`${label}: prefill`);
+    const prefill = await alternate(sides, async (s) => prefillTokens / (await s.prefillSeconds(promptIds(prefillTokens, vocab, 1))));
+    log(`${label}: decode`);
+    const decode = await alternate(sides, async (s) => decodeRate(await s.decodeTimes(promptIds(16, vocab, 2), DECODE_TOKENS + 1)));
+    log(`${label}: shared-prefix TTFT`);
+    const prefix = promptIds(prefixTokens, vocab, 3);
+    const question = (seed) => prefix.concat(promptIds(17, vocab, seed).slice(1));
+    const ttft = await alternate(sides, (s) => s.secondRequestTtft(question(4), question(5)), Math.min(runs, 2));
+    log(`${label}: ${STREAMS} streams`);
+    const prompts = Array.from({ length: STREAMS }, (_, i) => promptIds(16, vocab, 10 + i));
+    const streams = await alternate(sides, async (s) => aggregateRate(await s.concurrent(prompts, DECODE_TOKENS + 1)), Math.min(runs, 2));
+
+    // One decode step reads the weights (less the embedding rows it does not look up) and ~80 positions of KV.
+    const bytesPerStep = info.decodeWeightBytes + info.kvBytesPerToken * (16 + DECODE_TOKENS / 2);
+    const floor = bandwidth / bytesPerStep;
+    const pct = (rate) => `${((100 * rate) / floor).toFixed(0)}%`;
+    const ratio = (a, b) => `${(a / b).toFixed(2)}x`;
+    return [
+      { model: label, figure: `prefill tok/s (${prefillTokens})`, pagedlm: prefill[0].toFixed(1), 'llama.cpp': prefill[1].toFixed(1), ratio: ratio(prefill[0], prefill[1]) },
+      { model: label, figure: `decode tok/s (${DECODE_TOKENS})`, pagedlm: decode[0].toFixed(2), 'llama.cpp': decode[1].toFixed(2), ratio: ratio(decode[0], decode[1]) },
+      { model: label, figure: `decode % of read floor (${floor.toFixed(1)} tok/s)`, pagedlm: pct(decode[0]), 'llama.cpp': pct(decode[1]), ratio: '' },
+      { model: label, figure: `2nd request TTFT ms (${prefixTokens}-token shared prefix)`, pagedlm: (ttft[0] * 1000).toFixed(0), 'llama.cpp': (ttft[1] * 1000).toFixed(0), ratio: ratio(ttft[1], ttft[0]) },
+      { model: label, figure: `${STREAMS}-stream aggregate decode tok/s`, pagedlm: streams[0].toFixed(1), 'llama.cpp': streams[1].toFixed(1), ratio: ratio(streams[0], streams[1]) },
+      { model: label, figure: `${STREAMS} streams vs 1 stream`, pagedlm: ratio(streams[0], decode[0]), 'llama.cpp': ratio(streams[1], decode[1]), ratio: '' },
+    ];
+  } finally {
+    for (const side of sides) await side.close();
+  }
+}
+
+async function main() {
+  const started = now();
+  const chosen = process.env.PAGEDLM_COMPARE_MODELS ? process.env.PAGEDLM_COMPARE_MODELS.split(',') : Object.keys(MODELS);
+  for (const name of chosen) if (!MODELS[name]) throw new Error(`unknown model '${name}' (models: ${Object.keys(MODELS).join(', ')})`);
+  const llamaCpp = await loadLlamaCpp();
+  const measured = await Engine.measureReadBandwidth({ threads, megabytes: 1024 });
+  const bandwidth = measured.bytesPerSecond;
+  const rows = [];
+  for (const name of chosen) {
+    const file = MODELS[name]();
+    if (!file) {
+      log(`${name}: not found (../shared/models), skipped`);
+      continue;
+    }
+    rows.push(...(await compareModel(name, file, llamaCpp, bandwidth)));
+  }
+  await llamaCpp.llama.dispose();
+  console.log(`\npagedlm vs llama.cpp (node-llama-cpp ${LLAMA_CPP_VERSION}, prebuilt CPU binary), ${os.cpus()[0].model}, ${threads} threads, KV f16 on both`);
+  console.log(`streaming-read bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (${threads} threads, best of ${measured.passes} passes over ${measured.bufferBytes >> 20} MiB)`);
+  console.log(`median of ${runs} alternating runs (prefix and stream figures: ${Math.min(runs, 2)}); ratio = pagedlm / llama.cpp, for TTFT llama.cpp / pagedlm`);
+  console.table(rows);
+  console.log(`total ${((now() - started) / 60000).toFixed(1)} min`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
