@@ -145,7 +145,7 @@ export interface EngineInfo {
   kvBlocks: number;
   kvPoolBytes: number;
   backend: 'cpu';
-  cpuKernels: 'avx2' | 'portable';
+  cpuKernels: 'avx512' | 'avx2' | 'portable';
   threads: number;
   tokenizer: 'llama' | 'gpt2';
   bosTokenId: number;

@@ -79,6 +79,15 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
 
 MappedFile::~MappedFile() { release(); }
 
+void MappedFile::drop_resident_pages(const uint8_t* begin, size_t bytes) const {
+  if (data_ == nullptr || heap_ || begin < data_ || begin + bytes > data_ + size_) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGE_SIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page;
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(begin) + bytes) / page * page;
+  // A private read-only file mapping: dropping pages loses nothing, they are the file's bytes.
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 void MappedFile::release() {
   if (data_ != nullptr && heap_) std::free(const_cast<uint8_t*>(data_));
   if (data_ != nullptr && !heap_) ::munmap(const_cast<uint8_t*>(data_), size_);

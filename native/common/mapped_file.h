@@ -24,6 +24,10 @@ class MappedFile {
 
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  // Lets the kernel drop the resident pages of [begin, begin + bytes) (whole pages inside it) from this
+  // process; they are read back from the file if touched again. Nothing for heap copies or parsed buffers.
+  // For weights a backend has copied into its own layout: the model's memory is not counted twice.
+  void drop_resident_pages(const uint8_t* begin, size_t bytes) const;
 
  private:
   void release();

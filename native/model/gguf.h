@@ -72,6 +72,9 @@ class GgufFile {
   Result<std::vector<float>> get_float_array(std::string_view key) const;
   Result<std::vector<int32_t>> get_int_array(std::string_view key) const;
 
+  // See MappedFile::drop_resident_pages.
+  void drop_resident_pages(const uint8_t* begin, size_t bytes) const { file_.drop_resident_pages(begin, bytes); }
+
  private:
   MappedFile file_;
   uint32_t version_ = 0;

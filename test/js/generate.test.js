@@ -64,6 +64,9 @@ describeWithModels('generate on aidreams260K', ['aidreams260K.gguf'], (modelPath
     expect(info).toMatchObject({ architecture: 'llama', layers: 4, heads: 4, kvHeads: 4, headDim: 16, vocabSize: 512, contextLength: 128, backend: 'cpu' });
     expect(info.kvBytesPerToken).toBe(2 * 4 * 4 * 16 * 2); // f16 KV by default
     expect(info.parameters).toBeGreaterThan(260000);
+    // The file carries its own output matrix: a decode step reads one F32 embedding row, not all 512.
+    expect(info.tiedOutput).toBe(false);
+    expect(info.decodeWeightBytes).toBe(info.weightBytes - 511 * 64 * 4);
   });
 
   test('wrong argument types throw TypeError, out-of-range values RangeError', async () => {
@@ -151,5 +154,24 @@ describeWithModels('pool limits', ['aidreams260K.gguf'], (modelPath) => {
     } finally {
       await engine.close();
     }
+  });
+});
+
+describe('Engine.measureReadBandwidth', () => {
+  test('resolves to a positive streaming-read rate without blocking the event loop', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const result = await Engine.measureReadBandwidth({ threads: 2, megabytes: 64, passes: 20 });
+    clearInterval(timer);
+    expect(result).toMatchObject({ threads: 2, passes: 20, bufferBytes: 64 * 2 ** 20 });
+    expect(result.bytesPerSecond).toBeGreaterThan(1e8);
+    expect(ticks).toBeGreaterThan(0);
+  });
+
+  test('rejects wrong option types and ranges', () => {
+    expect(() => Engine.measureReadBandwidth({ threads: 'two' })).toThrow(TypeError);
+    expect(() => Engine.measureReadBandwidth({ megabytes: 1 })).toThrow(RangeError);
+    expect(() => Engine.measureReadBandwidth({ passes: 0 })).toThrow(RangeError);
+    expect(() => Engine.measureReadBandwidth(5)).toThrow(TypeError);
   });
 });

@@ -21,7 +21,12 @@ std::vector<float> random_floats(std::mt19937& rng, size_t n) {
   return v;
 }
 
-class Kernels : public ::testing::TestWithParam<const CpuKernels*> {};
+class Kernels : public ::testing::TestWithParam<const CpuKernels*> {
+ protected:
+  void SetUp() override {
+    if (!cpu_supports_kernels(*GetParam())) GTEST_SKIP() << "this CPU cannot run the " << GetParam()->name << " kernels";
+  }
+};
 
 TEST_P(Kernels, MatmulMatchesDequantizedReference) {
   const CpuKernels& k = *GetParam();
@@ -58,7 +63,7 @@ std::vector<float> run_matmul(const CpuKernels& k, TensorType type, const std::v
                               int n_tokens, bool interleaved, int rows_per_call) {
   const size_t row_bytes = tensor_row_bytes(type, cols);
   std::vector<uint8_t> packed = w;
-  if (interleaved) interleave_rows(type, w.data(), row_bytes, rows, packed.data());
+  if (interleaved) k.pack_rows(type, w.data(), row_bytes, rows, packed.data());
   std::vector<ActivationBlockQ8> xq;
   MatmulArgs args{type, packed.data(), row_bytes, cols, x.data(), n_tokens, nullptr, rows, interleaved};
   if (type == TensorType::kQ8_0 && k.quantize_q8 != nullptr) {
@@ -84,7 +89,7 @@ TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
         for (int n_tokens : {1, 2, 3, 7, 30}) {
           const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
           const auto plain = run_matmul(k, type, w, rows, cols, x, n_tokens, false, 8);
-          const auto interleaved = run_matmul(k, type, w, rows, cols, x, n_tokens, k.reads_interleaved, 8);
+          const auto interleaved = run_matmul(k, type, w, rows, cols, x, n_tokens, k.pack_rows != nullptr, 8);
           ASSERT_EQ(0, std::memcmp(plain.data(), interleaved.data(), plain.size() * sizeof(float))) << tensor_type_name(type) << " " << rows << "x" << cols;
         }
       }
@@ -178,7 +183,33 @@ TEST_P(Kernels, DotAndAxpy) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tables, Kernels, ::testing::Values(&portable_kernels(), &avx2_kernels()),
+// The block forms attention uses give the same bits as one dot / axpy per row.
+TEST_P(Kernels, RowBlocksEqualRowByRow) {
+  const CpuKernels& k = *GetParam();
+  std::mt19937 rng(23);
+  for (int d : {8, 40, 64, 80, 96, 128, 7}) {
+    for (int n : {1, 3, 4, 5, 16, 32}) {
+      const auto q = random_floats(rng, d), rows = random_floats(rng, static_cast<size_t>(n) * d), weights = random_floats(rng, n);
+      std::vector<uint16_t> rows16(rows.size());
+      for (size_t i = 0; i < rows.size(); ++i) rows16[i] = float_to_fp16(rows[i]);
+      std::vector<float> scores(n), scores16(n), acc = random_floats(rng, d), acc16 = acc, each = acc, each16 = acc;
+      k.dot_rows_f32(rows.data(), n, d, q.data(), scores.data());
+      k.dot_rows_f16(rows16.data(), n, d, q.data(), scores16.data());
+      k.axpy_rows_f32(weights.data(), rows.data(), n, d, acc.data());
+      k.axpy_rows_f16(weights.data(), rows16.data(), n, d, acc16.data());
+      for (int p = 0; p < n; ++p) {
+        ASSERT_EQ(scores[p], k.dot_f32(rows.data() + static_cast<size_t>(p) * d, q.data(), d)) << "d " << d << " n " << n;
+        ASSERT_EQ(scores16[p], k.dot_f16(rows16.data() + static_cast<size_t>(p) * d, q.data(), d));
+        k.axpy_f32(weights[p], rows.data() + static_cast<size_t>(p) * d, each.data(), d);
+        k.axpy_f16(weights[p], rows16.data() + static_cast<size_t>(p) * d, each16.data(), d);
+      }
+      ASSERT_EQ(0, std::memcmp(acc.data(), each.data(), d * sizeof(float))) << "d " << d << " n " << n;
+      ASSERT_EQ(0, std::memcmp(acc16.data(), each16.data(), d * sizeof(float)));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tables, Kernels, ::testing::Values(&portable_kernels(), &avx2_kernels(), &avx512_kernels()),
                          [](const auto& info) { return std::string(info.param->name) + std::to_string(info.index); });
 
 TEST(ThreadPool, RunsEveryTaskOnceAcrossManyRounds) {

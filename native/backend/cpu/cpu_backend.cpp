@@ -54,7 +54,7 @@ CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout,
 }
 
 void CpuBackend::interleave_weights() {
-  if (!kernels_.reads_interleaved) return;
+  if (kernels_.pack_rows == nullptr) return;
   std::vector<const WeightMatrix*> matrices = {&model_->output()};
   for (const LayerWeights& l : model_->layers()) {
     for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrices.push_back(w);
@@ -70,8 +70,10 @@ void CpuBackend::interleave_weights() {
     pool_.parallel_for((w->rows + kRowsPerTask - 1) / kRowsPerTask, [&, w = w](size_t task, size_t) {
       const int begin = static_cast<int>(task) * kRowsPerTask;
       const int rows = std::min(kRowsPerTask, w->rows - begin);
-      interleave_rows(w->type, w->row(begin), w->row_bytes, rows, out + static_cast<size_t>(begin) * w->row_bytes);
+      kernels_.pack_rows(w->type, w->row(begin), w->row_bytes, rows, out + static_cast<size_t>(begin) * w->row_bytes);
     });
+    // The mapped rows are not read again (a tied output's rows are: they are the embedding table).
+    if (w->data != model_->token_embedding().data) model_->gguf().drop_resident_pages(w->data, static_cast<size_t>(w->rows) * w->row_bytes);
   }
 }
 

@@ -14,6 +14,9 @@ namespace pagedlm {
 struct ActivationBlockQ8 {
   float scale;
   int8_t values[kQ8BlockElements];
+  // -128 x the sum of each 4 consecutive values (the avx512 table's unsigned-weight dot product); filled
+  // only by tables that use it.
+  int32_t lane_offsets[8];
 };
 
 // Rows of a weight matrix stored 4 at a time, chunk by chunk: row 4g+k's chunk c lives at
@@ -28,7 +31,7 @@ void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int 
 
 struct MatmulArgs {
   TensorType type;
-  const uint8_t* weights;  // [rows][row_bytes], or interleaved (same bytes) when `interleaved`
+  const uint8_t* weights;  // [rows][row_bytes], or the table's pack_rows copy (same bytes) when `interleaved`
   size_t row_bytes;
   int cols;
   const float* x;          // [n_tokens, cols]
@@ -58,16 +61,21 @@ struct CpuKernels {
   void (*axpy_rows_f16)(const float* weights, const uint16_t* v, int n, int d, float* acc);
   // Sum of n floats with independent accumulators: a streaming read, to measure memory bandwidth.
   float (*read_sum)(const float* x, size_t n);
-  // Whether matmul_rows reads interleaved weights (MatmulArgs::interleaved); tables without it ignore the flag.
-  bool reads_interleaved;
+  // Non-null where matmul_rows reads MatmulArgs::interleaved weights: writes the copy it reads (for the types
+  // can_interleave_rows accepts), the interleaved layout of kernels.h, Q8_0 values possibly re-encoded.
+  void (*pack_rows)(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst);
   // Non-null where Q8_0 weights multiply int8 activations (as llama.cpp does): n values (a multiple of
   // 32) of one token into n / 32 blocks, each scaled to its largest magnitude.
   void (*quantize_q8)(const float* x, int n, ActivationBlockQ8* out);
 };
 
 const CpuKernels& portable_kernels();
-const CpuKernels& avx2_kernels();
-// The fastest table this CPU supports (PAGEDLM_CPU_KERNELS=portable forces the portable one).
+const CpuKernels& avx2_kernels();    // the portable table where not built for x86
+const CpuKernels& avx512_kernels();  // likewise
+// Whether this CPU can run a table ("portable", "avx2", "avx512").
+bool cpu_supports_kernels(const CpuKernels& kernels);
+// The fastest table this CPU supports; PAGEDLM_CPU_KERNELS=portable|avx2|avx512 asks for one (ignored
+// when the CPU cannot run it).
 const CpuKernels& best_cpu_kernels();
 
 }  // namespace pagedlm

@@ -113,25 +113,43 @@ void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int 
 }
 
 const CpuKernels& portable_kernels() {
-  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, false, nullptr};
+  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, nullptr, nullptr};
   return kernels;
 }
 
-const CpuKernels& best_cpu_kernels() {
-  static const CpuKernels& chosen = [&]() -> const CpuKernels& {
-    const char* forced = std::getenv("PAGEDLM_CPU_KERNELS");
-    if (forced != nullptr && std::strcmp(forced, "portable") == 0) return portable_kernels();
-#if defined(__x86_64__) && defined(PAGEDLM_HAVE_AVX2_KERNELS)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) return avx2_kernels();
+bool cpu_supports_kernels(const CpuKernels& kernels) {
+  if (&kernels == &portable_kernels()) return true;
+#if defined(__x86_64__) && defined(PAGEDLM_HAVE_X86_KERNELS)
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
+  if (&kernels == &avx2_kernels()) return avx2;
+  if (&kernels == &avx512_kernels()) {
+    return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512vnni");
+  }
 #endif
+  return false;
+}
+
+const CpuKernels& best_cpu_kernels() {
+  static const CpuKernels& chosen = []() -> const CpuKernels& {
+    const CpuKernels* const fastest_first[] = {&avx512_kernels(), &avx2_kernels(), &portable_kernels()};
+    if (const char* forced = std::getenv("PAGEDLM_CPU_KERNELS")) {
+      for (const CpuKernels* k : fastest_first) {
+        if (std::strcmp(forced, k->name) == 0 && cpu_supports_kernels(*k)) return *k;
+      }
+    }
+    for (const CpuKernels* k : fastest_first) {
+      if (cpu_supports_kernels(*k)) return *k;
+    }
     return portable_kernels();
   }();
   return chosen;
 }
 
-#if !defined(PAGEDLM_HAVE_AVX2_KERNELS)
+#if !defined(PAGEDLM_HAVE_X86_KERNELS)
 const CpuKernels& avx2_kernels() { return portable_kernels(); }
+const CpuKernels& avx512_kernels() { return portable_kernels(); }
 #endif
 
 }  // namespace pagedlm

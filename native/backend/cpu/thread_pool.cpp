@@ -1,6 +1,24 @@
 #include "backend/cpu/thread_pool.h"
 
+#include <chrono>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace pagedlm {
+
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(size_t threads) {
   const size_t workers = threads > 1 ? threads - 1 : 0;
@@ -11,9 +29,9 @@ ThreadPool::ThreadPool(size_t threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+    stopping_.store(true);
   }
-  work_ready_.notify_all();
+  wake_.notify_all();
   for (auto& worker : workers_) worker.join();
 }
 
@@ -27,33 +45,50 @@ void ThreadPool::parallel_for(size_t count, const Task& task) {
     for (size_t i = 0; i < count; ++i) task(i, 0);
     return;
   }
+  task_ = &task;
+  task_count_ = count;
+  next_task_.store(0, std::memory_order_relaxed);
+  unfinished_workers_.store(workers_.size(), std::memory_order_relaxed);
+  round_.fetch_add(1, std::memory_order_release);
   {
+    // Under the lock: a worker about to sleep either sees the new round or is counted in sleepers_.
     std::lock_guard<std::mutex> lock(mutex_);
-    task_ = &task;
-    task_count_ = count;
-    next_task_.store(0);
-    busy_workers_ = workers_.size();
-    ++generation_;
+    if (sleepers_ > 0) wake_.notify_all();
   }
-  work_ready_.notify_all();
   run_tasks(0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  work_done_.wait(lock, [this] { return busy_workers_ == 0; });
+  // The workers are finishing their last tasks: wait for them without a system call.
+  for (int spins = 0; unfinished_workers_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < 4096) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();  // a descheduled worker: give it the core
+    }
+  }
   task_ = nullptr;
 }
 
+uint64_t ThreadPool::wait_for_round(uint64_t seen) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+  for (int spins = 0;; ++spins) {
+    const uint64_t round = round_.load(std::memory_order_acquire);
+    if (round != seen || stopping_.load(std::memory_order_relaxed)) return round;
+    if ((spins & 63) == 63 && std::chrono::steady_clock::now() > deadline) break;
+    cpu_relax();
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  ++sleepers_;
+  wake_.wait(lock, [&] { return stopping_.load() || round_.load(std::memory_order_acquire) != seen; });
+  --sleepers_;
+  return round_.load(std::memory_order_acquire);
+}
+
 void ThreadPool::worker_loop(size_t thread_index) {
-  uint64_t seen_generation = 0;
+  uint64_t seen = 0;
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
-      if (stopping_) return;
-      seen_generation = generation_;
-    }
+    seen = wait_for_round(seen);
+    if (stopping_.load()) return;
     run_tasks(thread_index);
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--busy_workers_ == 0) work_done_.notify_one();
+    unfinished_workers_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 

@@ -1,11 +1,14 @@
 // Persistent compute workers for the CPU backend. parallel_for() is called from one thread at a time
 // (the engine thread); that caller works too, so a pool of N threads runs N-1 workers.
-// Idle workers sleep on a condition variable: no spinning.
+// A decode step calls parallel_for ~130 times, so handing out work must cost microseconds, not a futex
+// wake-up each time: after finishing, a worker spins for a short while (kSpinMicros) watching for the next
+// round, then sleeps on a condition variable. An idle pool sleeps: no spinning when there is no work.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -17,6 +20,7 @@ class ThreadPool {
  public:
   // A task gets its index in [0, count) and the index of the thread running it in [0, size()).
   using Task = std::function<void(size_t task, size_t thread)>;
+  static constexpr int kSpinMicros = 200;
 
   explicit ThreadPool(size_t threads);
   ~ThreadPool();
@@ -31,17 +35,21 @@ class ThreadPool {
  private:
   void worker_loop(size_t thread_index);
   void run_tasks(size_t thread_index);
+  // Returns the first round number other than `seen` (or `seen` when stopping).
+  uint64_t wait_for_round(uint64_t seen);
 
   std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable work_ready_;
-  std::condition_variable work_done_;
-  const Task* task_ = nullptr;   // guarded by mutex_ for publication
+  // A round's task and count are written before `round_` is bumped (release) and read after it is seen
+  // (acquire).
+  const Task* task_ = nullptr;
   size_t task_count_ = 0;
   std::atomic<size_t> next_task_{0};
-  size_t busy_workers_ = 0;      // guarded by mutex_
-  uint64_t generation_ = 0;      // guarded by mutex_
-  bool stopping_ = false;        // guarded by mutex_
+  std::atomic<uint64_t> round_{0};
+  std::atomic<size_t> unfinished_workers_{0};
+  std::atomic<bool> stopping_{false};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  int sleepers_ = 0;  // guarded by mutex_
 };
 
 }  // namespace pagedlm

@@ -1,0 +1,5 @@
+// The x86 kernels for AVX-512 F/BW/VL/VNNI (compiled with those -m flags on top of AVX2's): see
+// kernels_x86.inl.
+#define PAGEDLM_X86_AVX512 1
+#define PAGEDLM_X86_TABLE avx512_kernels
+#include "backend/cpu/kernels_x86.inl"
