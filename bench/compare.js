@@ -7,14 +7,15 @@
 // node-llama-cpp is installed into a scratch folder, never into pagedlm's dependencies. Measured per model:
 //   prefill     tokens/s of a 512-token prompt (time to its first token)
 //   decode      tokens/s over 128 greedy tokens after the first, and as a percent of the read floor: the
-//               machine's streaming-read bandwidth over the weight bytes one step reads
+//               machine's streaming-read bandwidth (measured before each run) over the bytes one step reads
 //   prefix TTFT time to first token of a second request sharing a 1,000-token prefix with the first (pagedlm
 //               finds the prefix in its cache; llama.cpp computes it again in another sequence)
 //   4 streams   aggregate decode tokens/s of 4 concurrent sequences, and as a multiple of one stream
-// Models: Llama-1B-shaped synthetic F16 and Q8_0 (generated once into the cache folder), the shared tiny ones.
+// Models: Llama-1B-shaped synthetic F16, Q8_0 and Q4_K (generated once into the scratch folder; every matrix
+// in that type, as llama.cpp's quantizer would not leave it), the shared tiny ones.
 // Environment: PAGEDLM_COMPARE_DIR (scratch folder, default <tmp>/pagedlm-compare), PAGEDLM_BENCH_THREADS,
 // PAGEDLM_COMPARE_RUNS (runs per figure, default 3), PAGEDLM_COMPARE_MODELS (comma-separated subset:
-// llama-1b-f16, llama-1b-q8_0, stories260K, synth-tiny-f16).
+// llama-1b-f16, llama-1b-q8_0, llama-1b-q4_k, stories260K, synth-tiny-f16).
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -37,6 +38,7 @@ const LLAMA_1B = { dim: 2048, layers: 16, heads: 32, kvHeads: 8, ffn: 8192, voca
 const MODELS = {
   'llama-1b-f16': () => syntheticModel('llama-1b-f16', { ...LLAMA_1B, type: 'F16' }),
   'llama-1b-q8_0': () => syntheticModel('llama-1b-q8_0', { ...LLAMA_1B, type: 'Q8_0' }),
+  'llama-1b-q4_k': () => syntheticModel('llama-1b-q4_k', { ...LLAMA_1B, type: 'Q4_K' }),
   stories260K: () => sharedModel('stories260K.gguf'),
   'synth-tiny-f16': () => sharedModel('synth-tiny-f16.gguf'),
 };
@@ -196,7 +198,14 @@ async function alternate(sides, measure, count = runs) {
   return samples.map(median);
 }
 
-async function compareModel(label, file, llamaCpp, bandwidth) {
+// The read floor's bandwidth. A shared machine's bandwidth drifts, so it is measured right before every
+// decode run and each run is judged against its own floor.
+async function readBandwidth() {
+  const sample = await Engine.measureReadBandwidth({ threads, megabytes: 512, passes: 3 });
+  return sample.bytesPerSecond;
+}
+
+async function compareModel(label, file, llamaCpp) {
   const probe = await Engine.load(file, { threads, contextLength: 256, kvCache: { blocks: 16 }, prefault: false });
   const info = probe.info();
   await probe.close();
@@ -214,7 +223,17 @@ async function compareModel(label, file, llamaCpp, bandwidth) {
     log(`${label}: prefill`);
     const prefill = await alternate(sides, async (s) => prefillTokens / (await s.prefillSeconds(promptIds(prefillTokens, vocab, 1))));
     log(`${label}: decode`);
-    const decode = await alternate(sides, async (s) => decodeRate(await s.decodeTimes(promptIds(16, vocab, 2), DECODE_TOKENS + 1)));
+    // One decode step reads the weights (less the embedding rows it does not look up) and ~80 positions of KV.
+    const bytesPerStep = info.decodeWeightBytes + info.kvBytesPerToken * (16 + DECODE_TOKENS / 2);
+    const floors = [];
+    const ofFloor = sides.map(() => []);
+    const decode = await alternate(sides, async (s) => {
+      const floor = (await readBandwidth()) / bytesPerStep;
+      floors.push(floor);
+      const rate = decodeRate(await s.decodeTimes(promptIds(16, vocab, 2), DECODE_TOKENS + 1));
+      ofFloor[sides.indexOf(s)].push(rate / floor);
+      return rate;
+    });
     log(`${label}: shared-prefix TTFT`);
     const prefix = promptIds(prefixTokens, vocab, 3);
     const question = (seed) => prefix.concat(promptIds(17, vocab, seed).slice(1));
@@ -223,15 +242,12 @@ async function compareModel(label, file, llamaCpp, bandwidth) {
     const prompts = Array.from({ length: STREAMS }, (_, i) => promptIds(16, vocab, 10 + i));
     const streams = await alternate(sides, async (s) => aggregateRate(await s.concurrent(prompts, DECODE_TOKENS + 1)), Math.min(runs, 2));
 
-    // One decode step reads the weights (less the embedding rows it does not look up) and ~80 positions of KV.
-    const bytesPerStep = info.decodeWeightBytes + info.kvBytesPerToken * (16 + DECODE_TOKENS / 2);
-    const floor = bandwidth / bytesPerStep;
-    const pct = (rate) => `${((100 * rate) / floor).toFixed(0)}%`;
+    const pct = (i) => `${(100 * median(ofFloor[i])).toFixed(0)}%`;
     const ratio = (a, b) => `${(a / b).toFixed(2)}x`;
     return [
       { model: label, figure: `prefill tok/s (${prefillTokens})`, pagedlm: prefill[0].toFixed(1), 'llama.cpp': prefill[1].toFixed(1), ratio: ratio(prefill[0], prefill[1]) },
       { model: label, figure: `decode tok/s (${DECODE_TOKENS})`, pagedlm: decode[0].toFixed(2), 'llama.cpp': decode[1].toFixed(2), ratio: ratio(decode[0], decode[1]) },
-      { model: label, figure: `decode % of read floor (${floor.toFixed(1)} tok/s)`, pagedlm: pct(decode[0]), 'llama.cpp': pct(decode[1]), ratio: '' },
+      { model: label, figure: `decode % of read floor (floor ${Math.min(...floors).toFixed(1)}-${Math.max(...floors).toFixed(1)} tok/s)`, pagedlm: pct(0), 'llama.cpp': pct(1), ratio: '' },
       { model: label, figure: `2nd request TTFT ms (${prefixTokens}-token shared prefix)`, pagedlm: (ttft[0] * 1000).toFixed(0), 'llama.cpp': (ttft[1] * 1000).toFixed(0), ratio: ratio(ttft[1], ttft[0]) },
       { model: label, figure: `${STREAMS}-stream aggregate decode tok/s`, pagedlm: streams[0].toFixed(1), 'llama.cpp': streams[1].toFixed(1), ratio: ratio(streams[0], streams[1]) },
       { model: label, figure: `${STREAMS} streams vs 1 stream`, pagedlm: ratio(streams[0], decode[0]), 'llama.cpp': ratio(streams[1], decode[1]), ratio: '' },
@@ -246,8 +262,6 @@ async function main() {
   const chosen = process.env.PAGEDLM_COMPARE_MODELS ? process.env.PAGEDLM_COMPARE_MODELS.split(',') : Object.keys(MODELS);
   for (const name of chosen) if (!MODELS[name]) throw new Error(`unknown model '${name}' (models: ${Object.keys(MODELS).join(', ')})`);
   const llamaCpp = await loadLlamaCpp();
-  const measured = await Engine.measureReadBandwidth({ threads, megabytes: 1024 });
-  const bandwidth = measured.bytesPerSecond;
   const rows = [];
   for (const name of chosen) {
     const file = MODELS[name]();
@@ -255,11 +269,11 @@ async function main() {
       log(`${name}: not found (../shared/models), skipped`);
       continue;
     }
-    rows.push(...(await compareModel(name, file, llamaCpp, bandwidth)));
+    rows.push(...(await compareModel(name, file, llamaCpp)));
   }
   await llamaCpp.llama.dispose();
   console.log(`\npagedlm vs llama.cpp (node-llama-cpp ${LLAMA_CPP_VERSION}, prebuilt CPU binary), ${os.cpus()[0].model}, ${threads} threads, KV f16 on both`);
-  console.log(`streaming-read bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (${threads} threads, best of ${measured.passes} passes over ${measured.bufferBytes >> 20} MiB)`);
+  console.log(`read floor: streaming-read bandwidth (${threads} threads, best of 3 passes over 512 MiB, measured before each decode run) / bytes one step reads; % = median of each run against its own floor`);
   console.log(`median of ${runs} alternating runs (prefix and stream figures: ${Math.min(runs, 2)}); ratio = pagedlm / llama.cpp, for TTFT llama.cpp / pagedlm`);
   console.table(rows);
   console.log(`total ${((now() - started) / 60000).toFixed(1)} min`);

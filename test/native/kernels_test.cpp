@@ -21,6 +21,20 @@ std::vector<float> random_floats(std::mt19937& rng, size_t n) {
   return v;
 }
 
+// Random Q4_K rows: random nibbles and packed scales, super-block scales small enough for sane sums.
+std::vector<uint8_t> random_q4k(std::mt19937& rng, int rows, int cols) {
+  std::vector<uint8_t> bytes(static_cast<size_t>(rows) * (cols / kQKElements) * sizeof(BlockQ4_K));
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& b : bytes) b = static_cast<uint8_t>(byte(rng));
+  auto* blocks = reinterpret_cast<BlockQ4_K*>(bytes.data());
+  std::uniform_real_distribution<float> scale(0.0005f, 0.002f);
+  for (size_t i = 0; i < bytes.size() / sizeof(BlockQ4_K); ++i) {
+    blocks[i].d = float_to_fp16(scale(rng));
+    blocks[i].dmin = float_to_fp16(scale(rng));
+  }
+  return bytes;
+}
+
 class Kernels : public ::testing::TestWithParam<const CpuKernels*> {
  protected:
   void SetUp() override {
@@ -66,7 +80,7 @@ std::vector<float> run_matmul(const CpuKernels& k, TensorType type, const std::v
   if (interleaved) k.pack_rows(type, w.data(), row_bytes, rows, packed.data());
   std::vector<ActivationBlockQ8> xq;
   MatmulArgs args{type, packed.data(), row_bytes, cols, x.data(), n_tokens, nullptr, rows, interleaved};
-  if (type == TensorType::kQ8_0 && k.quantize_q8 != nullptr) {
+  if ((type == TensorType::kQ8_0 || type == TensorType::kQ4_K) && k.quantize_q8 != nullptr) {
     xq.resize(static_cast<size_t>(n_tokens) * cols / 32);
     for (int t = 0; t < n_tokens; ++t) k.quantize_q8(x.data() + static_cast<size_t>(t) * cols, cols, xq.data() + static_cast<size_t>(t) * cols / 32);
     args.xq = xq.data();
@@ -104,9 +118,9 @@ TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
 TEST_P(Kernels, EachTokenAloneEqualsItInABatch) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(13);
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K}) {
     const int rows = 13, cols = 256, n_tokens = 11;
-    const auto w = testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
+    const auto w = type == TensorType::kQ4_K ? random_q4k(rng, rows, cols) : testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
     const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
     const auto batched = run_matmul(k, type, w, rows, cols, x, n_tokens, false, 4);
     for (int t = 0; t < n_tokens; ++t) {
@@ -179,6 +193,35 @@ TEST_P(Kernels, DotAndAxpy) {
     for (int i = 0; i < n; ++i) {
       EXPECT_NEAR(y[i], b[i] + 0.5f * a[i], 1e-6);
       EXPECT_NEAR(y16[i], b[i] + 0.5f * fp16_to_float(a16[i]), 1e-6);
+    }
+  }
+}
+
+// Q4_K weights times int8 activations: close to the exact float product (within int8 rounding), on
+// shapes with 1 to 9 rows (a partial last group of 4) and 1 to 5 tokens.
+TEST_P(Kernels, Q4KMatchesDequantizedReference) {
+  const CpuKernels& k = *GetParam();
+  std::mt19937 rng(29);
+  for (int cols : {256, 512, 2048}) {
+    for (int rows : {1, 4, 6, 9}) {
+      for (int n_tokens : {1, 2, 3, 5}) {
+        const auto w = random_q4k(rng, rows, cols);
+        const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
+        const auto y = run_matmul(k, TensorType::kQ4_K, w, rows, cols, x, n_tokens, false, 4);
+        std::vector<float> deq(cols);
+        for (int r = 0; r < rows; ++r) {
+          dequantize_row(TensorType::kQ4_K, w.data() + static_cast<size_t>(r) * tensor_row_bytes(TensorType::kQ4_K, cols), deq.data(), cols);
+          for (int t = 0; t < n_tokens; ++t) {
+            double exact = 0, magnitude = 0;
+            for (int i = 0; i < cols; ++i) {
+              exact += static_cast<double>(deq[i]) * x[static_cast<size_t>(t) * cols + i];
+              magnitude += std::fabs(static_cast<double>(deq[i]) * x[static_cast<size_t>(t) * cols + i]);
+            }
+            const double tolerance = k.quantize_q8 != nullptr ? 1e-2 * magnitude : 1e-5 * magnitude;
+            ASSERT_NEAR(y[static_cast<size_t>(t) * rows + r], exact, tolerance + 1e-6) << "cols " << cols << " rows " << rows << " tokens " << n_tokens;
+          }
+        }
+      }
     }
   }
 }

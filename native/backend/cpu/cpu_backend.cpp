@@ -174,7 +174,7 @@ void CpuBackend::matmul(const WeightMatrix& w, const float* x, int n_tokens, flo
     args.weights = copy->second.get();
     args.interleaved = true;
   }
-  if (w.type == TensorType::kQ8_0 && kernels_.quantize_q8 != nullptr) {
+  if ((w.type == TensorType::kQ8_0 || w.type == TensorType::kQ4_K) && kernels_.quantize_q8 != nullptr) {
     const size_t blocks_per_token = static_cast<size_t>(w.cols) / kQ8BlockElements;
     xq_.resize(static_cast<size_t>(n_tokens) * blocks_per_token);
     pool_.parallel_for(static_cast<size_t>(n_tokens), [&](size_t t, size_t) {

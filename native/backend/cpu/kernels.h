@@ -14,6 +14,7 @@ namespace pagedlm {
 struct ActivationBlockQ8 {
   float scale;
   int8_t values[kQ8BlockElements];
+  int32_t sum;  // of values (Q4_K's minimums multiply it)
   // -128 x the sum of each 4 consecutive values (the avx512 table's unsigned-weight dot product); filled
   // only by tables that use it.
   int32_t lane_offsets[8];
@@ -39,7 +40,7 @@ struct MatmulArgs {
   float* y;                // [n_tokens, y_stride]; y[t * y_stride + r]
   int y_stride;
   bool interleaved = false;
-  // Q8_0 weights on tables with quantize_q8: x quantized per token ([n_tokens][cols / 32]).
+  // Q8_0 and Q4_K weights on tables with quantize_q8: x quantized per token ([n_tokens][cols / 32]).
   const ActivationBlockQ8* xq = nullptr;
 };
 
@@ -64,8 +65,8 @@ struct CpuKernels {
   // Non-null where matmul_rows reads MatmulArgs::interleaved weights: writes the copy it reads (for the types
   // can_interleave_rows accepts), the interleaved layout of kernels.h, Q8_0 values possibly re-encoded.
   void (*pack_rows)(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst);
-  // Non-null where Q8_0 weights multiply int8 activations (as llama.cpp does): n values (a multiple of
-  // 32) of one token into n / 32 blocks, each scaled to its largest magnitude.
+  // Non-null where Q8_0 and Q4_K weights multiply int8 activations (as llama.cpp does): n values (a
+  // multiple of 32) of one token into n / 32 blocks, each scaled to its largest magnitude.
   void (*quantize_q8)(const float* x, int n, ActivationBlockQ8* out);
 };
 

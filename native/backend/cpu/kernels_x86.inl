@@ -271,6 +271,114 @@ void matmul_q8(const MatmulArgs& a, int row_begin, int row_end) {
   }
 }
 
+// Integer dot product of 32 unsigned values (< 16) with 32 int8 activations, in 8 int32 lanes.
+inline __m256i u4_block_dot(__m256i q, __m256i x) {
+#if PAGEDLM_X86_AVX512
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, x);
+#else
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1));
+#endif
+}
+
+// Q4_K's 8 six-bit scales and mins of one super-block (the packing of tensor_type.cpp).
+inline void q4_k_scales(const uint8_t* packed, uint8_t* scale, uint8_t* min) {
+  for (int s = 0; s < 4; ++s) {
+    scale[s] = packed[s] & 63;
+    min[s] = packed[s + 4] & 63;
+    scale[s + 4] = (packed[s + 8] & 0xF) | ((packed[s] >> 6) << 4);
+    min[s + 4] = (packed[s + 8] >> 4) | ((packed[s + 4] >> 6) << 4);
+  }
+}
+
+// A 4-row x T-token tile of Q4_K x int8 activations. A weight is d * sc * q - dmin * m per 32-value
+// sub-block, so a sub-block's dot product is d * sc * sx * sum(q * xq) - dmin * m * sx * sum(xq): the first
+// term through integer dot products into float lanes, the second as one 8-wide product per super-block
+// (its 8 minimums times the 8 activation blocks' scaled sums).
+template <int T>
+void tile_q4k_4xT(const BlockQ4_K* const* w, const MatmulArgs& a, int t, int r) {
+  constexpr int R = 4;
+  const int super_blocks = a.cols / static_cast<int>(kQKElements);
+  const int x_blocks = a.cols / static_cast<int>(kQ8BlockElements);
+  __m256 acc[R][T];
+  __m256 min_acc[R][T];
+  for (int k = 0; k < R; ++k) {
+    for (int j = 0; j < T; ++j) acc[k][j] = min_acc[k][j] = _mm256_setzero_ps();
+  }
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+  for (int sb = 0; sb < super_blocks; ++sb) {
+    __m256 x_sums[T];  // per sub-block: activation scale x sum of its int8 values
+    for (int j = 0; j < T; ++j) {
+      const ActivationBlockQ8* xb = a.xq + static_cast<size_t>(t + j) * x_blocks + sb * 8;
+      alignas(32) float sums[8];
+      for (int s = 0; s < 8; ++s) sums[s] = xb[s].scale * static_cast<float>(xb[s].sum);
+      x_sums[j] = _mm256_load_ps(sums);
+    }
+    for (int k = 0; k < R; ++k) {
+      const BlockQ4_K& block = w[k][sb];
+      alignas(8) uint8_t scale[8], min[8];
+      q4_k_scales(block.scales, scale, min);
+      const auto widen = [](const uint8_t* v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(v)))); };
+      const __m256 d_scales = _mm256_mul_ps(_mm256_set1_ps(half_to_float(block.d)), widen(scale));
+      const __m256 d_mins = _mm256_mul_ps(_mm256_set1_ps(half_to_float(block.dmin)), widen(min));
+      for (int j = 0; j < T; ++j) min_acc[k][j] = _mm256_fmadd_ps(d_mins, x_sums[j], min_acc[k][j]);
+      for (int g = 0; g < 4; ++g) {
+        const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.nibbles + 32 * g));
+        const __m256i q[2] = {_mm256_and_si256(packed, low_nibbles), _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles)};
+        const __m256 d_scale[2] = {_mm256_permutevar8x32_ps(d_scales, _mm256_set1_epi32(2 * g)),
+                                   _mm256_permutevar8x32_ps(d_scales, _mm256_set1_epi32(2 * g + 1))};
+        for (int j = 0; j < T; ++j) {
+          // The two sub-blocks are summed first: one add per 64 values on the accumulator's dependency chain.
+          const ActivationBlockQ8* xb = a.xq + static_cast<size_t>(t + j) * x_blocks + sb * 8 + 2 * g;
+          __m256 pair;
+          for (int h = 0; h < 2; ++h) {
+            const __m256i lanes = u4_block_dot(q[h], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[h].values)));
+            const __m256 scale = _mm256_mul_ps(d_scale[h], _mm256_set1_ps(xb[h].scale));
+            pair = h == 0 ? _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), scale) : _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), scale, pair);
+          }
+          acc[k][j] = _mm256_add_ps(acc[k][j], pair);
+        }
+      }
+    }
+  }
+  for (int k = 0; k < R; ++k) {
+    for (int j = 0; j < T; ++j) a.y[static_cast<size_t>(t + j) * a.y_stride + r + k] = hsum(acc[k][j]) - hsum(min_acc[k][j]);
+  }
+}
+
+void matmul_q4k(const MatmulArgs& a, int row_begin, int row_end) {
+  const auto row = [&](int r) { return reinterpret_cast<const BlockQ4_K*>(a.weights + static_cast<size_t>(r) * a.row_bytes); };
+  const int x_blocks = a.cols / static_cast<int>(kQ8BlockElements);
+  for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
+    const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
+    for (int r = row_begin; r < row_end; r += 4) {
+      const BlockQ4_K* w[4];
+      for (int k = 0; k < 4; ++k) w[k] = row(r + k < row_end ? r + k : row_end - 1);
+      if (r + 4 <= row_end) {
+        int t = t0;
+        for (; t + kQ8TileTokens <= t1; t += kQ8TileTokens) tile_q4k_4xT<kQ8TileTokens>(w, a, t, r);
+        if constexpr (kQ8TileTokens > 3) {
+          if (t1 - t == 3) tile_q4k_4xT<3>(w, a, t, r);
+        }
+        if constexpr (kQ8TileTokens > 2) {
+          if (t1 - t == 2) tile_q4k_4xT<2>(w, a, t, r);
+        }
+        if (t1 - t == 1) tile_q4k_4xT<1>(w, a, t, r);
+        continue;
+      }
+      // Fewer than 4 rows left: the repeated last row writes into a private output.
+      float tail[4];
+      MatmulArgs one = a;
+      one.y = tail;
+      one.y_stride = 0;
+      for (int t = t0; t < t1; ++t) {
+        one.xq = a.xq + static_cast<size_t>(t) * x_blocks;
+        tile_q4k_4xT<1>(w, one, 0, 0);
+        for (int k = 0; r + k < row_end; ++k) a.y[static_cast<size_t>(t) * a.y_stride + r + k] = tail[k];
+      }
+    }
+  }
+}
+
 void quantize_q8(const float* x, int n, ActivationBlockQ8* out) {
   const __m256 sign_bit = _mm256_set1_ps(-0.0f);
   for (int b = 0; b < n / static_cast<int>(kQ8BlockElements); ++b) {
@@ -291,6 +399,11 @@ void quantize_q8(const float* x, int n, ActivationBlockQ8* out) {
     const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words, words2), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     out[b].scale = scale;
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].values), bytes);
+    const __m256i pair_sums = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), bytes), _mm256_set1_epi16(1));
+    __m128i sum4 = _mm_add_epi32(_mm256_castsi256_si128(pair_sums), _mm256_extracti128_si256(pair_sums, 1));
+    sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0x4E));
+    sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0xB1));
+    out[b].sum = _mm_cvtsi128_si32(sum4);
 #if PAGEDLM_X86_AVX512
     const __m256i lane_sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(static_cast<char>(0x80)), bytes);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].lane_offsets), _mm256_sub_epi32(_mm256_setzero_si256(), lane_sums));
@@ -307,6 +420,9 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch
       if (a.xq == nullptr) break;  // the caller did not quantize the activations: dequantize instead
       if (a.interleaved) return matmul_q8<kInterleaveRows>(a, row_begin, row_end);
       return matmul_q8<1>(a, row_begin, row_end);
+    case TensorType::kQ4_K:
+      if (a.xq == nullptr) break;
+      return matmul_q4k(a, row_begin, row_end);
     default: break;
   }
   // Types without a register loader: dequantize one row at a time into the thread's scratch.
