@@ -79,8 +79,14 @@ std::vector<float> run_matmul(const CpuKernels& k, TensorType type, const std::v
   std::vector<uint8_t> packed = w;
   if (interleaved) k.pack_rows(type, w.data(), row_bytes, rows, packed.data());
   std::vector<ActivationBlockQ8> xq;
+  std::vector<ActivationBlockQ8K> xk;
   MatmulArgs args{type, packed.data(), row_bytes, cols, x.data(), n_tokens, nullptr, rows, interleaved};
-  if ((type == TensorType::kQ8_0 || type == TensorType::kQ4_K) && k.quantize_q8 != nullptr) {
+  if (type == TensorType::kQ4_K && k.quantize_q8k != nullptr) {
+    xk.resize(static_cast<size_t>(n_tokens) * cols / kQKElements);
+    for (int t = 0; t < n_tokens; ++t) k.quantize_q8k(x.data() + static_cast<size_t>(t) * cols, cols, xk.data() + static_cast<size_t>(t) * cols / kQKElements);
+    args.xk = xk.data();
+  }
+  if (type == TensorType::kQ8_0 && k.quantize_q8 != nullptr) {
     xq.resize(static_cast<size_t>(n_tokens) * cols / 32);
     for (int t = 0; t < n_tokens; ++t) k.quantize_q8(x.data() + static_cast<size_t>(t) * cols, cols, xq.data() + static_cast<size_t>(t) * cols / 32);
     args.xq = xq.data();
@@ -217,7 +223,7 @@ TEST_P(Kernels, Q4KMatchesDequantizedReference) {
               exact += static_cast<double>(deq[i]) * x[static_cast<size_t>(t) * cols + i];
               magnitude += std::fabs(static_cast<double>(deq[i]) * x[static_cast<size_t>(t) * cols + i]);
             }
-            const double tolerance = k.quantize_q8 != nullptr ? 1e-2 * magnitude : 1e-5 * magnitude;
+            const double tolerance = k.quantize_q8k != nullptr ? 1e-2 * magnitude : 1e-5 * magnitude;
             ASSERT_NEAR(y[static_cast<size_t>(t) * rows + r], exact, tolerance + 1e-6) << "cols " << cols << " rows " << rows << " tokens " << n_tokens;
           }
         }

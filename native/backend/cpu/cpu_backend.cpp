@@ -174,13 +174,21 @@ void CpuBackend::matmul(const WeightMatrix& w, const float* x, int n_tokens, flo
     args.weights = copy->second.get();
     args.interleaved = true;
   }
-  if ((w.type == TensorType::kQ8_0 || w.type == TensorType::kQ4_K) && kernels_.quantize_q8 != nullptr) {
+  if (w.type == TensorType::kQ8_0 && kernels_.quantize_q8 != nullptr) {
     const size_t blocks_per_token = static_cast<size_t>(w.cols) / kQ8BlockElements;
     xq_.resize(static_cast<size_t>(n_tokens) * blocks_per_token);
     pool_.parallel_for(static_cast<size_t>(n_tokens), [&](size_t t, size_t) {
       kernels_.quantize_q8(x + t * w.cols, w.cols, xq_.data() + t * blocks_per_token);
     });
     args.xq = xq_.data();
+  }
+  if (w.type == TensorType::kQ4_K && kernels_.quantize_q8k != nullptr) {
+    const size_t blocks_per_token = static_cast<size_t>(w.cols) / kQKElements;
+    xk_.resize(static_cast<size_t>(n_tokens) * blocks_per_token);
+    pool_.parallel_for(static_cast<size_t>(n_tokens), [&](size_t t, size_t) {
+      kernels_.quantize_q8k(x + t * w.cols, w.cols, xk_.data() + t * blocks_per_token);
+    });
+    args.xk = xk_.data();
   }
   // About 4 tasks per thread to even out the load, in multiples of 4 rows (the matmul tile height).
   int rows_per_task = std::max(kMinRowsPerTask, static_cast<int>((w.rows + pool_.size() * 4 - 1) / (pool_.size() * 4)));

@@ -79,7 +79,8 @@ class CpuBackend final : public Backend {
   std::vector<float> att_;    // [n_tokens, q_dim]
   std::vector<float> gate_;   // [n_tokens, ffn_dim]
   std::vector<float> up_;     // [n_tokens, ffn_dim]
-  std::vector<ActivationBlockQ8> xq_;  // activations quantized for Q8_0 and Q4_K weights
+  std::vector<ActivationBlockQ8> xq_;   // activations quantized for Q8_0 weights
+  std::vector<ActivationBlockQ8K> xk_;  // ... and for Q4_K weights
   // Interleaved copies of the weight matrices, by the model's matrix they replace. The model's own
   // (memory-mapped) rows are not read again, except the embedding rows.
   std::unordered_map<const WeightMatrix*, std::unique_ptr<uint8_t[]>> interleaved_;

@@ -14,7 +14,6 @@ namespace pagedlm {
 struct ActivationBlockQ8 {
   float scale;
   int8_t values[kQ8BlockElements];
-  int32_t sum;  // of values (Q4_K's minimums multiply it)
   // -128 x the sum of each 4 consecutive values (the avx512 table's unsigned-weight dot product); filled
   // only by tables that use it.
   int32_t lane_offsets[8];
@@ -30,6 +29,14 @@ bool can_interleave_rows(TensorType type, int rows, int cols);
 // Writes the interleaved copy of row-major `src` ([rows][row_bytes]) to `dst` (the same size).
 void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst);
 
+// One 256-value block of activations quantized to int8 with one scale, for Q4_K: its 6-bit sub-block scales
+// then multiply integer sums, and one float operation per 256 values remains.
+struct ActivationBlockQ8K {
+  float scale;
+  int16_t sums[8];  // of each 32 values (Q4_K's minimums multiply them)
+  int8_t values[kQKElements];
+};
+
 struct MatmulArgs {
   TensorType type;
   const uint8_t* weights;  // [rows][row_bytes], or the table's pack_rows copy (same bytes) when `interleaved`
@@ -40,8 +47,10 @@ struct MatmulArgs {
   float* y;                // [n_tokens, y_stride]; y[t * y_stride + r]
   int y_stride;
   bool interleaved = false;
-  // Q8_0 and Q4_K weights on tables with quantize_q8: x quantized per token ([n_tokens][cols / 32]).
+  // Q8_0 weights on tables with quantize_q8: x quantized per token ([n_tokens][cols / 32]).
   const ActivationBlockQ8* xq = nullptr;
+  // Q4_K weights on tables with quantize_q8k: x quantized per token ([n_tokens][cols / 256]).
+  const ActivationBlockQ8K* xk = nullptr;
 };
 
 struct CpuKernels {
@@ -65,9 +74,11 @@ struct CpuKernels {
   // Non-null where matmul_rows reads MatmulArgs::interleaved weights: writes the copy it reads (for the types
   // can_interleave_rows accepts), the interleaved layout of kernels.h, Q8_0 values possibly re-encoded.
   void (*pack_rows)(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst);
-  // Non-null where Q8_0 and Q4_K weights multiply int8 activations (as llama.cpp does): n values (a
-  // multiple of 32) of one token into n / 32 blocks, each scaled to its largest magnitude.
+  // Non-null where Q8_0 weights multiply int8 activations (as llama.cpp does): n values (a multiple of
+  // 32) of one token into n / 32 blocks, each scaled to its largest magnitude.
   void (*quantize_q8)(const float* x, int n, ActivationBlockQ8* out);
+  // Likewise for Q4_K weights, in blocks of 256 (n a multiple of 256).
+  void (*quantize_q8k)(const float* x, int n, ActivationBlockQ8K* out);
 };
 
 const CpuKernels& portable_kernels();

@@ -113,7 +113,7 @@ void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int 
 }
 
 const CpuKernels& portable_kernels() {
-  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, nullptr, nullptr};
+  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, nullptr, nullptr, nullptr};
   return kernels;
 }
 

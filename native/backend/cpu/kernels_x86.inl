@@ -271,83 +271,92 @@ void matmul_q8(const MatmulArgs& a, int row_begin, int row_end) {
   }
 }
 
-// Integer dot product of 32 unsigned values (< 16) with 32 int8 activations, in 8 int32 lanes.
-inline __m256i u4_block_dot(__m256i q, __m256i x) {
+// Q4_K's 8 six-bit scales (bytes 0-7 of out) and mins (bytes 8-15) of one super-block, unpacked a 32-bit
+// word at a time from the packing of tensor_type.cpp: scales 0-3 and mins 0-3 are the low 6 bits of bytes
+// 0-3 and 4-7; scales 4-7 and mins 4-7 take the low and high nibbles of bytes 8-11 plus the top 2 bits of
+// bytes 0-3 and 4-7.
+inline void q4_k_scales(const uint8_t* packed, uint32_t out[4]) {
+  uint32_t w[3];
+  std::memcpy(w, packed, sizeof(w));
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  out[0] = w[0] & kLow6;
+  out[1] = (w[2] & kLow4) | (((w[0] >> 6) & kLow2) << 4);
+  out[2] = w[1] & kLow6;
+  out[3] = ((w[2] >> 4) & kLow4) | (((w[1] >> 6) & kLow2) << 4);
+}
+
+// acc (int32 lanes) += pairs (int16) x scale, pairwise.
+inline __m256i add_scaled_pairs(__m256i acc, __m256i pairs, __m256i scale) {
 #if PAGEDLM_X86_AVX512
-  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, x);
+  return _mm256_dpwssd_epi32(acc, pairs, scale);
 #else
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1));
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale));
 #endif
 }
 
-// Q4_K's 8 six-bit scales and mins of one super-block (the packing of tensor_type.cpp).
-inline void q4_k_scales(const uint8_t* packed, uint8_t* scale, uint8_t* min) {
-  for (int s = 0; s < 4; ++s) {
-    scale[s] = packed[s] & 63;
-    min[s] = packed[s + 4] & 63;
-    scale[s + 4] = (packed[s + 8] & 0xF) | ((packed[s] >> 6) << 4);
-    min[s + 4] = (packed[s + 8] >> 4) | ((packed[s + 4] >> 6) << 4);
-  }
-}
-
-// A 4-row x T-token tile of Q4_K x int8 activations. A weight is d * sc * q - dmin * m per 32-value
-// sub-block, so a sub-block's dot product is d * sc * sx * sum(q * xq) - dmin * m * sx * sum(xq): the first
-// term through integer dot products into float lanes, the second as one 8-wide product per super-block
-// (its 8 minimums times the 8 activation blocks' scaled sums).
+// A 4-row x T-token tile of Q4_K x int8 activations quantized per 256 values (one scale per super-block).
+// A weight is d * sc * q - dmin * m per 32-value sub-block, so a super-block's dot product is
+//   d * sx * sum over s of sc_s * sum(q * xq)  -  dmin * sx * sum over s of m_s * sum(xq over s):
+// both sums in integers (nibble x int8 pairs through maddubs, then times sc_s), and two float operations
+// per 256 values.
 template <int T>
 void tile_q4k_4xT(const BlockQ4_K* const* w, const MatmulArgs& a, int t, int r) {
   constexpr int R = 4;
   const int super_blocks = a.cols / static_cast<int>(kQKElements);
-  const int x_blocks = a.cols / static_cast<int>(kQ8BlockElements);
   __m256 acc[R][T];
-  __m256 min_acc[R][T];
+  __m128 mins[R][T];
   for (int k = 0; k < R; ++k) {
-    for (int j = 0; j < T; ++j) acc[k][j] = min_acc[k][j] = _mm256_setzero_ps();
+    for (int j = 0; j < T; ++j) {
+      acc[k][j] = _mm256_setzero_ps();
+      mins[k][j] = _mm_setzero_ps();
+    }
   }
   const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
   for (int sb = 0; sb < super_blocks; ++sb) {
-    __m256 x_sums[T];  // per sub-block: activation scale x sum of its int8 values
-    for (int j = 0; j < T; ++j) {
-      const ActivationBlockQ8* xb = a.xq + static_cast<size_t>(t + j) * x_blocks + sb * 8;
-      alignas(32) float sums[8];
-      for (int s = 0; s < 8; ++s) sums[s] = xb[s].scale * static_cast<float>(xb[s].sum);
-      x_sums[j] = _mm256_load_ps(sums);
-    }
+    const ActivationBlockQ8K* x[T];
+    for (int j = 0; j < T; ++j) x[j] = a.xk + static_cast<size_t>(t + j) * super_blocks + sb;
     for (int k = 0; k < R; ++k) {
       const BlockQ4_K& block = w[k][sb];
-      alignas(8) uint8_t scale[8], min[8];
-      q4_k_scales(block.scales, scale, min);
-      const auto widen = [](const uint8_t* v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(v)))); };
-      const __m256 d_scales = _mm256_mul_ps(_mm256_set1_ps(half_to_float(block.d)), widen(scale));
-      const __m256 d_mins = _mm256_mul_ps(_mm256_set1_ps(half_to_float(block.dmin)), widen(min));
-      for (int j = 0; j < T; ++j) min_acc[k][j] = _mm256_fmadd_ps(d_mins, x_sums[j], min_acc[k][j]);
+      alignas(16) uint32_t unpacked[4];
+      q4_k_scales(block.scales, unpacked);
+      const auto* scale = reinterpret_cast<const uint8_t*>(unpacked);
+      const auto* min = scale + 8;
+      // Two integer sums per token (even and odd sub-blocks): shorter dependency chains for decode.
+      __m256i dots[T][2];
+      for (auto& pair : dots) pair[0] = pair[1] = _mm256_setzero_si256();
       for (int g = 0; g < 4; ++g) {
         const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.nibbles + 32 * g));
         const __m256i q[2] = {_mm256_and_si256(packed, low_nibbles), _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles)};
-        const __m256 d_scale[2] = {_mm256_permutevar8x32_ps(d_scales, _mm256_set1_epi32(2 * g)),
-                                   _mm256_permutevar8x32_ps(d_scales, _mm256_set1_epi32(2 * g + 1))};
-        for (int j = 0; j < T; ++j) {
-          // The two sub-blocks are summed first: one add per 64 values on the accumulator's dependency chain.
-          const ActivationBlockQ8* xb = a.xq + static_cast<size_t>(t + j) * x_blocks + sb * 8 + 2 * g;
-          __m256 pair;
-          for (int h = 0; h < 2; ++h) {
-            const __m256i lanes = u4_block_dot(q[h], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[h].values)));
-            const __m256 scale = _mm256_mul_ps(d_scale[h], _mm256_set1_ps(xb[h].scale));
-            pair = h == 0 ? _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), scale) : _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), scale, pair);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i sub_scale = _mm256_set1_epi16(scale[2 * g + h]);
+          for (int j = 0; j < T; ++j) {
+            const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j]->values + 32 * (2 * g + h)));
+            dots[j][h] = add_scaled_pairs(dots[j][h], _mm256_maddubs_epi16(q[h], xv), sub_scale);
           }
-          acc[k][j] = _mm256_add_ps(acc[k][j], pair);
         }
+      }
+      const float d = half_to_float(block.d);
+      const float dmin = half_to_float(block.dmin);
+      const __m128i min16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(min)));
+      for (int j = 0; j < T; ++j) {
+        acc[k][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(dots[j][0], dots[j][1])), _mm256_set1_ps(d * x[j]->scale), acc[k][j]);
+        const __m128i m = _mm_madd_epi16(min16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[j]->sums)));
+        mins[k][j] = _mm_fmadd_ps(_mm_cvtepi32_ps(m), _mm_set1_ps(dmin * x[j]->scale), mins[k][j]);
       }
     }
   }
   for (int k = 0; k < R; ++k) {
-    for (int j = 0; j < T; ++j) a.y[static_cast<size_t>(t + j) * a.y_stride + r + k] = hsum(acc[k][j]) - hsum(min_acc[k][j]);
+    for (int j = 0; j < T; ++j) {
+      __m128 m = _mm_add_ps(mins[k][j], _mm_movehl_ps(mins[k][j], mins[k][j]));
+      m = _mm_add_ss(m, _mm_movehdup_ps(m));
+      a.y[static_cast<size_t>(t + j) * a.y_stride + r + k] = hsum(acc[k][j]) - _mm_cvtss_f32(m);
+    }
   }
 }
 
 void matmul_q4k(const MatmulArgs& a, int row_begin, int row_end) {
   const auto row = [&](int r) { return reinterpret_cast<const BlockQ4_K*>(a.weights + static_cast<size_t>(r) * a.row_bytes); };
-  const int x_blocks = a.cols / static_cast<int>(kQ8BlockElements);
+  const int x_blocks = a.cols / static_cast<int>(kQKElements);
   for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
     const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
     for (int r = row_begin; r < row_end; r += 4) {
@@ -371,7 +380,7 @@ void matmul_q4k(const MatmulArgs& a, int row_begin, int row_end) {
       one.y = tail;
       one.y_stride = 0;
       for (int t = t0; t < t1; ++t) {
-        one.xq = a.xq + static_cast<size_t>(t) * x_blocks;
+        one.xk = a.xk + static_cast<size_t>(t) * x_blocks;
         tile_q4k_4xT<1>(w, one, 0, 0);
         for (int k = 0; r + k < row_end; ++k) a.y[static_cast<size_t>(t) * a.y_stride + r + k] = tail[k];
       }
@@ -379,35 +388,59 @@ void matmul_q4k(const MatmulArgs& a, int row_begin, int row_end) {
   }
 }
 
-void quantize_q8(const float* x, int n, ActivationBlockQ8* out) {
+inline float max_magnitude(const float* v, int n) {
   const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  __m256 amax = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_bit, _mm256_loadu_ps(v + i)));
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// 32 values times `inverse`, rounded to int8.
+inline __m256i round_to_int8(const float* v, __m256 inverse) {
+  __m256i q[4];
+  for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(v + 8 * i), inverse), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  // Pack 32 int32 to 32 int8; the packs work within 128-bit lanes, the permute restores the order.
+  const __m256i words = _mm256_packs_epi32(q[0], q[1]);
+  const __m256i words2 = _mm256_packs_epi32(q[2], q[3]);
+  return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words, words2), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+inline int sum_int8(__m256i bytes) {
+  const __m256i pair_sums = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), bytes), _mm256_set1_epi16(1));
+  __m128i sum4 = _mm_add_epi32(_mm256_castsi256_si128(pair_sums), _mm256_extracti128_si256(pair_sums, 1));
+  sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0x4E));
+  sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0xB1));
+  return _mm_cvtsi128_si32(sum4);
+}
+
+void quantize_q8(const float* x, int n, ActivationBlockQ8* out) {
   for (int b = 0; b < n / static_cast<int>(kQ8BlockElements); ++b) {
     const float* v = x + static_cast<size_t>(b) * kQ8BlockElements;
-    __m256 amax = _mm256_setzero_ps();
-    for (int i = 0; i < 32; i += 8) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_bit, _mm256_loadu_ps(v + i)));
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    const float max = _mm_cvtss_f32(m);
-    const float scale = max / 127.0f;
-    const __m256 inverse = _mm256_set1_ps(scale > 0 ? 1.0f / scale : 0.0f);
-    __m256i q[4];
-    for (int i = 0; i < 4; ++i) q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(v + 8 * i), inverse), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    // Pack 32 int32 to 32 int8; the packs work within 128-bit lanes, the permute restores the order.
-    const __m256i words = _mm256_packs_epi32(q[0], q[1]);
-    const __m256i words2 = _mm256_packs_epi32(q[2], q[3]);
-    const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words, words2), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    const float scale = max_magnitude(v, 32) / 127.0f;
+    const __m256i bytes = round_to_int8(v, _mm256_set1_ps(scale > 0 ? 1.0f / scale : 0.0f));
     out[b].scale = scale;
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].values), bytes);
-    const __m256i pair_sums = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), bytes), _mm256_set1_epi16(1));
-    __m128i sum4 = _mm_add_epi32(_mm256_castsi256_si128(pair_sums), _mm256_extracti128_si256(pair_sums, 1));
-    sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0x4E));
-    sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0xB1));
-    out[b].sum = _mm_cvtsi128_si32(sum4);
 #if PAGEDLM_X86_AVX512
     const __m256i lane_sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(static_cast<char>(0x80)), bytes);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].lane_offsets), _mm256_sub_epi32(_mm256_setzero_si256(), lane_sums));
 #endif
+  }
+}
+
+void quantize_q8k(const float* x, int n, ActivationBlockQ8K* out) {
+  for (int b = 0; b < n / static_cast<int>(kQKElements); ++b) {
+    const float* v = x + static_cast<size_t>(b) * kQKElements;
+    const float scale = max_magnitude(v, kQKElements) / 127.0f;
+    const __m256 inverse = _mm256_set1_ps(scale > 0 ? 1.0f / scale : 0.0f);
+    out[b].scale = scale;
+    for (int s = 0; s < 8; ++s) {
+      const __m256i bytes = round_to_int8(v + 32 * s, inverse);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].values + 32 * s), bytes);
+      out[b].sums[s] = static_cast<int16_t>(sum_int8(bytes));
+    }
   }
 }
 
@@ -421,7 +454,7 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch
       if (a.interleaved) return matmul_q8<kInterleaveRows>(a, row_begin, row_end);
       return matmul_q8<1>(a, row_begin, row_end);
     case TensorType::kQ4_K:
-      if (a.xq == nullptr) break;
+      if (a.xk == nullptr) break;
       return matmul_q4k(a, row_begin, row_end);
     default: break;
   }
@@ -530,7 +563,7 @@ void pack_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, 
 }  // namespace
 
 const CpuKernels& PAGEDLM_X86_TABLE() {
-  static const CpuKernels kernels{PAGEDLM_X86_AVX512 ? "avx512" : "avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, pack_rows, quantize_q8};
+  static const CpuKernels kernels{PAGEDLM_X86_AVX512 ? "avx512" : "avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, pack_rows, quantize_q8, quantize_q8k};
   return kernels;
 }
 
