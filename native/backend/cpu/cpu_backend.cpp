@@ -168,6 +168,15 @@ void CpuBackend::norm_rows(const float* x, const std::vector<float>& weight, flo
   }
 }
 
+template <typename Block>
+const Block* CpuBackend::quantize_activations(void (*quantize)(const float*, int, Block*), size_t block_elements, const float* x, int n_tokens,
+                                              int cols, std::vector<Block>& out) {
+  const size_t blocks_per_token = static_cast<size_t>(cols) / block_elements;
+  out.resize(static_cast<size_t>(n_tokens) * blocks_per_token);
+  pool_.parallel_for(static_cast<size_t>(n_tokens), [&](size_t t, size_t) { quantize(x + t * cols, cols, out.data() + t * blocks_per_token); });
+  return out.data();
+}
+
 void CpuBackend::matmul(const WeightMatrix& w, const float* x, int n_tokens, float* y, const std::vector<float>* bias) {
   MatmulArgs args{w.type, w.data, w.row_bytes, w.cols, x, n_tokens, y, w.rows};
   if (const auto copy = interleaved_.find(&w); copy != interleaved_.end()) {
@@ -175,20 +184,10 @@ void CpuBackend::matmul(const WeightMatrix& w, const float* x, int n_tokens, flo
     args.interleaved = true;
   }
   if (w.type == TensorType::kQ8_0 && kernels_.quantize_q8 != nullptr) {
-    const size_t blocks_per_token = static_cast<size_t>(w.cols) / kQ8BlockElements;
-    xq_.resize(static_cast<size_t>(n_tokens) * blocks_per_token);
-    pool_.parallel_for(static_cast<size_t>(n_tokens), [&](size_t t, size_t) {
-      kernels_.quantize_q8(x + t * w.cols, w.cols, xq_.data() + t * blocks_per_token);
-    });
-    args.xq = xq_.data();
+    args.xq = quantize_activations(kernels_.quantize_q8, kQ8BlockElements, x, n_tokens, w.cols, xq_);
   }
   if (w.type == TensorType::kQ4_K && kernels_.quantize_q8k != nullptr) {
-    const size_t blocks_per_token = static_cast<size_t>(w.cols) / kQKElements;
-    xk_.resize(static_cast<size_t>(n_tokens) * blocks_per_token);
-    pool_.parallel_for(static_cast<size_t>(n_tokens), [&](size_t t, size_t) {
-      kernels_.quantize_q8k(x + t * w.cols, w.cols, xk_.data() + t * blocks_per_token);
-    });
-    args.xk = xk_.data();
+    args.xk = quantize_activations(kernels_.quantize_q8k, kQKElements, x, n_tokens, w.cols, xk_);
   }
   // About 4 tasks per thread to even out the load, in multiples of 4 rows (the matmul tile height).
   int rows_per_task = std::max(kMinRowsPerTask, static_cast<int>((w.rows + pool_.size() * 4 - 1) / (pool_.size() * 4)));

@@ -53,6 +53,10 @@ class CpuBackend final : public Backend {
   void output_logits(const ForwardBatch& batch, float* logits);
   // Copies every matrix the kernels read faster interleaved (kernels.h) into interleaved_.
   void interleave_weights();
+  // Each token's row of x ([n_tokens][cols]) quantized into `out` by a kernel-table quantizer, in parallel.
+  template <typename Block>
+  const Block* quantize_activations(void (*quantize)(const float*, int, Block*), size_t block_elements, const float* x, int n_tokens, int cols,
+                                    std::vector<Block>& out);
   // y[t, :] = W x[t, :] for every token (+ bias when given), split by rows across the pool.
   void matmul(const WeightMatrix& w, const float* x, int n_tokens, float* y, const std::vector<float>* bias = nullptr);
   void norm_rows(const float* x, const std::vector<float>& weight, float* out, int n_tokens);
