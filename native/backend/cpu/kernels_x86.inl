@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "backend/cpu/kernels.h"
 
@@ -231,44 +232,50 @@ void tile_q8_4xT(const BlockQ8_0* const* w, const MatmulArgs& a, int t, int r) {
   }
 }
 
+// Drives a quantized type's 4-row tiles over rows and chunks of tokens; tile(std::integral_constant<int, T>,
+// w, args, t, r) runs the T-token tile for rows w at token t. A last group of fewer than 4 rows (row-major
+// only) repeats its last row, and writes through a private output so that the repeats cannot overwrite a
+// neighbour's rows.
+template <typename Block, typename RowAt, typename Tile>
+void matmul_quantized(const MatmulArgs& a, int row_begin, int row_end, RowAt row, Tile tile) {
+  for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
+    const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
+    for (int r = row_begin; r < row_end; r += 4) {
+      const Block* w[4];
+      for (int k = 0; k < 4; ++k) w[k] = row(r + k < row_end ? r + k : row_end - 1);
+      if (r + 4 <= row_end) {
+        int t = t0;
+        for (; t + kQ8TileTokens <= t1; t += kQ8TileTokens) tile(std::integral_constant<int, kQ8TileTokens>{}, w, a, t, r);
+        if constexpr (kQ8TileTokens > 3) {
+          if (t1 - t == 3) tile(std::integral_constant<int, 3>{}, w, a, t, r);
+        }
+        if constexpr (kQ8TileTokens > 2) {
+          if (t1 - t == 2) tile(std::integral_constant<int, 2>{}, w, a, t, r);
+        }
+        if (t1 - t == 1) tile(std::integral_constant<int, 1>{}, w, a, t, r);
+        continue;
+      }
+      float tail[4];
+      MatmulArgs one = a;
+      one.y = tail;
+      one.y_stride = 0;  // token t's row k lands in tail[k]
+      for (int t = t0; t < t1; ++t) {
+        tile(std::integral_constant<int, 1>{}, w, one, t, 0);
+        for (int k = 0; r + k < row_end; ++k) a.y[static_cast<size_t>(t) * a.y_stride + r + k] = tail[k];
+      }
+    }
+  }
+}
+
 template <int G>
 void matmul_q8(const MatmulArgs& a, int row_begin, int row_end) {
   const auto row = [&](int r) {
     const size_t group_start = static_cast<size_t>(r - r % G) * a.row_bytes;
     return reinterpret_cast<const BlockQ8_0*>(a.weights + group_start) + r % G;
   };
-  for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
-    const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
-    int r = row_begin;
-    for (; r < row_end; r += 4) {
-      // A last group of fewer than 4 rows (row-major only) repeats its last row; only real rows are written.
-      const BlockQ8_0* w[4];
-      for (int k = 0; k < 4; ++k) w[k] = row(r + k < row_end ? r + k : row_end - 1);
-      float* const y = a.y;
-      if (r + 4 <= row_end) {
-        int t = t0;
-        for (; t + kQ8TileTokens <= t1; t += kQ8TileTokens) tile_q8_4xT<kQ8TileTokens, G>(w, a, t, r);
-        if constexpr (kQ8TileTokens > 3) {
-          if (t1 - t == 3) tile_q8_4xT<3, G>(w, a, t, r);
-        }
-        if constexpr (kQ8TileTokens > 2) {
-          if (t1 - t == 2) tile_q8_4xT<2, G>(w, a, t, r);
-        }
-        if (t1 - t == 1) tile_q8_4xT<1, G>(w, a, t, r);
-        continue;
-      }
-      // The tail rows go through a private output so the repeated rows cannot overwrite a neighbour.
-      float tail[4];
-      MatmulArgs one = a;
-      one.y = tail;
-      one.y_stride = 0;
-      for (int t = t0; t < t1; ++t) {
-        one.xq = a.xq + static_cast<size_t>(t) * (a.cols / kQ8BlockElements);
-        tile_q8_4xT<1, G>(w, one, 0, 0);
-        for (int k = 0; r + k < row_end; ++k) y[static_cast<size_t>(t) * a.y_stride + r + k] = tail[k];
-      }
-    }
-  }
+  matmul_quantized<BlockQ8_0>(a, row_begin, row_end, row, [](auto tokens, const BlockQ8_0* const* w, const MatmulArgs& args, int t, int r) {
+    tile_q8_4xT<decltype(tokens)::value, G>(w, args, t, r);
+  });
 }
 
 // Q4_K's 8 six-bit scales (bytes 0-7 of out) and mins (bytes 8-15) of one super-block, unpacked a 32-bit
@@ -356,36 +363,9 @@ void tile_q4k_4xT(const BlockQ4_K* const* w, const MatmulArgs& a, int t, int r) 
 
 void matmul_q4k(const MatmulArgs& a, int row_begin, int row_end) {
   const auto row = [&](int r) { return reinterpret_cast<const BlockQ4_K*>(a.weights + static_cast<size_t>(r) * a.row_bytes); };
-  const int x_blocks = a.cols / static_cast<int>(kQKElements);
-  for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
-    const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
-    for (int r = row_begin; r < row_end; r += 4) {
-      const BlockQ4_K* w[4];
-      for (int k = 0; k < 4; ++k) w[k] = row(r + k < row_end ? r + k : row_end - 1);
-      if (r + 4 <= row_end) {
-        int t = t0;
-        for (; t + kQ8TileTokens <= t1; t += kQ8TileTokens) tile_q4k_4xT<kQ8TileTokens>(w, a, t, r);
-        if constexpr (kQ8TileTokens > 3) {
-          if (t1 - t == 3) tile_q4k_4xT<3>(w, a, t, r);
-        }
-        if constexpr (kQ8TileTokens > 2) {
-          if (t1 - t == 2) tile_q4k_4xT<2>(w, a, t, r);
-        }
-        if (t1 - t == 1) tile_q4k_4xT<1>(w, a, t, r);
-        continue;
-      }
-      // Fewer than 4 rows left: the repeated last row writes into a private output.
-      float tail[4];
-      MatmulArgs one = a;
-      one.y = tail;
-      one.y_stride = 0;
-      for (int t = t0; t < t1; ++t) {
-        one.xk = a.xk + static_cast<size_t>(t) * x_blocks;
-        tile_q4k_4xT<1>(w, one, 0, 0);
-        for (int k = 0; r + k < row_end; ++k) a.y[static_cast<size_t>(t) * a.y_stride + r + k] = tail[k];
-      }
-    }
-  }
+  matmul_quantized<BlockQ4_K>(a, row_begin, row_end, row, [](auto tokens, const BlockQ4_K* const* w, const MatmulArgs& args, int t, int r) {
+    tile_q4k_4xT<decltype(tokens)::value>(w, args, t, r);
+  });
 }
 
 inline float max_magnitude(const float* v, int n) {
