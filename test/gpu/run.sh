@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# On a machine with an NVIDIA GPU: build with CUDA required, then run every test, GPU tests included.
-# Prints a summary line per suite. Usage: bash test/gpu/run.sh
+# On a machine with an NVIDIA GPU: build with CUDA required, run every test (the kernel tests on the device
+# this time, not skipped), then bench/kernels and, where PyTorch is installed, its SDPA on the same shapes.
+# Usage: bash test/gpu/run.sh [--quick]   (--quick: fewer benchmark shapes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || { echo "no NVIDIA driver: nothing to run"; exit 1; }
 build=build-gpu
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPAGEDLM_CUDA=ON -DPAGEDLM_BUILD_TESTS=ON
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPAGEDLM_CUDA=ON -DPAGEDLM_BUILD_TESTS=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="${PAGEDLM_CUDA_ARCHITECTURES:-native}"
 cmake --build "$build" -j "$(nproc)"
-"$build/kernels/pagedlm_kernel_tests" --gtest_brief=1
-ctest --test-dir "$build" --output-on-failure -j "$(nproc)"
+# Every stage runs even when one fails, so one run on a lent machine reports everything.
+failed=0
+echo "== kernel tests on the device"
+"$build/test/gpu/pagedlm_kernel_tests" --gtest_brief=1 || failed=1
+echo "== every test"
+ctest --test-dir "$build" --output-on-failure -j "$(nproc)" || failed=1
+echo "== bench/kernels"
+"$build/bench/kernels/pagedlm_kernel_bench" "$@" || failed=1
+if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+  python3 bench/kernels/sdpa_bench.py "$@" || failed=1
+else
+  echo "PyTorch with CUDA not found: SDPA comparison skipped"
+fi
+exit "$failed"

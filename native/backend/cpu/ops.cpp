@@ -11,15 +11,23 @@ void rms_norm(const float* x, const float* weight, float* out, int n, float eps)
   for (int i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
 }
 
-void rope_angles(const ModelConfig& c, int position, RopeAngles& out) {
-  const int pairs = c.rope_dim / 2;
-  out.cos.resize(pairs);
-  out.sin.resize(pairs);
-  const float pos = static_cast<float>(position) * c.rope_position_scale;
-  for (int i = 0; i < pairs; ++i) {
+std::vector<float> rope_inverse_frequencies(const ModelConfig& c) {
+  std::vector<float> frequencies(c.rope_dim / 2);
+  for (size_t i = 0; i < frequencies.size(); ++i) {
     float freq = 1.0f / std::pow(c.rope_base, static_cast<float>(2 * i) / static_cast<float>(c.rope_dim));
     if (!c.rope_freq_factors.empty()) freq /= c.rope_freq_factors[i];
-    const float angle = pos * freq;
+    frequencies[i] = freq;
+  }
+  return frequencies;
+}
+
+void rope_angles(const ModelConfig& c, int position, RopeAngles& out) {
+  const std::vector<float> frequencies = rope_inverse_frequencies(c);
+  out.cos.resize(frequencies.size());
+  out.sin.resize(frequencies.size());
+  const float pos = static_cast<float>(position) * c.rope_position_scale;
+  for (size_t i = 0; i < frequencies.size(); ++i) {
+    const float angle = pos * frequencies[i];
     out.cos[i] = std::cos(angle);
     out.sin[i] = std::sin(angle);
   }

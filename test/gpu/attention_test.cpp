@@ -1,0 +1,223 @@
+// Paged attention, decode and prefill, against a double-precision reference that decodes the pool's rows
+// with kv_load_row, across KV types, head sizes, block sizes, GQA groups and partly filled last blocks.
+#include <cmath>
+
+#include "paged_pool.h"
+
+namespace pagedlm {
+namespace {
+
+using gpu_test::all_close;
+using gpu_test::DeviceBuffer;
+using gpu_test::PagedPool;
+using gpu_test::random_floats;
+using gpu_test::scattered_block_tables;
+
+struct Shape {
+  KvDtype dtype;
+  int head_dim;
+  int block_size;
+  int num_heads;
+  int kv_heads;
+};
+
+std::string describe(const Shape& s) {
+  return std::string(kv_dtype_name(s.dtype)) + " head_dim " + std::to_string(s.head_dim) + " block " + std::to_string(s.block_size) +
+         " heads " + std::to_string(s.num_heads) + "/" + std::to_string(s.kv_heads);
+}
+
+// One layer's pool holding `lengths[s]` random tokens for each sequence, with scattered block tables.
+struct Context {
+  PagedPool pool;
+  std::vector<int32_t> tables;
+  int max_blocks;
+};
+
+Context make_context(std::mt19937& rng, const Shape& shape, const std::vector<int>& lengths) {
+  int max_len = 1, blocks_needed = 0;
+  for (int len : lengths) {
+    max_len = std::max(max_len, len);
+    blocks_needed += (len + shape.block_size - 1) / shape.block_size;
+  }
+  const int max_blocks = (max_len + shape.block_size - 1) / shape.block_size;
+  const int num_blocks = blocks_needed + 3;  // a few blocks nobody uses
+  Context c{PagedPool(shape.dtype, shape.kv_heads, shape.head_dim, shape.block_size, num_blocks),
+            scattered_block_tables(rng, lengths, shape.block_size, max_blocks, num_blocks), max_blocks};
+  for (size_t s = 0; s < lengths.size(); ++s) {
+    for (int p = 0; p < lengths[s]; ++p) {
+      const int block = c.tables[s * max_blocks + p / shape.block_size];
+      for (int h = 0; h < shape.kv_heads; ++h) {
+        const size_t row = c.pool.row(block, h, p % shape.block_size);
+        c.pool.store(false, row, random_floats(rng, shape.head_dim).data());
+        c.pool.store(true, row, random_floats(rng, shape.head_dim).data());
+      }
+    }
+  }
+  return c;
+}
+
+// softmax(q . K[0..visible) * scale) . V for one query head of sequence `s`.
+void reference_attention(const Context& c, const Shape& shape, int s, int head, int visible, const float* q, float* out) {
+  const int kv_head = head / (shape.num_heads / shape.kv_heads);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
+  std::vector<double> scores(visible);
+  double max = -INFINITY;
+  for (int p = 0; p < visible; ++p) {
+    const int block = c.tables[s * c.max_blocks + p / shape.block_size];
+    const std::vector<float> k = c.pool.load(false, c.pool.row(block, kv_head, p % shape.block_size));
+    double dot = 0;
+    for (int d = 0; d < shape.head_dim; ++d) dot += static_cast<double>(q[d]) * k[d];
+    scores[p] = dot * scale;
+    max = std::max(max, scores[p]);
+  }
+  std::vector<double> acc(shape.head_dim, 0.0);
+  double sum = 0;
+  for (int p = 0; p < visible; ++p) {
+    const double w = std::exp(scores[p] - max);
+    sum += w;
+    const int block = c.tables[s * c.max_blocks + p / shape.block_size];
+    const std::vector<float> v = c.pool.load(true, c.pool.row(block, kv_head, p % shape.block_size));
+    for (int d = 0; d < shape.head_dim; ++d) acc[d] += w * v[d];
+  }
+  for (int d = 0; d < shape.head_dim; ++d) out[d] = static_cast<float>(acc[d] / sum);
+}
+
+void check_decode(std::mt19937& rng, const Shape& shape, const std::vector<int>& context_lens, int partition_size) {
+  const int num_seqs = static_cast<int>(context_lens.size());
+  const Context c = make_context(rng, shape, context_lens);
+  const auto device = c.pool.upload();
+  const std::vector<float> q = random_floats(rng, static_cast<size_t>(num_seqs) * shape.num_heads * shape.head_dim);
+  DeviceBuffer<float> dq(q), dout(q.size());
+  DeviceBuffer<int32_t> tables(c.tables), lens(context_lens);
+  cuda::DecodeAttentionParams params{dq.get(), dout.get(), c.pool.view(*device), tables.get(), lens.get(), num_seqs, shape.num_heads,
+                                     c.max_blocks, *std::max_element(context_lens.begin(), context_lens.end()), partition_size,
+                                     1.0f / std::sqrt(static_cast<float>(shape.head_dim)), nullptr};
+  DeviceBuffer<float> workspace(cuda::decode_attention_workspace_bytes(params) / sizeof(float));
+  params.workspace = workspace.get();
+  ASSERT_EQ(cuda::launch_decode_attention(params, nullptr), cudaSuccess) << describe(shape);
+  std::vector<float> want(q.size());
+  for (int s = 0; s < num_seqs; ++s) {
+    for (int h = 0; h < shape.num_heads; ++h) {
+      const size_t at = (static_cast<size_t>(s) * shape.num_heads + h) * shape.head_dim;
+      reference_attention(c, shape, s, h, context_lens[s], q.data() + at, want.data() + at);
+    }
+  }
+  EXPECT_TRUE(all_close(dout.download(), want, 2e-5f)) << describe(shape) << ", partition " << partition_size;
+}
+
+TEST(CudaDecodeAttention, EveryKvTypeAndHeadSize) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(8);
+  for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
+    check_decode(rng, {dtype, 128, 16, 8, 2}, {1, 16, 17, 70}, 512);
+  }
+  for (int head_dim : {64, 80, 96, 256}) check_decode(rng, {KvDtype::kF16, head_dim, 32, 4, 4}, {3, 33, 64}, 512);
+}
+
+TEST(CudaDecodeAttention, GroupsWiderThanOneBlockOfHeads) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(9);
+  check_decode(rng, {KvDtype::kF16, 64, 16, 12, 1}, {5, 40}, 512);  // 12 query heads per KV head: two head chunks
+  check_decode(rng, {KvDtype::kBF16, 64, 32, 6, 3}, {31, 32, 33}, 512);
+}
+
+TEST(CudaDecodeAttention, PartitionsMergeToTheWholeContext) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(10);
+  // Contexts shorter than, equal to and several times a partition, in one batch; one partition is empty
+  // for the short sequences.
+  check_decode(rng, {KvDtype::kF16, 64, 16, 4, 2}, {1, 64, 65, 200, 333}, 64);
+  check_decode(rng, {KvDtype::kInt8, 128, 32, 8, 8}, {96, 300}, 32);
+}
+
+TEST(CudaDecodeAttention, RejectsMissingWorkspaceAndBadShapes) {
+  cuda::DecodeAttentionParams params{};
+  params.kv = {nullptr, nullptr, nullptr, nullptr, KvDtype::kF16, 2, 128, 16};
+  params.num_seqs = 1;
+  params.num_heads = 4;
+  params.max_blocks_per_seq = 8;
+  params.max_context_len = 1000;
+  params.partition_size = 256;
+  EXPECT_GT(cuda::decode_attention_workspace_bytes(params), 0u);
+  EXPECT_EQ(cuda::launch_decode_attention(params, nullptr), cudaErrorInvalidValue);  // 4 partitions, no workspace
+  params.max_context_len = 100;
+  params.kv.head_dim = 72;
+  EXPECT_EQ(cuda::launch_decode_attention(params, nullptr), cudaErrorInvalidValue);
+  params.kv.head_dim = 128;
+  params.num_heads = 5;
+  EXPECT_EQ(cuda::launch_decode_attention(params, nullptr), cudaErrorInvalidValue);
+}
+
+TEST(CudaDecodeAttention, PartitionChoiceFillsTheDevice) {
+  EXPECT_EQ(cuda::choose_decode_partition(64, 8, 4096, 264), 512);  // a big batch needs no split beyond 512
+  EXPECT_EQ(cuda::choose_decode_partition(1, 8, 32768, 264), 512);  // 64 partitions x 8 heads already suffice
+  EXPECT_EQ(cuda::choose_decode_partition(1, 8, 2048, 264), 64);    // one short sequence: split down to 64
+}
+
+// Each sequence: `cached` tokens already in the pool before this step, `fresh` new ones (also in the pool).
+struct PrefillSequence {
+  int cached;
+  int fresh;
+};
+
+void check_prefill(std::mt19937& rng, const Shape& shape, const std::vector<PrefillSequence>& seqs) {
+  std::vector<int> lengths;
+  std::vector<int32_t> starts = {0}, start_positions;
+  int max_fresh = 0;
+  for (const PrefillSequence& s : seqs) {
+    lengths.push_back(s.cached + s.fresh);
+    starts.push_back(starts.back() + s.fresh);
+    start_positions.push_back(s.cached);
+    max_fresh = std::max(max_fresh, s.fresh);
+  }
+  const int n_tokens = starts.back();
+  const Context c = make_context(rng, shape, lengths);
+  const auto device = c.pool.upload();
+  const std::vector<float> q = random_floats(rng, static_cast<size_t>(n_tokens) * shape.num_heads * shape.head_dim);
+  DeviceBuffer<float> dq(q), dout(q.size());
+  DeviceBuffer<int32_t> tables(c.tables), dstarts(starts), dpositions(start_positions);
+  const cuda::PrefillAttentionParams params{dq.get(), dout.get(), c.pool.view(*device), tables.get(), dstarts.get(), dpositions.get(),
+                                            static_cast<int>(seqs.size()), shape.num_heads, c.max_blocks, max_fresh,
+                                            1.0f / std::sqrt(static_cast<float>(shape.head_dim))};
+  ASSERT_EQ(cuda::launch_prefill_attention(params, nullptr), cudaSuccess) << describe(shape);
+  std::vector<float> want(q.size());
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    for (int j = 0; j < seqs[s].fresh; ++j) {
+      for (int h = 0; h < shape.num_heads; ++h) {
+        const size_t at = (static_cast<size_t>(starts[s] + j) * shape.num_heads + h) * shape.head_dim;
+        reference_attention(c, shape, static_cast<int>(s), h, seqs[s].cached + j + 1, q.data() + at, want.data() + at);
+      }
+    }
+  }
+  EXPECT_TRUE(all_close(dout.download(), want, 2e-5f)) << describe(shape);
+}
+
+TEST(CudaPrefillAttention, CausalOverACachedPrefix) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(11);
+  const std::vector<PrefillSequence> seqs = {{0, 1}, {0, 37}, {16, 16}, {33, 20}, {100, 3}};
+  for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
+    check_prefill(rng, {dtype, 128, 16, 8, 2}, seqs);
+  }
+}
+
+TEST(CudaPrefillAttention, EveryHeadSizeAndGroup) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(12);
+  for (int head_dim : {64, 80, 96, 256}) check_prefill(rng, {KvDtype::kF16, head_dim, 32, 4, 4}, {{0, 40}, {31, 9}});
+  check_prefill(rng, {KvDtype::kF16, 64, 16, 12, 1}, {{5, 11}, {0, 70}});
+  check_prefill(rng, {KvDtype::kBF16, 64, 32, 6, 3}, {{64, 33}});
+}
+
+TEST(CudaPrefillAttention, RejectsUnsupportedHeadSizes) {
+  cuda::PrefillAttentionParams params{};
+  params.kv = {nullptr, nullptr, nullptr, nullptr, KvDtype::kF16, 2, 112, 16};
+  params.num_seqs = 1;
+  params.num_heads = 4;
+  params.max_blocks_per_seq = 1;
+  params.max_query_len = 1;
+  EXPECT_EQ(cuda::launch_prefill_attention(params, nullptr), cudaErrorInvalidValue);
+}
+
+}  // namespace
+}  // namespace pagedlm

@@ -1,0 +1,138 @@
+// RMSNorm, RoPE, SwiGLU and the embedding gather against their CPU twins.
+#include <cstring>
+
+#include "backend/cpu/ops.h"
+#include "common/half.h"
+#include "gpu_test_support.h"
+#include "model/tensor_type.h"
+
+namespace pagedlm {
+namespace {
+
+using gpu_test::all_close;
+using gpu_test::DeviceBuffer;
+using gpu_test::random_floats;
+using gpu_test::random_q8_0_rows;
+
+TEST(CudaRmsNorm, MatchesCpuTwin) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(1);
+  for (int dim : {1, 31, 64, 257, 4096}) {
+    for (int rows : {1, 3, 17}) {
+      const std::vector<float> x = random_floats(rng, static_cast<size_t>(rows) * dim), w = random_floats(rng, dim);
+      DeviceBuffer<float> dx(x), dw(w), dout(x.size());
+      ASSERT_EQ(cuda::launch_rms_norm({dx.get(), dw.get(), dout.get(), rows, dim, 1e-5f}, nullptr), cudaSuccess);
+      std::vector<float> want(x.size());
+      for (int r = 0; r < rows; ++r) rms_norm(x.data() + r * dim, w.data(), want.data() + r * dim, dim, 1e-5f);
+      EXPECT_TRUE(all_close(dout.download(), want, 1e-5f)) << "dim " << dim << " rows " << rows;
+    }
+  }
+}
+
+TEST(CudaRmsNorm, RejectsEmptyShapes) {
+  EXPECT_EQ(cuda::launch_rms_norm({nullptr, nullptr, nullptr, 0, 8, 1e-5f}, nullptr), cudaErrorInvalidValue);
+}
+
+struct RopeCase {
+  int head_dim, rope_dim, n_heads, n_kv_heads;
+  RopeLayout layout;
+  bool llama3;
+};
+
+TEST(CudaRope, MatchesCpuTwinInBothLayoutsWithScaling) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(2);
+  for (const RopeCase& rc : {RopeCase{64, 64, 4, 2, RopeLayout::kNormal, false}, RopeCase{128, 128, 8, 2, RopeLayout::kNeox, true},
+                             RopeCase{80, 32, 3, 1, RopeLayout::kNeox, false}, RopeCase{96, 96, 6, 6, RopeLayout::kNormal, true}}) {
+    ModelConfig config;
+    config.head_dim = rc.head_dim;
+    config.rope_dim = rc.rope_dim;
+    config.rope_layout = rc.layout;
+    config.rope_base = 500000.0f;
+    config.rope_position_scale = rc.llama3 ? 1.0f : 0.5f;
+    if (rc.llama3) {
+      for (int i = 0; i < rc.rope_dim / 2; ++i) config.rope_freq_factors.push_back(1.0f + static_cast<float>(i % 7));
+    }
+    const std::vector<int32_t> positions = {0, 1, 17, 4095, 30001};
+    const int n = static_cast<int>(positions.size());
+    std::vector<float> q = random_floats(rng, static_cast<size_t>(n) * rc.n_heads * rc.head_dim);
+    std::vector<float> k = random_floats(rng, static_cast<size_t>(n) * rc.n_kv_heads * rc.head_dim);
+    DeviceBuffer<float> dq(q), dk(k), frequencies(rope_inverse_frequencies(config));
+    DeviceBuffer<int32_t> dpos(positions);
+    const cuda::RopeParams params{dq.get(), dk.get(), dpos.get(), frequencies.get(), n, rc.n_heads, rc.n_kv_heads,
+                                  rc.head_dim, rc.rope_dim, rc.layout, config.rope_position_scale};
+    ASSERT_EQ(cuda::launch_rope(params, nullptr), cudaSuccess);
+    for (int t = 0; t < n; ++t) {
+      RopeAngles angles;
+      rope_angles(config, positions[t], angles);
+      rope_apply(q.data() + static_cast<size_t>(t) * rc.n_heads * rc.head_dim, rc.n_heads, rc.head_dim, rc.rope_dim, rc.layout, angles);
+      rope_apply(k.data() + static_cast<size_t>(t) * rc.n_kv_heads * rc.head_dim, rc.n_kv_heads, rc.head_dim, rc.rope_dim, rc.layout, angles);
+    }
+    // Angles up to 3e4 radians: a few ulp of the angle show up as ~1e-4 in sin/cos, on either side.
+    EXPECT_TRUE(all_close(dq.download(), q, 2e-4f)) << "head_dim " << rc.head_dim;
+    EXPECT_TRUE(all_close(dk.download(), k, 2e-4f)) << "head_dim " << rc.head_dim;
+  }
+}
+
+TEST(CudaRope, RejectsOddRopeDims) {
+  EXPECT_EQ(cuda::launch_rope({nullptr, nullptr, nullptr, nullptr, 1, 1, 1, 64, 63, RopeLayout::kNormal, 1.0f}, nullptr),
+            cudaErrorInvalidValue);
+}
+
+TEST(CudaSwiglu, MatchesCpuTwin) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(3);
+  for (size_t n : {1, 255, 256, 11008 * 3 + 5}) {
+    std::vector<float> gate = random_floats(rng, n, 3.0f);
+    const std::vector<float> up = random_floats(rng, n);
+    DeviceBuffer<float> dgate(gate), dup(up);
+    ASSERT_EQ(cuda::launch_swiglu({dgate.get(), dup.get(), n}, nullptr), cudaSuccess);
+    swiglu(gate.data(), up.data(), static_cast<int>(n));
+    EXPECT_TRUE(all_close(dgate.download(), gate, 1e-6f)) << "n " << n;
+  }
+}
+
+TEST(CudaEmbedding, GathersRowsOfEveryTableType) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(4);
+  const int vocab = 37, dim = 96;
+  const std::vector<int32_t> tokens = {0, 36, 5, 5, -1, 37, 12};
+  const int n = static_cast<int>(tokens.size());
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0}) {
+    std::vector<uint8_t> table;
+    if (type == TensorType::kQ8_0) {
+      table = random_q8_0_rows(rng, vocab, dim);
+    } else {
+      const std::vector<float> values = random_floats(rng, static_cast<size_t>(vocab) * dim);
+      const size_t element = type == TensorType::kF32 ? 4 : 2;
+      table.resize(values.size() * element);
+      for (size_t i = 0; i < values.size(); ++i) {
+        if (type == TensorType::kF32) std::memcpy(&table[i * 4], &values[i], 4);
+        else {
+          const uint16_t h = type == TensorType::kF16 ? float_to_fp16(values[i]) : float_to_bf16(values[i]);
+          std::memcpy(&table[i * 2], &h, 2);
+        }
+      }
+    }
+    DeviceBuffer<uint8_t> raw(table);
+    DeviceBuffer<int8_t> quants(static_cast<size_t>(vocab) * dim);
+    DeviceBuffer<uint16_t> scales(static_cast<size_t>(vocab) * dim / 32);
+    cuda::DeviceMatrix matrix{type, raw.get(), nullptr, vocab, dim};
+    if (type == TensorType::kQ8_0) {
+      ASSERT_EQ(cuda::launch_split_q8_0({raw.get(), quants.get(), scales.get(), vocab, dim}, nullptr), cudaSuccess);
+      matrix = {type, quants.get(), scales.get(), vocab, dim};
+    }
+    DeviceBuffer<int32_t> dtokens(tokens);
+    DeviceBuffer<float> out(static_cast<size_t>(n) * dim);
+    ASSERT_EQ(cuda::launch_embedding({matrix, dtokens.get(), out.get(), n}, nullptr), cudaSuccess);
+    const size_t row_bytes = table.size() / vocab;
+    std::vector<float> want(static_cast<size_t>(n) * dim, 0.0f);
+    for (int t = 0; t < n; ++t) {
+      if (tokens[t] >= 0 && tokens[t] < vocab) dequantize_row(type, table.data() + tokens[t] * row_bytes, want.data() + t * dim, dim);
+    }
+    EXPECT_EQ(out.download(), want) << tensor_type_name(type);
+  }
+}
+
+}  // namespace
+}  // namespace pagedlm
