@@ -50,6 +50,39 @@ struct SwigluParams {
 };
 cudaError_t launch_swiglu(const SwigluParams& params, cudaStream_t stream);
 
+// ---- Element-wise steps between the big kernels (CPU twins: plain loops, float_to_fp16 / float_to_bf16) --
+struct AddParams {  // x += y
+  float* x;
+  const float* y;
+  size_t n;
+};
+cudaError_t launch_add(const AddParams& params, cudaStream_t stream);
+
+struct AddBiasParams {  // y[r, c] += bias[c]
+  float* y;             // [rows, cols]
+  const float* bias;    // [cols]
+  int rows;
+  int cols;
+};
+cudaError_t launch_add_bias(const AddBiasParams& params, cudaStream_t stream);
+
+struct ToHalfParams {  // out = f16 (or bf16) bits of x, rounded to nearest even: the activations of f16 / bf16 GEMMs
+  const float* x;
+  uint16_t* out;
+  size_t n;
+  bool bfloat;
+};
+cudaError_t launch_to_half(const ToHalfParams& params, cudaStream_t stream);
+
+struct GatherRowsParams {  // dst[i] = src[rows[i]]
+  const float* src;        // [*, cols]
+  const int32_t* rows;     // [n_rows]
+  float* dst;              // [n_rows, cols]
+  int n_rows;
+  int cols;
+};
+cudaError_t launch_gather_rows(const GatherRowsParams& params, cudaStream_t stream);
+
 // ---- Weights on the device -------------------------------------------------------------------------------
 // F32, F16 and BF16 rows as stored in the GGUF file. Q8_0 is split at upload (launch_split_q8_0) into
 // 16-byte-aligned int8 rows and a separate table of f16 block scales, so kernels read both with wide loads.
@@ -69,6 +102,13 @@ struct SplitQ8_0Params {
   int cols;
 };
 cudaError_t launch_split_q8_0(const SplitQ8_0Params& params, cudaStream_t stream);
+
+// A split Q8_0 matrix expanded to f16, for the tensor-core GEMMs of prefill (a scratch buffer per step).
+struct DequantizeQ8_0Params {
+  DeviceMatrix weights;  // type Q8_0 (split)
+  uint16_t* out;         // [rows, cols] f16
+};
+cudaError_t launch_dequantize_q8_0(const DequantizeQ8_0Params& params, cudaStream_t stream);
 
 // ---- Embedding gather (CPU twin: dequantize_row of each token's row) ------------------------------------
 struct EmbeddingParams {

@@ -62,6 +62,15 @@ __global__ void __launch_bounds__(kWarps * kWarpSize) q8_0_matvec_kernel(Q8_0Mat
   }
 }
 
+// Each value is d x q rounded once to f16 (d is f16, q an int8: the product is exact in float).
+__global__ void dequantize_q8_0_kernel(DequantizeQ8_0Params p) {
+  const size_t total = static_cast<size_t>(p.weights.rows) * p.weights.cols;
+  const int8_t* quants = static_cast<const int8_t*>(p.weights.data);
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    p.out[i] = float_to_half(half_to_float(p.weights.scales[i / kBlockElements]) * static_cast<float>(quants[i]));
+  }
+}
+
 template <int kTokens>
 cudaError_t launch_matvec_tokens(const Q8_0MatvecParams& params, cudaStream_t stream) {
   if (params.n_tokens != kTokens) {
@@ -82,6 +91,14 @@ cudaError_t launch_split_q8_0(const SplitQ8_0Params& params, cudaStream_t stream
   const size_t blocks = static_cast<size_t>(params.rows) * (params.cols / kBlockElements);
   const size_t grid = (blocks + 255) / 256;
   PAGEDLM_LAUNCH(split_q8_0_kernel, static_cast<unsigned>(grid < 65535 ? grid : 65535), 256, 0, stream)(params);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_dequantize_q8_0(const DequantizeQ8_0Params& params, cudaStream_t stream) {
+  const DeviceMatrix& w = params.weights;
+  if (w.type != TensorType::kQ8_0 || w.rows <= 0 || w.cols <= 0 || w.cols % kBlockElements != 0) return cudaErrorInvalidValue;
+  const size_t grid = (static_cast<size_t>(w.rows) * w.cols + 255) / 256;
+  PAGEDLM_LAUNCH(dequantize_q8_0_kernel, static_cast<unsigned>(grid < 65535 ? grid : 65535), 256, 0, stream)(params);
   return cudaGetLastError();
 }
 

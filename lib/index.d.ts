@@ -30,9 +30,17 @@ export interface KvCacheOptions {
   memory?: number;
   /** Element type of the cached keys and values (default 'f16'); int8 and fp8 (e4m3) add one float scale per token and KV head. */
   dtype?: KvDtype;
+  /** With the CUDA backend and neither `blocks` nor `memory`: the pool takes this fraction of the GPU memory
+   *  left after the weights, in (0, 1]. */
+  gpuMemoryFraction?: number;
 }
 
 export interface LoadOptions {
+  /** Where to compute (default 'auto': CUDA when pagedlm was built with it and a device is present, else the
+   *  CPU; `info().backendReason` says why). 'cuda' fails with an Error saying why when CUDA cannot run. */
+  device?: 'auto' | 'cuda' | 'cpu';
+  /** CUDA device index (default 0). */
+  gpu?: number;
   /** Compute threads (default: one per core). */
   threads?: number;
   /** Context length to serve (default: the model's, capped at 4096). */
@@ -144,8 +152,16 @@ export interface EngineInfo {
   kvBlockSize: number;
   kvBlocks: number;
   kvPoolBytes: number;
-  backend: 'cpu';
-  cpuKernels: 'avx512' | 'avx2' | 'portable';
+  backend: 'cpu' | 'cuda';
+  /** Why this backend: 'asked for', 'a CUDA device was found', or why CUDA was not used (e.g. 'no NVIDIA driver
+   *  found', 'no CUDA device found', 'built without CUDA (...)', a head size without CUDA kernels). */
+  backendReason: string;
+  /** The CUDA device's name, or null on the CPU. */
+  gpu: string | null;
+  /** Device memory the weights take (0 on the CPU). */
+  gpuWeightBytes: number;
+  /** The CPU kernels chosen at run time ('' on the CUDA backend). */
+  cpuKernels: 'avx512' | 'avx2' | 'portable' | '';
   threads: number;
   tokenizer: 'llama' | 'gpt2';
   bosTokenId: number;

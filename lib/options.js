@@ -65,6 +65,8 @@ function checkTokenIds(value, name) {
   return ids;
 }
 
+const DEVICES = ['auto', 'cuda', 'cpu'];
+
 /** Engine.load options -> the native options object. */
 function loadOptions(options) {
   const o = checkObject(options, 'options');
@@ -73,7 +75,13 @@ function loadOptions(options) {
     throw new RangeError(`kvCache.dtype must be one of ${KV_DTYPES.join(', ')}, got ${describe(kv.dtype)}`);
   }
   if (kv.blocks !== undefined && kv.memory !== undefined) throw new TypeError('give kvCache.blocks or kvCache.memory, not both');
+  if (o.device !== undefined && !DEVICES.includes(o.device)) {
+    throw new RangeError(`device must be one of ${DEVICES.join(', ')}, got ${describe(o.device)}`);
+  }
   return {
+    device: o.device,
+    gpu: int(o.gpu, 'gpu', 0, 1023),
+    gpuMemoryFraction: checkNumber(kv.gpuMemoryFraction, 'kvCache.gpuMemoryFraction', { min: 0, max: 1, exclusiveMin: true }),
     threads: int(o.threads, 'threads', 1, 1024),
     contextLength: int(o.contextLength, 'contextLength', 1, 1 << 24),
     blockSize: int(kv.blockSize, 'kvCache.blockSize', 1, 1024),

@@ -85,6 +85,10 @@ EngineOptions engine_options(const Napi::Object& o) {
   e.max_batch_tokens = to_int(o, "maxBatchTokens", e.max_batch_tokens);
   e.prefault = optional_bool(o, "prefault").value_or(true);
   e.use_mmap = optional_bool(o, "mmap").value_or(true);
+  const Napi::Value device = o.Get("device");
+  if (device.IsString()) e.device = device.As<Napi::String>().Utf8Value();
+  e.gpu = to_int(o, "gpu", 0);
+  e.gpu_memory_fraction = optional_number(o, "gpuMemoryFraction").value_or(0);
   const Napi::Value dtype = o.Get("kvDtype");
   if (dtype.IsString()) {
     const auto parsed = parse_kv_dtype(dtype.As<Napi::String>().Utf8Value());
@@ -143,6 +147,9 @@ Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
   o.Set("kvBlocks", info.kv.num_blocks);
   o.Set("kvPoolBytes", static_cast<double>(info.kv.total_bytes()));
   o.Set("backend", info.backend);
+  o.Set("backendReason", info.backend_reason);
+  o.Set("gpu", info.gpu_name.empty() ? env.Null() : Napi::String::New(env, info.gpu_name));
+  o.Set("gpuWeightBytes", static_cast<double>(info.gpu_weight_bytes));
   o.Set("cpuKernels", info.cpu_kernels);
   o.Set("threads", info.threads);
   o.Set("tokenizer", info.tokenizer);

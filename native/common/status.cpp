@@ -15,6 +15,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kClosed: return "ERR_CLOSED";
     case ErrorCode::kOutOfMemory: return "ERR_OUT_OF_MEMORY";
     case ErrorCode::kCacheFile: return "ERR_CACHE_FILE";
+    case ErrorCode::kCuda: return "ERR_CUDA";
     case ErrorCode::kInternal: return "ERR_INTERNAL";
   }
   return "ERR_INTERNAL";

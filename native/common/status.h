@@ -20,6 +20,7 @@ enum class ErrorCode {
   kClosed,
   kOutOfMemory,
   kCacheFile,         // a saved cache for another model or layout, or damaged
+  kCuda,              // the CUDA runtime or cuBLAS failed; the message carries its text
   kInternal,
 };
 

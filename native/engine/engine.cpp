@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_entry.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "kv/kv_cache_manager.h"
@@ -85,6 +86,40 @@ BlockHash model_fingerprint(const GgufFile& file) {
   return hash_block(root_hash(0xF1A9), words.data(), static_cast<int32_t>(words.size()));
 }
 
+// The CUDA backend when asked for (or, for "auto", when this machine can run it), else the CPU backend;
+// info says which and why.
+Result<std::unique_ptr<Backend>> create_backend(const EngineOptions& o, const std::shared_ptr<const LlamaModel>& model, const KvLayout& layout,
+                                                EngineInfo& info) {
+  if (o.device != "auto" && o.device != "cuda" && o.device != "cpu") {
+    return Status(ErrorCode::kInvalidArgument, "device must be 'auto', 'cuda' or 'cpu'");
+  }
+  info.backend_reason = "asked for";
+  if (o.device != "cpu") {
+    CudaBackendRequest request{model, layout, o.gpu, std::max(1, o.max_batch_tokens), o.gpu_memory_fraction};
+    if (o.kv_blocks == 0 && o.kv_memory == 0 && o.gpu_memory_fraction > 0) request.layout.num_blocks = 0;
+    CudaBackendReply reply;
+    open_cuda_backend(request, reply);
+    if (reply.backend) {
+      info.backend = "cuda";
+      info.gpu_name = reply.device_name;
+      info.gpu_weight_bytes = reply.weight_bytes;
+      if (o.device == "auto") info.backend_reason = "a CUDA device was found";
+      return std::move(reply.backend);
+    }
+    if (o.device == "cuda" || !reply.unavailable) {
+      return Status(reply.status.code(), "the CUDA backend could not start: " + reply.status.message());
+    }
+    info.backend_reason = reply.status.message();
+  }
+  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto cpu = CpuBackend::create(model, layout, threads);
+  if (!cpu.is_ok()) return cpu.status();
+  info.backend = "cpu";
+  info.cpu_kernels = cpu.value()->kernels_name();
+  info.threads = cpu.value()->threads();
+  return std::unique_ptr<Backend>(cpu.take());
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const EngineOptions& o, EventSink* sink) {
@@ -117,12 +152,13 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, o.block_size, 0, o.kv_dtype};
   layout.num_blocks = pick_block_count(o, layout, context);
   if (layout.num_blocks < 1) return Status(ErrorCode::kInvalidArgument, "the KV pool must hold at least one block");
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  auto backend = CpuBackend::create(engine->model_, layout, threads);
+  EngineInfo& info = engine->info_;
+  auto backend = create_backend(o, engine->model_, layout, info);
   if (!backend.is_ok()) return backend.status();
+  engine->backend_ = backend.take();
+  layout = engine->backend_->kv_layout();
   progress(0.95);
 
-  EngineInfo& info = engine->info_;
   info.model = c;
   info.parameters = engine->model_->parameter_count();
   info.weight_bytes = engine->model_->weight_bytes();
@@ -132,9 +168,6 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   info.tensor_type = dominant_type(*engine->model_);
   info.context_length = context;
   info.kv = layout;
-  info.backend = "cpu";
-  info.cpu_kernels = backend.value()->kernels_name();
-  info.threads = backend.value()->threads();
   info.tokenizer = engine->tokenizer_->kind() == TokenizerKind::kSentencePiece ? "llama" : "gpt2";
   info.bos_id = engine->tokenizer_->bos_id();
   info.eos_id = engine->tokenizer_->eos_id();
@@ -142,7 +175,6 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   if (info.eos_id >= 0) info.eos_text = engine->tokenizer_->piece(info.eos_id);
   auto chat_template = engine->model_->gguf().get_string("tokenizer.chat_template");
   if (chat_template.is_ok() && chat_template.value()) info.chat_template = *chat_template.value();
-  engine->backend_ = backend.take();
 
   SchedulerConfig sc;
   sc.context_length = context;

@@ -37,6 +37,9 @@ struct EngineOptions {
   int32_t max_batch_tokens = 512; // tokens per forward pass (prefill chunk size)
   bool prefault = true;           // read the weights once at load, so the first request does not page-fault
   bool use_mmap = true;           // false: copy the file into memory (safe if it changes on disk after load)
+  std::string device = "auto";    // "auto" (CUDA when built with it and a device is present, else CPU), "cuda" or "cpu"
+  int32_t gpu = 0;                // CUDA device index
+  double gpu_memory_fraction = 0; // > 0 (and no kv_blocks / kv_memory): the KV pool takes this fraction of free GPU memory
   std::function<void(double)> on_progress;  // load progress in [0, 1], on the loading thread
 };
 
@@ -51,7 +54,10 @@ struct EngineInfo {
   std::string tensor_type;        // type of most matmul weights
   int32_t context_length = 0;     // as loaded
   KvLayout kv;
-  std::string backend;
+  std::string backend;            // "cpu" or "cuda"
+  std::string backend_reason;     // why this backend: "asked for", or why CUDA was not used
+  std::string gpu_name;           // the CUDA device, when backend is "cuda"
+  uint64_t gpu_weight_bytes = 0;  // device memory the weights take
   std::string cpu_kernels;
   int32_t threads = 0;
   std::string tokenizer;

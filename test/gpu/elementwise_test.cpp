@@ -134,5 +134,36 @@ TEST(CudaEmbedding, GathersRowsOfEveryTableType) {
   }
 }
 
+TEST(CudaElementwise, AddBiasHalfCopiesAndGather) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(15);
+  const int rows = 7, cols = 300;
+  const std::vector<float> x = random_floats(rng, static_cast<size_t>(rows) * cols, 1000.0f), y = random_floats(rng, x.size());
+  const std::vector<float> bias = random_floats(rng, cols);
+  DeviceBuffer<float> dx(x), dy(y), dbias(bias);
+  ASSERT_EQ(cuda::launch_add({dx.get(), dy.get(), x.size()}, nullptr), cudaSuccess);
+  ASSERT_EQ(cuda::launch_add_bias({dx.get(), dbias.get(), rows, cols}, nullptr), cudaSuccess);
+  std::vector<float> want = x;
+  for (size_t i = 0; i < want.size(); ++i) want[i] = (want[i] + y[i]) + bias[i % cols];
+  EXPECT_EQ(dx.download(), want);
+
+  DeviceBuffer<uint16_t> halves(x.size()), bfloats(x.size());
+  DeviceBuffer<float> source(x);
+  ASSERT_EQ(cuda::launch_to_half({source.get(), halves.get(), x.size(), false}, nullptr), cudaSuccess);
+  ASSERT_EQ(cuda::launch_to_half({source.get(), bfloats.get(), x.size(), true}, nullptr), cudaSuccess);
+  std::vector<uint16_t> want_f16(x.size()), want_bf16(x.size());
+  for (size_t i = 0; i < x.size(); ++i) want_f16[i] = float_to_fp16(x[i]), want_bf16[i] = float_to_bf16(x[i]);
+  EXPECT_EQ(halves.download(), want_f16);
+  EXPECT_EQ(bfloats.download(), want_bf16);
+
+  const std::vector<int32_t> picks = {6, 0, 3, 3};
+  DeviceBuffer<int32_t> dpicks(picks);
+  DeviceBuffer<float> gathered(picks.size() * cols);
+  ASSERT_EQ(cuda::launch_gather_rows({source.get(), dpicks.get(), gathered.get(), static_cast<int>(picks.size()), cols}, nullptr), cudaSuccess);
+  std::vector<float> want_rows;
+  for (int r : picks) want_rows.insert(want_rows.end(), x.begin() + r * cols, x.begin() + (r + 1) * cols);
+  EXPECT_EQ(gathered.download(), want_rows);
+}
+
 }  // namespace
 }  // namespace pagedlm

@@ -61,6 +61,23 @@ TEST(CudaQ8_0, MatvecMatchesDequantizedProductForOneToEightTokens) {
   }
 }
 
+TEST(CudaQ8_0, DequantizesToTheNearestHalf) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(16);
+  const int rows = 9, cols = 160;
+  const std::vector<uint8_t> raw = random_q8_0_rows(rng, rows, cols);
+  DeviceBuffer<uint8_t> draw(raw);
+  DeviceBuffer<int8_t> quants(static_cast<size_t>(rows) * cols);
+  DeviceBuffer<uint16_t> scales(static_cast<size_t>(rows) * cols / 32), halves(static_cast<size_t>(rows) * cols);
+  ASSERT_EQ(cuda::launch_split_q8_0({draw.get(), quants.get(), scales.get(), rows, cols}, nullptr), cudaSuccess);
+  ASSERT_EQ(cuda::launch_dequantize_q8_0({{TensorType::kQ8_0, quants.get(), scales.get(), rows, cols}, halves.get()}, nullptr), cudaSuccess);
+  std::vector<float> values(static_cast<size_t>(rows) * cols);
+  for (int r = 0; r < rows; ++r) dequantize_row(TensorType::kQ8_0, raw.data() + r * raw.size() / rows, values.data() + static_cast<size_t>(r) * cols, cols);
+  std::vector<uint16_t> want(values.size());
+  for (size_t i = 0; i < values.size(); ++i) want[i] = float_to_fp16(values[i]);
+  EXPECT_EQ(halves.download(), want);
+}
+
 TEST(CudaQ8_0, RejectsBadShapes) {
   const cuda::Q8_0MatvecParams nine_tokens{{TensorType::kQ8_0, nullptr, nullptr, 4, 64}, nullptr, nullptr, 9};
   EXPECT_EQ(cuda::launch_q8_0_matvec(nine_tokens, nullptr), cudaErrorInvalidValue);

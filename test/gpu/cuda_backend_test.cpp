@@ -1,0 +1,234 @@
+// The CUDA backend against the double-precision reference and against the CPU backend, on synthetic models
+// of realistic head sizes: prefill, decode through scrambled block tables, mixed batches, every KV type,
+// and the block copies the prefix cache relies on. Runs on the device, or on the CUDA emulator.
+#include <gtest/gtest.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_entry.h"
+#include "gpu_test_support.h"
+#include "support/synthetic_model.h"
+
+extern "C" void pagedlm_create_cuda_backend(const pagedlm::CudaBackendRequest& request, pagedlm::CudaBackendReply& reply);
+
+namespace pagedlm {
+namespace {
+
+using testing::SyntheticSpec;
+
+std::shared_ptr<const LlamaModel> build(const SyntheticSpec& spec, std::vector<uint8_t>& storage) {
+  storage = testing::synthetic_model(spec).build();
+  auto file = GgufFile::parse(storage.data(), storage.size());
+  EXPECT_TRUE(file.is_ok()) << file.status().message();
+  auto model = LlamaModel::load(file.take());
+  EXPECT_TRUE(model.is_ok()) << model.status().message();
+  return model.take();
+}
+
+KvLayout layout_for(const LlamaModel& model, KvDtype dtype, int block_size = 16) {
+  const ModelConfig& c = model.config();
+  return {c.n_layers, c.n_kv_heads, c.head_dim, block_size, 48, dtype};
+}
+
+std::unique_ptr<Backend> cuda_backend(const std::shared_ptr<const LlamaModel>& model, KvLayout layout) {
+  CudaBackendRequest request{model, layout, 0, 64, 0.9};
+  CudaBackendReply reply;
+  pagedlm_create_cuda_backend(request, reply);
+  EXPECT_TRUE(reply.backend != nullptr) << reply.status.message();
+  return std::move(reply.backend);
+}
+
+std::unique_ptr<Backend> cpu_backend(const std::shared_ptr<const LlamaModel>& model, KvLayout layout) {
+  auto b = CpuBackend::create(model, layout, 2);
+  EXPECT_TRUE(b.is_ok());
+  return b.take();
+}
+
+std::vector<int32_t> prompt_of(int length, int vocab, int salt = 0) {
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < length; ++i) tokens.push_back((i * 37 + 11 + salt * 101) % vocab);
+  return tokens;
+}
+
+int argmax(const float* logits, int vocab) { return static_cast<int>(std::max_element(logits, logits + vocab) - logits); }
+
+// Realistic head sizes (the kernels' 64..256) on small widths, so the emulator runs them quickly.
+SyntheticSpec spec_with(TensorType type) {
+  SyntheticSpec s;
+  s.dim = 128;
+  s.heads = 4;
+  s.kv_heads = 2;
+  s.head_dim = 64;
+  s.ffn = 192;
+  s.weight_type = type;
+  return s;
+}
+
+struct Case {
+  const char* name;
+  SyntheticSpec spec;
+  double tolerance;  // normalized logit error against the double reference
+};
+
+class CudaForward : public ::testing::TestWithParam<Case> {};
+
+// Prefill 20 tokens as one batch, then decode to 37 one token at a time through an out-of-order table.
+TEST_P(CudaForward, MatchesDoubleReference) {
+  PAGEDLM_REQUIRE_DEVICE();
+  const Case& tc = GetParam();
+  std::vector<uint8_t> storage;
+  auto model = build(tc.spec, storage);
+  const int vocab = model->config().vocab_size;
+  const auto tokens = prompt_of(37, vocab);
+  const auto reference = testing::reference_logits(*model, tokens);
+  auto backend = cuda_backend(model, layout_for(*model, KvDtype::kF32));
+  ASSERT_TRUE(backend);
+  std::vector<BlockId> table = {5, 2, 9};
+  std::vector<float> logits(vocab);
+  const int prefill = 20;
+  ForwardBatch batch;
+  batch.tokens.assign(tokens.begin(), tokens.begin() + prefill);
+  batch.sequences.push_back({0, prefill, 0, table.data(), true});
+  ASSERT_TRUE(backend->forward(batch, logits.data()).is_ok());
+  EXPECT_LT(testing::normalized_error(logits.data(), reference[prefill - 1]), tc.tolerance) << "prefill";
+  for (int pos = prefill; pos < static_cast<int>(tokens.size()); ++pos) {
+    ForwardBatch step;
+    step.tokens = {tokens[pos]};
+    step.sequences.push_back({0, 1, pos, table.data(), true});
+    const Status s = backend->forward(step, logits.data());
+    ASSERT_TRUE(s.is_ok()) << s.message();
+    ASSERT_LT(testing::normalized_error(logits.data(), reference[pos]), tc.tolerance) << "decode at " << pos;
+  }
+}
+
+// f32 weights multiply in f32; f16/bf16 weights multiply f16/bf16 copies of the activations (tensor-core
+// GEMMs), which costs about 1e-3 of the logits' scale; Q8_0 prefill expands weights to f16 the same way.
+const Case kCases[] = {
+    {"f32_gqa", spec_with(TensorType::kF32), 1e-4},
+    {"f16", spec_with(TensorType::kF16), 1e-2},
+    {"bf16", spec_with(TensorType::kBF16), 3e-2},
+    {"q8_0", spec_with(TensorType::kQ8_0), 1e-2},
+    {"q4_0_as_f16", spec_with(TensorType::kQ4_0), 1e-2},
+    {"qwen2_neox_bias", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.architecture = "qwen2"; s.qkv_bias = true; return s; }(), 1e-4},
+    {"llama3_rope_tied", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.rope_scaling = "llama3"; s.tied_output = true; return s; }(), 1e-4},
+    {"mha_head128", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.dim = 256; s.heads = 2; s.kv_heads = 2; s.head_dim = 128; return s; }(), 1e-4},
+};
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaForward, ::testing::ValuesIn(kCases), [](const auto& info) { return std::string(info.param.name); });
+
+// A step mixing two prefills and a decode (the prefill kernel), then a step of three decodes (the decode
+// kernel): every row as the CPU backend computes it, and the same greedy tokens.
+TEST(CudaBackend, MixedBatchesMatchTheCpuBackend) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::vector<uint8_t> storage;
+  auto model = build(spec_with(TensorType::kF32), storage);
+  const int vocab = model->config().vocab_size;
+  auto gpu = cuda_backend(model, layout_for(*model, KvDtype::kF32));
+  auto cpu = cpu_backend(model, layout_for(*model, KvDtype::kF32));
+  ASSERT_TRUE(gpu && cpu);
+  std::vector<BlockId> t0 = {7, 1}, t1 = {3, 11, 4}, t2 = {0};
+  const auto p0 = prompt_of(19, vocab, 0), p1 = prompt_of(33, vocab, 1), p2 = prompt_of(6, vocab, 2);
+  // Sequence 2 first gets its prompt alone, so that the mixed step can decode it.
+  ForwardBatch first;
+  first.tokens = p2;
+  first.sequences.push_back({0, 6, 0, t2.data(), true});
+  std::vector<float> a(3 * vocab), b(3 * vocab);
+  ASSERT_TRUE(gpu->forward(first, a.data()).is_ok());
+  ASSERT_TRUE(cpu->forward(first, b.data()).is_ok());
+  ForwardBatch mixed;
+  mixed.tokens = p0;
+  mixed.tokens.insert(mixed.tokens.end(), p1.begin(), p1.end());
+  mixed.tokens.push_back(argmax(b.data(), vocab));
+  mixed.sequences = {{0, 19, 0, t0.data(), true}, {19, 33, 0, t1.data(), true}, {52, 1, 6, t2.data(), true}};
+  ASSERT_TRUE(gpu->forward(mixed, a.data()).is_ok());
+  ASSERT_TRUE(cpu->forward(mixed, b.data()).is_ok());
+  for (int step = 0; step < 4; ++step) {
+    for (int r = 0; r < 3; ++r) {
+      const std::vector<double> want(b.begin() + r * vocab, b.begin() + (r + 1) * vocab);
+      EXPECT_LT(testing::normalized_error(a.data() + r * vocab, want), 1e-4) << "step " << step << " row " << r;
+      EXPECT_EQ(argmax(a.data() + r * vocab, vocab), argmax(b.data() + r * vocab, vocab)) << "step " << step << " row " << r;
+    }
+    ForwardBatch decode;
+    const int positions[3] = {19 + step, 33 + step, 7 + step};
+    BlockId* tables[3] = {t0.data(), t1.data(), t2.data()};
+    for (int r = 0; r < 3; ++r) {
+      decode.tokens.push_back(argmax(b.data() + r * vocab, vocab));
+      decode.sequences.push_back({r, 1, positions[r], tables[r], true});
+    }
+    ASSERT_TRUE(gpu->forward(decode, a.data()).is_ok());
+    ASSERT_TRUE(cpu->forward(decode, b.data()).is_ok());
+  }
+}
+
+// The same KV type on both backends: the device quantizes K/V exactly as the CPU does, so the logits
+// differ only by summation order.
+TEST(CudaBackend, EveryKvTypeMatchesTheCpuBackend) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::vector<uint8_t> storage;
+  auto model = build(spec_with(TensorType::kF32), storage);
+  const int vocab = model->config().vocab_size;
+  const auto tokens = prompt_of(40, vocab);
+  for (KvDtype dtype : {KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
+    auto gpu = cuda_backend(model, layout_for(*model, dtype, 32));
+    auto cpu = cpu_backend(model, layout_for(*model, dtype, 32));
+    ASSERT_TRUE(gpu && cpu);
+    std::vector<BlockId> table = {2, 0};
+    std::vector<float> a(vocab), b(vocab);
+    ForwardBatch prefill;
+    prefill.tokens.assign(tokens.begin(), tokens.begin() + 35);
+    prefill.sequences.push_back({0, 35, 0, table.data(), true});
+    ASSERT_TRUE(gpu->forward(prefill, a.data()).is_ok());
+    ASSERT_TRUE(cpu->forward(prefill, b.data()).is_ok());
+    for (int pos = 35; pos < 40; ++pos) {
+      ForwardBatch step;
+      step.tokens = {tokens[pos]};
+      step.sequences.push_back({0, 1, pos, table.data(), true});
+      ASSERT_TRUE(gpu->forward(step, a.data()).is_ok());
+      ASSERT_TRUE(cpu->forward(step, b.data()).is_ok());
+      EXPECT_LT(testing::normalized_error(a.data(), std::vector<double>(b.begin(), b.end())), 2e-3) << kv_dtype_name(dtype) << " at " << pos;
+    }
+  }
+}
+
+// Exported blocks read the same on both backends (the cache file format), and copy_block copies them.
+TEST(CudaBackend, BlocksExportImportAndCopyLikeTheCpuBackend) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::vector<uint8_t> storage;
+  auto model = build(spec_with(TensorType::kF32), storage);
+  const int vocab = model->config().vocab_size;
+  auto gpu = cuda_backend(model, layout_for(*model, KvDtype::kF32));
+  auto cpu = cpu_backend(model, layout_for(*model, KvDtype::kF32));
+  ASSERT_TRUE(gpu && cpu);
+  ASSERT_EQ(gpu->block_bytes(), cpu->block_bytes());
+  std::vector<BlockId> table = {4, 6};
+  ForwardBatch batch;
+  batch.tokens = prompt_of(20, vocab);
+  batch.sequences.push_back({0, 20, 0, table.data(), false});
+  ASSERT_TRUE(gpu->forward(batch, nullptr).is_ok());
+  ASSERT_TRUE(cpu->forward(batch, nullptr).is_ok());
+  std::vector<uint8_t> from_gpu(gpu->block_bytes()), from_cpu(cpu->block_bytes());
+  gpu->export_block(4, from_gpu.data());
+  cpu->export_block(4, from_cpu.data());
+  std::vector<float> g(from_gpu.size() / 4), c(from_cpu.size() / 4);
+  std::memcpy(g.data(), from_gpu.data(), from_gpu.size());
+  std::memcpy(c.data(), from_cpu.data(), from_cpu.size());
+  EXPECT_TRUE(gpu_test::all_close(g, c, 1e-4f));
+  gpu->copy_block(4, 9);
+  std::vector<uint8_t> copied(gpu->block_bytes());
+  gpu->export_block(9, copied.data());
+  EXPECT_EQ(copied, from_gpu);
+  gpu->import_block(10, from_cpu.data());
+  gpu->export_block(10, copied.data());
+  EXPECT_EQ(copied, from_cpu);
+}
+
+TEST(CudaBackend, ModelsWithoutKernelsForTheirHeadSizeAreUnavailable) {
+  std::vector<uint8_t> storage;
+  auto model = build({}, storage);  // head size 16
+  CudaBackendReply reply;
+  pagedlm_create_cuda_backend({model, layout_for(*model, KvDtype::kF16), 0, 64, 0.9}, reply);
+  EXPECT_FALSE(reply.backend);
+  EXPECT_TRUE(reply.unavailable);
+  EXPECT_NE(reply.status.message().find("head size 16"), std::string::npos) << reply.status.message();
+}
+
+}  // namespace
+}  // namespace pagedlm
