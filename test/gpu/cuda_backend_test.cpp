@@ -3,6 +3,8 @@
 // and the block copies the prefix cache relies on. Runs on the device, or on the CUDA emulator.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_entry.h"
 #include "gpu_test_support.h"
@@ -218,6 +220,45 @@ TEST(CudaBackend, BlocksExportImportAndCopyLikeTheCpuBackend) {
   gpu->import_block(10, from_cpu.data());
   gpu->export_block(10, copied.data());
   EXPECT_EQ(copied, from_cpu);
+}
+
+// Decode steps of 1-5 sequences replayed from CUDA graphs (padded to 1, 2, 4, 8) give the logits of the
+// eager path, also when a new context bucket or batch size needs a new graph mid-way.
+TEST(CudaBackend, GraphReplaysMatchEagerSteps) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::vector<uint8_t> storage;
+  auto model = build(spec_with(TensorType::kF16), storage);
+  const int vocab = model->config().vocab_size;
+  setenv("PAGEDLM_CUDA_GRAPHS", "0", 1);
+  auto eager = cuda_backend(model, layout_for(*model, KvDtype::kF16));
+  unsetenv("PAGEDLM_CUDA_GRAPHS");
+  auto graphed = cuda_backend(model, layout_for(*model, KvDtype::kF16));
+  ASSERT_TRUE(eager && graphed);
+#ifdef PAGEDLM_CUDA_EMULATION
+  const uint64_t launches_before = pagedlm::emu::graph_launches();
+#endif
+  std::vector<std::vector<BlockId>> tables = {{0, 1, 2}, {3, 4, 5}, {6, 7, 8}, {9, 10, 11}, {12, 13, 14}};
+  std::vector<int> lengths(5, 0);
+  std::vector<float> a(5 * vocab), b(5 * vocab);
+  for (int step = 0; step < 12; ++step) {
+    const int active = 1 + step % 5;  // batch sizes 1..5
+    ForwardBatch batch;
+    for (int s = 0; s < active; ++s) {
+      batch.tokens.push_back((step * 7 + s * 31 + 5) % vocab);
+      batch.sequences.push_back({s, 1, lengths[s], tables[s].data(), true});
+      ++lengths[s];
+    }
+    ASSERT_TRUE(eager->forward(batch, a.data()).is_ok());
+    const Status s = graphed->forward(batch, b.data());
+    ASSERT_TRUE(s.is_ok()) << s.message();
+    for (int r = 0; r < active; ++r) {
+      const std::vector<double> want(a.begin() + r * vocab, a.begin() + (r + 1) * vocab);
+      EXPECT_LT(testing::normalized_error(b.data() + r * vocab, want), 1e-5) << "step " << step << " row " << r;
+    }
+  }
+#ifdef PAGEDLM_CUDA_EMULATION
+  EXPECT_EQ(pagedlm::emu::graph_launches() - launches_before, 12u);
+#endif
 }
 
 TEST(CudaBackend, ModelsWithoutKernelsForTheirHeadSizeAreUnavailable) {

@@ -4,6 +4,8 @@
 // through kernels/. All work is queued on one stream; the host waits only for the logits.
 // Built into libpagedlm_kernels with the kernels; the engine reaches it through cuda_entry.h.
 #include <algorithm>
+#include <cstdlib>
+#include <map>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -69,6 +71,16 @@ struct DeviceLayer {
 
 // Split the decode workspace can use; beyond it long contexts take the prefill kernel instead.
 constexpr size_t kDecodeWorkspaceBytes = size_t{32} << 20;
+// Decode batches up to this many sequences run as CUDA graphs (padded to a power of two).
+constexpr int kMaxGraphBatch = 64;
+// cuBLAS inside a captured graph must not allocate: it gets a workspace of its own.
+constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+
+int next_power_of_two(int n) {
+  int p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
 
 class CudaBackend final : public Backend {
  public:
@@ -92,12 +104,20 @@ class CudaBackend final : public Backend {
   Status allocate_pool(const CudaBackendRequest& request);
   Status allocate_activations(int tokens);
 
+  // Fills meta_ and meta_host_ for the batch, padded to `seqs` single-token sequences and tables of
+  // `table_stride` blocks when those are larger (a graph's fixed shape).
+  void pack_batch(const ForwardBatch& batch, int seqs, int table_stride);
   Status upload_batch(const ForwardBatch& batch);
+  // Queues the whole step on the stream, ending with the logits of meta_'s logit rows in logits_.
+  Status enqueue_step();
+  Status copy_logits(float* logits);
+  Status forward_with_graph(const ForwardBatch& batch, float* logits, int seqs, int context);
+  void drop_graphs();
   Status matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias = nullptr);
-  Status attention_block(int layer, const ForwardBatch& batch);
+  Status attention_block(int layer);
   Status ffn_block(int layer, int n_tokens);
-  Status attend(int layer, const ForwardBatch& batch);
-  Status output_logits(float* logits);
+  Status attend(int layer);
+  Status output_logits();
   cuda::PagedKv layer_kv(int layer) const;
   template <typename Visit>
   void for_each_block_piece(BlockId block, Visit visit) const;
@@ -129,7 +149,19 @@ class CudaBackend final : public Backend {
   } meta_;
   std::vector<int32_t> meta_host_;
   DeviceMemory meta_device_;
-  const int32_t* meta(size_t offset) const { return meta_device_.get<int32_t>() + offset; }
+  const int32_t* meta_base_ = nullptr;  // meta_device_, or the running graph's own copy
+  const int32_t* meta(size_t offset) const { return meta_base_ + offset; }
+
+  // Decode steps replayed as CUDA graphs, one per (batch bucket, context bucket): kernel arguments are fixed
+  // at capture, so the step's metadata is copied into the graph's own buffer before each launch.
+  struct DecodeGraph {
+    cudaGraphExec_t exec = nullptr;
+    DeviceMemory meta;
+  };
+  bool graphs_enabled_ = true;
+  std::map<std::pair<int, int>, DecodeGraph> graphs_;
+  float* pinned_logits_ = nullptr;  // [kMaxGraphBatch, vocab], the graphs' copy target
+  DeviceMemory cublas_workspace_;
 };
 
 // Empty when a device can be used; else what info().backendReason will say.
@@ -179,6 +211,8 @@ void CudaBackend::create(const CudaBackendRequest& request, CudaBackendReply& re
 
 CudaBackend::~CudaBackend() {
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  drop_graphs();
+  if (pinned_logits_ != nullptr) cudaFreeHost(pinned_logits_);
   if (cublas_ != nullptr) cublasDestroy(cublas_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
@@ -192,6 +226,14 @@ Status CudaBackend::initialize(const CudaBackendRequest& request, CudaBackendRep
   PAGEDLM_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
   if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) return Status(ErrorCode::kCuda, "cuBLAS could not start");
   cublasSetStream(cublas_, stream_);
+  const char* graphs = std::getenv("PAGEDLM_CUDA_GRAPHS");
+  graphs_enabled_ = graphs == nullptr || std::strcmp(graphs, "0") != 0;
+  if (graphs_enabled_) {
+    PAGEDLM_CUDA_TRY(cublas_workspace_.allocate(kCublasWorkspaceBytes), "allocating cuBLAS's workspace");
+    cublasSetWorkspace(cublas_, cublas_workspace_.get(), cublas_workspace_.bytes());
+    PAGEDLM_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&pinned_logits_), sizeof(float) * kMaxGraphBatch * config_.vocab_size),
+                     "allocating pinned memory for logits");
+  }
   if (Status s = upload_weights(); !s.is_ok()) return s;
   if (Status s = allocate_activations(std::max(1, request.max_batch_tokens)); !s.is_ok()) return s;
   return allocate_pool(request);
@@ -321,12 +363,16 @@ cuda::PagedKv CudaBackend::layer_kv(int layer) const {
           scaled ? v_scales_.get<float>() + rows : nullptr, layout_.dtype, layout_.num_kv_heads, layout_.head_dim, layout_.block_size};
 }
 
-// Packs tokens, positions, slots, per-sequence offsets and block tables into one buffer and copies it over.
-Status CudaBackend::upload_batch(const ForwardBatch& batch) {
+// Packs tokens, positions, slots, per-sequence offsets and block tables into one buffer. Padding sequences
+// have no tokens to keep (token -1 embeds as zeros, slot -1 writes nothing, context 0 attends to nothing).
+void CudaBackend::pack_batch(const ForwardBatch& batch, int seqs, int table_stride) {
   BatchMeta& m = meta_;
   m = BatchMeta{};
-  m.n_tokens = static_cast<int>(batch.tokens.size());
-  m.n_seqs = static_cast<int>(batch.sequences.size());
+  const int real_seqs = static_cast<int>(batch.sequences.size());
+  const int padding = std::max(0, seqs - real_seqs);
+  m.n_tokens = static_cast<int>(batch.tokens.size()) + padding;
+  m.n_seqs = real_seqs + padding;
+  m.max_blocks = table_stride;
   for (const BatchSequence& s : batch.sequences) {
     const int context = s.start_position + s.num_tokens;
     m.max_blocks = std::max(m.max_blocks, (context + layout_.block_size - 1) / layout_.block_size);
@@ -335,24 +381,28 @@ Status CudaBackend::upload_batch(const ForwardBatch& batch) {
     m.all_decode = m.all_decode && s.num_tokens == 1;
     m.n_logit_rows += s.want_logits;
   }
+  if (padding > 0) {
+    m.max_context_len = std::max(m.max_context_len, table_stride * layout_.block_size);
+    m.n_logit_rows += padding;
+  }
   std::vector<int32_t>& h = meta_host_;
   h.clear();
-  const auto section = [&](size_t count) {
+  const auto section = [&](size_t count, int32_t fill) {
     const size_t at = h.size();
-    h.resize(at + count, -1);
+    h.resize(at + count, fill);
     return at;
   };
-  m.tokens = section(m.n_tokens);
-  m.positions = section(m.n_tokens);
-  m.slots = section(m.n_tokens);
-  m.query_starts = section(m.n_seqs + 1);
-  m.start_positions = section(m.n_seqs);
-  m.context_lens = section(m.n_seqs);
-  m.logit_rows = section(std::max(1, m.n_logit_rows));
-  m.tables = section(static_cast<size_t>(m.n_seqs) * std::max(1, m.max_blocks));
+  m.tokens = section(m.n_tokens, -1);
+  m.positions = section(m.n_tokens, 0);
+  m.slots = section(m.n_tokens, -1);
+  m.query_starts = section(m.n_seqs + 1, 0);
+  m.start_positions = section(m.n_seqs, 0);
+  m.context_lens = section(m.n_seqs, 0);
+  m.logit_rows = section(std::max(1, m.n_logit_rows), 0);
+  m.tables = section(static_cast<size_t>(m.n_seqs) * std::max(1, m.max_blocks), 0);
   std::copy(batch.tokens.begin(), batch.tokens.end(), h.begin() + m.tokens);
   int logit_row = 0;
-  for (int s = 0; s < m.n_seqs; ++s) {
+  for (int s = 0; s < real_seqs; ++s) {
     const BatchSequence& seq = batch.sequences[s];
     const int blocks = (seq.start_position + seq.num_tokens + layout_.block_size - 1) / layout_.block_size;
     for (int j = 0; j < seq.num_tokens; ++j) {
@@ -366,11 +416,22 @@ Status CudaBackend::upload_batch(const ForwardBatch& batch) {
     if (seq.want_logits) h[m.logit_rows + logit_row++] = seq.first_token + seq.num_tokens - 1;
     std::copy(seq.block_table, seq.block_table + blocks, h.begin() + m.tables + static_cast<size_t>(s) * m.max_blocks);
   }
+  const int real_tokens = static_cast<int>(batch.tokens.size());
+  for (int p = 0; p < padding; ++p) {
+    h[m.query_starts + real_seqs + p] = real_tokens + p;
+    h[m.logit_rows + logit_row++] = real_tokens + p;
+  }
   h[m.query_starts + m.n_seqs] = m.n_tokens;
+}
+
+Status CudaBackend::upload_batch(const ForwardBatch& batch) {
+  pack_batch(batch, 0, 0);
+  const std::vector<int32_t>& h = meta_host_;
   if (meta_device_.bytes() < h.size() * sizeof(int32_t)) {
     PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "waiting for the previous step");
     PAGEDLM_CUDA_TRY(meta_device_.allocate(h.size() * 2 * sizeof(int32_t)), "allocating the step's metadata");
   }
+  meta_base_ = meta_device_.get<int32_t>();
   PAGEDLM_CUDA_TRY(cudaMemcpyAsync(meta_device_.get(), h.data(), h.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
                    "copying the step's metadata");
   return Status::ok();
@@ -408,7 +469,7 @@ Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, 
   return Status::ok();
 }
 
-Status CudaBackend::attend(int layer, const ForwardBatch& batch) {
+Status CudaBackend::attend(int layer) {
   const ModelConfig& c = config_;
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   if (meta_.all_decode) {
@@ -429,7 +490,7 @@ Status CudaBackend::attend(int layer, const ForwardBatch& batch) {
   return Status::ok();
 }
 
-Status CudaBackend::attention_block(int layer, const ForwardBatch& batch) {
+Status CudaBackend::attention_block(int layer) {
   const ModelConfig& c = config_;
   const DeviceLayer& w = layers_[layer];
   const int n = meta_.n_tokens;
@@ -441,7 +502,7 @@ Status CudaBackend::attention_block(int layer, const ForwardBatch& batch) {
                               c.head_dim, c.rope_dim, c.rope_layout, c.rope_position_scale};
   PAGEDLM_CUDA_TRY(cuda::launch_rope(rope, stream_), "RoPE");
   PAGEDLM_CUDA_TRY(cuda::launch_kv_append({k_.get<float>(), v_.get<float>(), meta(meta_.slots), layer_kv(layer), n}, stream_), "KV append");
-  if (Status s = attend(layer, batch); !s.is_ok()) return s;
+  if (Status s = attend(layer); !s.is_ok()) return s;
   if (Status s = matmul(w.wo, att_.get<float>(), n, xb_.get<float>()); !s.is_ok()) return s;
   PAGEDLM_CUDA_TRY(cuda::launch_add({x_.get<float>(), xb_.get<float>(), static_cast<size_t>(n) * c.dim}, stream_), "residual add");
   return Status::ok();
@@ -459,20 +520,73 @@ Status CudaBackend::ffn_block(int layer, int n) {
   return Status::ok();
 }
 
-Status CudaBackend::output_logits(float* logits) {
+Status CudaBackend::output_logits() {
   const ModelConfig& c = config_;
   const int rows = meta_.n_logit_rows;
-  if (rows == 0) {
-    PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step");
-    return Status::ok();
-  }
+  if (rows == 0) return Status::ok();
   PAGEDLM_CUDA_TRY(cuda::launch_gather_rows({x_.get<float>(), meta(meta_.logit_rows), xb_.get<float>(), rows, c.dim}, stream_), "gathering rows");
   PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({xb_.get<float>(), output_norm_.get<float>(), xb_.get<float>(), rows, c.dim, c.rms_eps}, stream_), "RMSNorm");
   const DeviceWeight& head = c.tied_output ? embedding_ : output_;
-  if (Status s = matmul(head, xb_.get<float>(), rows, logits_.get<float>()); !s.is_ok()) return s;
-  const size_t bytes = static_cast<size_t>(rows) * c.vocab_size * sizeof(float);
-  PAGEDLM_CUDA_TRY(cudaMemcpyAsync(logits, logits_.get(), bytes, cudaMemcpyDeviceToHost, stream_), "copying logits");
+  return matmul(head, xb_.get<float>(), rows, logits_.get<float>());
+}
+
+Status CudaBackend::enqueue_step() {
+  const int n = meta_.n_tokens;
+  PAGEDLM_CUDA_TRY(cuda::launch_embedding({embedding_.matrix, meta(meta_.tokens), x_.get<float>(), n}, stream_), "embedding");
+  for (int l = 0; l < config_.n_layers; ++l) {
+    if (Status s = attention_block(l); !s.is_ok()) return s;
+    if (Status s = ffn_block(l, n); !s.is_ok()) return s;
+  }
+  return output_logits();
+}
+
+Status CudaBackend::copy_logits(float* logits) {
+  const size_t bytes = static_cast<size_t>(meta_.n_logit_rows) * config_.vocab_size * sizeof(float);
+  if (bytes > 0) PAGEDLM_CUDA_TRY(cudaMemcpyAsync(logits, logits_.get(), bytes, cudaMemcpyDeviceToHost, stream_), "copying logits");
   PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step");
+  return Status::ok();
+}
+
+void CudaBackend::drop_graphs() {
+  for (auto& [key, graph] : graphs_) {
+    if (graph.exec != nullptr) cudaGraphExecDestroy(graph.exec);
+  }
+  graphs_.clear();
+}
+
+// A decode step of up to kMaxGraphBatch sequences: padded to `seqs` sequences and a `context`-token table
+// stride, captured on first use, replayed after.
+Status CudaBackend::forward_with_graph(const ForwardBatch& batch, float* logits, int seqs, int context) {
+  pack_batch(batch, seqs, context / layout_.block_size);
+  DecodeGraph& graph = graphs_[{seqs, context}];
+  const size_t meta_bytes = meta_host_.size() * sizeof(int32_t);
+  if (graph.exec == nullptr) {
+    PAGEDLM_CUDA_TRY(graph.meta.allocate(meta_bytes), "allocating a graph's metadata");
+    meta_base_ = graph.meta.get<int32_t>();
+    PAGEDLM_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "capturing a decode step");
+    Status status = enqueue_step();
+    const size_t logits_bytes = static_cast<size_t>(seqs) * config_.vocab_size * sizeof(float);
+    if (status.is_ok()) {
+      const cudaError_t copy = cudaMemcpyAsync(pinned_logits_, logits_.get(), logits_bytes, cudaMemcpyDeviceToHost, stream_);
+      if (copy != cudaSuccess) status = cuda_status(copy, "capturing the logits copy");
+    }
+    cudaGraph_t captured = nullptr;
+    const cudaError_t end = cudaStreamEndCapture(stream_, &captured);
+    if (status.is_ok() && end != cudaSuccess) status = cuda_status(end, "capturing a decode step");
+    if (status.is_ok()) {
+      const cudaError_t made = cudaGraphInstantiate(&graph.exec, captured, 0);
+      if (made != cudaSuccess) status = cuda_status(made, "instantiating a decode graph");
+    }
+    if (captured != nullptr) cudaGraphDestroy(captured);
+    if (!status.is_ok()) {
+      graphs_.erase({seqs, context});
+      return status;
+    }
+  }
+  PAGEDLM_CUDA_TRY(cudaMemcpyAsync(graph.meta.get(), meta_host_.data(), meta_bytes, cudaMemcpyHostToDevice, stream_), "copying the step's metadata");
+  PAGEDLM_CUDA_TRY(cudaGraphLaunch(graph.exec, stream_), "replaying a decode step");
+  PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step");
+  std::memcpy(logits, pinned_logits_, batch.sequences.size() * static_cast<size_t>(config_.vocab_size) * sizeof(float));
   return Status::ok();
 }
 
@@ -481,15 +595,20 @@ Status CudaBackend::forward(const ForwardBatch& batch, float* logits) {
   if (n == 0) return Status::ok();
   if (n > capacity_tokens_) {
     PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "waiting for the previous step");
+    drop_graphs();  // they hold the old buffers' addresses
     if (Status s = allocate_activations(n); !s.is_ok()) return s;
   }
-  if (Status s = upload_batch(batch); !s.is_ok()) return s;
-  PAGEDLM_CUDA_TRY(cuda::launch_embedding({embedding_.matrix, meta(meta_.tokens), x_.get<float>(), n}, stream_), "embedding");
-  for (int l = 0; l < config_.n_layers; ++l) {
-    if (Status s = attention_block(l, batch); !s.is_ok()) return s;
-    if (Status s = ffn_block(l, n); !s.is_ok()) return s;
+  const int seqs = next_power_of_two(static_cast<int>(batch.sequences.size()));
+  const bool graph_shape = std::all_of(batch.sequences.begin(), batch.sequences.end(), [](const BatchSequence& s) { return s.num_tokens == 1 && s.want_logits; });
+  if (graphs_enabled_ && graph_shape && seqs <= kMaxGraphBatch && seqs <= capacity_tokens_) {
+    int context = 0;
+    for (const BatchSequence& s : batch.sequences) context = std::max(context, s.start_position + 1);
+    context = std::max(next_power_of_two(context), next_power_of_two(layout_.block_size));
+    return forward_with_graph(batch, logits, seqs, (context + layout_.block_size - 1) / layout_.block_size * layout_.block_size);
   }
-  return output_logits(logits);
+  if (Status s = upload_batch(batch); !s.is_ok()) return s;
+  if (Status s = enqueue_step(); !s.is_ok()) return s;
+  return copy_logits(logits);
 }
 
 // The CPU backend's order (per layer: K, V, then their scales), so saved caches read back on either backend.

@@ -17,6 +17,9 @@ double element(const void* base, cudaDataType type, size_t i) {
   return 0;
 }
 
+void gemm(cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k, float a, const void* A, cudaDataType a_type, int lda,
+          const void* B, cudaDataType b_type, int ldb, float b, float* c, int ldc);
+
 }  // namespace
 
 cublasStatus_t cublasCreate(cublasHandle_t* handle) {
@@ -34,7 +37,16 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t transa, cublasOper
                             void* C, cudaDataType c_type, int ldc, cublasComputeType_t, cublasGemmAlgo_t) {
   if (c_type != CUDA_R_32F || m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_NOT_SUPPORTED;
   const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
-  float* c = static_cast<float*>(C);
+  pagedlm::emu::run_or_record([=] { gemm(transa, transb, m, n, k, a, A, a_type, lda, B, b_type, ldb, b, static_cast<float*>(C), ldc); });
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetWorkspace(cublasHandle_t, void*, size_t) { return CUBLAS_STATUS_SUCCESS; }
+
+namespace {
+
+void gemm(cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k, float a, const void* A, cudaDataType a_type, int lda,
+          const void* B, cudaDataType b_type, int ldb, float b, float* c, int ldc) {
   for (int j = 0; j < n; ++j) {
     for (int i = 0; i < m; ++i) {
       double sum = 0;
@@ -47,5 +59,6 @@ cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t transa, cublasOper
       out = static_cast<float>(a * sum + (b != 0.0f ? b * out : 0.0));
     }
   }
-  return CUBLAS_STATUS_SUCCESS;
 }
+
+}  // namespace

@@ -196,7 +196,55 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t shared_bytes, BlockBody body,
   return cudaSuccess;
 }
 
+namespace {
+std::vector<std::function<void()>>* capturing = nullptr;
+uint64_t launches_of_graphs = 0;
+}  // namespace
+
+void run_or_record(std::function<void()> work) {
+  if (capturing != nullptr) capturing->push_back(std::move(work));
+  else work();
+}
+
+uint64_t graph_launches() { return launches_of_graphs; }
+
 }  // namespace pagedlm::emu
+
+struct EmulatedGraph {
+  std::vector<std::function<void()>> steps;
+};
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
+  if (pagedlm::emu::capturing != nullptr) return cudaErrorInvalidValue;
+  pagedlm::emu::capturing = new std::vector<std::function<void()>>();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* graph) {
+  if (pagedlm::emu::capturing == nullptr) return cudaErrorInvalidValue;
+  *graph = new EmulatedGraph{std::move(*pagedlm::emu::capturing)};
+  delete pagedlm::emu::capturing;
+  pagedlm::emu::capturing = nullptr;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  *exec = new EmulatedGraph{graph->steps};
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t) {
+  ++pagedlm::emu::launches_of_graphs;
+  for (const auto& step : exec->steps) step();
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) { return cudaMalloc(ptr, bytes); }
+cudaError_t cudaFreeHost(void* ptr) { return cudaFree(ptr); }
 
 // ---- runtime API ---------------------------------------------------------------------------------------
 
@@ -215,7 +263,8 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpy(dst, src, bytes, kind);
+  pagedlm::emu::run_or_record([=] { cudaMemcpy(dst, src, bytes, kind); });
+  return cudaSuccess;
 }
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
   std::memset(ptr, value, bytes);

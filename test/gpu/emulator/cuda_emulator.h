@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <tuple>
 
 #define PAGEDLM_CUDA_EMULATION 1
@@ -53,6 +54,9 @@ enum cudaError_t {
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 using cudaStream_t = struct EmulatedStream*;
+using cudaGraph_t = struct EmulatedGraph*;
+using cudaGraphExec_t = struct EmulatedGraph*;
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2 };
 constexpr unsigned cudaStreamNonBlocking = 1;
 struct cudaDeviceProp {
   char name[256];
@@ -78,6 +82,16 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaMallocHost(void** ptr, size_t bytes);
+cudaError_t cudaFreeHost(void* ptr);
+// Graphs: while a stream captures, launches, async copies and emulated cuBLAS calls are recorded instead of
+// run; a launch of the instantiated graph runs them in order.
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaGetLastError();
@@ -113,6 +127,10 @@ void* dynamic_shared();
 
 using BlockBody = void (*)(void* closure);
 cudaError_t run_grid(dim3 grid, dim3 block, size_t shared_bytes, BlockBody body, void* closure);
+// Runs `work` now, or records it when a stream is capturing.
+void run_or_record(std::function<void()> work);
+// Graph launches so far, for tests that check the replayed path ran.
+uint64_t graph_launches();
 
 // What PAGEDLM_LAUNCH(kernel, grid, block, shared, stream)(args...) becomes: runs the grid to completion.
 template <typename... Params>
@@ -124,7 +142,9 @@ class Launch {
   void operator()(Args&&... args) {
     auto bound = [kernel = kernel_, params = std::make_tuple(static_cast<Params>(args)...)]() { std::apply(kernel, params); };
     using Bound = decltype(bound);
-    run_grid(grid_, block_, shared_bytes_, [](void* closure) { (*static_cast<Bound*>(closure))(); }, &bound);
+    run_or_record([bound, grid = grid_, block = block_, shared = shared_bytes_]() mutable {
+      run_grid(grid, block, shared, [](void* closure) { (*static_cast<Bound*>(closure))(); }, &bound);
+    });
   }
 
  private:
