@@ -94,7 +94,7 @@ const decodeRate = (times) => (times.length - 1) / ((times[times.length - 1] - t
 class PagedlmSide {
   static async load(file, context) {
     const side = new PagedlmSide();
-    side.engine = await Engine.load(file, { threads, contextLength: context, kvCache: { dtype: 'f16', blocks: Math.ceil((context * STREAMS) / 16) + 64 } });
+    side.engine = await Engine.load(file, { device: 'cpu', threads, contextLength: context, kvCache: { dtype: 'f16', blocks: Math.ceil((context * STREAMS) / 16) + 64 } });
     return side;
   }
   get name() {
@@ -206,7 +206,7 @@ async function readBandwidth() {
 }
 
 async function compareModel(label, file, llamaCpp) {
-  const probe = await Engine.load(file, { threads, contextLength: 256, kvCache: { blocks: 16 }, prefault: false });
+  const probe = await Engine.load(file, { device: 'cpu', threads, contextLength: 256, kvCache: { blocks: 16 }, prefault: false });
   const info = probe.info();
   await probe.close();
   const vocab = info.vocabSize;

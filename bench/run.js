@@ -46,7 +46,7 @@ function promptIds(length, vocab) {
 }
 
 async function measure(label, file, { prefillTokens, decodeTokens, runs }) {
-  const engine = await Engine.load(file, { threads, contextLength: Math.max(1024, prefillTokens + 64), kvCache: { dtype: 'f16' } });
+  const engine = await Engine.load(file, { device: 'cpu', threads, contextLength: Math.max(1024, prefillTokens + 64), kvCache: { dtype: 'f16' } });
   try {
     const info = engine.info();
     const vocab = info.vocabSize;
@@ -89,7 +89,7 @@ async function speedSection() {
 async function prefixSection() {
   const file = ensureModel(LLAMA_1B);
   const prefixTokens = quick ? 200 : 1000;
-  const engine = await Engine.load(file, { threads, contextLength: 2048, kvCache: { blocks: 512 } });
+  const engine = await Engine.load(file, { device: 'cpu', threads, contextLength: 2048, kvCache: { blocks: 512 } });
   try {
     const vocab = engine.info().vocabSize;
     const prefix = promptIds(prefixTokens, vocab);
@@ -109,7 +109,7 @@ async function prefixSection() {
 
   // A 10-turn chat: each prompt is the whole conversation so far; the cache serves what earlier turns computed.
   const chatModel = sharedModel('synth-tiny-f16.gguf') ?? file;
-  const chat = await Engine.load(chatModel, { threads, contextLength: 4096 });
+  const chat = await Engine.load(chatModel, { device: 'cpu', threads, contextLength: 4096 });
   try {
     let history = promptIds(200, chat.info().vocabSize); // a system prompt
     let promptTokens = 0;
@@ -131,7 +131,7 @@ async function kvSection() {
   const file = ensureModel(LLAMA_1B);
   const rows = [];
   for (const dtype of ['f32', 'f16', 'bf16', 'int8', 'fp8']) {
-    const engine = await Engine.load(file, { threads, contextLength: 256, kvCache: { dtype, blocks: 64 }, prefault: false });
+    const engine = await Engine.load(file, { device: 'cpu', threads, contextLength: 256, kvCache: { dtype, blocks: 64 }, prefault: false });
     const info = engine.info();
     const stats = engine.cache.stats();
     await engine.close();
@@ -149,7 +149,7 @@ function percentile(values, p) {
 
 async function batchSection() {
   const file = ensureModel(LLAMA_1B);
-  const engine = await Engine.load(file, { threads, contextLength: 1024, kvCache: { blocks: 1024 } });
+  const engine = await Engine.load(file, { device: 'cpu', threads, contextLength: 1024, kvCache: { blocks: 1024 } });
   const decodeTokens = quick ? 8 : 32;
   try {
     const vocab = engine.info().vocabSize;

@@ -227,6 +227,10 @@ export interface CacheStats {
   blocksPinned: number;
   bytesPerToken: number;
   bytesTotal: number;
+  /** Where the pool lives: 'cuda' (GPU memory) or 'cpu'. */
+  device: 'cpu' | 'cuda';
+  /** GPU memory the pool takes (0 on the CPU). */
+  deviceBytes: number;
   dtype: KvDtype;
   /** Requests that looked up the prefix cache. */
   prefixQueries: number;

@@ -1,7 +1,7 @@
 // Paged decode attention on the GPU: GB/s of K/V read and percent of the device-to-device copy bandwidth
 // measured in the same run, for contexts 1k-32k, batch 1-64, block sizes 16 and 32. Shapes of one
 // Llama-3-8B layer (32 query heads, 8 KV heads, head size 128). Block tables are shuffled, as a long-lived
-// pool's are. Usage: pagedlm_kernel_bench [--quick]
+// pool's are. Usage: pagedlm_kernel_bench [--quick | --copy]  (--copy: only the copy bandwidth, as JSON)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -141,6 +141,10 @@ int main(int argc, char** argv) {
   }
   CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device));
   const double copy = copy_bandwidth_gbs();
+  if (argc > 1 && std::strcmp(argv[1], "--copy") == 0) {
+    std::printf("{\"copyGBs\": %.1f, \"device\": \"%s\"}\n", copy, prop.name);
+    return 0;
+  }
   std::printf("# paged decode attention, %s (%d SMs)\n", prop.name, sm_count);
   std::printf("device-to-device copy: %.0f GB/s (read + write)\n", copy);
   std::printf("shape: %d query heads, %d KV heads, head size %d; GB/s counts K and V bytes read\n\n", kHeads, kKvHeads, kHeadDim);

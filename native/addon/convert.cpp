@@ -176,7 +176,8 @@ Napi::Object stats_to_js(Napi::Env env, const EngineStats& s) {
   return o;
 }
 
-Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& s, const KvLayout& kv) {
+Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& s, const EngineInfo& info) {
+  const KvLayout& kv = info.kv;
   Napi::Object o = Napi::Object::New(env);
   o.Set("blockSize", kv.block_size);
   o.Set("blocksTotal", s.total_blocks);
@@ -187,6 +188,8 @@ Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& s, const KvLayo
   o.Set("blocksPinned", s.pinned_blocks);
   o.Set("bytesPerToken", static_cast<double>(kv.bytes_per_token()));
   o.Set("bytesTotal", static_cast<double>(kv.total_bytes()));
+  o.Set("device", info.backend);
+  o.Set("deviceBytes", static_cast<double>(info.backend == "cuda" ? kv.total_bytes() : 0));
   o.Set("dtype", kv_dtype_name(kv.dtype));
   o.Set("prefixQueries", static_cast<double>(s.prefix.queries));
   o.Set("prefixHits", static_cast<double>(s.prefix.hits));

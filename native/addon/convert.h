@@ -27,7 +27,7 @@ GenerateParams generate_params(const Napi::Object& o);
 
 Napi::Object info_to_js(Napi::Env env, const EngineInfo& info);
 Napi::Object stats_to_js(Napi::Env env, const EngineStats& stats);
-Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& stats, const KvLayout& kv);
+Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& stats, const EngineInfo& info);
 // The cache salt id of a `cacheSalt` string.
 uint64_t salt_id(const std::string& salt);
 Napi::Object event_to_js(Napi::Env env, const EngineEvent& event);

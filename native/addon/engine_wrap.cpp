@@ -155,7 +155,7 @@ Napi::Value EngineWrap::stats(const Napi::CallbackInfo& info) { return stats_to_
 
 Napi::Value EngineWrap::cache_stats(const Napi::CallbackInfo& info) {
   Engine& e = engine(info.Env());
-  return cache_stats_to_js(info.Env(), e.stats(), e.info().kv);
+  return cache_stats_to_js(info.Env(), e.stats(), e.info());
 }
 
 namespace {

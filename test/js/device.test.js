@@ -38,6 +38,7 @@ describeWithModels('device option', ['stories260K.gguf'], (modelPath) => {
   test("'cpu' runs on the CPU because it was asked for", async () => {
     const engine = await Engine.load(modelPath, { device: 'cpu', threads: 1 });
     expect(engine.info()).toMatchObject({ backend: 'cpu', backendReason: 'asked for', gpu: null, gpuWeightBytes: 0 });
+    expect(engine.cache.stats()).toMatchObject({ device: 'cpu', deviceBytes: 0 });
     await engine.close();
   });
 

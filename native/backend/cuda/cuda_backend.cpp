@@ -239,10 +239,23 @@ Status CudaBackend::initialize(const CudaBackendRequest& request, CudaBackendRep
   return allocate_pool(request);
 }
 
+// A failed allocation while uploading weights says what did not fit and what to change.
+Status weights_status(cudaError_t error, const std::string& what, uint64_t uploaded) {
+  if (error != cudaErrorMemoryAllocation) return cuda_status(error, what);
+  return Status(ErrorCode::kOutOfMemory, "the weights do not fit in GPU memory (" + what + " failed after " + std::to_string(uploaded >> 20) +
+                                             " MiB): use a smaller or more quantized model, another gpu, or device 'cpu'");
+}
+
+#define PAGEDLM_WEIGHTS_TRY(call, what)                                        \
+  do {                                                                         \
+    const cudaError_t error_ = (call);                                         \
+    if (error_ != cudaSuccess) return weights_status(error_, what, weight_bytes_); \
+  } while (0)
+
 Status CudaBackend::upload_floats(const std::vector<float>& values, DeviceMemory& out) {
   if (values.empty()) return Status::ok();
-  PAGEDLM_CUDA_TRY(out.allocate(values.size() * sizeof(float)), "allocating " + std::to_string(values.size() * 4) + " bytes for weights");
-  PAGEDLM_CUDA_TRY(cudaMemcpy(out.get(), values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice), "uploading weights");
+  PAGEDLM_WEIGHTS_TRY(out.allocate(values.size() * sizeof(float)), "allocating " + std::to_string(values.size() * 4) + " bytes for weights");
+  PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.get(), values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice), "uploading weights");
   weight_bytes_ += out.bytes();
   return Status::ok();
 }
@@ -255,20 +268,20 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
     case TensorType::kF16:
     case TensorType::kBF16: {
       const size_t bytes = static_cast<size_t>(w.rows) * w.row_bytes;
-      PAGEDLM_CUDA_TRY(out.data.allocate(bytes), what);
-      PAGEDLM_CUDA_TRY(cudaMemcpy(out.data.get(), w.data, bytes, cudaMemcpyHostToDevice), what);
+      PAGEDLM_WEIGHTS_TRY(out.data.allocate(bytes), what);
+      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.data.get(), w.data, bytes, cudaMemcpyHostToDevice), what);
       out.matrix = {w.type, out.data.get(), nullptr, w.rows, w.cols};
       break;
     }
     case TensorType::kQ8_0: {
       DeviceMemory raw;
       const size_t bytes = static_cast<size_t>(w.rows) * w.row_bytes;
-      PAGEDLM_CUDA_TRY(raw.allocate(bytes), what);
-      PAGEDLM_CUDA_TRY(cudaMemcpy(raw.get(), w.data, bytes, cudaMemcpyHostToDevice), what);
-      PAGEDLM_CUDA_TRY(out.data.allocate(elements), what);
-      PAGEDLM_CUDA_TRY(out.scales.allocate(elements / kQ8BlockElements * sizeof(uint16_t)), what);
-      PAGEDLM_CUDA_TRY(cuda::launch_split_q8_0({raw.get<uint8_t>(), out.data.get<int8_t>(), out.scales.get<uint16_t>(), w.rows, w.cols}, nullptr), what);
-      PAGEDLM_CUDA_TRY(cudaDeviceSynchronize(), what);
+      PAGEDLM_WEIGHTS_TRY(raw.allocate(bytes), what);
+      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(raw.get(), w.data, bytes, cudaMemcpyHostToDevice), what);
+      PAGEDLM_WEIGHTS_TRY(out.data.allocate(elements), what);
+      PAGEDLM_WEIGHTS_TRY(out.scales.allocate(elements / kQ8BlockElements * sizeof(uint16_t)), what);
+      PAGEDLM_WEIGHTS_TRY(cuda::launch_split_q8_0({raw.get<uint8_t>(), out.data.get<int8_t>(), out.scales.get<uint16_t>(), w.rows, w.cols}, nullptr), what);
+      PAGEDLM_WEIGHTS_TRY(cudaDeviceSynchronize(), what);
       out.matrix = {w.type, out.data.get(), out.scales.get<uint16_t>(), w.rows, w.cols};
       largest_q8_matrix_ = std::max(largest_q8_matrix_, elements);
       break;
@@ -281,8 +294,8 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
         dequantize_row(w.type, w.row(r), row.data(), w.cols);
         for (int c = 0; c < w.cols; ++c) halves[static_cast<size_t>(r) * w.cols + c] = float_to_fp16(row[c]);
       }
-      PAGEDLM_CUDA_TRY(out.data.allocate(elements * sizeof(uint16_t)), what);
-      PAGEDLM_CUDA_TRY(cudaMemcpy(out.data.get(), halves.data(), elements * sizeof(uint16_t), cudaMemcpyHostToDevice), what);
+      PAGEDLM_WEIGHTS_TRY(out.data.allocate(elements * sizeof(uint16_t)), what);
+      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.data.get(), halves.data(), elements * sizeof(uint16_t), cudaMemcpyHostToDevice), what);
       out.matrix = {TensorType::kF16, out.data.get(), nullptr, w.rows, w.cols};
     }
   }
