@@ -17,11 +17,16 @@ struct BatchSequence {
   int32_t start_position = 0;  // position of its first token; positions before it are already in the pool
   const BlockId* block_table = nullptr;  // [ceil((start_position + num_tokens) / block_size)], owned by the engine
   bool want_logits = false;    // produce logits for its last token
+  bool greedy = false;         // only the argmax of those logits is needed (greedy sampling, no penalties)
 };
 
 struct ForwardBatch {
   std::vector<int32_t> tokens;             // [n_tokens]
   std::vector<BatchSequence> sequences;
+  // [num_logit_rows], filled with -1 by the caller. When every logit row is greedy, a backend may write the
+  // rows' argmax tokens here instead of the logits (the CUDA backend then copies 4 bytes a row, not the
+  // vocabulary); a row left at -1 is sampled from `logits`.
+  int32_t* greedy_tokens = nullptr;
   int32_t num_logit_rows() const {
     int32_t n = 0;
     for (const auto& s : sequences) n += s.want_logits;

@@ -34,6 +34,7 @@ struct Engine::Core {
   KvCacheManager kv;
   Scheduler scheduler;
   std::vector<float> logits;                          // [rows, vocab]
+  std::vector<int32_t> greedy_tokens;                 // [rows]: tokens a backend picked itself, else -1
   std::map<RequestId, std::vector<BlockId>> pinned;   // pin id -> the prefix blocks it holds
 };
 
@@ -385,12 +386,15 @@ void Engine::step(std::vector<EngineEvent>& events) {
     bs.start_position = seq.num_computed_tokens;
     bs.block_table = seq.block_table.data();
     bs.want_logits = e.sample;
+    bs.greedy = e.sample && seq.sampler.is_plain_greedy();
     batch.tokens.insert(batch.tokens.end(), seq.tokens.begin() + seq.num_computed_tokens,
                         seq.tokens.begin() + seq.num_computed_tokens + e.num_tokens);
     batch.sequences.push_back(bs);
   }
   const int32_t vocab = info_.model.vocab_size;
   core.logits.resize(static_cast<size_t>(batch.num_logit_rows()) * vocab);
+  core.greedy_tokens.assign(batch.num_logit_rows(), -1);
+  batch.greedy_tokens = core.greedy_tokens.data();
   Status status;
   try {
     for (const StepPlan::BlockCopy& copy : plan.copies) backend_->copy_block(copy.from, copy.to);
@@ -411,6 +415,7 @@ void Engine::step(std::vector<EngineEvent>& events) {
     seq.num_computed_tokens += e.num_tokens;
     core.scheduler.cache_computed_blocks(seq);
     if (!e.sample) continue;
+    const int32_t device_token = core.greedy_tokens[row];
     const float* logits = core.logits.data() + row++ * vocab;
     // n completions: the prompt was computed once; every completion samples its first token from it.
     std::vector<Sequence*> completions = {&seq};
@@ -418,7 +423,7 @@ void Engine::step(std::vector<EngineEvent>& events) {
       const auto children = core.scheduler.fork(seq);
       completions.insert(completions.end(), children.begin(), children.end());
     }
-    for (Sequence* s : completions) handle_token(*s, s->sampler.sample(logits, vocab, s->tokens), events);
+    for (Sequence* s : completions) handle_token(*s, device_token >= 0 ? device_token : s->sampler.sample(logits, vocab, s->tokens), events);
     sampled += completions.size();
   }
   std::lock_guard<std::mutex> lock(stats_mutex_);

@@ -27,6 +27,12 @@ class Sampler {
 
   // Picks the next token from `logits` [vocab]; `history` is every token so far (prompt and generated).
   int32_t sample(const float* logits, int32_t vocab, const std::vector<int32_t>& history);
+  // Greedy with no penalties: the token is the logits' argmax (lowest id on ties, NaN last), which a backend
+  // can compute where the logits are.
+  bool is_plain_greedy() const {
+    return params_.temperature <= 0.0f && params_.repetition_penalty == 1.0f && params_.frequency_penalty == 0.0f &&
+           params_.presence_penalty == 0.0f;
+  }
 
  private:
   struct Candidate {

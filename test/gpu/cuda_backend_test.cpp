@@ -261,6 +261,49 @@ TEST(CudaBackend, GraphReplaysMatchEagerSteps) {
 #endif
 }
 
+// Greedy rows come back as tokens (the argmax, as the CPU's logits give it) from prefill and from decode
+// graphs; one row that needs its logits makes the whole step return logits.
+TEST(CudaBackend, GreedyRowsReturnTokensInsteadOfLogits) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::vector<uint8_t> storage;
+  auto model = build(spec_with(TensorType::kF32), storage);
+  const int vocab = model->config().vocab_size;
+  auto gpu = cuda_backend(model, layout_for(*model, KvDtype::kF32));
+  auto cpu = cpu_backend(model, layout_for(*model, KvDtype::kF32));
+  ASSERT_TRUE(gpu && cpu);
+  std::vector<BlockId> t0 = {1, 2}, t1 = {5, 6};
+  const auto p0 = prompt_of(17, vocab, 3), p1 = prompt_of(9, vocab, 4);
+  ForwardBatch prefill;
+  prefill.tokens = p0;
+  prefill.tokens.insert(prefill.tokens.end(), p1.begin(), p1.end());
+  prefill.sequences = {{0, 17, 0, t0.data(), true, true}, {17, 9, 0, t1.data(), true, true}};
+  std::vector<float> want(2 * vocab), logits(2 * vocab, -7.0f);
+  ASSERT_TRUE(cpu->forward(prefill, want.data()).is_ok());
+  std::vector<int32_t> tokens = {-1, -1};
+  prefill.greedy_tokens = tokens.data();
+  ASSERT_TRUE(gpu->forward(prefill, logits.data()).is_ok());
+  EXPECT_EQ(tokens, (std::vector<int32_t>{argmax(want.data(), vocab), argmax(want.data() + vocab, vocab)}));
+  EXPECT_EQ(logits[0], -7.0f) << "greedy rows copy no logits";
+
+  ForwardBatch decode;
+  decode.tokens = {tokens[0], tokens[1]};
+  decode.sequences = {{0, 1, 17, t0.data(), true, true}, {1, 1, 9, t1.data(), true, false}};  // row 1 samples
+  ASSERT_TRUE(cpu->forward(decode, want.data()).is_ok());
+  tokens = {-1, -1};
+  decode.greedy_tokens = tokens.data();
+  ASSERT_TRUE(gpu->forward(decode, logits.data()).is_ok());
+  EXPECT_EQ(tokens, (std::vector<int32_t>{-1, -1}));
+  EXPECT_LT(testing::normalized_error(logits.data() + vocab, std::vector<double>(want.begin() + vocab, want.end())), 1e-4);
+
+  ForwardBatch greedy_decode;
+  greedy_decode.tokens = {argmax(want.data(), vocab), argmax(want.data() + vocab, vocab)};
+  greedy_decode.sequences = {{0, 1, 18, t0.data(), true, true}, {1, 1, 10, t1.data(), true, true}};
+  ASSERT_TRUE(cpu->forward(greedy_decode, want.data()).is_ok());
+  greedy_decode.greedy_tokens = tokens.data();
+  ASSERT_TRUE(gpu->forward(greedy_decode, logits.data()).is_ok());
+  EXPECT_EQ(tokens, (std::vector<int32_t>{argmax(want.data(), vocab), argmax(want.data() + vocab, vocab)}));
+}
+
 TEST(CudaBackend, ModelsWithoutKernelsForTheirHeadSizeAreUnavailable) {
   std::vector<uint8_t> storage;
   auto model = build({}, storage);  // head size 16

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <tuple>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -110,8 +111,9 @@ class CudaBackend final : public Backend {
   Status upload_batch(const ForwardBatch& batch);
   // Queues the whole step on the stream, ending with the logits of meta_'s logit rows in logits_.
   Status enqueue_step();
-  Status copy_logits(float* logits);
-  Status forward_with_graph(const ForwardBatch& batch, float* logits, int seqs, int context);
+  // Copies the step's logits, or with `greedy` only their argmax tokens, to the host and waits for them.
+  Status copy_results(const ForwardBatch& batch, float* logits, bool greedy);
+  Status forward_with_graph(const ForwardBatch& batch, float* logits, int seqs, int context, bool greedy);
   void drop_graphs();
   Status matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias = nullptr);
   Status attention_block(int layer);
@@ -139,7 +141,7 @@ class CudaBackend final : public Backend {
 
   // Step activations, sized for the largest batch (grown on demand).
   int capacity_tokens_ = 0;
-  DeviceMemory x_, xb_, q_, k_, v_, att_, gate_, up_, half_x_, half_w_, logits_, workspace_;
+  DeviceMemory x_, xb_, q_, k_, v_, att_, gate_, up_, half_x_, half_w_, logits_, greedy_ids_, workspace_;
 
   // The step's metadata: one host vector, one copy to the device.
   struct BatchMeta {
@@ -159,8 +161,9 @@ class CudaBackend final : public Backend {
     DeviceMemory meta;
   };
   bool graphs_enabled_ = true;
-  std::map<std::pair<int, int>, DecodeGraph> graphs_;
-  float* pinned_logits_ = nullptr;  // [kMaxGraphBatch, vocab], the graphs' copy target
+  std::map<std::tuple<int, int, bool>, DecodeGraph> graphs_;  // (sequences, context, greedy)
+  float* pinned_logits_ = nullptr;   // [kMaxGraphBatch, vocab], the graphs' copy target
+  int32_t* pinned_ids_ = nullptr;    // [kMaxGraphBatch], the greedy graphs' copy target
   DeviceMemory cublas_workspace_;
 };
 
@@ -213,6 +216,7 @@ CudaBackend::~CudaBackend() {
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   drop_graphs();
   if (pinned_logits_ != nullptr) cudaFreeHost(pinned_logits_);
+  if (pinned_ids_ != nullptr) cudaFreeHost(pinned_ids_);
   if (cublas_ != nullptr) cublasDestroy(cublas_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
@@ -233,6 +237,7 @@ Status CudaBackend::initialize(const CudaBackendRequest& request, CudaBackendRep
     cublasSetWorkspace(cublas_, cublas_workspace_.get(), cublas_workspace_.bytes());
     PAGEDLM_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&pinned_logits_), sizeof(float) * kMaxGraphBatch * config_.vocab_size),
                      "allocating pinned memory for logits");
+    PAGEDLM_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&pinned_ids_), sizeof(int32_t) * kMaxGraphBatch), "allocating pinned memory for tokens");
   }
   if (Status s = upload_weights(); !s.is_ok()) return s;
   if (Status s = allocate_activations(std::max(1, request.max_batch_tokens)); !s.is_ok()) return s;
@@ -362,6 +367,7 @@ Status CudaBackend::allocate_activations(int tokens) {
     PAGEDLM_CUDA_TRY(buffer->allocate(floats * sizeof(float)), what);
   }
   PAGEDLM_CUDA_TRY(half_x_.allocate(t * widest * sizeof(uint16_t)), what);
+  PAGEDLM_CUDA_TRY(greedy_ids_.allocate(t * sizeof(int32_t)), what);
   if (largest_q8_matrix_ > 0) PAGEDLM_CUDA_TRY(half_w_.allocate(largest_q8_matrix_ * sizeof(uint16_t)), what);
   if (workspace_.bytes() == 0) PAGEDLM_CUDA_TRY(workspace_.allocate(kDecodeWorkspaceBytes), what);
   capacity_tokens_ = tokens;
@@ -553,9 +559,16 @@ Status CudaBackend::enqueue_step() {
   return output_logits();
 }
 
-Status CudaBackend::copy_logits(float* logits) {
-  const size_t bytes = static_cast<size_t>(meta_.n_logit_rows) * config_.vocab_size * sizeof(float);
-  if (bytes > 0) PAGEDLM_CUDA_TRY(cudaMemcpyAsync(logits, logits_.get(), bytes, cudaMemcpyDeviceToHost, stream_), "copying logits");
+Status CudaBackend::copy_results(const ForwardBatch& batch, float* logits, bool greedy) {
+  const int rows = meta_.n_logit_rows;
+  if (greedy) {
+    PAGEDLM_CUDA_TRY(cuda::launch_argmax({logits_.get<float>(), greedy_ids_.get<int32_t>(), rows, config_.vocab_size}, stream_), "argmax");
+    PAGEDLM_CUDA_TRY(cudaMemcpyAsync(batch.greedy_tokens, greedy_ids_.get(), rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
+                     "copying sampled tokens");
+  } else if (rows > 0) {
+    const size_t bytes = static_cast<size_t>(rows) * config_.vocab_size * sizeof(float);
+    PAGEDLM_CUDA_TRY(cudaMemcpyAsync(logits, logits_.get(), bytes, cudaMemcpyDeviceToHost, stream_), "copying logits");
+  }
   PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step");
   return Status::ok();
 }
@@ -569,19 +582,26 @@ void CudaBackend::drop_graphs() {
 
 // A decode step of up to kMaxGraphBatch sequences: padded to `seqs` sequences and a `context`-token table
 // stride, captured on first use, replayed after.
-Status CudaBackend::forward_with_graph(const ForwardBatch& batch, float* logits, int seqs, int context) {
+Status CudaBackend::forward_with_graph(const ForwardBatch& batch, float* logits, int seqs, int context, bool greedy) {
   pack_batch(batch, seqs, context / layout_.block_size);
-  DecodeGraph& graph = graphs_[{seqs, context}];
+  const auto key = std::make_tuple(seqs, context, greedy);
+  DecodeGraph& graph = graphs_[key];
   const size_t meta_bytes = meta_host_.size() * sizeof(int32_t);
   if (graph.exec == nullptr) {
     PAGEDLM_CUDA_TRY(graph.meta.allocate(meta_bytes), "allocating a graph's metadata");
     meta_base_ = graph.meta.get<int32_t>();
     PAGEDLM_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "capturing a decode step");
     Status status = enqueue_step();
-    const size_t logits_bytes = static_cast<size_t>(seqs) * config_.vocab_size * sizeof(float);
     if (status.is_ok()) {
-      const cudaError_t copy = cudaMemcpyAsync(pinned_logits_, logits_.get(), logits_bytes, cudaMemcpyDeviceToHost, stream_);
-      if (copy != cudaSuccess) status = cuda_status(copy, "capturing the logits copy");
+      cudaError_t copy;
+      if (greedy) {
+        copy = cuda::launch_argmax({logits_.get<float>(), greedy_ids_.get<int32_t>(), seqs, config_.vocab_size}, stream_);
+        if (copy == cudaSuccess) copy = cudaMemcpyAsync(pinned_ids_, greedy_ids_.get(), seqs * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_);
+      } else {
+        const size_t logits_bytes = static_cast<size_t>(seqs) * config_.vocab_size * sizeof(float);
+        copy = cudaMemcpyAsync(pinned_logits_, logits_.get(), logits_bytes, cudaMemcpyDeviceToHost, stream_);
+      }
+      if (copy != cudaSuccess) status = cuda_status(copy, "capturing the step's results");
     }
     cudaGraph_t captured = nullptr;
     const cudaError_t end = cudaStreamEndCapture(stream_, &captured);
@@ -592,14 +612,18 @@ Status CudaBackend::forward_with_graph(const ForwardBatch& batch, float* logits,
     }
     if (captured != nullptr) cudaGraphDestroy(captured);
     if (!status.is_ok()) {
-      graphs_.erase({seqs, context});
+      graphs_.erase(key);
       return status;
     }
   }
   PAGEDLM_CUDA_TRY(cudaMemcpyAsync(graph.meta.get(), meta_host_.data(), meta_bytes, cudaMemcpyHostToDevice, stream_), "copying the step's metadata");
   PAGEDLM_CUDA_TRY(cudaGraphLaunch(graph.exec, stream_), "replaying a decode step");
   PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step");
-  std::memcpy(logits, pinned_logits_, batch.sequences.size() * static_cast<size_t>(config_.vocab_size) * sizeof(float));
+  if (greedy) {
+    std::memcpy(batch.greedy_tokens, pinned_ids_, batch.sequences.size() * sizeof(int32_t));
+  } else {
+    std::memcpy(logits, pinned_logits_, batch.sequences.size() * static_cast<size_t>(config_.vocab_size) * sizeof(float));
+  }
   return Status::ok();
 }
 
@@ -611,17 +635,20 @@ Status CudaBackend::forward(const ForwardBatch& batch, float* logits) {
     drop_graphs();  // they hold the old buffers' addresses
     if (Status s = allocate_activations(n); !s.is_ok()) return s;
   }
+  // Greedy rows need 4 bytes back instead of the vocabulary's logits.
+  const bool greedy = batch.greedy_tokens != nullptr && batch.num_logit_rows() > 0 &&
+                      std::all_of(batch.sequences.begin(), batch.sequences.end(), [](const BatchSequence& s) { return !s.want_logits || s.greedy; });
   const int seqs = next_power_of_two(static_cast<int>(batch.sequences.size()));
   const bool graph_shape = std::all_of(batch.sequences.begin(), batch.sequences.end(), [](const BatchSequence& s) { return s.num_tokens == 1 && s.want_logits; });
   if (graphs_enabled_ && graph_shape && seqs <= kMaxGraphBatch && seqs <= capacity_tokens_) {
     int context = 0;
     for (const BatchSequence& s : batch.sequences) context = std::max(context, s.start_position + 1);
     context = std::max(next_power_of_two(context), next_power_of_two(layout_.block_size));
-    return forward_with_graph(batch, logits, seqs, (context + layout_.block_size - 1) / layout_.block_size * layout_.block_size);
+    return forward_with_graph(batch, logits, seqs, (context + layout_.block_size - 1) / layout_.block_size * layout_.block_size, greedy);
   }
   if (Status s = upload_batch(batch); !s.is_ok()) return s;
   if (Status s = enqueue_step(); !s.is_ok()) return s;
-  return copy_logits(logits);
+  return copy_results(batch, logits, greedy);
 }
 
 // The CPU backend's order (per layer: K, V, then their scales), so saved caches read back on either backend.
