@@ -263,6 +263,46 @@ TEST(CudaBackend, GraphReplaysMatchEagerSteps) {
 
 // Greedy rows come back as tokens (the argmax, as the CPU's logits give it) from prefill and from decode
 // graphs; one row that needs its logits makes the whole step return logits.
+// Within one context bucket a sequence grows past a decode partition boundary: the replayed graph still
+// reads every token (its kernels were sized by the bucket, not by the step it was captured at).
+TEST(CudaBackend, GraphReplaysFollowGrowingContextsWithinABucket) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::vector<uint8_t> storage;
+  auto model = build(spec_with(TensorType::kF32), storage);
+  const int vocab = model->config().vocab_size;
+  KvLayout layout = layout_for(*model, KvDtype::kF32);
+  layout.num_blocks = 96;
+  setenv("PAGEDLM_CUDA_GRAPHS", "0", 1);
+  auto eager = cuda_backend(model, layout);
+  unsetenv("PAGEDLM_CUDA_GRAPHS");
+  auto graphed = cuda_backend(model, layout);
+  ASSERT_TRUE(eager && graphed);
+  std::vector<BlockId> t0(45), t1(45);
+  for (int i = 0; i < 45; ++i) t0[i] = i, t1[i] = 45 + i;
+  const int prompt = 185;
+  const auto p0 = prompt_of(prompt, vocab, 5), p1 = prompt_of(prompt, vocab, 6);
+  ForwardBatch prefill;
+  prefill.tokens = p0;
+  prefill.tokens.insert(prefill.tokens.end(), p1.begin(), p1.end());
+  prefill.sequences = {{0, prompt, 0, t0.data(), true}, {prompt, prompt, 0, t1.data(), true}};
+  std::vector<float> a(2 * vocab), b(2 * vocab);
+  ASSERT_TRUE(eager->forward(prefill, a.data()).is_ok());
+  ASSERT_TRUE(graphed->forward(prefill, b.data()).is_ok());
+  // The emulated device has 4 SMs: 2 sequences x 2 KV heads split into 64-token partitions; the graph of
+  // the 256-token bucket is captured at context 186 (3 partitions) and must still read position 192 and on.
+  for (int pos = prompt; pos < 200; ++pos) {
+    ForwardBatch step;
+    step.tokens = {argmax(a.data(), vocab), argmax(a.data() + vocab, vocab)};
+    step.sequences = {{0, 1, pos, t0.data(), true}, {1, 1, pos, t1.data(), true}};
+    ASSERT_TRUE(eager->forward(step, a.data()).is_ok());
+    ASSERT_TRUE(graphed->forward(step, b.data()).is_ok());
+    for (int r = 0; r < 2; ++r) {
+      ASSERT_LT(testing::normalized_error(b.data() + r * vocab, std::vector<double>(a.begin() + r * vocab, a.begin() + (r + 1) * vocab)), 1e-5)
+          << "position " << pos << " row " << r;
+    }
+  }
+}
+
 TEST(CudaBackend, GreedyRowsReturnTokensInsteadOfLogits) {
   PAGEDLM_REQUIRE_DEVICE();
   std::vector<uint8_t> storage;

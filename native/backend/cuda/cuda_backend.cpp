@@ -1,15 +1,16 @@
 // The CUDA backend: the forward pass of CpuBackend on one GPU. Weights are uploaded once (F32, F16, BF16 as
 // stored; Q8_0 split into int8 rows + scales; Q4_0/Q4_K expanded to F16), the paged KV pool lives in device
 // memory with the CPU's layout, GEMMs go through cuBLAS (tensor cores for f16/bf16), everything else
-// through kernels/. All work is queued on one stream; the host waits only for the logits.
+// through kernels/. All work is queued on one stream; the host waits once a step, for its results (the
+// tokens of greedy steps, else the logits). Decode steps replay CUDA graphs.
 // Built into libpagedlm_kernels with the kernels; the engine reaches it through cuda_entry.h.
 #include <algorithm>
-#include <cstdlib>
-#include <map>
-#include <tuple>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "backend/cpu/ops.h"
@@ -70,7 +71,7 @@ struct DeviceLayer {
   DeviceWeight wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 
-// Split the decode workspace can use; beyond it long contexts take the prefill kernel instead.
+// Room for the partitions of split decode attention; a batch whose partials do not fit takes the prefill kernel.
 constexpr size_t kDecodeWorkspaceBytes = size_t{32} << 20;
 // Decode batches up to this many sequences run as CUDA graphs (padded to a power of two).
 constexpr int kMaxGraphBatch = 64;
@@ -400,10 +401,9 @@ void CudaBackend::pack_batch(const ForwardBatch& batch, int seqs, int table_stri
     m.all_decode = m.all_decode && s.num_tokens == 1;
     m.n_logit_rows += s.want_logits;
   }
-  if (padding > 0) {
-    m.max_context_len = std::max(m.max_context_len, table_stride * layout_.block_size);
-    m.n_logit_rows += padding;
-  }
+  // A graph's kernels keep the arguments they were captured with: size them by the bucket, not this step.
+  m.max_context_len = std::max(m.max_context_len, table_stride * layout_.block_size);
+  m.n_logit_rows += padding;
   std::vector<int32_t>& h = meta_host_;
   h.clear();
   const auto section = [&](size_t count, int32_t fill) {
