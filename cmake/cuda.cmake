@@ -1,5 +1,5 @@
-# PAGEDLM_CUDA=AUTO|ON|OFF -> PAGEDLM_CUDA_ENABLED. AUTO enables CUDA when a CUDA compiler is found;
-# ON fails the configure step without one.
+# PAGEDLM_CUDA=AUTO|ON|OFF -> PAGEDLM_CUDA_ENABLED. AUTO enables CUDA when a CUDA compiler and cuBLAS are
+# found; ON fails the configure step without them.
 set(PAGEDLM_CUDA_ENABLED OFF)
 string(TOUPPER "${PAGEDLM_CUDA}" _pagedlm_cuda)
 if(NOT _pagedlm_cuda MATCHES "^(AUTO|ON|OFF)$")
@@ -12,7 +12,15 @@ if(NOT _pagedlm_cuda STREQUAL "OFF")
   include(CheckLanguage)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
-    set(PAGEDLM_CUDA_ENABLED ON)
+    # The CUDA backend also needs the toolkit's cuBLAS.
+    find_package(CUDAToolkit QUIET)
+    if(TARGET CUDA::cublas)
+      set(PAGEDLM_CUDA_ENABLED ON)
+    elseif(_pagedlm_cuda STREQUAL "ON")
+      message(FATAL_ERROR "PAGEDLM_CUDA=ON but the CUDA Toolkit's cuBLAS was not found")
+    else()
+      message(STATUS "pagedlm: nvcc found but not cuBLAS: building without CUDA")
+    endif()
   elseif(_pagedlm_cuda STREQUAL "ON")
     message(FATAL_ERROR "PAGEDLM_CUDA=ON but no CUDA compiler was found: install the CUDA Toolkit or set CUDACXX")
   endif()
