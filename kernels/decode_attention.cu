@@ -15,9 +15,12 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / kWarpSize;
 constexpr int kHeadsPerBlock = 8;
-constexpr int kLanesPerToken = 4;                          // a token's K row is split over 4 lanes
-constexpr int kTokensPerWarp = kWarpSize / kLanesPerToken;
-constexpr int kTokensPerStep = kTokensPerWarp * kWarps;
+
+// A token's K row is split over 4 lanes (2 for head size 8), each loading runs of 4 elements.
+template <int kHeadDim>
+constexpr int lanes_per_token() {
+  return kHeadDim >= 16 ? 4 : kHeadDim / 4;
+}
 
 struct Partitioning {
   int head_chunks;  // thread blocks per KV head: ceil(group / kHeadsPerBlock)
@@ -58,10 +61,13 @@ __device__ __forceinline__ size_t pool_row(const PagedKv& kv, const int32_t* tab
 }
 
 // Scores of tokens [begin, end) for each query head into logits[head][token - begin]. Four lanes share a
-// token (each loads kHeadDim / 16 runs of 4 elements), so a warp covers 8 tokens per step.
+// token (each loads kHeadDim / 16 runs of 4 elements), so a warp covers 8 tokens per step (16 for head size 8).
 template <int kHeadDim, KvDtype kDtype>
 __device__ void score_tokens(const DecodeAttentionParams& p, const int32_t* table, int kv_head, int heads, int begin, int end,
                              const float* q_s, float* logits) {
+  constexpr int kLanesPerToken = lanes_per_token<kHeadDim>();
+  constexpr int kTokensPerWarp = kWarpSize / kLanesPerToken;
+  constexpr int kTokensPerStep = kTokensPerWarp * kWarps;
   constexpr int kRuns = kHeadDim / (4 * kLanesPerToken);
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int sub = lane % kLanesPerToken;
@@ -90,8 +96,7 @@ __device__ void score_tokens(const DecodeAttentionParams& p, const int32_t* tabl
         const int d = (sub + kLanesPerToken * j) * 4;
         dot += k[j][0] * q[d] + k[j][1] * q[d + 1] + k[j][2] * q[d + 2] + k[j][3] * q[d + 3];
       }
-      dot += __shfl_xor_sync(kFullMask, dot, 1);
-      dot += __shfl_xor_sync(kFullMask, dot, 2);
+      for (int offset = 1; offset < kLanesPerToken; offset <<= 1) dot += __shfl_xor_sync(kFullMask, dot, offset);
       if (valid && sub == 0) logits[g * p.partition_size + (t - begin)] = dot * row_scale * p.scale;
     }
   }
@@ -244,7 +249,10 @@ bool valid(const DecodeAttentionParams& p) {
 
 // ---- launchers ----
 bool attention_head_dim_supported(int head_dim) {
-  return head_dim == 64 || head_dim == 80 || head_dim == 96 || head_dim == 128 || head_dim == 256;
+  for (int supported : {8, 16, 32, 64, 80, 96, 128, 256}) {
+    if (head_dim == supported) return true;
+  }
+  return false;
 }
 
 int choose_decode_partition(int num_seqs, int num_kv_heads, int max_context_len, int target_blocks) {

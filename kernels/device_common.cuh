@@ -160,6 +160,9 @@ namespace pagedlm::cuda {
 template <typename Body>
 cudaError_t dispatch_head_dim(int head_dim, Body&& body) {
   switch (head_dim) {
+    case 8: return body.template operator()<8>();
+    case 16: return body.template operator()<16>();
+    case 32: return body.template operator()<32>();
     case 64: return body.template operator()<64>();
     case 80: return body.template operator()<80>();
     case 96: return body.template operator()<96>();

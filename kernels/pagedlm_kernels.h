@@ -140,7 +140,7 @@ struct PagedKv {
   float* v_scales;
   KvDtype dtype;
   int num_kv_heads;
-  int head_dim;     // 64, 80, 96, 128 or 256
+  int head_dim;     // 8, 16, 32, 64, 80, 96, 128 or 256
   int block_size;   // 16 or 32 (any positive size works)
 };
 

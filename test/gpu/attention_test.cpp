@@ -111,7 +111,7 @@ TEST(CudaDecodeAttention, EveryKvTypeAndHeadSize) {
   for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
     check_decode(rng, {dtype, 128, 16, 8, 2}, {1, 16, 17, 70}, 512);
   }
-  for (int head_dim : {64, 80, 96, 256}) check_decode(rng, {KvDtype::kF16, head_dim, 32, 4, 4}, {3, 33, 64}, 512);
+  for (int head_dim : {8, 16, 32, 64, 80, 96, 256}) check_decode(rng, {KvDtype::kF16, head_dim, 32, 4, 4}, {3, 33, 64}, 512);
 }
 
 TEST(CudaDecodeAttention, GroupsWiderThanOneBlockOfHeads) {
@@ -127,6 +127,7 @@ TEST(CudaDecodeAttention, PartitionsMergeToTheWholeContext) {
   // Contexts shorter than, equal to and several times a partition, in one batch; one partition is empty
   // for the short sequences.
   check_decode(rng, {KvDtype::kF16, 64, 16, 4, 2}, {1, 64, 65, 200, 333}, 64);
+  check_decode(rng, {KvDtype::kBF16, 8, 16, 8, 4}, {50, 129}, 32);
   check_decode(rng, {KvDtype::kInt8, 128, 32, 8, 8}, {96, 300}, 32);
 }
 
@@ -204,7 +205,7 @@ TEST(CudaPrefillAttention, CausalOverACachedPrefix) {
 TEST(CudaPrefillAttention, EveryHeadSizeAndGroup) {
   PAGEDLM_REQUIRE_DEVICE();
   std::mt19937 rng(12);
-  for (int head_dim : {64, 80, 96, 256}) check_prefill(rng, {KvDtype::kF16, head_dim, 32, 4, 4}, {{0, 40}, {31, 9}});
+  for (int head_dim : {8, 16, 32, 64, 80, 96, 256}) check_prefill(rng, {KvDtype::kF16, head_dim, 32, 4, 4}, {{0, 40}, {31, 9}});
   check_prefill(rng, {KvDtype::kF16, 64, 16, 12, 1}, {{5, 11}, {0, 70}});
   check_prefill(rng, {KvDtype::kBF16, 64, 32, 6, 3}, {{64, 33}});
 }

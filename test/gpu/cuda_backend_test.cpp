@@ -346,12 +346,12 @@ TEST(CudaBackend, GreedyRowsReturnTokensInsteadOfLogits) {
 
 TEST(CudaBackend, ModelsWithoutKernelsForTheirHeadSizeAreUnavailable) {
   std::vector<uint8_t> storage;
-  auto model = build({}, storage);  // head size 16
+  auto model = build({.dim = 48, .heads = 4, .kv_heads = 2}, storage);  // head size 12
   CudaBackendReply reply;
   pagedlm_create_cuda_backend({model, layout_for(*model, KvDtype::kF16), 0, 64, 0.9}, reply);
   EXPECT_FALSE(reply.backend);
   EXPECT_TRUE(reply.unavailable);
-  EXPECT_NE(reply.status.message().find("head size 16"), std::string::npos) << reply.status.message();
+  EXPECT_NE(reply.status.message().find("head size 12"), std::string::npos) << reply.status.message();
 }
 
 }  // namespace

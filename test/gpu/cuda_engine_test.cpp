@@ -5,6 +5,7 @@
 #include "engine/engine.h"
 #include "gpu_test_support.h"
 #include "support/event_collector.h"
+#include "support/shared_models.h"
 #include "support/synthetic_model.h"
 
 namespace pagedlm {
@@ -12,16 +13,16 @@ namespace {
 
 class DeviceEngine {
  public:
-  DeviceEngine(const std::string& device, int32_t blocks) {
+  DeviceEngine(const std::string& device, int32_t blocks, const std::string& path = model_path(), KvDtype dtype = KvDtype::kF32) {
     EngineOptions o;
     o.device = device;
     o.threads = 2;
-    o.kv_dtype = KvDtype::kF32;
+    o.kv_dtype = dtype;
     o.kv_blocks = blocks;
     o.block_size = 16;
     o.context_length = 256;
     o.max_batch_tokens = 48;
-    auto e = Engine::load(model_path(), o, &events_);
+    auto e = Engine::load(path, o, &events_);
     EXPECT_TRUE(e.is_ok()) << e.status().message();
     if (e.is_ok()) engine_ = e.take();
   }
@@ -79,6 +80,21 @@ TEST(CudaEngine, PrefixHitsAndGreedyTokensAsOnTheCpu) {
   EXPECT_EQ(gpu.engine().stats().prefix.hit_tokens, cpu.engine().stats().prefix.hit_tokens);
   DeviceEngine cold("cuda", 64);
   EXPECT_EQ(cold.tokens(cold.submit(second, 12)), gpu_second) << "a prefix hit must equal a cold run";
+}
+
+// The shared test models (head sizes 8 and 16) generate the CPU's greedy tokens on the device.
+TEST(CudaEngine, SharedModelsGenerateTheCpusGreedyTokens) {
+  PAGEDLM_REQUIRE_DEVICE();
+  for (const char* file : {"stories260K.gguf", "aidreams260K.gguf"}) {
+    const std::string path = testing::shared_model(file);
+    if (path.empty()) GTEST_SKIP() << "shared test model " << file << " not found (set PAGEDLM_MODELS_DIR)";
+    for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16}) {
+      DeviceEngine gpu("cuda", 64, path, dtype), cpu("cpu", 64, path, dtype);
+      ASSERT_TRUE(gpu && cpu);
+      const std::vector<int32_t> prompt = {1, 403, 407, 261, 378};
+      EXPECT_EQ(gpu.tokens(gpu.submit(prompt, 60)), cpu.tokens(cpu.submit(prompt, 60))) << file << " " << kv_dtype_name(dtype);
+    }
+  }
 }
 
 TEST(CudaEngine, PreemptionUnderASmallPoolKeepsTheOutputs) {

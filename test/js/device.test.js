@@ -42,22 +42,30 @@ describeWithModels('device option', ['stories260K.gguf'], (modelPath) => {
     await engine.close();
   });
 
-  test("'auto' says which backend it picked and why", async () => {
+  test("'auto' says which backend it picked and why; 'cuda' runs there or rejects saying why", async () => {
     const engine = await Engine.load(modelPath, { threads: 1 });
     const info = engine.info();
-    expect(['cpu', 'cuda']).toContain(info.backend);
-    expect(typeof info.backendReason).toBe('string');
-    expect(info.backendReason.length).toBeGreaterThan(0);
-    // stories260K's head size (8) has no CUDA kernels, so even a GPU machine serves it on the CPU.
-    expect(info.backend).toBe('cpu');
     await engine.close();
-  });
-
-  test("'cuda' rejects with a reason where it cannot run", async () => {
-    await expect(Engine.load(modelPath, { device: 'cuda' })).rejects.toMatchObject({
-      code: 'ERR_UNSUPPORTED',
-      message: expect.stringMatching(/CUDA backend could not start: .+/),
-    });
+    expect(['cpu', 'cuda']).toContain(info.backend);
+    expect(info.backendReason.length).toBeGreaterThan(0);
+    if (info.backend === 'cuda') {
+      expect(info.gpu).toEqual(expect.any(String));
+      const cuda = await Engine.load(modelPath, { device: 'cuda' });
+      expect(cuda.cache.stats()).toMatchObject({ device: 'cuda', deviceBytes: expect.any(Number) });
+      const [a, b] = await Promise.all([cuda.generate([1, 403], { temperature: 0, maxTokens: 20, ignoreEos: true }),
+        Engine.load(modelPath, { device: 'cpu' }).then(async (cpu) => {
+          const r = await cpu.generate([1, 403], { temperature: 0, maxTokens: 20, ignoreEos: true });
+          await cpu.close();
+          return r;
+        })]);
+      expect(a.tokens).toEqual(b.tokens);
+      await cuda.close();
+    } else {
+      await expect(Engine.load(modelPath, { device: 'cuda' })).rejects.toMatchObject({
+        code: 'ERR_UNSUPPORTED',
+        message: `the CUDA backend could not start: ${info.backendReason}`,
+      });
+    }
   });
 
   test('bad device options are RangeErrors', async () => {

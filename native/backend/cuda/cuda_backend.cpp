@@ -187,7 +187,7 @@ void CudaBackend::create(const CudaBackendRequest& request, CudaBackendReply& re
   if (!cuda::attention_head_dim_supported(head_dim)) {
     reply.unavailable = true;
     reply.status = Status(ErrorCode::kUnsupported, "the model's head size " + std::to_string(head_dim) +
-                                                       " has no CUDA attention kernel (64, 80, 96, 128 and 256 do)");
+                                                       " has no CUDA attention kernel (8, 16, 32, 64, 80, 96, 128 and 256 do)");
     return;
   }
   if (std::string why_not = why_cuda_is_unusable(); !why_not.empty()) {
