@@ -7,29 +7,16 @@
 //     bench/kernels (pagedlm_kernel_bench --copy; PAGEDLM_KERNEL_BENCH names the binary)
 //   prefill tokens/s of a 2,048-token prompt
 //   time to first token with a 4,000-token prefix cached, against cold
-// Environment: PAGEDLM_BENCH_CACHE (model folder, default <tmp>/pagedlm-bench), PAGEDLM_BENCH_QUICK=1.
-const fs = require('node:fs');
-const os = require('node:os');
+// Environment: PAGEDLM_BENCH_CACHE (model folder, default <tmp>/pagedlm-bench; the same model as npm run
+// bench), PAGEDLM_BENCH_QUICK=1.
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { Engine } = require('..');
-const { writeLlamaModel } = require('../test/support/gguf-writer');
+const { LLAMA_1B, ensureModel } = require('./models');
 
 const quick = process.env.PAGEDLM_BENCH_QUICK === '1';
-const cacheDir = process.env.PAGEDLM_BENCH_CACHE || path.join(os.tmpdir(), 'pagedlm-bench');
-const LLAMA_1B = { dim: 2048, layers: 16, heads: 32, kvHeads: 8, ffn: 8192, vocab: 32000, context: 8192, type: 'F16', name: 'synthetic-llama-1b-f16-8k' };
 const PROMPT = 128;
 const DECODE = quick ? 32 : 128;
-
-function ensureModel(shape) {
-  fs.mkdirSync(cacheDir, { recursive: true });
-  const file = path.join(cacheDir, `${shape.name}.gguf`);
-  if (!fs.existsSync(file)) {
-    process.stderr.write(`generating ${file} ...\n`);
-    writeLlamaModel(file, shape);
-  }
-  return file;
-}
 
 function promptIds(length, vocab, salt = 0) {
   const ids = [1];

@@ -11,32 +11,18 @@
 //           first token p50/p99 under that load, on the Llama-1B-shaped model
 // Environment: PAGEDLM_BENCH_CACHE (model folder, default <tmp>/pagedlm-bench), PAGEDLM_BENCH_QUICK=1
 // (smaller runs), PAGEDLM_BENCH_THREADS.
-const fs = require('node:fs');
 const os = require('node:os');
-const path = require('node:path');
 const { Engine } = require('..');
-const { writeLlamaModel } = require('../test/support/gguf-writer');
+const { LLAMA_1B, ensureModel } = require('./models');
 const { sharedModel } = require('../test/support/models');
 
 const quick = process.env.PAGEDLM_BENCH_QUICK === '1';
 const threads = Number(process.env.PAGEDLM_BENCH_THREADS) || os.cpus().length;
-const cacheDir = process.env.PAGEDLM_BENCH_CACHE || path.join(os.tmpdir(), 'pagedlm-bench');
 
-const LLAMA_1B = { dim: 2048, layers: 16, heads: 32, kvHeads: 8, ffn: 8192, vocab: 32000, context: 4096, type: 'F16', name: 'synthetic-llama-1b-f16' };
 
 function median(values) {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
-}
-
-function ensureModel(shape) {
-  fs.mkdirSync(cacheDir, { recursive: true });
-  const file = path.join(cacheDir, `${shape.name}.gguf`);
-  if (!fs.existsSync(file)) {
-    process.stderr.write(`generating ${file} ...\n`);
-    writeLlamaModel(file, shape);
-  }
-  return file;
 }
 
 function promptIds(length, vocab) {

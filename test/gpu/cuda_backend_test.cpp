@@ -45,6 +45,14 @@ std::unique_ptr<Backend> cpu_backend(const std::shared_ptr<const LlamaModel>& mo
   return b.take();
 }
 
+// The CUDA backend with graphs turned off: the eager path that replays are checked against.
+std::unique_ptr<Backend> eager_cuda_backend(const std::shared_ptr<const LlamaModel>& model, KvLayout layout) {
+  setenv("PAGEDLM_CUDA_GRAPHS", "0", 1);
+  auto backend = cuda_backend(model, layout);
+  unsetenv("PAGEDLM_CUDA_GRAPHS");
+  return backend;
+}
+
 std::vector<int32_t> prompt_of(int length, int vocab, int salt = 0) {
   std::vector<int32_t> tokens;
   for (int i = 0; i < length; ++i) tokens.push_back((i * 37 + 11 + salt * 101) % vocab);
@@ -64,6 +72,17 @@ SyntheticSpec spec_with(TensorType type) {
   s.weight_type = type;
   return s;
 }
+
+// One model on both backends, with the same pool layout.
+struct BothBackends {
+  explicit BothBackends(const SyntheticSpec& spec, KvDtype dtype = KvDtype::kF32, int block_size = 16)
+      : model(build(spec, storage)), vocab(model->config().vocab_size), gpu(cuda_backend(model, layout_for(*model, dtype, block_size))),
+        cpu(cpu_backend(model, layout_for(*model, dtype, block_size))) {}
+  std::vector<uint8_t> storage;
+  std::shared_ptr<const LlamaModel> model;
+  int vocab;
+  std::unique_ptr<Backend> gpu, cpu;
+};
 
 struct Case {
   const char* name;
@@ -120,11 +139,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaForward, ::testing::ValuesIn(kCases), [](co
 // kernel): every row as the CPU backend computes it, and the same greedy tokens.
 TEST(CudaBackend, MixedBatchesMatchTheCpuBackend) {
   PAGEDLM_REQUIRE_DEVICE();
-  std::vector<uint8_t> storage;
-  auto model = build(spec_with(TensorType::kF32), storage);
-  const int vocab = model->config().vocab_size;
-  auto gpu = cuda_backend(model, layout_for(*model, KvDtype::kF32));
-  auto cpu = cpu_backend(model, layout_for(*model, KvDtype::kF32));
+  BothBackends both(spec_with(TensorType::kF32));
+  const int vocab = both.vocab;
+  Backend* gpu = both.gpu.get();
+  Backend* cpu = both.cpu.get();
   ASSERT_TRUE(gpu && cpu);
   std::vector<BlockId> t0 = {7, 1}, t1 = {3, 11, 4}, t2 = {0};
   const auto p0 = prompt_of(19, vocab, 0), p1 = prompt_of(33, vocab, 1), p2 = prompt_of(6, vocab, 2);
@@ -164,13 +182,12 @@ TEST(CudaBackend, MixedBatchesMatchTheCpuBackend) {
 // differ only by summation order.
 TEST(CudaBackend, EveryKvTypeMatchesTheCpuBackend) {
   PAGEDLM_REQUIRE_DEVICE();
-  std::vector<uint8_t> storage;
-  auto model = build(spec_with(TensorType::kF32), storage);
-  const int vocab = model->config().vocab_size;
-  const auto tokens = prompt_of(40, vocab);
   for (KvDtype dtype : {KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
-    auto gpu = cuda_backend(model, layout_for(*model, dtype, 32));
-    auto cpu = cpu_backend(model, layout_for(*model, dtype, 32));
+    BothBackends both(spec_with(TensorType::kF32), dtype, 32);
+    const int vocab = both.vocab;
+    const auto tokens = prompt_of(40, vocab);
+    Backend* gpu = both.gpu.get();
+    Backend* cpu = both.cpu.get();
     ASSERT_TRUE(gpu && cpu);
     std::vector<BlockId> table = {2, 0};
     std::vector<float> a(vocab), b(vocab);
@@ -193,11 +210,10 @@ TEST(CudaBackend, EveryKvTypeMatchesTheCpuBackend) {
 // Exported blocks read the same on both backends (the cache file format), and copy_block copies them.
 TEST(CudaBackend, BlocksExportImportAndCopyLikeTheCpuBackend) {
   PAGEDLM_REQUIRE_DEVICE();
-  std::vector<uint8_t> storage;
-  auto model = build(spec_with(TensorType::kF32), storage);
-  const int vocab = model->config().vocab_size;
-  auto gpu = cuda_backend(model, layout_for(*model, KvDtype::kF32));
-  auto cpu = cpu_backend(model, layout_for(*model, KvDtype::kF32));
+  BothBackends both(spec_with(TensorType::kF32));
+  const int vocab = both.vocab;
+  Backend* gpu = both.gpu.get();
+  Backend* cpu = both.cpu.get();
   ASSERT_TRUE(gpu && cpu);
   ASSERT_EQ(gpu->block_bytes(), cpu->block_bytes());
   std::vector<BlockId> table = {4, 6};
@@ -229,9 +245,7 @@ TEST(CudaBackend, GraphReplaysMatchEagerSteps) {
   std::vector<uint8_t> storage;
   auto model = build(spec_with(TensorType::kF16), storage);
   const int vocab = model->config().vocab_size;
-  setenv("PAGEDLM_CUDA_GRAPHS", "0", 1);
-  auto eager = cuda_backend(model, layout_for(*model, KvDtype::kF16));
-  unsetenv("PAGEDLM_CUDA_GRAPHS");
+  auto eager = eager_cuda_backend(model, layout_for(*model, KvDtype::kF16));
   auto graphed = cuda_backend(model, layout_for(*model, KvDtype::kF16));
   ASSERT_TRUE(eager && graphed);
 #ifdef PAGEDLM_CUDA_EMULATION
@@ -272,9 +286,7 @@ TEST(CudaBackend, GraphReplaysFollowGrowingContextsWithinABucket) {
   const int vocab = model->config().vocab_size;
   KvLayout layout = layout_for(*model, KvDtype::kF32);
   layout.num_blocks = 96;
-  setenv("PAGEDLM_CUDA_GRAPHS", "0", 1);
-  auto eager = cuda_backend(model, layout);
-  unsetenv("PAGEDLM_CUDA_GRAPHS");
+  auto eager = eager_cuda_backend(model, layout);
   auto graphed = cuda_backend(model, layout);
   ASSERT_TRUE(eager && graphed);
   std::vector<BlockId> t0(45), t1(45);
@@ -305,11 +317,10 @@ TEST(CudaBackend, GraphReplaysFollowGrowingContextsWithinABucket) {
 
 TEST(CudaBackend, GreedyRowsReturnTokensInsteadOfLogits) {
   PAGEDLM_REQUIRE_DEVICE();
-  std::vector<uint8_t> storage;
-  auto model = build(spec_with(TensorType::kF32), storage);
-  const int vocab = model->config().vocab_size;
-  auto gpu = cuda_backend(model, layout_for(*model, KvDtype::kF32));
-  auto cpu = cpu_backend(model, layout_for(*model, KvDtype::kF32));
+  BothBackends both(spec_with(TensorType::kF32));
+  const int vocab = both.vocab;
+  Backend* gpu = both.gpu.get();
+  Backend* cpu = both.cpu.get();
   ASSERT_TRUE(gpu && cpu);
   std::vector<BlockId> t0 = {1, 2}, t1 = {5, 6};
   const auto p0 = prompt_of(17, vocab, 3), p1 = prompt_of(9, vocab, 4);
