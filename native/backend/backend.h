@@ -18,6 +18,7 @@ struct BatchSequence {
   const BlockId* block_table = nullptr;  // [ceil((start_position + num_tokens) / block_size)], owned by the engine
   bool want_logits = false;    // produce logits for its last token
   bool greedy = false;         // only the argmax of those logits is needed (greedy sampling, no penalties)
+  int32_t top_k = 0;           // > 0: only the top_k largest logits are needed, sorted (value, then id)
 };
 
 struct ForwardBatch {
@@ -27,6 +28,12 @@ struct ForwardBatch {
   // rows' argmax tokens here instead of the logits (the CUDA backend then copies 4 bytes a row, not the
   // vocabulary); a row left at -1 is sampled from `logits`.
   int32_t* greedy_tokens = nullptr;
+  // [num_logit_rows, top_k_width], ids filled with -1 by the caller. When every logit row is greedy or has a
+  // top_k (all <= top_k_width), a backend may write each row's top_k_width best candidates here instead of
+  // the logits; a row whose first id is still -1 is sampled from `logits`.
+  int32_t top_k_width = 0;
+  int32_t* top_ids = nullptr;
+  float* top_values = nullptr;
   int32_t num_logit_rows() const {
     int32_t n = 0;
     for (const auto& s : sequences) n += s.want_logits;

@@ -35,6 +35,8 @@ struct Engine::Core {
   Scheduler scheduler;
   std::vector<float> logits;                          // [rows, vocab]
   std::vector<int32_t> greedy_tokens;                 // [rows]: tokens a backend picked itself, else -1
+  std::vector<int32_t> top_ids;                       // [rows, top_k_width]: candidates a backend picked, else -1
+  std::vector<float> top_values;
   std::map<RequestId, std::vector<BlockId>> pinned;   // pin id -> the prefix blocks it holds
 };
 
@@ -387,6 +389,7 @@ void Engine::step(std::vector<EngineEvent>& events) {
     bs.block_table = seq.block_table.data();
     bs.want_logits = e.sample;
     bs.greedy = e.sample && seq.sampler.is_plain_greedy();
+    bs.top_k = e.sample ? seq.sampler.top_k_needed(info_.model.vocab_size) : 0;
     batch.tokens.insert(batch.tokens.end(), seq.tokens.begin() + seq.num_computed_tokens,
                         seq.tokens.begin() + seq.num_computed_tokens + e.num_tokens);
     batch.sequences.push_back(bs);
@@ -395,6 +398,11 @@ void Engine::step(std::vector<EngineEvent>& events) {
   core.logits.resize(static_cast<size_t>(batch.num_logit_rows()) * vocab);
   core.greedy_tokens.assign(batch.num_logit_rows(), -1);
   batch.greedy_tokens = core.greedy_tokens.data();
+  for (const BatchSequence& bs : batch.sequences) batch.top_k_width = std::max(batch.top_k_width, bs.top_k);
+  core.top_ids.assign(static_cast<size_t>(batch.num_logit_rows()) * batch.top_k_width, -1);
+  core.top_values.resize(core.top_ids.size());
+  batch.top_ids = core.top_ids.data();
+  batch.top_values = core.top_values.data();
   Status status;
   try {
     for (const StepPlan::BlockCopy& copy : plan.copies) backend_->copy_block(copy.from, copy.to);
@@ -416,6 +424,8 @@ void Engine::step(std::vector<EngineEvent>& events) {
     core.scheduler.cache_computed_blocks(seq);
     if (!e.sample) continue;
     const int32_t device_token = core.greedy_tokens[row];
+    const size_t top = row * static_cast<size_t>(batch.top_k_width);
+    const bool have_top = batch.top_k_width > 0 && core.top_ids[top] >= 0;
     const float* logits = core.logits.data() + row++ * vocab;
     // n completions: the prompt was computed once; every completion samples its first token from it.
     std::vector<Sequence*> completions = {&seq};
@@ -423,7 +433,13 @@ void Engine::step(std::vector<EngineEvent>& events) {
       const auto children = core.scheduler.fork(seq);
       completions.insert(completions.end(), children.begin(), children.end());
     }
-    for (Sequence* s : completions) handle_token(*s, device_token >= 0 ? device_token : s->sampler.sample(logits, vocab, s->tokens), events);
+    for (Sequence* s : completions) {
+      int32_t token;
+      if (device_token >= 0) token = device_token;
+      else if (have_top) token = s->sampler.sample_top_k(&core.top_ids[top], &core.top_values[top], batch.top_k_width);
+      else token = s->sampler.sample(logits, vocab, s->tokens);
+      handle_token(*s, token, events);
+    }
     sampled += completions.size();
   }
   std::lock_guard<std::mutex> lock(stats_mutex_);

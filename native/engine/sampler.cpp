@@ -42,6 +42,18 @@ int32_t Sampler::sample(const float* logits, int32_t vocab, const std::vector<in
   } else {
     std::sort(c.begin(), c.end(), by_value);
   }
+  return sample_sorted(c);
+}
+
+int32_t Sampler::sample_top_k(const int32_t* ids, const float* values, int32_t count) {
+  if (params_.temperature <= 0.0f) return ids[0];  // greedy: the best candidate
+  std::vector<Candidate>& c = candidates_;
+  c.resize(std::min(count, params_.top_k));
+  for (size_t i = 0; i < c.size(); ++i) c[i] = {ids[i], values[i]};
+  return sample_sorted(c);
+}
+
+int32_t Sampler::sample_sorted(std::vector<Candidate>& c) {
   // Softmax with temperature; c is sorted, so c[0] holds the largest logit.
   const float max = c[0].value;
   if (!std::isfinite(max)) return c[0].id;  // an infinite logit wins outright; all -inf: nothing to weigh

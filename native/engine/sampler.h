@@ -29,17 +29,27 @@ class Sampler {
   int32_t sample(const float* logits, int32_t vocab, const std::vector<int32_t>& history);
   // Greedy with no penalties: the token is the logits' argmax (lowest id on ties, NaN last), which a backend
   // can compute where the logits are.
-  bool is_plain_greedy() const {
-    return params_.temperature <= 0.0f && params_.repetition_penalty == 1.0f && params_.frequency_penalty == 0.0f &&
-           params_.presence_penalty == 0.0f;
+  bool is_plain_greedy() const { return params_.temperature <= 0.0f && !has_penalties(); }
+  // Sampling that only looks at the top_k largest logits (no penalties, top_k below the vocabulary): the
+  // k best, sorted by value then id, are all it needs; 0 when it needs every logit.
+  int32_t top_k_needed(int32_t vocab) const {
+    return params_.temperature > 0.0f && !has_penalties() && params_.top_k > 0 && params_.top_k < vocab ? params_.top_k : 0;
   }
+  // The same draw as sample() from the `count` >= top_k_needed() best candidates, in that order (greedy
+  // samplers take the first).
+  int32_t sample_top_k(const int32_t* ids, const float* values, int32_t count);
 
  private:
   struct Candidate {
     int32_t id;
     float value;  // logit, then probability
   };
+  bool has_penalties() const {
+    return params_.repetition_penalty != 1.0f || params_.frequency_penalty != 0.0f || params_.presence_penalty != 0.0f;
+  }
   void apply_penalties(std::vector<Candidate>& c, const std::vector<int32_t>& history) const;
+  // Softmax with temperature, top-p, min-p and the draw over candidates sorted best first.
+  int32_t sample_sorted(std::vector<Candidate>& c);
   int32_t draw(const std::vector<Candidate>& probabilities);
 
   SamplingParams params_;

@@ -3,7 +3,9 @@
 // and the block copies the prefix cache relies on. Runs on the device, or on the CUDA emulator.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <numeric>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_entry.h"
@@ -353,6 +355,51 @@ TEST(CudaBackend, GreedyRowsReturnTokensInsteadOfLogits) {
   greedy_decode.greedy_tokens = tokens.data();
   ASSERT_TRUE(gpu->forward(greedy_decode, logits.data()).is_ok());
   EXPECT_EQ(tokens, (std::vector<int32_t>{argmax(want.data(), vocab), argmax(want.data() + vocab, vocab)}));
+}
+
+// Steps whose rows are top-k sampled (or greedy) return each row's k best candidates, in the order the
+// logits path would give them, eagerly and from a decode graph.
+TEST(CudaBackend, TopKRowsReturnTheirBestCandidates) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::vector<uint8_t> storage;
+  auto model = build(spec_with(TensorType::kF32), storage);
+  const int vocab = model->config().vocab_size;
+  auto with_logits = cuda_backend(model, layout_for(*model, KvDtype::kF32));
+  auto with_candidates = cuda_backend(model, layout_for(*model, KvDtype::kF32));
+  ASSERT_TRUE(with_logits && with_candidates);
+  std::vector<BlockId> t0 = {1, 2}, t1 = {5, 6};
+  const auto p0 = prompt_of(17, vocab, 3), p1 = prompt_of(9, vocab, 4);
+  const int width = 40;
+  const auto check = [&](ForwardBatch batch, const char* what) {
+    std::vector<float> logits(2 * vocab), unused(2 * vocab);
+    ASSERT_TRUE(with_logits->forward(batch, logits.data()).is_ok());
+    std::vector<int32_t> ids(2 * width, -1);
+    std::vector<float> values(2 * width);
+    batch.top_k_width = width;
+    batch.top_ids = ids.data();
+    batch.top_values = values.data();
+    ASSERT_TRUE(with_candidates->forward(batch, unused.data()).is_ok());
+    for (int r = 0; r < 2; ++r) {
+      std::vector<int32_t> order(vocab);
+      std::iota(order.begin(), order.end(), 0);
+      const float* row = logits.data() + r * vocab;
+      std::partial_sort(order.begin(), order.begin() + width, order.end(),
+                        [&](int a, int b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+      for (int i = 0; i < width; ++i) {
+        ASSERT_EQ(ids[r * width + i], order[i]) << what << " row " << r << " rank " << i;
+        ASSERT_EQ(values[r * width + i], row[order[i]]) << what;
+      }
+    }
+  };
+  ForwardBatch prefill;
+  prefill.tokens = p0;
+  prefill.tokens.insert(prefill.tokens.end(), p1.begin(), p1.end());
+  prefill.sequences = {{0, 17, 0, t0.data(), true, false, width}, {17, 9, 0, t1.data(), true, true, 0}};  // top-k and greedy
+  check(prefill, "prefill");
+  ForwardBatch decode;
+  decode.tokens = {7, 8};
+  decode.sequences = {{0, 1, 17, t0.data(), true, false, 25}, {1, 1, 9, t1.data(), true, false, width}};
+  check(decode, "decode");
 }
 
 TEST(CudaBackend, ModelsWithoutKernelsForTheirHeadSizeAreUnavailable) {

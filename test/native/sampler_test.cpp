@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
 #include <map>
 
 #include "engine/sampler.h"
@@ -56,6 +61,31 @@ TEST(Sampler, SameSeedSameDraws) {
 TEST(Sampler, TemperatureFlattens) {
   const auto hot = histogram({.temperature = 5.0f, .top_k = 0, .top_p = 1, .min_p = 0, .seed = 4}, kLogits, 4000);
   EXPECT_EQ(hot.size(), 5u);
+}
+
+// A backend that returns the top-k candidates (value, then id; more than top_k allowed) gets the draws
+// sample() makes from the whole vocabulary with the same seed, ties and all.
+TEST(Sampler, TopKCandidatesDrawAsTheWholeVocabulary) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::vector<float> logits(1000);
+  for (float& x : logits) x = std::round(dist(rng) * 2.0f) / 2.0f;  // many ties
+  std::vector<int32_t> order(logits.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  for (const SamplingParams& p : {SamplingParams{.temperature = 0.8f, .top_k = 40, .seed = 5},
+                                  SamplingParams{.temperature = 1.3f, .top_k = 7, .top_p = 0.5f, .min_p = 0.0f, .seed = 6},
+                                  SamplingParams{.temperature = 0.0f, .top_k = 40}}) {
+    Sampler whole(p), from_top(p);
+    const int32_t width = std::max(p.temperature > 0 ? from_top.top_k_needed(1000) : 1, 64);
+    std::vector<int32_t> ids(order.begin(), order.begin() + width);
+    std::vector<float> values;
+    for (int32_t id : ids) values.push_back(logits[id]);
+    for (int i = 0; i < 200; ++i) ASSERT_EQ(from_top.sample_top_k(ids.data(), values.data(), width), whole.sample(logits.data(), 1000, {})) << i;
+  }
+  EXPECT_EQ(Sampler({.temperature = 0.8f, .top_k = 40, .repetition_penalty = 1.1f}).top_k_needed(1000), 0) << "penalties need every logit";
+  EXPECT_EQ(Sampler({.temperature = 0.8f, .top_k = 0}).top_k_needed(1000), 0);
+  EXPECT_EQ(Sampler({.temperature = 0.8f, .top_k = 40}).top_k_needed(1000), 40);
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 // stored; Q8_0 split into int8 rows + scales; Q4_0/Q4_K expanded to F16), the paged KV pool lives in device
 // memory with the CPU's layout, GEMMs go through cuBLAS (tensor cores for f16/bf16), everything else
 // through kernels/. All work is queued on one stream; the host waits once a step, for its results (the
-// tokens of greedy steps, else the logits). Decode steps replay CUDA graphs.
+// tokens of greedy steps, the top-k candidates of top-k sampling, else the logits). Decode steps replay
+// CUDA graphs.
 // Built into libpagedlm_kernels with the kernels; the engine reaches it through cuda_entry.h.
 #include <algorithm>
 #include <cmath>
@@ -78,6 +79,24 @@ constexpr int kMaxGraphBatch = 64;
 // cuBLAS inside a captured graph must not allocate: it gets a workspace of its own.
 constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 
+// What a step copies back: every logit row, or for greedy steps the argmax tokens, or for steps that only
+// look at the top-k logits (greedy or top_k sampling, no penalties) the k best candidates of each row.
+enum class Results { kLogits, kTokens, kCandidates };
+
+Results results_needed(const ForwardBatch& batch, int vocab) {
+  bool greedy = true, top_k = true;
+  for (const BatchSequence& s : batch.sequences) {
+    if (!s.want_logits) continue;
+    greedy = greedy && s.greedy;
+    top_k = top_k && (s.greedy || s.top_k > 0);
+  }
+  if (batch.num_logit_rows() == 0) return Results::kLogits;
+  if (greedy && batch.greedy_tokens != nullptr) return Results::kTokens;
+  const int width = batch.top_k_width;
+  if (top_k && batch.top_ids != nullptr && width > 0 && width <= cuda::kMaxTopK && width <= vocab) return Results::kCandidates;
+  return Results::kLogits;
+}
+
 int next_power_of_two(int n) {
   int p = 1;
   while (p < n) p <<= 1;
@@ -112,9 +131,12 @@ class CudaBackend final : public Backend {
   Status upload_batch(const ForwardBatch& batch);
   // Queues the whole step on the stream, ending with the logits of meta_'s logit rows in logits_.
   Status enqueue_step();
-  // Copies the step's logits, or with `greedy` only their argmax tokens, to the host and waits for them.
-  Status copy_results(const ForwardBatch& batch, float* logits, bool greedy);
-  Status forward_with_graph(const ForwardBatch& batch, float* logits, int seqs, int context, bool greedy);
+  // Queues what `results` needs from the logits of `rows` rows (argmax, top-k or nothing more).
+  Status enqueue_selection(const ForwardBatch& batch, Results results, int rows);
+  // Copies the step's results to the host and waits for them.
+  Status copy_results(const ForwardBatch& batch, float* logits, Results results);
+  Status enqueue_graph_copy(const ForwardBatch& batch, Results results, int rows);
+  Status forward_with_graph(const ForwardBatch& batch, float* logits, int seqs, int context, Results results);
   void drop_graphs();
   Status matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias = nullptr);
   Status attention_block(int layer);
@@ -142,7 +164,7 @@ class CudaBackend final : public Backend {
 
   // Step activations, sized for the largest batch (grown on demand).
   int capacity_tokens_ = 0;
-  DeviceMemory x_, xb_, q_, k_, v_, att_, gate_, up_, half_x_, half_w_, logits_, greedy_ids_, workspace_;
+  DeviceMemory x_, xb_, q_, k_, v_, att_, gate_, up_, half_x_, half_w_, logits_, greedy_ids_, top_ids_, top_values_, workspace_;
 
   // The step's metadata: one host vector, one copy to the device.
   struct BatchMeta {
@@ -162,9 +184,13 @@ class CudaBackend final : public Backend {
     DeviceMemory meta;
   };
   bool graphs_enabled_ = true;
-  std::map<std::tuple<int, int, bool>, DecodeGraph> graphs_;  // (sequences, context, greedy)
-  float* pinned_logits_ = nullptr;   // [kMaxGraphBatch, vocab], the graphs' copy target
-  int32_t* pinned_ids_ = nullptr;    // [kMaxGraphBatch], the greedy graphs' copy target
+  std::map<std::tuple<int, int, Results, int>, DecodeGraph> graphs_;  // (sequences, context, results, top-k width)
+  // The graphs' copy targets: [kMaxGraphBatch, vocab] logits, [kMaxGraphBatch] tokens, [kMaxGraphBatch,
+  // kMaxTopK] candidates.
+  float* pinned_logits_ = nullptr;
+  int32_t* pinned_ids_ = nullptr;
+  int32_t* pinned_top_ids_ = nullptr;
+  float* pinned_top_values_ = nullptr;
   DeviceMemory cublas_workspace_;
 };
 
@@ -218,6 +244,8 @@ CudaBackend::~CudaBackend() {
   drop_graphs();
   if (pinned_logits_ != nullptr) cudaFreeHost(pinned_logits_);
   if (pinned_ids_ != nullptr) cudaFreeHost(pinned_ids_);
+  if (pinned_top_ids_ != nullptr) cudaFreeHost(pinned_top_ids_);
+  if (pinned_top_values_ != nullptr) cudaFreeHost(pinned_top_values_);
   if (cublas_ != nullptr) cublasDestroy(cublas_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
@@ -239,6 +267,9 @@ Status CudaBackend::initialize(const CudaBackendRequest& request, CudaBackendRep
     PAGEDLM_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&pinned_logits_), sizeof(float) * kMaxGraphBatch * config_.vocab_size),
                      "allocating pinned memory for logits");
     PAGEDLM_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&pinned_ids_), sizeof(int32_t) * kMaxGraphBatch), "allocating pinned memory for tokens");
+    const size_t candidates = static_cast<size_t>(kMaxGraphBatch) * cuda::kMaxTopK;
+    PAGEDLM_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&pinned_top_ids_), sizeof(int32_t) * candidates), "allocating pinned memory");
+    PAGEDLM_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&pinned_top_values_), sizeof(float) * candidates), "allocating pinned memory");
   }
   if (Status s = upload_weights(); !s.is_ok()) return s;
   if (Status s = allocate_activations(std::max(1, request.max_batch_tokens)); !s.is_ok()) return s;
@@ -369,6 +400,8 @@ Status CudaBackend::allocate_activations(int tokens) {
   }
   PAGEDLM_CUDA_TRY(half_x_.allocate(t * widest * sizeof(uint16_t)), what);
   PAGEDLM_CUDA_TRY(greedy_ids_.allocate(t * sizeof(int32_t)), what);
+  PAGEDLM_CUDA_TRY(top_ids_.allocate(t * cuda::kMaxTopK * sizeof(int32_t)), what);
+  PAGEDLM_CUDA_TRY(top_values_.allocate(t * cuda::kMaxTopK * sizeof(float)), what);
   if (largest_q8_matrix_ > 0) PAGEDLM_CUDA_TRY(half_w_.allocate(largest_q8_matrix_ * sizeof(uint16_t)), what);
   if (workspace_.bytes() == 0) PAGEDLM_CUDA_TRY(workspace_.allocate(kDecodeWorkspaceBytes), what);
   capacity_tokens_ = tokens;
@@ -559,15 +592,33 @@ Status CudaBackend::enqueue_step() {
   return output_logits();
 }
 
-Status CudaBackend::copy_results(const ForwardBatch& batch, float* logits, bool greedy) {
+Status CudaBackend::enqueue_selection(const ForwardBatch& batch, Results results, int rows) {
+  const int vocab = config_.vocab_size;
+  if (results == Results::kTokens) {
+    PAGEDLM_CUDA_TRY(cuda::launch_argmax({logits_.get<float>(), greedy_ids_.get<int32_t>(), rows, vocab}, stream_), "argmax");
+  } else if (results == Results::kCandidates) {
+    PAGEDLM_CUDA_TRY(cuda::launch_top_k({logits_.get<float>(), top_ids_.get<int32_t>(), top_values_.get<float>(), rows, vocab, batch.top_k_width}, stream_),
+                     "top-k");
+  }
+  return Status::ok();
+}
+
+Status CudaBackend::copy_results(const ForwardBatch& batch, float* logits, Results results) {
   const int rows = meta_.n_logit_rows;
-  if (greedy) {
-    PAGEDLM_CUDA_TRY(cuda::launch_argmax({logits_.get<float>(), greedy_ids_.get<int32_t>(), rows, config_.vocab_size}, stream_), "argmax");
-    PAGEDLM_CUDA_TRY(cudaMemcpyAsync(batch.greedy_tokens, greedy_ids_.get(), rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
-                     "copying sampled tokens");
-  } else if (rows > 0) {
-    const size_t bytes = static_cast<size_t>(rows) * config_.vocab_size * sizeof(float);
-    PAGEDLM_CUDA_TRY(cudaMemcpyAsync(logits, logits_.get(), bytes, cudaMemcpyDeviceToHost, stream_), "copying logits");
+  if (rows > 0) {
+    if (Status s = enqueue_selection(batch, results, rows); !s.is_ok()) return s;
+    const size_t candidates = static_cast<size_t>(rows) * batch.top_k_width;
+    if (results == Results::kTokens) {
+      PAGEDLM_CUDA_TRY(cudaMemcpyAsync(batch.greedy_tokens, greedy_ids_.get(), rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
+                       "copying sampled tokens");
+    } else if (results == Results::kCandidates) {
+      PAGEDLM_CUDA_TRY(cudaMemcpyAsync(batch.top_ids, top_ids_.get(), candidates * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_), "copying candidates");
+      PAGEDLM_CUDA_TRY(cudaMemcpyAsync(batch.top_values, top_values_.get(), candidates * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+                       "copying candidates");
+    } else {
+      const size_t bytes = static_cast<size_t>(rows) * config_.vocab_size * sizeof(float);
+      PAGEDLM_CUDA_TRY(cudaMemcpyAsync(logits, logits_.get(), bytes, cudaMemcpyDeviceToHost, stream_), "copying logits");
+    }
   }
   PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step");
   return Status::ok();
@@ -580,11 +631,27 @@ void CudaBackend::drop_graphs() {
   graphs_.clear();
 }
 
+// Queues the copy of a graph's results into the pinned buffers, for `rows` rows.
+Status CudaBackend::enqueue_graph_copy(const ForwardBatch& batch, Results results, int rows) {
+  if (Status s = enqueue_selection(batch, results, rows); !s.is_ok()) return s;
+  cudaError_t copy;
+  if (results == Results::kTokens) {
+    copy = cudaMemcpyAsync(pinned_ids_, greedy_ids_.get(), rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_);
+  } else if (results == Results::kCandidates) {
+    const size_t candidates = static_cast<size_t>(rows) * batch.top_k_width;
+    copy = cudaMemcpyAsync(pinned_top_ids_, top_ids_.get(), candidates * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_);
+    if (copy == cudaSuccess) copy = cudaMemcpyAsync(pinned_top_values_, top_values_.get(), candidates * sizeof(float), cudaMemcpyDeviceToHost, stream_);
+  } else {
+    copy = cudaMemcpyAsync(pinned_logits_, logits_.get(), static_cast<size_t>(rows) * config_.vocab_size * sizeof(float), cudaMemcpyDeviceToHost, stream_);
+  }
+  return copy == cudaSuccess ? Status::ok() : cuda_status(copy, "capturing the step's results");
+}
+
 // A decode step of up to kMaxGraphBatch sequences: padded to `seqs` sequences and a `context`-token table
 // stride, captured on first use, replayed after.
-Status CudaBackend::forward_with_graph(const ForwardBatch& batch, float* logits, int seqs, int context, bool greedy) {
+Status CudaBackend::forward_with_graph(const ForwardBatch& batch, float* logits, int seqs, int context, Results results) {
   pack_batch(batch, seqs, context / layout_.block_size);
-  const auto key = std::make_tuple(seqs, context, greedy);
+  const auto key = std::make_tuple(seqs, context, results, results == Results::kCandidates ? batch.top_k_width : 0);
   DecodeGraph& graph = graphs_[key];
   const size_t meta_bytes = meta_host_.size() * sizeof(int32_t);
   if (graph.exec == nullptr) {
@@ -592,17 +659,7 @@ Status CudaBackend::forward_with_graph(const ForwardBatch& batch, float* logits,
     meta_base_ = graph.meta.get<int32_t>();
     PAGEDLM_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "capturing a decode step");
     Status status = enqueue_step();
-    if (status.is_ok()) {
-      cudaError_t copy;
-      if (greedy) {
-        copy = cuda::launch_argmax({logits_.get<float>(), greedy_ids_.get<int32_t>(), seqs, config_.vocab_size}, stream_);
-        if (copy == cudaSuccess) copy = cudaMemcpyAsync(pinned_ids_, greedy_ids_.get(), seqs * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_);
-      } else {
-        const size_t logits_bytes = static_cast<size_t>(seqs) * config_.vocab_size * sizeof(float);
-        copy = cudaMemcpyAsync(pinned_logits_, logits_.get(), logits_bytes, cudaMemcpyDeviceToHost, stream_);
-      }
-      if (copy != cudaSuccess) status = cuda_status(copy, "capturing the step's results");
-    }
+    if (status.is_ok()) status = enqueue_graph_copy(batch, results, seqs);
     cudaGraph_t captured = nullptr;
     const cudaError_t end = cudaStreamEndCapture(stream_, &captured);
     if (status.is_ok() && end != cudaSuccess) status = cuda_status(end, "capturing a decode step");
@@ -619,10 +676,14 @@ Status CudaBackend::forward_with_graph(const ForwardBatch& batch, float* logits,
   PAGEDLM_CUDA_TRY(cudaMemcpyAsync(graph.meta.get(), meta_host_.data(), meta_bytes, cudaMemcpyHostToDevice, stream_), "copying the step's metadata");
   PAGEDLM_CUDA_TRY(cudaGraphLaunch(graph.exec, stream_), "replaying a decode step");
   PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step");
-  if (greedy) {
-    std::memcpy(batch.greedy_tokens, pinned_ids_, batch.sequences.size() * sizeof(int32_t));
+  const size_t rows = batch.sequences.size();
+  if (results == Results::kTokens) {
+    std::memcpy(batch.greedy_tokens, pinned_ids_, rows * sizeof(int32_t));
+  } else if (results == Results::kCandidates) {
+    std::memcpy(batch.top_ids, pinned_top_ids_, rows * batch.top_k_width * sizeof(int32_t));
+    std::memcpy(batch.top_values, pinned_top_values_, rows * batch.top_k_width * sizeof(float));
   } else {
-    std::memcpy(logits, pinned_logits_, batch.sequences.size() * static_cast<size_t>(config_.vocab_size) * sizeof(float));
+    std::memcpy(logits, pinned_logits_, rows * static_cast<size_t>(config_.vocab_size) * sizeof(float));
   }
   return Status::ok();
 }
@@ -635,20 +696,18 @@ Status CudaBackend::forward(const ForwardBatch& batch, float* logits) {
     drop_graphs();  // they hold the old buffers' addresses
     if (Status s = allocate_activations(n); !s.is_ok()) return s;
   }
-  // Greedy rows need 4 bytes back instead of the vocabulary's logits.
-  const bool greedy = batch.greedy_tokens != nullptr && batch.num_logit_rows() > 0 &&
-                      std::all_of(batch.sequences.begin(), batch.sequences.end(), [](const BatchSequence& s) { return !s.want_logits || s.greedy; });
+  const Results results = results_needed(batch, config_.vocab_size);
   const int seqs = next_power_of_two(static_cast<int>(batch.sequences.size()));
   const bool graph_shape = std::all_of(batch.sequences.begin(), batch.sequences.end(), [](const BatchSequence& s) { return s.num_tokens == 1 && s.want_logits; });
   if (graphs_enabled_ && graph_shape && seqs <= kMaxGraphBatch && seqs <= capacity_tokens_) {
     int context = 0;
     for (const BatchSequence& s : batch.sequences) context = std::max(context, s.start_position + 1);
     context = std::max(next_power_of_two(context), next_power_of_two(layout_.block_size));
-    return forward_with_graph(batch, logits, seqs, (context + layout_.block_size - 1) / layout_.block_size * layout_.block_size, greedy);
+    return forward_with_graph(batch, logits, seqs, (context + layout_.block_size - 1) / layout_.block_size * layout_.block_size, results);
   }
   if (Status s = upload_batch(batch); !s.is_ok()) return s;
   if (Status s = enqueue_step(); !s.is_ok()) return s;
-  return copy_results(batch, logits, greedy);
+  return copy_results(batch, logits, results);
 }
 
 // The CPU backend's order (per layer: K, V, then their scales), so saved caches read back on either backend.
