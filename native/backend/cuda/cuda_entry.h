@@ -32,8 +32,8 @@ using CreateCudaBackend = void (*)(const CudaBackendRequest& request, CudaBacken
 inline constexpr const char* kCreateCudaBackendSymbol = "pagedlm_create_cuda_backend";
 inline constexpr const char* kCudaLibraryName = "libpagedlm_kernels.so";
 
-// Opens libpagedlm_kernels (PAGEDLM_CUDA_LIBRARY, else beside the module holding this code, else the
-// loader's search path; unless the process already holds the entry point) and creates the backend. The library stays loaded for the life of the process.
+// Opens libpagedlm_kernels (PAGEDLM_CUDA_LIBRARY alone when set, else beside the module holding this code,
+// else the loader's search path; unless the process already holds the entry point) and creates the backend. The library stays loaded for the life of the process.
 void open_cuda_backend(const CudaBackendRequest& request, CudaBackendReply& reply);
 
 }  // namespace pagedlm

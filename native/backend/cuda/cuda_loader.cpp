@@ -31,9 +31,12 @@ const Library& library() {
     lib.create = reinterpret_cast<CreateCudaBackend>(dlsym(RTLD_DEFAULT, kCreateCudaBackendSymbol));
     if (lib.create != nullptr) return;
     std::string candidates[3];
-    if (const char* env = std::getenv("PAGEDLM_CUDA_LIBRARY"); env != nullptr && *env != '\0') candidates[0] = env;
-    candidates[1] = directory_of_this_module() + kCudaLibraryName;
-    candidates[2] = kCudaLibraryName;
+    if (const char* env = std::getenv("PAGEDLM_CUDA_LIBRARY"); env != nullptr && *env != '\0') {
+      candidates[0] = env;  // an explicit choice: nothing else is tried
+    } else {
+      candidates[1] = directory_of_this_module() + kCudaLibraryName;
+      candidates[2] = kCudaLibraryName;
+    }
     for (const std::string& path : candidates) {
       if (path.empty()) continue;
       void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
