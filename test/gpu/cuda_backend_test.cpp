@@ -100,27 +100,10 @@ TEST_P(CudaForward, MatchesDoubleReference) {
   const Case& tc = GetParam();
   std::vector<uint8_t> storage;
   auto model = build(tc.spec, storage);
-  const int vocab = model->config().vocab_size;
-  const auto tokens = prompt_of(37, vocab);
-  const auto reference = testing::reference_logits(*model, tokens);
   auto backend = cuda_backend(model, layout_for(*model, KvDtype::kF32));
   ASSERT_TRUE(backend);
-  std::vector<BlockId> table = {5, 2, 9};
-  std::vector<float> logits(vocab);
-  const int prefill = 20;
-  ForwardBatch batch;
-  batch.tokens.assign(tokens.begin(), tokens.begin() + prefill);
-  batch.sequences.push_back({0, prefill, 0, table.data(), true});
-  ASSERT_TRUE(backend->forward(batch, logits.data()).is_ok());
-  EXPECT_LT(testing::normalized_error(logits.data(), reference[prefill - 1]), tc.tolerance) << "prefill";
-  for (int pos = prefill; pos < static_cast<int>(tokens.size()); ++pos) {
-    ForwardBatch step;
-    step.tokens = {tokens[pos]};
-    step.sequences.push_back({0, 1, pos, table.data(), true});
-    const Status s = backend->forward(step, logits.data());
-    ASSERT_TRUE(s.is_ok()) << s.message();
-    ASSERT_LT(testing::normalized_error(logits.data(), reference[pos]), tc.tolerance) << "decode at " << pos;
-  }
+  const auto tokens = prompt_of(37, model->config().vocab_size);
+  EXPECT_TRUE(testing::prefill_then_decode_matches_reference(*backend, *model, tokens, {5, 2, 9}, 20, tc.tolerance));
 }
 
 // f32 weights multiply in f32; f16/bf16 weights multiply f16/bf16 copies of the activations (tensor-core

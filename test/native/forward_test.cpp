@@ -46,25 +46,10 @@ TEST_P(Forward, MatchesDoubleReference) {
   const Case& tc = GetParam();
   std::vector<uint8_t> storage;
   auto model = build(tc.spec, storage);
-  const int vocab = model->config().vocab_size;
-  const auto tokens = prompt_of(37, vocab);  // crosses two block boundaries, last block part filled
-  const auto reference = testing::reference_logits(*model, tokens);
+  const auto tokens = prompt_of(37, model->config().vocab_size);  // crosses two block boundaries, last block part filled
   auto backend = backend_for(model, KvDtype::kF32, 16);
-  std::vector<BlockId> table = {5, 2, 9};  // deliberately out of order: attention must follow the table
-  std::vector<float> logits(vocab);
-  const int prefill = 20;
-  ForwardBatch batch;
-  batch.tokens.assign(tokens.begin(), tokens.begin() + prefill);
-  batch.sequences.push_back({0, prefill, 0, table.data(), true});
-  ASSERT_TRUE(backend->forward(batch, logits.data()).is_ok());
-  EXPECT_LT(testing::normalized_error(logits.data(), reference[prefill - 1]), tc.tolerance) << "prefill";
-  for (int pos = prefill; pos < static_cast<int>(tokens.size()); ++pos) {
-    ForwardBatch step;
-    step.tokens = {tokens[pos]};
-    step.sequences.push_back({0, 1, pos, table.data(), true});
-    ASSERT_TRUE(backend->forward(step, logits.data()).is_ok());
-    ASSERT_LT(testing::normalized_error(logits.data(), reference[pos]), tc.tolerance) << "decode at " << pos;
-  }
+  const std::vector<BlockId> table = {5, 2, 9};  // deliberately out of order: attention must follow the table
+  EXPECT_TRUE(testing::prefill_then_decode_matches_reference(*backend, *model, tokens, table, 20, tc.tolerance));
 }
 
 const Case kCases[] = {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -255,6 +256,25 @@ double normalized_error(const float* a, const std::vector<double>& b) {
     max_ref = std::max(max_ref, std::fabs(b[i]));
   }
   return max_diff / std::max(max_ref, 1e-12);
+}
+
+::testing::AssertionResult prefill_then_decode_matches_reference(Backend& backend, const LlamaModel& model, const std::vector<int32_t>& tokens,
+                                                                 const std::vector<BlockId>& table, int prefill, double tolerance) {
+  const auto reference = reference_logits(model, tokens);
+  std::vector<float> logits(model.config().vocab_size);
+  for (int pos = 0; pos < static_cast<int>(tokens.size()); pos = std::max(pos + 1, prefill)) {
+    const int count = pos == 0 ? prefill : 1;
+    ForwardBatch batch;
+    batch.tokens.assign(tokens.begin() + pos, tokens.begin() + pos + count);
+    batch.sequences.push_back({0, count, pos, table.data(), true});
+    const Status status = backend.forward(batch, logits.data());
+    if (!status.is_ok()) return ::testing::AssertionFailure() << "forward at " << pos << ": " << status.message();
+    const double error = normalized_error(logits.data(), reference[pos + count - 1]);
+    if (!(error < tolerance)) {
+      return ::testing::AssertionFailure() << (pos == 0 ? "prefill" : "decode at " + std::to_string(pos)) << ": error " << error << " >= " << tolerance;
+    }
+  }
+  return ::testing::AssertionSuccess();
 }
 
 }  // namespace pagedlm::testing

@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "backend/backend.h"
 #include "model/llama_model.h"
 #include "support/gguf_writer.h"
 
@@ -40,6 +43,12 @@ std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const
 
 // Largest |a - b| over the largest |b|: a normalized error.
 double normalized_error(const float* a, const std::vector<double>& b);
+
+// Runs `tokens` through `backend` as one prefill of `prefill` tokens, then one decode step per token, all
+// through `table` (blocks of the backend's pool, in any order), and checks each step's logits against
+// reference_logits() within `tolerance` (normalized_error).
+::testing::AssertionResult prefill_then_decode_matches_reference(Backend& backend, const LlamaModel& model, const std::vector<int32_t>& tokens,
+                                                                 const std::vector<BlockId>& table, int prefill, double tolerance);
 
 std::string temp_path(const std::string& name);
 
