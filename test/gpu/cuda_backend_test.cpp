@@ -17,16 +17,8 @@ extern "C" void pagedlm_create_cuda_backend(const pagedlm::CudaBackendRequest& r
 namespace pagedlm {
 namespace {
 
+using testing::load_synthetic_model;
 using testing::SyntheticSpec;
-
-std::shared_ptr<const LlamaModel> build(const SyntheticSpec& spec, std::vector<uint8_t>& storage) {
-  storage = testing::synthetic_model(spec).build();
-  auto file = GgufFile::parse(storage.data(), storage.size());
-  EXPECT_TRUE(file.is_ok()) << file.status().message();
-  auto model = LlamaModel::load(file.take());
-  EXPECT_TRUE(model.is_ok()) << model.status().message();
-  return model.take();
-}
 
 KvLayout layout_for(const LlamaModel& model, KvDtype dtype, int block_size = 16) {
   const ModelConfig& c = model.config();
@@ -78,7 +70,7 @@ SyntheticSpec spec_with(TensorType type) {
 // One model on both backends, with the same pool layout.
 struct BothBackends {
   explicit BothBackends(const SyntheticSpec& spec, KvDtype dtype = KvDtype::kF32, int block_size = 16)
-      : model(build(spec, storage)), vocab(model->config().vocab_size), gpu(cuda_backend(model, layout_for(*model, dtype, block_size))),
+      : model(load_synthetic_model(spec, storage)), vocab(model->config().vocab_size), gpu(cuda_backend(model, layout_for(*model, dtype, block_size))),
         cpu(cpu_backend(model, layout_for(*model, dtype, block_size))) {}
   std::vector<uint8_t> storage;
   std::shared_ptr<const LlamaModel> model;
@@ -99,7 +91,7 @@ TEST_P(CudaForward, MatchesDoubleReference) {
   PAGEDLM_REQUIRE_DEVICE();
   const Case& tc = GetParam();
   std::vector<uint8_t> storage;
-  auto model = build(tc.spec, storage);
+  auto model = load_synthetic_model(tc.spec, storage);
   auto backend = cuda_backend(model, layout_for(*model, KvDtype::kF32));
   ASSERT_TRUE(backend);
   const auto tokens = prompt_of(37, model->config().vocab_size);
@@ -228,7 +220,7 @@ TEST(CudaBackend, BlocksExportImportAndCopyLikeTheCpuBackend) {
 TEST(CudaBackend, GraphReplaysMatchEagerSteps) {
   PAGEDLM_REQUIRE_DEVICE();
   std::vector<uint8_t> storage;
-  auto model = build(spec_with(TensorType::kF16), storage);
+  auto model = load_synthetic_model(spec_with(TensorType::kF16), storage);
   const int vocab = model->config().vocab_size;
   auto eager = eager_cuda_backend(model, layout_for(*model, KvDtype::kF16));
   auto graphed = cuda_backend(model, layout_for(*model, KvDtype::kF16));
@@ -267,7 +259,7 @@ TEST(CudaBackend, GraphReplaysMatchEagerSteps) {
 TEST(CudaBackend, GraphReplaysFollowGrowingContextsWithinABucket) {
   PAGEDLM_REQUIRE_DEVICE();
   std::vector<uint8_t> storage;
-  auto model = build(spec_with(TensorType::kF32), storage);
+  auto model = load_synthetic_model(spec_with(TensorType::kF32), storage);
   const int vocab = model->config().vocab_size;
   KvLayout layout = layout_for(*model, KvDtype::kF32);
   layout.num_blocks = 96;
@@ -345,7 +337,7 @@ TEST(CudaBackend, GreedyRowsReturnTokensInsteadOfLogits) {
 TEST(CudaBackend, TopKRowsReturnTheirBestCandidates) {
   PAGEDLM_REQUIRE_DEVICE();
   std::vector<uint8_t> storage;
-  auto model = build(spec_with(TensorType::kF32), storage);
+  auto model = load_synthetic_model(spec_with(TensorType::kF32), storage);
   const int vocab = model->config().vocab_size;
   auto with_logits = cuda_backend(model, layout_for(*model, KvDtype::kF32));
   auto with_candidates = cuda_backend(model, layout_for(*model, KvDtype::kF32));
@@ -387,7 +379,7 @@ TEST(CudaBackend, TopKRowsReturnTheirBestCandidates) {
 
 TEST(CudaBackend, ModelsWithoutKernelsForTheirHeadSizeAreUnavailable) {
   std::vector<uint8_t> storage;
-  auto model = build({.dim = 48, .heads = 4, .kv_heads = 2}, storage);  // head size 12
+  auto model = load_synthetic_model({.dim = 48, .heads = 4, .kv_heads = 2}, storage);  // head size 12
   CudaBackendReply reply;
   pagedlm_create_cuda_backend({model, layout_for(*model, KvDtype::kF16), 0, 64, 0.9}, reply);
   EXPECT_FALSE(reply.backend);

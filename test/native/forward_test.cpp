@@ -8,6 +8,7 @@
 namespace pagedlm {
 namespace {
 
+using testing::load_synthetic_model;
 using testing::SyntheticSpec;
 
 struct Case {
@@ -15,15 +16,6 @@ struct Case {
   SyntheticSpec spec;
   double tolerance;  // normalized logit error allowed against the double reference
 };
-
-std::shared_ptr<const LlamaModel> build(const SyntheticSpec& spec, std::vector<uint8_t>& storage) {
-  storage = testing::synthetic_model(spec).build();
-  auto file = GgufFile::parse(storage.data(), storage.size());
-  EXPECT_TRUE(file.is_ok()) << file.status().message();
-  auto model = LlamaModel::load(file.take());
-  EXPECT_TRUE(model.is_ok()) << model.status().message();
-  return model.take();
-}
 
 std::unique_ptr<CpuBackend> backend_for(const std::shared_ptr<const LlamaModel>& model, KvDtype dtype, int block_size = 16, int threads = 2) {
   const ModelConfig& c = model->config();
@@ -45,7 +37,7 @@ class Forward : public ::testing::TestWithParam<Case> {};
 TEST_P(Forward, MatchesDoubleReference) {
   const Case& tc = GetParam();
   std::vector<uint8_t> storage;
-  auto model = build(tc.spec, storage);
+  auto model = load_synthetic_model(tc.spec, storage);
   const auto tokens = prompt_of(37, model->config().vocab_size);  // crosses two block boundaries, last block part filled
   auto backend = backend_for(model, KvDtype::kF32, 16);
   const std::vector<BlockId> table = {5, 2, 9};  // deliberately out of order: attention must follow the table
@@ -72,7 +64,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Forward, ::testing::ValuesIn(kCases), [](const 
 
 TEST(ForwardBatching, SequencesInOneBatchMatchEachAlone) {
   std::vector<uint8_t> storage;
-  auto model = build({.layers = 2}, storage);
+  auto model = load_synthetic_model({.layers = 2}, storage);
   const int vocab = model->config().vocab_size;
   auto backend = backend_for(model, KvDtype::kF32);
   const auto a = prompt_of(19, vocab), b = prompt_of(5, vocab);
@@ -91,7 +83,7 @@ TEST(ForwardBatching, SequencesInOneBatchMatchEachAlone) {
 
 TEST(ForwardKvTypes, F16KvStaysClose) {
   std::vector<uint8_t> storage;
-  auto model = build({}, storage);
+  auto model = load_synthetic_model({}, storage);
   const auto tokens = prompt_of(30, model->config().vocab_size);
   const auto ref = testing::reference_logits(*model, tokens);
   auto backend = backend_for(model, KvDtype::kF16, 32, 1);

@@ -277,4 +277,13 @@ double normalized_error(const float* a, const std::vector<double>& b) {
   return ::testing::AssertionSuccess();
 }
 
+std::shared_ptr<const LlamaModel> load_synthetic_model(const SyntheticSpec& spec, std::vector<uint8_t>& storage) {
+  storage = synthetic_model(spec).build();
+  auto file = GgufFile::parse(storage.data(), storage.size());
+  EXPECT_TRUE(file.is_ok()) << file.status().message();
+  auto model = LlamaModel::load(file.take());
+  EXPECT_TRUE(model.is_ok()) << model.status().message();
+  return model.take();
+}
+
 }  // namespace pagedlm::testing

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,8 @@ struct SyntheticSpec {
 // A SentencePiece vocabulary (<unk>, <s>, </s>, 256 byte tokens, then pieces) of spec.vocab tokens and
 // random weights of spec's shape.
 GgufWriter synthetic_model(const SyntheticSpec& spec);
+// Builds it in `storage` (which must outlive the model) and loads it; a failure is a test failure.
+std::shared_ptr<const LlamaModel> load_synthetic_model(const SyntheticSpec& spec, std::vector<uint8_t>& storage);
 // Writes it to a temporary file and returns the path.
 std::string write_synthetic_model(const SyntheticSpec& spec, const std::string& name);
 
