@@ -103,36 +103,45 @@ TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
   for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0}) {
     for (int cols : {32, 64, 256, 8 * 37}) {
       if (type == TensorType::kQ8_0 && cols % 32 != 0) continue;
-      for (int rows : {4, 12, 36}) {
-        ASSERT_TRUE(can_interleave_rows(type, rows, cols));
+      for (int rows : {4, 12, 16, 36, 48}) {
+        if (!can_interleave_rows(k, type, rows, cols)) {
+          ASSERT_TRUE(k.pack_rows == nullptr || rows % k.packed_group_rows(type) != 0) << tensor_type_name(type) << " " << rows;
+          continue;
+        }
         const auto w = testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
-        for (int n_tokens : {1, 2, 3, 7, 30}) {
+        for (int n_tokens : {1, 2, 3, 7, 9, 30}) {
           const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
           const auto plain = run_matmul(k, type, w, rows, cols, x, n_tokens, false, 8);
-          const auto interleaved = run_matmul(k, type, w, rows, cols, x, n_tokens, k.pack_rows != nullptr, 8);
+          const auto interleaved = run_matmul(k, type, w, rows, cols, x, n_tokens, true, k.packed_group_rows(type));
           ASSERT_EQ(0, std::memcmp(plain.data(), interleaved.data(), plain.size() * sizeof(float))) << tensor_type_name(type) << " " << rows << "x" << cols;
         }
       }
     }
   }
-  EXPECT_FALSE(can_interleave_rows(TensorType::kF16, 6, 64));
-  EXPECT_FALSE(can_interleave_rows(TensorType::kF16, 8, 60));
-  EXPECT_FALSE(can_interleave_rows(TensorType::kQ4_K, 8, 256));
+  EXPECT_FALSE(can_interleave_rows(k, TensorType::kF16, 6, 64));
+  EXPECT_FALSE(can_interleave_rows(k, TensorType::kF16, 8, 60));
+  EXPECT_FALSE(can_interleave_rows(k, TensorType::kQ4_K, 8, 256));
 }
 
-// A token's output must not depend on which other tokens share its matmul (or on the row split).
+// A token's output must not depend on which other tokens share its matmul (or on the row split), row-major
+// or packed.
 TEST_P(Kernels, EachTokenAloneEqualsItInABatch) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(13);
   for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K}) {
-    const int rows = 13, cols = 256, n_tokens = 11;
-    const auto w = type == TensorType::kQ4_K ? random_q4k(rng, rows, cols) : testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
-    const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
-    const auto batched = run_matmul(k, type, w, rows, cols, x, n_tokens, false, 4);
-    for (int t = 0; t < n_tokens; ++t) {
-      const std::vector<float> one(x.begin() + static_cast<size_t>(t) * cols, x.begin() + static_cast<size_t>(t + 1) * cols);
-      const auto alone = run_matmul(k, type, w, rows, cols, one, 1, false, rows);
-      ASSERT_EQ(0, std::memcmp(alone.data(), batched.data() + static_cast<size_t>(t) * rows, rows * sizeof(float))) << tensor_type_name(type) << " token " << t;
+    for (const bool packed : {false, true}) {
+      const int rows = packed ? 32 : 13, cols = 256, n_tokens = 11;
+      if (packed && !can_interleave_rows(k, type, rows, cols)) continue;
+      const int rows_per_call = packed ? k.packed_group_rows(type) : 4;
+      const auto w = type == TensorType::kQ4_K ? random_q4k(rng, rows, cols) : testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
+      const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
+      const auto batched = run_matmul(k, type, w, rows, cols, x, n_tokens, packed, rows_per_call);
+      for (int t = 0; t < n_tokens; ++t) {
+        const std::vector<float> one(x.begin() + static_cast<size_t>(t) * cols, x.begin() + static_cast<size_t>(t + 1) * cols);
+        const auto alone = run_matmul(k, type, w, rows, cols, one, 1, packed, rows);
+        ASSERT_EQ(0, std::memcmp(alone.data(), batched.data() + static_cast<size_t>(t) * rows, rows * sizeof(float)))
+            << tensor_type_name(type) << (packed ? " packed" : "") << " token " << t;
+      }
     }
   }
 }

@@ -14,7 +14,8 @@
 namespace pagedlm {
 
 namespace {
-constexpr int kMinRowsPerTask = 8;
+// Rows per matmul task come in multiples of this: every table's packed group height divides it.
+constexpr int kRowsPerTaskMultiple = 16;
 }  // namespace
 
 Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads) {
@@ -60,7 +61,7 @@ void CpuBackend::interleave_weights() {
     for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrices.push_back(w);
   }
   for (const WeightMatrix* w : matrices) {
-    if (!can_interleave_rows(w->type, w->rows, w->cols)) continue;
+    if (!can_interleave_rows(kernels_, w->type, w->rows, w->cols)) continue;
     interleaved_[w] = std::make_unique_for_overwrite<uint8_t[]>(static_cast<size_t>(w->rows) * w->row_bytes);
   }
   // One task per group of rows, so copying a 2 GB model takes all threads.
@@ -189,9 +190,9 @@ void CpuBackend::matmul(const WeightMatrix& w, const float* x, int n_tokens, flo
   if (w.type == TensorType::kQ4_K && kernels_.quantize_q8k != nullptr) {
     args.xk = quantize_activations(kernels_.quantize_q8k, kQKElements, x, n_tokens, w.cols, xk_);
   }
-  // About 4 tasks per thread to even out the load, in multiples of 4 rows (the matmul tile height).
-  int rows_per_task = std::max(kMinRowsPerTask, static_cast<int>((w.rows + pool_.size() * 4 - 1) / (pool_.size() * 4)));
-  rows_per_task = (rows_per_task + 3) / 4 * 4;
+  // About 4 tasks per thread to even out the load.
+  int rows_per_task = static_cast<int>((w.rows + pool_.size() * 4 - 1) / (pool_.size() * 4));
+  rows_per_task = std::max(1, (rows_per_task + kRowsPerTaskMultiple - 1) / kRowsPerTaskMultiple) * kRowsPerTaskMultiple;
   const size_t tasks = (w.rows + rows_per_task - 1) / rows_per_task;
   pool_.parallel_for(tasks, [&](size_t task, size_t thread) {
     const int begin = static_cast<int>(task) * rows_per_task;

@@ -14,19 +14,18 @@ namespace pagedlm {
 struct ActivationBlockQ8 {
   float scale;
   int8_t values[kQ8BlockElements];
-  // -128 x the sum of each 4 consecutive values (the avx512 table's unsigned-weight dot product); filled
-  // only by tables that use it.
-  int32_t lane_offsets[8];
+  // -128 x the sum of the values: the dot product of unsigned weights (w + 128) comes back to the signed
+  // one from here. Filled only by tables that store such weights (avx512).
+  int32_t unsigned_offset;
 };
 
 // Rows of a weight matrix stored 4 at a time, chunk by chunk: row 4g+k's chunk c lives at
 // group g, position c * 4 + k. A chunk is 8 elements (F32/F16/BF16) or one 34-byte block (Q8_0). A 4-row
 // tile then reads one sequential stream, which the hardware prefetcher follows across page boundaries
-// (row-major, each F16 row of 2,048 is its own page and every row starts cold).
+// (row-major, each F16 row of 2,048 is its own page and every row starts cold). A table may pack a type
+// in groups of other heights and orders (CpuKernels::packed_group_rows); the size never changes.
 constexpr int kInterleaveRows = 4;
-// Whether `type` with `rows` x `cols` can be interleaved (whole groups of rows, whole chunks per row).
-bool can_interleave_rows(TensorType type, int rows, int cols);
-// Writes the interleaved copy of row-major `src` ([rows][row_bytes]) to `dst` (the same size).
+// Writes the 4-row interleaved copy of row-major `src` ([rows][row_bytes]) to `dst` (the same size).
 void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst);
 
 // One 256-value block of activations quantized to int8 with one scale, for Q4_K: its 6-bit sub-block scales
@@ -56,7 +55,7 @@ struct MatmulArgs {
 struct CpuKernels {
   const char* name;
   // y[t, r] = dot(W[r, :], x[t, :]) for r in [row_begin, row_end) and every token t. With interleaved
-  // weights, row_begin is a multiple of kInterleaveRows.
+  // weights, row_begin and row_end are multiples of packed_group_rows(type).
   // `scratch` holds at least `cols` floats, private to the calling thread.
   void (*matmul_rows)(const MatmulArgs& args, int row_begin, int row_end, float* scratch);
   float (*dot_f32)(const float* a, const float* b, int n);
@@ -71,15 +70,21 @@ struct CpuKernels {
   void (*axpy_rows_f16)(const float* weights, const uint16_t* v, int n, int d, float* acc);
   // Sum of n floats with independent accumulators: a streaming read, to measure memory bandwidth.
   float (*read_sum)(const float* x, size_t n);
-  // Non-null where matmul_rows reads MatmulArgs::interleaved weights: writes the copy it reads (for the types
-  // can_interleave_rows accepts), the interleaved layout of kernels.h, Q8_0 values possibly re-encoded.
+  // Non-null where matmul_rows reads MatmulArgs::interleaved weights: writes the copy it reads (for the
+  // shapes can_interleave_rows accepts), of the same size as `src`.
   void (*pack_rows)(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst);
+  // How many rows one group of pack_rows' copy of `type` holds; 0 where the table reads `type` row-major.
+  int (*packed_group_rows)(TensorType type);
   // Non-null where Q8_0 weights multiply int8 activations (as llama.cpp does): n values (a multiple of
   // 32) of one token into n / 32 blocks, each scaled to its largest magnitude.
   void (*quantize_q8)(const float* x, int n, ActivationBlockQ8* out);
   // Likewise for Q4_K weights, in blocks of 256 (n a multiple of 256).
   void (*quantize_q8k)(const float* x, int n, ActivationBlockQ8K* out);
 };
+
+// Whether `kernels` read `type` with `rows` x `cols` from a packed copy (whole groups of rows, whole chunks
+// per row).
+bool can_interleave_rows(const CpuKernels& kernels, TensorType type, int rows, int cols);
 
 const CpuKernels& portable_kernels();
 const CpuKernels& avx2_kernels();    // the portable table where not built for x86

@@ -86,14 +86,14 @@ bool cpu_has_f16c() {
 
 }  // namespace
 
-bool can_interleave_rows(TensorType type, int rows, int cols) {
-  if (rows % kInterleaveRows != 0) return false;
+bool can_interleave_rows(const CpuKernels& kernels, TensorType type, int rows, int cols) {
+  const int group = kernels.pack_rows != nullptr ? kernels.packed_group_rows(type) : 0;
+  if (group == 0 || rows % group != 0) return false;
   switch (type) {
     case TensorType::kF32:
     case TensorType::kF16:
     case TensorType::kBF16: return cols % 8 == 0;
-    case TensorType::kQ8_0: return true;  // rows are whole blocks already
-    default: return false;
+    default: return true;  // quantized rows are whole blocks already
   }
 }
 
@@ -113,7 +113,7 @@ void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int 
 }
 
 const CpuKernels& portable_kernels() {
-  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, nullptr, nullptr, nullptr};
+  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, nullptr, nullptr, nullptr, nullptr};
   return kernels;
 }
 

@@ -5,7 +5,8 @@
 // PAGEDLM_X86_AVX512 (0 or 1), which picks:
 //   AVX2: 16 ymm registers, so float tiles of 4 rows x 3 tokens and Q8_0 tiles of 4 x 2, and the Q8_0
 //         block dot product through maddubs + madd;
-//   AVX-512: 32 ymm registers (the kernels stay 256 bits wide), so 4 x 4 tiles, and vpdpbusd.
+//   AVX-512: 32 ymm registers, so 4 x 4 tiles, and vpdpbusd; packed Q8_0 weights are read 512 bits at a
+//         time with rows in lanes (tile_q8_lanes). The float kernels stay 256 bits wide.
 // Within one table, every tile shape runs the same operations per (row, token), so a token's result never
 // depends on its neighbours in the batch.
 #include <immintrin.h>
@@ -167,13 +168,15 @@ void matmul_float_any(const MatmulArgs& a, int row_begin, int row_end) {
   matmul_float<RowT, Element, 1>(a, row_begin, row_end);
 }
 
-// Q8_0 x int8 activations. Per 32-value block, an integer dot product in 8 int32 lanes (each lane the sum
-// of 4 products), converted to float and scaled by both blocks' scales into a float sum.
-//   Signed weights (row-major): |w| (unsigned) times x carrying w's sign, through maddubs + madd on AVX2
-//   (|w|, |x| <= 128 keeps its int16 pairs from saturating) or vpdpbusd on AVX-512.
-//   Unsigned weights (AVX-512 interleaved copies, stored as w + 128): vpdpbusd of (w + 128) and x, started
-//   from the activation block's lane_offsets (-128 x its lane sums of x), which gives the same lanes.
-inline __m256i q8_block_dot(__m256i abs_w, __m256i w, __m256i x) {
+// Q8_0 x int8 activations. A block's dot product is exact in integers; its float work is one
+// fma(float(dot), w_scale * x_scale, sum) per (row, token, block), the same in every kernel of a table, so
+// row-major and packed weights give the same bits.
+//   Row-major and 4-row interleaved: |w| (unsigned) times x carrying w's sign, in 8 int32 lanes through
+//   maddubs + madd on AVX2 (|w|, |x| <= 128 keeps its int16 pairs from saturating) or vpdpbusd on
+//   AVX-512, then 4 rows' lanes summed together into one 128-bit vector of 4 row dots.
+//   AVX-512 packed copies: rows in lanes (tile_q8_lanes).
+inline __m256i q8_block_dot(__m256i w, __m256i x) {
+  const __m256i abs_w = _mm256_sign_epi8(w, w);
 #if PAGEDLM_X86_AVX512
   return _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_w, _mm256_sign_epi8(x, w));
 #else
@@ -182,54 +185,41 @@ inline __m256i q8_block_dot(__m256i abs_w, __m256i w, __m256i x) {
 #endif
 }
 
-// Interleaved Q8_0 copies hold w + 128 where the table has vpdpbusd (see pack_rows).
-constexpr bool kUnsignedQ8Copies = PAGEDLM_X86_AVX512;
+// Four rows' 8-lane sums, each summed to one lane: lane k of the result is the total of rows[k].
+inline __m128i sum_lanes_of_4(const __m256i rows[4]) {
+  const __m256i pairs = _mm256_hadd_epi32(_mm256_hadd_epi32(rows[0], rows[1]), _mm256_hadd_epi32(rows[2], rows[3]));
+  return _mm_add_epi32(_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1));
+}
 
-// A 4-row x T-token tile of Q8_0 (AVX2: T <= 2, so 8 sums, the weights and their magnitudes and T
-// activations fit 16 registers).
+// A 4-row x T-token tile of Q8_0, row-major (G = 1) or 4-row interleaved; each token's 4 row sums live in
+// the lanes of one 128-bit accumulator.
 template <int T, int G>
 void tile_q8_4xT(const BlockQ8_0* const* w, const MatmulArgs& a, int t, int r) {
   constexpr int R = 4;
-  constexpr bool kUnsigned = kUnsignedQ8Copies && G > 1;
   const int blocks = a.cols / static_cast<int>(kQ8BlockElements);
-  __m256 acc[R][T];
-  for (auto& row : acc) {
-    for (auto& v : row) v = _mm256_setzero_ps();
-  }
+  __m128 acc[T];
+  for (auto& v : acc) v = _mm_setzero_ps();
   const ActivationBlockQ8* x[T];
   for (int j = 0; j < T; ++j) x[j] = a.xq + static_cast<size_t>(t + j) * blocks;
   for (int b = 0; b < blocks; ++b) {
-    __m256i xv[T];
-    __m256 x_scale[T];
-    for (int j = 0; j < T; ++j) {
-      xv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j][b].values));
-      x_scale[j] = _mm256_set1_ps(x[j][b].scale);
-    }
     if constexpr (G > 1) {
       // A group's block is 4 x 34 bytes: the lines it spans, kPrefetchBytes ahead (see tile_4xT).
       const char* ahead = reinterpret_cast<const char*>(w[0] + static_cast<size_t>(b) * G) + kPrefetchBytes;
       for (int line = 0; line < 3; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
     }
-    for (int k = 0; k < R; ++k) {
-      const BlockQ8_0& block = w[k][static_cast<size_t>(b) * G];
-      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.values));
-      const __m256 w_scale = _mm256_set1_ps(half_to_float(block.scale));
-      for (int j = 0; j < T; ++j) {
-        __m256i lanes;
-        if constexpr (kUnsigned) {
-#if PAGEDLM_X86_AVX512
-          lanes = _mm256_dpbusd_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j][b].lane_offsets)), wv, xv[j]);
-#endif
-        } else {
-          lanes = q8_block_dot(_mm256_sign_epi8(wv, wv), wv, xv[j]);
-        }
-        acc[k][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_mul_ps(w_scale, x_scale[j]), acc[k][j]);
-      }
+    __m256i wv[R];
+    for (int k = 0; k < R; ++k) wv[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[k][static_cast<size_t>(b) * G].values));
+    const __m128 w_scale = _mm_setr_ps(half_to_float(w[0][static_cast<size_t>(b) * G].scale), half_to_float(w[1][static_cast<size_t>(b) * G].scale),
+                                       half_to_float(w[2][static_cast<size_t>(b) * G].scale), half_to_float(w[3][static_cast<size_t>(b) * G].scale));
+    for (int j = 0; j < T; ++j) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j][b].values));
+      __m256i lanes[R];
+      for (int k = 0; k < R; ++k) lanes[k] = q8_block_dot(wv[k], xv);
+      const __m128 dots = _mm_cvtepi32_ps(sum_lanes_of_4(lanes));
+      acc[j] = _mm_fmadd_ps(dots, _mm_mul_ps(w_scale, _mm_set1_ps(x[j][b].scale)), acc[j]);
     }
   }
-  for (int k = 0; k < R; ++k) {
-    for (int j = 0; j < T; ++j) a.y[static_cast<size_t>(t + j) * a.y_stride + r + k] = hsum(acc[k][j]);
-  }
+  for (int j = 0; j < T; ++j) _mm_storeu_ps(a.y + static_cast<size_t>(t + j) * a.y_stride + r, acc[j]);
 }
 
 // Drives a quantized type's 4-row tiles over rows and chunks of tokens; tile(std::integral_constant<int, T>,
@@ -277,6 +267,81 @@ void matmul_q8(const MatmulArgs& a, int row_begin, int row_end) {
     tile_q8_4xT<decltype(tokens)::value, G>(w, args, t, r);
   });
 }
+
+#if PAGEDLM_X86_AVX512
+// Q8_0 packed for AVX-512 with rows in lanes: a group of 16 rows stores each 32-value block as the 16 rows'
+// fp16 scales, then for each 4 consecutive values the 16 rows' 4 bytes, as w + 128 (unsigned). One vpdpbusd
+// multiplies 4 values of all 16 rows by the same 4 activations (broadcast), so a block's 16 dot products
+// end in the 16 int32 lanes of one register: no horizontal sums, and the float work of a block is done
+// once per 16 rows. Started from the activation block's unsigned_offset, the lanes hold the signed dots.
+constexpr int kLaneRows = 16;
+struct LaneBlockQ8 {
+  uint16_t scales[kLaneRows];
+  uint8_t quads[kQ8BlockElements / 4][kLaneRows][4];
+};
+static_assert(sizeof(LaneBlockQ8) == kLaneRows * sizeof(BlockQ8_0), "the packed copy is the size of the rows");
+constexpr int kLaneTileTokens = 8;
+
+void pack_q8_lanes(const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) {
+  const size_t blocks = row_bytes / sizeof(BlockQ8_0);
+  auto* out = reinterpret_cast<LaneBlockQ8*>(dst);
+  for (int g = 0; g < rows; g += kLaneRows) {
+    for (size_t b = 0; b < blocks; ++b, ++out) {
+      for (int k = 0; k < kLaneRows; ++k) {
+        const auto& block = reinterpret_cast<const BlockQ8_0*>(src + static_cast<size_t>(g + k) * row_bytes)[b];
+        out->scales[k] = block.scale;
+        for (size_t i = 0; i < kQ8BlockElements; ++i) out->quads[i / 4][k][i % 4] = static_cast<uint8_t>(block.values[i]) ^ 0x80;
+      }
+    }
+  }
+}
+
+// 16 rows x T tokens: per block, 8 vpdpbusd per token and one convert, multiply and fma per token.
+template <int T>
+void tile_q8_lanes(const LaneBlockQ8* w, const MatmulArgs& a, int t, int r) {
+  const int blocks = a.cols / static_cast<int>(kQ8BlockElements);
+  __m512 acc[T];
+  for (auto& v : acc) v = _mm512_setzero_ps();
+  const ActivationBlockQ8* x[T];
+  for (int j = 0; j < T; ++j) x[j] = a.xq + static_cast<size_t>(t + j) * blocks;
+  for (int b = 0; b < blocks; ++b) {
+    const LaneBlockQ8& block = w[b];
+    const char* ahead = reinterpret_cast<const char*>(&block) + kPrefetchBytes;
+    for (int line = 0; line < 9; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
+    __m512i dots[T];
+    for (int j = 0; j < T; ++j) dots[j] = _mm512_set1_epi32(x[j][b].unsigned_offset);
+    for (int q = 0; q < static_cast<int>(kQ8BlockElements / 4); ++q) {
+      const __m512i wv = _mm512_loadu_si512(block.quads[q]);
+      for (int j = 0; j < T; ++j) {
+        int32_t four;
+        std::memcpy(&four, x[j][b].values + 4 * q, sizeof(four));
+        dots[j] = _mm512_dpbusd_epi32(dots[j], wv, _mm512_set1_epi32(four));
+      }
+    }
+    const __m512 w_scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.scales)));
+    for (int j = 0; j < T; ++j) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[j]), _mm512_mul_ps(w_scale, _mm512_set1_ps(x[j][b].scale)), acc[j]);
+  }
+  for (int j = 0; j < T; ++j) _mm512_storeu_ps(a.y + static_cast<size_t>(t + j) * a.y_stride + r, acc[j]);
+}
+
+template <int T>
+void tile_q8_lanes_upto(const LaneBlockQ8* w, const MatmulArgs& a, int t, int r, int n) {
+  if constexpr (T > 1) {
+    if (n < T) return tile_q8_lanes_upto<T - 1>(w, a, t, r, n);
+  }
+  tile_q8_lanes<T>(w, a, t, r);
+}
+
+void matmul_q8_lanes(const MatmulArgs& a, int row_begin, int row_end) {
+  for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
+    const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
+    for (int r = row_begin; r < row_end; r += kLaneRows) {
+      const auto* w = reinterpret_cast<const LaneBlockQ8*>(a.weights + static_cast<size_t>(r) * a.row_bytes);
+      for (int t = t0; t < t1; t += kLaneTileTokens) tile_q8_lanes_upto<kLaneTileTokens>(w, a, t, r, t1 - t);
+    }
+  }
+}
+#endif
 
 // Q4_K's 8 six-bit scales (bytes 0-7 of out) and mins (bytes 8-15) of one super-block, unpacked a 32-bit
 // word at a time from the packing of tensor_type.cpp: scales 0-3 and mins 0-3 are the low 6 bits of bytes
@@ -403,10 +468,7 @@ void quantize_q8(const float* x, int n, ActivationBlockQ8* out) {
     const __m256i bytes = round_to_int8(v, _mm256_set1_ps(scale > 0 ? 1.0f / scale : 0.0f));
     out[b].scale = scale;
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].values), bytes);
-#if PAGEDLM_X86_AVX512
-    const __m256i lane_sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(static_cast<char>(0x80)), bytes);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].lane_offsets), _mm256_sub_epi32(_mm256_setzero_si256(), lane_sums));
-#endif
+    out[b].unsigned_offset = PAGEDLM_X86_AVX512 ? -128 * sum_int8(bytes) : 0;
   }
 }
 
@@ -431,7 +493,11 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch
     case TensorType::kBF16: return matmul_float_any<BF16Row, uint16_t>(a, row_begin, row_end);
     case TensorType::kQ8_0:
       if (a.xq == nullptr) break;  // the caller did not quantize the activations: dequantize instead
+#if PAGEDLM_X86_AVX512
+      if (a.interleaved) return matmul_q8_lanes(a, row_begin, row_end);
+#else
       if (a.interleaved) return matmul_q8<kInterleaveRows>(a, row_begin, row_end);
+#endif
       return matmul_q8<1>(a, row_begin, row_end);
     case TensorType::kQ4_K:
       if (a.xk == nullptr) break;
@@ -532,18 +598,30 @@ float read_sum(const float* x, size_t n) {
 void axpy_f16(float alpha, const uint16_t* x, float* y, int n) { axpy(alpha, F16Row<1>{x}, y, n); }
 
 void pack_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) {
+#if PAGEDLM_X86_AVX512
+  if (type == TensorType::kQ8_0) return pack_q8_lanes(src, row_bytes, rows, dst);
+#endif
   interleave_rows(type, src, row_bytes, rows, dst);
-  if (!kUnsignedQ8Copies || type != TensorType::kQ8_0) return;
-  auto* blocks = reinterpret_cast<BlockQ8_0*>(dst);
-  for (size_t b = 0; b < static_cast<size_t>(rows) * row_bytes / sizeof(BlockQ8_0); ++b) {
-    for (int8_t& v : blocks[b].values) v = static_cast<int8_t>(static_cast<uint8_t>(v) ^ 0x80);  // w + 128, as unsigned
+}
+
+int packed_group_rows(TensorType type) {
+  switch (type) {
+    case TensorType::kF32:
+    case TensorType::kF16:
+    case TensorType::kBF16: return kInterleaveRows;
+#if PAGEDLM_X86_AVX512
+    case TensorType::kQ8_0: return kLaneRows;
+#else
+    case TensorType::kQ8_0: return kInterleaveRows;
+#endif
+    default: return 0;
   }
 }
 
 }  // namespace
 
 const CpuKernels& PAGEDLM_X86_TABLE() {
-  static const CpuKernels kernels{PAGEDLM_X86_AVX512 ? "avx512" : "avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, pack_rows, quantize_q8, quantize_q8k};
+  static const CpuKernels kernels{PAGEDLM_X86_AVX512 ? "avx512" : "avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, pack_rows, packed_group_rows, quantize_q8, quantize_q8k};
   return kernels;
 }
 
