@@ -405,13 +405,14 @@ void Engine::step(std::vector<EngineEvent>& events) {
   batch.top_values = core.top_values.data();
   Status status;
   try {
-    for (const StepPlan::BlockCopy& copy : plan.copies) backend_->copy_block(copy.from, copy.to);
+    for (const BlockCopy& copy : plan.copies) backend_->copy_block(copy.from, copy.to);
     status = backend_->forward(batch, core.logits.data());
   } catch (const std::bad_alloc&) {
     status = Status(ErrorCode::kOutOfMemory, "out of memory in a forward pass: lower maxBatchTokens or the load on this engine");
   } catch (const std::exception& e) {
     status = Status(ErrorCode::kInternal, std::string("forward pass failed: ") + e.what());
   }
+  core.scheduler.copies_done(plan);
   if (!status.is_ok()) {
     fail_all(status, events);
     return;

@@ -91,6 +91,11 @@ StepPlan Scheduler::schedule() {
   return plan;
 }
 
+void Scheduler::copies_done(StepPlan& plan) {
+  for (const BlockCopy& copy : plan.held_sources) kv_.release_copy_source(copy);
+  plan.held_sources.clear();
+}
+
 size_t Scheduler::pick_waiting() const {
   if (waiting_.front()->preempted) return 0;  // resume before starting anything new
   size_t best = 0;
@@ -114,7 +119,11 @@ void Scheduler::admit(int32_t& budget, StepPlan& plan) {
     const int32_t n = std::min(uncomputed, budget);
     const int32_t new_blocks = kv_.blocks_for_tokens(match.num_tokens + n) - static_cast<int32_t>(match.blocks.size());
     if (new_blocks > kv_.pool().num_free() - match.idle_blocks - watermark_blocks_) return;
-    kv_.take_prefix(match, next.preempted ? 0 : next.prompt_length, next.block_table);
+    const BlockCopy partial = kv_.take_prefix(match, next.preempted ? 0 : next.prompt_length, next.block_table);
+    if (partial.from != kNoBlock) {
+      plan.copies.push_back({partial.from, partial.to});
+      plan.held_sources.push_back(partial);
+    }
     next.block_hashes = match.hashes;
     next.num_computed_tokens = match.num_tokens;
     if (!next.preempted) next.cached_prompt_tokens = match.num_tokens;

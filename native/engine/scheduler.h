@@ -29,11 +29,9 @@ struct StepPlan {
     int32_t num_tokens;  // tokens[num_computed_tokens, num_computed_tokens + num_tokens) run this step
     bool sample;         // the chunk reaches the last token: sample the next one
   };
-  struct BlockCopy {
-    BlockId from;
-    BlockId to;
-  };
-  std::vector<BlockCopy> copies;  // copy-on-write: run before the forward pass
+  std::vector<BlockCopy> copies;  // copy-on-write and partial prefix hits: run before the forward pass
+  // Partial prefix hits' copies, whose sources are held until the copies ran (Scheduler::copies_done).
+  std::vector<BlockCopy> held_sources;
   std::vector<Entry> entries;
   bool empty() const { return entries.empty(); }
 };
@@ -51,6 +49,8 @@ class Scheduler {
 
   void add(std::unique_ptr<Sequence> sequence);
   StepPlan schedule();
+  // Call once the plan's copies ran (or failed): lets go of the blocks they copied from.
+  void copies_done(StepPlan& plan);
   // Splits a sequence whose prompt is computed into params.n completions sharing its blocks; returns
   // the new ones (choices 1..n-1). The shared, partly filled block is copied before anyone writes to it.
   std::vector<Sequence*> fork(Sequence& parent);

@@ -67,6 +67,9 @@ void BlockPool::unlink(BlockId id) {
 
 void BlockPool::forget(BlockId id) {
   index_.erase(entries_[id].hash);
+  auto [child, end] = children_.equal_range(entries_[id].parent);
+  while (child->second != id) ++child;  // registered, so listed under its parent
+  children_.erase(child);
   entries_[id] = Entry{};
 }
 
@@ -117,6 +120,22 @@ void BlockPool::register_block(BlockId id, const BlockHash& hash, const BlockHas
   entries_[id] = Entry{true, hash, parent};
   std::copy(tokens, tokens + block_size_, tokens_.begin() + static_cast<std::ptrdiff_t>(id) * block_size_);
   index_.emplace(hash, id);
+  children_.emplace(parent, id);
+}
+
+BlockId BlockPool::find_partial(const BlockHash& parent, const int32_t* tokens, int32_t limit, int32_t* matched) const {
+  BlockId best = kNoBlock;
+  *matched = 0;
+  auto [child, end] = children_.equal_range(parent);
+  for (; child != end; ++child) {
+    const int32_t* cached = tokens_of(child->second);
+    const int32_t common = static_cast<int32_t>(std::mismatch(tokens, tokens + limit, cached).first - tokens);
+    if (common > *matched) {
+      best = child->second;
+      *matched = common;
+    }
+  }
+  return best;
 }
 
 std::vector<BlockId> BlockPool::registered_blocks() const {
@@ -161,10 +180,13 @@ void BlockPool::check_invariants() const {
     const auto it = index_.find(entries_[id].hash);
     invariant(it != index_.end() && it->second == id, "a registered block is missing from the hash index");
     invariant(hash_block(entries_[id].parent, tokens_of(id), block_size_) == entries_[id].hash, "a cached hash does not match its tokens");
+    const auto [first, end] = children_.equal_range(entries_[id].parent);
+    invariant(std::count_if(first, end, [&](const auto& child) { return child.second == id; }) == 1, "a registered block is not listed once under its parent");
   }
   invariant(unreferenced == num_free_, "a block with no references is missing from the free queue");
   invariant(cached_free == num_cached_free_, "cached block count is wrong");
   invariant(registered == static_cast<int32_t>(index_.size()), "the hash index holds blocks that are not registered");
+  invariant(registered == static_cast<int32_t>(children_.size()), "the parent index holds blocks that are not registered");
 }
 
 }  // namespace pagedlm

@@ -43,6 +43,9 @@ class BlockPool {
 
   // The cached block holding `tokens` after `parent`, or kNoBlock.
   BlockId find_cached(const BlockHash& hash, const BlockHash& parent, const int32_t* tokens) const;
+  // The registered block after `parent` sharing the longest run of leading tokens with `tokens` (at most
+  // `limit` of them, and at least one); kNoBlock when none shares any. `*matched` gets the run's length.
+  BlockId find_partial(const BlockHash& parent, const int32_t* tokens, int32_t limit, int32_t* matched) const;
   // Registers a full block in use under `hash`. A hash already registered keeps its block.
   void register_block(BlockId id, const BlockHash& hash, const BlockHash& parent, const int32_t* tokens);
   bool is_registered(BlockId id) const { return entries_[id].registered; }
@@ -80,6 +83,8 @@ class BlockPool {
   std::vector<Entry> entries_;       // [num_blocks]
   std::vector<int32_t> tokens_;      // [num_blocks, block_size] token ids of registered blocks
   std::unordered_map<BlockHash, BlockId, BlockHashHasher> index_;
+  // Registered blocks by their parent's hash: the continuations of a prefix, for partial matches.
+  std::unordered_multimap<BlockHash, BlockId, BlockHashHasher> children_;
 };
 
 }  // namespace pagedlm

@@ -1,5 +1,6 @@
 #include "kv/kv_cache_manager.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -19,19 +20,32 @@ PrefixMatch KvCacheManager::match_prefix(const std::vector<int32_t>& tokens, uin
     match.idle_blocks += pool_.ref_count(id) == 0;
     parent = hash;
   }
-  match.num_tokens = static_cast<int32_t>(match.blocks.size()) * block_size_;
+  const int32_t full_tokens = static_cast<int32_t>(match.blocks.size()) * block_size_;
+  const int32_t partial_limit = std::min(block_size_ - 1, static_cast<int32_t>(tokens.size()) - 1 - full_tokens);
+  if (partial_limit > 0) {
+    match.partial_source = pool_.find_partial(parent, tokens.data() + full_tokens, partial_limit, &match.partial_tokens);
+    if (match.partial_source != kNoBlock) match.idle_blocks += pool_.ref_count(match.partial_source) == 0;
+  }
+  match.num_tokens = full_tokens + match.partial_tokens;
   return match;
 }
 
-void KvCacheManager::take_prefix(const PrefixMatch& match, int32_t prompt_tokens, std::vector<BlockId>& block_table) {
+BlockCopy KvCacheManager::take_prefix(const PrefixMatch& match, int32_t prompt_tokens, std::vector<BlockId>& block_table) {
   for (BlockId id : match.blocks) {
     pool_.retain(id);
     block_table.push_back(id);
+  }
+  BlockCopy copy;
+  if (match.partial_source != kNoBlock) {
+    pool_.retain(match.partial_source);
+    copy = {match.partial_source, pool_.allocate()};
+    block_table.push_back(copy.to);
   }
   ++counters_.queries;
   counters_.hits += match.num_tokens > 0;
   counters_.query_tokens += static_cast<uint64_t>(prompt_tokens);
   counters_.hit_tokens += static_cast<uint64_t>(match.num_tokens);
+  return copy;
 }
 
 int32_t KvCacheManager::allocate_slots(std::vector<BlockId>& block_table, int64_t num_tokens) {

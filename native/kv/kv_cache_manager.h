@@ -14,8 +14,20 @@ namespace pagedlm {
 struct PrefixMatch {
   std::vector<BlockId> blocks;
   std::vector<BlockHash> hashes;  // hash of each matched block
-  int32_t num_tokens = 0;         // blocks.size() * block_size
-  int32_t idle_blocks = 0;        // matched blocks now at ref 0: taking them shrinks the free count
+  // A cached block continuing the matched chain whose first partial_tokens tokens (fewer than a block)
+  // continue the prompt too: the sequence gets a copy of it, so a prefix that ends mid-block (a system
+  // prompt followed by different questions) is reused to its last token. kNoBlock when none.
+  BlockId partial_source = kNoBlock;
+  int32_t partial_tokens = 0;
+  int32_t num_tokens = 0;         // blocks.size() * block_size + partial_tokens
+  int32_t idle_blocks = 0;        // matched blocks (and the partial source) now at ref 0: taking them shrinks the free count
+};
+
+// A block the caller copies before computing into the destination: `from` stays held (ref + 1) until
+// release_copy_source, so that no allocation can evict it first.
+struct BlockCopy {
+  BlockId from = kNoBlock;
+  BlockId to = kNoBlock;
 };
 
 struct PrefixCacheCounters {
@@ -32,11 +44,15 @@ class KvCacheManager {
   int32_t block_size() const { return block_size_; }
   int32_t blocks_for_tokens(int64_t tokens) const { return static_cast<int32_t>((tokens + block_size_ - 1) / block_size_); }
 
-  // Longest chain of cached full blocks at the start of `tokens`, leaving at least the last token to compute
-  // (it must run to produce logits).
+  // Longest chain of cached full blocks at the start of `tokens`, then the longest partial continuation,
+  // leaving at least the last token to compute (it must run to produce logits).
   PrefixMatch match_prefix(const std::vector<int32_t>& tokens, uint64_t salt) const;
-  // Takes the matched blocks (ref + 1) as the start of an empty block table; counts the query.
-  void take_prefix(const PrefixMatch& match, int32_t prompt_tokens, std::vector<BlockId>& block_table);
+  // Takes the matched blocks (ref + 1) as the start of an empty block table, plus a fresh block for a
+  // partial match, which the caller fills with the returned copy (from == kNoBlock: nothing to copy).
+  // Counts the query.
+  BlockCopy take_prefix(const PrefixMatch& match, int32_t prompt_tokens, std::vector<BlockId>& block_table);
+  // Drops the hold take_prefix put on a copy's source, once the copy ran.
+  void release_copy_source(const BlockCopy& copy) { pool_.release(copy.from); }
 
   // Grows `block_table` to cover `num_tokens` tokens; returns how many blocks it took, or -1 (table
   // unchanged) when the pool lacks them.

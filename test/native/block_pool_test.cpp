@@ -114,18 +114,56 @@ TEST(KvCacheManager, MatchesTheLongestCachedChainButNeverTheLastToken) {
   ASSERT_EQ(kv.allocate_slots(table, 12), 3);
   kv.cache_full_blocks(tokens, 12, 0, table, hashes);
   EXPECT_EQ(hashes.size(), 3u);
+  const BlockId last_block = table[2];
   kv.free(table);
 
-  const PrefixMatch whole = kv.match_prefix(tokens, 0);  // 12 tokens: the last block holds the last token
-  EXPECT_EQ(whole.num_tokens, 8);
-  EXPECT_EQ(whole.idle_blocks, 2);
+  // 12 tokens: two full blocks, then 3 of the last block's 4 (the last token is always computed).
+  const PrefixMatch whole = kv.match_prefix(tokens, 0);
+  EXPECT_EQ(whole.blocks.size(), 2u);
+  EXPECT_EQ(whole.partial_source, last_block);
+  EXPECT_EQ(whole.partial_tokens, 3);
+  EXPECT_EQ(whole.num_tokens, 11);
+  EXPECT_EQ(whole.idle_blocks, 3);
   auto longer = tokens;
   longer.push_back(7);
   EXPECT_EQ(kv.match_prefix(longer, 0).num_tokens, 12);
+  EXPECT_EQ(kv.match_prefix(longer, 0).partial_source, kNoBlock);  // nothing cached continues the third block
   auto diverging = longer;
-  diverging[5] = 0;  // second block differs: only the first matches
+  diverging[5] = 0;  // the second block differs from its second token: one full block and one token
+  EXPECT_EQ(kv.match_prefix(diverging, 0).num_tokens, 5);
+  diverging[4] = 0;  // ... from its first: the first block only
   EXPECT_EQ(kv.match_prefix(diverging, 0).num_tokens, 4);
+  EXPECT_EQ(kv.match_prefix(diverging, 0).partial_source, kNoBlock);
   EXPECT_EQ(kv.match_prefix(longer, 42).num_tokens, 0);  // another salt shares nothing
+}
+
+// A partial hit takes a fresh block for the copy and holds its source until the copy ran: the source is
+// not evicted meanwhile even when every other block is allocated.
+TEST(KvCacheManager, PartialHitHoldsItsSourceUntilCopied) {
+  KvCacheManager kv(4, kBlock);
+  const std::vector<int32_t> first = {1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<BlockId> table;
+  std::vector<BlockHash> hashes;
+  ASSERT_EQ(kv.allocate_slots(table, 8), 2);
+  kv.cache_full_blocks(first, 8, 0, table, hashes);
+  kv.free(table);
+
+  const std::vector<int32_t> second = {1, 2, 3, 4, 5, 6, 9, 9, 9};  // 4 + 2 tokens shared
+  const PrefixMatch match = kv.match_prefix(second, 0);
+  ASSERT_EQ(match.num_tokens, 6);
+  ASSERT_EQ(match.idle_blocks, 2);
+  const BlockCopy copy = kv.take_prefix(match, 9, table);
+  ASSERT_NE(copy.from, kNoBlock);
+  EXPECT_EQ(table.size(), 2u);
+  EXPECT_EQ(table[1], copy.to);
+  EXPECT_NE(copy.to, copy.from);
+  EXPECT_EQ(kv.allocate_slots(table, 9), 1);  // the last free block, not the held source
+  EXPECT_EQ(kv.pool().num_free(), 0);
+  kv.release_copy_source(copy);
+  EXPECT_EQ(kv.pool().num_free(), 1);
+  EXPECT_TRUE(kv.pool().is_registered(copy.from));
+  kv.check_invariants({&table});
+  kv.free(table);
 }
 
 // Randomized operations on several sequences: admit (with prefix reuse), extend, fork, finish, abort, pin,
@@ -164,7 +202,8 @@ TEST(KvCacheManager, RandomOperationsKeepInvariants) {
       s->salt = rng() % 4 == 0 ? 9 : 0;
       const PrefixMatch m = kv.match_prefix(s->tokens, s->salt);
       if (kv.blocks_for_tokens(length) - static_cast<int32_t>(m.blocks.size()) > kv.pool().num_free() - m.idle_blocks) continue;
-      kv.take_prefix(m, length, s->table);
+      const BlockCopy copy = kv.take_prefix(m, length, s->table);
+      if (copy.from != kNoBlock) kv.release_copy_source(copy);  // after the copy a step would run
       s->hashes = m.hashes;
       s->computed = m.num_tokens;
       hits += m.num_tokens > 0;
