@@ -100,15 +100,16 @@ std::vector<float> run_matmul(const CpuKernels& k, TensorType type, const std::v
 TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(11);
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0}) {
-    for (int cols : {32, 64, 256, 8 * 37}) {
-      if (type == TensorType::kQ8_0 && cols % 32 != 0) continue;
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_K}) {
+    for (int cols : {32, 64, 256, 8 * 37, 768}) {
+      if (cols % static_cast<int>(tensor_type_info(static_cast<uint32_t>(type))->block_elements) != 0) continue;
       for (int rows : {4, 12, 16, 36, 48}) {
         if (!can_interleave_rows(k, type, rows, cols)) {
-          ASSERT_TRUE(k.pack_rows == nullptr || rows % k.packed_group_rows(type) != 0) << tensor_type_name(type) << " " << rows;
+          const int group = k.pack_rows != nullptr ? k.packed_group_rows(type) : 0;
+          ASSERT_TRUE(group == 0 || rows % group != 0) << tensor_type_name(type) << " " << rows;
           continue;
         }
-        const auto w = testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
+        const auto w = type == TensorType::kQ4_K ? random_q4k(rng, rows, cols) : testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
         for (int n_tokens : {1, 2, 3, 7, 9, 30}) {
           const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
           const auto plain = run_matmul(k, type, w, rows, cols, x, n_tokens, false, 8);

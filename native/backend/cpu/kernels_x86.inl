@@ -369,30 +369,26 @@ inline __m256i add_scaled_pairs(__m256i acc, __m256i pairs, __m256i scale) {
 // A 4-row x T-token tile of Q4_K x int8 activations quantized per 256 values (one scale per super-block).
 // A weight is d * sc * q - dmin * m per 32-value sub-block, so a super-block's dot product is
 //   d * sx * sum over s of sc_s * sum(q * xq)  -  dmin * sx * sum over s of m_s * sum(xq over s):
-// both sums in integers (nibble x int8 pairs through maddubs, then times sc_s), and two float operations
-// per 256 values.
+// both sums exact in integers (nibble x int8 pairs through maddubs, then times sc_s), then
+//   acc = fma(total, d * sx, acc);  acc = fnmadd(min_total, dmin * sx, acc)
+// per (row, token, super-block), the same in the packed kernel (tile_q4k_lanes), so both give the same bits.
 template <int T>
 void tile_q4k_4xT(const BlockQ4_K* const* w, const MatmulArgs& a, int t, int r) {
   constexpr int R = 4;
   const int super_blocks = a.cols / static_cast<int>(kQKElements);
-  __m256 acc[R][T];
-  __m128 mins[R][T];
-  for (int k = 0; k < R; ++k) {
-    for (int j = 0; j < T; ++j) {
-      acc[k][j] = _mm256_setzero_ps();
-      mins[k][j] = _mm_setzero_ps();
-    }
-  }
+  __m128 acc[T];
+  for (auto& v : acc) v = _mm_setzero_ps();
   const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
   for (int sb = 0; sb < super_blocks; ++sb) {
     const ActivationBlockQ8K* x[T];
     for (int j = 0; j < T; ++j) x[j] = a.xk + static_cast<size_t>(t + j) * super_blocks + sb;
+    __m256i totals[T][R];    // 8 lanes each, summed per row below
+    __m128i min_sums[T][R];  // 4 lanes each
     for (int k = 0; k < R; ++k) {
       const BlockQ4_K& block = w[k][sb];
       alignas(16) uint32_t unpacked[4];
       q4_k_scales(block.scales, unpacked);
       const auto* scale = reinterpret_cast<const uint8_t*>(unpacked);
-      const auto* min = scale + 8;
       // Two integer sums per token (even and odd sub-blocks): shorter dependency chains for decode.
       __m256i dots[T][2];
       for (auto& pair : dots) pair[0] = pair[1] = _mm256_setzero_si256();
@@ -407,24 +403,143 @@ void tile_q4k_4xT(const BlockQ4_K* const* w, const MatmulArgs& a, int t, int r) 
           }
         }
       }
-      const float d = half_to_float(block.d);
-      const float dmin = half_to_float(block.dmin);
-      const __m128i min16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(min)));
+      const __m128i min16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scale + 8)));
       for (int j = 0; j < T; ++j) {
-        acc[k][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(dots[j][0], dots[j][1])), _mm256_set1_ps(d * x[j]->scale), acc[k][j]);
-        const __m128i m = _mm_madd_epi16(min16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[j]->sums)));
-        mins[k][j] = _mm_fmadd_ps(_mm_cvtepi32_ps(m), _mm_set1_ps(dmin * x[j]->scale), mins[k][j]);
+        totals[j][k] = _mm256_add_epi32(dots[j][0], dots[j][1]);
+        min_sums[j][k] = _mm_madd_epi16(min16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[j]->sums)));
+      }
+    }
+    const __m128 d = _mm_setr_ps(half_to_float(w[0][sb].d), half_to_float(w[1][sb].d), half_to_float(w[2][sb].d), half_to_float(w[3][sb].d));
+    const __m128 dmin = _mm_setr_ps(half_to_float(w[0][sb].dmin), half_to_float(w[1][sb].dmin), half_to_float(w[2][sb].dmin), half_to_float(w[3][sb].dmin));
+    for (int j = 0; j < T; ++j) {
+      const __m128 total = _mm_cvtepi32_ps(sum_lanes_of_4(totals[j]));
+      const __m128i m = _mm_hadd_epi32(_mm_hadd_epi32(min_sums[j][0], min_sums[j][1]), _mm_hadd_epi32(min_sums[j][2], min_sums[j][3]));
+      const __m128 x_scale = _mm_set1_ps(x[j]->scale);
+      acc[j] = _mm_fmadd_ps(total, _mm_mul_ps(d, x_scale), acc[j]);
+      acc[j] = _mm_fnmadd_ps(_mm_cvtepi32_ps(m), _mm_mul_ps(dmin, x_scale), acc[j]);
+    }
+  }
+  for (int j = 0; j < T; ++j) _mm_storeu_ps(a.y + static_cast<size_t>(t + j) * a.y_stride + r, acc[j]);
+}
+
+#if PAGEDLM_X86_AVX512
+// Q4_K packed for AVX-512 with rows in lanes, the same size as the rows: a group of 16 rows stores each
+// super-block as the rows' d and dmin, their 12 packed scale bytes as three 32-bit words per row (word w of
+// every row together), then for each pair of sub-blocks (2g, 2g + 1) and each 4 consecutive values the 16
+// rows' 4 bytes (low nibbles: sub-block 2g, high: 2g + 1). The scales unpack 16 rows at a time with the word
+// operations of q4_k_scales; one vpdpbusd multiplies 4 nibbles of 16 rows by 4 broadcast activations.
+struct LaneBlockQ4K {
+  uint16_t d[kLaneRows];
+  uint16_t dmin[kLaneRows];
+  uint32_t scale_words[3][kLaneRows];
+  uint8_t nibbles[4][8][kLaneRows][4];  // [sub-block pair][4 values][row][value]
+};
+static_assert(sizeof(LaneBlockQ4K) == kLaneRows * sizeof(BlockQ4_K), "the packed copy is the size of the rows");
+constexpr int kQ4kLaneTileTokens = 4;
+
+void pack_q4k_lanes(const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) {
+  const size_t super_blocks = row_bytes / sizeof(BlockQ4_K);
+  auto* out = reinterpret_cast<LaneBlockQ4K*>(dst);
+  for (int g = 0; g < rows; g += kLaneRows) {
+    for (size_t sb = 0; sb < super_blocks; ++sb, ++out) {
+      for (int k = 0; k < kLaneRows; ++k) {
+        const auto& block = reinterpret_cast<const BlockQ4_K*>(src + static_cast<size_t>(g + k) * row_bytes)[sb];
+        out->d[k] = block.d;
+        out->dmin[k] = block.dmin;
+        for (int word = 0; word < 3; ++word) std::memcpy(&out->scale_words[word][k], block.scales + 4 * word, 4);
+        for (int pair = 0; pair < 4; ++pair) {
+          for (int i = 0; i < 32; ++i) out->nibbles[pair][i / 4][k][i % 4] = block.nibbles[32 * pair + i];
+        }
       }
     }
   }
-  for (int k = 0; k < R; ++k) {
+}
+
+inline __m512i broadcast4(const int8_t* four) {
+  int32_t v;
+  std::memcpy(&v, four, sizeof(v));
+  return _mm512_set1_epi32(v);
+}
+
+// 16 rows x T tokens of packed Q4_K: per sub-block pair, 16 vpdpbusd per token and two multiplies by the
+// sub-block scales; per super-block, 4 vpdpbusd per token for the minimums and the float work of
+// tile_q4k_4xT, once per 16 rows.
+template <int T>
+void tile_q4k_lanes(const LaneBlockQ4K* w, const MatmulArgs& a, int t, int r) {
+  const int super_blocks = a.cols / static_cast<int>(kQKElements);
+  const __m512i low6 = _mm512_set1_epi8(0x3f), low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(0x03), byte = _mm512_set1_epi32(0xff);
+  __m512 acc[T];
+  for (auto& v : acc) v = _mm512_setzero_ps();
+  for (int sb = 0; sb < super_blocks; ++sb) {
+    const LaneBlockQ4K& block = w[sb];
+    const ActivationBlockQ8K* x[T];
+    for (int j = 0; j < T; ++j) x[j] = a.xk + static_cast<size_t>(t + j) * super_blocks + sb;
+    const auto word = [&](int i) { return _mm512_loadu_si512(block.scale_words[i]); };
+    const __m512i w0 = word(0), w1 = word(1), w2 = word(2);
+    // Per lane: the bytes of sc0-3, sc4-7, m0-3 and m4-7 (q4_k_scales on 16 rows).
+    const __m512i sc_low = _mm512_and_si512(w0, low6);
+    const __m512i sc_high = _mm512_or_si512(_mm512_and_si512(w2, low4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w0, 6), low2), 4));
+    const __m512i m_low = _mm512_and_si512(w1, low6);
+    const __m512i m_high = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), low4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w1, 6), low2), 4));
+    __m512i totals[T];
+    for (auto& v : totals) v = _mm512_setzero_si512();
+    for (int pair = 0; pair < 4; ++pair) {
+      const char* ahead = reinterpret_cast<const char*>(block.nibbles[pair]) + kPrefetchBytes;
+      for (int line = 0; line < 8; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
+      __m512i even[T], odd[T];
+      for (int j = 0; j < T; ++j) even[j] = odd[j] = _mm512_setzero_si512();
+      for (int q = 0; q < 8; ++q) {
+        const __m512i packed = _mm512_loadu_si512(block.nibbles[pair][q]);
+        const __m512i lo = _mm512_and_si512(packed, low4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low4);
+        for (int j = 0; j < T; ++j) {
+          even[j] = _mm512_dpbusd_epi32(even[j], lo, broadcast4(x[j]->values + 64 * pair + 4 * q));
+          odd[j] = _mm512_dpbusd_epi32(odd[j], hi, broadcast4(x[j]->values + 64 * pair + 32 + 4 * q));
+        }
+      }
+      const __m512i scales = pair < 2 ? sc_low : sc_high;
+      const int shift = 16 * (pair % 2);
+      const __m512i sc_even = _mm512_and_si512(_mm512_srli_epi32(scales, shift), byte);
+      const __m512i sc_odd = _mm512_and_si512(_mm512_srli_epi32(scales, shift + 8), byte);
+      for (int j = 0; j < T; ++j) {
+        totals[j] = _mm512_add_epi32(totals[j], _mm512_add_epi32(_mm512_mullo_epi32(even[j], sc_even), _mm512_mullo_epi32(odd[j], sc_odd)));
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.d)));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.dmin)));
     for (int j = 0; j < T; ++j) {
-      __m128 m = _mm_add_ps(mins[k][j], _mm_movehl_ps(mins[k][j], mins[k][j]));
-      m = _mm_add_ss(m, _mm_movehdup_ps(m));
-      a.y[static_cast<size_t>(t + j) * a.y_stride + r + k] = hsum(acc[k][j]) - _mm_cvtss_f32(m);
+      // sum of m_s x sums_s = 128 x (m . sums_high) + (m . sums_low), four sub-blocks per vpdpbusd.
+      __m512i high = _mm512_dpbusd_epi32(_mm512_setzero_si512(), m_low, broadcast4(x[j]->sums_high));
+      high = _mm512_dpbusd_epi32(high, m_high, broadcast4(x[j]->sums_high + 4));
+      __m512i low = _mm512_dpbusd_epi32(_mm512_setzero_si512(), m_low, broadcast4(x[j]->sums_low));
+      low = _mm512_dpbusd_epi32(low, m_high, broadcast4(x[j]->sums_low + 4));
+      const __m512i mins = _mm512_add_epi32(_mm512_slli_epi32(high, 7), low);
+      const __m512 x_scale = _mm512_set1_ps(x[j]->scale);
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(totals[j]), _mm512_mul_ps(d, x_scale), acc[j]);
+      acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(dmin, x_scale), acc[j]);
+    }
+  }
+  for (int j = 0; j < T; ++j) _mm512_storeu_ps(a.y + static_cast<size_t>(t + j) * a.y_stride + r, acc[j]);
+}
+
+template <int T>
+void tile_q4k_lanes_upto(const LaneBlockQ4K* w, const MatmulArgs& a, int t, int r, int n) {
+  if constexpr (T > 1) {
+    if (n < T) return tile_q4k_lanes_upto<T - 1>(w, a, t, r, n);
+  }
+  tile_q4k_lanes<T>(w, a, t, r);
+}
+
+void matmul_q4k_lanes(const MatmulArgs& a, int row_begin, int row_end) {
+  for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
+    const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
+    for (int r = row_begin; r < row_end; r += kLaneRows) {
+      const auto* w = reinterpret_cast<const LaneBlockQ4K*>(a.weights + static_cast<size_t>(r) * a.row_bytes);
+      for (int t = t0; t < t1; t += kQ4kLaneTileTokens) tile_q4k_lanes_upto<kQ4kLaneTileTokens>(w, a, t, r, t1 - t);
     }
   }
 }
+#endif
 
 void matmul_q4k(const MatmulArgs& a, int row_begin, int row_end) {
   const auto row = [&](int r) { return reinterpret_cast<const BlockQ4_K*>(a.weights + static_cast<size_t>(r) * a.row_bytes); };
@@ -481,7 +596,10 @@ void quantize_q8k(const float* x, int n, ActivationBlockQ8K* out) {
     for (int s = 0; s < 8; ++s) {
       const __m256i bytes = round_to_int8(v + 32 * s, inverse);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].values + 32 * s), bytes);
-      out[b].sums[s] = static_cast<int16_t>(sum_int8(bytes));
+      const int sum = sum_int8(bytes);
+      out[b].sums[s] = static_cast<int16_t>(sum);
+      out[b].sums_high[s] = static_cast<int8_t>(sum >> 7);  // arithmetic: floor(sum / 128), in [-32, 31]
+      out[b].sums_low[s] = static_cast<int8_t>(sum & 127);
     }
   }
 }
@@ -501,6 +619,9 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch
       return matmul_q8<1>(a, row_begin, row_end);
     case TensorType::kQ4_K:
       if (a.xk == nullptr) break;
+#if PAGEDLM_X86_AVX512
+      if (a.interleaved) return matmul_q4k_lanes(a, row_begin, row_end);
+#endif
       return matmul_q4k(a, row_begin, row_end);
     default: break;
   }
@@ -600,6 +721,7 @@ void axpy_f16(float alpha, const uint16_t* x, float* y, int n) { axpy(alpha, F16
 void pack_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) {
 #if PAGEDLM_X86_AVX512
   if (type == TensorType::kQ8_0) return pack_q8_lanes(src, row_bytes, rows, dst);
+  if (type == TensorType::kQ4_K) return pack_q4k_lanes(src, row_bytes, rows, dst);
 #endif
   interleave_rows(type, src, row_bytes, rows, dst);
 }
@@ -610,7 +732,8 @@ int packed_group_rows(TensorType type) {
     case TensorType::kF16:
     case TensorType::kBF16: return kInterleaveRows;
 #if PAGEDLM_X86_AVX512
-    case TensorType::kQ8_0: return kLaneRows;
+    case TensorType::kQ8_0:
+    case TensorType::kQ4_K: return kLaneRows;
 #else
     case TensorType::kQ8_0: return kInterleaveRows;
 #endif
