@@ -324,22 +324,31 @@ void tile_q8_lanes(const LaneBlockQ8* w, const MatmulArgs& a, int t, int r) {
   for (int j = 0; j < T; ++j) _mm512_storeu_ps(a.y + static_cast<size_t>(t + j) * a.y_stride + r, acc[j]);
 }
 
-template <int T>
-void tile_q8_lanes_upto(const LaneBlockQ8* w, const MatmulArgs& a, int t, int r, int n) {
+// Drives a packed type's 16-row tiles over row groups and chunks of tokens, up to TileTokens tokens a tile;
+// tile(std::integral_constant<int, T>, w, args, t, r) runs the T-token tile of group w at token t, row r.
+template <typename LaneBlock, int TileTokens, int T = TileTokens, typename Tile>
+void run_lane_tile(const LaneBlock* w, const MatmulArgs& a, int t, int r, int n, Tile tile) {
   if constexpr (T > 1) {
-    if (n < T) return tile_q8_lanes_upto<T - 1>(w, a, t, r, n);
+    if (n < T) return run_lane_tile<LaneBlock, TileTokens, T - 1>(w, a, t, r, n, tile);
   }
-  tile_q8_lanes<T>(w, a, t, r);
+  tile(std::integral_constant<int, T>{}, w, a, t, r);
 }
 
-void matmul_q8_lanes(const MatmulArgs& a, int row_begin, int row_end) {
+template <typename LaneBlock, int TileTokens, typename Tile>
+void matmul_lanes(const MatmulArgs& a, int row_begin, int row_end, Tile tile) {
   for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
     const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
     for (int r = row_begin; r < row_end; r += kLaneRows) {
-      const auto* w = reinterpret_cast<const LaneBlockQ8*>(a.weights + static_cast<size_t>(r) * a.row_bytes);
-      for (int t = t0; t < t1; t += kLaneTileTokens) tile_q8_lanes_upto<kLaneTileTokens>(w, a, t, r, t1 - t);
+      const auto* w = reinterpret_cast<const LaneBlock*>(a.weights + static_cast<size_t>(r) * a.row_bytes);
+      for (int t = t0; t < t1; t += TileTokens) run_lane_tile<LaneBlock, TileTokens>(w, a, t, r, t1 - t, tile);
     }
   }
+}
+
+void matmul_q8_lanes(const MatmulArgs& a, int row_begin, int row_end) {
+  matmul_lanes<LaneBlockQ8, kLaneTileTokens>(a, row_begin, row_end, [](auto tokens, const LaneBlockQ8* w, const MatmulArgs& args, int t, int r) {
+    tile_q8_lanes<decltype(tokens)::value>(w, args, t, r);
+  });
 }
 #endif
 
@@ -522,22 +531,10 @@ void tile_q4k_lanes(const LaneBlockQ4K* w, const MatmulArgs& a, int t, int r) {
   for (int j = 0; j < T; ++j) _mm512_storeu_ps(a.y + static_cast<size_t>(t + j) * a.y_stride + r, acc[j]);
 }
 
-template <int T>
-void tile_q4k_lanes_upto(const LaneBlockQ4K* w, const MatmulArgs& a, int t, int r, int n) {
-  if constexpr (T > 1) {
-    if (n < T) return tile_q4k_lanes_upto<T - 1>(w, a, t, r, n);
-  }
-  tile_q4k_lanes<T>(w, a, t, r);
-}
-
 void matmul_q4k_lanes(const MatmulArgs& a, int row_begin, int row_end) {
-  for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
-    const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
-    for (int r = row_begin; r < row_end; r += kLaneRows) {
-      const auto* w = reinterpret_cast<const LaneBlockQ4K*>(a.weights + static_cast<size_t>(r) * a.row_bytes);
-      for (int t = t0; t < t1; t += kQ4kLaneTileTokens) tile_q4k_lanes_upto<kQ4kLaneTileTokens>(w, a, t, r, t1 - t);
-    }
-  }
+  matmul_lanes<LaneBlockQ4K, kQ4kLaneTileTokens>(a, row_begin, row_end, [](auto tokens, const LaneBlockQ4K* w, const MatmulArgs& args, int t, int r) {
+    tile_q4k_lanes<decltype(tokens)::value>(w, args, t, r);
+  });
 }
 #endif
 
