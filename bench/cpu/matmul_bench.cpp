@@ -1,6 +1,6 @@
 // Throughput of one thread's matmul_rows on each kernel table, for the weight types and token counts the
 // engine runs: 1 token (decode), 2-4 (a few streams), 24 and 96 (prefill chunks). Prints GMAC/s and, for
-// one token, the weight bytes streamed per second. Run: build/bench/cpu/pagedlm_cpu_matmul_bench [--quick]
+// one token, the weight bytes streamed per second. Run: build/bench/cpu/pagedlm_cpu_matmul_bench [--quick] [--type F16|Q8_0|Q4_K]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -76,7 +76,12 @@ Measurement measure(const CpuKernels& k, TensorType type, const std::vector<uint
 
 int main(int argc, char** argv) {
   using namespace pagedlm;
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false;
+  std::string only_type;  // --type F16: measure one weight type
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    if (std::strcmp(argv[i], "--type") == 0 && i + 1 < argc) only_type = argv[++i];
+  }
   // A Llama-1B feed-forward matrix (8,192 x 2,048): 16 MB of F16, larger than the caches, as in decode.
   const int rows = quick ? 1024 : 8192, cols = 2048;
   const int repeats = quick ? 3 : 7;
@@ -84,6 +89,7 @@ int main(int argc, char** argv) {
   std::printf("matmul_rows, one thread, %d x %d weights; GMAC/s (tokens = 1: GB/s of weights read)\n", rows, cols);
   std::printf("%-9s %-6s %10s %10s %10s %10s %10s %10s\n", "table", "type", "1 tok", "GB/s", "2 tok", "4 tok", "24 tok", "96 tok");
   for (TensorType type : {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_K}) {
+    if (!only_type.empty() && only_type != tensor_type_name(type)) continue;
     const auto w = random_weights(rng, type, rows, cols);
     for (const CpuKernels* k : {&portable_kernels(), &avx2_kernels(), &avx512_kernels()}) {
       if (!cpu_supports_kernels(*k) || (k != &portable_kernels() && std::strcmp(k->name, "portable") == 0)) continue;
