@@ -7,11 +7,15 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backend/cpu/kernels.h"
 #include "common/half.h"
+#include "backend/cpu/memory_bandwidth.h"
+#include "backend/cpu/thread_pool.h"
 #include "support/gguf_writer.h"
+#include "support/prepared_matmul.h"
 
 namespace pagedlm {
 namespace {
@@ -36,39 +40,80 @@ struct Measurement {
   double gbytes;
 };
 
-// Median of `repeats` timed passes over all rows (one thread), after one warm-up pass.
-Measurement measure(const CpuKernels& k, TensorType type, const std::vector<uint8_t>& w, int rows, int cols, int n_tokens, int repeats) {
+std::vector<float> random_activations(int n_tokens, int cols) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> d(-1, 1);
-  std::vector<float> x(static_cast<size_t>(n_tokens) * cols), y(static_cast<size_t>(n_tokens) * rows), scratch(cols);
+  std::vector<float> x(static_cast<size_t>(n_tokens) * cols);
   for (float& v : x) v = d(rng);
-  const size_t row_bytes = tensor_row_bytes(type, cols);
-  std::vector<uint8_t> packed = w;
-  const bool interleaved = k.pack_rows != nullptr && can_interleave_rows(k, type, rows, cols);
-  if (interleaved) k.pack_rows(type, w.data(), row_bytes, rows, packed.data());
-  MatmulArgs args{type, packed.data(), row_bytes, cols, x.data(), n_tokens, y.data(), rows, interleaved};
-  std::vector<ActivationBlockQ8> xq;
-  std::vector<ActivationBlockQ8K> xk;
-  if (type == TensorType::kQ8_0 && k.quantize_q8 != nullptr) {
-    xq.resize(static_cast<size_t>(n_tokens) * cols / kQ8BlockElements);
-    for (int t = 0; t < n_tokens; ++t) k.quantize_q8(x.data() + static_cast<size_t>(t) * cols, cols, xq.data() + static_cast<size_t>(t) * cols / kQ8BlockElements);
-    args.xq = xq.data();
-  }
-  if (type == TensorType::kQ4_K && k.quantize_q8k != nullptr) {
-    xk.resize(static_cast<size_t>(n_tokens) * cols / kQKElements);
-    for (int t = 0; t < n_tokens; ++t) k.quantize_q8k(x.data() + static_cast<size_t>(t) * cols, cols, xk.data() + static_cast<size_t>(t) * cols / kQKElements);
-    args.xk = xk.data();
-  }
+  return x;
+}
+
+bool packs(const CpuKernels& k, TensorType type, int rows, int cols) { return k.pack_rows != nullptr && can_interleave_rows(k, type, rows, cols); }
+
+Measurement rates(TensorType type, int rows, int cols, int n_tokens, double seconds) {
+  return {static_cast<double>(rows) * cols * n_tokens / seconds / 1e9, static_cast<double>(rows) * tensor_row_bytes(type, cols) / seconds / 1e9};
+}
+
+template <typename F>
+double seconds_of(F&& f) {
+  const auto start = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median of `repeats` timed passes over all rows (one thread), after one warm-up pass.
+Measurement measure(const CpuKernels& k, TensorType type, const std::vector<uint8_t>& w, int rows, int cols, int n_tokens, int repeats) {
+  const std::vector<float> x = random_activations(n_tokens, cols);
+  const testing::PreparedMatmul matmul(k, type, w, rows, cols, x, n_tokens, packs(k, type, rows, cols));
+  std::vector<float> scratch(cols);
   std::vector<double> seconds;
   for (int i = 0; i <= repeats; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    k.matmul_rows(args, 0, rows, scratch.data());
-    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
-    if (i > 0) seconds.push_back(elapsed.count());
+    const double s = seconds_of([&] { matmul.run(0, rows, scratch.data()); });
+    if (i > 0) seconds.push_back(s);
   }
-  std::sort(seconds.begin(), seconds.end());
-  const double s = seconds[seconds.size() / 2];
-  return {static_cast<double>(rows) * cols * n_tokens / s / 1e9, static_cast<double>(rows) * row_bytes / s / 1e9};
+  return rates(type, rows, cols, n_tokens, median(seconds));
+}
+
+// Decode's questions, with every thread reading the weights as the backend splits rows: how close does one
+// token come to the streaming-read bandwidth of the same threads, and how many tokens per second do 4 tokens
+// per pass (4 streams) give against 1? The passes alternate with the read, so the machine's drift hits all.
+void decode_on_all_threads(TensorType type, int threads, int repeats) {
+  const CpuKernels& k = best_cpu_kernels();
+  const int cols = 2048, rows_per_task = 256;
+  // About 256 MB of weights of each type: far beyond the caches.
+  const int rows = static_cast<int>((256u << 20) / tensor_row_bytes(type, cols) / rows_per_task * rows_per_task);
+  std::mt19937 rng(3);
+  const auto w = random_weights(rng, type, rows, cols);
+  const bool pack = packs(k, type, rows, cols);
+  const std::vector<float> x1 = random_activations(1, cols), x4 = random_activations(4, cols);
+  const testing::PreparedMatmul one(k, type, w, rows, cols, x1, 1, pack), four(k, type, w, rows, cols, x4, 4, pack);
+  ThreadPool pool(static_cast<size_t>(threads));
+  std::vector<std::vector<float>> scratch(static_cast<size_t>(threads), std::vector<float>(cols));
+  const auto pass = [&](const testing::PreparedMatmul& m) {
+    return seconds_of([&] {
+      pool.parallel_for(rows / rows_per_task, [&](size_t task, size_t thread) {
+        const int begin = static_cast<int>(task) * rows_per_task;
+        m.run(begin, begin + rows_per_task, scratch[thread].data());
+      });
+    });
+  };
+  std::vector<double> one_gbs, read_gbs, of_read, four_speedup;
+  for (int i = 0; i <= repeats; ++i) {
+    const double s1 = pass(one);
+    const double read = measure_read_bandwidth(w.size(), threads, 1).bytes_per_second / 1e9;
+    const double s4 = pass(four);
+    if (i == 0) continue;
+    one_gbs.push_back(rates(type, rows, cols, 1, s1).gbytes);
+    read_gbs.push_back(read);
+    of_read.push_back(one_gbs.back() / read);
+    four_speedup.push_back(4 * s1 / s4);
+  }
+  std::printf("%-6s %7d %12.1f %12.1f %9.0f%% %12.2fx\n", tensor_type_name(type), threads, median(one_gbs), median(read_gbs), 100 * median(of_read), median(four_speedup));
 }
 
 }  // namespace
@@ -98,6 +143,12 @@ int main(int argc, char** argv) {
       for (int n : {2, 4, 24, 96}) std::printf(" %10.1f", measure(*k, type, w, rows, cols, n, repeats).gmacs);
       std::printf("\n");
     }
+  }
+  const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::printf("\ndecode on %s kernels, all threads: 1 token against a streaming read of as many bytes; 4 tokens' rate against 1 token's\n", best_cpu_kernels().name);
+  std::printf("%-6s %7s %12s %12s %10s %13s\n", "type", "threads", "1 tok GB/s", "read GB/s", "of read", "4 tok / 1 tok");
+  for (TensorType type : {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_K}) {
+    if (only_type.empty() || only_type == tensor_type_name(type)) decode_on_all_threads(type, threads, quick ? 3 : 9);
   }
   return 0;
 }

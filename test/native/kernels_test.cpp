@@ -10,6 +10,7 @@
 #include "backend/cpu/thread_pool.h"
 #include "common/half.h"
 #include "support/gguf_writer.h"
+#include "support/prepared_matmul.h"
 
 namespace pagedlm {
 namespace {
@@ -75,26 +76,10 @@ TEST_P(Kernels, MatmulMatchesDequantizedReference) {
 // for Q8_0 where the table does.
 std::vector<float> run_matmul(const CpuKernels& k, TensorType type, const std::vector<uint8_t>& w, int rows, int cols, const std::vector<float>& x,
                               int n_tokens, bool interleaved, int rows_per_call) {
-  const size_t row_bytes = tensor_row_bytes(type, cols);
-  std::vector<uint8_t> packed = w;
-  if (interleaved) k.pack_rows(type, w.data(), row_bytes, rows, packed.data());
-  std::vector<ActivationBlockQ8> xq;
-  std::vector<ActivationBlockQ8K> xk;
-  MatmulArgs args{type, packed.data(), row_bytes, cols, x.data(), n_tokens, nullptr, rows, interleaved};
-  if (type == TensorType::kQ4_K && k.quantize_q8k != nullptr) {
-    xk.resize(static_cast<size_t>(n_tokens) * cols / kQKElements);
-    for (int t = 0; t < n_tokens; ++t) k.quantize_q8k(x.data() + static_cast<size_t>(t) * cols, cols, xk.data() + static_cast<size_t>(t) * cols / kQKElements);
-    args.xk = xk.data();
-  }
-  if (type == TensorType::kQ8_0 && k.quantize_q8 != nullptr) {
-    xq.resize(static_cast<size_t>(n_tokens) * cols / 32);
-    for (int t = 0; t < n_tokens; ++t) k.quantize_q8(x.data() + static_cast<size_t>(t) * cols, cols, xq.data() + static_cast<size_t>(t) * cols / 32);
-    args.xq = xq.data();
-  }
-  std::vector<float> y(static_cast<size_t>(n_tokens) * rows, NAN), scratch(cols);
-  args.y = y.data();
-  for (int begin = 0; begin < rows; begin += rows_per_call) k.matmul_rows(args, begin, std::min(rows, begin + rows_per_call), scratch.data());
-  return y;
+  const testing::PreparedMatmul matmul(k, type, w, rows, cols, x, n_tokens, interleaved);
+  std::vector<float> scratch(cols);
+  for (int begin = 0; begin < rows; begin += rows_per_call) matmul.run(begin, std::min(rows, begin + rows_per_call), scratch.data());
+  return matmul.y();
 }
 
 TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
@@ -210,6 +195,53 @@ TEST_P(Kernels, DotAndAxpy) {
       EXPECT_NEAR(y[i], b[i] + 0.5f * a[i], 1e-6);
       EXPECT_NEAR(y16[i], b[i] + 0.5f * fp16_to_float(a16[i]), 1e-6);
     }
+  }
+}
+
+// Every value from far below exp's underflow to past its overflow, then random ones, with an odd count so
+// the vector kernels' scalar tails run too.
+std::vector<float> exp_inputs(std::mt19937& rng) {
+  std::vector<float> x = {-INFINITY, -1000.0f, -104.0f, -88.0f, -87.3f, -87.0f, -20.0f, -1e-3f, -1e-30f, 0.0f, 1e-30f, 1e-3f, 0.34657f, 0.5f, 1.0f, 20.0f, 88.0f};
+  for (float v = -90.0f; v <= 89.0f; v += 0.37f) x.push_back(v);
+  for (const float v : random_floats(rng, 1001)) x.push_back(v * 12.0f);
+  return x;
+}
+
+TEST_P(Kernels, ExpSumIsCloseToExp) {
+  const CpuKernels& k = *GetParam();
+  std::mt19937 rng(13);
+  const std::vector<float> in = exp_inputs(rng);
+  const float max = *std::max_element(in.begin(), in.end());
+  for (const float above_max : {0.0f, 0.5f, 30.0f}) {  // as softmax calls it: every exponent <= 0
+    const float shift = max + above_max;
+    std::vector<float> out = in;
+    const float sum = k.exp_sum(out.data(), static_cast<int>(out.size()), shift);
+    double want_sum = 0;
+    for (size_t i = 0; i < in.size(); ++i) {
+      const double want = std::exp(static_cast<double>(in[i] - shift));  // the difference rounds to float first
+      want_sum += want;
+      if (want < 1e-37) {
+        EXPECT_LE(out[i], 1e-37f) << in[i];  // too small for a normal float: 0, or nearly
+      } else {
+        EXPECT_NEAR(out[i], want, 4e-7 * want) << in[i] << " - " << shift;
+      }
+    }
+    EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum);
+  }
+}
+
+TEST_P(Kernels, SwigluIsCloseToItsDefinition) {
+  const CpuKernels& k = *GetParam();
+  std::mt19937 rng(17);
+  const std::vector<float> gate = exp_inputs(rng);
+  const std::vector<float> up = random_floats(rng, gate.size());
+  std::vector<float> out = gate;
+  k.swiglu(out.data(), up.data(), static_cast<int>(out.size()));
+  for (size_t i = 0; i < gate.size(); ++i) {
+    if (std::isinf(gate[i])) continue;
+    const double g = gate[i];
+    const double want = g / (1.0 + std::exp(-g)) * up[i];
+    EXPECT_NEAR(out[i], want, 1e-6 * std::fabs(want) + 1e-30) << "gate " << gate[i];
   }
 }
 

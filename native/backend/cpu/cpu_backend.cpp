@@ -16,6 +16,8 @@ namespace pagedlm {
 namespace {
 // Rows per matmul task come in multiples of this: every table's packed group height divides it.
 constexpr int kRowsPerTaskMultiple = 16;
+// Element-wise work goes to the pool in chunks this large: smaller, a round costs more than it saves.
+constexpr int kElementwiseChunk = 16384;
 }  // namespace
 
 Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads) {
@@ -178,29 +180,46 @@ const Block* CpuBackend::quantize_activations(void (*quantize)(const float*, int
   return out.data();
 }
 
-void CpuBackend::matmul(const WeightMatrix& w, const float* x, int n_tokens, float* y, const std::vector<float>* bias) {
-  MatmulArgs args{w.type, w.data, w.row_bytes, w.cols, x, n_tokens, y, w.rows};
-  if (const auto copy = interleaved_.find(&w); copy != interleaved_.end()) {
-    args.weights = copy->second.get();
-    args.interleaved = true;
+void CpuBackend::matmul(std::initializer_list<MatmulOutput> outputs, const float* x, int n_tokens) {
+  const ActivationBlockQ8* xq = nullptr;
+  const ActivationBlockQ8K* xk = nullptr;
+  int total_rows = 0;
+  matmul_args_.clear();
+  for (const MatmulOutput& out : outputs) {
+    const WeightMatrix& w = out.w;
+    total_rows += w.rows;
+    MatmulArgs args{w.type, w.data, w.row_bytes, w.cols, x, n_tokens, out.y, w.rows};
+    if (const auto copy = interleaved_.find(&w); copy != interleaved_.end()) {
+      args.weights = copy->second.get();
+      args.interleaved = true;
+    }
+    if (w.type == TensorType::kQ8_0 && kernels_.quantize_q8 != nullptr) {
+      if (xq == nullptr) xq = quantize_activations(kernels_.quantize_q8, kQ8BlockElements, x, n_tokens, w.cols, xq_);
+      args.xq = xq;
+    }
+    if (w.type == TensorType::kQ4_K && kernels_.quantize_q8k != nullptr) {
+      if (xk == nullptr) xk = quantize_activations(kernels_.quantize_q8k, kQKElements, x, n_tokens, w.cols, xk_);
+      args.xk = xk;
+    }
+    matmul_args_.push_back(args);
   }
-  if (w.type == TensorType::kQ8_0 && kernels_.quantize_q8 != nullptr) {
-    args.xq = quantize_activations(kernels_.quantize_q8, kQ8BlockElements, x, n_tokens, w.cols, xq_);
-  }
-  if (w.type == TensorType::kQ4_K && kernels_.quantize_q8k != nullptr) {
-    args.xk = quantize_activations(kernels_.quantize_q8k, kQKElements, x, n_tokens, w.cols, xk_);
-  }
-  // About 4 tasks per thread to even out the load.
-  int rows_per_task = static_cast<int>((w.rows + pool_.size() * 4 - 1) / (pool_.size() * 4));
+  // About 4 tasks per thread over all the rows to even out the load; a task stays within one matrix.
+  int rows_per_task = static_cast<int>((total_rows + pool_.size() * 4 - 1) / (pool_.size() * 4));
   rows_per_task = std::max(1, (rows_per_task + kRowsPerTaskMultiple - 1) / kRowsPerTaskMultiple) * kRowsPerTaskMultiple;
-  const size_t tasks = (w.rows + rows_per_task - 1) / rows_per_task;
-  pool_.parallel_for(tasks, [&](size_t task, size_t thread) {
-    const int begin = static_cast<int>(task) * rows_per_task;
-    kernels_.matmul_rows(args, begin, std::min(w.rows, begin + rows_per_task), thread_scratch_[thread].data());
+  matmul_tasks_.clear();
+  int output = 0;
+  for (const MatmulOutput& out : outputs) {
+    for (int begin = 0; begin < out.w.rows; begin += rows_per_task) matmul_tasks_.push_back({output, begin, std::min(out.w.rows, begin + rows_per_task)});
+    ++output;
+  }
+  pool_.parallel_for(matmul_tasks_.size(), [&](size_t i, size_t thread) {
+    const MatmulTask& task = matmul_tasks_[i];
+    kernels_.matmul_rows(matmul_args_[task.output], task.row_begin, task.row_end, thread_scratch_[thread].data());
   });
-  if (bias != nullptr && !bias->empty()) {
+  for (const MatmulOutput& out : outputs) {
+    if (out.bias == nullptr || out.bias->empty()) continue;
     for (int t = 0; t < n_tokens; ++t) {
-      for (int r = 0; r < w.rows; ++r) y[static_cast<size_t>(t) * w.rows + r] += (*bias)[r];
+      for (int r = 0; r < out.w.rows; ++r) out.y[static_cast<size_t>(t) * out.w.rows + r] += (*out.bias)[r];
     }
   }
 }
@@ -209,12 +228,10 @@ void CpuBackend::attention_block(int layer, const ForwardBatch& batch, const Tok
   const LayerWeights& w = model_->layers()[layer];
   const int n = static_cast<int>(batch.tokens.size());
   norm_rows(x_.data(), w.attn_norm, xb_.data(), n);
-  matmul(w.wq, xb_.data(), n, q_.data(), &w.bq);
-  matmul(w.wk, xb_.data(), n, k_.data(), &w.bk);
-  matmul(w.wv, xb_.data(), n, v_.data(), &w.bv);
+  matmul({{w.wq, q_.data(), &w.bq}, {w.wk, k_.data(), &w.bk}, {w.wv, v_.data(), &w.bv}}, xb_.data(), n);
   rope_and_store_kv(layer, batch, slots);
   attend(layer, batch);
-  matmul(w.wo, att_.data(), n, xb_.data());
+  matmul({{w.wo, xb_.data()}}, att_.data(), n);
   for (size_t i = 0; i < static_cast<size_t>(n) * config_.dim; ++i) x_[i] += xb_[i];
 }
 
@@ -314,9 +331,7 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
         if (correction != 1.0f) {
           for (int i = 0; i < d; ++i) out[i] *= correction;
         }
-        float sum = 0;
-        for (int p = 0; p < n; ++p) sum += scores[p] = std::exp(scores[p] - new_max);
-        row_sum[r] = row_sum[r] * correction + sum;
+        row_sum[r] = row_sum[r] * correction + kernels_.exp_sum(scores, n, new_max);
         row_max[r] = new_max;
         if (dtype == KvDtype::kF32) kernels_.axpy_rows_f32(scores, reinterpret_cast<const float*>(v), n, d, out);
         else if (dtype == KvDtype::kF16) kernels_.axpy_rows_f16(scores, reinterpret_cast<const uint16_t*>(v), n, d, out);
@@ -337,10 +352,13 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
 void CpuBackend::ffn_block(int layer, int n_tokens) {
   const LayerWeights& w = model_->layers()[layer];
   norm_rows(x_.data(), w.ffn_norm, xb_.data(), n_tokens);
-  matmul(w.w_gate, xb_.data(), n_tokens, gate_.data());
-  matmul(w.w_up, xb_.data(), n_tokens, up_.data());
-  swiglu(gate_.data(), up_.data(), n_tokens * config_.ffn_dim);
-  matmul(w.w_down, gate_.data(), n_tokens, xb_.data());
+  matmul({{w.w_gate, gate_.data()}, {w.w_up, up_.data()}}, xb_.data(), n_tokens);
+  const int elements = n_tokens * config_.ffn_dim;
+  pool_.parallel_for((elements + kElementwiseChunk - 1) / kElementwiseChunk, [&](size_t chunk, size_t) {
+    const int begin = static_cast<int>(chunk) * kElementwiseChunk;
+    kernels_.swiglu(gate_.data() + begin, up_.data() + begin, std::min(kElementwiseChunk, elements - begin));
+  });
+  matmul({{w.w_down, xb_.data()}}, gate_.data(), n_tokens);
   for (size_t i = 0; i < static_cast<size_t>(n_tokens) * config_.dim; ++i) x_[i] += xb_[i];
 }
 
@@ -353,7 +371,7 @@ void CpuBackend::output_logits(const ForwardBatch& batch, float* logits) {
              config_.dim, config_.rms_eps);
     ++rows;
   }
-  matmul(model_->output(), xb_.data(), rows, logits);
+  matmul({{model_->output(), logits}}, xb_.data(), rows);
 }
 
 }  // namespace pagedlm

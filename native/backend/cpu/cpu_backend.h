@@ -3,6 +3,7 @@
 // across a ThreadPool. Engine thread only.
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -57,8 +58,15 @@ class CpuBackend final : public Backend {
   template <typename Block>
   const Block* quantize_activations(void (*quantize)(const float*, int, Block*), size_t block_elements, const float* x, int n_tokens, int cols,
                                     std::vector<Block>& out);
-  // y[t, :] = W x[t, :] for every token (+ bias when given), split by rows across the pool.
-  void matmul(const WeightMatrix& w, const float* x, int n_tokens, float* y, const std::vector<float>* bias = nullptr);
+  // One product of a shared input: y[t, :] = W x[t, :] for every token (+ bias when given).
+  struct MatmulOutput {
+    const WeightMatrix& w;
+    float* y;
+    const std::vector<float>* bias = nullptr;
+  };
+  // The products of one input with each matrix (Q, K and V; gate and up), split by rows across the pool in
+  // one round, the input quantized once: one round's wait for the slowest task instead of one per matrix.
+  void matmul(std::initializer_list<MatmulOutput> outputs, const float* x, int n_tokens);
   void norm_rows(const float* x, const std::vector<float>& weight, float* out, int n_tokens);
 
   std::shared_ptr<const LlamaModel> model_;
@@ -89,6 +97,13 @@ class CpuBackend final : public Backend {
   // (memory-mapped) rows are not read again, except the embedding rows.
   std::unordered_map<const WeightMatrix*, std::unique_ptr<uint8_t[]>> interleaved_;
   std::vector<std::vector<float>> thread_scratch_;  // [threads][largest matmul input row]
+  struct MatmulTask {
+    int output;  // index into matmul_args_
+    int row_begin;
+    int row_end;
+  };
+  std::vector<MatmulArgs> matmul_args_;  // one matmul call's outputs
+  std::vector<MatmulTask> matmul_tasks_;
   // Query tokens of one sequence per attention task: their rows share each K/V block read.
   static constexpr int kQueryChunk = 8;
   std::vector<std::vector<float>> attention_scratch_;  // [threads][see the constructor]

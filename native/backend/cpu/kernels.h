@@ -71,6 +71,10 @@ struct CpuKernels {
   void (*dot_rows_f16)(const uint16_t* k, int n, int d, const float* q, float* out);
   void (*axpy_rows_f32)(const float* weights, const float* v, int n, int d, float* acc);
   void (*axpy_rows_f16)(const float* weights, const uint16_t* v, int n, int d, float* acc);
+  // gate[i] = silu(gate[i]) x up[i], the Llama feed-forward activation.
+  void (*swiglu)(float* gate, const float* up, int n);
+  // x[i] = exp(x[i] - shift) for i < n, with shift >= every x[i]; returns their sum (softmax numerators).
+  float (*exp_sum)(float* x, int n, float shift);
   // Sum of n floats with independent accumulators: a streaming read, to measure memory bandwidth.
   float (*read_sum)(const float* x, size_t n);
   // Non-null where matmul_rows reads MatmulArgs::interleaved weights: writes the copy it reads (for the

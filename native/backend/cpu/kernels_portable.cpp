@@ -1,4 +1,5 @@
 // Portable kernels: dequantize a weight row, then plain loops the compiler vectorizes for the baseline ISA.
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -50,6 +51,16 @@ void axpy_rows_f32(const float* weights, const float* v, int n, int d, float* ac
 }
 void axpy_rows_f16(const float* weights, const uint16_t* v, int n, int d, float* acc) {
   for (int p = 0; p < n; ++p) axpy_f16(weights[p], v + static_cast<size_t>(p) * d, acc, d);
+}
+
+void swiglu(float* gate, const float* up, int n) {
+  for (int i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+float exp_sum(float* x, int n, float shift) {
+  float sum = 0;
+  for (int i = 0; i < n; ++i) sum += x[i] = std::exp(x[i] - shift);
+  return sum;
 }
 
 float read_sum(const float* x, size_t n) {
@@ -113,7 +124,7 @@ void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int 
 }
 
 const CpuKernels& portable_kernels() {
-  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, read_sum, nullptr, nullptr, nullptr, nullptr};
+  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, swiglu, exp_sum, read_sum, nullptr, nullptr, nullptr, nullptr};
   return kernels;
 }
 

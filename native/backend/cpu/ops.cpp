@@ -47,19 +47,4 @@ void rope_apply(float* heads, int n_heads, int head_dim, int rope_dim, RopeLayou
   }
 }
 
-void swiglu(float* gate, const float* up, int n) {
-  for (int i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-}
-
-void softmax(float* x, int n) {
-  float max = -INFINITY;
-  for (int i = 0; i < n; ++i) max = std::fmax(max, x[i]);
-  float sum = 0;
-  for (int i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - max);
-    sum += x[i];
-  }
-  for (int i = 0; i < n; ++i) x[i] /= sum;
-}
-
 }  // namespace pagedlm

@@ -22,10 +22,4 @@ std::vector<float> rope_inverse_frequencies(const ModelConfig& config);
 // Rotates the first rope_dim dims of each of n_heads heads of width head_dim, in place.
 void rope_apply(float* heads, int n_heads, int head_dim, int rope_dim, RopeLayout layout, const RopeAngles& angles);
 
-// gate[i] = silu(gate[i]) * up[i]
-void swiglu(float* gate, const float* up, int n);
-
-// In place; returns nothing, handles -inf.
-void softmax(float* x, int n);
-
 }  // namespace pagedlm
