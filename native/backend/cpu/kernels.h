@@ -34,6 +34,7 @@ struct ActivationBlockQ8K {
   float scale;
   int16_t sums[8];  // of each 32 values (Q4_K's minimums multiply them)
   // The sums as 128 x high + low, both bytes (high signed, low in [0, 127]): vpdpbusd multiplies bytes.
+  // Filled only by the table whose kernel reads them (avx512).
   int8_t sums_high[8];
   int8_t sums_low[8];
   int8_t values[kQKElements];

@@ -599,8 +599,10 @@ void quantize_q8k(const float* x, int n, ActivationBlockQ8K* out) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].values + 32 * s), bytes);
       const int sum = sum_int8(bytes);
       out[b].sums[s] = static_cast<int16_t>(sum);
+#if PAGEDLM_X86_AVX512
       out[b].sums_high[s] = static_cast<int8_t>(sum >> 7);  // arithmetic: floor(sum / 128), in [-32, 31]
       out[b].sums_low[s] = static_cast<int8_t>(sum & 127);
+#endif
     }
   }
 }
