@@ -11,7 +11,6 @@
 // depends on its neighbours in the batch.
 #include <immintrin.h>
 
-#include <cmath>
 #include <cstring>
 #include <type_traits>
 
@@ -724,26 +723,41 @@ inline __m256 exp8(__m256 x) {
   return _mm256_mul_ps(p, _mm256_castsi256_ps(two_to_n));
 }
 
+inline __m256 swiglu8(__m256 gate, __m256 up) {
+  const __m256 silu = _mm256_div_ps(gate, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), gate))));
+  return _mm256_mul_ps(silu, up);
+}
+
+// The last n % 8 values go through the same vector code as the rest, from zero-padded copies (and no
+// <cmath>: see the top of this file).
 void swiglu(float* gate, const float* up, int n) {
   int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 g = _mm256_loadu_ps(gate + i);
-    const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
-    _mm256_storeu_ps(gate + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
-  }
-  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(gate + i, swiglu8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  if (i == n) return;
+  float g[8] = {}, u[8] = {};
+  const size_t tail_bytes = static_cast<size_t>(n - i) * sizeof(float);
+  std::memcpy(g, gate + i, tail_bytes);
+  std::memcpy(u, up + i, tail_bytes);
+  _mm256_storeu_ps(g, swiglu8(_mm256_loadu_ps(g), _mm256_loadu_ps(u)));
+  std::memcpy(gate + i, g, tail_bytes);
 }
 
 float exp_sum(float* x, int n, float shift) {
+  const __m256 s = _mm256_set1_ps(shift);
   __m256 sum = _mm256_setzero_ps();
   int i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(shift)));
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
     _mm256_storeu_ps(x + i, e);
     sum = _mm256_add_ps(sum, e);
   }
   float total = hsum(sum);
-  for (; i < n; ++i) total += x[i] = std::exp(x[i] - shift);
+  if (i < n) {
+    float last[8] = {};
+    std::memcpy(last, x + i, static_cast<size_t>(n - i) * sizeof(float));
+    _mm256_storeu_ps(last, exp8(_mm256_sub_ps(_mm256_loadu_ps(last), s)));
+    for (int j = 0; j < n - i; ++j) total += x[i + j] = last[j];
+  }
   return total;
 }
 
