@@ -14,6 +14,7 @@ std::optional<TensorTypeInfo> tensor_type_info(uint32_t type_id) {
     case TensorType::kQ8_0: return TensorTypeInfo{"Q8_0", kQ8BlockElements, sizeof(BlockQ8_0)};
     case TensorType::kQ4_0: return TensorTypeInfo{"Q4_0", 32, sizeof(BlockQ4_0)};
     case TensorType::kQ4_K: return TensorTypeInfo{"Q4_K", kQKElements, sizeof(BlockQ4_K)};
+    case TensorType::kQ6_K: return TensorTypeInfo{"Q6_K", kQKElements, sizeof(BlockQ6_K)};
   }
   return std::nullopt;
 }
@@ -60,6 +61,27 @@ void dequantize_q4_k(const BlockQ4_K* blocks, float* out, size_t count) {
   }
 }
 
+void dequantize_q6_k(const BlockQ6_K* blocks, float* out, size_t count) {
+  for (size_t b = 0; b < count / kQKElements; ++b) {
+    const BlockQ6_K& block = blocks[b];
+    const float d = fp16_to_float(block.d);
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* low = block.low + 64 * half;
+      const uint8_t* high = block.high + 32 * half;
+      const int8_t* scales = block.scales + 8 * half;
+      float* y = out + b * kQKElements + 128 * half;
+      for (int l = 0; l < 32; ++l) {
+        for (int k = 0; k < 4; ++k) {
+          const uint8_t byte = low[l + 32 * (k % 2)];
+          const int low_bits = k < 2 ? byte & 0xF : byte >> 4;
+          const int q = (low_bits | (((high[l] >> (2 * k)) & 3) << 4)) - 32;
+          y[l + 32 * k] = d * scales[l / 16 + 2 * k] * q;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void dequantize_row(TensorType type, const void* row, float* out, size_t count) {
@@ -98,6 +120,9 @@ void dequantize_row(TensorType type, const void* row, float* out, size_t count) 
     }
     case TensorType::kQ4_K:
       dequantize_q4_k(static_cast<const BlockQ4_K*>(row), out, count);
+      return;
+    case TensorType::kQ6_K:
+      dequantize_q6_k(static_cast<const BlockQ6_K*>(row), out, count);
       return;
   }
 }

@@ -14,6 +14,7 @@ enum class TensorType : uint32_t {
   kQ4_0 = 2,
   kQ8_0 = 8,
   kQ4_K = 12,
+  kQ6_K = 14,
   kBF16 = 30,
 };
 
@@ -51,6 +52,17 @@ struct BlockQ4_K {
   uint8_t nibbles[128];
 };
 static_assert(sizeof(BlockQ4_K) == 144);
+
+// Q6_K: 256 values in 16 sub-blocks of 16, 6 bits each (offset 32), int8 sub-block scales, one f16 scale.
+// In each 128-value half, value l + 32k (l < 32, k < 4) keeps its low 4 bits in `low` byte l + 32(k % 2)
+// (low nibble for k < 2, high for k >= 2) and its high 2 bits in `high` byte l, bits 2k and 2k + 1.
+struct BlockQ6_K {
+  uint8_t low[128];
+  uint8_t high[64];
+  int8_t scales[16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ6_K) == 210);
 
 // Converts `count` elements starting at `row` (which must start on a block boundary) to float.
 void dequantize_row(TensorType type, const void* row, float* out, size_t count);

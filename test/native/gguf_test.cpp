@@ -90,7 +90,7 @@ TEST(Gguf, TypesDequantizeCloseToTheirSource) {
   std::vector<float> values(256);
   for (size_t i = 0; i < values.size(); ++i) values[i] = std::sin(static_cast<float>(i)) * 2.0f;
   const std::pair<TensorType, float> cases[] = {
-      {TensorType::kF32, 0}, {TensorType::kF16, 2e-3f}, {TensorType::kBF16, 2e-2f}, {TensorType::kQ8_0, 2e-2f}, {TensorType::kQ4_0, 0.3f}};
+      {TensorType::kF32, 0}, {TensorType::kF16, 2e-3f}, {TensorType::kBF16, 2e-2f}, {TensorType::kQ8_0, 2e-2f}, {TensorType::kQ4_0, 0.3f}, {TensorType::kQ6_K, 5e-2f}};
   for (auto [type, tolerance] : cases) {
     const auto bytes = testing::encode_tensor(values, type);
     EXPECT_EQ(bytes.size(), tensor_row_bytes(type, values.size()));
@@ -112,6 +112,31 @@ TEST(Gguf, DequantizesQ4K) {
   dequantize_row(TensorType::kQ4_K, &block, out, 256);
   EXPECT_FLOAT_EQ(out[0], 5.5f);
   EXPECT_FLOAT_EQ(out[1], -0.5f);
+}
+
+TEST(Gguf, DequantizesQ6K) {
+  // One block by hand, d = 1. Value 0: low bits 5 (low[0] & 15), high bits 2 (high[0] bits 0-1), so
+  // 5 + 32 - 32 = 5, times scale 0 (2) = 10. Value 32: low[32] & 15 = 15, high[0] bits 2-3 = 0: 15 - 32 =
+  // -17, times scale 2 (3) = -51. Value 64: low[0] >> 4 = 0, high[0] bits 4-5 = 0: -32, times scale 4 (1).
+  // Value 128 (second half): low[64] & 15 = 1, high[32] bits 0-1 = 3: 49 - 32 = 17, times scale 8 (-1).
+  BlockQ6_K block{};
+  block.d = 0x3C00;
+  block.scales[0] = 2;
+  block.scales[2] = 3;
+  block.scales[4] = 1;
+  block.scales[8] = -1;
+  block.low[0] = 0x05;
+  block.low[32] = 0x0F;
+  block.high[0] = 0x02;
+  block.low[64] = 0x01;
+  block.high[32] = 0x03;
+  float out[256];
+  dequantize_row(TensorType::kQ6_K, &block, out, 256);
+  EXPECT_FLOAT_EQ(out[0], 10.0f);
+  EXPECT_FLOAT_EQ(out[32], -51.0f);
+  EXPECT_FLOAT_EQ(out[64], -32.0f);
+  EXPECT_FLOAT_EQ(out[128], -17.0f);
+  EXPECT_FLOAT_EQ(out[1], -64.0f);  // all bits 0: -32 x scale 0
 }
 
 // ---- malformed files ----------------------------------------------------------------------------------

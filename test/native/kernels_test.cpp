@@ -46,10 +46,11 @@ class Kernels : public ::testing::TestWithParam<const CpuKernels*> {
 TEST_P(Kernels, MatmulMatchesDequantizedReference) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(3);
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ6_K}) {
     for (int cols : {32, 64, 96, 256}) {
       for (int extra : {0, 1, 5, 7}) {
         const int c = (type == TensorType::kF32 || type == TensorType::kF16 || type == TensorType::kBF16) ? cols + extra : cols;
+        if (c % static_cast<int>(tensor_type_info(static_cast<uint32_t>(type))->block_elements) != 0) continue;
         for (int n_tokens : {1, 2, 3, 4, 5, 9, 33}) {
           const int rows = 7;
           const auto w = testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * c), type);
@@ -114,7 +115,7 @@ TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
 TEST_P(Kernels, EachTokenAloneEqualsItInABatch) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(13);
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
     for (const bool packed : {false, true}) {
       const int rows = packed ? 32 : 13, cols = 256, n_tokens = 11;
       if (packed && !can_interleave_rows(k, type, rows, cols)) continue;

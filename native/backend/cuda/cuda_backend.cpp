@@ -1,5 +1,5 @@
 // The CUDA backend: the forward pass of CpuBackend on one GPU. Weights are uploaded once (F32, F16, BF16 as
-// stored; Q8_0 split into int8 rows + scales; Q4_0/Q4_K expanded to F16), the paged KV pool lives in device
+// stored; Q8_0 split into int8 rows + scales; Q4_0/Q4_K/Q6_K expanded to F16), the paged KV pool lives in device
 // memory with the CPU's layout, GEMMs go through cuBLAS (tensor cores for f16/bf16), everything else
 // through kernels/. All work is queued on one stream; the host waits once a step, for its results (the
 // tokens of greedy steps, the top-k candidates of top-k sampling, else the logits). Decode steps replay
@@ -324,7 +324,7 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
       break;
     }
     default: {
-      // Q4_0 / Q4_K have no kernels here: expanded to f16 once, at upload.
+      // Q4_0 / Q4_K / Q6_K have no kernels here: expanded to f16 once, at upload.
       std::vector<float> row(w.cols);
       std::vector<uint16_t> halves(elements);
       for (int r = 0; r < w.rows; ++r) {

@@ -101,6 +101,36 @@ void GgufWriter::write(const std::string& path) const {
   f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
+namespace {
+
+// A plain Q6_K quantizer: each 16 values' scale from their largest magnitude, the sub-block scales as
+// int8 multiples of one f16 scale, values rounded against the scale they will be read with.
+void put_q6_k_block(std::vector<uint8_t>& out, const float* v) {
+  float sub_scales[16];
+  float largest = 0;
+  for (int s = 0; s < 16; ++s) {
+    float amax = 0;
+    for (int j = 0; j < 16; ++j) amax = std::max(amax, std::fabs(v[16 * s + j]));
+    sub_scales[s] = amax / 31.0f;
+    largest = std::max(largest, sub_scales[s]);
+  }
+  BlockQ6_K block{};
+  block.d = float_to_fp16(largest / 127.0f);
+  const float d = fp16_to_float(block.d);
+  for (int s = 0; s < 16; ++s) block.scales[s] = static_cast<int8_t>(d == 0 ? 0 : std::min(127L, std::lround(sub_scales[s] / d)));
+  for (int i = 0; i < 256; ++i) {
+    const int half = i / 128, l = i % 32, k = (i % 128) / 32;
+    const float step = d * block.scales[l / 16 + 2 * k + 8 * half];
+    const int q = std::clamp(step == 0 ? 0 : static_cast<int>(std::lround(v[i] / step)), -32, 31) + 32;
+    uint8_t& low = block.low[64 * half + l + 32 * (k % 2)];
+    low = static_cast<uint8_t>(low | (k < 2 ? q & 0xF : (q & 0xF) << 4));
+    block.high[32 * half + l] = static_cast<uint8_t>(block.high[32 * half + l] | ((q >> 4) << (2 * k)));
+  }
+  put(out, &block, sizeof block);
+}
+
+}  // namespace
+
 std::vector<uint8_t> encode_tensor(const std::vector<float>& values, TensorType type) {
   std::vector<uint8_t> out;
   switch (type) {
@@ -138,6 +168,9 @@ std::vector<uint8_t> encode_tensor(const std::vector<float>& values, TensorType 
         }
         put(out, &block, sizeof block);
       }
+      break;
+    case TensorType::kQ6_K:
+      for (size_t b = 0; b < values.size(); b += kQKElements) put_q6_k_block(out, values.data() + b);
       break;
     default:
       break;
