@@ -275,6 +275,40 @@ TEST_P(Kernels, Q4KMatchesDequantizedReference) {
   }
 }
 
+// Q6_K weights times int8 activations: against a double-precision product of the dequantized weights with
+// the very activations the kernel multiplied (so only float rounding separates them).
+TEST_P(Kernels, Q6KMatchesAReferenceOnItsInt8Activations) {
+  const CpuKernels& k = *GetParam();
+  if (k.quantize_q8k == nullptr) GTEST_SKIP() << k.name << " multiplies Q6_K weights with float activations";
+  std::mt19937 rng(31);
+  for (int cols : {256, 2048}) {
+    for (int rows : {1, 3}) {
+      for (int n_tokens : {1, 2, 5, 30}) {
+        const auto w = testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), TensorType::kQ6_K);
+        const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
+        const testing::PreparedMatmul matmul(k, TensorType::kQ6_K, w, rows, cols, x, n_tokens, false);
+        std::vector<float> scratch(cols), deq(cols);
+        matmul.run(0, rows, scratch.data());
+        for (int r = 0; r < rows; ++r) {
+          dequantize_row(TensorType::kQ6_K, w.data() + static_cast<size_t>(r) * tensor_row_bytes(TensorType::kQ6_K, cols), deq.data(), cols);
+          for (int t = 0; t < n_tokens; ++t) {
+            double want = 0, magnitude = 0;
+            for (int sb = 0; sb < cols / 256; ++sb) {
+              const ActivationBlockQ8K& xk = matmul.args().xk[static_cast<size_t>(t) * (cols / 256) + sb];
+              for (int i = 0; i < 256; ++i) {
+                const double term = static_cast<double>(deq[256 * sb + i]) * xk.values[i] * xk.scale;
+                want += term;
+                magnitude += std::fabs(term);
+              }
+            }
+            ASSERT_NEAR(matmul.y()[static_cast<size_t>(t) * rows + r], want, 1e-5 * magnitude + 1e-6) << "cols " << cols << " row " << r << " token " << t;
+          }
+        }
+      }
+    }
+  }
+}
+
 // The block forms attention uses give the same bits as one dot / axpy per row.
 TEST_P(Kernels, RowBlocksEqualRowByRow) {
   const CpuKernels& k = *GetParam();

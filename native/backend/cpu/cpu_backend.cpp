@@ -197,7 +197,7 @@ void CpuBackend::matmul(std::initializer_list<MatmulOutput> outputs, const float
       if (xq == nullptr) xq = quantize_activations(kernels_.quantize_q8, kQ8BlockElements, x, n_tokens, w.cols, xq_);
       args.xq = xq;
     }
-    if (w.type == TensorType::kQ4_K && kernels_.quantize_q8k != nullptr) {
+    if ((w.type == TensorType::kQ4_K || w.type == TensorType::kQ6_K) && kernels_.quantize_q8k != nullptr) {
       if (xk == nullptr) xk = quantize_activations(kernels_.quantize_q8k, kQKElements, x, n_tokens, w.cols, xk_);
       args.xk = xk;
     }

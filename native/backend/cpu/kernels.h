@@ -52,7 +52,7 @@ struct MatmulArgs {
   bool interleaved = false;
   // Q8_0 weights on tables with quantize_q8: x quantized per token ([n_tokens][cols / 32]).
   const ActivationBlockQ8* xq = nullptr;
-  // Q4_K weights on tables with quantize_q8k: x quantized per token ([n_tokens][cols / 256]).
+  // Q4_K and Q6_K weights on tables with quantize_q8k: x quantized per token ([n_tokens][cols / 256]).
   const ActivationBlockQ8K* xk = nullptr;
 };
 

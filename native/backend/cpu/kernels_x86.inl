@@ -548,6 +548,68 @@ void matmul_q4k(const MatmulArgs& a, int row_begin, int row_end) {
   });
 }
 
+// Q6_K x int8 activations (ActivationBlockQ8K), one row at a time: each super-block's 256 weights are
+// unpacked once to int8 (q - 32) for every token of the chunk. A 32-value chunk's dot product is exact in
+// integers (|q| <= 32 keeps maddubs' int16 pairs from saturating) and meets its two 16-value sub-block
+// scales in madd; one fma(total, d x x_scale, sum) remains per (row, token, super-block), so a token's
+// result does not depend on the others.
+struct UnpackedQ6K {
+  __m256i q[8];       // values 32c .. 32c + 31, minus 32
+  __m256i scales[8];  // chunk c's two sub-block scales, each in 8 int16 lanes
+  float d;
+};
+
+inline void unpack_q6k(const BlockQ6_K& block, UnpackedQ6K& u) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), high2 = _mm256_set1_epi8(0x30), offset = _mm256_set1_epi8(32);
+  for (int half = 0; half < 2; ++half) {
+    const auto load = [](const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
+    const __m256i l0 = load(block.low + 64 * half), l1 = load(block.low + 64 * half + 32), h = load(block.high + 32 * half);
+    // 16-bit shifts: the bits that cross into a neighbouring byte land outside that byte's mask.
+    __m256i* q = u.q + 4 * half;
+    q[0] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(h, 4), high2));
+    q[1] = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(_mm256_slli_epi16(h, 2), high2));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_and_si256(h, high2));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), _mm256_and_si256(_mm256_srli_epi16(h, 2), high2));
+    for (int k = 0; k < 4; ++k) q[k] = _mm256_sub_epi8(q[k], offset);
+  }
+  for (int c = 0; c < 8; ++c) u.scales[c] = _mm256_setr_m128i(_mm_set1_epi16(block.scales[2 * c]), _mm_set1_epi16(block.scales[2 * c + 1]));
+  u.d = half_to_float(block.d);
+}
+
+inline int q6k_dot(const UnpackedQ6K& u, const ActivationBlockQ8K& x) {
+  __m256i acc = _mm256_setzero_si256();
+  for (int c = 0; c < 8; ++c) {
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.values + 32 * c));
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(u.q[c], u.q[c]), _mm256_sign_epi8(xv, u.q[c]));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, u.scales[c]));
+  }
+  __m128i sum4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+  sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0x4E));
+  sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0xB1));
+  return _mm_cvtsi128_si32(sum4);
+}
+
+void matmul_q6k(const MatmulArgs& a, int row_begin, int row_end) {
+  const int super_blocks = a.cols / static_cast<int>(kQKElements);
+  for (int t0 = 0; t0 < a.n_tokens; t0 += kTokenChunk) {
+    const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
+    for (int r = row_begin; r < row_end; ++r) {
+      const auto* row = reinterpret_cast<const BlockQ6_K*>(a.weights + static_cast<size_t>(r) * a.row_bytes);
+      float sums[kTokenChunk] = {};
+      for (int sb = 0; sb < super_blocks; ++sb) {
+        UnpackedQ6K u;
+        unpack_q6k(row[sb], u);
+        for (int t = t0; t < t1; ++t) {
+          const ActivationBlockQ8K& x = a.xk[static_cast<size_t>(t) * super_blocks + sb];
+          const __m128 total = _mm_cvtsi32_ss(_mm_setzero_ps(), q6k_dot(u, x));
+          sums[t - t0] = _mm_cvtss_f32(_mm_fmadd_ss(total, _mm_set_ss(u.d * x.scale), _mm_set_ss(sums[t - t0])));
+        }
+      }
+      for (int t = t0; t < t1; ++t) a.y[static_cast<size_t>(t) * a.y_stride + r] = sums[t - t0];
+    }
+  }
+}
+
 inline float max_magnitude(const float* v, int n) {
   const __m256 sign_bit = _mm256_set1_ps(-0.0f);
   __m256 amax = _mm256_setzero_ps();
@@ -625,6 +687,9 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch
       if (a.interleaved) return matmul_q4k_lanes(a, row_begin, row_end);
 #endif
       return matmul_q4k(a, row_begin, row_end);
+    case TensorType::kQ6_K:
+      if (a.xk == nullptr) break;
+      return matmul_q6k(a, row_begin, row_end);
     default: break;
   }
   // Types without a register loader: dequantize one row at a time into the thread's scratch.

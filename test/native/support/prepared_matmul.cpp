@@ -25,7 +25,7 @@ PreparedMatmul::PreparedMatmul(const CpuKernels& kernels, TensorType type, const
     xq_ = quantize_tokens(kernels.quantize_q8, kQ8BlockElements, x, n_tokens, cols);
     args_.xq = xq_.data();
   }
-  if (type == TensorType::kQ4_K && kernels.quantize_q8k != nullptr) {
+  if ((type == TensorType::kQ4_K || type == TensorType::kQ6_K) && kernels.quantize_q8k != nullptr) {
     xk_ = quantize_tokens(kernels.quantize_q8k, kQKElements, x, n_tokens, cols);
     args_.xk = xk_.data();
   }
