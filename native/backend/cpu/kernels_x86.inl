@@ -554,29 +554,58 @@ void matmul_q4k(const MatmulArgs& a, int row_begin, int row_end) {
 // scales in madd; one fma(total, d x x_scale, sum) remains per (row, token, super-block), so a token's
 // result does not depend on the others.
 struct UnpackedQ6K {
+#if PAGEDLM_X86_AVX512
+  // Chunks 2j and 2j + 1 side by side: |q| as the unsigned operand, q's signs to give to the activations.
+  __m512i magnitudes[4];
+  __mmask64 negative[4];
+  __m512i scales[4];
+#else
   __m256i q[8];       // values 32c .. 32c + 31, minus 32
   __m256i scales[8];  // chunk c's two sub-block scales, each in 8 int16 lanes
+#endif
   float d;
 };
 
 inline void unpack_q6k(const BlockQ6_K& block, UnpackedQ6K& u) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), high2 = _mm256_set1_epi8(0x30), offset = _mm256_set1_epi8(32);
+  __m256i q[8], scales[8];
   for (int half = 0; half < 2; ++half) {
     const auto load = [](const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
     const __m256i l0 = load(block.low + 64 * half), l1 = load(block.low + 64 * half + 32), h = load(block.high + 32 * half);
     // 16-bit shifts: the bits that cross into a neighbouring byte land outside that byte's mask.
-    __m256i* q = u.q + 4 * half;
-    q[0] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(h, 4), high2));
-    q[1] = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(_mm256_slli_epi16(h, 2), high2));
-    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_and_si256(h, high2));
-    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), _mm256_and_si256(_mm256_srli_epi16(h, 2), high2));
-    for (int k = 0; k < 4; ++k) q[k] = _mm256_sub_epi8(q[k], offset);
+    __m256i* chunk = q + 4 * half;
+    chunk[0] = _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(h, 4), high2));
+    chunk[1] = _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(_mm256_slli_epi16(h, 2), high2));
+    chunk[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_and_si256(h, high2));
+    chunk[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), _mm256_and_si256(_mm256_srli_epi16(h, 2), high2));
+    for (int k = 0; k < 4; ++k) chunk[k] = _mm256_sub_epi8(chunk[k], offset);
   }
-  for (int c = 0; c < 8; ++c) u.scales[c] = _mm256_setr_m128i(_mm_set1_epi16(block.scales[2 * c]), _mm_set1_epi16(block.scales[2 * c + 1]));
+  for (int c = 0; c < 8; ++c) scales[c] = _mm256_setr_m128i(_mm_set1_epi16(block.scales[2 * c]), _mm_set1_epi16(block.scales[2 * c + 1]));
+#if PAGEDLM_X86_AVX512
+  const auto join = [](__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); };
+  for (int j = 0; j < 4; ++j) {
+    const __m512i values = join(q[2 * j], q[2 * j + 1]);
+    u.magnitudes[j] = _mm512_abs_epi8(values);
+    u.negative[j] = _mm512_movepi8_mask(values);
+    u.scales[j] = join(scales[2 * j], scales[2 * j + 1]);
+  }
+#else
+  std::memcpy(u.q, q, sizeof q);
+  std::memcpy(u.scales, scales, sizeof scales);
+#endif
   u.d = half_to_float(block.d);
 }
 
 inline int q6k_dot(const UnpackedQ6K& u, const ActivationBlockQ8K& x) {
+#if PAGEDLM_X86_AVX512
+  __m512i acc = _mm512_setzero_si512();
+  for (int j = 0; j < 4; ++j) {
+    const __m512i xv = _mm512_loadu_si512(x.values + 64 * j);
+    const __m512i signed_x = _mm512_mask_sub_epi8(xv, u.negative[j], _mm512_setzero_si512(), xv);
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u.magnitudes[j], signed_x), u.scales[j]));
+  }
+  return _mm512_reduce_add_epi32(acc);
+#else
   __m256i acc = _mm256_setzero_si256();
   for (int c = 0; c < 8; ++c) {
     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.values + 32 * c));
@@ -587,6 +616,7 @@ inline int q6k_dot(const UnpackedQ6K& u, const ActivationBlockQ8K& x) {
   sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0x4E));
   sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0xB1));
   return _mm_cvtsi128_si32(sum4);
+#endif
 }
 
 void matmul_q6k(const MatmulArgs& a, int row_begin, int row_end) {
