@@ -12,10 +12,11 @@
 //               finds the prefix in its cache; llama.cpp computes it again in another sequence)
 //   4 streams   aggregate decode tokens/s of 4 concurrent sequences, and as a multiple of one stream
 // Models: Llama-1B-shaped synthetic F16, Q8_0 and Q4_K (generated once into the scratch folder; every matrix
-// in that type, as llama.cpp's quantizer would not leave it), the shared tiny ones.
+// in that type, as llama.cpp's quantizer would not leave it), the shared tiny ones; on request also
+// llama-1b-q4_k_m, mixed as llama.cpp's Q4_K_M files are (Q6_K output, V and down in every other layer).
 // Environment: PAGEDLM_COMPARE_DIR (scratch folder, default <tmp>/pagedlm-compare), PAGEDLM_BENCH_THREADS,
 // PAGEDLM_COMPARE_RUNS (runs per figure, default 3), PAGEDLM_COMPARE_MODELS (comma-separated subset:
-// llama-1b-f16, llama-1b-q8_0, llama-1b-q4_k, stories260K, synth-tiny-f16).
+// llama-1b-f16, llama-1b-q8_0, llama-1b-q4_k, llama-1b-q4_k_m, stories260K, synth-tiny-f16).
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -39,9 +40,13 @@ const MODELS = {
   'llama-1b-f16': () => syntheticModel('llama-1b-f16', { ...LLAMA_1B, type: 'F16' }),
   'llama-1b-q8_0': () => syntheticModel('llama-1b-q8_0', { ...LLAMA_1B, type: 'Q8_0' }),
   'llama-1b-q4_k': () => syntheticModel('llama-1b-q4_k', { ...LLAMA_1B, type: 'Q4_K' }),
+  'llama-1b-q4_k_m': () => syntheticModel('llama-1b-q4_k_m', { ...LLAMA_1B, type: 'Q4_K_M' }),
   stories260K: () => sharedModel('stories260K.gguf'),
   'synth-tiny-f16': () => sharedModel('synth-tiny-f16.gguf'),
 };
+
+// The default run stays under 15 minutes on 2 cores; the Q4_K_M-like model is asked for by name.
+const DEFAULT_MODELS = ['llama-1b-f16', 'llama-1b-q8_0', 'llama-1b-q4_k', 'stories260K', 'synth-tiny-f16'];
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const now = () => performance.now();
@@ -259,7 +264,7 @@ async function compareModel(label, file, llamaCpp) {
 
 async function main() {
   const started = now();
-  const chosen = process.env.PAGEDLM_COMPARE_MODELS ? process.env.PAGEDLM_COMPARE_MODELS.split(',') : Object.keys(MODELS);
+  const chosen = process.env.PAGEDLM_COMPARE_MODELS ? process.env.PAGEDLM_COMPARE_MODELS.split(',') : DEFAULT_MODELS;
   for (const name of chosen) if (!MODELS[name]) throw new Error(`unknown model '${name}' (models: ${Object.keys(MODELS).join(', ')})`);
   const llamaCpp = await loadLlamaCpp();
   const rows = [];

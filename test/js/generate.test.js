@@ -175,3 +175,38 @@ describe('Engine.measureReadBandwidth', () => {
     expect(() => Engine.measureReadBandwidth(5)).toThrow(TypeError);
   });
 });
+
+describe('mixed quantized types', () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const { writeLlamaModel } = require('../support/gguf-writer');
+  const shape = { dim: 256, layers: 2, heads: 4, kvHeads: 2, ffn: 256, vocab: 400, context: 256 };
+
+  test('a Q4_K_M-like file (Q6_K output, V and down in every other layer) loads, reads its Q6_K bytes per step, and generates', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagedlm-q4km-'));
+    const info = {};
+    try {
+      for (const type of ['Q4_K', 'Q4_K_M']) {
+        const file = path.join(dir, `${type}.gguf`);
+        writeLlamaModel(file, { ...shape, type });
+        const engine = await Engine.load(file, { threads: 2 });
+        try {
+          info[type] = engine.info();
+          const result = await engine.generate([1, 300, 301, 302], { temperature: 0, maxTokens: 6, ignoreEos: true });
+          expect(result.tokens).toHaveLength(6);
+          expect((await engine.generate([1, 300, 301, 302], { temperature: 0, maxTokens: 6, ignoreEos: true })).tokens).toEqual(result.tokens);
+        } finally {
+          await engine.close();
+        }
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    // Q6_K takes 210 bytes per 256 values against Q4_K's 144, on V (256 x 128) and down (256 x 256) of
+    // layer 0 and on the output (400 x 256).
+    const q6kElements = 256 * 128 + 256 * 256 + 400 * 256;
+    expect(info.Q4_K_M.decodeWeightBytes - info.Q4_K.decodeWeightBytes).toBe((q6kElements / 256) * (210 - 144));
+    expect(info.Q4_K_M.tensorType).toBe('Q4_K');
+  });
+});

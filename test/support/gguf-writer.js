@@ -10,6 +10,7 @@ const TENSOR = {
   F16: { id: 1, block: 1, bytes: 2 },
   Q8_0: { id: 8, block: 32, bytes: 34 },
   Q4_K: { id: 12, block: 256, bytes: 144 },
+  Q6_K: { id: 14, block: 256, bytes: 210 },
 };
 const ALIGNMENT = 32;
 
@@ -100,7 +101,7 @@ function xorshift(seed) {
 // tensor of that type; its length is a whole number of the type's blocks.
 function valuePool(type, scale, seed) {
   const next = xorshift(seed);
-  const blocks = type === 'Q4_K' ? 1 << 12 : 1 << 15;
+  const blocks = type === 'Q4_K' || type === 'Q6_K' ? 1 << 12 : 1 << 15;
   const { block, bytes } = TENSOR[type];
   const count = blocks * block;
   if (type === 'F32' || type === 'F16') {
@@ -118,6 +119,11 @@ function valuePool(type, scale, seed) {
     if (type === 'Q8_0') {
       out.writeUInt16LE(toHalf(scale / 127), at);
       for (let i = 0; i < 32; i++) out.writeInt8(Math.round((next() - 0.5) * 254), at + 2 + i);
+    } else if (type === 'Q6_K') {
+      // Q6_K: value = d * sc * (q - 32) with random 6-bit q (the first 192 bytes) and int8 sc; d last.
+      for (let i = 0; i < 192; i++) out[at + i] = Math.floor(next() * 256);
+      for (let i = 0; i < 16; i++) out.writeInt8(Math.round((next() - 0.5) * 254), at + 192 + i);
+      out.writeUInt16LE(toHalf(scale / (32 * 127)), at + 208);
     } else {
       // Q4_K: value = d * sc * q - dmin * m with 6-bit sc, m and 4-bit q, all random bytes.
       out.writeUInt16LE(toHalf((2 * scale) / (15 * 63)), at);
@@ -160,10 +166,15 @@ function vocabulary(size) {
 
 /**
  * Writes a Llama-shaped model with random weights.
- * shape: { dim, layers, heads, kvHeads, ffn, vocab, context, type: 'F16' | 'F32' | 'Q8_0' | 'Q4_K', name }
+ * shape: { dim, layers, heads, kvHeads, ffn, vocab, context, type: 'F16' | 'F32' | 'Q8_0' | 'Q4_K' | 'Q6_K' |
+ *   'Q4_K_M', name }. 'Q4_K_M' mixes types as llama.cpp's Q4_K_M files do: Q4_K, with the output matrix and
+ *   the V and down matrices of every other layer in Q6_K.
  */
 function writeLlamaModel(file, shape) {
-  const { dim, layers, heads, kvHeads, ffn, vocab, context = 4096, type = 'F16', name = 'synthetic', chatTemplate } = shape;
+  const { dim, layers, heads, kvHeads, ffn, vocab, context = 4096, name = 'synthetic', chatTemplate } = shape;
+  const mixed = shape.type === 'Q4_K_M';
+  const type = mixed ? 'Q4_K' : shape.type || 'F16';
+  const moreBits = (l) => (mixed && l % 2 === 0 ? 'Q6_K' : type);
   const headDim = dim / heads;
   const v = vocabulary(vocab);
   const a = 'llama';
@@ -191,7 +202,7 @@ function writeLlamaModel(file, shape) {
   const tensors = [
     { name: 'token_embd.weight', dims: [dim, vocab], type },
     { name: 'output_norm.weight', dims: [dim], type: 'F32', norm: true },
-    { name: 'output.weight', dims: [dim, vocab], type },
+    { name: 'output.weight', dims: [dim, vocab], type: mixed ? 'Q6_K' : type },
   ];
   for (let l = 0; l < layers; l++) {
     const p = `blk.${l}.`;
@@ -199,12 +210,12 @@ function writeLlamaModel(file, shape) {
       { name: `${p}attn_norm.weight`, dims: [dim], type: 'F32', norm: true },
       { name: `${p}attn_q.weight`, dims: [dim, dim], type },
       { name: `${p}attn_k.weight`, dims: [dim, kvHeads * headDim], type },
-      { name: `${p}attn_v.weight`, dims: [dim, kvHeads * headDim], type },
+      { name: `${p}attn_v.weight`, dims: [dim, kvHeads * headDim], type: moreBits(l) },
       { name: `${p}attn_output.weight`, dims: [dim, dim], type },
       { name: `${p}ffn_norm.weight`, dims: [dim], type: 'F32', norm: true },
       { name: `${p}ffn_gate.weight`, dims: [dim, ffn], type },
       { name: `${p}ffn_up.weight`, dims: [dim, ffn], type },
-      { name: `${p}ffn_down.weight`, dims: [ffn, dim], type },
+      { name: `${p}ffn_down.weight`, dims: [ffn, dim], type: moreBits(l) },
     );
   }
   const header = encodeHeader(metadata, tensors);
