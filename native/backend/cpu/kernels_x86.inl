@@ -549,10 +549,10 @@ void matmul_q4k(const MatmulArgs& a, int row_begin, int row_end) {
 }
 
 // Q6_K x int8 activations (ActivationBlockQ8K), one row at a time: each super-block's 256 weights are
-// unpacked once to int8 (q - 32) for every token of the chunk. A 32-value chunk's dot product is exact in
-// integers (|q| <= 32 keeps maddubs' int16 pairs from saturating) and meets its two 16-value sub-block
-// scales in madd; one fma(total, d x x_scale, sum) remains per (row, token, super-block), so a token's
-// result does not depend on the others.
+// unpacked once to int8 (q - 32) for every token of the chunk. Dot products are exact in integers (|q| <= 32
+// keeps maddubs' int16 pairs from saturating) and meet their 16-value sub-block scales in madd; then one
+// vector fma per (row, token, super-block) scales the integer lanes by d x x_scale. Every token runs the
+// same operations, so its result does not depend on the others.
 struct UnpackedQ6K {
 #if PAGEDLM_X86_AVX512
   // Chunks 2j and 2j + 1 side by side: |q| as the unsigned operand, q's signs to give to the activations.
@@ -568,7 +568,7 @@ struct UnpackedQ6K {
 
 inline void unpack_q6k(const BlockQ6_K& block, UnpackedQ6K& u) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), high2 = _mm256_set1_epi8(0x30), offset = _mm256_set1_epi8(32);
-  __m256i q[8], scales[8];
+  __m256i q[8];
   for (int half = 0; half < 2; ++half) {
     const auto load = [](const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
     const __m256i l0 = load(block.low + 64 * half), l1 = load(block.low + 64 * half + 32), h = load(block.high + 32 * half);
@@ -580,44 +580,52 @@ inline void unpack_q6k(const BlockQ6_K& block, UnpackedQ6K& u) {
     chunk[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4), _mm256_and_si256(_mm256_srli_epi16(h, 2), high2));
     for (int k = 0; k < 4; ++k) chunk[k] = _mm256_sub_epi8(chunk[k], offset);
   }
-  for (int c = 0; c < 8; ++c) scales[c] = _mm256_setr_m128i(_mm_set1_epi16(block.scales[2 * c]), _mm_set1_epi16(block.scales[2 * c + 1]));
 #if PAGEDLM_X86_AVX512
+  // The 16 scales as int16, then each group of 8 lanes picks its sub-block's: lane i of vector j takes 4j + i/8.
+  const __m512i scales16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block.scales))));
+  static constexpr int16_t kLaneGroup[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+  const __m512i lane_group = _mm512_loadu_si512(kLaneGroup);
   const auto join = [](__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); };
   for (int j = 0; j < 4; ++j) {
     const __m512i values = join(q[2 * j], q[2 * j + 1]);
     u.magnitudes[j] = _mm512_abs_epi8(values);
     u.negative[j] = _mm512_movepi8_mask(values);
-    u.scales[j] = join(scales[2 * j], scales[2 * j + 1]);
+    u.scales[j] = _mm512_permutexvar_epi16(_mm512_add_epi16(lane_group, _mm512_set1_epi16(static_cast<int16_t>(4 * j))), scales16);
   }
 #else
+  for (int c = 0; c < 8; ++c) u.scales[c] = _mm256_setr_m128i(_mm_set1_epi16(block.scales[2 * c]), _mm_set1_epi16(block.scales[2 * c + 1]));
   std::memcpy(u.q, q, sizeof q);
-  std::memcpy(u.scales, scales, sizeof scales);
 #endif
   u.d = half_to_float(block.d);
 }
 
-inline int q6k_dot(const UnpackedQ6K& u, const ActivationBlockQ8K& x) {
+// A super-block's dot product left in integer lanes, scaled into float lanes: the horizontal sum waits for
+// the end of the row.
 #if PAGEDLM_X86_AVX512
+using Q6KLanes = __m512;
+inline Q6KLanes q6k_accumulate(const UnpackedQ6K& u, const ActivationBlockQ8K& x, Q6KLanes sums) {
   __m512i acc = _mm512_setzero_si512();
   for (int j = 0; j < 4; ++j) {
     const __m512i xv = _mm512_loadu_si512(x.values + 64 * j);
     const __m512i signed_x = _mm512_mask_sub_epi8(xv, u.negative[j], _mm512_setzero_si512(), xv);
     acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u.magnitudes[j], signed_x), u.scales[j]));
   }
-  return _mm512_reduce_add_epi32(acc);
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(u.d * x.scale), sums);
+}
+inline float q6k_total(Q6KLanes sums) { return _mm512_reduce_add_ps(sums); }
 #else
+using Q6KLanes = __m256;
+inline Q6KLanes q6k_accumulate(const UnpackedQ6K& u, const ActivationBlockQ8K& x, Q6KLanes sums) {
   __m256i acc = _mm256_setzero_si256();
   for (int c = 0; c < 8; ++c) {
     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.values + 32 * c));
     const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(u.q[c], u.q[c]), _mm256_sign_epi8(xv, u.q[c]));
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, u.scales[c]));
   }
-  __m128i sum4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-  sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0x4E));
-  sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0xB1));
-  return _mm_cvtsi128_si32(sum4);
-#endif
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(u.d * x.scale), sums);
 }
+inline float q6k_total(Q6KLanes sums) { return hsum(sums); }
+#endif
 
 void matmul_q6k(const MatmulArgs& a, int row_begin, int row_end) {
   const int super_blocks = a.cols / static_cast<int>(kQKElements);
@@ -625,17 +633,14 @@ void matmul_q6k(const MatmulArgs& a, int row_begin, int row_end) {
     const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
     for (int r = row_begin; r < row_end; ++r) {
       const auto* row = reinterpret_cast<const BlockQ6_K*>(a.weights + static_cast<size_t>(r) * a.row_bytes);
-      float sums[kTokenChunk] = {};
+      Q6KLanes sums[kTokenChunk];
+      for (int t = t0; t < t1; ++t) sums[t - t0] = Q6KLanes{};
       for (int sb = 0; sb < super_blocks; ++sb) {
         UnpackedQ6K u;
         unpack_q6k(row[sb], u);
-        for (int t = t0; t < t1; ++t) {
-          const ActivationBlockQ8K& x = a.xk[static_cast<size_t>(t) * super_blocks + sb];
-          const __m128 total = _mm_cvtsi32_ss(_mm_setzero_ps(), q6k_dot(u, x));
-          sums[t - t0] = _mm_cvtss_f32(_mm_fmadd_ss(total, _mm_set_ss(u.d * x.scale), _mm_set_ss(sums[t - t0])));
-        }
+        for (int t = t0; t < t1; ++t) sums[t - t0] = q6k_accumulate(u, a.xk[static_cast<size_t>(t) * super_blocks + sb], sums[t - t0]);
       }
-      for (int t = t0; t < t1; ++t) a.y[static_cast<size_t>(t) * a.y_stride + r] = sums[t - t0];
+      for (int t = t0; t < t1; ++t) a.y[static_cast<size_t>(t) * a.y_stride + r] = q6k_total(sums[t - t0]);
     }
   }
 }
