@@ -568,7 +568,11 @@ struct UnpackedQ6K {
 
 inline void unpack_q6k(const BlockQ6_K& block, UnpackedQ6K& u) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), high2 = _mm256_set1_epi8(0x30), offset = _mm256_set1_epi8(32);
-  __m256i q[8];
+#if PAGEDLM_X86_AVX512
+  __m256i q[8];  // joined in pairs below
+#else
+  __m256i* q = u.q;
+#endif
   for (int half = 0; half < 2; ++half) {
     const auto load = [](const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
     const __m256i l0 = load(block.low + 64 * half), l1 = load(block.low + 64 * half + 32), h = load(block.high + 32 * half);
@@ -594,7 +598,6 @@ inline void unpack_q6k(const BlockQ6_K& block, UnpackedQ6K& u) {
   }
 #else
   for (int c = 0; c < 8; ++c) u.scales[c] = _mm256_setr_m128i(_mm_set1_epi16(block.scales[2 * c]), _mm_set1_epi16(block.scales[2 * c + 1]));
-  std::memcpy(u.q, q, sizeof q);
 #endif
   u.d = half_to_float(block.d);
 }
