@@ -86,7 +86,7 @@ std::vector<float> run_matmul(const CpuKernels& k, TensorType type, const std::v
 TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(11);
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_K}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
     for (int cols : {32, 64, 256, 8 * 37, 768}) {
       if (cols % static_cast<int>(tensor_type_info(static_cast<uint32_t>(type))->block_elements) != 0) continue;
       for (int rows : {4, 12, 16, 36, 48}) {
@@ -282,11 +282,12 @@ TEST_P(Kernels, Q6KMatchesAReferenceOnItsInt8Activations) {
   if (k.quantize_q8k == nullptr) GTEST_SKIP() << k.name << " multiplies Q6_K weights with float activations";
   std::mt19937 rng(31);
   for (int cols : {256, 2048}) {
-    for (int rows : {1, 3}) {
+    for (int rows : {1, 3, 32}) {
       for (int n_tokens : {1, 2, 5, 30}) {
         const auto w = testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), TensorType::kQ6_K);
         const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
-        const testing::PreparedMatmul matmul(k, TensorType::kQ6_K, w, rows, cols, x, n_tokens, false);
+        const bool packed = can_interleave_rows(k, TensorType::kQ6_K, rows, cols);
+        const testing::PreparedMatmul matmul(k, TensorType::kQ6_K, w, rows, cols, x, n_tokens, packed);
         std::vector<float> scratch(cols), deq(cols);
         matmul.run(0, rows, scratch.data());
         for (int r = 0; r < rows; ++r) {

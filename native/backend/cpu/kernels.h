@@ -37,6 +37,9 @@ struct ActivationBlockQ8K {
   // Filled only by the table whose kernel reads them (avx512).
   int8_t sums_high[8];
   int8_t sums_low[8];
+  // -32 x the sum of each 16 values: where the dot product of a Q6_K sub-block's unsigned 6-bit weights starts
+  // to come out as that of the signed ones (q - 32). Filled only by the table whose kernel reads them (avx512).
+  int32_t q6_offsets[16];
   int8_t values[kQKElements];
 };
 

@@ -602,23 +602,26 @@ inline void unpack_q6k(const BlockQ6_K& block, UnpackedQ6K& u) {
   u.d = half_to_float(block.d);
 }
 
-// A super-block's dot product left in integer lanes, scaled into float lanes: the horizontal sum waits for
-// the end of the row.
 #if PAGEDLM_X86_AVX512
-using Q6KLanes = __m512;
-inline Q6KLanes q6k_accumulate(const UnpackedQ6K& u, const ActivationBlockQ8K& x, Q6KLanes sums) {
+// A super-block's dot product summed exactly in integers, then one scalar fma per (row, token, super-block):
+// the same operations as the packed kernel (tile_q6k_lanes), so packing does not change a bit.
+using Q6KSum = float;
+inline Q6KSum q6k_accumulate(const UnpackedQ6K& u, const ActivationBlockQ8K& x, Q6KSum sum) {
   __m512i acc = _mm512_setzero_si512();
   for (int j = 0; j < 4; ++j) {
     const __m512i xv = _mm512_loadu_si512(x.values + 64 * j);
     const __m512i signed_x = _mm512_mask_sub_epi8(xv, u.negative[j], _mm512_setzero_si512(), xv);
     acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u.magnitudes[j], signed_x), u.scales[j]));
   }
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(u.d * x.scale), sums);
+  const __m128 total = _mm_cvtsi32_ss(_mm_setzero_ps(), _mm512_reduce_add_epi32(acc));
+  return _mm_cvtss_f32(_mm_fmadd_ss(total, _mm_set_ss(u.d * x.scale), _mm_set_ss(sum)));
 }
-inline float q6k_total(Q6KLanes sums) { return _mm512_reduce_add_ps(sums); }
+inline float q6k_total(Q6KSum sum) { return sum; }
 #else
-using Q6KLanes = __m256;
-inline Q6KLanes q6k_accumulate(const UnpackedQ6K& u, const ActivationBlockQ8K& x, Q6KLanes sums) {
+// A super-block's dot product left in integer lanes, scaled into float lanes: the horizontal sum waits for
+// the end of the row.
+using Q6KSum = __m256;
+inline Q6KSum q6k_accumulate(const UnpackedQ6K& u, const ActivationBlockQ8K& x, Q6KSum sums) {
   __m256i acc = _mm256_setzero_si256();
   for (int c = 0; c < 8; ++c) {
     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.values + 32 * c));
@@ -627,7 +630,7 @@ inline Q6KLanes q6k_accumulate(const UnpackedQ6K& u, const ActivationBlockQ8K& x
   }
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(u.d * x.scale), sums);
 }
-inline float q6k_total(Q6KLanes sums) { return hsum(sums); }
+inline float q6k_total(Q6KSum sums) { return hsum(sums); }
 #endif
 
 void matmul_q6k(const MatmulArgs& a, int row_begin, int row_end) {
@@ -636,8 +639,8 @@ void matmul_q6k(const MatmulArgs& a, int row_begin, int row_end) {
     const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
     for (int r = row_begin; r < row_end; ++r) {
       const auto* row = reinterpret_cast<const BlockQ6_K*>(a.weights + static_cast<size_t>(r) * a.row_bytes);
-      Q6KLanes sums[kTokenChunk];
-      for (int t = t0; t < t1; ++t) sums[t - t0] = Q6KLanes{};
+      Q6KSum sums[kTokenChunk];
+      for (int t = t0; t < t1; ++t) sums[t - t0] = Q6KSum{};
       for (int sb = 0; sb < super_blocks; ++sb) {
         UnpackedQ6K u;
         unpack_q6k(row[sb], u);
@@ -647,6 +650,104 @@ void matmul_q6k(const MatmulArgs& a, int row_begin, int row_end) {
     }
   }
 }
+
+#if PAGEDLM_X86_AVX512
+// Q6_K packed for AVX-512 with rows in lanes, the same size as the rows: a group of 16 rows stores each
+// super-block as the rows' d, their sub-block scales (sub-block by sub-block, a byte per row), then per
+// 16-value sub-block three 64-byte vectors: for each 4 consecutive values the 16 rows' 4 low nibbles (two
+// such sets per vector, in its low and high nibbles) and their high 2 bits (all four sets in one vector,
+// set j in bits 2j and 2j + 1). Unpacked, each set is 16 rows x 4 unsigned 6-bit weights for one vpdpbusd
+// against 4 broadcast activations, started from the activations' q6_offsets (the -32 of every weight).
+struct LaneSubBlockQ6K {
+  uint8_t nibbles[2][kLaneRows][4];  // sets 2i (low nibbles) and 2i + 1 (high nibbles)
+  uint8_t high[kLaneRows][4];
+};
+struct LaneBlockQ6K {
+  uint16_t d[kLaneRows];
+  int8_t scales[16][kLaneRows];
+  LaneSubBlockQ6K sub_blocks[16];
+};
+static_assert(sizeof(LaneBlockQ6K) == kLaneRows * sizeof(BlockQ6_K), "the packed copy is the size of the rows");
+constexpr int kQ6kLaneTileTokens = 4;
+
+// Value v (< 256) of a Q6_K super-block as stored: 6 bits, 32 above the signed weight.
+inline int q6k_stored_value(const BlockQ6_K& block, int v) {
+  const int half = v / 128, l = v % 32, k = v % 128 / 32;
+  const uint8_t low = block.low[64 * half + l + 32 * (k % 2)];
+  return (k < 2 ? low & 0xF : low >> 4) | (((block.high[32 * half + l] >> (2 * k)) & 3) << 4);
+}
+
+void pack_q6k_lanes(const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) {
+  const size_t super_blocks = row_bytes / sizeof(BlockQ6_K);
+  auto* out = reinterpret_cast<LaneBlockQ6K*>(dst);
+  for (int g = 0; g < rows; g += kLaneRows) {
+    for (size_t sb = 0; sb < super_blocks; ++sb, ++out) {
+      for (int k = 0; k < kLaneRows; ++k) {
+        const auto& block = reinterpret_cast<const BlockQ6_K*>(src + static_cast<size_t>(g + k) * row_bytes)[sb];
+        out->d[k] = block.d;
+        for (int s = 0; s < 16; ++s) {
+          out->scales[s][k] = block.scales[s];
+          LaneSubBlockQ6K& sub = out->sub_blocks[s];
+          for (int i = 0; i < 4; ++i) {
+            int q[4];
+            for (int set = 0; set < 4; ++set) q[set] = q6k_stored_value(block, 16 * s + 4 * set + i);
+            sub.nibbles[0][k][i] = static_cast<uint8_t>((q[0] & 0xF) | (q[1] & 0xF) << 4);
+            sub.nibbles[1][k][i] = static_cast<uint8_t>((q[2] & 0xF) | (q[3] & 0xF) << 4);
+            sub.high[k][i] = static_cast<uint8_t>(q[0] >> 4 | (q[1] >> 4) << 2 | (q[2] >> 4) << 4 | (q[3] >> 4) << 6);
+          }
+        }
+      }
+    }
+  }
+}
+
+// 16 rows x T tokens of packed Q6_K: per sub-block, the 4 sets unpacked once (shifts, masks, a ternary
+// logic op each), 4 vpdpbusd and one multiply by the sub-block scales per token; per super-block, one
+// convert and fma per token, as q6k_accumulate.
+template <int T>
+void tile_q6k_lanes(const LaneBlockQ6K* w, const MatmulArgs& a, int t, int r) {
+  const int super_blocks = a.cols / static_cast<int>(kQKElements);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), high2 = _mm512_set1_epi8(0x30);
+  // (nibble & 0x0F) | high bits already masked to 0x30
+  const auto join = [&](__m512i nibbles, __m512i high) { return _mm512_ternarylogic_epi32(nibbles, low4, high, 0xEA); };
+  __m512 acc[T];
+  for (auto& v : acc) v = _mm512_setzero_ps();
+  for (int sb = 0; sb < super_blocks; ++sb) {
+    const LaneBlockQ6K& block = w[sb];
+    const ActivationBlockQ8K* x[T];
+    for (int j = 0; j < T; ++j) x[j] = a.xk + static_cast<size_t>(t + j) * super_blocks + sb;
+    __m512i totals[T];
+    for (auto& v : totals) v = _mm512_setzero_si512();
+    for (int s = 0; s < 16; ++s) {
+      const LaneSubBlockQ6K& sub = block.sub_blocks[s];
+      for (int line = 0; line < 3; ++line) prefetch_near(reinterpret_cast<const char*>(&sub) + 64 * line);
+      const __m512i n0 = _mm512_loadu_si512(sub.nibbles[0]), n1 = _mm512_loadu_si512(sub.nibbles[1]);
+      const __m512i h = _mm512_loadu_si512(sub.high);
+      const __m512i sets[4] = {
+          join(n0, _mm512_and_si512(_mm512_slli_epi16(h, 4), high2)),
+          join(_mm512_srli_epi16(n0, 4), _mm512_and_si512(_mm512_slli_epi16(h, 2), high2)),
+          join(n1, _mm512_and_si512(h, high2)),
+          join(_mm512_srli_epi16(n1, 4), _mm512_and_si512(_mm512_srli_epi16(h, 2), high2)),
+      };
+      const __m512i scale = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block.scales[s])));
+      for (int j = 0; j < T; ++j) {
+        __m512i dot = _mm512_set1_epi32(x[j]->q6_offsets[s]);
+        for (int set = 0; set < 4; ++set) dot = _mm512_dpbusd_epi32(dot, sets[set], broadcast4(x[j]->values + 16 * s + 4 * set));
+        totals[j] = _mm512_add_epi32(totals[j], _mm512_mullo_epi32(dot, scale));
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.d)));
+    for (int j = 0; j < T; ++j) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(totals[j]), _mm512_mul_ps(d, _mm512_set1_ps(x[j]->scale)), acc[j]);
+  }
+  for (int j = 0; j < T; ++j) _mm512_storeu_ps(a.y + static_cast<size_t>(t + j) * a.y_stride + r, acc[j]);
+}
+
+void matmul_q6k_lanes(const MatmulArgs& a, int row_begin, int row_end) {
+  matmul_lanes<LaneBlockQ6K, kQ6kLaneTileTokens>(a, row_begin, row_end, [](auto tokens, const LaneBlockQ6K* w, const MatmulArgs& args, int t, int r) {
+    tile_q6k_lanes<decltype(tokens)::value>(w, args, t, r);
+  });
+}
+#endif
 
 inline float max_magnitude(const float* v, int n) {
   const __m256 sign_bit = _mm256_set1_ps(-0.0f);
@@ -701,6 +802,9 @@ void quantize_q8k(const float* x, int n, ActivationBlockQ8K* out) {
 #if PAGEDLM_X86_AVX512
       out[b].sums_high[s] = static_cast<int8_t>(sum >> 7);  // arithmetic: floor(sum / 128), in [-32, 31]
       out[b].sums_low[s] = static_cast<int8_t>(sum & 127);
+      const int first_half = sum_int8(_mm256_zextsi128_si256(_mm256_castsi256_si128(bytes)));
+      out[b].q6_offsets[2 * s] = -32 * first_half;
+      out[b].q6_offsets[2 * s + 1] = -32 * (sum - first_half);
 #endif
     }
   }
@@ -727,6 +831,9 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch
       return matmul_q4k(a, row_begin, row_end);
     case TensorType::kQ6_K:
       if (a.xk == nullptr) break;
+#if PAGEDLM_X86_AVX512
+      if (a.interleaved) return matmul_q6k_lanes(a, row_begin, row_end);
+#endif
       return matmul_q6k(a, row_begin, row_end);
     default: break;
   }
@@ -880,6 +987,7 @@ void pack_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, 
 #if PAGEDLM_X86_AVX512
   if (type == TensorType::kQ8_0) return pack_q8_lanes(src, row_bytes, rows, dst);
   if (type == TensorType::kQ4_K) return pack_q4k_lanes(src, row_bytes, rows, dst);
+  if (type == TensorType::kQ6_K) return pack_q6k_lanes(src, row_bytes, rows, dst);
 #endif
   interleave_rows(type, src, row_bytes, rows, dst);
 }
@@ -891,7 +999,8 @@ int packed_group_rows(TensorType type) {
     case TensorType::kBF16: return kInterleaveRows;
 #if PAGEDLM_X86_AVX512
     case TensorType::kQ8_0:
-    case TensorType::kQ4_K: return kLaneRows;
+    case TensorType::kQ4_K:
+    case TensorType::kQ6_K: return kLaneRows;
 #else
     case TensorType::kQ8_0: return kInterleaveRows;
 #endif
