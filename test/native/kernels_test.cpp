@@ -336,6 +336,64 @@ TEST_P(Kernels, RowBlocksEqualRowByRow) {
   }
 }
 
+// The fused block attention, fed a sequence block by block (block lengths around its 16-position steps),
+// ends at softmax(q . k x scale) . v for every query row, K/V in f32 and in f16.
+TEST_P(Kernels, FusedBlockAttentionIsSoftmaxAttention) {
+  const CpuKernels& k = *GetParam();
+  if (k.attend_block_f32 == nullptr) GTEST_SKIP() << k.name << " composes attention from the row kernels";
+  std::mt19937 rng(29);
+  const std::vector<int> blocks = {5, 16, 1, 23, 40, 16, 15};
+  const int positions = 116;  // the blocks' sum
+  for (int d : {7, 16, 40, 64, 80, 128, 136}) {
+    for (int rows : {1, 3, 4, 5, 8}) {
+      for (float scale : {0.125f, 4.0f}) {
+        const auto q = random_floats(rng, static_cast<size_t>(rows) * d);
+        const auto keys = random_floats(rng, static_cast<size_t>(positions) * d), values = random_floats(rng, keys.size());
+        std::vector<uint16_t> keys16(keys.size()), values16(keys.size());
+        std::vector<float> keys_h(keys.size()), values_h(keys.size());  // what the f16 rows hold
+        for (size_t i = 0; i < keys.size(); ++i) {
+          keys16[i] = float_to_fp16(keys[i]);
+          values16[i] = float_to_fp16(values[i]);
+          keys_h[i] = fp16_to_float(keys16[i]);
+          values_h[i] = fp16_to_float(values16[i]);
+        }
+        const auto check = [&](const std::vector<float>& kf, const std::vector<float>& vf, auto&& attend, const char* what) {
+          std::vector<float> row_max(rows, -INFINITY), row_sum(rows, 0.0f), acc(static_cast<size_t>(rows) * d, 0.0f);
+          const AttentionRows state{q.data(), rows, scale, row_max.data(), row_sum.data(), acc.data()};
+          int at = 0;
+          for (const int n : blocks) {
+            attend(at, n, state);
+            at += n;
+          }
+          for (int r = 0; r < rows; ++r) {
+            std::vector<double> score(positions);
+            for (int p = 0; p < positions; ++p) {
+              for (int i = 0; i < d; ++i) score[p] += static_cast<double>(q[static_cast<size_t>(r) * d + i]) * kf[static_cast<size_t>(p) * d + i];
+              score[p] *= scale;
+            }
+            const double max = *std::max_element(score.begin(), score.end());
+            double sum = 0;
+            for (double& s : score) sum += s = std::exp(s - max);
+            ASSERT_NEAR(row_max[r], max, 1e-5 * (1 + std::fabs(max))) << what << " d " << d << " rows " << rows;
+            ASSERT_NEAR(row_sum[r], sum, 1e-5 * sum) << what << " d " << d << " rows " << rows;
+            for (int i = 0; i < d; ++i) {
+              double want = 0;
+              for (int p = 0; p < positions; ++p) want += score[p] * vf[static_cast<size_t>(p) * d + i];
+              ASSERT_NEAR(acc[static_cast<size_t>(r) * d + i] / row_sum[r], want / sum, 2e-5) << what << " d " << d << " rows " << rows << " col " << i;
+            }
+          }
+        };
+        check(keys, values, [&](int at, int n, const AttentionRows& state) {
+          k.attend_block_f32(keys.data() + static_cast<size_t>(at) * d, values.data() + static_cast<size_t>(at) * d, n, d, state);
+        }, "f32");
+        check(keys_h, values_h, [&](int at, int n, const AttentionRows& state) {
+          k.attend_block_f16(keys16.data() + static_cast<size_t>(at) * d, values16.data() + static_cast<size_t>(at) * d, n, d, state);
+        }, "f16");
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Tables, Kernels, ::testing::Values(&portable_kernels(), &avx2_kernels(), &avx512_kernels()),
                          [](const auto& info) { return std::string(info.param->name) + std::to_string(info.index); });
 

@@ -18,6 +18,8 @@ namespace {
 constexpr int kRowsPerTaskMultiple = 16;
 // Element-wise work goes to the pool in chunks this large: smaller, a round costs more than it saves.
 constexpr int kElementwiseChunk = 16384;
+// Blocks of K/V that decode attention asks the memory for ahead of the one it reads.
+constexpr int kPrefetchBlocks = 2;
 }  // namespace
 
 Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads) {
@@ -277,6 +279,44 @@ void CpuBackend::attend(int layer, const ForwardBatch& batch) {
   });
 }
 
+namespace {
+// One block for one token's query rows through the per-row kernels, for tables without a fused form.
+template <typename Element>
+void attend_rows_one_by_one(const CpuKernels& kernels, void (*dot_rows)(const Element*, int, int, const float*, float*),
+                            void (*axpy_rows)(const float*, const Element*, int, int, float*), const Element* k, const Element* v, int n,
+                            int d, const AttentionRows& rows, float* scores) {
+  for (int r = 0; r < rows.rows; ++r) {
+    dot_rows(k, n, d, rows.q + static_cast<size_t>(r) * d, scores);
+    float block_max = -INFINITY;
+    for (int p = 0; p < n; ++p) block_max = std::max(block_max, scores[p] *= rows.scale);
+    // Online softmax: rescale what was summed under the old maximum.
+    const float new_max = std::max(rows.row_max[r], block_max);
+    const float correction = std::exp(rows.row_max[r] - new_max);
+    float* out = rows.acc + static_cast<size_t>(r) * d;
+    if (correction != 1.0f) {
+      for (int i = 0; i < d; ++i) out[i] *= correction;
+    }
+    rows.row_sum[r] = rows.row_sum[r] * correction + kernels.exp_sum(scores, n, new_max);
+    rows.row_max[r] = new_max;
+    axpy_rows(scores, v, n, d, out);
+  }
+}
+}  // namespace
+
+void CpuBackend::attend_rows(const uint8_t* k, const uint8_t* v, bool decoded, int n, const AttentionRows& rows, float* scores) const {
+  const int d = config_.head_dim;
+  if (!decoded && layout_.dtype == KvDtype::kF16) {
+    const auto* k16 = reinterpret_cast<const uint16_t*>(k);
+    const auto* v16 = reinterpret_cast<const uint16_t*>(v);
+    if (kernels_.attend_block_f16 != nullptr) return kernels_.attend_block_f16(k16, v16, n, d, rows);
+    return attend_rows_one_by_one(kernels_, kernels_.dot_rows_f16, kernels_.axpy_rows_f16, k16, v16, n, d, rows, scores);
+  }
+  const auto* k32 = reinterpret_cast<const float*>(k);
+  const auto* v32 = reinterpret_cast<const float*>(v);
+  if (kernels_.attend_block_f32 != nullptr) return kernels_.attend_block_f32(k32, v32, n, d, rows);
+  attend_rows_one_by_one(kernels_, kernels_.dot_rows_f32, kernels_.axpy_rows_f32, k32, v32, n, d, rows, scores);
+}
+
 void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int kv_head, int first, int end, float* scratch) {
   const ModelConfig& c = config_;
   const int d = c.head_dim;
@@ -294,57 +334,52 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
   std::fill(row_max, row_max + rows, -INFINITY);
   std::fill(row_sum, row_sum + rows, 0.0f);
   std::fill(acc, acc + static_cast<size_t>(rows) * d, 0.0f);
-  const auto q_row = [&](int j, int g) {
-    return static_cast<size_t>(seq.first_token + first + j) * c.q_dim() + static_cast<size_t>(kv_head * group + g) * d;
-  };
   const KvDtype dtype = layout_.dtype;
   const bool direct = dtype == KvDtype::kF32 || dtype == KvDtype::kF16;
   const int longest = seq.start_position + end;  // positions the chunk's last token reads
+  const size_t piece_bytes = static_cast<size_t>(bs) * d * kv_element_bytes_;
+  const auto piece_at = [&](int b) { return (layer_offset + layout_.offset(seq.block_table[b], kv_head, 0)) * kv_element_bytes_; };
+  // A head's piece of a block is a few KB on its own pages, too short for the hardware prefetcher to get
+  // ahead of: ask for the blocks after the one in hand.
+  const auto prefetch = [&](int b) {
+    if (b * bs >= longest) return;
+    const size_t at = piece_at(b);
+    for (size_t line = 0; line < piece_bytes; line += 64) {
+      __builtin_prefetch(k_data_.data() + at + line, 0, 2);
+      __builtin_prefetch(v_data_.data() + at + line, 0, 2);
+    }
+  };
+  for (int b = 0; b < kPrefetchBlocks; ++b) prefetch(b);
   for (int b = 0; b * bs < longest; ++b) {
+    prefetch(b + kPrefetchBlocks);
     const int in_block = std::min(bs, longest - b * bs);
-    const size_t at = layer_offset + layout_.offset(seq.block_table[b], kv_head, 0);
-    const uint8_t* k = k_data_.data() + at * kv_element_bytes_;
-    const uint8_t* v = v_data_.data() + at * kv_element_bytes_;
+    const uint8_t* k = k_data_.data() + piece_at(b);
+    const uint8_t* v = v_data_.data() + piece_at(b);
     if (!direct) {
+      const size_t first_row = piece_at(b) / kv_element_bytes_ / d;
       for (int p = 0; p < in_block; ++p) {
-        const size_t row = at / d + p;
+        const size_t row = first_row + p;
         kv_load_row(dtype, k + static_cast<size_t>(p) * d * kv_element_bytes_, k_scales_.empty() ? nullptr : &k_scales_[row], k_rows + static_cast<size_t>(p) * d, d);
         kv_load_row(dtype, v + static_cast<size_t>(p) * d * kv_element_bytes_, v_scales_.empty() ? nullptr : &v_scales_[row], v_rows + static_cast<size_t>(p) * d, d);
       }
+      k = reinterpret_cast<const uint8_t*>(k_rows);
+      v = reinterpret_cast<const uint8_t*>(v_rows);
     }
     for (int j = 0; j < end - first; ++j) {
       // Causal: token j sees positions up to its own.
       const int n = std::min(in_block, seq.start_position + first + j + 1 - b * bs);
       if (n <= 0) continue;
-      for (int g = 0; g < group; ++g) {
-        const int r = j * group + g;
-        const float* q = q_.data() + q_row(j, g);
-        if (dtype == KvDtype::kF32) kernels_.dot_rows_f32(reinterpret_cast<const float*>(k), n, d, q, scores);
-        else if (dtype == KvDtype::kF16) kernels_.dot_rows_f16(reinterpret_cast<const uint16_t*>(k), n, d, q, scores);
-        else kernels_.dot_rows_f32(k_rows, n, d, q, scores);
-        float block_max = -INFINITY;
-        for (int p = 0; p < n; ++p) block_max = std::fmax(block_max, scores[p] *= scale);
-        // Online softmax: rescale what was summed under the old maximum.
-        const float new_max = std::fmax(row_max[r], block_max);
-        const float correction = std::exp(row_max[r] - new_max);
-        float* out = acc + static_cast<size_t>(r) * d;
-        if (correction != 1.0f) {
-          for (int i = 0; i < d; ++i) out[i] *= correction;
-        }
-        row_sum[r] = row_sum[r] * correction + kernels_.exp_sum(scores, n, new_max);
-        row_max[r] = new_max;
-        if (dtype == KvDtype::kF32) kernels_.axpy_rows_f32(scores, reinterpret_cast<const float*>(v), n, d, out);
-        else if (dtype == KvDtype::kF16) kernels_.axpy_rows_f16(scores, reinterpret_cast<const uint16_t*>(v), n, d, out);
-        else kernels_.axpy_rows_f32(scores, v_rows, n, d, out);
-      }
+      const size_t r = static_cast<size_t>(j) * group;
+      const float* q = q_.data() + static_cast<size_t>(seq.first_token + first + j) * c.q_dim() + static_cast<size_t>(kv_head) * group * d;
+      attend_rows(k, v, !direct, n, {q, group, scale, row_max + r, row_sum + r, acc + r * d}, scores);
     }
   }
   for (int j = 0; j < end - first; ++j) {
+    const size_t r = static_cast<size_t>(j) * group;
+    float* out = att_.data() + static_cast<size_t>(seq.first_token + first + j) * c.q_dim() + static_cast<size_t>(kv_head) * group * d;
     for (int g = 0; g < group; ++g) {
-      const int r = j * group + g;
-      const float inverse = 1.0f / row_sum[r];
-      float* out = att_.data() + q_row(j, g);
-      for (int i = 0; i < d; ++i) out[i] = acc[static_cast<size_t>(r) * d + i] * inverse;
+      const float inverse = 1.0f / row_sum[r + g];
+      for (int i = 0; i < d; ++i) out[static_cast<size_t>(g) * d + i] = acc[(r + g) * d + i] * inverse;
     }
   }
 }

@@ -51,6 +51,8 @@ class CpuBackend final : public Backend {
   void attend(int layer, const ForwardBatch& batch);
   // Attention of tokens [first, end) of one sequence, for the query heads that share `kv_head`.
   void attend_chunk(size_t layer_offset, const BatchSequence& seq, int kv_head, int first, int end, float* scratch);
+  // One block's K/V rows (pool elements, or floats when `decoded`) for one token's query rows.
+  void attend_rows(const uint8_t* k, const uint8_t* v, bool decoded, int n, const AttentionRows& rows, float* scores) const;
   void output_logits(const ForwardBatch& batch, float* logits);
   // Copies every matrix the kernels read faster interleaved (kernels.h) into interleaved_.
   void interleave_weights();

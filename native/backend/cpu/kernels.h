@@ -59,6 +59,17 @@ struct MatmulArgs {
   const ActivationBlockQ8K* xk = nullptr;
 };
 
+// The query rows of one KV head's group (one token's query heads that share the KV head) with their online
+// softmax state, which one KV block after another updates.
+struct AttentionRows {
+  const float* q;   // [rows][d]
+  int rows;
+  float scale;      // applied to each dot product before the softmax
+  float* row_max;   // [rows] largest scaled score so far
+  float* row_sum;   // [rows] sum of exp(score - row_max) so far
+  float* acc;       // [rows][d] sum of exp(score - row_max) x v so far
+};
+
 struct CpuKernels {
   const char* name;
   // y[t, r] = dot(W[r, :], x[t, :]) for r in [row_begin, row_end) and every token t. With interleaved
@@ -75,6 +86,11 @@ struct CpuKernels {
   void (*dot_rows_f16)(const uint16_t* k, int n, int d, const float* q, float* out);
   void (*axpy_rows_f32)(const float* weights, const float* v, int n, int d, float* acc);
   void (*axpy_rows_f16)(const float* weights, const uint16_t* v, int n, int d, float* acc);
+  // Non-null where a table fuses one block's attention for a group of query rows (each K/V row is read once
+  // for all of them): scores against K rows [0, n), scaled, folded into `rows`' online softmax with V.
+  // Null: the backend composes dot_rows, exp_sum and axpy_rows per row.
+  void (*attend_block_f32)(const float* k, const float* v, int n, int d, const AttentionRows& rows);
+  void (*attend_block_f16)(const uint16_t* k, const uint16_t* v, int n, int d, const AttentionRows& rows);
   // gate[i] = silu(gate[i]) x up[i], the Llama feed-forward activation.
   void (*swiglu)(float* gate, const float* up, int n);
   // x[i] = exp(x[i] - shift) for i < n, with shift >= every x[i]; returns their sum (softmax numerators).
