@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "backend/cpu/block_attention.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/thread_pool.h"
 #include "common/half.h"
@@ -336,14 +337,15 @@ TEST_P(Kernels, RowBlocksEqualRowByRow) {
   }
 }
 
-// The fused block attention, fed a sequence block by block (block lengths around its 16-position steps),
-// ends at softmax(q . k x scale) . v for every query row, K/V in f32 and in f16.
-TEST_P(Kernels, FusedBlockAttentionIsSoftmaxAttention) {
+// Block attention (the table's fused form, or its row kernels composed), fed a sequence block by block (block
+// lengths around the fused form's 16-position steps), ends at softmax(q . k x scale) . v for every query row,
+// K/V in f32 and in f16.
+TEST_P(Kernels, BlockAttentionIsSoftmaxAttention) {
   const CpuKernels& k = *GetParam();
-  if (k.attend_block_f32 == nullptr) GTEST_SKIP() << k.name << " composes attention from the row kernels";
   std::mt19937 rng(29);
   const std::vector<int> blocks = {5, 16, 1, 23, 40, 16, 15};
   const int positions = 116;  // the blocks' sum
+  std::vector<float> scores(40);  // the longest block
   for (int d : {7, 16, 40, 64, 80, 128, 136}) {
     for (int rows : {1, 3, 4, 5, 8}) {
       for (float scale : {0.125f, 4.0f}) {
@@ -384,10 +386,10 @@ TEST_P(Kernels, FusedBlockAttentionIsSoftmaxAttention) {
           }
         };
         check(keys, values, [&](int at, int n, const AttentionRows& state) {
-          k.attend_block_f32(keys.data() + static_cast<size_t>(at) * d, values.data() + static_cast<size_t>(at) * d, n, d, state);
+          attend_block(k, keys.data() + static_cast<size_t>(at) * d, values.data() + static_cast<size_t>(at) * d, n, d, state, scores.data());
         }, "f32");
         check(keys_h, values_h, [&](int at, int n, const AttentionRows& state) {
-          k.attend_block_f16(keys16.data() + static_cast<size_t>(at) * d, values16.data() + static_cast<size_t>(at) * d, n, d, state);
+          attend_block(k, keys16.data() + static_cast<size_t>(at) * d, values16.data() + static_cast<size_t>(at) * d, n, d, state, scores.data());
         }, "f16");
       }
     }

@@ -1,5 +1,6 @@
 #include "backend/cpu/cpu_backend.h"
 
+#include "backend/cpu/block_attention.h"
 #include "common/fault.h"
 
 #include <algorithm>
@@ -279,42 +280,12 @@ void CpuBackend::attend(int layer, const ForwardBatch& batch) {
   });
 }
 
-namespace {
-// One block for one token's query rows through the per-row kernels, for tables without a fused form.
-template <typename Element>
-void attend_rows_one_by_one(const CpuKernels& kernels, void (*dot_rows)(const Element*, int, int, const float*, float*),
-                            void (*axpy_rows)(const float*, const Element*, int, int, float*), const Element* k, const Element* v, int n,
-                            int d, const AttentionRows& rows, float* scores) {
-  for (int r = 0; r < rows.rows; ++r) {
-    dot_rows(k, n, d, rows.q + static_cast<size_t>(r) * d, scores);
-    float block_max = -INFINITY;
-    for (int p = 0; p < n; ++p) block_max = std::max(block_max, scores[p] *= rows.scale);
-    // Online softmax: rescale what was summed under the old maximum.
-    const float new_max = std::max(rows.row_max[r], block_max);
-    const float correction = std::exp(rows.row_max[r] - new_max);
-    float* out = rows.acc + static_cast<size_t>(r) * d;
-    if (correction != 1.0f) {
-      for (int i = 0; i < d; ++i) out[i] *= correction;
-    }
-    rows.row_sum[r] = rows.row_sum[r] * correction + kernels.exp_sum(scores, n, new_max);
-    rows.row_max[r] = new_max;
-    axpy_rows(scores, v, n, d, out);
-  }
-}
-}  // namespace
-
 void CpuBackend::attend_rows(const uint8_t* k, const uint8_t* v, bool decoded, int n, const AttentionRows& rows, float* scores) const {
   const int d = config_.head_dim;
   if (!decoded && layout_.dtype == KvDtype::kF16) {
-    const auto* k16 = reinterpret_cast<const uint16_t*>(k);
-    const auto* v16 = reinterpret_cast<const uint16_t*>(v);
-    if (kernels_.attend_block_f16 != nullptr) return kernels_.attend_block_f16(k16, v16, n, d, rows);
-    return attend_rows_one_by_one(kernels_, kernels_.dot_rows_f16, kernels_.axpy_rows_f16, k16, v16, n, d, rows, scores);
+    return attend_block(kernels_, reinterpret_cast<const uint16_t*>(k), reinterpret_cast<const uint16_t*>(v), n, d, rows, scores);
   }
-  const auto* k32 = reinterpret_cast<const float*>(k);
-  const auto* v32 = reinterpret_cast<const float*>(v);
-  if (kernels_.attend_block_f32 != nullptr) return kernels_.attend_block_f32(k32, v32, n, d, rows);
-  attend_rows_one_by_one(kernels_, kernels_.dot_rows_f32, kernels_.axpy_rows_f32, k32, v32, n, d, rows, scores);
+  attend_block(kernels_, reinterpret_cast<const float*>(k), reinterpret_cast<const float*>(v), n, d, rows, scores);
 }
 
 void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int kv_head, int first, int end, float* scratch) {

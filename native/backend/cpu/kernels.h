@@ -88,7 +88,7 @@ struct CpuKernels {
   void (*axpy_rows_f16)(const float* weights, const uint16_t* v, int n, int d, float* acc);
   // Non-null where a table fuses one block's attention for a group of query rows (each K/V row is read once
   // for all of them): scores against K rows [0, n), scaled, folded into `rows`' online softmax with V.
-  // Null: the backend composes dot_rows, exp_sum and axpy_rows per row.
+  // Null: block_attention.h composes dot_rows, exp_sum and axpy_rows per row.
   void (*attend_block_f32)(const float* k, const float* v, int n, int d, const AttentionRows& rows);
   void (*attend_block_f16)(const uint16_t* k, const uint16_t* v, int n, int d, const AttentionRows& rows);
   // gate[i] = silu(gate[i]) x up[i], the Llama feed-forward activation.

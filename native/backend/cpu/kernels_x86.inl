@@ -979,7 +979,7 @@ float exp_sum(float* x, int n, float shift) {
 // KV head, head_dim 64) spends 2.2x less time per (block, KV head) with K/V in cache.
 
 // e^x in 16 lanes, exp8's method.
-inline __m512 exp16(__m512 x) {
+[[gnu::always_inline]] inline __m512 exp16(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -994,114 +994,169 @@ inline __m512 exp16(__m512 x) {
 inline __mmask16 first_lanes(int n) { return n <= 0 ? 0 : n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1); }
 inline __m512 load16(const float* p, __mmask16 lanes) { return _mm512_maskz_loadu_ps(lanes, p); }
 inline __m512 load16(const uint16_t* p, __mmask16 lanes) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, p)); }
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
-// Four vectors of partial sums -> in each 128-bit lane, that lane's sums of t0, t1, t2, t3.
-inline __m512 fold4(__m512 t0, __m512 t1, __m512 t2, __m512 t3) {
-  const __m512d a = _mm512_castps_pd(_mm512_add_ps(_mm512_unpacklo_ps(t0, t1), _mm512_unpackhi_ps(t0, t1)));
-  const __m512d b = _mm512_castps_pd(_mm512_add_ps(_mm512_unpacklo_ps(t2, t3), _mm512_unpackhi_ps(t2, t3)));
-  return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+// A head_dim the kernels know at compile time (C chunks of 16, unmasked loads), or C = 0: any d, the last
+// chunk masked.
+template <int C>
+struct HeadChunks {
+  int d;
+  int chunks() const { return C > 0 ? C : (d + 15) / 16; }
+  __mmask16 lanes(int chunk) const { return C > 0 ? 0xffff : first_lanes(d - 16 * chunk); }
+  template <typename Element>
+  __m512 load(const Element* row, int chunk) const {
+    if constexpr (C > 0) return load16(row + 16 * chunk);
+    return load16(row + 16 * chunk, lanes(chunk));
+  }
+};
+
+// Dot products of R query rows with K rows p and p + 1 (zero from `count` on), folded to one vector per row:
+// in each 128-bit lane, [even-lane sum of p, of p + 1, odd-lane sum of p, of p + 1]. Positions go in pairs
+// and are folded as they come, so few partial sums are live at once.
+template <int R, int C, typename Element>
+[[gnu::always_inline]] inline void scores_pair(const Element* k, int p, int count, HeadChunks<C> shape, const float* q, __m512 (&out)[R]) {
+  __m512 t0[R], t1[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) t0[r] = t1[r] = _mm512_setzero_ps();
+  if (p < count) {
+    for (int c = 0; c < shape.chunks(); ++c) {
+      const __m512 k0 = shape.load(k + static_cast<size_t>(p) * shape.d, c);
+      const __m512 k1 = p + 1 < count ? shape.load(k + static_cast<size_t>(p + 1) * shape.d, c) : _mm512_setzero_ps();
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const __m512 qv = shape.load(q + static_cast<size_t>(r) * shape.d, c);
+        t0[r] = _mm512_fmadd_ps(k0, qv, t0[r]);
+        t1[r] = _mm512_fmadd_ps(k1, qv, t1[r]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) out[r] = _mm512_add_ps(_mm512_unpacklo_ps(t0[r], t1[r]), _mm512_unpackhi_ps(t0[r], t1[r]));
 }
 
-// fold4 of positions 0-3, 4-7, 8-11, 12-15 -> the 16 totals in position order.
-inline __m512 finish_folds(__m512 f0, __m512 f1, __m512 f2, __m512 f3) {
-  constexpr int kEven = _MM_SHUFFLE(2, 0, 2, 0), kOdd = _MM_SHUFFLE(3, 1, 3, 1);
-  const __m512 f01 = _mm512_add_ps(_mm512_shuffle_f32x4(f0, f1, kEven), _mm512_shuffle_f32x4(f0, f1, kOdd));
-  const __m512 f23 = _mm512_add_ps(_mm512_shuffle_f32x4(f2, f3, kEven), _mm512_shuffle_f32x4(f2, f3, kOdd));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(f01, f23, kEven), _mm512_shuffle_f32x4(f01, f23, kOdd));
+// Positions p to p + 3: in each 128-bit lane, that lane's sums of the four.
+template <int R, int C, typename Element>
+[[gnu::always_inline]] inline void scores_quad(const Element* k, int p, int count, HeadChunks<C> shape, const float* q, __m512 (&out)[R]) {
+  __m512 a[R], b[R];
+  scores_pair<R>(k, p, count, shape, q, a);
+  scores_pair<R>(k, p + 2, count, shape, q, b);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const __m512d ad = _mm512_castps_pd(a[r]), bd = _mm512_castps_pd(b[r]);
+    out[r] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(ad, bd)), _mm512_castpd_ps(_mm512_unpackhi_pd(ad, bd)));
+  }
+}
+
+// Adds 128-bit lanes pairwise: [a0 + a1, a2 + a3, b0 + b1, b2 + b3].
+inline __m512 add_lane_pairs(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// Positions p to p + 7: lanes [sums of p..p+3 over lanes 0-1, over lanes 2-3, sums of p+4..p+7 likewise].
+template <int R, int C, typename Element>
+[[gnu::always_inline]] inline void scores_octet(const Element* k, int p, int count, HeadChunks<C> shape, const float* q, __m512 (&out)[R]) {
+  __m512 a[R], b[R];
+  scores_quad<R>(k, p, count, shape, q, a);
+  scores_quad<R>(k, p + 4, count, shape, q, b);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) out[r] = add_lane_pairs(a[r], b[r]);
 }
 
 // Dot products of R query rows with K rows [0, count), count <= 16, as one vector per row (0 past count).
-template <int R, typename Element>
-void scores16(const Element* k, int count, int d, const float* q, __m512 (&scores)[R]) {
-  __m512 folds[R][4];
+template <int R, int C, typename Element>
+[[gnu::always_inline]] inline void scores16(const Element* k, int count, HeadChunks<C> shape, const float* q, __m512 (&scores)[R]) {
+  __m512 low[R], high[R];
+  scores_octet<R>(k, 0, count, shape, q, low);
+  scores_octet<R>(k, 8, count, shape, q, high);
 #pragma GCC unroll 4
-  for (int quad = 0; quad < 4; ++quad) {
-    __m512 t[4][R];
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) t[j][r] = _mm512_setzero_ps();
-      const int p = quad * 4 + j;
-      if (p >= count) continue;
-      for (int c = 0; c < d; c += 16) {
-        const __mmask16 lanes = first_lanes(d - c);
-        const __m512 kv = load16(k + static_cast<size_t>(p) * d + c, lanes);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) t[j][r] = _mm512_fmadd_ps(kv, load16(q + static_cast<size_t>(r) * d + c, lanes), t[j][r]);
-      }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) folds[r][quad] = fold4(t[0][r], t[1][r], t[2][r], t[3][r]);
-  }
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) scores[r] = finish_folds(folds[r][0], folds[r][1], folds[r][2], folds[r][3]);
+  for (int r = 0; r < R; ++r) scores[r] = add_lane_pairs(low[r], high[r]);
 }
 
 // acc[r] = acc[r] x rescale[r] + sum over p < count of weights[r][p] x v[p], 64 columns at a time in registers.
-template <int R, typename Element>
-void accumulate_values(const Element* v, int count, int d, const float (&weights)[R][16], const float (&rescale)[R], float* acc) {
-  for (int c = 0; c < d; c += 64) {
-    __mmask16 lanes[4];
-    for (int m = 0; m < 4; ++m) lanes[m] = first_lanes(d - c - 16 * m);
+template <int R, int C, typename Element>
+void accumulate_values(const Element* v, int count, HeadChunks<C> shape, const float (&weights)[R][16], const float* rescale, float* acc) {
+  const int d = shape.d;
+  for (int c = 0; c < shape.chunks(); c += 4) {
+    const int vecs = shape.chunks() - c < 4 ? shape.chunks() - c : 4;
     __m512 a[R][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
-      for (int m = 0; m < 4; ++m) a[r][m] = _mm512_mul_ps(load16(acc + static_cast<size_t>(r) * d + c + 16 * m, lanes[m]), _mm512_set1_ps(rescale[r]));
+      for (int m = 0; m < 4; ++m) {
+        if (m < vecs) a[r][m] = _mm512_mul_ps(shape.load(acc + static_cast<size_t>(r) * d, c + m), _mm512_set1_ps(rescale[r]));
+      }
     }
     for (int p = 0; p < count; ++p) {
+      __m512 w[R];
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) w[r] = _mm512_set1_ps(weights[r][p]);
 #pragma GCC unroll 4
       for (int m = 0; m < 4; ++m) {
-        const __m512 vv = load16(v + static_cast<size_t>(p) * d + c + 16 * m, lanes[m]);
+        if (m >= vecs) continue;
+        const __m512 vv = shape.load(v + static_cast<size_t>(p) * d, c + m);
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) a[r][m] = _mm512_fmadd_ps(_mm512_set1_ps(weights[r][p]), vv, a[r][m]);
+        for (int r = 0; r < R; ++r) a[r][m] = _mm512_fmadd_ps(w[r], vv, a[r][m]);
       }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
-      for (int m = 0; m < 4; ++m) _mm512_mask_storeu_ps(acc + static_cast<size_t>(r) * d + c + 16 * m, lanes[m], a[r][m]);
+      for (int m = 0; m < 4; ++m) {
+        if (m < vecs) _mm512_mask_storeu_ps(acc + static_cast<size_t>(r) * d + 16 * (c + m), shape.lanes(c + m), a[r][m]);
+      }
     }
   }
 }
 
 // Up to 16 positions for R (<= 4) rows: scores, then each row's online-softmax step, then the V update.
-template <int R, typename Element>
-void attend16(const Element* k, const Element* v, int count, int d, const AttentionRows& rows, int first_row) {
+template <int R, int C, typename Element>
+void attend16(const Element* k, const Element* v, int count, HeadChunks<C> shape, const AttentionRows& rows, int first_row) {
   __m512 scores[R];
-  scores16<R>(k, count, d, rows.q + static_cast<size_t>(first_row) * d, scores);
+  scores16<R>(k, count, shape, rows.q + static_cast<size_t>(first_row) * shape.d, scores);
   const __mmask16 live = first_lanes(count);
   alignas(64) float weights[R][16];
-  float rescale[R];
+  alignas(64) float rescale[16] = {};
+  float* row_max = rows.row_max + first_row;
   for (int r = 0; r < R; ++r) {
-    float& row_max = rows.row_max[first_row + r];
     const __m512 s = _mm512_mask_mov_ps(_mm512_set1_ps(-__builtin_inff()), live, _mm512_mul_ps(scores[r], _mm512_set1_ps(rows.scale)));
     const float block_max = _mm512_reduce_max_ps(s);
-    const float new_max = block_max > row_max ? block_max : row_max;
-    const __m512 e = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(s, _mm512_set1_ps(new_max))));
-    // exp16 clamps: from row_max = -inf (no positions yet) this is e^-87.3, which multiplies zeros.
-    rescale[r] = _mm512_cvtss_f32(exp16(_mm512_set1_ps(row_max - new_max)));
-    rows.row_sum[first_row + r] = rows.row_sum[first_row + r] * rescale[r] + _mm512_reduce_add_ps(e);
-    row_max = new_max;
-    _mm512_store_ps(weights[r], e);
+    const float new_max = block_max > row_max[r] ? block_max : row_max[r];
+    _mm512_store_ps(weights[r], _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(s, _mm512_set1_ps(new_max)))));
+    rescale[r] = row_max[r] - new_max;
+    row_max[r] = new_max;
   }
-  accumulate_values<R>(v, count, d, weights, rescale, rows.acc + static_cast<size_t>(first_row) * d);
+  // All rows' rescales in one exp16. It clamps: from row_max = -inf (no positions yet) a rescale is e^-87.3,
+  // which multiplies zeros.
+  _mm512_store_ps(rescale, exp16(_mm512_load_ps(rescale)));
+  for (int r = 0; r < R; ++r) rows.row_sum[first_row + r] = rows.row_sum[first_row + r] * rescale[r] + _mm512_reduce_add_ps(_mm512_load_ps(weights[r]));
+  accumulate_values<R>(v, count, shape, weights, rescale, rows.acc + static_cast<size_t>(first_row) * shape.d);
 }
 
-template <typename Element>
-void attend_block(const Element* k, const Element* v, int n, int d, const AttentionRows& rows) {
+template <int C, typename Element>
+void attend_block_rows(const Element* k, const Element* v, int n, HeadChunks<C> shape, const AttentionRows& rows) {
   for (int p = 0; p < n; p += 16) {
-    const Element* kp = k + static_cast<size_t>(p) * d;
-    const Element* vp = v + static_cast<size_t>(p) * d;
+    const Element* kp = k + static_cast<size_t>(p) * shape.d;
+    const Element* vp = v + static_cast<size_t>(p) * shape.d;
     const int count = n - p < 16 ? n - p : 16;
     int r = 0;
-    for (; r + 4 <= rows.rows; r += 4) attend16<4>(kp, vp, count, d, rows, r);
+    for (; r + 4 <= rows.rows; r += 4) attend16<4>(kp, vp, count, shape, rows, r);
     switch (rows.rows - r) {
-      case 3: attend16<3>(kp, vp, count, d, rows, r); break;
-      case 2: attend16<2>(kp, vp, count, d, rows, r); break;
-      case 1: attend16<1>(kp, vp, count, d, rows, r); break;
+      case 3: attend16<3>(kp, vp, count, shape, rows, r); break;
+      case 2: attend16<2>(kp, vp, count, shape, rows, r); break;
+      case 1: attend16<1>(kp, vp, count, shape, rows, r); break;
       default: break;
     }
+  }
+}
+
+// Llama-family head sizes get unmasked, fully unrolled loops.
+template <typename Element>
+void attend_block(const Element* k, const Element* v, int n, int d, const AttentionRows& rows) {
+  switch (d) {
+    case 64: return attend_block_rows(k, v, n, HeadChunks<4>{d}, rows);
+    case 128: return attend_block_rows(k, v, n, HeadChunks<8>{d}, rows);
+    default: return attend_block_rows(k, v, n, HeadChunks<0>{d}, rows);
   }
 }
 
