@@ -19,7 +19,7 @@ namespace {
 constexpr int kRowsPerTaskMultiple = 16;
 // Element-wise work goes to the pool in chunks this large: smaller, a round costs more than it saves.
 constexpr int kElementwiseChunk = 16384;
-// Blocks of K/V that decode attention asks the memory for ahead of the one it reads.
+// KV blocks that attention asks the memory for ahead of the one it reads.
 constexpr int kPrefetchBlocks = 2;
 }  // namespace
 

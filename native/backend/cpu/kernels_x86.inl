@@ -975,8 +975,8 @@ float exp_sum(float* x, int n, float shift) {
 // One KV block's attention for a group of query rows, 16 positions at a time: each K row is loaded (and
 // converted) once for every query row, its dot products stay in registers as 16-lane partial sums, and a
 // transposing add tree turns 16 positions' partials into one vector of 16 scores, so the softmax and the
-// V update run on whole vectors. Against the per-row kernels, a Llama-1B decode step (4 query heads per
-// KV head, head_dim 64) spends 2.2x less time per (block, KV head) with K/V in cache.
+// V update run on whole vectors. On Llama-1B's shape (4 query heads per KV head, head_dim 64) a (block,
+// KV head) takes 338 ns against the per-row kernels' 544 with K/V in cache (bench/cpu attention bench).
 
 // e^x in 16 lanes, exp8's method.
 [[gnu::always_inline]] inline __m512 exp16(__m512 x) {
