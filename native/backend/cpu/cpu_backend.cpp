@@ -28,7 +28,7 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Lla
     return Status(ErrorCode::kOutOfMemory, "cannot allocate a KV pool of " + std::to_string(layout.total_bytes() >> 20) +
                                                " MiB: lower kvCache.blocks, kvCache.memory or contextLength");
   };
-  // Zero-filling a pool larger than RAM would summon the OOM killer instead of an error.
+  // A pool larger than RAM would fill up and summon the OOM killer instead of an error.
   const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
   if (physical > 0 && layout.total_bytes() > physical) return too_big();
   try {
@@ -45,8 +45,8 @@ CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout,
     : model_(std::move(model)), config_(model_->config()), layout_(layout), pool_(threads), kernels_(best_cpu_kernels()) {
   kv_element_bytes_ = kv_dtype_bytes(layout_.dtype);
   const size_t elements = static_cast<size_t>(layout_.num_layers) * layout_.layer_elements();
-  k_data_.resize(elements * kv_element_bytes_);
-  v_data_.resize(elements * kv_element_bytes_);
+  k_data_ = HugePageBuffer(elements * kv_element_bytes_);
+  v_data_ = HugePageBuffer(elements * kv_element_bytes_);
   if (kv_dtype_has_scales(layout_.dtype)) {
     k_scales_.resize(static_cast<size_t>(layout_.num_layers) * layout_.layer_rows());
     v_scales_.resize(k_scales_.size());

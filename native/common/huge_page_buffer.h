@@ -1,0 +1,34 @@
+// Zeroed anonymous memory for a large array read in scattered pieces (the CPU KV pool): 2 MiB-aligned and
+// marked for transparent huge pages, so one TLB entry covers 2 MiB instead of 4 KiB. Pages are committed as
+// they are first written. Where the kernel gives no huge pages it is ordinary memory. Owns it; move-only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pagedlm {
+
+class HugePageBuffer {
+ public:
+  HugePageBuffer() = default;
+  // Throws std::bad_alloc when the address space cannot be had.
+  explicit HugePageBuffer(size_t bytes);
+  HugePageBuffer(HugePageBuffer&& other) noexcept;
+  HugePageBuffer& operator=(HugePageBuffer&& other) noexcept;
+  HugePageBuffer(const HugePageBuffer&) = delete;
+  HugePageBuffer& operator=(const HugePageBuffer&) = delete;
+  ~HugePageBuffer();
+
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void release();
+
+  void* mapping_ = nullptr;
+  size_t mapped_bytes_ = 0;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace pagedlm
