@@ -22,8 +22,10 @@ HugePageBuffer::HugePageBuffer(size_t bytes) : size_(bytes) {
   }
   const auto start = (reinterpret_cast<uintptr_t>(mapping_) + kHugePage - 1) / kHugePage * kHugePage;
   data_ = reinterpret_cast<uint8_t*>(start);
+#ifdef MADV_HUGEPAGE  // Linux; elsewhere (macOS) the kernel picks page sizes itself
   // Advice only: without transparent huge pages the buffer is the same, in 4 KiB pages.
   ::madvise(data_, (bytes + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);
+#endif
 }
 
 HugePageBuffer::HugePageBuffer(HugePageBuffer&& other) noexcept
