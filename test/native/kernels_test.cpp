@@ -391,6 +391,50 @@ TEST_P(Kernels, BlockAttentionIsSoftmaxAttention) {
         check(keys_h, values_h, [&](int at, int n, const AttentionRows& state) {
           attend_block(k, keys16.data() + static_cast<size_t>(at) * d, values16.data() + static_cast<size_t>(at) * d, n, d, state, scores.data());
         }, "f16");
+        if (k.attend_block_encoded == nullptr) continue;
+        // Rows in the pool's other encodings, read in place, against what kv_load_row decodes them to.
+        for (const KvDtype dtype : {KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
+          const size_t row_bytes = static_cast<size_t>(d) * kv_dtype_bytes(dtype);
+          std::vector<uint8_t> k_enc(positions * row_bytes), v_enc(k_enc.size());
+          std::vector<float> k_scales(positions), v_scales(positions), k_dec(keys.size()), v_dec(keys.size());
+          for (int p = 0; p < positions; ++p) {
+            const size_t at = static_cast<size_t>(p) * d;
+            kv_store_row(dtype, keys.data() + at, k_enc.data() + p * row_bytes, &k_scales[p], d);
+            kv_store_row(dtype, values.data() + at, v_enc.data() + p * row_bytes, &v_scales[p], d);
+            kv_load_row(dtype, k_enc.data() + p * row_bytes, &k_scales[p], k_dec.data() + at, d);
+            kv_load_row(dtype, v_enc.data() + p * row_bytes, &v_scales[p], v_dec.data() + at, d);
+          }
+          check(k_dec, v_dec, [&](int at, int n, const AttentionRows& state) {
+            k.attend_block_encoded(dtype, k_enc.data() + at * row_bytes, v_enc.data() + at * row_bytes, k_scales.data() + at, v_scales.data() + at, n, d,
+                                   state);
+          }, kv_dtype_name(dtype));
+        }
+      }
+    }
+  }
+}
+
+// One position: attention's output is that V row, so every fp8 code read in place must come back as
+// fp8_e4m3_to_float gives it (subnormals, both zeros, the NaN codes), and int8 as value x scale.
+TEST_P(Kernels, EncodedRowsReadAsTheyDecode) {
+  const CpuKernels& k = *GetParam();
+  if (k.attend_block_encoded == nullptr) GTEST_SKIP() << k.name << " decodes rows before attention";
+  const int d = 256;
+  std::vector<uint8_t> codes(d), key(d, 0);
+  for (int i = 0; i < d; ++i) codes[i] = static_cast<uint8_t>(i);
+  const std::vector<float> q(d, 0.0f);
+  for (const KvDtype dtype : {KvDtype::kFp8E4M3, KvDtype::kInt8}) {
+    const float v_scale = dtype == KvDtype::kInt8 ? 0.25f : 1.0f, k_scale = 1.0f;
+    float row_max = -INFINITY, row_sum = 0;
+    std::vector<float> acc(d, 0.0f);
+    k.attend_block_encoded(dtype, key.data(), codes.data(), &k_scale, &v_scale, 1, d, {q.data(), 1, 1.0f, &row_max, &row_sum, acc.data()});
+    ASSERT_EQ(row_sum, 1.0f);
+    for (int i = 0; i < d; ++i) {
+      const float want = dtype == KvDtype::kInt8 ? v_scale * static_cast<int8_t>(codes[i]) : fp8_e4m3_to_float(codes[i]);
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(acc[i])) << kv_dtype_name(dtype) << " code " << i;
+      } else {
+        EXPECT_EQ(acc[i], want) << kv_dtype_name(dtype) << " code " << i;
       }
     }
   }

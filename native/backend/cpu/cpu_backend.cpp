@@ -307,6 +307,8 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
   std::fill(acc, acc + static_cast<size_t>(rows) * d, 0.0f);
   const KvDtype dtype = layout_.dtype;
   const bool direct = dtype == KvDtype::kF32 || dtype == KvDtype::kF16;
+  // Tables that read int8/fp8/bf16 rows in place skip decoding each block into k_rows / v_rows.
+  const bool encoded = !direct && kernels_.attend_block_encoded != nullptr;
   const int longest = seq.start_position + end;  // positions the chunk's last token reads
   const size_t piece_bytes = static_cast<size_t>(bs) * d * kv_element_bytes_;
   const auto piece_at = [&](int b) { return (layer_offset + layout_.offset(seq.block_table[b], kv_head, 0)) * kv_element_bytes_; };
@@ -326,8 +328,8 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
     const int in_block = std::min(bs, longest - b * bs);
     const uint8_t* k = k_data_.data() + piece_at(b);
     const uint8_t* v = v_data_.data() + piece_at(b);
-    if (!direct) {
-      const size_t first_row = piece_at(b) / kv_element_bytes_ / d;
+    const size_t first_row = piece_at(b) / kv_element_bytes_ / d;
+    if (!direct && !encoded) {
       for (int p = 0; p < in_block; ++p) {
         const size_t row = first_row + p;
         kv_load_row(dtype, k + static_cast<size_t>(p) * d * kv_element_bytes_, k_scales_.empty() ? nullptr : &k_scales_[row], k_rows + static_cast<size_t>(p) * d, d);
@@ -336,13 +338,17 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
       k = reinterpret_cast<const uint8_t*>(k_rows);
       v = reinterpret_cast<const uint8_t*>(v_rows);
     }
+    const float* k_scales = k_scales_.empty() ? nullptr : k_scales_.data() + first_row;
+    const float* v_scales = v_scales_.empty() ? nullptr : v_scales_.data() + first_row;
     for (int j = 0; j < end - first; ++j) {
       // Causal: token j sees positions up to its own.
       const int n = std::min(in_block, seq.start_position + first + j + 1 - b * bs);
       if (n <= 0) continue;
       const size_t r = static_cast<size_t>(j) * group;
       const float* q = q_.data() + static_cast<size_t>(seq.first_token + first + j) * c.q_dim() + static_cast<size_t>(kv_head) * group * d;
-      attend_rows(k, v, !direct, n, {q, group, scale, row_max + r, row_sum + r, acc + r * d}, scores);
+      const AttentionRows rows_of_token{q, group, scale, row_max + r, row_sum + r, acc + r * d};
+      if (encoded) kernels_.attend_block_encoded(dtype, k, v, k_scales, v_scales, n, d, rows_of_token);
+      else attend_rows(k, v, !direct, n, rows_of_token, scores);
     }
   }
   for (int j = 0; j < end - first; ++j) {

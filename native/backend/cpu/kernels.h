@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kv/kv_dtype.h"
 #include "model/tensor_type.h"
 
 namespace pagedlm {
@@ -91,6 +92,10 @@ struct CpuKernels {
   // Null: block_attention.h composes dot_rows, exp_sum and axpy_rows per row.
   void (*attend_block_f32)(const float* k, const float* v, int n, int d, const AttentionRows& rows);
   void (*attend_block_f16)(const uint16_t* k, const uint16_t* v, int n, int d, const AttentionRows& rows);
+  // The same over rows in any KV encoding (kv_dtype.h), read without decoding them first; int8 and fp8 take
+  // each row's scale from k_scales / v_scales ([n]), the others ignore them.
+  void (*attend_block_encoded)(KvDtype dtype, const uint8_t* k, const uint8_t* v, const float* k_scales, const float* v_scales, int n, int d,
+                               const AttentionRows& rows);
   // gate[i] = silu(gate[i]) x up[i], the Llama feed-forward activation.
   void (*swiglu)(float* gate, const float* up, int n);
   // x[i] = exp(x[i] - shift) for i < n, with shift >= every x[i]; returns their sum (softmax numerators).

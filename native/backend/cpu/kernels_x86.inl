@@ -980,6 +980,16 @@ float exp_sum(float* x, int n, float shift) {
 //
 // The vector width's operations. A partial chunk (head_dim not a multiple of the width, positions past the
 // block's end) loads zeros past `n` and stores only the first `n` lanes.
+// Encoded KV elements the attention loaders read directly (int8 is int8_t): bf16 bits, and fp8 e4m3 codes
+// (kv_dtype.h), whose exponent and mantissa shifted 20 bits up are a float 2^120 times too small.
+struct Bf16Bits {
+  uint16_t bits;
+};
+struct Fp8Code {
+  uint8_t bits;
+};
+constexpr float kFp8Rebias = 1.329228e36f;  // 2^120
+
 struct Lanes8 {
   using V = __m256;
   static constexpr int kWidth = 8;
@@ -995,6 +1005,18 @@ struct Lanes8 {
   [[gnu::always_inline]] static V exp(V x) { return exp8(x); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static V load(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static V load(const Bf16Bits* p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  }
+  static V load(const int8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)))); }
+  static V load(const Fp8Code* p) {
+    const __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m256i magnitude = _mm256_and_si256(code, _mm256_set1_epi32(0x7f));
+    const __m256 value = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(magnitude, 20)), _mm256_set1_ps(kFp8Rebias));
+    const __m256 sign = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_and_si256(code, _mm256_set1_epi32(0x80)), 24));
+    const __m256 nan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(magnitude, _mm256_set1_epi32(0x7f)));  // 0x7f: NaN
+    return _mm256_or_ps(_mm256_or_ps(value, sign), nan);
+  }
   template <typename Element>
   static V load(const Element* p, int n) {
     if (n >= kWidth) return load(p);
@@ -1056,6 +1078,22 @@ struct Lanes16 {
   static V load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
   static V load(const float* p, int n) { return _mm512_maskz_loadu_ps(first_lanes(n), p); }
   static V load(const uint16_t* p, int n) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(first_lanes(n), p)); }
+  static V bf16(__m256i bits) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16)); }
+  static V load(const Bf16Bits* p) { return bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static V load(const Bf16Bits* p, int n) { return bf16(_mm256_maskz_loadu_epi16(first_lanes(n), p)); }
+  static V load(const int8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))); }
+  static V load(const int8_t* p, int n) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(first_lanes(n), p))); }
+  static V fp8(__m128i codes) {
+    const __m512i code = _mm512_cvtepu8_epi32(codes);
+    const __m512i magnitude = _mm512_and_si512(code, _mm512_set1_epi32(0x7f));
+    const __m512 value = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(magnitude, 20)), _mm512_set1_ps(kFp8Rebias));
+    const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(code, _mm512_set1_epi32(0x80)), 24);
+    const __mmask16 nan = _mm512_cmpeq_epi32_mask(magnitude, _mm512_set1_epi32(0x7f));  // 0x7f: NaN
+    const __m512 signed_value = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(value), sign));
+    return _mm512_mask_mov_ps(signed_value, nan, _mm512_set1_ps(__builtin_nanf("")));
+  }
+  static V load(const Fp8Code* p) { return fp8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static V load(const Fp8Code* p, int n) { return fp8(_mm_maskz_loadu_epi8(first_lanes(n), p)); }
   static void store(float* p, V v, int n) { _mm512_mask_storeu_ps(p, first_lanes(n), v); }
   static V unpack_add(V a, V b) { return add(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b)); }
   static V unpack_add_pairs(V a, V b) {
@@ -1175,9 +1213,14 @@ void accumulate_values(const Element* v, int count, HeadVectors<L, C> shape, con
 
 // Up to one vector of positions for R rows: scores, then each row's online-softmax step, then the V update.
 template <int R, typename L, int C, typename Element>
-void attend_positions(const Element* k, const Element* v, int count, HeadVectors<L, C> shape, const AttentionRows& rows, int first_row) {
+void attend_positions(const Element* k, const Element* v, const float* k_scales, const float* v_scales, int count, HeadVectors<L, C> shape,
+                      const AttentionRows& rows, int first_row) {
   typename L::V s[R];
   scores<R>(k, count, shape, rows.q + static_cast<size_t>(first_row) * shape.d, s);
+  if (k_scales != nullptr) {  // q . (scale x k) = scale x (q . k)
+    const auto scale = L::load(k_scales, count);
+    for (auto& row : s) row = L::mul(row, scale);
+  }
   alignas(64) float weights[R][L::kWidth];
   alignas(64) float rescale[L::kWidth] = {};
   float* row_max = rows.row_max + first_row;
@@ -1193,26 +1236,33 @@ void attend_positions(const Element* k, const Element* v, int count, HeadVectors
   // which multiplies zeros.
   L::store(rescale, L::exp(L::load(rescale)), L::kWidth);
   for (int r = 0; r < R; ++r) rows.row_sum[first_row + r] = rows.row_sum[first_row + r] * rescale[r] + L::reduce_add(L::load(weights[r]));
+  if (v_scales != nullptr) {  // p x (scale x v) = (p x scale) x v
+    const auto scale = L::load(v_scales, count);
+    for (auto& row : weights) L::store(row, L::mul(L::load(row), scale), L::kWidth);
+  }
   accumulate_values<R>(v, count, shape, weights, rescale, rows.acc + static_cast<size_t>(first_row) * shape.d);
 }
 
 template <typename L, int C, typename Element>
-void attend_block_rows(const Element* k, const Element* v, int n, HeadVectors<L, C> shape, const AttentionRows& rows) {
+void attend_block_rows(const Element* k, const Element* v, const float* k_scales, const float* v_scales, int n, HeadVectors<L, C> shape,
+                       const AttentionRows& rows) {
   constexpr int R = L::kRowsPerPass;
   for (int p = 0; p < n; p += L::kWidth) {
     const Element* kp = k + static_cast<size_t>(p) * shape.d;
     const Element* vp = v + static_cast<size_t>(p) * shape.d;
+    const float* ks = k_scales != nullptr ? k_scales + p : nullptr;
+    const float* vs = v_scales != nullptr ? v_scales + p : nullptr;
     const int count = n - p < L::kWidth ? n - p : L::kWidth;
     int r = 0;
-    for (; r + R <= rows.rows; r += R) attend_positions<R>(kp, vp, count, shape, rows, r);
+    for (; r + R <= rows.rows; r += R) attend_positions<R>(kp, vp, ks, vs, count, shape, rows, r);
     const int left = rows.rows - r;  // fewer than R
     if constexpr (R > 3) {
-      if (left == 3) attend_positions<3>(kp, vp, count, shape, rows, r);
+      if (left == 3) attend_positions<3>(kp, vp, ks, vs, count, shape, rows, r);
     }
     if constexpr (R > 2) {
-      if (left == 2) attend_positions<2>(kp, vp, count, shape, rows, r);
+      if (left == 2) attend_positions<2>(kp, vp, ks, vs, count, shape, rows, r);
     }
-    if (left == 1) attend_positions<1>(kp, vp, count, shape, rows, r);
+    if (left == 1) attend_positions<1>(kp, vp, ks, vs, count, shape, rows, r);
   }
 }
 
@@ -1224,17 +1274,32 @@ using AttentionLanes = Lanes8;
 
 // Llama-family head sizes get whole vectors and fully unrolled loops.
 template <typename Element>
-void attend_block(const Element* k, const Element* v, int n, int d, const AttentionRows& rows) {
+void attend_block(const Element* k, const Element* v, const float* k_scales, const float* v_scales, int n, int d, const AttentionRows& rows) {
   using L = AttentionLanes;
   switch (d) {
-    case 64: return attend_block_rows(k, v, n, HeadVectors<L, 64 / L::kWidth>{d}, rows);
-    case 128: return attend_block_rows(k, v, n, HeadVectors<L, 128 / L::kWidth>{d}, rows);
-    default: return attend_block_rows(k, v, n, HeadVectors<L, 0>{d}, rows);
+    case 64: return attend_block_rows(k, v, k_scales, v_scales, n, HeadVectors<L, 64 / L::kWidth>{d}, rows);
+    case 128: return attend_block_rows(k, v, k_scales, v_scales, n, HeadVectors<L, 128 / L::kWidth>{d}, rows);
+    default: return attend_block_rows(k, v, k_scales, v_scales, n, HeadVectors<L, 0>{d}, rows);
   }
 }
 
-void attend_block_f32(const float* k, const float* v, int n, int d, const AttentionRows& rows) { attend_block(k, v, n, d, rows); }
-void attend_block_f16(const uint16_t* k, const uint16_t* v, int n, int d, const AttentionRows& rows) { attend_block(k, v, n, d, rows); }
+void attend_block_f32(const float* k, const float* v, int n, int d, const AttentionRows& rows) { attend_block(k, v, nullptr, nullptr, n, d, rows); }
+void attend_block_f16(const uint16_t* k, const uint16_t* v, int n, int d, const AttentionRows& rows) {
+  attend_block(k, v, nullptr, nullptr, n, d, rows);
+}
+void attend_block_encoded(KvDtype dtype, const uint8_t* k, const uint8_t* v, const float* k_scales, const float* v_scales, int n, int d,
+                          const AttentionRows& rows) {
+  switch (dtype) {
+    case KvDtype::kF32: return attend_block_f32(reinterpret_cast<const float*>(k), reinterpret_cast<const float*>(v), n, d, rows);
+    case KvDtype::kF16: return attend_block_f16(reinterpret_cast<const uint16_t*>(k), reinterpret_cast<const uint16_t*>(v), n, d, rows);
+    case KvDtype::kBF16:
+      return attend_block(reinterpret_cast<const Bf16Bits*>(k), reinterpret_cast<const Bf16Bits*>(v), nullptr, nullptr, n, d, rows);
+    case KvDtype::kInt8:
+      return attend_block(reinterpret_cast<const int8_t*>(k), reinterpret_cast<const int8_t*>(v), k_scales, v_scales, n, d, rows);
+    case KvDtype::kFp8E4M3:
+      return attend_block(reinterpret_cast<const Fp8Code*>(k), reinterpret_cast<const Fp8Code*>(v), k_scales, v_scales, n, d, rows);
+  }
+}
 
 float read_sum(const float* x, size_t n) {
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -1276,7 +1341,7 @@ int packed_group_rows(TensorType type) {
 }  // namespace
 
 const CpuKernels& PAGEDLM_X86_TABLE() {
-  static const CpuKernels kernels{PAGEDLM_X86_AVX512 ? "avx512" : "avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, attend_block_f32, attend_block_f16, swiglu, exp_sum, read_sum, pack_rows, packed_group_rows, quantize_q8, quantize_q8k};
+  static const CpuKernels kernels{PAGEDLM_X86_AVX512 ? "avx512" : "avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, attend_block_f32, attend_block_f16, attend_block_encoded, swiglu, exp_sum, read_sum, pack_rows, packed_group_rows, quantize_q8, quantize_q8k};
   return kernels;
 }
 
