@@ -312,6 +312,10 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
   const int longest = seq.start_position + end;  // positions the chunk's last token reads
   const size_t piece_bytes = static_cast<size_t>(bs) * d * kv_element_bytes_;
   const auto piece_at = [&](int b) { return (layer_offset + layout_.offset(seq.block_table[b], kv_head, 0)) * kv_element_bytes_; };
+  // Where token j's query heads of this group start in q_ (and its outputs in att_).
+  const auto group_of_token = [&](int j) {
+    return static_cast<size_t>(seq.first_token + first + j) * c.q_dim() + static_cast<size_t>(kv_head) * group * d;
+  };
   // A head's piece of a block is a few KB on its own pages, too short for the hardware prefetcher to get
   // ahead of: ask for the blocks after the one in hand.
   const auto prefetch = [&](int b) {
@@ -326,9 +330,10 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
   for (int b = 0; b * bs < longest; ++b) {
     prefetch(b + kPrefetchBlocks);
     const int in_block = std::min(bs, longest - b * bs);
-    const uint8_t* k = k_data_.data() + piece_at(b);
-    const uint8_t* v = v_data_.data() + piece_at(b);
-    const size_t first_row = piece_at(b) / kv_element_bytes_ / d;
+    const size_t piece = piece_at(b);
+    const uint8_t* k = k_data_.data() + piece;
+    const uint8_t* v = v_data_.data() + piece;
+    const size_t first_row = piece / kv_element_bytes_ / d;
     if (!direct && !encoded) {
       for (int p = 0; p < in_block; ++p) {
         const size_t row = first_row + p;
@@ -345,15 +350,14 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
       const int n = std::min(in_block, seq.start_position + first + j + 1 - b * bs);
       if (n <= 0) continue;
       const size_t r = static_cast<size_t>(j) * group;
-      const float* q = q_.data() + static_cast<size_t>(seq.first_token + first + j) * c.q_dim() + static_cast<size_t>(kv_head) * group * d;
-      const AttentionRows rows_of_token{q, group, scale, row_max + r, row_sum + r, acc + r * d};
+      const AttentionRows rows_of_token{q_.data() + group_of_token(j), group, scale, row_max + r, row_sum + r, acc + r * d};
       if (encoded) kernels_.attend_block_encoded(dtype, k, v, k_scales, v_scales, n, d, rows_of_token);
       else attend_rows(k, v, !direct, n, rows_of_token, scores);
     }
   }
   for (int j = 0; j < end - first; ++j) {
     const size_t r = static_cast<size_t>(j) * group;
-    float* out = att_.data() + static_cast<size_t>(seq.first_token + first + j) * c.q_dim() + static_cast<size_t>(kv_head) * group * d;
+    float* out = att_.data() + group_of_token(j);
     for (int g = 0; g < group; ++g) {
       const float inverse = 1.0f / row_sum[r + g];
       for (int i = 0; i < d; ++i) out[static_cast<size_t>(g) * d + i] = acc[(r + g) * d + i] * inverse;
