@@ -61,26 +61,36 @@ CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout,
 
 void CpuBackend::interleave_weights() {
   if (kernels_.pack_rows == nullptr) return;
-  std::vector<const WeightMatrix*> matrices = {&model_->output()};
+  std::vector<const WeightMatrix*> matrices;
   for (const LayerWeights& l : model_->layers()) {
     for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrices.push_back(w);
   }
+  matrices.push_back(&model_->output());
+  std::erase_if(matrices, [&](const WeightMatrix* w) { return !can_interleave_rows(kernels_, w->type, w->rows, w->cols); });
+  // Each copy starts on a page of its own: the kernels' loads never straddle two matrices.
+  constexpr size_t kAlign = 4096;
+  const auto copy_bytes = [](const WeightMatrix* w) { return (static_cast<size_t>(w->rows) * w->row_bytes + kAlign - 1) / kAlign * kAlign; };
+  size_t total = 0;
+  for (const WeightMatrix* w : matrices) total += copy_bytes(w);
+  packed_weights_ = HugePageBuffer(total);
+  uint8_t* next = packed_weights_.data();
   for (const WeightMatrix* w : matrices) {
-    if (!can_interleave_rows(kernels_, w->type, w->rows, w->cols)) continue;
-    interleaved_[w] = std::make_unique_for_overwrite<uint8_t[]>(static_cast<size_t>(w->rows) * w->row_bytes);
+    interleaved_[w] = next;
+    pack_matrix(*w, next);
+    next += copy_bytes(w);
   }
+}
+
+void CpuBackend::pack_matrix(const WeightMatrix& w, uint8_t* out) {
   // One task per group of rows, so copying a 2 GB model takes all threads.
   constexpr int kRowsPerTask = 256;
-  for (const auto& [w, copy] : interleaved_) {
-    uint8_t* out = copy.get();
-    pool_.parallel_for((w->rows + kRowsPerTask - 1) / kRowsPerTask, [&, w = w](size_t task, size_t) {
-      const int begin = static_cast<int>(task) * kRowsPerTask;
-      const int rows = std::min(kRowsPerTask, w->rows - begin);
-      kernels_.pack_rows(w->type, w->row(begin), w->row_bytes, rows, out + static_cast<size_t>(begin) * w->row_bytes);
-    });
-    // The mapped rows are not read again (a tied output's rows are: they are the embedding table).
-    if (w->data != model_->token_embedding().data) model_->gguf().drop_resident_pages(w->data, static_cast<size_t>(w->rows) * w->row_bytes);
-  }
+  pool_.parallel_for((w.rows + kRowsPerTask - 1) / kRowsPerTask, [&](size_t task, size_t) {
+    const int begin = static_cast<int>(task) * kRowsPerTask;
+    const int rows = std::min(kRowsPerTask, w.rows - begin);
+    kernels_.pack_rows(w.type, w.row(begin), w.row_bytes, rows, out + static_cast<size_t>(begin) * w.row_bytes);
+  });
+  // The mapped rows are not read again (a tied output's rows are: they are the embedding table).
+  if (w.data != model_->token_embedding().data) model_->gguf().drop_resident_pages(w.data, static_cast<size_t>(w.rows) * w.row_bytes);
 }
 
 Status CpuBackend::forward(const ForwardBatch& batch, float* logits) {
@@ -193,7 +203,7 @@ void CpuBackend::matmul(std::initializer_list<MatmulOutput> outputs, const float
     total_rows += w.rows;
     MatmulArgs args{w.type, w.data, w.row_bytes, w.cols, x, n_tokens, out.y, w.rows};
     if (const auto copy = interleaved_.find(&w); copy != interleaved_.end()) {
-      args.weights = copy->second.get();
+      args.weights = copy->second;
       args.interleaved = true;
     }
     if (w.type == TensorType::kQ8_0 && kernels_.quantize_q8 != nullptr) {

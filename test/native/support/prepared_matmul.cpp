@@ -1,5 +1,6 @@
 #include "support/prepared_matmul.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace pagedlm::testing {
@@ -17,9 +18,10 @@ std::vector<Block> quantize_tokens(void (*quantize)(const float*, int, Block*), 
 
 PreparedMatmul::PreparedMatmul(const CpuKernels& kernels, TensorType type, const std::vector<uint8_t>& weights, int rows, int cols, const std::vector<float>& x,
                                int n_tokens, bool pack)
-    : kernels_(kernels), weights_(weights), y_(static_cast<size_t>(n_tokens) * rows, NAN) {
+    : kernels_(kernels), weights_(weights.size()), y_(static_cast<size_t>(n_tokens) * rows, NAN) {
   const size_t row_bytes = tensor_row_bytes(type, cols);
   if (pack) kernels.pack_rows(type, weights.data(), row_bytes, rows, weights_.data());
+  else std::copy(weights.begin(), weights.end(), weights_.data());
   args_ = MatmulArgs{type, weights_.data(), row_bytes, cols, x.data(), n_tokens, y_.data(), rows, pack};
   if (type == TensorType::kQ8_0 && kernels.quantize_q8 != nullptr) {
     xq_ = quantize_tokens(kernels.quantize_q8, kQ8BlockElements, x, n_tokens, cols);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
+#include "common/huge_page_buffer.h"
 
 namespace pagedlm::testing {
 
@@ -26,7 +27,7 @@ class PreparedMatmul {
 
  private:
   const CpuKernels& kernels_;
-  std::vector<uint8_t> weights_;
+  HugePageBuffer weights_;  // as the engine keeps its packed weights
   std::vector<ActivationBlockQ8> xq_;
   std::vector<ActivationBlockQ8K> xk_;
   std::vector<float> y_;
