@@ -17,6 +17,9 @@ namespace pagedlm {
 namespace {
 // Rows per matmul task come in multiples of this: every table's packed group height divides it.
 constexpr int kRowsPerTaskMultiple = 16;
+// Matmul rows are split into this many tasks per thread: each thread streams its own share of them in order,
+// and the last few even out the round's end.
+constexpr int kTasksPerThread = 16;
 // Element-wise work goes to the pool in chunks this large: smaller, a round costs more than it saves.
 constexpr int kElementwiseChunk = 16384;
 // KV blocks that attention asks the memory for ahead of the one it reads.
@@ -216,8 +219,10 @@ void CpuBackend::matmul(std::initializer_list<MatmulOutput> outputs, const float
     }
     matmul_args_.push_back(args);
   }
-  // About 4 tasks per thread over all the rows to even out the load; a task stays within one matrix.
-  int rows_per_task = static_cast<int>((total_rows + pool_.size() * 4 - 1) / (pool_.size() * 4));
+  // About kTasksPerThread tasks per thread over all the rows, so that the round ends within a small task of
+  // even (thread_pool.h); a task stays within one matrix.
+  const size_t tasks = pool_.size() * kTasksPerThread;
+  int rows_per_task = static_cast<int>((total_rows + tasks - 1) / tasks);
   rows_per_task = std::max(1, (rows_per_task + kRowsPerTaskMultiple - 1) / kRowsPerTaskMultiple) * kRowsPerTaskMultiple;
   matmul_tasks_.clear();
   int output = 0;

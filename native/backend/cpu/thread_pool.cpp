@@ -1,6 +1,7 @@
 #include "backend/cpu/thread_pool.h"
 
 #include <chrono>
+#include <stdexcept>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -20,7 +21,7 @@ inline void cpu_relax() {
 
 }  // namespace
 
-ThreadPool::ThreadPool(size_t threads) {
+ThreadPool::ThreadPool(size_t threads) : shares_(threads > 1 ? threads : 1) {
   const size_t workers = threads > 1 ? threads - 1 : 0;
   workers_.reserve(workers);
   for (size_t i = 0; i < workers; ++i) workers_.emplace_back([this, i] { worker_loop(i + 1); });
@@ -35,8 +36,26 @@ ThreadPool::~ThreadPool() {
   for (auto& worker : workers_) worker.join();
 }
 
+bool ThreadPool::take_task(Share& share, bool from_front, size_t* task) {
+  uint64_t range = share.range.load(std::memory_order_relaxed);
+  for (;;) {
+    const auto front = static_cast<uint32_t>(range), back = static_cast<uint32_t>(range >> 32);
+    if (front >= back) return false;
+    const uint64_t taken = from_front ? pack_range(front + 1, back) : pack_range(front, back - 1);
+    if (share.range.compare_exchange_weak(range, taken, std::memory_order_relaxed)) {
+      *task = from_front ? front : back - 1;
+      return true;
+    }
+  }
+}
+
 void ThreadPool::run_tasks(size_t thread_index) {
-  for (size_t i = next_task_.fetch_add(1); i < task_count_; i = next_task_.fetch_add(1)) (*task_)(i, thread_index);
+  size_t task;
+  while (take_task(shares_[thread_index], true, &task)) (*task_)(task, thread_index);
+  for (size_t k = 1; k < shares_.size(); ++k) {
+    Share& other = shares_[(thread_index + k) % shares_.size()];
+    while (take_task(other, false, &task)) (*task_)(task, thread_index);
+  }
 }
 
 void ThreadPool::parallel_for(size_t count, const Task& task) {
@@ -45,9 +64,13 @@ void ThreadPool::parallel_for(size_t count, const Task& task) {
     for (size_t i = 0; i < count; ++i) task(i, 0);
     return;
   }
+  if (count > UINT32_MAX) throw std::length_error("ThreadPool::parallel_for: too many tasks");
   task_ = &task;
-  task_count_ = count;
-  next_task_.store(0, std::memory_order_relaxed);
+  const size_t threads = shares_.size();
+  for (size_t t = 0; t < threads; ++t) {
+    shares_[t].range.store(pack_range(static_cast<uint32_t>(count * t / threads), static_cast<uint32_t>(count * (t + 1) / threads)),
+                           std::memory_order_relaxed);
+  }
   unfinished_workers_.store(workers_.size(), std::memory_order_relaxed);
   round_.fetch_add(1, std::memory_order_release);
   {

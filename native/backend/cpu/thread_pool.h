@@ -2,7 +2,12 @@
 // (the engine thread); that caller works too, so a pool of N threads runs N-1 workers.
 // A decode step calls parallel_for ~130 times, so handing out work must cost microseconds, not a futex
 // wake-up each time: after finishing, a worker spins for a short while (kSpinMicros) watching for the next
-// round, then sleeps on a condition variable. An idle pool sleeps: no spinning when there is no work.
+// round, then sleeps on a condition variable.
+// An idle pool sleeps: no spinning when there is no work.
+// Each thread owns a contiguous share of a round's tasks and runs it front to back; a thread done with its
+// own share takes tasks from the back of another's. Matmul tasks are consecutive rows of consecutive
+// matrices, so each thread streams one run of memory (which the hardware prefetchers follow) and the round
+// still ends within one small task of even.
 #pragma once
 
 #include <atomic>
@@ -33,6 +38,15 @@ class ThreadPool {
   void parallel_for(size_t count, const Task& task);
 
  private:
+  // One thread's share of the round's tasks: [front, back), packed in one word so that the owner taking
+  // the front and another thread taking the back never both get the last task.
+  struct alignas(64) Share {
+    std::atomic<uint64_t> range{0};
+  };
+  static uint64_t pack_range(uint32_t front, uint32_t back) { return static_cast<uint64_t>(back) << 32 | front; }
+  // The next task of a share from its front (owner) or back (anyone else); false when it is empty.
+  static bool take_task(Share& share, bool from_front, size_t* task);
+
   void worker_loop(size_t thread_index);
   void run_tasks(size_t thread_index);
   // Returns the first round number other than `seen` (or `seen` when stopping).
@@ -42,8 +56,7 @@ class ThreadPool {
   // A round's task and count are written before `round_` is bumped (release) and read after it is seen
   // (acquire).
   const Task* task_ = nullptr;
-  size_t task_count_ = 0;
-  std::atomic<size_t> next_task_{0};
+  std::vector<Share> shares_;  // one per thread, set for each round
   std::atomic<uint64_t> round_{0};
   std::atomic<size_t> unfinished_workers_{0};
   std::atomic<bool> stopping_{false};
