@@ -7,7 +7,7 @@
 // node-llama-cpp is installed into a scratch folder, never into pagedlm's dependencies. Measured per model:
 //   prefill     tokens/s of a 512-token prompt (time to its first token)
 //   decode      tokens/s over 128 greedy tokens after the first, and as a percent of the read floor: the
-//               machine's streaming-read bandwidth (measured before each run) over the bytes one step reads
+//               machine's streaming-read bandwidth (measured around each run) over the bytes one step reads
 //   prefix TTFT time to first token of a second request sharing a 1,000-token prefix with the first (pagedlm
 //               finds the prefix in its cache; llama.cpp computes it again in another sequence)
 //   4 streams   aggregate decode tokens/s of 4 concurrent sequences, and as a multiple of one stream
@@ -34,6 +34,9 @@ const PREFILL_TOKENS = 512;
 const DECODE_TOKENS = 128;
 const PREFIX_TOKENS = 1000;
 const STREAMS = 4;
+// The paired floor figure: this many short decodes per engine, each right after one read pass.
+const FLOOR_PAIRS = 16;
+const FLOOR_PAIR_TOKENS = 8;
 
 const LLAMA_1B = { dim: 2048, layers: 16, heads: 32, kvHeads: 8, ffn: 8192, vocab: 32000, context: 4096 };
 const MODELS = {
@@ -203,11 +206,27 @@ async function alternate(sides, measure, count = runs) {
   return samples.map(median);
 }
 
-// The read floor's bandwidth. A shared machine's bandwidth drifts, so it is measured right before every
-// decode run and each run is judged against its own floor.
+// The read floor's bandwidth. A shared machine's bandwidth drifts by up to 2x from one second to the next,
+// so each 128-token decode run (seconds long) is judged against the median of 5 passes (~15 ms each) right
+// before it and 5 right after it: what the memory typically gave around the run.
 async function readBandwidth() {
-  const sample = await Engine.measureReadBandwidth({ threads, megabytes: 512, passes: 3 });
-  return sample.bytesPerSecond;
+  const before = await Engine.measureReadBandwidth({ threads, megabytes: 512, passes: 5 });
+  return before.medianBytesPerSecond;
+}
+
+// Decode as a percent of the floor from pairs measured in the same fraction of a second: one read pass, then
+// a short decode (FLOOR_PAIR_TOKENS steps after the first token), the engines alternating; the median of the
+// pairs' ratios. Each pair sees one state of the machine, so its ratio is not a ratio of two moments.
+async function pairedFloorShare(sides, vocab, bytesPerStep) {
+  const shares = sides.map(() => []);
+  for (let pair = 0; pair < FLOOR_PAIRS; ++pair) {
+    for (const i of pair % 2 === 0 ? [0, 1] : [1, 0]) {
+      const { bytesPerSecond } = await Engine.measureReadBandwidth({ threads, megabytes: 512, passes: 1 });
+      const rate = decodeRate(await sides[i].decodeTimes(promptIds(16, vocab, 20 + pair), FLOOR_PAIR_TOKENS + 1));
+      shares[i].push((rate * bytesPerStep) / bytesPerSecond);
+    }
+  }
+  return shares.map(median);
 }
 
 async function compareModel(label, file, llamaCpp) {
@@ -233,12 +252,15 @@ async function compareModel(label, file, llamaCpp) {
     const floors = [];
     const ofFloor = sides.map(() => []);
     const decode = await alternate(sides, async (s) => {
-      const floor = (await readBandwidth()) / bytesPerStep;
-      floors.push(floor);
+      const before = await readBandwidth();
       const rate = decodeRate(await s.decodeTimes(promptIds(16, vocab, 2), DECODE_TOKENS + 1));
+      const floor = (before + (await readBandwidth())) / 2 / bytesPerStep;
+      floors.push(floor);
       ofFloor[sides.indexOf(s)].push(rate / floor);
       return rate;
     });
+    log(`${label}: decode against the floor, paired`);
+    const paired = await pairedFloorShare(sides, vocab, info.decodeWeightBytes + info.kvBytesPerToken * (16 + FLOOR_PAIR_TOKENS / 2));
     log(`${label}: shared-prefix TTFT`);
     const prefix = promptIds(prefixTokens, vocab, 3);
     const question = (seed) => prefix.concat(promptIds(17, vocab, seed).slice(1));
@@ -247,12 +269,13 @@ async function compareModel(label, file, llamaCpp) {
     const prompts = Array.from({ length: STREAMS }, (_, i) => promptIds(16, vocab, 10 + i));
     const streams = await alternate(sides, async (s) => aggregateRate(await s.concurrent(prompts, DECODE_TOKENS + 1)), Math.min(runs, 2));
 
-    const pct = (i) => `${(100 * median(ofFloor[i])).toFixed(0)}%`;
+    const pct = (share) => `${(100 * share).toFixed(0)}%`;
     const ratio = (a, b) => `${(a / b).toFixed(2)}x`;
     return [
       { model: label, figure: `prefill tok/s (${prefillTokens})`, pagedlm: prefill[0].toFixed(1), 'llama.cpp': prefill[1].toFixed(1), ratio: ratio(prefill[0], prefill[1]) },
       { model: label, figure: `decode tok/s (${DECODE_TOKENS})`, pagedlm: decode[0].toFixed(2), 'llama.cpp': decode[1].toFixed(2), ratio: ratio(decode[0], decode[1]) },
-      { model: label, figure: `decode % of read floor (floor ${Math.min(...floors).toFixed(1)}-${Math.max(...floors).toFixed(1)} tok/s)`, pagedlm: pct(0), 'llama.cpp': pct(1), ratio: '' },
+      { model: label, figure: `decode % of read floor, paired (${FLOOR_PAIRS} x ${FLOOR_PAIR_TOKENS} tokens)`, pagedlm: pct(paired[0]), 'llama.cpp': pct(paired[1]), ratio: '' },
+      { model: label, figure: `decode % of read floor, ${DECODE_TOKENS}-token runs (floor ${Math.min(...floors).toFixed(1)}-${Math.max(...floors).toFixed(1)} tok/s)`, pagedlm: pct(median(ofFloor[0])), 'llama.cpp': pct(median(ofFloor[1])), ratio: '' },
       { model: label, figure: `2nd request TTFT ms (${prefixTokens}-token shared prefix)`, pagedlm: (ttft[0] * 1000).toFixed(0), 'llama.cpp': (ttft[1] * 1000).toFixed(0), ratio: ratio(ttft[1], ttft[0]) },
       { model: label, figure: `${STREAMS}-stream aggregate decode tok/s`, pagedlm: streams[0].toFixed(1), 'llama.cpp': streams[1].toFixed(1), ratio: ratio(streams[0], streams[1]) },
       { model: label, figure: `${STREAMS} streams vs 1 stream`, pagedlm: ratio(streams[0], decode[0]), 'llama.cpp': ratio(streams[1], decode[1]), ratio: '' },
@@ -278,7 +301,7 @@ async function main() {
   }
   await llamaCpp.llama.dispose();
   console.log(`\npagedlm vs llama.cpp (node-llama-cpp ${LLAMA_CPP_VERSION}, prebuilt CPU binary), ${os.cpus()[0].model}, ${threads} threads, KV f16 on both`);
-  console.log(`read floor: streaming-read bandwidth (${threads} threads, best of 3 passes over 512 MiB, measured before each decode run) / bytes one step reads; % = median of each run against its own floor`);
+  console.log(`read floor: streaming-read bandwidth (${threads} threads, passes over 512 MiB) / bytes one step reads. Paired: median over ${FLOOR_PAIRS} short decodes each judged against one pass right before it; ${DECODE_TOKENS}-token runs: median over runs each judged against the median of 5 passes before and 5 after it`);
   console.log(`median of ${runs} alternating runs (prefix and stream figures: ${Math.min(runs, 2)}); ratio = pagedlm / llama.cpp, for TTFT llama.cpp / pagedlm`);
   console.table(rows);
   console.log(`total ${((now() - started) / 60000).toFixed(1)} min`);

@@ -64,7 +64,8 @@ class Engine {
 
   /**
    * Measures this machine's streaming-read bandwidth (what bounds decode on a CPU) with `threads` threads
-   * reading a `megabytes` buffer `passes` times; resolves to { bytesPerSecond, bufferBytes, threads, passes }.
+   * reading a `megabytes` buffer `passes` times; resolves to { bytesPerSecond (the best pass),
+   * medianBytesPerSecond, bufferBytes, threads, passes }.
    * Decode tokens/s on the CPU can be at most bytesPerSecond / (model weight bytes + KV bytes read per token).
    */
   static measureReadBandwidth(options = {}) {

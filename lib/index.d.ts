@@ -284,7 +284,10 @@ export class Engine {
    * read a `megabytes` buffer (default 512) `passes` times (default 5); the best pass counts.
    */
   static measureReadBandwidth(options?: { threads?: number; megabytes?: number; passes?: number }): Promise<{
+    /** The best pass. */
     bytesPerSecond: number;
+    /** The median pass: on a shared machine, closer to what a run of seconds gets. */
+    medianBytesPerSecond: number;
     bufferBytes: number;
     threads: number;
     passes: number;

@@ -112,6 +112,7 @@ class BandwidthWorker final : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Object result = Napi::Object::New(Env());
     result.Set("bytesPerSecond", sample_.bytes_per_second);
+    result.Set("medianBytesPerSecond", sample_.median_bytes_per_second);
     result.Set("bufferBytes", static_cast<double>(sample_.buffer_bytes));
     result.Set("threads", sample_.threads);
     result.Set("passes", sample_.passes);

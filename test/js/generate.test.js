@@ -165,6 +165,8 @@ describe('Engine.measureReadBandwidth', () => {
     clearInterval(timer);
     expect(result).toMatchObject({ threads: 2, passes: 20, bufferBytes: 64 * 2 ** 20 });
     expect(result.bytesPerSecond).toBeGreaterThan(1e8);
+    expect(result.medianBytesPerSecond).toBeGreaterThan(1e8);
+    expect(result.medianBytesPerSecond).toBeLessThanOrEqual(result.bytesPerSecond);
     expect(ticks).toBeGreaterThan(0);
   });
 

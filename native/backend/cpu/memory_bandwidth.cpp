@@ -24,7 +24,7 @@ BandwidthSample measure_read_bandwidth(size_t buffer_bytes, int threads, int pas
   const CpuKernels& kernels = best_cpu_kernels();
   const size_t slice = (count + threads - 1) / threads;
   std::vector<float> sums(threads);  // kept, so that the reads cannot be optimized away
-  double best = 0;
+  std::vector<double> rates;
   for (int pass = 0; pass < passes; ++pass) {
     const auto start = std::chrono::steady_clock::now();
     pool.parallel_for(static_cast<size_t>(threads), [&](size_t task, size_t) {
@@ -32,11 +32,14 @@ BandwidthSample measure_read_bandwidth(size_t buffer_bytes, int threads, int pas
       sums[task] += kernels.read_sum(buffer + begin, std::min(count, begin + slice) - begin);
     });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    best = std::max(best, static_cast<double>(count * sizeof(float)) / seconds);
+    rates.push_back(static_cast<double>(count * sizeof(float)) / seconds);
   }
   volatile float sink = 0;
   for (float s : sums) sink = sink + s;
-  return BandwidthSample{best, count * sizeof(float), threads, passes};
+  std::sort(rates.begin(), rates.end());
+  const size_t middle = rates.size() / 2;
+  const double median = rates.size() % 2 == 1 ? rates[middle] : (rates[middle - 1] + rates[middle]) / 2;
+  return BandwidthSample{rates.back(), median, count * sizeof(float), threads, passes};
 }
 
 }  // namespace pagedlm

@@ -8,7 +8,8 @@
 namespace pagedlm {
 
 struct BandwidthSample {
-  double bytes_per_second;  // the best of the passes
+  double bytes_per_second;         // the best of the passes
+  double median_bytes_per_second;  // their median: on a shared machine, what a run of seconds typically gets
   size_t buffer_bytes;
   int threads;
   int passes;
