@@ -418,6 +418,33 @@ TEST_P(Kernels, BlockAttentionIsSoftmaxAttention) {
 
 // One position: attention's output is that V row, so every fp8 code read in place must come back as
 // fp8_e4m3_to_float gives it (subnormals, both zeros, the NaN codes), and int8 as value x scale.
+// Every exponent (a stride through the bit patterns), every midpoint between neighbouring fp16 values (where
+// rounding to nearest even decides), the subnormal, overflow and infinity edges; rows of 1-19 values so the
+// vector tail is covered.
+TEST_P(Kernels, F32ToF16RoundsAsFloatToFp16) {
+  if (GetParam()->f32_to_f16 == nullptr) GTEST_SKIP() << GetParam()->name << " converts with float_to_fp16 itself";
+  std::vector<float> values;
+  for (uint32_t i = 0; i < 65536; ++i) values.push_back(bits_to_float(i * 65537u));
+  for (uint32_t h = 0; h < 0x7c00u; ++h) {
+    const float midpoint = (fp16_to_float(static_cast<uint16_t>(h)) + fp16_to_float(static_cast<uint16_t>(h + 1))) / 2;
+    values.push_back(midpoint);
+    values.push_back(-midpoint);
+  }
+  for (float edge : {0.0f, -0.0f, 5.96e-8f, 2.98e-8f, 2.99e-8f, 6.1e-5f, 65504.0f, 65519.9f, 65520.0f, 1e9f, INFINITY, -INFINITY, NAN}) values.push_back(edge);
+  std::vector<uint16_t> out(values.size());
+  for (size_t begin = 0, n = 1; begin < values.size(); begin += n, n = n % 19 + 1) {
+    const size_t count = std::min(n, values.size() - begin);
+    GetParam()->f32_to_f16(values.data() + begin, out.data() + begin, static_cast<int>(count));
+  }
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (std::isnan(values[i])) {
+      EXPECT_TRUE((out[i] & 0x7c00u) == 0x7c00u && (out[i] & 0x3ffu) != 0) << "NaN stays NaN";
+      continue;
+    }
+    ASSERT_EQ(out[i], float_to_fp16(values[i])) << "value " << values[i] << " (bits " << std::hex << float_to_bits(values[i]) << ")";
+  }
+}
+
 TEST_P(Kernels, EncodedRowsReadAsTheyDecode) {
   const CpuKernels& k = *GetParam();
   if (k.attend_block_encoded == nullptr) GTEST_SKIP() << k.name << " decodes rows before attention";

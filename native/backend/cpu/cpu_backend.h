@@ -49,6 +49,8 @@ class CpuBackend final : public Backend {
   void attention_block(int layer, const ForwardBatch& batch, const TokenSlots& slots);
   void ffn_block(int layer, int n_tokens);
   void rope_and_store_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots);
+  // One K or V row (head_dim floats) into the pool in its dtype; `scale` receives int8/fp8 rows' scales.
+  void store_kv_row(const float* row, uint8_t* dst, float* scale);
   void attend(int layer, const ForwardBatch& batch);
   // Attention of tokens [first, end) of one sequence, for the query heads that share `kv_head`.
   void attend_chunk(size_t layer_offset, const BatchSequence& seq, int kv_head, int first, int end, float* scratch);

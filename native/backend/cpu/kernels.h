@@ -112,6 +112,9 @@ struct CpuKernels {
   void (*quantize_q8)(const float* x, int n, ActivationBlockQ8* out);
   // Likewise for Q4_K weights, in blocks of 256 (n a multiple of 256).
   void (*quantize_q8k)(const float* x, int n, ActivationBlockQ8K* out);
+  // Non-null where the CPU converts to fp16 itself (F16C): out[i] = float_to_fp16(x[i]), bit for bit except
+  // NaN payloads. Null: float_to_fp16 per value.
+  void (*f32_to_f16)(const float* x, uint16_t* out, int n);
 };
 
 // Whether `kernels` read `type` with `rows` x `cols` from a packed copy (whole groups of rows, whole chunks

@@ -124,7 +124,7 @@ void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int 
 }
 
 const CpuKernels& portable_kernels() {
-  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, nullptr, nullptr, nullptr, swiglu, exp_sum, read_sum, nullptr, nullptr, nullptr, nullptr};
+  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, nullptr, nullptr, nullptr, swiglu, exp_sum, read_sum, nullptr, nullptr, nullptr, nullptr, nullptr};
   return kernels;
 }
 

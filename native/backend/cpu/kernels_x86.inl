@@ -1301,6 +1301,20 @@ void attend_block_encoded(KvDtype dtype, const uint8_t* k, const uint8_t* v, con
   }
 }
 
+// Rounds to nearest even, as float_to_fp16 does; the tail goes through a zero-padded vector.
+void f32_to_f16(const float* x, uint16_t* out, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  }
+  if (i == n) return;
+  float tail[8] = {};
+  uint16_t halves[8];
+  std::memcpy(tail, x + i, sizeof(float) * (n - i));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(halves), _mm256_cvtps_ph(_mm256_loadu_ps(tail), _MM_FROUND_TO_NEAREST_INT));
+  std::memcpy(out + i, halves, sizeof(uint16_t) * (n - i));
+}
+
 float read_sum(const float* x, size_t n) {
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   size_t i = 0;
@@ -1341,7 +1355,7 @@ int packed_group_rows(TensorType type) {
 }  // namespace
 
 const CpuKernels& PAGEDLM_X86_TABLE() {
-  static const CpuKernels kernels{PAGEDLM_X86_AVX512 ? "avx512" : "avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, attend_block_f32, attend_block_f16, attend_block_encoded, swiglu, exp_sum, read_sum, pack_rows, packed_group_rows, quantize_q8, quantize_q8k};
+  static const CpuKernels kernels{PAGEDLM_X86_AVX512 ? "avx512" : "avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, attend_block_f32, attend_block_f16, attend_block_encoded, swiglu, exp_sum, read_sum, pack_rows, packed_group_rows, quantize_q8, quantize_q8k, f32_to_f16};
   return kernels;
 }
 

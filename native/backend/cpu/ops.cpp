@@ -5,8 +5,18 @@
 namespace pagedlm {
 
 void rms_norm(const float* x, const float* weight, float* out, int n, float eps) {
+  // Eight running sums (one per lane of a vector, so the compiler can vectorize the loop without
+  // reordering float additions), added in a fixed order. One running sum was a chain of n dependent
+  // additions: ~3 us per 2,048-wide row, on the engine thread while the pool's workers wait.
+  constexpr int kLanes = 8;
+  float lanes[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lanes[j] += x[i + j] * x[i + j];
+  }
   float sum = 0;
-  for (int i = 0; i < n; ++i) sum += x[i] * x[i];
+  for (float lane : lanes) sum += lane;
+  for (; i < n; ++i) sum += x[i] * x[i];
   const float scale = 1.0f / std::sqrt(sum / n + eps);
   for (int i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
 }
