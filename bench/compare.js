@@ -210,8 +210,8 @@ async function alternate(sides, measure, count = runs) {
 // so each 128-token decode run (seconds long) is judged against the median of 5 passes (~15 ms each) right
 // before it and 5 right after it: what the memory typically gave around the run.
 async function readBandwidth() {
-  const before = await Engine.measureReadBandwidth({ threads, megabytes: 512, passes: 5 });
-  return before.medianBytesPerSecond;
+  const sample = await Engine.measureReadBandwidth({ threads, megabytes: 512, passes: 5 });
+  return sample.medianBytesPerSecond;
 }
 
 // Decode as a percent of the floor from pairs measured in the same fraction of a second: one read pass, then

@@ -2,6 +2,8 @@
 // and weight types; prefill as one batch, token by token, and several sequences in one batch.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include "backend/cpu/cpu_backend.h"
 #include "support/synthetic_model.h"
 
@@ -95,6 +97,24 @@ TEST(ForwardKvTypes, F16KvStaysClose) {
   std::vector<float> logits(model->config().vocab_size);
   ASSERT_TRUE(backend->forward(batch, logits.data()).is_ok());
   EXPECT_LT(testing::normalized_error(logits.data(), ref[29]), 5e-3);
+}
+
+// The RAM check before allocating counts the packed copy of the weights too: a pool that would fit in RAM
+// only without that copy is refused with an error, not left to the OOM killer.
+TEST(CpuBackendMemory, PoolThatFitsOnlyWithoutTheWeightsCopyIsRefused) {
+  if (best_cpu_kernels().pack_rows == nullptr) GTEST_SKIP() << "the " << best_cpu_kernels().name << " kernels keep no packed copy";
+  std::vector<uint8_t> storage;
+  auto model = load_synthetic_model({}, storage);
+  const ModelConfig& c = model->config();
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 1, KvDtype::kF32};
+  const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  // The most blocks RAM holds: less than a block (8 KiB) to spare, and the packed copy is 15 matrices of at
+  // least a page each.
+  layout.num_blocks = static_cast<int32_t>(physical / layout.bytes_per_block());
+  auto backend = CpuBackend::create(model, layout, 1);
+  ASSERT_FALSE(backend.is_ok());
+  EXPECT_EQ(backend.status().code(), ErrorCode::kOutOfMemory);
+  EXPECT_NE(backend.status().message().find("packed copy of the weights"), std::string::npos) << backend.status().message();
 }
 
 }  // namespace

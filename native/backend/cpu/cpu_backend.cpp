@@ -24,16 +24,43 @@ constexpr int kTasksPerThread = 16;
 constexpr int kElementwiseChunk = 16384;
 // KV blocks that attention asks the memory for ahead of the one it reads.
 constexpr int kPrefetchBlocks = 2;
+
+// The matrices `kernels` read from a packed copy (kernels.h), in the order a step reads them.
+std::vector<const WeightMatrix*> packed_matrices(const LlamaModel& model, const CpuKernels& kernels) {
+  std::vector<const WeightMatrix*> matrices;
+  if (kernels.pack_rows == nullptr) return matrices;
+  for (const LayerWeights& l : model.layers()) {
+    for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrices.push_back(w);
+  }
+  matrices.push_back(&model.output());
+  std::erase_if(matrices, [&](const WeightMatrix* w) { return !can_interleave_rows(kernels, w->type, w->rows, w->cols); });
+  return matrices;
+}
+
+// A matrix's room in the packed arena: each copy starts on a page of its own, so the kernels' loads never
+// straddle two matrices.
+size_t packed_copy_bytes(const WeightMatrix& w) {
+  constexpr size_t kAlign = 4096;
+  return (static_cast<size_t>(w.rows) * w.row_bytes + kAlign - 1) / kAlign * kAlign;
+}
+
+size_t packed_arena_bytes(const LlamaModel& model, const CpuKernels& kernels) {
+  size_t total = 0;
+  for (const WeightMatrix* w : packed_matrices(model, kernels)) total += packed_copy_bytes(*w);
+  return total;
+}
 }  // namespace
 
 Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads) {
+  const size_t packed = packed_arena_bytes(*model, best_cpu_kernels());
   const auto too_big = [&] {
-    return Status(ErrorCode::kOutOfMemory, "cannot allocate a KV pool of " + std::to_string(layout.total_bytes() >> 20) +
-                                               " MiB: lower kvCache.blocks, kvCache.memory or contextLength");
+    const std::string beside = packed > 0 ? " beside the " + std::to_string((packed + (1 << 20) - 1) >> 20) + " MiB packed copy of the weights" : "";
+    return Status(ErrorCode::kOutOfMemory, "cannot allocate a KV pool of " + std::to_string(layout.total_bytes() >> 20) + " MiB" + beside +
+                                               ": lower kvCache.blocks, kvCache.memory or contextLength");
   };
-  // A pool larger than RAM would fill up and summon the OOM killer instead of an error.
+  // A pool (and weights copy) larger than RAM would fill up and summon the OOM killer instead of an error.
   const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
-  if (physical > 0 && layout.total_bytes() > physical) return too_big();
+  if (physical > 0 && layout.total_bytes() + packed > physical) return too_big();
   try {
     if (fault_armed("kv.allocate")) throw std::bad_alloc();
     return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(model), layout, threads));
@@ -63,24 +90,12 @@ CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout,
 }
 
 void CpuBackend::interleave_weights() {
-  if (kernels_.pack_rows == nullptr) return;
-  std::vector<const WeightMatrix*> matrices;
-  for (const LayerWeights& l : model_->layers()) {
-    for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrices.push_back(w);
-  }
-  matrices.push_back(&model_->output());
-  std::erase_if(matrices, [&](const WeightMatrix* w) { return !can_interleave_rows(kernels_, w->type, w->rows, w->cols); });
-  // Each copy starts on a page of its own: the kernels' loads never straddle two matrices.
-  constexpr size_t kAlign = 4096;
-  const auto copy_bytes = [](const WeightMatrix* w) { return (static_cast<size_t>(w->rows) * w->row_bytes + kAlign - 1) / kAlign * kAlign; };
-  size_t total = 0;
-  for (const WeightMatrix* w : matrices) total += copy_bytes(w);
-  packed_weights_ = HugePageBuffer(total);
+  packed_weights_ = HugePageBuffer(packed_arena_bytes(*model_, kernels_));
   uint8_t* next = packed_weights_.data();
-  for (const WeightMatrix* w : matrices) {
+  for (const WeightMatrix* w : packed_matrices(*model_, kernels_)) {
     interleaved_[w] = next;
     pack_matrix(*w, next);
-    next += copy_bytes(w);
+    next += packed_copy_bytes(*w);
   }
 }
 

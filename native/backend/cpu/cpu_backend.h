@@ -57,7 +57,8 @@ class CpuBackend final : public Backend {
   // One block's K/V rows (pool elements, or floats when `decoded`) for one token's query rows.
   void attend_rows(const uint8_t* k, const uint8_t* v, bool decoded, int n, const AttentionRows& rows, float* scores) const;
   void output_logits(const ForwardBatch& batch, float* logits);
-  // Copies every matrix the kernels read faster interleaved (kernels.h) into interleaved_.
+  // Copies every matrix the kernels read faster interleaved (kernels.h) into packed_weights_, and points
+  // interleaved_ at each copy.
   void interleave_weights();
   // Copies w's rows into the kernels' packed layout at `out` (w.rows x w.row_bytes), on all threads.
   void pack_matrix(const WeightMatrix& w, uint8_t* out);
