@@ -44,15 +44,15 @@ size_t packed_copy_bytes(const WeightMatrix& w) {
   return (static_cast<size_t>(w.rows) * w.row_bytes + kAlign - 1) / kAlign * kAlign;
 }
 
-size_t packed_arena_bytes(const LlamaModel& model, const CpuKernels& kernels) {
+size_t packed_arena_bytes(const std::vector<const WeightMatrix*>& matrices) {
   size_t total = 0;
-  for (const WeightMatrix* w : packed_matrices(model, kernels)) total += packed_copy_bytes(*w);
+  for (const WeightMatrix* w : matrices) total += packed_copy_bytes(*w);
   return total;
 }
 }  // namespace
 
 Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads) {
-  const size_t packed = packed_arena_bytes(*model, best_cpu_kernels());
+  const size_t packed = packed_arena_bytes(packed_matrices(*model, best_cpu_kernels()));
   const auto too_big = [&] {
     const std::string beside = packed > 0 ? " beside the " + std::to_string((packed + (1 << 20) - 1) >> 20) + " MiB packed copy of the weights" : "";
     return Status(ErrorCode::kOutOfMemory, "cannot allocate a KV pool of " + std::to_string(layout.total_bytes() >> 20) + " MiB" + beside +
@@ -90,9 +90,10 @@ CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout,
 }
 
 void CpuBackend::interleave_weights() {
-  packed_weights_ = HugePageBuffer(packed_arena_bytes(*model_, kernels_));
+  const std::vector<const WeightMatrix*> matrices = packed_matrices(*model_, kernels_);
+  packed_weights_ = HugePageBuffer(packed_arena_bytes(matrices));
   uint8_t* next = packed_weights_.data();
-  for (const WeightMatrix* w : packed_matrices(*model_, kernels_)) {
+  for (const WeightMatrix* w : matrices) {
     interleaved_[w] = next;
     pack_matrix(*w, next);
     next += packed_copy_bytes(*w);
