@@ -233,6 +233,7 @@ async function streamResponse(res, start, { id, kind, model, includeUsage, n, st
   // the generation is aborted and the connection dropped.
   let stall = null;
   const send = (payload) => {
+    if (res.destroyed) return; // the client is gone: its close already aborted the generation
     if (res.write(`data: ${JSON.stringify(payload)}\n\n`) || stall) return;
     stall = setTimeout(() => {
       abort();

