@@ -100,11 +100,15 @@ void row_all_tokens(const Row& w, const MatmulArgs& a, int t_begin, int t_end, i
 }
 
 // Packed weights are one sequential stream per tile. Once a tile does real work per cache line, the hardware
-// prefetchers alone leave too few lines in flight to hide DRAM latency, so the tiles ask for lines ahead
-// themselves. The float and Q8_0-lanes tiles ask into L2 from 8 KB ahead: on one Zen 4 thread that took the
-// 4-token F16 tile from 21 to 42 GMAC/s and 1-token Q8_0 from 25 to 40-50 GB/s against asking into L1 from
-// 2 KB ahead (which, further out, evicts lines still in use). The Q4_K-lanes and 4-row Q8_0 tiles measured
-// no better that way and keep the near L1 form.
+// prefetchers alone leave too few lines in flight to hide DRAM latency, so the multi-token tiles ask for
+// lines ahead themselves. The float and Q8_0-lanes tiles ask into L2 from 8 KB ahead: on one Zen 4 thread
+// that took the 4-token F16 tile from 21 to 42 GMAC/s against asking into L1 from 2 KB ahead (which, further
+// out, evicts lines still in use); the 4-token Q6_K-lanes tile streams 25% faster with its near L1 form.
+// The one-token lanes tiles (Q8_0, Q4_K, Q6_K), which decode runs, ask for nothing: with two threads
+// streaming one step's rounds, both at 35 GB/s and at 60 GB/s of read bandwidth, they kept up with a plain
+// read (96-101%) without software prefetches and fell to 67% (Q8_0), 79% (Q6_K) and 85-89% (Q4_K) of it
+// at 60 GB/s with them: a prefetch per line costs a load slot and a miss buffer the hardware stream
+// prefetcher would have used better.
 inline void prefetch_far(const void* at) { _mm_prefetch(static_cast<const char*>(at) + 8192, _MM_HINT_T1); }
 inline void prefetch_near(const void* at) { _mm_prefetch(static_cast<const char*>(at) + 2048, _MM_HINT_T0); }
 
@@ -311,7 +315,9 @@ void tile_q8_lanes(const LaneBlockQ8* w, const MatmulArgs& a, int t, int r) {
   for (int j = 0; j < T; ++j) x[j] = a.xq + static_cast<size_t>(t + j) * blocks;
   for (int b = 0; b < blocks; ++b) {
     const LaneBlockQ8& block = w[b];
-    for (int line = 0; line < 9; ++line) prefetch_far(reinterpret_cast<const char*>(&block) + 64 * line);
+    if constexpr (T > 1) {
+      for (int line = 0; line < 9; ++line) prefetch_far(reinterpret_cast<const char*>(&block) + 64 * line);
+    }
     __m512i dots[T];
     for (int j = 0; j < T; ++j) dots[j] = _mm512_set1_epi32(x[j][b].unsigned_offset);
     for (int q = 0; q < static_cast<int>(kQ8BlockElements / 4); ++q) {
@@ -474,13 +480,25 @@ inline __m512i broadcast4(const int8_t* four) {
   return _mm512_set1_epi32(v);
 }
 
+// acc += u8 lanes of `w` x the 4 int8 at `four` broadcast to every lane, the broadcast folded into the
+// instruction's memory operand ({1to16}): GCC 12 keeps a separate vpbroadcastd for broadcast4.
+inline __m512i dpbusd_broadcast(__m512i acc, __m512i w, const int8_t* four) {
+  using Aliased = int32_t __attribute__((may_alias, aligned(1)));
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const Aliased*>(four)));
+  return acc;
+}
+
 // 16 rows x T tokens of packed Q4_K: per sub-block pair, 16 vpdpbusd per token and two multiplies by the
 // sub-block scales; per super-block, 4 vpdpbusd per token for the minimums and the float work of
-// tile_q4k_4xT, once per 16 rows.
+// tile_q4k_4xT, once per 16 rows. The high nibbles multiply in place (16 x their value, one AND instead of a
+// shift and an AND: a third fewer operations per weight byte, which one-token decode is bound by when the
+// memory is fast); the low ones' scales carry the same factor 16, divided out of the integer total
+// exactly. |16 x total| stays below 2^29: 16 x 8 sub-blocks x 63 x 32 x 15 x 128.
 template <int T>
 void tile_q4k_lanes(const LaneBlockQ4K* w, const MatmulArgs& a, int t, int r) {
   const int super_blocks = a.cols / static_cast<int>(kQKElements);
   const __m512i low6 = _mm512_set1_epi8(0x3f), low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(0x03), byte = _mm512_set1_epi32(0xff);
+  const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xf0));
   __m512 acc[T];
   for (auto& v : acc) v = _mm512_setzero_ps();
   for (int sb = 0; sb < super_blocks; ++sb) {
@@ -497,26 +515,29 @@ void tile_q4k_lanes(const LaneBlockQ4K* w, const MatmulArgs& a, int t, int r) {
     __m512i totals[T];
     for (auto& v : totals) v = _mm512_setzero_si512();
     for (int pair = 0; pair < 4; ++pair) {
-      for (int line = 0; line < 8; ++line) prefetch_near(reinterpret_cast<const char*>(block.nibbles[pair]) + 64 * line);
-      __m512i even[T], odd[T];
-      for (int j = 0; j < T; ++j) even[j] = odd[j] = _mm512_setzero_si512();
+      if constexpr (T > 1) {
+        for (int line = 0; line < 8; ++line) prefetch_near(reinterpret_cast<const char*>(block.nibbles[pair]) + 64 * line);
+      }
+      __m512i even[T], odd16[T];
+      for (int j = 0; j < T; ++j) even[j] = odd16[j] = _mm512_setzero_si512();
       for (int q = 0; q < 8; ++q) {
         const __m512i packed = _mm512_loadu_si512(block.nibbles[pair][q]);
         const __m512i lo = _mm512_and_si512(packed, low4);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low4);
+        const __m512i hi16 = _mm512_and_si512(packed, high4);
         for (int j = 0; j < T; ++j) {
-          even[j] = _mm512_dpbusd_epi32(even[j], lo, broadcast4(x[j]->values + 64 * pair + 4 * q));
-          odd[j] = _mm512_dpbusd_epi32(odd[j], hi, broadcast4(x[j]->values + 64 * pair + 32 + 4 * q));
+          even[j] = dpbusd_broadcast(even[j], lo, x[j]->values + 64 * pair + 4 * q);
+          odd16[j] = dpbusd_broadcast(odd16[j], hi16, x[j]->values + 64 * pair + 32 + 4 * q);
         }
       }
       const __m512i scales = pair < 2 ? sc_low : sc_high;
       const int shift = 16 * (pair % 2);
-      const __m512i sc_even = _mm512_and_si512(_mm512_srli_epi32(scales, shift), byte);
+      const __m512i sc_even16 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(scales, shift), byte), 4);
       const __m512i sc_odd = _mm512_and_si512(_mm512_srli_epi32(scales, shift + 8), byte);
       for (int j = 0; j < T; ++j) {
-        totals[j] = _mm512_add_epi32(totals[j], _mm512_add_epi32(_mm512_mullo_epi32(even[j], sc_even), _mm512_mullo_epi32(odd[j], sc_odd)));
+        totals[j] = _mm512_add_epi32(totals[j], _mm512_add_epi32(_mm512_mullo_epi32(even[j], sc_even16), _mm512_mullo_epi32(odd16[j], sc_odd)));
       }
     }
+    for (int j = 0; j < T; ++j) totals[j] = _mm512_srai_epi32(totals[j], 4);
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.d)));
     const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.dmin)));
     for (int j = 0; j < T; ++j) {
@@ -720,7 +741,9 @@ void tile_q6k_lanes(const LaneBlockQ6K* w, const MatmulArgs& a, int t, int r) {
     for (auto& v : totals) v = _mm512_setzero_si512();
     for (int s = 0; s < 16; ++s) {
       const LaneSubBlockQ6K& sub = block.sub_blocks[s];
-      for (int line = 0; line < 3; ++line) prefetch_near(reinterpret_cast<const char*>(&sub) + 64 * line);
+      if constexpr (T > 1) {
+        for (int line = 0; line < 3; ++line) prefetch_near(reinterpret_cast<const char*>(&sub) + 64 * line);
+      }
       const __m512i n0 = _mm512_loadu_si512(sub.nibbles[0]), n1 = _mm512_loadu_si512(sub.nibbles[1]);
       const __m512i h = _mm512_loadu_si512(sub.high);
       const __m512i sets[4] = {
