@@ -589,10 +589,10 @@ void tile_q4k_lanes(const LaneBlockQ4K* w, const MatmulArgs& a, int t, int r) {
     const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.dmin)));
     for (int j = 0; j < T; ++j) {
       // sum of m_s x sums_s = 128 x (m . sums_high) + (m . sums_low), four sub-blocks per vpdpbusd.
-      __m512i high = _mm512_dpbusd_epi32(_mm512_setzero_si512(), m_low, broadcast4(x[j]->sums_high));
-      high = _mm512_dpbusd_epi32(high, m_high, broadcast4(x[j]->sums_high + 4));
-      __m512i low = _mm512_dpbusd_epi32(_mm512_setzero_si512(), m_low, broadcast4(x[j]->sums_low));
-      low = _mm512_dpbusd_epi32(low, m_high, broadcast4(x[j]->sums_low + 4));
+      __m512i high = dpbusd_broadcast(_mm512_setzero_si512(), m_low, x[j]->sums_high);
+      high = dpbusd_broadcast(high, m_high, x[j]->sums_high + 4);
+      __m512i low = dpbusd_broadcast(_mm512_setzero_si512(), m_low, x[j]->sums_low);
+      low = dpbusd_broadcast(low, m_high, x[j]->sums_low + 4);
       const __m512i mins = _mm512_add_epi32(_mm512_slli_epi32(high, 7), low);
       const __m512 x_scale = _mm512_set1_ps(x[j]->scale);
       acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(totals[j]), _mm512_mul_ps(d, x_scale), acc[j]);
