@@ -330,6 +330,14 @@ void matmul_q8(const MatmulArgs& a, int row_begin, int row_end) {
 // multiplies 4 values of all 16 rows by the same 4 activations (broadcast), so a block's 16 dot products
 // end in the 16 int32 lanes of one register: no horizontal sums, and the float work of a block is done
 // once per 16 rows. Started from the activation block's unsigned_offset, the lanes hold the signed dots.
+// acc += u8 lanes of `w` x the 4 int8 at `four` broadcast to every lane, the broadcast folded into the
+// instruction's memory operand ({1to16}): from _mm512_set1_epi32 GCC 12 emits a separate vpbroadcastd.
+inline __m512i dpbusd_broadcast(__m512i acc, __m512i w, const int8_t* four) {
+  using Aliased = int32_t __attribute__((may_alias, aligned(1)));
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const Aliased*>(four)));
+  return acc;
+}
+
 constexpr int kLaneRows = 16;
 struct LaneBlockQ8 {
   uint16_t scales[kLaneRows];
@@ -369,11 +377,7 @@ void tile_q8_lanes(const LaneBlockQ8* w, const MatmulArgs& a, int t, int r) {
     for (int j = 0; j < T; ++j) dots[j] = _mm512_set1_epi32(x[j][b].unsigned_offset);
     for (int q = 0; q < static_cast<int>(kQ8BlockElements / 4); ++q) {
       const __m512i wv = _mm512_loadu_si512(block.quads[q]);
-      for (int j = 0; j < T; ++j) {
-        int32_t four;
-        std::memcpy(&four, x[j][b].values + 4 * q, sizeof(four));
-        dots[j] = _mm512_dpbusd_epi32(dots[j], wv, _mm512_set1_epi32(four));
-      }
+      for (int j = 0; j < T; ++j) dots[j] = dpbusd_broadcast(dots[j], wv, x[j][b].values + 4 * q);
     }
     const __m512 w_scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.scales)));
     for (int j = 0; j < T; ++j) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots[j]), _mm512_mul_ps(w_scale, _mm512_set1_ps(x[j][b].scale)), acc[j]);
@@ -519,20 +523,6 @@ void pack_q4k_lanes(const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst
       }
     }
   }
-}
-
-inline __m512i broadcast4(const int8_t* four) {
-  int32_t v;
-  std::memcpy(&v, four, sizeof(v));
-  return _mm512_set1_epi32(v);
-}
-
-// acc += u8 lanes of `w` x the 4 int8 at `four` broadcast to every lane, the broadcast folded into the
-// instruction's memory operand ({1to16}): GCC 12 keeps a separate vpbroadcastd for broadcast4.
-inline __m512i dpbusd_broadcast(__m512i acc, __m512i w, const int8_t* four) {
-  using Aliased = int32_t __attribute__((may_alias, aligned(1)));
-  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const Aliased*>(four)));
-  return acc;
 }
 
 // 16 rows x T tokens of packed Q4_K: per sub-block pair, 16 vpdpbusd per token and two multiplies by the
@@ -802,7 +792,7 @@ void tile_q6k_lanes(const LaneBlockQ6K* w, const MatmulArgs& a, int t, int r) {
       const __m512i scale = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block.scales[s])));
       for (int j = 0; j < T; ++j) {
         __m512i dot = _mm512_set1_epi32(x[j]->q6_offsets[s]);
-        for (int set = 0; set < 4; ++set) dot = _mm512_dpbusd_epi32(dot, sets[set], broadcast4(x[j]->values + 16 * s + 4 * set));
+        for (int set = 0; set < 4; ++set) dot = dpbusd_broadcast(dot, sets[set], x[j]->values + 16 * s + 4 * set);
         totals[j] = _mm512_add_epi32(totals[j], _mm512_mullo_epi32(dot, scale));
       }
     }
