@@ -52,7 +52,8 @@ size_t packed_arena_bytes(const std::vector<const WeightMatrix*>& matrices) {
 }  // namespace
 
 Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads) {
-  const size_t packed = packed_arena_bytes(packed_matrices(*model, best_cpu_kernels()));
+  const std::vector<const WeightMatrix*> matrices = packed_matrices(*model, best_cpu_kernels());
+  const size_t packed = packed_arena_bytes(matrices);
   const auto too_big = [&] {
     const std::string beside = packed > 0 ? " beside the " + std::to_string((packed + (1 << 20) - 1) >> 20) + " MiB packed copy of the weights" : "";
     return Status(ErrorCode::kOutOfMemory, "cannot allocate a KV pool of " + std::to_string(layout.total_bytes() >> 20) + " MiB" + beside +
@@ -63,7 +64,7 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Lla
   if (physical > 0 && layout.total_bytes() + packed > physical) return too_big();
   try {
     if (fault_armed("kv.allocate")) throw std::bad_alloc();
-    return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(model), layout, threads));
+    return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(model), layout, threads, matrices));
   } catch (const std::bad_alloc&) {
     return too_big();
   } catch (const std::length_error&) {
@@ -71,7 +72,7 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Lla
   }
 }
 
-CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads)
+CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, const std::vector<const WeightMatrix*>& packed)
     : model_(std::move(model)), config_(model_->config()), layout_(layout), pool_(threads), kernels_(best_cpu_kernels()) {
   kv_element_bytes_ = kv_dtype_bytes(layout_.dtype);
   const size_t elements = static_cast<size_t>(layout_.num_layers) * layout_.layer_elements();
@@ -86,11 +87,10 @@ CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout,
   const size_t query_rows = static_cast<size_t>(kQueryChunk) * (config_.n_heads / config_.n_kv_heads);
   const size_t attention = query_rows * (config_.head_dim + 2) + static_cast<size_t>(layout_.block_size) * (2 * config_.head_dim + 1);
   attention_scratch_.assign(pool_.size(), std::vector<float>(attention));
-  interleave_weights();
+  interleave_weights(packed);
 }
 
-void CpuBackend::interleave_weights() {
-  const std::vector<const WeightMatrix*> matrices = packed_matrices(*model_, kernels_);
+void CpuBackend::interleave_weights(const std::vector<const WeightMatrix*>& matrices) {
   packed_weights_ = HugePageBuffer(packed_arena_bytes(matrices));
   uint8_t* next = packed_weights_.data();
   for (const WeightMatrix* w : matrices) {

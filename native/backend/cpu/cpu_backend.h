@@ -34,7 +34,8 @@ class CpuBackend final : public Backend {
   const char* kernels_name() const { return kernels_.name; }
 
  private:
-  CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads);
+  // `packed`: the matrices the kernels read from a packed copy (kernels.h), in the order a step reads them.
+  CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, const std::vector<const WeightMatrix*>& packed);
   // Visits each contiguous piece of one block's storage (K, V, and their scales, per layer) in a fixed order.
   template <typename Visit>
   void for_each_block_piece(BlockId block, Visit visit) const;
@@ -57,9 +58,8 @@ class CpuBackend final : public Backend {
   // One block's K/V rows (pool elements, or floats when `decoded`) for one token's query rows.
   void attend_rows(const uint8_t* k, const uint8_t* v, bool decoded, int n, const AttentionRows& rows, float* scores) const;
   void output_logits(const ForwardBatch& batch, float* logits);
-  // Copies every matrix the kernels read faster interleaved (kernels.h) into packed_weights_, and points
-  // interleaved_ at each copy.
-  void interleave_weights();
+  // Copies each of `matrices` into packed_weights_ in the kernels' layout, and points interleaved_ at each copy.
+  void interleave_weights(const std::vector<const WeightMatrix*>& matrices);
   // Copies w's rows into the kernels' packed layout at `out` (w.rows x w.row_bytes), on all threads.
   void pack_matrix(const WeightMatrix& w, uint8_t* out);
   // Each token's row of x ([n_tokens][cols]) quantized into `out` by a kernel-table quantizer, in parallel.

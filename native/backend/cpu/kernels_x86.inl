@@ -126,6 +126,15 @@ void row_all_tokens(const Row& w, const MatmulArgs& a, int t_begin, int t_end, i
 inline void prefetch_far(const void* at) { _mm_prefetch(static_cast<const char*>(at) + 8192, _MM_HINT_T1); }
 inline void prefetch_near(const void* at) { _mm_prefetch(static_cast<const char*>(at) + 2048, _MM_HINT_T0); }
 
+// One row's dot product from its vector sum: the horizontal sum, then the columns from `tail` on (fewer than
+// 8) one by one.
+template <typename Row>
+inline float finish_row(const Row& row, __m256 acc, int tail, int cols, const float* x) {
+  float sum = hsum(acc);
+  for (int c = tail; c < cols; ++c) sum += row.at(c) * x[c];
+  return sum;
+}
+
 // A 4-row x T-token tile: 4T accumulators, and each weight vector converted once per T tokens while each
 // activation vector is loaded once per 4 rows, so the inner loop is bound by FMAs, not loads. At T = 3 it
 // uses all 16 ymm registers of AVX2: 12 sums, 3 activations, 1 weight. Each (row, token) sum runs the same
@@ -150,11 +159,7 @@ void tile_4xT(const Row* w, const MatmulArgs& a, int t, int r) {
     }
   }
   for (int k = 0; k < R; ++k) {
-    for (int j = 0; j < T; ++j) {
-      float sum = hsum(acc[k][j]);
-      for (int c = i; c < a.cols; ++c) sum += w[k].at(c) * x[j][c];
-      a.y[static_cast<size_t>(t + j) * a.y_stride + r + k] = sum;
-    }
+    for (int j = 0; j < T; ++j) a.y[static_cast<size_t>(t + j) * a.y_stride + r + k] = finish_row(w[k], acc[k][j], i, a.cols, x[j]);
   }
 }
 
@@ -175,11 +180,7 @@ void tile_4x1_wide(const Row* w, const MatmulArgs& a, int t, int r) {
   }
   const auto high = [](__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); };
   const __m256 acc[4] = {_mm512_castps512_ps256(rows01), high(rows01), _mm512_castps512_ps256(rows23), high(rows23)};
-  for (int k = 0; k < 4; ++k) {
-    float sum = hsum(acc[k]);
-    for (int c = i; c < a.cols; ++c) sum += w[k].at(c) * x[c];
-    a.y[static_cast<size_t>(t) * a.y_stride + r + k] = sum;
-  }
+  for (int k = 0; k < 4; ++k) a.y[static_cast<size_t>(t) * a.y_stride + r + k] = finish_row(w[k], acc[k], i, a.cols, x);
 }
 #endif
 
