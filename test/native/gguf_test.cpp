@@ -246,7 +246,7 @@ TEST(GgufMalformed, HostileTensors) {
   expect_error(huge.build(), "outside the file");
 
   auto bytes = valid_file();
-  bytes.resize(bytes.size() - 1);  // the last tensor loses its last byte
+  bytes.pop_back();  // the last tensor loses its last byte
   expect_error(bytes, "data lies outside the file");
 
   GgufWriter duplicate;
