@@ -24,6 +24,9 @@ class MappedFile {
 
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  // Bytes of the process's own memory this file holds: its size for a heap copy, 0 when mapped (the page
+  // cache holds those, and gives them back under pressure).
+  size_t heap_bytes() const { return heap_ ? size_ : 0; }
   // Lets the kernel drop the resident pages of [begin, begin + bytes) (whole pages inside it) from this
   // process; they are read back from the file if touched again. Nothing for heap copies or parsed buffers.
   // For weights a backend has copied into its own layout: the model's memory is not counted twice.

@@ -72,7 +72,8 @@ class GgufFile {
   Result<std::vector<float>> get_float_array(std::string_view key) const;
   Result<std::vector<int32_t>> get_int_array(std::string_view key) const;
 
-  // See MappedFile::drop_resident_pages.
+  // See MappedFile::heap_bytes and MappedFile::drop_resident_pages.
+  size_t heap_bytes() const { return file_.heap_bytes(); }
   void drop_resident_pages(const uint8_t* begin, size_t bytes) const { file_.drop_resident_pages(begin, bytes); }
 
  private:

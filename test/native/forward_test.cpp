@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+
 #include "backend/cpu/cpu_backend.h"
 #include "support/synthetic_model.h"
 
@@ -115,6 +117,34 @@ TEST(CpuBackendMemory, PoolThatFitsOnlyWithoutTheWeightsCopyIsRefused) {
   ASSERT_FALSE(backend.is_ok());
   EXPECT_EQ(backend.status().code(), ErrorCode::kOutOfMemory);
   EXPECT_NE(backend.status().message().find("packed copy of the weights"), std::string::npos) << backend.status().message();
+}
+
+// With mmap: false the model file stays in the heap beside the packed copy: the RAM check counts it too.
+TEST(CpuBackendMemory, PoolThatFitsOnlyWithoutTheHeapCopyOfTheModelIsRefused) {
+  const std::string path = testing::write_synthetic_model({}, "heap_copy_ram_check.gguf");
+  auto file = GgufFile::open(path, /*map=*/false);
+  ASSERT_TRUE(file.is_ok()) << file.status().message();
+  const size_t heap = file.value().heap_bytes();
+  ASSERT_GT(heap, 0u);
+  auto model = LlamaModel::load(file.take());
+  ASSERT_TRUE(model.is_ok()) << model.status().message();
+  const ModelConfig& c = model.value()->config();
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 1, KvDtype::kF32};
+  size_t packed = 0;
+  {
+    auto small = CpuBackend::create(model.value(), layout, 1);
+    ASSERT_TRUE(small.is_ok()) << small.status().message();
+    packed = small.value()->packed_weight_bytes();
+  }
+  // A pool that fits beside the packed copy with half the heap copy to spare, but not beside both.
+  ASSERT_GT(heap / 2, 2 * layout.bytes_per_block());
+  const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  layout.num_blocks = static_cast<int32_t>((physical - packed - heap / 2) / layout.bytes_per_block());
+  auto backend = CpuBackend::create(model.value(), layout, 1);
+  ASSERT_FALSE(backend.is_ok());
+  EXPECT_EQ(backend.status().code(), ErrorCode::kOutOfMemory);
+  EXPECT_NE(backend.status().message().find("heap copy of the model file"), std::string::npos) << backend.status().message();
+  std::remove(path.c_str());
 }
 
 }  // namespace

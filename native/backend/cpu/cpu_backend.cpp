@@ -54,14 +54,20 @@ size_t packed_arena_bytes(const std::vector<const WeightMatrix*>& matrices) {
 Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads) {
   const std::vector<const WeightMatrix*> matrices = packed_matrices(*model, best_cpu_kernels());
   const size_t packed = packed_arena_bytes(matrices);
+  // A model loaded with mmap: false stays in the heap beside its packed copy.
+  const size_t model_heap = model->gguf().heap_bytes();
   const auto too_big = [&] {
-    const std::string beside = packed > 0 ? " beside the " + std::to_string((packed + (1 << 20) - 1) >> 20) + " MiB packed copy of the weights" : "";
-    return Status(ErrorCode::kOutOfMemory, "cannot allocate a KV pool of " + std::to_string(layout.total_bytes() >> 20) + " MiB" + beside +
-                                               ": lower kvCache.blocks, kvCache.memory or contextLength");
+    const auto mib = [](size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; };
+    std::string beside;
+    if (packed > 0) beside += " the " + mib(packed) + " packed copy of the weights";
+    if (model_heap > 0) beside += std::string(packed > 0 ? " and" : "") + " the " + mib(model_heap) + " heap copy of the model file (mmap: false)";
+    return Status(ErrorCode::kOutOfMemory, "cannot allocate a KV pool of " + std::to_string(layout.total_bytes() >> 20) + " MiB" +
+                                               (beside.empty() ? "" : " beside" + beside) + ": lower kvCache.blocks, kvCache.memory or contextLength" +
+                                               (model_heap > 0 ? ", or load with mmap: true" : ""));
   };
-  // A pool (and weights copy) larger than RAM would fill up and summon the OOM killer instead of an error.
+  // A pool (and weights copies) larger than RAM would fill up and summon the OOM killer instead of an error.
   const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
-  if (physical > 0 && layout.total_bytes() + packed > physical) return too_big();
+  if (physical > 0 && layout.total_bytes() + packed + model_heap > physical) return too_big();
   try {
     if (fault_armed("kv.allocate")) throw std::bad_alloc();
     return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(model), layout, threads, matrices));

@@ -31,6 +31,8 @@ class CpuBackend final : public Backend {
   void copy_block(BlockId from, BlockId to) override;
 
   int threads() const { return static_cast<int>(pool_.size()); }
+  // Bytes of the packed copy of the weights the kernels read (0 where they read the model's rows).
+  size_t packed_weight_bytes() const { return packed_weights_.size(); }
   const char* kernels_name() const { return kernels_.name; }
 
  private:
