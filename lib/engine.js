@@ -186,7 +186,8 @@ class Engine {
   #submit(promptIds, params, request) {
     const id = ++this.#nextId;
     try {
-      this.#native.submit(id, promptIds, params);
+      // Token events only for a request that streams them: the others' steps do not wake the event loop.
+      this.#native.submit(id, promptIds, { ...params, streamTokens: typeof request.onToken === 'function' });
     } catch (error) {
       throw fromNative(error);
     }

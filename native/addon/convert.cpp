@@ -106,6 +106,7 @@ GenerateParams generate_params(const Napi::Object& o) {
   if (o.Has("stopTokens") && !o.Get("stopTokens").IsUndefined()) p.stop_tokens = int_array(o.Get("stopTokens"), "stopTokens");
   p.ignore_eos = optional_bool(o, "ignoreEos").value_or(false);
   p.pin = optional_bool(o, "pin").value_or(false);
+  p.stream_tokens = optional_bool(o, "streamTokens").value_or(true);
   const Napi::Value salt = o.Get("cacheSalt");
   if (salt.IsString()) p.cache_salt = salt_id(salt.As<Napi::String>().Utf8Value());
   SamplingParams& s = p.sampling;

@@ -469,7 +469,7 @@ void Engine::handle_token(Sequence& seq, int32_t token, std::vector<EngineEvent>
   const bool at_length = seq.num_generated() >= seq.params.max_tokens || static_cast<int32_t>(seq.tokens.size()) >= info_.context_length;
   if (at_length && !stopped) ev.text += seq.text.finish();  // the last token carries whatever was held back
   seq.generated_text += ev.text;
-  events.push_back(std::move(ev));
+  if (seq.params.stream_tokens) events.push_back(std::move(ev));
   if (stopped) {
     finish(seq, FinishReason::kStop, events);
   } else if (at_length) {

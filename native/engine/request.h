@@ -20,6 +20,10 @@ struct GenerateParams {
   bool ignore_eos = false;
   uint64_t cache_salt = 0;  // requests share cached prefixes only with requests of the same salt
   bool pin = false;         // at the end, keep the prompt's full blocks resident until Engine::unpin(id)
+  // A kToken event per generated token. Without them only the kFinished event (text and tokens) comes: a
+  // client that does not stream is not woken once per token (on a machine whose every core computes, each
+  // wake-up takes a core from the step).
+  bool stream_tokens = true;
   SamplingParams sampling;
 };
 

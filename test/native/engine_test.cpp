@@ -111,6 +111,24 @@ TEST(Engine, StopStringEndsGenerationAndIsNotEmitted) {
   EXPECT_EQ(streamed, done.text);
 }
 
+// A request that does not stream gets its finished event alone, with the text and tokens a streamed one gets.
+TEST(Engine, WithoutStreamTokensOnlyTheFinishedEventComes) {
+  PAGEDLM_REQUIRE_SHARED_MODEL(path, "aidreams260K.gguf");
+  Fixture f(path);
+  const std::vector<int32_t> prompt = f.engine->tokenizer().encode("A neural network");
+  GenerateParams p = f.greedy(40);
+  p.stop_strings = {"Dimensions"};
+  const EngineEvent streamed = f.run(prompt, p);
+  p.stream_tokens = false;
+  const EngineEvent quiet = f.run(prompt, p);
+  ASSERT_EQ(quiet.kind, EngineEvent::Kind::kFinished) << quiet.error.message();
+  EXPECT_EQ(quiet.text, streamed.text);
+  EXPECT_EQ(quiet.tokens, streamed.tokens);
+  EXPECT_EQ(quiet.finish_reason, FinishReason::kStop);
+  EXPECT_GT(f.events.events(1).size(), 2u);
+  ASSERT_EQ(f.events.events(2).size(), 1u);
+}
+
 TEST(Engine, StopTokenEndsGeneration) {
   PAGEDLM_REQUIRE_SHARED_MODEL(path, "aidreams260K.gguf");
   Fixture f(path);
