@@ -160,6 +160,12 @@ export interface EngineInfo {
   gpu: string | null;
   /** Device memory the weights take (0 on the CPU). */
   gpuWeightBytes: number;
+  /** RAM the CPU backend's packed copy of the matmul weights takes (0 on CUDA, and with the portable kernels,
+   *  which read the model's own rows). */
+  cpuWeightBytes: number;
+  /** RAM the model file itself takes when loaded with mmap: false (0 when memory-mapped: the page cache holds
+   *  it, and with a packed copy only its embedding rows stay resident). */
+  modelHeapBytes: number;
   /** The CPU kernels chosen at run time ('' on the CUDA backend). */
   cpuKernels: 'avx512' | 'avx2' | 'portable' | '';
   threads: number;

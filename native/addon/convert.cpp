@@ -151,6 +151,8 @@ Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
   o.Set("backendReason", info.backend_reason);
   o.Set("gpu", info.gpu_name.empty() ? env.Null() : Napi::String::New(env, info.gpu_name));
   o.Set("gpuWeightBytes", static_cast<double>(info.gpu_weight_bytes));
+  o.Set("cpuWeightBytes", static_cast<double>(info.cpu_weight_bytes));
+  o.Set("modelHeapBytes", static_cast<double>(info.model_heap_bytes));
   o.Set("cpuKernels", info.cpu_kernels);
   o.Set("threads", info.threads);
   o.Set("tokenizer", info.tokenizer);

@@ -119,6 +119,7 @@ Result<std::unique_ptr<Backend>> create_backend(const EngineOptions& o, const st
   if (!cpu.is_ok()) return cpu.status();
   info.backend = "cpu";
   info.cpu_kernels = cpu.value()->kernels_name();
+  info.cpu_weight_bytes = cpu.value()->packed_weight_bytes();
   info.threads = cpu.value()->threads();
   return std::unique_ptr<Backend>(cpu.take());
 }
@@ -165,6 +166,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   info.model = c;
   info.parameters = engine->model_->parameter_count();
   info.weight_bytes = engine->model_->weight_bytes();
+  info.model_heap_bytes = engine->model_->gguf().heap_bytes();
   const WeightMatrix& embedding = engine->model_->token_embedding();
   const uint64_t unread_rows = c.tied_output ? 0 : static_cast<uint64_t>(embedding.rows - 1) * embedding.row_bytes;
   info.decode_weight_bytes = info.weight_bytes - unread_rows;

@@ -58,6 +58,8 @@ struct EngineInfo {
   std::string backend_reason;     // why this backend: "asked for", or why CUDA was not used
   std::string gpu_name;           // the CUDA device, when backend is "cuda"
   uint64_t gpu_weight_bytes = 0;  // device memory the weights take
+  uint64_t cpu_weight_bytes = 0;  // RAM the CPU backend's packed copy of the weights takes
+  uint64_t model_heap_bytes = 0;  // RAM the model file takes when loaded into the heap (mmap: false)
   std::string cpu_kernels;
   int32_t threads = 0;
   std::string tokenizer;

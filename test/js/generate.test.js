@@ -67,6 +67,13 @@ describeWithModels('generate on aidreams260K', ['aidreams260K.gguf'], (modelPath
     // The file carries its own output matrix: a decode step reads one F32 embedding row, not all 512.
     expect(info.tiedOutput).toBe(false);
     expect(info.decodeWeightBytes).toBe(info.weightBytes - 511 * 64 * 4);
+    // The packed copy holds the matmul matrices the kernels can pack (not this model's down projection: its 172
+    // columns are no whole chunks), each on pages of its own.
+    if (info.cpuKernels === 'portable') expect(info.cpuWeightBytes).toBe(0);
+    else expect(info.cpuWeightBytes).toBeGreaterThan(5 * 64 * 64 * 4);
+    expect(info.cpuWeightBytes).toBeLessThan(info.weightBytes + (7 * 4 + 1) * 4096);
+    expect(info.cpuWeightBytes % 4096).toBe(0);
+    expect(info.modelHeapBytes).toBe(0); // memory-mapped
   });
 
   test('wrong argument types throw TypeError, out-of-range values RangeError', async () => {

@@ -224,6 +224,7 @@ describeWithModels('races and files changing on disk', ['stories260K.gguf'], (mo
     fs.copyFileSync(modelPath, file);
     const engine = await Engine.load(file, { mmap: false });
     try {
+      expect(engine.info().modelHeapBytes).toBe(fs.statSync(file).size);
       fs.truncateSync(file, 10);
       const result = await engine.generate([1], { temperature: 0, maxTokens: 20, ignoreEos: true });
       expect(result.tokens).toHaveLength(20);
