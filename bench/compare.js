@@ -212,11 +212,17 @@ async function alternate(sides, measure, count = runs) {
   return samples.map(median);
 }
 
-// The read floor's bandwidth. A shared machine's bandwidth drifts by up to 2x from one second to the next,
-// so each 128-token decode run (seconds long) is judged against the median of 5 passes (~15 ms each) right
-// before it and 5 right after it: what the memory typically gave around the run.
+// The read floor's bandwidth, from one probe for the whole bench: a buffer allocated and freed around every
+// run would have this VM's balloon report the freed pages to the host two seconds later, on the cores of the
+// run being timed (a 128-token Q4_K run lost ~140 ms to it in its last 16 tokens), and would fault every
+// page in again before the next pass.
+let probe = null;
+
+// A shared machine's bandwidth drifts by up to 2x from one second to the next, so each 128-token decode run
+// (seconds long) is judged against the median of 5 passes (~15 ms each) right before it and 5 right after
+// it: what the memory typically gave around the run.
 async function readBandwidth() {
-  const sample = await Engine.measureReadBandwidth({ threads, megabytes: 512, passes: 5 });
+  const sample = await probe.measure({ passes: 5 });
   return sample.medianBytesPerSecond;
 }
 
@@ -227,7 +233,7 @@ async function pairedFloorShare(sides, vocab, bytesPerStep) {
   const shares = sides.map(() => []);
   for (let pair = 0; pair < FLOOR_PAIRS; ++pair) {
     for (const i of pair % 2 === 0 ? [0, 1] : [1, 0]) {
-      const { bytesPerSecond } = await Engine.measureReadBandwidth({ threads, megabytes: 512, passes: 1 });
+      const { bytesPerSecond } = await probe.measure({ passes: 1 });
       const rate = decodeRate(await sides[i].decodeTimes(promptIds(16, vocab, 20 + pair), FLOOR_PAIR_TOKENS + 1));
       shares[i].push((rate * bytesPerStep) / bytesPerSecond);
     }
@@ -295,6 +301,7 @@ async function main() {
   const chosen = process.env.PAGEDLM_COMPARE_MODELS ? process.env.PAGEDLM_COMPARE_MODELS.split(',') : DEFAULT_MODELS;
   for (const name of chosen) if (!MODELS[name]) throw new Error(`unknown model '${name}' (models: ${Object.keys(MODELS).join(', ')})`);
   const llamaCpp = await loadLlamaCpp();
+  probe = await Engine.openReadBandwidthProbe({ threads, megabytes: 512 });
   const rows = [];
   for (const name of chosen) {
     const file = MODELS[name]();
@@ -305,6 +312,7 @@ async function main() {
     rows.push(...(await compareModel(name, file, llamaCpp)));
   }
   await llamaCpp.llama.dispose();
+  probe.close();
   console.log(`\npagedlm vs llama.cpp (node-llama-cpp ${LLAMA_CPP_VERSION}, prebuilt CPU binary), ${os.cpus()[0].model}, ${threads} threads, KV f16 on both`);
   console.log(`read floor: streaming-read bandwidth (${threads} threads, passes over 512 MiB) / bytes one step reads. Paired: median over ${FLOOR_PAIRS} short decodes each judged against one pass right before it; ${DECODE_TOKENS}-token runs: median over runs each judged against the median of 5 passes before and 5 after it`);
   console.log(`median of ${runs} alternating runs (prefix figure: ${Math.min(runs, PREFIX_RUNS)}, stream figures: ${Math.min(runs, STREAM_RUNS)}); ratio = pagedlm / llama.cpp, for TTFT llama.cpp / pagedlm`);

@@ -102,10 +102,11 @@ void decode_on_all_threads(TensorType type, int threads, int repeats) {
       });
     });
   };
+  ReadBandwidthProbe probe(w.size(), threads);
   std::vector<double> one_gbs, read_gbs, of_read, four_speedup;
   for (int i = 0; i <= repeats; ++i) {
     const double s1 = pass(one);
-    const double read = measure_read_bandwidth(w.size(), threads, 1).bytes_per_second / 1e9;
+    const double read = probe.measure(1).bytes_per_second / 1e9;
     const double s4 = pass(four);
     if (i == 0) continue;
     one_gbs.push_back(rates(type, rows, cols, 1, s1).gbytes);

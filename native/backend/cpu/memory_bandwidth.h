@@ -4,8 +4,13 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
+
+#include "common/huge_page_buffer.h"
 
 namespace pagedlm {
+
+class ThreadPool;
 
 struct BandwidthSample {
   double bytes_per_second;         // the best of the passes
@@ -15,7 +20,29 @@ struct BandwidthSample {
   int passes;
 };
 
-// Allocates `buffer_bytes`, touches it, then reads it `passes` times with `threads` threads.
+// A buffer, touched once, and the threads that read it: measurements taken again and again (around decode
+// runs) neither allocate nor free. Freeing hundreds of MiB is not free on a virtual machine whose balloon
+// reports free pages to the host: the guest kernel does that work about two seconds later, on the cores a
+// decode is using, and the next allocation faults every page in again.
+class ReadBandwidthProbe {
+ public:
+  // Throws std::bad_alloc when the buffer cannot be had.
+  ReadBandwidthProbe(size_t buffer_bytes, int threads);
+  ~ReadBandwidthProbe();
+  ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
+  ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
+
+  // Reads the whole buffer `passes` times. One caller at a time.
+  BandwidthSample measure(int passes);
+
+ private:
+  HugePageBuffer storage_;
+  size_t count_;  // floats in the buffer
+  int threads_;
+  std::unique_ptr<ThreadPool> pool_;
+};
+
+// A probe used once: allocates `buffer_bytes`, touches it, reads it `passes` times with `threads` threads.
 BandwidthSample measure_read_bandwidth(size_t buffer_bytes, int threads, int passes);
 
 }  // namespace pagedlm
