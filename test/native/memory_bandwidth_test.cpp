@@ -18,7 +18,7 @@ TEST(ReadBandwidthProbe, MeasuresAgainAndAgainOverItsOneBuffer) {
 }
 
 TEST(ReadBandwidthProbe, ClampsThreadsAndPassesToOne) {
-  const BandwidthSample sample = measure_read_bandwidth(1u << 20, 0, 0);
+  const BandwidthSample sample = ReadBandwidthProbe(1u << 20, 0).measure(0);
   EXPECT_EQ(sample.threads, 1);
   EXPECT_EQ(sample.passes, 1);
   EXPECT_GT(sample.bytes_per_second, 0);

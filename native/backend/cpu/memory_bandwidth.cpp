@@ -53,8 +53,4 @@ BandwidthSample ReadBandwidthProbe::measure(int passes) {
   return BandwidthSample{rates.back(), median, count_ * sizeof(float), threads_, passes};
 }
 
-BandwidthSample measure_read_bandwidth(size_t buffer_bytes, int threads, int passes) {
-  return ReadBandwidthProbe(buffer_bytes, threads).measure(passes);
-}
-
 }  // namespace pagedlm

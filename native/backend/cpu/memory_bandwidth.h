@@ -42,7 +42,4 @@ class ReadBandwidthProbe {
   std::unique_ptr<ThreadPool> pool_;
 };
 
-// A probe used once: allocates `buffer_bytes`, touches it, reads it `passes` times with `threads` threads.
-BandwidthSample measure_read_bandwidth(size_t buffer_bytes, int threads, int passes);
-
 }  // namespace pagedlm
