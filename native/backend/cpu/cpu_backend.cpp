@@ -1,6 +1,7 @@
 #include "backend/cpu/cpu_backend.h"
 
 #include "backend/cpu/block_attention.h"
+#include "backend/cpu/logit_select.h"
 #include "common/fault.h"
 
 #include <algorithm>
@@ -430,6 +431,25 @@ void CpuBackend::output_logits(const ForwardBatch& batch, float* logits) {
     ++rows;
   }
   matmul({{model_->output(), logits}}, xb_.data(), rows);
+  select_candidates(batch, logits);
+}
+
+void CpuBackend::select_candidates(const ForwardBatch& batch, const float* logits) {
+  const int vocab = config_.vocab_size;
+  std::vector<const BatchSequence*> rows;
+  for (const BatchSequence& seq : batch.sequences) {
+    if (seq.want_logits) rows.push_back(&seq);
+  }
+  pool_.parallel_for(rows.size(), [&](size_t row, size_t) {
+    const BatchSequence& seq = *rows[row];
+    const float* x = logits + row * vocab;
+    if (seq.greedy && batch.greedy_tokens != nullptr) {
+      batch.greedy_tokens[row] = argmax_logits(kernels_, x, vocab);
+    } else if (seq.top_k > 0 && batch.top_ids != nullptr && batch.top_k_width <= vocab) {
+      const size_t first = row * batch.top_k_width;
+      top_k_logits(x, vocab, batch.top_k_width, batch.top_ids + first, batch.top_values + first);
+    }
+  });
 }
 
 }  // namespace pagedlm

@@ -60,6 +60,8 @@ class CpuBackend final : public Backend {
   // One block's K/V rows (pool elements, or floats when `decoded`) for one token's query rows.
   void attend_rows(const uint8_t* k, const uint8_t* v, bool decoded, int n, const AttentionRows& rows, float* scores) const;
   void output_logits(const ForwardBatch& batch, float* logits);
+  // Fills the batch's greedy_tokens / top_ids for the rows whose sampler needs only those (backend.h).
+  void select_candidates(const ForwardBatch& batch, const float* logits);
   // Copies each of `matrices` into packed_weights_ in the kernels' layout, and points interleaved_ at each copy.
   void interleave_weights(const std::vector<const WeightMatrix*>& matrices);
   // Copies w's rows into the kernels' packed layout at `out` (w.rows x w.row_bytes), on all threads.

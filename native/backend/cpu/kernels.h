@@ -115,6 +115,9 @@ struct CpuKernels {
   // Non-null where the CPU converts to fp16 itself (F16C): out[i] = float_to_fp16(x[i]), bit for bit except
   // NaN payloads. Null: float_to_fp16 per value.
   void (*f32_to_f16)(const float* x, uint16_t* out, int n);
+  // The largest of x[0, n), NaN skipped: -inf when n is 0 or every value is NaN (picking the sampled token
+  // from a row of logits).
+  float (*max_f32)(const float* x, int n);
 };
 
 // Whether `kernels` read `type` with `rows` x `cols` from a packed copy (whole groups of rows, whole chunks

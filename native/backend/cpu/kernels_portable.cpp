@@ -1,4 +1,5 @@
 // Portable kernels: dequantize a weight row, then plain loops the compiler vectorizes for the baseline ISA.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -75,6 +76,18 @@ float read_sum(const float* x, size_t n) {
   return total;
 }
 
+float max_f32(const float* x, int n) {
+  // Eight independent maxima keep eight comparisons in flight; `x > m ? x : m` skips NaN.
+  float m[8];
+  std::fill(m, m + 8, -INFINITY);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  }
+  for (; i < n; ++i) m[0] = x[i] > m[0] ? x[i] : m[0];
+  return *std::max_element(m, m + 8);
+}
+
 void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch) {
   for (int r = row_begin; r < row_end; ++r) {
     const uint8_t* row = a.weights + static_cast<size_t>(r) * a.row_bytes;
@@ -124,7 +137,7 @@ void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int 
 }
 
 const CpuKernels& portable_kernels() {
-  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, nullptr, nullptr, nullptr, swiglu, exp_sum, read_sum, nullptr, nullptr, nullptr, nullptr, nullptr};
+  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, nullptr, nullptr, nullptr, swiglu, exp_sum, read_sum, nullptr, nullptr, nullptr, nullptr, nullptr, max_f32};
   return kernels;
 }
 

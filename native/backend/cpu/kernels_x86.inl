@@ -1388,6 +1388,23 @@ float read_sum(const float* x, size_t n) {
 }
 void axpy_f16(float alpha, const uint16_t* x, float* y, int n) { axpy(alpha, F16Row<1>{x}, y, n); }
 
+float max_f32(const float* x, int n) {
+  // maxps returns its second operand when either is NaN: the running maximum goes second, so NaN is skipped.
+  __m256 m[4];
+  for (__m256& v : m) v = _mm256_set1_ps(-__builtin_inff());
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    for (int j = 0; j < 4; ++j) m[j] = _mm256_max_ps(_mm256_loadu_ps(x + i + 8 * j), m[j]);
+  }
+  for (; i + 8 <= n; i += 8) m[0] = _mm256_max_ps(_mm256_loadu_ps(x + i), m[0]);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
+  float best = lanes[0];
+  for (int j = 1; j < 8; ++j) best = lanes[j] > best ? lanes[j] : best;
+  for (; i < n; ++i) best = x[i] > best ? x[i] : best;
+  return best;
+}
+
 void pack_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) {
 #if PAGEDLM_X86_AVX512
   if (type == TensorType::kQ8_0) return pack_q8_lanes(src, row_bytes, rows, dst);
@@ -1416,7 +1433,7 @@ int packed_group_rows(TensorType type) {
 }  // namespace
 
 const CpuKernels& PAGEDLM_X86_TABLE() {
-  static const CpuKernels kernels{PAGEDLM_X86_AVX512 ? "avx512" : "avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, attend_block_f32, attend_block_f16, attend_block_encoded, swiglu, exp_sum, read_sum, pack_rows, packed_group_rows, quantize_q8, quantize_q8k, f32_to_f16};
+  static const CpuKernels kernels{PAGEDLM_X86_AVX512 ? "avx512" : "avx2", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, attend_block_f32, attend_block_f16, attend_block_encoded, swiglu, exp_sum, read_sum, pack_rows, packed_group_rows, quantize_q8, quantize_q8k, f32_to_f16, max_f32};
   return kernels;
 }
 
