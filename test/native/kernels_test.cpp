@@ -255,9 +255,12 @@ TEST_P(Kernels, MaxSkipsNaN) {
   for (int n : {0, 1, 7, 8, 9, 31, 32, 33, 100, 4099}) {
     for (int trial = 0; trial < 4; ++trial) {
       std::vector<float> x = random_floats(rng, n);
-      for (size_t i = trial; i < x.size(); i += 5) x[i] = trial == 3 ? NAN : x[i];  // NaN everywhere, first and last too
       if (trial == 1 && n > 0) x[n - 1] = 7.0f;  // the largest in the tail
       if (trial == 2) std::fill(x.begin(), x.end(), NAN);
+      if (trial == 3) {  // NaN throughout, first and last too
+        for (size_t i = 0; i < x.size(); i += 5) x[i] = NAN;
+        if (n > 0) x[n - 1] = NAN;
+      }
       float want = -INFINITY;
       for (float v : x) want = std::isnan(v) ? want : std::max(want, v);
       EXPECT_EQ(k.max_f32(x.data(), n), want) << "n " << n << " trial " << trial;
