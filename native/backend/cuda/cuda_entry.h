@@ -1,6 +1,16 @@
-// The entry point of the CUDA backend, shared by the engine (which opens libpagedlm_kernels at run time,
-// cuda_loader.cpp) and the library (which defines it, cuda_backend.cpp). No CUDA headers here: the engine
-// and the addon are built and loaded without them.
+// The seam between the engine and the CUDA half (longer form: docs/cuda-seam.md).
+//
+// The engine opens libpagedlm_kernels with dlopen (cuda_loader.cpp) only when a GPU is asked for, so the
+// addon needs no CUDA library to load. One symbol crosses the line by name: pagedlm_create_cuda_backend
+// (cuda_backend.cpp). Through it cross C++ values: the request (the engine's shared LlamaModel, read while
+// the weights upload; the KV layout), the reply (a Status, the layout as allocated) and the backend, whose
+// virtual calls (forward, block export/import/copy) run library code for the rest of the process. So the
+// line is a C++ ABI, not a stable C one: both sides come from the same build, with these headers, the same
+// compiler and the same shared libstdc++. No CUDA headers here: the engine and the addon compile without them.
+//
+// The library compiles in pagedlm_core (Status, tensor types, KV dtypes, the RoPE table) and nothing else of
+// the engine: it cannot reach the addon's copy, which Node loads RTLD_LOCAL. That code is stateless, so the
+// two copies cannot disagree, and the library's version script (exports.map) keeps its copy private.
 #pragma once
 
 #include <memory>
@@ -33,7 +43,8 @@ inline constexpr const char* kCreateCudaBackendSymbol = "pagedlm_create_cuda_bac
 inline constexpr const char* kCudaLibraryName = "libpagedlm_kernels.so";
 
 // Opens libpagedlm_kernels (PAGEDLM_CUDA_LIBRARY alone when set, else beside the module holding this code,
-// else the loader's search path; unless the process already holds the entry point) and creates the backend. The library stays loaded for the life of the process.
+// else the loader's search path; unless the process already holds the entry point) and creates the backend.
+// The library stays loaded for the life of the process: the backends it creates run its code.
 void open_cuda_backend(const CudaBackendRequest& request, CudaBackendReply& reply);
 
 }  // namespace pagedlm
