@@ -7,10 +7,10 @@ export type ErrorCode =
   | 'ERR_INVALID_ARGUMENT'
   | 'ERR_CONTEXT_OVERFLOW'
   | 'ERR_POOL_TOO_SMALL'
-  | 'ERR_ABORTED'
   | 'ERR_CLOSED'
   | 'ERR_OUT_OF_MEMORY'
   | 'ERR_CACHE_FILE'
+  | 'ERR_CUDA'
   | 'ERR_INTERNAL'
   | 'ERR_ADDON_MISSING';
 
@@ -194,8 +194,14 @@ export interface ChatResult extends GenerateResult {
 }
 
 export interface EngineStats {
-  freeBlocks: number;
-  totalBlocks: number;
+  /** KV blocks in the pool: blocksFree + blocksCached + blocksInUse (the same counts as CacheStats). */
+  blocksTotal: number;
+  /** Unused blocks. */
+  blocksFree: number;
+  /** Blocks no request holds that still carry a cached prefix; evicted least recently used first. */
+  blocksCached: number;
+  /** Blocks held by running requests and pins. */
+  blocksInUse: number;
   /** Requests (completions) being computed / queued. */
   running: number;
   waiting: number;

@@ -56,7 +56,7 @@ describeWithModels('generate on aidreams260K', ['aidreams260K.gguf'], (modelPath
     for (const p of prompts) alone.push((await engine.generate(p, { temperature: 0, maxTokens: 20 })).tokens);
     const together = await Promise.all(prompts.map((p) => engine.generate(p, { temperature: 0, maxTokens: 20 })));
     expect(together.map((r) => r.tokens)).toEqual(alone);
-    expect(engine.stats().freeBlocks).toBe(engine.stats().totalBlocks);
+    expect(engine.stats().blocksInUse).toBe(0);
   });
 
   test('info describes the model and the KV cache', () => {
@@ -116,7 +116,7 @@ describeWithModels('generate on aidreams260K', ['aidreams260K.gguf'], (modelPath
     const after = await engine.generate(NEURAL.prompt, { temperature: 0, maxTokens: 5 });
     expect(after.tokens).toEqual(NEURAL.ids.slice(0, 5));
     await new Promise((r) => setTimeout(r, 50));
-    expect(engine.stats().freeBlocks).toBe(engine.stats().totalBlocks);
+    expect(engine.stats().blocksInUse).toBe(0);
   });
 });
 
@@ -157,7 +157,7 @@ describeWithModels('pool limits', ['aidreams260K.gguf'], (modelPath) => {
     try {
       const runs = await Promise.all([1, 2, 3, 4].map(() => engine.generate('A neural network', { temperature: 0, maxTokens: 30 })));
       for (const r of runs) expect(r.tokens).toEqual(NEURAL.ids.slice(0, 30));
-      expect(engine.stats().freeBlocks).toBe(4);
+      expect(engine.stats()).toMatchObject({ blocksTotal: 4, blocksInUse: 0 });
     } finally {
       await engine.close();
     }

@@ -22,7 +22,6 @@ class CpuBackend final : public Backend {
   // Allocates the KV pool (layout.num_blocks blocks); kOutOfMemory when it cannot.
   static Result<std::unique_ptr<CpuBackend>> create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads);
 
-  const char* name() const override { return "cpu"; }
   const KvLayout& kv_layout() const override { return layout_; }
   Status forward(const ForwardBatch& batch, float* logits) override;
   size_t block_bytes() const override;
