@@ -56,6 +56,12 @@ function runSnippet(dir, file, model) {
 const snippets = jsSnippets(fs.readFileSync(README, 'utf8'));
 
 describe('README snippets', () => {
+  test('the README is a front door: under 300 lines, depth in docs/', () => {
+    const readme = fs.readFileSync(README, 'utf8');
+    expect(readme.split('\n').length).toBeLessThan(300);
+    for (const [, link] of readme.matchAll(/\]\((docs\/[^)#]+)/g)) expect(fs.existsSync(path.join(ROOT, link))).toBe(true);
+  });
+
   test('the README has runnable CommonJS and ESM snippets, and every not-run one says why', () => {
     expect(snippets.filter((s) => s.runs && !isModule(s)).length).toBeGreaterThanOrEqual(1);
     expect(snippets.filter((s) => s.runs && isModule(s)).length).toBeGreaterThanOrEqual(1);
