@@ -46,7 +46,7 @@ function runTee(cmd, cmdArgs, env = {}) {
 // CTest lists the tests that did not run as "  12 - Suite.Name (Skipped)".
 function noteNativeSkips(output, buildDir) {
   for (const match of output.matchAll(/^\s*\d+ - (\S+) \(Skipped\)/gm)) {
-    skipped.push({ suite: `native ${match[1]}`, why: `GTEST_SKIP; its reason: ctest --test-dir ${buildDir} -R '^${match[1]}$' -V` });
+    skipped.push({ suite: `native ${match[1]}`, why: `the test skipped itself; its message: ctest --test-dir ${buildDir} -R '^${match[1]}$' -V` });
   }
 }
 
@@ -97,7 +97,7 @@ function printSkipSummary() {
     console.log('\nnpm test: no suite was skipped.');
     return;
   }
-  console.log(`\n${bar}\n!! SKIPPED: ${skipped.length} suite(s) did NOT run on this machine:`);
+  console.log(`\n${bar}\n!! SKIPPED: ${skipped.length} suite(s) or test(s) did NOT run on this machine:`);
   for (const { suite, why } of skipped) console.log(`!!   ${suite}\n!!       why: ${why}`);
   console.log(bar);
 }
