@@ -137,7 +137,23 @@ void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int 
 }
 
 const CpuKernels& portable_kernels() {
-  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, nullptr, nullptr, nullptr, swiglu, exp_sum, read_sum, nullptr, nullptr, nullptr, nullptr, nullptr, max_f32};
+  // The optional slots stay null: this table fuses no attention, packs no rows and quantizes no activations.
+  static const CpuKernels kernels{
+      .name = "portable",
+      .matmul_rows = matmul_rows,
+      .dot_f32 = dot_f32,
+      .dot_f16 = dot_f16,
+      .axpy_f32 = axpy_f32,
+      .axpy_f16 = axpy_f16,
+      .dot_rows_f32 = dot_rows_f32,
+      .dot_rows_f16 = dot_rows_f16,
+      .axpy_rows_f32 = axpy_rows_f32,
+      .axpy_rows_f16 = axpy_rows_f16,
+      .swiglu = swiglu,
+      .exp_sum = exp_sum,
+      .read_sum = read_sum,
+      .max_f32 = max_f32,
+  };
   return kernels;
 }
 
