@@ -102,8 +102,6 @@ struct CpuKernels {
   void (*swiglu)(float* gate, const float* up, int n);
   // x[i] = exp(x[i] - shift) for i < n, with shift >= every x[i]; returns their sum (softmax numerators).
   float (*exp_sum)(float* x, int n, float shift);
-  // Sum of n floats with independent accumulators: a streaming read, to measure memory bandwidth.
-  float (*read_sum)(const float* x, size_t n);
   // Non-null where matmul_rows reads MatmulArgs::interleaved weights: writes the copy it reads (for the
   // shapes can_interleave_rows accepts), of the same size as `src`.
   void (*pack_rows)(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) = nullptr;

@@ -64,18 +64,6 @@ float exp_sum(float* x, int n, float shift) {
   return sum;
 }
 
-float read_sum(const float* x, size_t n) {
-  float sum[16] = {};
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    for (int j = 0; j < 16; ++j) sum[j] += x[i + j];
-  }
-  float total = 0;
-  for (; i < n; ++i) total += x[i];
-  for (float s : sum) total += s;
-  return total;
-}
-
 float max_f32(const float* x, int n) {
   // Eight independent maxima keep eight comparisons in flight; `x > m ? x : m` skips NaN.
   float m[8];
@@ -151,7 +139,6 @@ const CpuKernels& portable_kernels() {
       .axpy_rows_f16 = axpy_rows_f16,
       .swiglu = swiglu,
       .exp_sum = exp_sum,
-      .read_sum = read_sum,
       .max_f32 = max_f32,
   };
   return kernels;

@@ -104,7 +104,6 @@ const CpuKernels& PAGEDLM_X86_TABLE() {
       .attend_block_encoded = attend_block_encoded,
       .swiglu = swiglu,
       .exp_sum = exp_sum,
-      .read_sum = read_sum,
       .pack_rows = pack_rows,
       .packed_group_rows = packed_group_rows,
       .quantize_q8 = quantize_q8,

@@ -32,17 +32,6 @@ void axpy_f32(float alpha, const float* x, float* y, int n) { axpy(alpha, F32Row
 
 void axpy_f16(float alpha, const uint16_t* x, float* y, int n) { axpy(alpha, F16Row<1>{x}, y, n); }
 
-float read_sum(const float* x, size_t n) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    for (int j = 0; j < 4; ++j) acc[j] = _mm256_add_ps(acc[j], _mm256_loadu_ps(x + i + 8 * j));
-  }
-  float total = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-  for (; i < n; ++i) total += x[i];
-  return total;
-}
-
 // e^x in 8 lanes, within about 2 ulp of std::exp: 2^n x e^r with n = round(x log2 e) and r = x - n ln 2
 // (ln 2 in two parts, so r keeps its low bits) in [-ln2/2, ln2/2], where a degree-6 Taylor polynomial is
 // accurate to 1.2e-7. x is clamped to where 2^n stays a normal float: below e^-87.3 (1e-38) the result is
