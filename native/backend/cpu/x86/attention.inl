@@ -64,9 +64,8 @@ void axpy_rows_f16(const float* weights, const uint16_t* v, int n, int d, float*
 // One KV block's attention for a group of query rows, one vector of positions (8 on AVX2, 16 on AVX-512) at
 // a time: each K row is loaded (and converted) once for every query row, its dot products stay in registers
 // as lane-wise partial sums, and a transposing add tree turns a vector's worth of positions' partials into
-// one vector of scores, so the softmax and the V update run on whole vectors. On Llama-1B's shape (4 query
-// heads per KV head, head_dim 64) a (block, KV head) takes 338 ns against the per-row kernels' 544 with K/V
-// in cache (AVX-512; bench/cpu attention bench).
+// one vector of scores, so the softmax and the V update run on whole vectors. Measured against the per-row
+// kernels by bench/cpu/attention_bench.cpp (docs/benchmarks.md).
 //
 // The vector width's operations. A partial chunk (head_dim not a multiple of the width, positions past the
 // block's end) loads zeros past `n` and stores only the first `n` lanes.

@@ -112,14 +112,13 @@ void row_all_tokens(const Row& w, const MatmulArgs& a, int t_begin, int t_end, i
 
 // Packed weights are one sequential stream per tile. Once a tile does real work per cache line, the hardware
 // prefetchers alone leave too few lines in flight to hide DRAM latency, so the multi-token tiles ask for
-// lines ahead themselves. The float and Q8_0-lanes tiles ask into L2 from 8 KB ahead: on one Zen 4 thread
-// that took the 4-token F16 tile from 21 to 42 GMAC/s against asking into L1 from 2 KB ahead (which, further
-// out, evicts lines still in use); the 4-token Q6_K-lanes tile streams 25% faster with its near L1 form.
-// The one-token tiles of this table that decode runs (Q8_0, Q4_K and Q6_K lanes, tile_4x1_wide) ask for
-// nothing: with two threads streaming one step's rounds, both at 35 GB/s and at 60 GB/s of read
-// bandwidth, they kept up with a plain read (96-101%) without software prefetches and fell to 67% (Q8_0),
-// 79% (Q6_K) and 85-89% (Q4_K) of it at 60 GB/s with them (likely: each prefetch takes a load slot and a
-// miss buffer that the hardware stream prefetcher, which follows these streams anyway, would use).
+// lines ahead themselves. The float and Q8_0-lanes tiles ask into L2 from 8 KB ahead, which streams faster
+// for them than asking into L1 from 2 KB ahead (further out, that evicts lines still in use); the Q6_K-lanes
+// tile streams faster with the near L1 form. The one-token tiles of this table that decode runs (Q8_0, Q4_K
+// and Q6_K lanes, tile_4x1_wide) ask for nothing: without software prefetches they keep up with a plain
+// streaming read, with them they fall well behind it (likely: each prefetch takes a load slot and a miss
+// buffer that the hardware stream prefetcher, which follows these streams anyway, would use). The
+// measurements behind these choices: docs/benchmarks.md.
 inline void prefetch_far(const void* at) { _mm_prefetch(static_cast<const char*>(at) + 8192, _MM_HINT_T1); }
 inline void prefetch_near(const void* at) { _mm_prefetch(static_cast<const char*>(at) + 2048, _MM_HINT_T0); }
 

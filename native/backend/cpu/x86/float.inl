@@ -38,9 +38,9 @@ void tile_4xT(const Row* w, const MatmulArgs& a, int t, int r) {
 
 #if PAGEDLM_X86_AVX512
 // tile_4xT<1> on interleaved rows, two rows per 512-bit vector: each row's 8 lanes run the same FMAs as in
-// tile_4xT, so the bits are the same, in half the instructions. Decode's one-token F16 rounds streamed at
-// 55% of a plain read (60 GB/s, two threads) through tile_4xT<1> and 95-97% through this tile, which asks
-// for no lines ahead (see prefetch_far); at 35 GB/s, 88-90% -> 98-99%.
+// tile_4xT, so the bits are the same, in half the instructions. Half the instructions is what lets decode's
+// one-token F16 rounds keep up with a plain streaming read when the memory is fast, where tile_4xT<1> falls
+// well behind it (docs/benchmarks.md). It asks for no lines ahead (see prefetch_far).
 template <typename Row>
 void tile_4x1_wide(const Row* w, const MatmulArgs& a, int t, int r) {
   __m512 rows01 = _mm512_setzero_ps(), rows23 = _mm512_setzero_ps();
