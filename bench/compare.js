@@ -24,6 +24,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { pathToFileURL } = require('node:url');
 const { Engine } = require('..');
+const { ReadBandwidthProbe } = require('./native');
 const { writeLlamaModel } = require('../test/support/gguf-writer');
 const { sharedModel } = require('../test/support/models');
 
@@ -316,7 +317,7 @@ async function main() {
   const chosen = process.env.PAGEDLM_COMPARE_MODELS ? process.env.PAGEDLM_COMPARE_MODELS.split(',') : DEFAULT_MODELS;
   for (const name of chosen) if (!MODELS[name]) throw new Error(`unknown model '${name}' (models: ${Object.keys(MODELS).join(', ')})`);
   const llamaCpp = await loadLlamaCpp();
-  probe = await Engine.openReadBandwidthProbe({ threads, megabytes: 512 });
+  probe = await ReadBandwidthProbe.open({ threads, megabytes: 512 });
   const rows = [];
   for (const name of chosen) {
     const file = MODELS[name]();

@@ -65,7 +65,6 @@ async function main() {
   const port = server.address().port;
   const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
   const random = prng(2024);
-  const freeBefore = engine.stats().freeBlocks;
   const rss = [];
   const sampler = setInterval(() => rss.push(process.memoryUsage().rss), 1000);
   const results = [];
@@ -85,7 +84,7 @@ async function main() {
   const seconds = (performance.now() - started) / 1000;
   clearInterval(sampler);
   while (engine.stats().running + engine.stats().waiting > 0) await new Promise((r) => setTimeout(r, 20));
-  const freeAfter = engine.stats().freeBlocks;
+  const inUseAfter = engine.stats().blocksInUse;
   agent.destroy();
   await new Promise((resolve) => server.close(resolve));
   const stats = engine.stats();
@@ -103,14 +102,14 @@ async function main() {
       'unexpected errors': unexpected.length,
       'p50 ms': percentile(ok.map((r) => r.ms), 50).toFixed(1),
       'p99 ms': percentile(ok.map((r) => r.ms), 99).toFixed(1),
-      'free blocks before/after': `${freeBefore} / ${freeAfter}`,
+      'KV blocks in use after': inUseAfter,
       'RSS MiB first/max/last': `${(warm[0] / 2 ** 20).toFixed(1)} / ${(Math.max(...warm) / 2 ** 20).toFixed(1)} / ${(warm[warm.length - 1] / 2 ** 20).toFixed(1)}`,
     },
   ]);
   for (const u of unexpected.slice(0, 5)) console.error(`unexpected: ${u.detail}`);
   const failures = [];
   if (unexpected.length) failures.push(`${unexpected.length} unexpected errors`);
-  if (freeAfter !== freeBefore) failures.push(`KV blocks leaked: ${freeBefore - freeAfter}`);
+  if (inUseAfter !== 0) failures.push(`KV blocks leaked: ${inUseAfter}`);
   if (rssGrowth > RSS_BOUND) failures.push(`RSS grew ${(rssGrowth / 2 ** 20).toFixed(1)} MiB after warm-up (bound 64 MiB)`);
   if (failures.length) {
     console.error(`soak FAILED: ${failures.join('; ')}`);

@@ -61,10 +61,13 @@ const OPTIONS = {
 
 const number = (value) => (value === undefined ? undefined : Number(value));
 
+// Without --model, the repository's own test model, which exists only in a checkout that has ../shared/models
+// beside it: anywhere else the user is told what to pass.
 function modelPath(values, positionals) {
-  const chosen = values.model ?? positionals[0] ?? (fs.existsSync(DEFAULT_MODEL) ? DEFAULT_MODEL : undefined);
-  if (!chosen) throw new Error('no model: pass --model PATH to a GGUF file');
-  return chosen;
+  const chosen = values.model ?? positionals[0];
+  if (chosen !== undefined) return chosen;
+  if (fs.existsSync(DEFAULT_MODEL)) return DEFAULT_MODEL;
+  throw new Error(`no model: pass --model PATH/TO/MODEL.gguf (the default, ${DEFAULT_MODEL}, exists only beside a pagedlm checkout)`);
 }
 
 // "8GiB", "512MB", "1e9" -> bytes
@@ -92,8 +95,9 @@ function engineOptions(values) {
 
 async function generate(values, positionals) {
   if (values.prompt === undefined) throw new Error('pass --prompt TEXT');
+  const model = modelPath(values, positionals.slice(1));
   const { Engine } = require('../lib');
-  const engine = await Engine.load(modelPath(values, positionals.slice(1)), engineOptions(values));
+  const engine = await Engine.load(model, engineOptions(values));
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
   try {
@@ -133,8 +137,9 @@ async function generate(values, positionals) {
 }
 
 async function info(values, positionals) {
+  const model = modelPath(values, positionals.slice(1));
   const { Engine } = require('../lib');
-  const engine = await Engine.load(modelPath(values, positionals.slice(1)), { ...engineOptions(values), prefault: false });
+  const engine = await Engine.load(model, { ...engineOptions(values), prefault: false });
   try {
     const i = engine.info();
     const lines = [
@@ -157,10 +162,11 @@ async function info(values, positionals) {
 }
 
 async function serve(values, positionals) {
+  const model = modelPath(values, positionals.slice(1));
   const express = require('express');
   const { Engine } = require('../lib');
   const { createRouter } = require('../lib/express');
-  const engine = await Engine.load(modelPath(values, positionals.slice(1)), engineOptions(values));
+  const engine = await Engine.load(model, engineOptions(values));
   const app = express();
   const apiKey = values['api-key'] ?? process.env.PAGEDLM_API_KEY;
   app.use(createRouter(engine, { ui: true, apiKey, maxTokens: number(values['max-tokens-cap']), maxPromptTokens: number(values['max-prompt-tokens']) }));

@@ -1,7 +1,6 @@
 'use strict';
 
 const binding = require('./native');
-const { ReadBandwidthProbe } = require('./bandwidth');
 const { ChatFormatter } = require('./chat');
 const { PagedlmError, fromNative } = require('./errors');
 const { loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, int } = require('./options');
@@ -60,30 +59,6 @@ class Engine {
    */
   static estimateKvBytes(options) {
     return estimateKvBytes(options);
-  }
-
-  /**
-   * Measures this machine's streaming-read bandwidth (what bounds decode on a CPU) with `threads` threads
-   * reading a `megabytes` buffer `passes` times; resolves to { bytesPerSecond (the best pass),
-   * medianBytesPerSecond, bufferBytes, threads, passes }.
-   * Decode tokens/s on the CPU can be at most bytesPerSecond / (model weight bytes + KV bytes read per token).
-   * To measure again and again (around runs being timed), open a probe instead: it keeps its buffer.
-   */
-  static measureReadBandwidth(options = {}) {
-    const o = checkObject(options, 'options');
-    const passes = int(o.passes, 'passes', 1, 1000) ?? 5;
-    return ReadBandwidthProbe.open({ threads: o.threads, megabytes: o.megabytes }).then(async (probe) => {
-      try {
-        return await probe.measure({ passes });
-      } finally {
-        probe.close();
-      }
-    });
-  }
-
-  /** A ReadBandwidthProbe: measureReadBandwidth's buffer and threads, kept for repeated measurements. */
-  static openReadBandwidthProbe(options = {}) {
-    return ReadBandwidthProbe.open(options);
   }
 
   /**

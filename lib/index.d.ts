@@ -7,10 +7,10 @@ export type ErrorCode =
   | 'ERR_INVALID_ARGUMENT'
   | 'ERR_CONTEXT_OVERFLOW'
   | 'ERR_POOL_TOO_SMALL'
-  | 'ERR_ABORTED'
   | 'ERR_CLOSED'
   | 'ERR_OUT_OF_MEMORY'
   | 'ERR_CACHE_FILE'
+  | 'ERR_CUDA'
   | 'ERR_INTERNAL'
   | 'ERR_ADDON_MISSING';
 
@@ -194,8 +194,14 @@ export interface ChatResult extends GenerateResult {
 }
 
 export interface EngineStats {
-  freeBlocks: number;
-  totalBlocks: number;
+  /** KV blocks in the pool: blocksFree + blocksCached + blocksInUse (the same counts as CacheStats). */
+  blocksTotal: number;
+  /** Unused blocks. */
+  blocksFree: number;
+  /** Blocks no request holds that still carry a cached prefix; evicted least recently used first. */
+  blocksCached: number;
+  /** Blocks held by running requests and pins. */
+  blocksInUse: number;
   /** Requests (completions) being computed / queued. */
   running: number;
   waiting: number;
@@ -272,27 +278,6 @@ export interface EngineCache {
   load(path: string): Promise<number>;
 }
 
-export interface ReadBandwidthSample {
-  /** The best pass. */
-  bytesPerSecond: number;
-  /** The median pass: on a shared machine, closer to what a run of seconds gets. */
-  medianBytesPerSecond: number;
-  bufferBytes: number;
-  threads: number;
-  passes: number;
-}
-
-/** From Engine.openReadBandwidthProbe. */
-export class ReadBandwidthProbe {
-  private constructor();
-  readonly bufferBytes: number;
-  readonly threads: number;
-  /** Reads the buffer `passes` times (default 5); measurements run one after another. */
-  measure(options?: { passes?: number }): Promise<ReadBandwidthSample>;
-  /** Frees the buffer once the measurements already asked for have ended; later ones reject with ERR_CLOSED. */
-  close(): void;
-}
-
 export class Engine {
   private constructor();
   readonly cache: EngineCache;
@@ -306,16 +291,6 @@ export class Engine {
     dtype?: KvDtype;
     blockSize?: number;
   }): number;
-  /**
-   * Streaming-read bandwidth of this machine (what bounds CPU decode): `threads` threads (default: all)
-   * read a `megabytes` buffer (default 512) `passes` times (default 5); the best pass counts.
-   */
-  static measureReadBandwidth(options?: { threads?: number; megabytes?: number; passes?: number }): Promise<ReadBandwidthSample>;
-  /**
-   * measureReadBandwidth's buffer (touched once) and threads, kept for measurements taken again and again
-   * (around runs being timed): nothing is allocated or freed between them.
-   */
-  static openReadBandwidthProbe(options?: { threads?: number; megabytes?: number }): Promise<ReadBandwidthProbe>;
   generate(prompt: string | number[] | Int32Array, options?: GenerateOptions): Promise<GenerateResult>;
   /** generate() as an async iterator of tokens; leaving the loop early aborts the request. */
   stream(prompt: string | number[] | Int32Array, options?: GenerateOptions): TokenStream;

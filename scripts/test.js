@@ -1,50 +1,134 @@
 #!/usr/bin/env node
 'use strict';
-// The project's test command: builds and runs the GoogleTest suite through CTest, then Jest.
+// The project's test command: sets up what the native suite needs, builds and runs the GoogleTest suite
+// through CTest, then Jest, and ends with a summary that names every suite it skipped and why.
 //   npm test                 native tests, then JS tests (builds the addon first if it is missing)
 //   npm run test:native      native tests only
 //   npm run test:asan        native tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 //   npm run test:tsan        the threaded native tests (engine, scheduler, thread pool) under ThreadSanitizer
-const { execFileSync } = require('node:child_process');
+//   node scripts/test.js --js [PATTERN...]   JS tests only (those matching), with the skip summary
+//   node scripts/test.js --setup-only   install (or name) the native suite's prerequisites, run nothing
+const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { ensureNativePrerequisites } = require('./setup');
 
 const root = path.join(__dirname, '..');
-const args = new Set(process.argv.slice(2));
+const args = new Set(process.argv.slice(2).filter((a) => a.startsWith('--')));
+const jestArgs = process.argv.slice(2).filter((a) => !a.startsWith('--')); // test file patterns, with --js
 const jobs = String(Math.max(1, os.cpus().length));
+const skipped = []; // { suite, why }
 
 function run(cmd, cmdArgs, env = {}) {
   console.log(`\n> ${cmd} ${cmdArgs.join(' ')}`);
   execFileSync(cmd, cmdArgs, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
 }
 
-function nativeTests(buildDir, extraCmakeArgs, env, ctestArgs = []) {
+// Runs a command with its output shown as it comes and kept, for the skip summary.
+function runTee(cmd, cmdArgs, env = {}) {
+  console.log(`\n> ${cmd} ${cmdArgs.join(' ')}`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, cmdArgs, { cwd: root, stdio: ['inherit', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      process.stdout.write(chunk);
+      output += chunk;
+    });
+    child.on('error', reject);
+    child.on('close', (status) => {
+      if (status === 0) resolve(output);
+      else reject(Object.assign(new Error(`${cmd} exited with ${status}`), { status, output }));
+    });
+  });
+}
+
+// CTest lists the tests that did not run as "  12 - Suite.Name (Skipped)".
+function noteNativeSkips(output, buildDir) {
+  for (const match of output.matchAll(/^\s*\d+ - (\S+) \(Skipped\)/gm)) {
+    skipped.push({ suite: `native ${match[1]}`, why: `the test skipped itself; its message: ctest --test-dir ${buildDir} -R '^${match[1]}$' -V` });
+  }
+}
+
+async function nativeTests(buildDir, extraCmakeArgs, env, ctestArgs = []) {
   run('cmake', ['-S', '.', '-B', buildDir, '-DPAGEDLM_BUILD_TESTS=ON', ...extraCmakeArgs]);
   run('cmake', ['--build', buildDir, '-j', jobs]);
-  run('ctest', ['--test-dir', buildDir, '--output-on-failure', '-j', jobs, ...ctestArgs], env);
+  try {
+    noteNativeSkips(await runTee('ctest', ['--test-dir', buildDir, '--output-on-failure', '-j', jobs, ...ctestArgs], env), buildDir);
+  } catch (error) {
+    if (error.output) noteNativeSkips(error.output, buildDir);
+    throw error;
+  }
 }
 
-// Suites whose tests start engine threads, compute pools or race calls against them.
-const THREADED = '^(Engine|EngineReference|Preemption|Scheduling|PrefixCache|Dtypes/PrefixHit|PromptLengths/Fork|ForkAbort|ThreadPool|Dtypes/CacheFile|CacheFileRefusal|Races|Faults)';
-
-try {
-  if (args.has('--tsan')) {
-    nativeTests('build-tsan', ['-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DPAGEDLM_SANITIZE=thread', '-DPAGEDLM_CUDA=OFF'], {
-      TSAN_OPTIONS: 'halt_on_error=1:second_deadlock_stack=1',
-    }, ['-R', THREADED]);
-  } else if (args.has('--asan')) {
-    nativeTests('build-asan', ['-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DPAGEDLM_SANITIZE=address,undefined', '-DPAGEDLM_CUDA=OFF'], {
-      ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1',
-      UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1',
-    });
-  } else {
-    nativeTests('build-tests', ['-DCMAKE_BUILD_TYPE=Release']);
-    if (!args.has('--native')) {
-      if (!fs.existsSync(path.join(root, 'build', 'Release', 'pagedlm.node'))) run('npx', ['cmake-js', 'compile']);
-      run('npx', ['jest', '--runInBand']);
+// Jest suites skip with the reason in their title ("... (skipped: no Chromium at ...)").
+function noteJsSkips(reportFile) {
+  if (!fs.existsSync(reportFile)) return;
+  const report = JSON.parse(fs.readFileSync(reportFile, 'utf8'));
+  const seen = new Set();
+  for (const file of report.testResults) {
+    for (const test of file.assertionResults) {
+      if (test.status !== 'pending' && test.status !== 'skipped') continue;
+      const titled = [...test.ancestorTitles, test.title].find((t) => /\(skipped: /.test(t));
+      const suite = titled ? titled.replace(/ \(skipped: .*\)$/s, '') : [...test.ancestorTitles, test.title].join(' > ');
+      const why = titled ? /\(skipped: (.*)\)$/s.exec(titled)[1] : 'marked skip in the test file';
+      const name = `js ${path.relative(root, file.name)}: ${suite}`;
+      if (seen.has(name)) continue;
+      seen.add(name);
+      skipped.push({ suite: name, why });
     }
   }
-} catch (error) {
-  process.exitCode = error.status || 1;
 }
+
+async function jsTests() {
+  if (!fs.existsSync(path.join(root, 'build', 'Release', 'pagedlm.node'))) run('npx', ['cmake-js', 'compile']);
+  const reportFile = path.join(os.tmpdir(), `pagedlm-jest-${process.pid}.json`);
+  try {
+    run('npx', ['jest', '--runInBand', '--json', `--outputFile=${reportFile}`, ...jestArgs]);
+  } finally {
+    noteJsSkips(reportFile);
+    fs.rmSync(reportFile, { force: true });
+  }
+}
+
+function printSkipSummary() {
+  const bar = '!'.repeat(78);
+  if (skipped.length === 0) {
+    console.log('\nnpm test: no suite was skipped.');
+    return;
+  }
+  console.log(`\n${bar}\n!! SKIPPED: ${skipped.length} suite(s) or test(s) did NOT run on this machine:`);
+  for (const { suite, why } of skipped) console.log(`!!   ${suite}\n!!       why: ${why}`);
+  console.log(bar);
+}
+
+async function main() {
+  if (!args.has('--js') && !ensureNativePrerequisites()) {
+    process.exitCode = 2;
+    return;
+  }
+  if (args.has('--setup-only')) return;
+  try {
+    if (args.has('--js')) {
+      await jsTests();
+    } else if (args.has('--tsan')) {
+      await nativeTests('build-tsan', ['-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DPAGEDLM_SANITIZE=thread', '-DPAGEDLM_CUDA=OFF'], {
+        TSAN_OPTIONS: 'halt_on_error=1:second_deadlock_stack=1',
+      }, ['-L', 'threaded']);  // test/native/CMakeLists.txt labels the threaded suites
+    } else if (args.has('--asan')) {
+      await nativeTests('build-asan', ['-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DPAGEDLM_SANITIZE=address,undefined', '-DPAGEDLM_CUDA=OFF'], {
+        ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1',
+        UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1',
+      });
+    } else {
+      await nativeTests('build-tests', ['-DCMAKE_BUILD_TYPE=Release']);
+      if (!args.has('--native')) await jsTests();
+    }
+  } catch (error) {
+    process.exitCode = error.status || 1;
+  } finally {
+    printSkipSummary();
+  }
+}
+
+main();

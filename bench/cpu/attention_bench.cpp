@@ -13,6 +13,7 @@
 
 #include "backend/cpu/block_attention.h"
 #include "backend/cpu/kernels.h"
+#include "read_sum.h"
 
 namespace pagedlm {
 namespace {
@@ -45,7 +46,7 @@ double ns_per_block_head(const CpuKernels& kernels, bool fused, const Pool& pool
   constexpr int kRepeats = 20;
   for (int rep = 0; rep < kRepeats; ++rep) {
     for (int layer = 0; layer < kLayers; ++layer) {
-      if (stream_weights) sink += kernels.read_sum(weights.data(), weights.size());
+      if (stream_weights) sink += bench::read_sum(weights.data(), weights.size());
       const auto start = std::chrono::steady_clock::now();
       for (int head = 0; head < kKvHeads; ++head) {
         std::fill(row_max.begin(), row_max.end(), -INFINITY);

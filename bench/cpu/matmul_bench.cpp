@@ -12,8 +12,8 @@
 
 #include "backend/cpu/kernels.h"
 #include "common/half.h"
-#include "backend/cpu/memory_bandwidth.h"
 #include "backend/cpu/thread_pool.h"
+#include "read_bandwidth.h"
 #include "support/gguf_writer.h"
 #include "support/prepared_matmul.h"
 
@@ -102,7 +102,7 @@ void decode_on_all_threads(TensorType type, int threads, int repeats) {
       });
     });
   };
-  ReadBandwidthProbe probe(w.size(), threads);
+  bench::ReadBandwidthProbe probe(w.size(), threads);
   std::vector<double> one_gbs, read_gbs, of_read, four_speedup;
   for (int i = 0; i <= repeats; ++i) {
     const double s1 = pass(one);

@@ -166,8 +166,10 @@ Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
 
 Napi::Object stats_to_js(Napi::Env env, const EngineStats& s) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("freeBlocks", s.free_blocks);
-  o.Set("totalBlocks", s.total_blocks);
+  o.Set("blocksTotal", s.total_blocks);
+  o.Set("blocksFree", s.free_blocks);
+  o.Set("blocksCached", s.cached_blocks);
+  o.Set("blocksInUse", s.in_use_blocks);
   o.Set("running", s.running);
   o.Set("waiting", s.waiting);
   o.Set("steps", static_cast<double>(s.steps));
@@ -184,7 +186,7 @@ Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& s, const Engine
   Napi::Object o = Napi::Object::New(env);
   o.Set("blockSize", kv.block_size);
   o.Set("blocksTotal", s.total_blocks);
-  o.Set("blocksFree", s.free_blocks - s.cached_blocks);
+  o.Set("blocksFree", s.free_blocks);
   o.Set("blocksInUse", s.in_use_blocks);
   o.Set("blocksCached", s.cached_blocks);
   o.Set("unusedSlots", static_cast<double>(s.unused_slots));

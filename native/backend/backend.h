@@ -45,7 +45,6 @@ struct ForwardBatch {
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual const char* name() const = 0;
   virtual const KvLayout& kv_layout() const = 0;
   // Runs the model over the batch, writing K/V of its tokens into the pool through the block tables.
   // `logits` receives [num_logit_rows, vocab] in sequence order.

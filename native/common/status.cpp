@@ -11,7 +11,6 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kInvalidArgument: return "ERR_INVALID_ARGUMENT";
     case ErrorCode::kContextOverflow: return "ERR_CONTEXT_OVERFLOW";
     case ErrorCode::kPoolTooSmall: return "ERR_POOL_TOO_SMALL";
-    case ErrorCode::kAborted: return "ERR_ABORTED";
     case ErrorCode::kClosed: return "ERR_CLOSED";
     case ErrorCode::kOutOfMemory: return "ERR_OUT_OF_MEMORY";
     case ErrorCode::kCacheFile: return "ERR_CACHE_FILE";

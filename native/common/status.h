@@ -16,7 +16,6 @@ enum class ErrorCode {
   kInvalidArgument,   // bad option value reaching the engine
   kContextOverflow,   // prompt (+ max tokens) longer than the context
   kPoolTooSmall,      // the KV pool can never hold this request
-  kAborted,
   kClosed,
   kOutOfMemory,
   kCacheFile,         // a saved cache for another model or layout, or damaged

@@ -7,6 +7,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_entry.h"
+#include "engine/runner.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "kv/kv_cache_manager.h"
@@ -30,13 +31,11 @@ struct Engine::Inbox {
 };
 
 struct Engine::Core {
-  Core(int32_t num_blocks, int32_t block_size, SchedulerConfig config) : kv(num_blocks, block_size), scheduler(kv, config) {}
+  Core(Backend& backend, int32_t vocab_size, SchedulerConfig config)
+      : kv(backend.kv_layout().num_blocks, backend.kv_layout().block_size), scheduler(kv, config), runner(backend, scheduler, vocab_size) {}
   KvCacheManager kv;
   Scheduler scheduler;
-  std::vector<float> logits;                          // [rows, vocab]
-  std::vector<int32_t> greedy_tokens;                 // [rows]: tokens a backend picked itself, else -1
-  std::vector<int32_t> top_ids;                       // [rows, top_k_width]: candidates a backend picked, else -1
-  std::vector<float> top_values;
+  Runner runner;
   std::map<RequestId, std::vector<BlockId>> pinned;   // pin id -> the prefix blocks it holds
 };
 
@@ -184,7 +183,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   SchedulerConfig sc;
   sc.context_length = context;
   sc.max_batch_tokens = std::max(1, o.max_batch_tokens);
-  engine->core_ = std::make_unique<Core>(layout.num_blocks, layout.block_size, sc);
+  engine->core_ = std::make_unique<Core>(*engine->backend_, c.vocab_size, sc);
   engine->inbox_ = std::make_unique<Inbox>();
   engine->publish_stats();
   engine->thread_ = std::thread([e = engine.get()] { e->run(); });
@@ -326,7 +325,7 @@ void Engine::publish_stats() {
   const BlockPool& pool = core_->kv.pool();
   std::lock_guard<std::mutex> lock(stats_mutex_);
   stats_.total_blocks = pool.num_blocks();
-  stats_.free_blocks = pool.num_free();
+  stats_.free_blocks = pool.num_free() - pool.num_cached();
   stats_.cached_blocks = pool.num_cached();
   stats_.in_use_blocks = pool.num_in_use();
   stats_.unused_slots = core_->scheduler.unused_slots();
@@ -377,78 +376,21 @@ void Engine::drain_inbox(std::vector<EngineEvent>& events) {
 }
 
 void Engine::step(std::vector<EngineEvent>& events) {
-  Core& core = *core_;
   const auto started = Clock::now();
-  StepPlan plan = core.scheduler.schedule();
+  StepPlan plan = core_->scheduler.schedule();
   if (plan.empty()) return;
-  ForwardBatch batch;
-  for (const StepPlan::Entry& e : plan.entries) {
-    Sequence& seq = *e.sequence;
-    BatchSequence bs;
-    bs.first_token = static_cast<int32_t>(batch.tokens.size());
-    bs.num_tokens = e.num_tokens;
-    bs.start_position = seq.num_computed_tokens;
-    bs.block_table = seq.block_table.data();
-    bs.want_logits = e.sample;
-    bs.greedy = e.sample && seq.sampler.is_plain_greedy();
-    bs.top_k = e.sample ? seq.sampler.top_k_needed(info_.model.vocab_size) : 0;
-    batch.tokens.insert(batch.tokens.end(), seq.tokens.begin() + seq.num_computed_tokens,
-                        seq.tokens.begin() + seq.num_computed_tokens + e.num_tokens);
-    batch.sequences.push_back(bs);
-  }
-  const int32_t vocab = info_.model.vocab_size;
-  core.logits.resize(static_cast<size_t>(batch.num_logit_rows()) * vocab);
-  core.greedy_tokens.assign(batch.num_logit_rows(), -1);
-  batch.greedy_tokens = core.greedy_tokens.data();
-  for (const BatchSequence& bs : batch.sequences) batch.top_k_width = std::max(batch.top_k_width, bs.top_k);
-  core.top_ids.assign(static_cast<size_t>(batch.num_logit_rows()) * batch.top_k_width, -1);
-  core.top_values.resize(core.top_ids.size());
-  batch.top_ids = core.top_ids.data();
-  batch.top_values = core.top_values.data();
-  Status status;
-  try {
-    for (const BlockCopy& copy : plan.copies) backend_->copy_block(copy.from, copy.to);
-    status = backend_->forward(batch, core.logits.data());
-  } catch (const std::bad_alloc&) {
-    status = Status(ErrorCode::kOutOfMemory, "out of memory in a forward pass: lower maxBatchTokens or the load on this engine");
-  } catch (const std::exception& e) {
-    status = Status(ErrorCode::kInternal, std::string("forward pass failed: ") + e.what());
-  }
-  core.scheduler.copies_done(plan);
-  if (!status.is_ok()) {
-    fail_all(status, events);
+  auto sampled = core_->runner.execute(plan);
+  if (!sampled.is_ok()) {
+    fail_all(sampled.status(), events);
     return;
   }
-  size_t row = 0;
-  uint64_t sampled = 0;
-  for (const StepPlan::Entry& e : plan.entries) {
-    Sequence& seq = *e.sequence;
-    seq.num_computed_tokens += e.num_tokens;
-    core.scheduler.cache_computed_blocks(seq);
-    if (!e.sample) continue;
-    const int32_t device_token = core.greedy_tokens[row];
-    const size_t top = row * static_cast<size_t>(batch.top_k_width);
-    const bool have_top = batch.top_k_width > 0 && core.top_ids[top] >= 0;
-    const float* logits = core.logits.data() + row++ * vocab;
-    // n completions: the prompt was computed once; every completion samples its first token from it.
-    std::vector<Sequence*> completions = {&seq};
-    if (seq.fork_pending) {
-      const auto children = core.scheduler.fork(seq);
-      completions.insert(completions.end(), children.begin(), children.end());
-    }
-    for (Sequence* s : completions) {
-      int32_t token;
-      if (device_token >= 0) token = device_token;
-      else if (have_top) token = s->sampler.sample_top_k(&core.top_ids[top], &core.top_values[top], batch.top_k_width);
-      else token = s->sampler.sample(logits, vocab, s->tokens);
-      handle_token(*s, token, events);
-    }
-    sampled += completions.size();
-  }
+  for (const SampledToken& s : sampled.value()) handle_token(*s.sequence, s.token, events);
+  uint64_t computed = 0;
+  for (const StepPlan::Entry& e : plan.entries) computed += static_cast<uint64_t>(e.num_tokens);
   std::lock_guard<std::mutex> lock(stats_mutex_);
   ++stats_.steps;
-  stats_.generated_tokens += sampled;
-  stats_.computed_tokens += batch.tokens.size();
+  stats_.generated_tokens += sampled.value().size();
+  stats_.computed_tokens += computed;
   stats_.busy_seconds += std::chrono::duration<double>(Clock::now() - started).count();
 }
 

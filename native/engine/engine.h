@@ -72,9 +72,10 @@ struct EngineInfo {
 
 struct EngineStats {
   int32_t total_blocks = 0;
-  int32_t free_blocks = 0;    // allocatable: unused + cached
-  int32_t cached_blocks = 0;  // holding a cached prefix, evictable
-  int32_t in_use_blocks = 0;  // referenced by running sequences
+  // total = free + cached + in use.
+  int32_t free_blocks = 0;    // unused: no sequence holds them and they carry no cached prefix
+  int32_t cached_blocks = 0;  // no sequence holds them; they carry a cached prefix (evictable)
+  int32_t in_use_blocks = 0;  // referenced by running sequences or pins
   int64_t unused_slots = 0;   // token slots in running sequences' blocks not yet written (fragmentation)
   int32_t pinned_blocks = 0;  // held by pins (counted in in_use_blocks)
   uint64_t evictions = 0;

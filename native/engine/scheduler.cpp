@@ -55,7 +55,6 @@ void Scheduler::preempt(Sequence& victim) {
   kv_.free(victim.block_table);
   victim.block_hashes.clear();
   victim.num_computed_tokens = 0;
-  victim.status = SequenceStatus::kWaiting;
   victim.preempted = true;
   ++preemptions_;
   const auto it = std::find_if(running_.begin(), running_.end(), [&](const auto& s) { return s.get() == &victim; });
@@ -127,7 +126,6 @@ void Scheduler::admit(int32_t& budget, StepPlan& plan) {
     next.block_hashes = match.hashes;
     next.num_computed_tokens = match.num_tokens;
     if (!next.preempted) next.cached_prompt_tokens = match.num_tokens;
-    next.status = SequenceStatus::kRunning;
     kv_.allocate_slots(next.block_table, match.num_tokens + n);
     plan.entries.push_back({&next, n, n == uncomputed});
     budget -= n;

@@ -14,8 +14,6 @@ namespace pagedlm {
 
 using Clock = std::chrono::steady_clock;
 
-enum class SequenceStatus { kWaiting, kRunning, kFinished };
-
 struct Sequence {
   explicit Sequence(GenerateRequest request)
       : id(request.id), tokens(std::move(request.prompt)), prompt_length(static_cast<int32_t>(tokens.size())),
@@ -28,7 +26,7 @@ struct Sequence {
   Sequence(const Sequence& parent, int32_t choice_index)
       : id(parent.id), choice(choice_index), tokens(parent.tokens), prompt_length(parent.prompt_length),
         num_computed_tokens(parent.num_computed_tokens), block_hashes(parent.block_hashes),
-        cached_prompt_tokens(parent.cached_prompt_tokens), status(parent.status), params(parent.params),
+        cached_prompt_tokens(parent.cached_prompt_tokens), params(parent.params),
         sampler(seeded_for_choice(parent.params.sampling, choice_index)), text(parent.params.stop_strings), submitted(parent.submitted) {}
 
   static SamplingParams seeded_for_choice(SamplingParams s, int32_t choice_index) {
@@ -49,7 +47,6 @@ struct Sequence {
   std::vector<BlockHash> block_hashes;  // hashes of its full blocks registered in the prefix cache
   int32_t cached_prompt_tokens = 0; // prompt tokens reused from the prefix cache at admission
   bool preempted = false;           // gave its blocks back at least once; recomputed on readmission
-  SequenceStatus status = SequenceStatus::kWaiting;
   GenerateParams params;
   Sampler sampler;
   TextStream text;

@@ -37,7 +37,6 @@ describeWithModels('continuous batching', ['stories260K.gguf'], (modelPath) => {
     // 24 blocks of 16 tokens hold only a few of these at once: requests wait and get preempted.
     const engine = await Engine.load(modelPath, { kvCache: { blocks: 24 }, maxBatchTokens: 64 });
     try {
-      const initialFree = engine.stats().freeBlocks;
       const results = await Promise.all(
         specs.map((s) => {
           const controller = new AbortController();
@@ -66,7 +65,7 @@ describeWithModels('continuous batching', ['stories260K.gguf'], (modelPath) => {
       const stats = engine.stats();
       expect(stats.preemptions).toBeGreaterThan(0);
       expect(stats.running + stats.waiting).toBe(0);
-      expect(stats.freeBlocks).toBe(initialFree);
+      expect(stats.blocksInUse).toBe(0);
       expect(stats.tokensPerSecond).toBeGreaterThan(0);
     } finally {
       await engine.close();
@@ -93,7 +92,7 @@ describeWithModels('continuous batching', ['stories260K.gguf'], (modelPath) => {
       expect(partial.finishReason).toBe('abort');
       expect(partial.tokens.length).toBeLessThan(400);
       expect(engine.stats().running).toBe(0);
-      expect(engine.stats().freeBlocks).toBe(engine.stats().totalBlocks);
+      expect(engine.stats().blocksInUse).toBe(0);
 
       const bad = engine.stream(42);
       await expect(bad.next()).rejects.toThrow(TypeError);
@@ -106,7 +105,6 @@ describeWithModels('continuous batching', ['stories260K.gguf'], (modelPath) => {
     const engine = await Engine.load(modelPath, { kvCache: { blocks: 64 }, maxBatchTokens: 128 });
     try {
       const random = prng(7);
-      const initialFree = engine.stats().freeBlocks;
       const run = async (i) => {
         const controller = new AbortController();
         if (random() < 0.25) setTimeout(() => controller.abort(), Math.floor(random() * 5));
@@ -123,7 +121,7 @@ describeWithModels('continuous batching', ['stories260K.gguf'], (modelPath) => {
       const rssAfter = process.memoryUsage().rss;
       console.log(`soak: 1,000 requests (${reasons.filter((r) => r === 'abort').length} of the last 900 aborted), ` +
         `RSS ${(rssBefore / 2 ** 20).toFixed(1)} MiB -> ${(rssAfter / 2 ** 20).toFixed(1)} MiB, preemptions ${engine.stats().preemptions}`);
-      expect(engine.stats().freeBlocks).toBe(initialFree);
+      expect(engine.stats().blocksInUse).toBe(0);
       expect(engine.stats().running + engine.stats().waiting).toBe(0);
       expect(rssAfter - rssBefore).toBeLessThan(64 * 2 ** 20);
     } finally {

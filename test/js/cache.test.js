@@ -27,6 +27,12 @@ describeWithModels('prefix cache', ['synth-tiny-f16.gguf'], (modelPath) => {
     expect(stats.hitRate).toBeGreaterThan(0);
     expect(stats.blocksInUse).toBe(0);
     expect(stats.blocksCached + stats.blocksFree).toBe(stats.blocksTotal);
+    // One vocabulary: engine.stats() counts the pool's blocks as cache.stats() does.
+    const { blocksTotal, blocksFree, blocksCached, blocksInUse } = engine.stats();
+    expect({ blocksTotal, blocksFree, blocksCached, blocksInUse }).toEqual({
+      blocksTotal: stats.blocksTotal, blocksFree: stats.blocksFree, blocksCached: stats.blocksCached, blocksInUse: stats.blocksInUse,
+    });
+    expect(blocksCached).toBeGreaterThan(0);
     expect(stats).toMatchObject({ blockSize: 16, dtype: 'f16', bytesPerToken: engine.info().kvBytesPerToken });
   });
 

@@ -19,7 +19,7 @@ describeWithModels('abort', ['stories260K.gguf'], (modelPath) => {
 
   const allBlocksFree = async () => {
     await new Promise((r) => setTimeout(r, 20));
-    expect(engine.stats().freeBlocks).toBe(engine.stats().totalBlocks);
+    expect(engine.stats().blocksInUse).toBe(0);
   };
 
   test('a signal aborted before the call resolves at once with finishReason abort', async () => {

@@ -10,7 +10,7 @@ const { describeWithModels } = require('../support/models');
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const describeIfBrowser = fs.existsSync(CHROMIUM) ? describeWithModels : (title) =>
-  describe.skip(`${title} (skipped: no Chromium at ${CHROMIUM}; apt-get install chromium, or set CHROMIUM_PATH)`, () => test('skipped', () => {}));
+  describe.skip(`${title} (skipped: no Chromium at ${CHROMIUM}; install it (Debian: sudo apt-get install chromium) or set CHROMIUM_PATH)`, () => test('skipped', () => {}));
 
 describeIfBrowser('web chat page', ['synth-tiny-f16.gguf'], (modelPath) => {
   test('streams an answer into the page and shows tokens/s and the cache hit rate', async () => {

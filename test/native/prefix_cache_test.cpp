@@ -85,7 +85,7 @@ TEST_P(PrefixHit, EqualsColdRun) {
   EXPECT_EQ(s.prefix.hit_tokens, 41u);  // 41 shared tokens = 5 full blocks of 8 and a copy of the sixth's first
   EXPECT_EQ(s.prefix.hits, 1u);
   EXPECT_EQ(warm_answer.tokens, cold_answer.tokens);
-  EXPECT_EQ(s.free_blocks, s.total_blocks);
+  EXPECT_EQ(s.in_use_blocks, 0);
   EXPECT_GT(s.cached_blocks, 0);
 }
 
@@ -126,7 +126,7 @@ TEST(PrefixCache, PressureEvictsAndClearForgets) {
   for (int i = 0; i < 10; ++i) e.run(concat({1}, tokens_from(i * 31, 25)), params(false));
   EngineStats s = e.engine().stats();
   EXPECT_GT(s.evictions, 0u);
-  EXPECT_EQ(s.free_blocks, s.total_blocks);
+  EXPECT_EQ(s.in_use_blocks, 0);
   ASSERT_GT(s.cached_blocks, 0);
   const auto cleared = e.engine().clear_cache();
   ASSERT_TRUE(cleared.is_ok());
@@ -163,7 +163,7 @@ TEST_P(Fork, CompletionsEqualSeparateRunsAndShareThePrompt) {
   p.n = 3;
   const std::vector<EngineEvent> choices = e.wait_all(e.submit(prompt, p), 3);
   const EngineStats after_fork = e.engine().stats();
-  EXPECT_EQ(after_fork.free_blocks, after_fork.total_blocks);
+  EXPECT_EQ(after_fork.in_use_blocks, 0);
 
   // Each choice equals a single completion sampled with that choice's seed.
   for (int c = 0; c < 3; ++c) {
@@ -201,7 +201,7 @@ TEST(ForkAbort, CancellingAForkedRequestEndsEveryCompletion) {
   for (const EngineEvent& end : e.wait_all(id, 4)) {
     EXPECT_EQ(end.kind, EngineEvent::Kind::kFinished);
   }
-  EXPECT_EQ(e.engine().stats().free_blocks, e.engine().stats().total_blocks);
+  EXPECT_EQ(e.engine().stats().in_use_blocks, 0);
 }
 
 }  // namespace

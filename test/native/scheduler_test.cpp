@@ -1,129 +1,248 @@
-// Continuous batching under pressure: with a pool far smaller than the load, sequences are preempted and
-// recomputed, yet every request streams exactly the tokens it would produce alone, and nothing leaks.
+// The scheduler's decisions, step by step, without a model: a Scheduler over a small block pool drives the
+// real Runner on a TokenKvBackend (token ids as KV). Every step checks the pool's invariants; outputs are
+// compared with each request decoded alone, which any wrong block would change.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <random>
-#include <thread>
+#include <map>
 
-#include "engine/engine.h"
-#include "support/event_collector.h"
-#include "support/synthetic_model.h"
+#include "engine/runner.h"
+#include "engine/scheduler.h"
+#include "engine/sequence.h"
+#include "kv/kv_cache_manager.h"
+#include "support/token_kv_backend.h"
 
 namespace pagedlm {
 namespace {
 
-std::unique_ptr<Engine> make_engine(EventSink* sink, int32_t blocks, int32_t batch_tokens = 64) {
-  static const std::string path = testing::write_synthetic_model({.dim = 64, .layers = 2}, "scheduler.gguf");
-  EngineOptions o;
-  o.threads = 2;
-  o.kv_dtype = KvDtype::kF16;
-  o.kv_blocks = blocks;
-  o.block_size = 8;
-  o.context_length = 256;
-  o.max_batch_tokens = batch_tokens;
-  return Engine::load(path, o, sink).take();
-}
+constexpr int32_t kVocab = 500;
+
+class SchedulerBench {
+ public:
+  SchedulerBench(int32_t blocks, int32_t block_size, int32_t batch_tokens, int32_t context = 256)
+      : backend_(blocks, block_size, kVocab), kv_(blocks, block_size), scheduler_(kv_, config(batch_tokens, context)), runner_(backend_, scheduler_, kVocab) {}
+
+  static SchedulerConfig config(int32_t batch_tokens, int32_t context) {
+    SchedulerConfig c;
+    c.max_batch_tokens = batch_tokens;
+    c.context_length = context;
+    return c;
+  }
+
+  Sequence* add(RequestId id, std::vector<int32_t> prompt, int32_t max_tokens, int32_t n = 1, uint64_t salt = 0) {
+    GenerateRequest r;
+    r.id = id;
+    r.prompt = std::move(prompt);
+    r.params.max_tokens = max_tokens;
+    r.params.n = n;
+    r.params.cache_salt = salt;
+    r.params.sampling.temperature = 0;
+    auto seq = std::make_unique<Sequence>(std::move(r));
+    Sequence* raw = seq.get();
+    scheduler_.add(std::move(seq));
+    return raw;
+  }
+
+  // One engine step: schedule, run, append each sampled token, retire sequences at max_tokens.
+  StepPlan step() {
+    StepPlan plan = scheduler_.schedule();
+    if (plan.empty()) return plan;
+    auto sampled = runner_.execute(plan);
+    EXPECT_TRUE(sampled.is_ok()) << sampled.status().message();
+    for (const SampledToken& s : sampled.value()) {
+      Sequence& seq = *s.sequence;
+      seq.tokens.push_back(s.token);
+      if (seq.num_generated() >= seq.params.max_tokens) {
+        outputs_[{seq.id, seq.choice}] = std::vector<int32_t>(seq.tokens.begin() + seq.prompt_length, seq.tokens.end());
+        scheduler_.remove(&seq);
+      }
+    }
+    kv_.check_invariants(scheduler_.block_tables());
+    return plan;
+  }
+
+  void run_to_end(int max_steps = 10000) {
+    for (int i = 0; i < max_steps && scheduler_.has_work(); ++i) step();
+    ASSERT_FALSE(scheduler_.has_work()) << "still working after " << max_steps << " steps";
+  }
+
+  // What greedy decoding of `prompt` alone produces.
+  std::vector<int32_t> alone(std::vector<int32_t> prompt, int32_t max_tokens) const {
+    std::vector<int32_t> out;
+    for (int i = 0; i < max_tokens; ++i) {
+      out.push_back(backend_.next_token(prompt));
+      prompt.push_back(out.back());
+    }
+    return out;
+  }
+
+  const std::vector<int32_t>& output(RequestId id, int32_t choice = 0) { return outputs_.at({id, choice}); }
+  Scheduler& scheduler() { return scheduler_; }
+  KvCacheManager& kv() { return kv_; }
+  testing::TokenKvBackend& backend() { return backend_; }
+
+ private:
+  testing::TokenKvBackend backend_;
+  KvCacheManager kv_;
+  Scheduler scheduler_;
+  Runner runner_;
+  std::map<std::pair<RequestId, int32_t>, std::vector<int32_t>> outputs_;
+};
 
 std::vector<int32_t> prompt_of(int length, int seed) {
-  std::vector<int32_t> t = {1};
-  for (int i = 1; i < length; ++i) t.push_back(3 + (seed * 53 + i * 7) % 300);
+  std::vector<int32_t> t;
+  for (int i = 0; i < length; ++i) t.push_back(1 + (seed * 131 + i * 17) % (kVocab - 1));
   return t;
 }
 
-GenerateParams request_params(int max_tokens, bool sample, uint64_t seed) {
-  GenerateParams p;
-  p.max_tokens = max_tokens;
-  p.ignore_eos = true;
-  p.sampling.temperature = sample ? 0.8f : 0.0f;
-  p.sampling.seed = seed;
-  return p;
+bool planned(const StepPlan& plan, const Sequence* seq) {
+  for (const StepPlan::Entry& e : plan.entries) {
+    if (e.sequence == seq) return true;
+  }
+  return false;
 }
 
-TEST(Preemption, EveryRequestMatchesItsSoloRunAndNothingLeaks) {
-  struct Spec {
-    std::vector<int32_t> prompt;
-    GenerateParams params;
+TEST(SchedulerAdmission, WaitsForBlocksThenRunsWhenTheyFree) {
+  // 8 blocks of 4 tokens: the first request takes 6 (20 prompt + 4 generated), leaving too few for the
+  // second's 5 plus the one-block watermark.
+  SchedulerBench bench(8, 4, 64);
+  Sequence* first = bench.add(1, prompt_of(20, 1), 4);
+  Sequence* second = bench.add(2, prompt_of(16, 2), 4);
+  const StepPlan plan = bench.step();
+  EXPECT_TRUE(planned(plan, first));
+  EXPECT_FALSE(planned(plan, second));
+  EXPECT_EQ(bench.scheduler().num_waiting(), 1u);
+  bench.run_to_end();
+  EXPECT_EQ(bench.output(1), bench.alone(prompt_of(20, 1), 4));
+  EXPECT_EQ(bench.output(2), bench.alone(prompt_of(16, 2), 4));
+  EXPECT_EQ(bench.scheduler().preemptions(), 0u);
+  EXPECT_EQ(bench.kv().pool().num_in_use(), 0);
+}
+
+TEST(SchedulerBudget, ChunksPrefillAndPutsRunningDecodesFirst) {
+  SchedulerBench bench(64, 4, 16);
+  bench.add(1, prompt_of(3, 1), 8);
+  bench.step();  // prefill of the short prompt: it decodes from here on
+  bench.add(2, prompt_of(40, 2), 2);
+  std::vector<std::vector<testing::TokenKvBackend::Row>> expected = {
+      {{3, 1, true}, {0, 15, false}},  // one decode token first, then the rest of the budget
+      {{4, 1, true}, {15, 15, false}},
+      {{5, 1, true}, {30, 10, true}},  // the last chunk reaches the prompt's end: it samples
   };
-  std::vector<Spec> specs;
-  std::mt19937 rng(3);
-  for (int i = 0; i < 16; ++i) {
-    specs.push_back({prompt_of(5 + static_cast<int>(rng() % 40), i), request_params(20 + static_cast<int>(rng() % 60), i % 2 == 1, 100 + i)});
-  }
-  // Alone, on a roomy pool.
-  std::vector<std::vector<int32_t>> solo;
-  {
-    testing::EventCollector events;
-    auto engine = make_engine(&events, 256);
-    for (size_t i = 0; i < specs.size(); ++i) {
-      ASSERT_TRUE(engine->submit({i + 1, specs[i].prompt, specs[i].params}).is_ok());
-      solo.push_back(events.wait(i + 1).tokens);
+  for (const auto& rows : expected) {
+    const StepPlan plan = bench.step();
+    int32_t tokens = 0;
+    for (const StepPlan::Entry& e : plan.entries) tokens += e.num_tokens;
+    EXPECT_LE(tokens, 16);
+    const auto& pass = bench.backend().passes().back();
+    ASSERT_EQ(pass.size(), rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_EQ(pass[i].start_position, rows[i].start_position) << "row " << i;
+      EXPECT_EQ(pass[i].num_tokens, rows[i].num_tokens) << "row " << i;
+      EXPECT_EQ(pass[i].want_logits, rows[i].want_logits) << "row " << i;
     }
   }
-  // All at once on a pool that holds about two of them.
-  testing::EventCollector events;
-  auto engine = make_engine(&events, 24, 32);
-  for (size_t i = 0; i < specs.size(); ++i) ASSERT_TRUE(engine->submit({i + 1, specs[i].prompt, specs[i].params}).is_ok());
-  for (size_t i = 0; i < specs.size(); ++i) {
-    const EngineEvent done = events.wait(i + 1);
-    ASSERT_EQ(done.kind, EngineEvent::Kind::kFinished) << done.error.message();
-    EXPECT_EQ(done.tokens, solo[i]) << "request " << i;
-    std::vector<int32_t> streamed;
-    for (const EngineEvent& e : events.events(i + 1)) {
-      if (e.kind == EngineEvent::Kind::kToken) streamed.push_back(e.token);
-    }
-    EXPECT_EQ(streamed, done.tokens) << "request " << i << ": duplicated or lost streamed tokens";
-  }
-  const EngineStats s = engine->stats();
-  EXPECT_GT(s.preemptions, 0u);
-  EXPECT_EQ(s.free_blocks, s.total_blocks);
-  ASSERT_TRUE(engine->check_kv_invariants().is_ok());
+  bench.run_to_end();
+  EXPECT_EQ(bench.output(1), bench.alone(prompt_of(3, 1), 8));
+  EXPECT_EQ(bench.output(2), bench.alone(prompt_of(40, 2), 2));
 }
 
-TEST(Preemption, RandomAbortsUnderPressureKeepInvariants) {
-  testing::EventCollector events;
-  auto engine = make_engine(&events, 32, 24);
-  std::mt19937 rng(9);
-  const int total = 60;
-  for (int i = 1; i <= total; ++i) {
-    GenerateParams p = request_params(10 + static_cast<int>(rng() % 50), true, i);
-    p.n = rng() % 5 == 0 ? 2 : 1;
-    ASSERT_TRUE(engine->submit({static_cast<RequestId>(i), prompt_of(3 + static_cast<int>(rng() % 30), i % 7), p}).is_ok());
-    if (rng() % 3 == 0) {
-      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
-      engine->cancel(static_cast<RequestId>(1 + rng() % i));
+TEST(SchedulerPreemption, TakesTheNewestRunningSequenceAndResumesItFirst) {
+  // Three sequences admitted together outgrow a 12-block pool as they decode.
+  SchedulerBench bench(12, 4, 64);
+  Sequence* oldest = bench.add(1, prompt_of(8, 1), 12);
+  Sequence* middle = bench.add(2, prompt_of(8, 2), 12);
+  Sequence* newest = bench.add(3, prompt_of(8, 3), 12);
+  bench.step();
+  ASSERT_EQ(bench.scheduler().num_running(), 3u);
+  while (bench.scheduler().preemptions() == 0) {
+    ASSERT_TRUE(bench.scheduler().has_work());
+    bench.step();
+  }
+  // The newest went back to the front of the waiting queue; the older two kept running.
+  EXPECT_TRUE(newest->preempted);
+  EXPECT_FALSE(oldest->preempted);
+  EXPECT_FALSE(middle->preempted);
+  EXPECT_EQ(newest->num_computed_tokens, 0);
+  EXPECT_TRUE(newest->block_table.empty());
+  // A request arriving now waits behind the preempted one.
+  Sequence* late = bench.add(4, prompt_of(4, 4), 2);
+  bool newest_back = false;
+  while (bench.scheduler().has_work()) {
+    const StepPlan plan = bench.step();
+    if (planned(plan, newest)) newest_back = true;
+    if (planned(plan, late)) {
+      EXPECT_TRUE(newest_back) << "a new request was admitted before the preempted one resumed";
+      break;
     }
-    if (i % 10 == 0) ASSERT_TRUE(engine->check_kv_invariants().is_ok());
   }
-  for (int i = 1; i <= total; ++i) events.wait_all(i, 1);
-  // Forked requests end once per completion; wait for the engine to drain.
-  for (int tries = 0; tries < 2000 && (engine->stats().running > 0 || engine->stats().waiting > 0); ++tries) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  const EngineStats s = engine->stats();
-  EXPECT_EQ(s.running + s.waiting, 0);
-  EXPECT_EQ(s.free_blocks, s.total_blocks);
-  ASSERT_TRUE(engine->check_kv_invariants().is_ok());
+  bench.run_to_end();
+  for (int id = 1; id <= 3; ++id) EXPECT_EQ(bench.output(id), bench.alone(prompt_of(8, id), 12)) << "request " << id;
+  EXPECT_EQ(bench.output(4), bench.alone(prompt_of(4, 4), 2));
+  EXPECT_EQ(bench.kv().pool().num_in_use(), 0);
 }
 
-TEST(Scheduling, PrefersAWaitingRequestWithACachedPrefix) {
-  testing::EventCollector events;
-  auto engine = make_engine(&events, 64, 16);
-  const auto shared = prompt_of(40, 1);
-  ASSERT_TRUE(engine->submit({1, shared, request_params(2, false, 0)}).is_ok());
-  events.wait(1);
-  // A long request occupies the engine; then a cold request arrives before a warm one.
-  ASSERT_TRUE(engine->submit({2, prompt_of(30, 2), request_params(100, false, 0)}).is_ok());
-  ASSERT_TRUE(engine->submit({3, prompt_of(60, 3), request_params(5, false, 0)}).is_ok());
-  auto warm = shared;
-  warm.push_back(9);
-  ASSERT_TRUE(engine->submit({4, warm, request_params(5, false, 0)}).is_ok());
-  ASSERT_EQ(events.wait(3).kind, EngineEvent::Kind::kFinished);
-  ASSERT_EQ(events.wait(4).kind, EngineEvent::Kind::kFinished);
-  // The warm request, behind the cold one in line, is admitted first.
-  const auto order = events.first_token_order();
-  const auto position = [&](RequestId id) { return std::find(order.begin(), order.end(), id) - order.begin(); };
-  EXPECT_LT(position(4), position(3));
+TEST(SchedulerPrefixCache, AdmitsTheWaitingRequestWithACachedPrefixFirst) {
+  SchedulerBench bench(64, 4, 64);
+  const std::vector<int32_t> system = prompt_of(16, 7);
+  std::vector<int32_t> with_system = system;
+  with_system.push_back(42);
+  bench.add(1, system, 1);
+  bench.run_to_end();
+  // Queued behind a request with nothing cached, the one whose first 16 tokens are cached goes first.
+  Sequence* cold = bench.add(2, prompt_of(30, 8), 1);
+  Sequence* warm = bench.add(3, with_system, 1);
+  const StepPlan plan = bench.step();
+  ASSERT_FALSE(plan.entries.empty());
+  EXPECT_EQ(plan.entries.front().sequence, warm);
+  EXPECT_EQ(warm->cached_prompt_tokens, 16);
+  EXPECT_EQ(plan.entries.front().num_tokens, 1);  // only the token after the cached prefix is computed
+  EXPECT_EQ(cold->cached_prompt_tokens, 0);
+  bench.run_to_end();
+  EXPECT_EQ(bench.output(3), bench.alone(with_system, 1));
+  EXPECT_EQ(bench.output(2), bench.alone(prompt_of(30, 8), 1));
+}
+
+TEST(SchedulerPrefixCache, SaltsKeepRequestsFromSharingBlocks) {
+  SchedulerBench bench(64, 4, 64);
+  bench.add(1, prompt_of(16, 3), 1, 1, /*salt=*/1);
+  bench.run_to_end();
+  Sequence* other_salt = bench.add(2, prompt_of(17, 3), 1, 1, /*salt=*/2);
+  bench.step();
+  EXPECT_EQ(other_salt->cached_prompt_tokens, 0);
+  Sequence* same_salt = bench.add(3, prompt_of(17, 3), 1, 1, /*salt=*/1);
+  bench.step();
+  EXPECT_EQ(same_salt->cached_prompt_tokens, 16);
+}
+
+TEST(SchedulerFork, CompletionsShareThePromptAndCopyItsPartialBlock) {
+  SchedulerBench bench(64, 4, 64);
+  bench.add(1, prompt_of(10, 5), 6, /*n=*/3);
+  bench.run_to_end();
+  // Greedy completions of one prompt agree; the shared, partly filled third block was copied for each
+  // completion that wrote to it.
+  for (int choice = 0; choice < 3; ++choice) EXPECT_EQ(bench.output(1, choice), bench.alone(prompt_of(10, 5), 6)) << "choice " << choice;
+  EXPECT_GE(bench.backend().copies(), 2);
+  EXPECT_EQ(bench.kv().pool().num_in_use(), 0);
+}
+
+TEST(SchedulerCancellation, RemovingARunningOrWaitingSequenceFreesItsBlocks) {
+  SchedulerBench bench(8, 4, 64);
+  Sequence* running = bench.add(1, prompt_of(20, 1), 8);
+  Sequence* waiting = bench.add(2, prompt_of(16, 2), 4);
+  bench.step();
+  ASSERT_GT(bench.kv().pool().num_in_use(), 0);
+  EXPECT_EQ(bench.scheduler().find(2), std::vector<Sequence*>{waiting});
+  bench.scheduler().remove(waiting);
+  EXPECT_EQ(bench.scheduler().num_waiting(), 0u);
+  bench.scheduler().remove(running);
+  EXPECT_EQ(bench.scheduler().num_running(), 0u);
+  EXPECT_FALSE(bench.scheduler().has_work());
+  EXPECT_EQ(bench.kv().pool().num_in_use(), 0);
+  bench.kv().check_invariants({});
+  // The blocks it computed stay cached for the next request with the same prompt.
+  Sequence* again = bench.add(3, prompt_of(20, 1), 1);
+  bench.step();
+  EXPECT_EQ(again->cached_prompt_tokens, 19);  // all but the last prompt token, which must run for logits
 }
 
 }  // namespace

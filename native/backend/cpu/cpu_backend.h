@@ -22,7 +22,6 @@ class CpuBackend final : public Backend {
   // Allocates the KV pool (layout.num_blocks blocks); kOutOfMemory when it cannot.
   static Result<std::unique_ptr<CpuBackend>> create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads);
 
-  const char* name() const override { return "cpu"; }
   const KvLayout& kv_layout() const override { return layout_; }
   Status forward(const ForwardBatch& batch, float* logits) override;
   size_t block_bytes() const override;
@@ -89,8 +88,8 @@ class CpuBackend final : public Backend {
 
   // The KV pool. Elements in layout_.dtype; scales only for int8/fp8.
   // [layers][num_blocks][kv_heads][block_size][head_dim]. In huge pages: attention reads a sequence's blocks in
-  // 2 KB pieces scattered over the pool, and with 4 KiB pages nearly each piece was a TLB miss whose page walk
-  // missed the caches too (cold decode attention 1.2x faster on 2 MiB pages).
+  // 2 KB pieces scattered over the pool, and with 4 KiB pages nearly each piece would be a TLB miss whose page
+  // walk misses the caches too (cold decode attention: docs/benchmarks.md).
   HugePageBuffer k_data_;
   HugePageBuffer v_data_;
   std::vector<float> k_scales_;   // [layers][num_blocks][kv_heads][block_size]

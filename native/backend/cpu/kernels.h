@@ -71,6 +71,8 @@ struct AttentionRows {
   float* acc;       // [rows][d] sum of exp(score - row_max) x v so far
 };
 
+// Filled with designated initializers (`.matmul_rows = ...`), so a slot cannot take another's function. The
+// optional slots default to null; leaving out a required one draws -Wmissing-field-initializers.
 struct CpuKernels {
   const char* name;
   // y[t, r] = dot(W[r, :], x[t, :]) for r in [row_begin, row_end) and every token t. With interleaved
@@ -90,31 +92,29 @@ struct CpuKernels {
   // Non-null where a table fuses one block's attention for a group of query rows (each K/V row is read once
   // for all of them): scores against K rows [0, n), scaled, folded into `rows`' online softmax with V.
   // Null: block_attention.h composes dot_rows, exp_sum and axpy_rows per row.
-  void (*attend_block_f32)(const float* k, const float* v, int n, int d, const AttentionRows& rows);
-  void (*attend_block_f16)(const uint16_t* k, const uint16_t* v, int n, int d, const AttentionRows& rows);
+  void (*attend_block_f32)(const float* k, const float* v, int n, int d, const AttentionRows& rows) = nullptr;
+  void (*attend_block_f16)(const uint16_t* k, const uint16_t* v, int n, int d, const AttentionRows& rows) = nullptr;
   // The same over rows in any KV encoding (kv_dtype.h), read without decoding them first; int8 and fp8 take
   // each row's scale from k_scales / v_scales ([n]), the others ignore them.
   void (*attend_block_encoded)(KvDtype dtype, const uint8_t* k, const uint8_t* v, const float* k_scales, const float* v_scales, int n, int d,
-                               const AttentionRows& rows);
+                               const AttentionRows& rows) = nullptr;
   // gate[i] = silu(gate[i]) x up[i], the Llama feed-forward activation.
   void (*swiglu)(float* gate, const float* up, int n);
   // x[i] = exp(x[i] - shift) for i < n, with shift >= every x[i]; returns their sum (softmax numerators).
   float (*exp_sum)(float* x, int n, float shift);
-  // Sum of n floats with independent accumulators: a streaming read, to measure memory bandwidth.
-  float (*read_sum)(const float* x, size_t n);
   // Non-null where matmul_rows reads MatmulArgs::interleaved weights: writes the copy it reads (for the
   // shapes can_interleave_rows accepts), of the same size as `src`.
-  void (*pack_rows)(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst);
+  void (*pack_rows)(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) = nullptr;
   // How many rows one group of pack_rows' copy of `type` holds; 0 where the table reads `type` row-major.
-  int (*packed_group_rows)(TensorType type);
+  int (*packed_group_rows)(TensorType type) = nullptr;
   // Non-null where Q8_0 weights multiply int8 activations (as llama.cpp does): n values (a multiple of
   // 32) of one token into n / 32 blocks, each scaled to its largest magnitude.
-  void (*quantize_q8)(const float* x, int n, ActivationBlockQ8* out);
+  void (*quantize_q8)(const float* x, int n, ActivationBlockQ8* out) = nullptr;
   // Likewise for Q4_K weights, in blocks of 256 (n a multiple of 256).
-  void (*quantize_q8k)(const float* x, int n, ActivationBlockQ8K* out);
+  void (*quantize_q8k)(const float* x, int n, ActivationBlockQ8K* out) = nullptr;
   // Non-null where the CPU converts to fp16 itself (F16C): out[i] = float_to_fp16(x[i]), bit for bit except
   // NaN payloads. Null: float_to_fp16 per value.
-  void (*f32_to_f16)(const float* x, uint16_t* out, int n);
+  void (*f32_to_f16)(const float* x, uint16_t* out, int n) = nullptr;
   // The largest of x[0, n), NaN skipped: -inf when n is 0 or every value is NaN (picking the sampled token
   // from a row of logits).
   float (*max_f32)(const float* x, int n);

@@ -64,18 +64,6 @@ float exp_sum(float* x, int n, float shift) {
   return sum;
 }
 
-float read_sum(const float* x, size_t n) {
-  float sum[16] = {};
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    for (int j = 0; j < 16; ++j) sum[j] += x[i + j];
-  }
-  float total = 0;
-  for (; i < n; ++i) total += x[i];
-  for (float s : sum) total += s;
-  return total;
-}
-
 float max_f32(const float* x, int n) {
   // Eight independent maxima keep eight comparisons in flight; `x > m ? x : m` skips NaN.
   float m[8];
@@ -137,7 +125,22 @@ void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int 
 }
 
 const CpuKernels& portable_kernels() {
-  static const CpuKernels kernels{"portable", matmul_rows, dot_f32, dot_f16, axpy_f32, axpy_f16, dot_rows_f32, dot_rows_f16, axpy_rows_f32, axpy_rows_f16, nullptr, nullptr, nullptr, swiglu, exp_sum, read_sum, nullptr, nullptr, nullptr, nullptr, nullptr, max_f32};
+  // The optional slots stay null: this table fuses no attention, packs no rows and quantizes no activations.
+  static const CpuKernels kernels{
+      .name = "portable",
+      .matmul_rows = matmul_rows,
+      .dot_f32 = dot_f32,
+      .dot_f16 = dot_f16,
+      .axpy_f32 = axpy_f32,
+      .axpy_f16 = axpy_f16,
+      .dot_rows_f32 = dot_rows_f32,
+      .dot_rows_f16 = dot_rows_f16,
+      .axpy_rows_f32 = axpy_rows_f32,
+      .axpy_rows_f16 = axpy_rows_f16,
+      .swiglu = swiglu,
+      .exp_sum = exp_sum,
+      .max_f32 = max_f32,
+  };
   return kernels;
 }
 

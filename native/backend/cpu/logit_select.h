@@ -1,6 +1,7 @@
 // The sampled token's candidates picked from a row of logits where they were computed, so that a greedy or
-// top-k step does not hand the whole vocabulary to the sampler (which copies and orders it: ~0.3 ms a token
-// for 128K logits). Same choices as Sampler::sample: NaN ranks as -inf, ties go to the lower id.
+// top-k step does not hand the whole vocabulary to the sampler (which copies and orders it, every token, at
+// a cost that grows with the vocabulary). Same choices as Sampler::sample: NaN ranks as -inf, ties go to the
+// lower id.
 #pragma once
 
 #include <cstdint>

@@ -6,8 +6,8 @@ namespace pagedlm {
 
 void rms_norm(const float* x, const float* weight, float* out, int n, float eps) {
   // Eight running sums (one per lane of a vector, so the compiler can vectorize the loop without
-  // reordering float additions), added in a fixed order. One running sum was a chain of n dependent
-  // additions: ~3 us per 2,048-wide row, on the engine thread while the pool's workers wait.
+  // reordering float additions), added in a fixed order. One running sum would be a chain of n dependent
+  // additions, on the engine thread while the pool's workers wait.
   constexpr int kLanes = 8;
   float lanes[kLanes] = {};
   int i = 0;

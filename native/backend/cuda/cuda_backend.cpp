@@ -108,7 +108,6 @@ class CudaBackend final : public Backend {
   static void create(const CudaBackendRequest& request, CudaBackendReply& reply);
   ~CudaBackend() override;
 
-  const char* name() const override { return "cuda"; }
   const KvLayout& kv_layout() const override { return layout_; }
   Status forward(const ForwardBatch& batch, float* logits) override;
   size_t block_bytes() const override;

@@ -1,13 +1,13 @@
-#include "backend/cpu/memory_bandwidth.h"
+#include "read_bandwidth.h"
 
 #include <algorithm>
 #include <chrono>
 #include <vector>
 
-#include "backend/cpu/kernels.h"
 #include "backend/cpu/thread_pool.h"
+#include "read_sum.h"
 
-namespace pagedlm {
+namespace pagedlm::bench {
 
 namespace {
 
@@ -32,7 +32,6 @@ ReadBandwidthProbe::~ReadBandwidthProbe() = default;
 BandwidthSample ReadBandwidthProbe::measure(int passes) {
   passes = std::max(1, passes);
   const float* buffer = reinterpret_cast<const float*>(storage_.data());
-  const CpuKernels& kernels = best_cpu_kernels();
   const size_t slice = (count_ + threads_ - 1) / threads_;
   std::vector<float> sums(threads_);  // kept, so that the reads cannot be optimized away
   std::vector<double> rates;
@@ -40,7 +39,7 @@ BandwidthSample ReadBandwidthProbe::measure(int passes) {
     const auto start = std::chrono::steady_clock::now();
     pool_->parallel_for(static_cast<size_t>(threads_), [&](size_t task, size_t) {
       const size_t begin = std::min(count_, task * slice);
-      sums[task] += kernels.read_sum(buffer + begin, std::min(count_, begin + slice) - begin);
+      sums[task] += read_sum(buffer + begin, std::min(count_, begin + slice) - begin);
     });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     rates.push_back(static_cast<double>(count_ * sizeof(float)) / seconds);
@@ -53,4 +52,4 @@ BandwidthSample ReadBandwidthProbe::measure(int passes) {
   return BandwidthSample{rates.back(), median, count_ * sizeof(float), threads_, passes};
 }
 
-}  // namespace pagedlm
+}  // namespace pagedlm::bench

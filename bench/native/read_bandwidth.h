@@ -1,6 +1,6 @@
 // Streaming-read bandwidth of this machine, measured the way decode reads weights: every thread sums its own
 // slice of a buffer far larger than the caches. Decode tokens/s can be judged against it (its floor is the
-// bytes read per token over this bandwidth).
+// bytes read per token over this bandwidth). For the benchmarks only: the engine never measures it.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +12,8 @@ namespace pagedlm {
 
 class ThreadPool;
 
+namespace bench {
+
 struct BandwidthSample {
   double bytes_per_second;         // the best of the passes
   double median_bytes_per_second;  // their median: on a shared machine, what a run of seconds typically gets
@@ -22,8 +24,8 @@ struct BandwidthSample {
 
 // A buffer, touched once, and the threads that read it: measurements taken again and again (around decode
 // runs) neither allocate nor free. Freeing hundreds of MiB is not free on a virtual machine whose balloon
-// reports free pages to the host: the guest kernel does that work about two seconds later, on the cores a
-// decode is using, and the next allocation faults every page in again.
+// reports free pages to the host: the guest kernel does that work seconds later, on the cores a decode is
+// using, and the next allocation faults every page in again.
 class ReadBandwidthProbe {
  public:
   // Throws std::bad_alloc when the buffer cannot be had.
@@ -42,4 +44,5 @@ class ReadBandwidthProbe {
   std::unique_ptr<ThreadPool> pool_;
 };
 
+}  // namespace bench
 }  // namespace pagedlm

@@ -1,8 +1,12 @@
-#include "backend/cpu/memory_bandwidth.h"
+#include "read_bandwidth.h"
 
 #include <gtest/gtest.h>
 
-namespace pagedlm {
+#include <vector>
+
+#include "read_sum.h"
+
+namespace pagedlm::bench {
 namespace {
 
 TEST(ReadBandwidthProbe, MeasuresAgainAndAgainOverItsOneBuffer) {
@@ -24,5 +28,16 @@ TEST(ReadBandwidthProbe, ClampsThreadsAndPassesToOne) {
   EXPECT_GT(sample.bytes_per_second, 0);
 }
 
+// Sums of ones are exact in float up to 2^24, so each loop's tail and accumulators are checked to the unit.
+TEST(ReadSum, AddsEveryValueOnce) {
+  for (size_t n : {0, 1, 15, 16, 17, 31, 32, 33, 63, 1000, 4099}) {
+    const std::vector<float> ones(n, 1.0f);
+    EXPECT_EQ(read_sum(ones.data(), n), static_cast<float>(n)) << n;
+#if defined(PAGEDLM_HAVE_X86_READ_SUM)
+    if (__builtin_cpu_supports("avx2")) EXPECT_EQ(read_sum_avx2(ones.data(), n), static_cast<float>(n)) << n;
+#endif
+  }
+}
+
 }  // namespace
-}  // namespace pagedlm
+}  // namespace pagedlm::bench

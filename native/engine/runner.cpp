@@ -1,0 +1,87 @@
+#include "engine/runner.h"
+
+#include <algorithm>
+#include <new>
+
+#include "engine/sequence.h"
+
+namespace pagedlm {
+
+void Runner::assemble(const StepPlan& plan) {
+  batch_.tokens.clear();
+  batch_.sequences.clear();
+  batch_.top_k_width = 0;
+  for (const StepPlan::Entry& e : plan.entries) {
+    const Sequence& seq = *e.sequence;
+    BatchSequence bs;
+    bs.first_token = static_cast<int32_t>(batch_.tokens.size());
+    bs.num_tokens = e.num_tokens;
+    bs.start_position = seq.num_computed_tokens;
+    bs.block_table = seq.block_table.data();
+    bs.want_logits = e.sample;
+    bs.greedy = e.sample && seq.sampler.is_plain_greedy();
+    bs.top_k = e.sample ? seq.sampler.top_k_needed(vocab_) : 0;
+    const auto first = seq.tokens.begin() + seq.num_computed_tokens;
+    batch_.tokens.insert(batch_.tokens.end(), first, first + e.num_tokens);
+    batch_.sequences.push_back(bs);
+    batch_.top_k_width = std::max(batch_.top_k_width, bs.top_k);
+  }
+  const size_t rows = static_cast<size_t>(batch_.num_logit_rows());
+  logits_.resize(rows * static_cast<size_t>(vocab_));
+  greedy_tokens_.assign(rows, -1);
+  top_ids_.assign(rows * static_cast<size_t>(batch_.top_k_width), -1);
+  top_values_.resize(top_ids_.size());
+  batch_.greedy_tokens = greedy_tokens_.data();
+  batch_.top_ids = top_ids_.data();
+  batch_.top_values = top_values_.data();
+}
+
+Status Runner::run_forward(StepPlan& plan) {
+  Status status;
+  try {
+    assemble(plan);
+    for (const BlockCopy& copy : plan.copies) backend_.copy_block(copy.from, copy.to);
+    status = backend_.forward(batch_, logits_.data());
+  } catch (const std::bad_alloc&) {
+    status = Status(ErrorCode::kOutOfMemory, "out of memory in a forward pass: lower maxBatchTokens or the load on this engine");
+  } catch (const std::exception& e) {
+    status = Status(ErrorCode::kInternal, std::string("forward pass failed: ") + e.what());
+  }
+  scheduler_.copies_done(plan);  // whether or not they ran: the sources' holds end with the step
+  return status;
+}
+
+void Runner::sample_row(Sequence& seq, size_t row, std::vector<SampledToken>& out) {
+  const int32_t backend_token = greedy_tokens_[row];
+  const size_t top = row * static_cast<size_t>(batch_.top_k_width);
+  const bool have_top = batch_.top_k_width > 0 && top_ids_[top] >= 0;
+  const float* logits = logits_.data() + row * static_cast<size_t>(vocab_);
+  // n completions: the prompt was computed once; every completion samples its first token from it.
+  std::vector<Sequence*> completions = {&seq};
+  if (seq.fork_pending) {
+    const std::vector<Sequence*> children = scheduler_.fork(seq);
+    completions.insert(completions.end(), children.begin(), children.end());
+  }
+  for (Sequence* s : completions) {
+    int32_t token;
+    if (backend_token >= 0) token = backend_token;
+    else if (have_top) token = s->sampler.sample_top_k(&top_ids_[top], &top_values_[top], batch_.top_k_width);
+    else token = s->sampler.sample(logits, vocab_, s->tokens);
+    out.push_back({s, token});
+  }
+}
+
+Result<std::vector<SampledToken>> Runner::execute(StepPlan& plan) {
+  if (Status s = run_forward(plan); !s.is_ok()) return s;
+  std::vector<SampledToken> sampled;
+  size_t row = 0;
+  for (const StepPlan::Entry& e : plan.entries) {
+    Sequence& seq = *e.sequence;
+    seq.num_computed_tokens += e.num_tokens;
+    scheduler_.cache_computed_blocks(seq);
+    if (e.sample) sample_row(seq, row++, sampled);
+  }
+  return sampled;
+}
+
+}  // namespace pagedlm

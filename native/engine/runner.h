@@ -1,0 +1,49 @@
+// Turns a StepPlan (which sequences, how many tokens each) into one forward pass and the tokens it samples.
+// Owns the step's batch metadata and result buffers (logits, backend-picked tokens and candidates), so the
+// engine thread reuses them from step to step. It never allocates KV blocks itself: block copies come in
+// the plan, and the only block work it asks of the scheduler is what a finished pass implies (register
+// computed blocks in the prefix cache, fork n completions that share the prompt's blocks). Engine thread only.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "common/status.h"
+#include "engine/scheduler.h"
+
+namespace pagedlm {
+
+struct SampledToken {
+  Sequence* sequence;
+  int32_t token;
+};
+
+class Runner {
+ public:
+  Runner(Backend& backend, Scheduler& scheduler, int32_t vocab_size) : backend_(backend), scheduler_(scheduler), vocab_(vocab_size) {}
+
+  // Runs the plan's block copies and its forward pass, then, for each entry, advances its computed tokens,
+  // caches the blocks they filled and, where the entry samples, forks its pending completions and draws
+  // one token for each. Returns those tokens in plan order (a sequence's completions after it), or the
+  // error that failed the pass (no exception escapes; nothing advanced).
+  Result<std::vector<SampledToken>> execute(StepPlan& plan);
+
+ private:
+  // Fills batch_ from the plan and sizes the result buffers for its logit rows.
+  void assemble(const StepPlan& plan);
+  Status run_forward(StepPlan& plan);
+  // Draws each completion's token from logit row `row` (or what the backend picked for it).
+  void sample_row(Sequence& seq, size_t row, std::vector<SampledToken>& out);
+
+  Backend& backend_;
+  Scheduler& scheduler_;
+  int32_t vocab_;
+  ForwardBatch batch_;
+  std::vector<float> logits_;          // [rows, vocab]
+  std::vector<int32_t> greedy_tokens_; // [rows]: tokens the backend picked itself, else -1
+  std::vector<int32_t> top_ids_;       // [rows, top_k_width]: candidates the backend picked, else -1
+  std::vector<float> top_values_;
+};
+
+}  // namespace pagedlm
