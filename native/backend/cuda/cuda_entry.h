@@ -4,7 +4,7 @@
 // addon needs no CUDA library to load. One symbol crosses the line by name: pagedlm_create_cuda_backend
 // (cuda_backend.cpp). Through it cross C++ values: the request (the engine's shared LlamaModel, read while
 // the weights upload; the KV layout), the reply (a Status, the layout as allocated) and the backend, whose
-// virtual calls (forward, block export/import/copy) run library code for the rest of the process. So the
+// virtual calls (forward, block export/import/copy, the destructor) run library code from then on. So the
 // line is a C++ ABI, not a stable C one: both sides come from the same build, with these headers, the same
 // compiler and the same shared libstdc++. No CUDA headers here: the engine and the addon compile without them.
 //
