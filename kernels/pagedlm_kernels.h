@@ -1,8 +1,9 @@
 // Launchers of pagedlm's CUDA kernels. Each takes a params struct and a stream and returns the CUDA error
 // code (cudaGetErrorString gives its message); launchers never allocate or synchronize, so a decode step can
 // be captured in a CUDA graph. Every pointer in a params struct is device memory unless it says otherwise.
-// Built into libpagedlm_kernels, which the engine opens only when a GPU is asked for, so the addon loads on
-// machines without CUDA. Each kernel has a CPU twin that its test compares it with (test/gpu).
+// Built into libpagedlm_kernels (cmake/cuda.cmake), which the engine opens only when a GPU is asked for, so
+// the addon loads on machines without CUDA; the library exports these launchers for test/gpu and bench/kernels
+// (the seam: native/backend/cuda/cuda_entry.h). Each kernel has a CPU twin that its test compares it with.
 #pragma once
 
 #include <cstddef>
