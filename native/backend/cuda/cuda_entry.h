@@ -1,4 +1,4 @@
-// The seam between the engine and the CUDA half (longer form: docs/backends.md (The CUDA seam)).
+// The seam between the engine and the CUDA half (longer form: "The CUDA seam" in docs/backends.md).
 //
 // The engine opens libpagedlm_kernels with dlopen (cuda_loader.cpp) only when a GPU is asked for, so the
 // addon needs no CUDA library to load. One symbol crosses the line by name: pagedlm_create_cuda_backend
