@@ -3,8 +3,8 @@
 # kernels/*.cu and the CUDA backend over them (native/backend/cuda/cuda_backend.cpp) form libpagedlm_kernels,
 # a shared library that the engine opens with dlopen (native/backend/cuda/cuda_loader.cpp) only when a GPU is
 # asked for, so the addon loads on machines without CUDA. What crosses that line and why: the top of
-# native/backend/cuda/cuda_entry.h and docs/backends.md (The CUDA seam). test/gpu compiles the same sources a second time, as
-# C++ against a CPU emulator of the CUDA thread model, whether or not nvcc is present.
+# native/backend/cuda/cuda_entry.h, and "The CUDA seam" in docs/backends.md. test/gpu compiles the same
+# sources a second time, as C++ against a CPU emulator of the CUDA thread model, whether or not nvcc is present.
 
 # ---- sources (test/gpu reads these lists too) -----------------------------------------------------------
 set(PAGEDLM_CUDA_KERNEL_NAMES
