@@ -43,10 +43,28 @@ function runTee(cmd, cmdArgs, env = {}) {
   });
 }
 
-// CTest lists the tests that did not run as "  12 - Suite.Name (Skipped)".
+// CTest lists the tests that did not run as "  12 - Suite.Name (Skipped)"; GoogleTest prints why on the line
+// after "<file>:<line>: Skipped", which only a verbose run shows. Tests skipped for one reason are one entry.
+function skipMessage(buildDir, name) {
+  try {
+    const verbose = execFileSync('ctest', ['--test-dir', buildDir, '-R', `^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, '-V'],
+      { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const match = /: Skipped\n(?:\d+: )?(.+)/.exec(verbose);
+    return match ? match[1].trim() : 'the test skipped itself without a message';
+  } catch {
+    return `see: ctest --test-dir ${buildDir} -R '^${name}$' -V`;
+  }
+}
+
 function noteNativeSkips(output, buildDir) {
+  const byReason = new Map();
   for (const match of output.matchAll(/^\s*\d+ - (\S+) \(Skipped\)/gm)) {
-    skipped.push({ suite: `native ${match[1]}`, why: `the test skipped itself; its message: ctest --test-dir ${buildDir} -R '^${match[1]}$' -V` });
+    const why = skipMessage(buildDir, match[1]);
+    byReason.set(why, [...(byReason.get(why) ?? []), match[1]]);
+  }
+  for (const [why, names] of byReason) {
+    const shown = names.length > 3 ? `${names.slice(0, 3).join(', ')} and ${names.length - 3} more` : names.join(', ');
+    skipped.push({ suite: `native (${names.length} test${names.length > 1 ? 's' : ''}): ${shown}`, why });
   }
 }
 
