@@ -1,17 +1,21 @@
 # The CUDA half of pagedlm, in one place: its sources, whether it is built, and libpagedlm_kernels.
 #
-# kernels/*.cu and the CUDA backend over them (native/backend/cuda/cuda_backend.cpp) form libpagedlm_kernels,
-# a shared library that the engine opens with dlopen (native/backend/cuda/cuda_loader.cpp) only when a GPU is
-# asked for, so the addon loads on machines without CUDA. What crosses that line and why: the top of
-# native/backend/cuda/cuda_entry.h, and "The CUDA seam" in docs/backends.md. test/gpu compiles the same
-# sources a second time, as C++ against a CPU emulator of the CUDA thread model, whether or not nvcc is present.
+# kernels/*.cu and the CUDA backend over them (native/backend/cuda/cuda_backend.h and its .cpp files) form
+# libpagedlm_kernels, a shared library that the engine opens with dlopen (native/backend/cuda/cuda_loader.cpp)
+# only when a GPU is asked for, so the addon loads on machines without CUDA. What crosses that line and why:
+# the top of native/backend/cuda/cuda_entry.h, and "The CUDA seam" in docs/backends.md. test/gpu compiles the
+# same sources a second time, as C++ against a CPU emulator of the CUDA thread model, whether or not nvcc is
+# present.
 
 # ---- sources (test/gpu reads these lists too) -----------------------------------------------------------
 set(PAGEDLM_CUDA_KERNEL_NAMES
   rms_norm rope swiglu elementwise embedding q8_0 kv_append decode_attention prefill_attention sampling)
 list(TRANSFORM PAGEDLM_CUDA_KERNEL_NAMES REPLACE "(.+)" "${PROJECT_SOURCE_DIR}/kernels/\\1.cu"
      OUTPUT_VARIABLE PAGEDLM_CUDA_KERNEL_SOURCES)
-set(PAGEDLM_CUDA_BACKEND_SOURCES ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_backend.cpp)
+set(PAGEDLM_CUDA_BACKEND_SOURCES
+  ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_backend.cpp
+  ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_memory.cpp
+  ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_step.cpp)
 # The engine's side of the seam: no CUDA headers, so it is built into the engine whether or not CUDA is.
 set(PAGEDLM_CUDA_LOADER_SOURCES ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_loader.cpp)
 

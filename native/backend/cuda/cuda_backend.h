@@ -1,0 +1,186 @@
+// The CUDA backend: the forward pass of CpuBackend on one GPU. Weights are uploaded once (F32, F16, BF16 as
+// stored; Q8_0 split into int8 rows + scales; Q4_0/Q4_K/Q6_K expanded to F16), the paged KV pool lives in device
+// memory with the CPU's layout, GEMMs go through cuBLAS (tensor cores for f16/bf16), everything else
+// through kernels/. All work is queued on one stream; the host waits once a step, for its results (the
+// tokens of greedy steps, the top-k candidates of top-k sampling, else the logits). Decode steps replay
+// CUDA graphs.
+//
+// Built into libpagedlm_kernels with the kernels; the engine reaches it through cuda_entry.h and never
+// includes this header, which the backend's own files share:
+//   cuda_backend.cpp  creation, forward() and its CUDA graphs, block export/import/copy, the entry point
+//   cuda_memory.cpp   what lives in device memory: the weights' upload, the KV pool, the step's activations
+//   cuda_step.cpp     one step on the stream: the batch's metadata, the layers, the results' selection and copy
+// Its names live in pagedlm::cuda_backend, which exports.map keeps private to the library (unlike pagedlm::cuda,
+// whose launchers it exports).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "backend/cuda/cuda_entry.h"
+#include "cublas_api.h"
+#include "pagedlm_kernels.h"
+
+namespace pagedlm::cuda_backend {
+
+inline Status cuda_status(cudaError_t error, const std::string& what) {
+  return Status(ErrorCode::kCuda, what + ": " + cudaGetErrorString(error));
+}
+
+#define PAGEDLM_CUDA_TRY(call, what)                            \
+  do {                                                          \
+    const cudaError_t error_ = (call);                          \
+    if (error_ != cudaSuccess) return cuda_status(error_, what); \
+  } while (0)
+
+// One device allocation, freed with its owner.
+class DeviceMemory {
+ public:
+  DeviceMemory() = default;
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+  ~DeviceMemory() { reset(); }
+  cudaError_t allocate(size_t bytes) {
+    reset();
+    bytes_ = bytes;
+    return cudaMalloc(&ptr_, std::max<size_t>(bytes, 1));
+  }
+  void reset() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
+  template <typename T = void>
+  T* get() const {
+    return static_cast<T*>(ptr_);
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+struct DeviceWeight {
+  cuda::DeviceMatrix matrix{};
+  DeviceMemory data, scales;
+};
+
+struct DeviceLayer {
+  DeviceMemory attn_norm, ffn_norm, bq, bk, bv;
+  DeviceWeight wq, wk, wv, wo, w_gate, w_up, w_down;
+};
+
+// Room for the partitions of split decode attention; a batch whose partials do not fit takes the prefill kernel.
+constexpr size_t kDecodeWorkspaceBytes = size_t{32} << 20;
+// Decode batches up to this many sequences run as CUDA graphs (padded to a power of two).
+constexpr int kMaxGraphBatch = 64;
+// cuBLAS inside a captured graph must not allocate: it gets a workspace of its own.
+constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+
+// What a step copies back: every logit row, or for greedy steps the argmax tokens, or for steps that only
+// look at the top-k logits (greedy or top_k sampling, no penalties) the k best candidates of each row.
+enum class Results { kLogits, kTokens, kCandidates };
+
+class CudaBackend final : public Backend {
+ public:
+  static void create(const CudaBackendRequest& request, CudaBackendReply& reply);
+  ~CudaBackend() override;
+
+  const KvLayout& kv_layout() const override { return layout_; }
+  Status forward(const ForwardBatch& batch, float* logits) override;
+  size_t block_bytes() const override;
+  void export_block(BlockId block, uint8_t* out) const override;
+  void import_block(BlockId block, const uint8_t* in) override;
+  void copy_block(BlockId from, BlockId to) override;
+
+ private:
+  explicit CudaBackend(std::shared_ptr<const LlamaModel> model) : model_(std::move(model)), config_(model_->config()) {}
+  Status initialize(const CudaBackendRequest& request, CudaBackendReply& reply);
+
+  // cuda_memory.cpp
+  Status upload_weights();
+  Status upload_matrix(const WeightMatrix& w, DeviceWeight& out);
+  Status upload_floats(const std::vector<float>& values, DeviceMemory& out);
+  Status allocate_pool(const CudaBackendRequest& request);
+  Status allocate_activations(int tokens);
+  cuda::PagedKv layer_kv(int layer) const;
+
+  // cuda_step.cpp
+  // Fills meta_ and meta_host_ for the batch, padded to `seqs` single-token sequences and tables of
+  // `table_stride` blocks when those are larger (a graph's fixed shape).
+  void pack_batch(const ForwardBatch& batch, int seqs, int table_stride);
+  Status upload_batch(const ForwardBatch& batch);
+  // Queues the whole step on the stream, ending with the logits of meta_'s logit rows in logits_.
+  Status enqueue_step();
+  // Queues what `results` needs from the logits of `rows` rows (argmax, top-k or nothing more).
+  Status enqueue_selection(const ForwardBatch& batch, Results results, int rows);
+  // Copies the step's results to the host and waits for them.
+  Status copy_results(const ForwardBatch& batch, float* logits, Results results);
+  Status matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias = nullptr);
+  Status attention_block(int layer);
+  Status ffn_block(int layer, int n_tokens);
+  Status attend(int layer);
+  Status output_logits();
+
+  // cuda_backend.cpp
+  Status enqueue_graph_copy(const ForwardBatch& batch, Results results, int rows);
+  Status forward_with_graph(const ForwardBatch& batch, float* logits, int seqs, int context, Results results);
+  void drop_graphs();
+  template <typename Visit>
+  void for_each_block_piece(BlockId block, Visit visit) const;
+
+  std::shared_ptr<const LlamaModel> model_;
+  const ModelConfig& config_;
+  KvLayout layout_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  int sm_count_ = 1;
+  uint64_t weight_bytes_ = 0;
+
+  DeviceWeight embedding_, output_;
+  DeviceMemory output_norm_, rope_frequencies_;
+  std::vector<DeviceLayer> layers_;
+  size_t largest_q8_matrix_ = 0;  // elements: the f16 scratch for prefill GEMMs of Q8_0 weights
+
+  DeviceMemory k_pool_, v_pool_, k_scales_, v_scales_;
+
+  // Step activations, sized for the largest batch (grown on demand).
+  int capacity_tokens_ = 0;
+  DeviceMemory x_, xb_, q_, k_, v_, att_, gate_, up_, half_x_, half_w_, logits_, greedy_ids_, top_ids_, top_values_, workspace_;
+
+  // The step's metadata: one host vector, one copy to the device.
+  struct BatchMeta {
+    int n_tokens = 0, n_seqs = 0, n_logit_rows = 0, max_blocks = 0, max_query_len = 0, max_context_len = 0;
+    bool all_decode = true;
+    size_t tokens = 0, positions = 0, slots = 0, query_starts = 0, start_positions = 0, context_lens = 0, logit_rows = 0, tables = 0;
+  } meta_;
+  std::vector<int32_t> meta_host_;
+  DeviceMemory meta_device_;
+  const int32_t* meta_base_ = nullptr;  // meta_device_, or the running graph's own copy
+  const int32_t* meta(size_t offset) const { return meta_base_ + offset; }
+
+  // Decode steps replayed as CUDA graphs, one per (batch bucket, context bucket): kernel arguments are fixed
+  // at capture, so the step's metadata is copied into the graph's own buffer before each launch.
+  struct DecodeGraph {
+    cudaGraphExec_t exec = nullptr;
+    DeviceMemory meta;
+  };
+  bool graphs_enabled_ = true;
+  std::map<std::tuple<int, int, Results, int>, DecodeGraph> graphs_;  // (sequences, context, results, top-k width)
+  // The graphs' copy targets: [kMaxGraphBatch, vocab] logits, [kMaxGraphBatch] tokens, [kMaxGraphBatch,
+  // kMaxTopK] candidates.
+  float* pinned_logits_ = nullptr;
+  int32_t* pinned_ids_ = nullptr;
+  int32_t* pinned_top_ids_ = nullptr;
+  float* pinned_top_values_ = nullptr;
+  DeviceMemory cublas_workspace_;
+};
+
+}  // namespace pagedlm::cuda_backend

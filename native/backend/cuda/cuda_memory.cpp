@@ -1,0 +1,158 @@
+// What the CUDA backend keeps in device memory: the weights (uploaded once, in the layout their kernels
+// read), the paged KV pool (the CPU's layout) and the step's activations (grown with the largest batch).
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "backend/cpu/ops.h"
+#include "backend/cuda/cuda_backend.h"
+#include "common/half.h"
+
+namespace pagedlm::cuda_backend {
+
+namespace {
+
+// A failed allocation while uploading weights says what did not fit and what to change.
+Status weights_status(cudaError_t error, const std::string& what, uint64_t uploaded) {
+  if (error != cudaErrorMemoryAllocation) return cuda_status(error, what);
+  return Status(ErrorCode::kOutOfMemory, "the weights do not fit in GPU memory (" + what + " failed after " + std::to_string(uploaded >> 20) +
+                                             " MiB): use a smaller or more quantized model, another gpu, or device 'cpu'");
+}
+
+}  // namespace
+
+#define PAGEDLM_WEIGHTS_TRY(call, what)                                        \
+  do {                                                                         \
+    const cudaError_t error_ = (call);                                         \
+    if (error_ != cudaSuccess) return weights_status(error_, what, weight_bytes_); \
+  } while (0)
+
+Status CudaBackend::upload_floats(const std::vector<float>& values, DeviceMemory& out) {
+  if (values.empty()) return Status::ok();
+  PAGEDLM_WEIGHTS_TRY(out.allocate(values.size() * sizeof(float)), "allocating " + std::to_string(values.size() * 4) + " bytes for weights");
+  PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.get(), values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice), "uploading weights");
+  weight_bytes_ += out.bytes();
+  return Status::ok();
+}
+
+Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
+  const size_t elements = static_cast<size_t>(w.rows) * w.cols;
+  const std::string what = "uploading a " + std::to_string(w.rows) + "x" + std::to_string(w.cols) + " " + tensor_type_name(w.type) + " matrix";
+  switch (w.type) {
+    case TensorType::kF32:
+    case TensorType::kF16:
+    case TensorType::kBF16: {
+      const size_t bytes = static_cast<size_t>(w.rows) * w.row_bytes;
+      PAGEDLM_WEIGHTS_TRY(out.data.allocate(bytes), what);
+      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.data.get(), w.data, bytes, cudaMemcpyHostToDevice), what);
+      out.matrix = {w.type, out.data.get(), nullptr, w.rows, w.cols};
+      break;
+    }
+    case TensorType::kQ8_0: {
+      DeviceMemory raw;
+      const size_t bytes = static_cast<size_t>(w.rows) * w.row_bytes;
+      PAGEDLM_WEIGHTS_TRY(raw.allocate(bytes), what);
+      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(raw.get(), w.data, bytes, cudaMemcpyHostToDevice), what);
+      PAGEDLM_WEIGHTS_TRY(out.data.allocate(elements), what);
+      PAGEDLM_WEIGHTS_TRY(out.scales.allocate(elements / kQ8BlockElements * sizeof(uint16_t)), what);
+      PAGEDLM_WEIGHTS_TRY(cuda::launch_split_q8_0({raw.get<uint8_t>(), out.data.get<int8_t>(), out.scales.get<uint16_t>(), w.rows, w.cols}, nullptr), what);
+      PAGEDLM_WEIGHTS_TRY(cudaDeviceSynchronize(), what);
+      out.matrix = {w.type, out.data.get(), out.scales.get<uint16_t>(), w.rows, w.cols};
+      largest_q8_matrix_ = std::max(largest_q8_matrix_, elements);
+      break;
+    }
+    default: {
+      // Q4_0 / Q4_K / Q6_K have no kernels here: expanded to f16 once, at upload.
+      std::vector<float> row(w.cols);
+      std::vector<uint16_t> halves(elements);
+      for (int r = 0; r < w.rows; ++r) {
+        dequantize_row(w.type, w.row(r), row.data(), w.cols);
+        for (int c = 0; c < w.cols; ++c) halves[static_cast<size_t>(r) * w.cols + c] = float_to_fp16(row[c]);
+      }
+      PAGEDLM_WEIGHTS_TRY(out.data.allocate(elements * sizeof(uint16_t)), what);
+      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.data.get(), halves.data(), elements * sizeof(uint16_t), cudaMemcpyHostToDevice), what);
+      out.matrix = {TensorType::kF16, out.data.get(), nullptr, w.rows, w.cols};
+    }
+  }
+  weight_bytes_ += out.data.bytes() + out.scales.bytes();
+  return Status::ok();
+}
+
+Status CudaBackend::upload_weights() {
+  if (Status s = upload_matrix(model_->token_embedding(), embedding_); !s.is_ok()) return s;
+  if (!config_.tied_output) {
+    if (Status s = upload_matrix(model_->output(), output_); !s.is_ok()) return s;
+  }
+  if (Status s = upload_floats(model_->output_norm(), output_norm_); !s.is_ok()) return s;
+  if (Status s = upload_floats(rope_inverse_frequencies(config_), rope_frequencies_); !s.is_ok()) return s;
+  layers_ = std::vector<DeviceLayer>(config_.n_layers);
+  for (int l = 0; l < config_.n_layers; ++l) {
+    const LayerWeights& w = model_->layers()[l];
+    DeviceLayer& d = layers_[l];
+    for (const auto& [host, device] : {std::pair{&w.attn_norm, &d.attn_norm}, {&w.ffn_norm, &d.ffn_norm}, {&w.bq, &d.bq}, {&w.bk, &d.bk}, {&w.bv, &d.bv}}) {
+      if (Status s = upload_floats(*host, *device); !s.is_ok()) return s;
+    }
+    for (const auto& [host, device] : {std::pair{&w.wq, &d.wq}, {&w.wk, &d.wk}, {&w.wv, &d.wv}, {&w.wo, &d.wo}, {&w.w_gate, &d.w_gate},
+                                       {&w.w_up, &d.w_up}, {&w.w_down, &d.w_down}}) {
+      if (Status s = upload_matrix(*host, *device); !s.is_ok()) return s;
+    }
+  }
+  return Status::ok();
+}
+
+Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
+  layout_ = request.layout;
+  if (layout_.num_blocks <= 0) {
+    size_t free_bytes = 0, total_bytes = 0;
+    PAGEDLM_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "reading free device memory");
+    layout_.num_blocks = static_cast<int32_t>(static_cast<double>(free_bytes) * request.gpu_memory_fraction / static_cast<double>(layout_.bytes_per_block()));
+    if (layout_.num_blocks < 1) {
+      return Status(ErrorCode::kOutOfMemory, "the KV pool does not fit on the GPU after the weights (" + std::to_string(free_bytes >> 20) +
+                                                 " MiB free): raise kvCache.gpuMemoryFraction or use a smaller model or kvCache.dtype 'int8'");
+    }
+  }
+  const size_t elements = layout_.layer_elements() * layout_.num_layers;
+  const size_t element_bytes = kv_dtype_bytes(layout_.dtype);
+  const std::string what = "allocating the KV pool (" + std::to_string(layout_.total_bytes() >> 20) + " MiB, " + std::to_string(layout_.num_blocks) +
+                           " blocks): lower kvCache.memory / kvCache.blocks or use kvCache.dtype 'int8'";
+  const auto out_of_memory = [&](cudaError_t e) { return Status(ErrorCode::kOutOfMemory, what + " (" + cudaGetErrorString(e) + ")"); };
+  if (cudaError_t e = k_pool_.allocate(elements * element_bytes); e != cudaSuccess) return out_of_memory(e);
+  if (cudaError_t e = v_pool_.allocate(elements * element_bytes); e != cudaSuccess) return out_of_memory(e);
+  if (kv_dtype_has_scales(layout_.dtype)) {
+    const size_t rows = layout_.layer_rows() * layout_.num_layers;
+    if (cudaError_t e = k_scales_.allocate(rows * sizeof(float)); e != cudaSuccess) return out_of_memory(e);
+    if (cudaError_t e = v_scales_.allocate(rows * sizeof(float)); e != cudaSuccess) return out_of_memory(e);
+  }
+  return Status::ok();
+}
+
+Status CudaBackend::allocate_activations(int tokens) {
+  const ModelConfig& c = config_;
+  const size_t t = static_cast<size_t>(tokens);
+  const size_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim});
+  const std::string what = "allocating activations for " + std::to_string(tokens) + " tokens";
+  for (const auto& [buffer, floats] : {std::pair{&x_, t * c.dim}, {&xb_, t * c.dim}, {&q_, t * c.q_dim()}, {&k_, t * c.kv_dim()},
+                                       {&v_, t * c.kv_dim()}, {&att_, t * c.q_dim()}, {&gate_, t * c.ffn_dim}, {&up_, t * c.ffn_dim},
+                                       {&logits_, t * c.vocab_size}}) {
+    PAGEDLM_CUDA_TRY(buffer->allocate(floats * sizeof(float)), what);
+  }
+  PAGEDLM_CUDA_TRY(half_x_.allocate(t * widest * sizeof(uint16_t)), what);
+  PAGEDLM_CUDA_TRY(greedy_ids_.allocate(t * sizeof(int32_t)), what);
+  PAGEDLM_CUDA_TRY(top_ids_.allocate(t * cuda::kMaxTopK * sizeof(int32_t)), what);
+  PAGEDLM_CUDA_TRY(top_values_.allocate(t * cuda::kMaxTopK * sizeof(float)), what);
+  if (largest_q8_matrix_ > 0) PAGEDLM_CUDA_TRY(half_w_.allocate(largest_q8_matrix_ * sizeof(uint16_t)), what);
+  if (workspace_.bytes() == 0) PAGEDLM_CUDA_TRY(workspace_.allocate(kDecodeWorkspaceBytes), what);
+  capacity_tokens_ = tokens;
+  return Status::ok();
+}
+
+cuda::PagedKv CudaBackend::layer_kv(int layer) const {
+  const size_t elements = layout_.layer_elements() * layer, rows = layout_.layer_rows() * layer;
+  const size_t bytes = elements * kv_dtype_bytes(layout_.dtype);
+  const bool scaled = kv_dtype_has_scales(layout_.dtype);
+  return {k_pool_.get<uint8_t>() + bytes, v_pool_.get<uint8_t>() + bytes, scaled ? k_scales_.get<float>() + rows : nullptr,
+          scaled ? v_scales_.get<float>() + rows : nullptr, layout_.dtype, layout_.num_kv_heads, layout_.head_dim, layout_.block_size};
+}
+
+}  // namespace pagedlm::cuda_backend

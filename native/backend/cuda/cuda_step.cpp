@@ -1,0 +1,220 @@
+// One step of the CUDA backend, queued on its stream: the batch's metadata packed and copied in one piece,
+// the layers (cuBLAS GEMMs and the kernels of kernels/), then the selection and copy of the step's results.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.h"
+
+namespace pagedlm::cuda_backend {
+
+// Packs tokens, positions, slots, per-sequence offsets and block tables into one buffer. Padding sequences
+// have no tokens to keep (token -1 embeds as zeros, slot -1 writes nothing, context 0 attends to nothing).
+void CudaBackend::pack_batch(const ForwardBatch& batch, int seqs, int table_stride) {
+  BatchMeta& m = meta_;
+  m = BatchMeta{};
+  const int real_seqs = static_cast<int>(batch.sequences.size());
+  const int padding = std::max(0, seqs - real_seqs);
+  m.n_tokens = static_cast<int>(batch.tokens.size()) + padding;
+  m.n_seqs = real_seqs + padding;
+  m.max_blocks = table_stride;
+  for (const BatchSequence& s : batch.sequences) {
+    const int context = s.start_position + s.num_tokens;
+    m.max_blocks = std::max(m.max_blocks, (context + layout_.block_size - 1) / layout_.block_size);
+    m.max_query_len = std::max(m.max_query_len, s.num_tokens);
+    m.max_context_len = std::max(m.max_context_len, context);
+    m.all_decode = m.all_decode && s.num_tokens == 1;
+    m.n_logit_rows += s.want_logits;
+  }
+  // A graph's kernels keep the arguments they were captured with: size them by the bucket, not this step.
+  m.max_context_len = std::max(m.max_context_len, table_stride * layout_.block_size);
+  m.n_logit_rows += padding;
+  std::vector<int32_t>& h = meta_host_;
+  h.clear();
+  const auto section = [&](size_t count, int32_t fill) {
+    const size_t at = h.size();
+    h.resize(at + count, fill);
+    return at;
+  };
+  m.tokens = section(m.n_tokens, -1);
+  m.positions = section(m.n_tokens, 0);
+  m.slots = section(m.n_tokens, -1);
+  m.query_starts = section(m.n_seqs + 1, 0);
+  m.start_positions = section(m.n_seqs, 0);
+  m.context_lens = section(m.n_seqs, 0);
+  m.logit_rows = section(std::max(1, m.n_logit_rows), 0);
+  m.tables = section(static_cast<size_t>(m.n_seqs) * std::max(1, m.max_blocks), 0);
+  std::copy(batch.tokens.begin(), batch.tokens.end(), h.begin() + m.tokens);
+  int logit_row = 0;
+  for (int s = 0; s < real_seqs; ++s) {
+    const BatchSequence& seq = batch.sequences[s];
+    const int blocks = (seq.start_position + seq.num_tokens + layout_.block_size - 1) / layout_.block_size;
+    for (int j = 0; j < seq.num_tokens; ++j) {
+      const int position = seq.start_position + j;
+      h[m.positions + seq.first_token + j] = position;
+      h[m.slots + seq.first_token + j] = seq.block_table[position / layout_.block_size] * layout_.block_size + position % layout_.block_size;
+    }
+    h[m.query_starts + s] = seq.first_token;
+    h[m.start_positions + s] = seq.start_position;
+    h[m.context_lens + s] = seq.start_position + seq.num_tokens;
+    if (seq.want_logits) h[m.logit_rows + logit_row++] = seq.first_token + seq.num_tokens - 1;
+    std::copy(seq.block_table, seq.block_table + blocks, h.begin() + m.tables + static_cast<size_t>(s) * m.max_blocks);
+  }
+  const int real_tokens = static_cast<int>(batch.tokens.size());
+  for (int p = 0; p < padding; ++p) {
+    h[m.query_starts + real_seqs + p] = real_tokens + p;
+    h[m.logit_rows + logit_row++] = real_tokens + p;
+  }
+  h[m.query_starts + m.n_seqs] = m.n_tokens;
+}
+
+Status CudaBackend::upload_batch(const ForwardBatch& batch) {
+  pack_batch(batch, 0, 0);
+  const std::vector<int32_t>& h = meta_host_;
+  if (meta_device_.bytes() < h.size() * sizeof(int32_t)) {
+    PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "waiting for the previous step");
+    PAGEDLM_CUDA_TRY(meta_device_.allocate(h.size() * 2 * sizeof(int32_t)), "allocating the step's metadata");
+  }
+  meta_base_ = meta_device_.get<int32_t>();
+  PAGEDLM_CUDA_TRY(cudaMemcpyAsync(meta_device_.get(), h.data(), h.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+                   "copying the step's metadata");
+  return Status::ok();
+}
+
+// y[t, :] = W x[t, :] (+ bias): Q8_0 decode steps through the dequantizing matvec, the rest through cuBLAS.
+Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias) {
+  const cuda::DeviceMatrix& m = w.matrix;
+  const float alpha = 1.0f, beta = 0.0f;
+  if (m.type == TensorType::kQ8_0 && n_tokens <= cuda::kMaxMatvecTokens) {
+    PAGEDLM_CUDA_TRY(cuda::launch_q8_0_matvec({m, x, y, n_tokens}, stream_), "Q8_0 matvec");
+  } else {
+    const void* weights = m.data;
+    const void* input = x;
+    cudaDataType type = CUDA_R_32F;
+    if (m.type != TensorType::kF32) {
+      const bool bfloat = m.type == TensorType::kBF16;
+      type = bfloat ? CUDA_R_16BF : CUDA_R_16F;
+      if (m.type == TensorType::kQ8_0) {
+        PAGEDLM_CUDA_TRY(cuda::launch_dequantize_q8_0({m, half_w_.get<uint16_t>()}, stream_), "expanding Q8_0 weights");
+        weights = half_w_.get();
+      }
+      PAGEDLM_CUDA_TRY(cuda::launch_to_half({x, half_x_.get<uint16_t>(), static_cast<size_t>(n_tokens) * m.cols, bfloat}, stream_),
+                       "converting activations");
+      input = half_x_.get();
+    }
+    // Row-major y[n, rows] = x[n, cols] W^T is column-major y^T = W^T^T x^T: W is read as its transpose.
+    const cublasStatus_t s = cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m.rows, n_tokens, m.cols, &alpha, weights, type, m.cols, input,
+                                          type, m.cols, &beta, y, CUDA_R_32F, m.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) return Status(ErrorCode::kCuda, std::string("cuBLAS GEMM: ") + cublasGetStatusString(s));
+  }
+  if (bias != nullptr && bias->bytes() > 0) {
+    PAGEDLM_CUDA_TRY(cuda::launch_add_bias({y, bias->get<float>(), n_tokens, m.rows}, stream_), "adding a bias");
+  }
+  return Status::ok();
+}
+
+Status CudaBackend::attend(int layer) {
+  const ModelConfig& c = config_;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  if (meta_.all_decode) {
+    cuda::DecodeAttentionParams p{q_.get<float>(), att_.get<float>(), layer_kv(layer), meta(meta_.tables), meta(meta_.context_lens), meta_.n_seqs,
+                                  c.n_heads, std::max(1, meta_.max_blocks), meta_.max_context_len,
+                                  cuda::choose_decode_partition(meta_.n_seqs, c.n_kv_heads, meta_.max_context_len, 4 * sm_count_), scale,
+                                  workspace_.get<float>()};
+    while (cuda::decode_attention_workspace_bytes(p) > workspace_.bytes() && p.partition_size < cuda::kMaxDecodePartition) p.partition_size *= 2;
+    if (cuda::decode_attention_workspace_bytes(p) <= workspace_.bytes()) {
+      PAGEDLM_CUDA_TRY(cuda::launch_decode_attention(p, stream_), "decode attention");
+      return Status::ok();
+    }
+  }
+  const cuda::PrefillAttentionParams p{q_.get<float>(), att_.get<float>(), layer_kv(layer), meta(meta_.tables), meta(meta_.query_starts),
+                                       meta(meta_.start_positions), meta_.n_seqs, c.n_heads, std::max(1, meta_.max_blocks), meta_.max_query_len,
+                                       scale};
+  PAGEDLM_CUDA_TRY(cuda::launch_prefill_attention(p, stream_), "prefill attention");
+  return Status::ok();
+}
+
+Status CudaBackend::attention_block(int layer) {
+  const ModelConfig& c = config_;
+  const DeviceLayer& w = layers_[layer];
+  const int n = meta_.n_tokens;
+  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.attn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");
+  if (Status s = matmul(w.wq, xb_.get<float>(), n, q_.get<float>(), &w.bq); !s.is_ok()) return s;
+  if (Status s = matmul(w.wk, xb_.get<float>(), n, k_.get<float>(), &w.bk); !s.is_ok()) return s;
+  if (Status s = matmul(w.wv, xb_.get<float>(), n, v_.get<float>(), &w.bv); !s.is_ok()) return s;
+  const cuda::RopeParams rope{q_.get<float>(), k_.get<float>(), meta(meta_.positions), rope_frequencies_.get<float>(), n, c.n_heads, c.n_kv_heads,
+                              c.head_dim, c.rope_dim, c.rope_layout, c.rope_position_scale};
+  PAGEDLM_CUDA_TRY(cuda::launch_rope(rope, stream_), "RoPE");
+  PAGEDLM_CUDA_TRY(cuda::launch_kv_append({k_.get<float>(), v_.get<float>(), meta(meta_.slots), layer_kv(layer), n}, stream_), "KV append");
+  if (Status s = attend(layer); !s.is_ok()) return s;
+  if (Status s = matmul(w.wo, att_.get<float>(), n, xb_.get<float>()); !s.is_ok()) return s;
+  PAGEDLM_CUDA_TRY(cuda::launch_add({x_.get<float>(), xb_.get<float>(), static_cast<size_t>(n) * c.dim}, stream_), "residual add");
+  return Status::ok();
+}
+
+Status CudaBackend::ffn_block(int layer, int n) {
+  const ModelConfig& c = config_;
+  const DeviceLayer& w = layers_[layer];
+  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.ffn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");
+  if (Status s = matmul(w.w_gate, xb_.get<float>(), n, gate_.get<float>()); !s.is_ok()) return s;
+  if (Status s = matmul(w.w_up, xb_.get<float>(), n, up_.get<float>()); !s.is_ok()) return s;
+  PAGEDLM_CUDA_TRY(cuda::launch_swiglu({gate_.get<float>(), up_.get<float>(), static_cast<size_t>(n) * c.ffn_dim}, stream_), "SwiGLU");
+  if (Status s = matmul(w.w_down, gate_.get<float>(), n, xb_.get<float>()); !s.is_ok()) return s;
+  PAGEDLM_CUDA_TRY(cuda::launch_add({x_.get<float>(), xb_.get<float>(), static_cast<size_t>(n) * c.dim}, stream_), "residual add");
+  return Status::ok();
+}
+
+Status CudaBackend::output_logits() {
+  const ModelConfig& c = config_;
+  const int rows = meta_.n_logit_rows;
+  if (rows == 0) return Status::ok();
+  PAGEDLM_CUDA_TRY(cuda::launch_gather_rows({x_.get<float>(), meta(meta_.logit_rows), xb_.get<float>(), rows, c.dim}, stream_), "gathering rows");
+  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({xb_.get<float>(), output_norm_.get<float>(), xb_.get<float>(), rows, c.dim, c.rms_eps}, stream_), "RMSNorm");
+  const DeviceWeight& head = c.tied_output ? embedding_ : output_;
+  return matmul(head, xb_.get<float>(), rows, logits_.get<float>());
+}
+
+Status CudaBackend::enqueue_step() {
+  const int n = meta_.n_tokens;
+  PAGEDLM_CUDA_TRY(cuda::launch_embedding({embedding_.matrix, meta(meta_.tokens), x_.get<float>(), n}, stream_), "embedding");
+  for (int l = 0; l < config_.n_layers; ++l) {
+    if (Status s = attention_block(l); !s.is_ok()) return s;
+    if (Status s = ffn_block(l, n); !s.is_ok()) return s;
+  }
+  return output_logits();
+}
+
+Status CudaBackend::enqueue_selection(const ForwardBatch& batch, Results results, int rows) {
+  const int vocab = config_.vocab_size;
+  if (results == Results::kTokens) {
+    PAGEDLM_CUDA_TRY(cuda::launch_argmax({logits_.get<float>(), greedy_ids_.get<int32_t>(), rows, vocab}, stream_), "argmax");
+  } else if (results == Results::kCandidates) {
+    PAGEDLM_CUDA_TRY(cuda::launch_top_k({logits_.get<float>(), top_ids_.get<int32_t>(), top_values_.get<float>(), rows, vocab, batch.top_k_width}, stream_),
+                     "top-k");
+  }
+  return Status::ok();
+}
+
+Status CudaBackend::copy_results(const ForwardBatch& batch, float* logits, Results results) {
+  const int rows = meta_.n_logit_rows;
+  if (rows > 0) {
+    if (Status s = enqueue_selection(batch, results, rows); !s.is_ok()) return s;
+    const size_t candidates = static_cast<size_t>(rows) * batch.top_k_width;
+    if (results == Results::kTokens) {
+      PAGEDLM_CUDA_TRY(cudaMemcpyAsync(batch.greedy_tokens, greedy_ids_.get(), rows * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
+                       "copying sampled tokens");
+    } else if (results == Results::kCandidates) {
+      PAGEDLM_CUDA_TRY(cudaMemcpyAsync(batch.top_ids, top_ids_.get(), candidates * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_), "copying candidates");
+      PAGEDLM_CUDA_TRY(cudaMemcpyAsync(batch.top_values, top_values_.get(), candidates * sizeof(float), cudaMemcpyDeviceToHost, stream_),
+                       "copying candidates");
+    } else {
+      const size_t bytes = static_cast<size_t>(rows) * config_.vocab_size * sizeof(float);
+      PAGEDLM_CUDA_TRY(cudaMemcpyAsync(logits, logits_.get(), bytes, cudaMemcpyDeviceToHost, stream_), "copying logits");
+    }
+  }
+  PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step");
+  return Status::ok();
+}
+
+}  // namespace pagedlm::cuda_backend
