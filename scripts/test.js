@@ -43,8 +43,9 @@ function runTee(cmd, cmdArgs, env = {}) {
   });
 }
 
-// CTest lists the tests that did not run as "  12 - Suite.Name (Skipped)"; GoogleTest prints why on the line
-// after "<file>:<line>: Skipped", which only a verbose run shows. Tests skipped for one reason are one entry.
+// CTest lists the tests that did not run as "  12 - Suite.Name [# GetParam() = ...] (Skipped)"; GoogleTest
+// prints why on the line after "<file>:<line>: Skipped", which only a verbose run shows. Tests skipped for one
+// reason are one entry.
 function skipMessage(buildDir, name) {
   try {
     const verbose = execFileSync('ctest', ['--test-dir', buildDir, '-R', `^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, '-V'],
@@ -58,7 +59,7 @@ function skipMessage(buildDir, name) {
 
 function noteNativeSkips(output, buildDir) {
   const byReason = new Map();
-  for (const match of output.matchAll(/^\s*\d+ - (\S+) \(Skipped\)/gm)) {
+  for (const match of output.matchAll(/^\s*\d+ - (\S+)\s.*\(Skipped\)$/gm)) {
     const why = skipMessage(buildDir, match[1]);
     byReason.set(why, [...(byReason.get(why) ?? []), match[1]]);
   }

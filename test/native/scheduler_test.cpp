@@ -189,8 +189,9 @@ TEST(SchedulerPrefixCache, AdmitsTheWaitingRequestWithACachedPrefixFirst) {
   bench.add(1, system, 1);
   bench.run_to_end();
   // Queued behind a request with nothing cached, the one whose first 16 tokens are cached goes first.
-  Sequence* cold = bench.add(2, prompt_of(30, 8), 1);
-  Sequence* warm = bench.add(3, with_system, 1);
+  // Two tokens each, so that both are still running (and readable) after the step that admits them.
+  Sequence* cold = bench.add(2, prompt_of(30, 8), 2);
+  Sequence* warm = bench.add(3, with_system, 2);
   const StepPlan plan = bench.step();
   ASSERT_FALSE(plan.entries.empty());
   EXPECT_EQ(plan.entries.front().sequence, warm);
@@ -198,18 +199,18 @@ TEST(SchedulerPrefixCache, AdmitsTheWaitingRequestWithACachedPrefixFirst) {
   EXPECT_EQ(plan.entries.front().num_tokens, 1);  // only the token after the cached prefix is computed
   EXPECT_EQ(cold->cached_prompt_tokens, 0);
   bench.run_to_end();
-  EXPECT_EQ(bench.output(3), bench.alone(with_system, 1));
-  EXPECT_EQ(bench.output(2), bench.alone(prompt_of(30, 8), 1));
+  EXPECT_EQ(bench.output(3), bench.alone(with_system, 2));
+  EXPECT_EQ(bench.output(2), bench.alone(prompt_of(30, 8), 2));
 }
 
 TEST(SchedulerPrefixCache, SaltsKeepRequestsFromSharingBlocks) {
   SchedulerBench bench(64, 4, 64);
   bench.add(1, prompt_of(16, 3), 1, 1, /*salt=*/1);
   bench.run_to_end();
-  Sequence* other_salt = bench.add(2, prompt_of(17, 3), 1, 1, /*salt=*/2);
+  Sequence* other_salt = bench.add(2, prompt_of(17, 3), 2, 1, /*salt=*/2);
   bench.step();
   EXPECT_EQ(other_salt->cached_prompt_tokens, 0);
-  Sequence* same_salt = bench.add(3, prompt_of(17, 3), 1, 1, /*salt=*/1);
+  Sequence* same_salt = bench.add(3, prompt_of(17, 3), 2, 1, /*salt=*/1);
   bench.step();
   EXPECT_EQ(same_salt->cached_prompt_tokens, 16);
 }
@@ -240,7 +241,7 @@ TEST(SchedulerCancellation, RemovingARunningOrWaitingSequenceFreesItsBlocks) {
   EXPECT_EQ(bench.kv().pool().num_in_use(), 0);
   bench.kv().check_invariants({});
   // The blocks it computed stay cached for the next request with the same prompt.
-  Sequence* again = bench.add(3, prompt_of(20, 1), 1);
+  Sequence* again = bench.add(3, prompt_of(20, 1), 2);
   bench.step();
   EXPECT_EQ(again->cached_prompt_tokens, 19);  // all but the last prompt token, which must run for logits
 }
