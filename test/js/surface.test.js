@@ -1,0 +1,22 @@
+'use strict';
+// What pagedlm ships exposes the engine only: measurement tooling (the read-bandwidth probe) lives in
+// bench/native, built for the benchmarks alone.
+const fs = require('node:fs');
+const path = require('node:path');
+const binding = require('../../lib/native');
+const pagedlm = require('../..');
+
+test('the addon exports load and NativeEngine, nothing else', () => {
+  expect(Object.keys(binding).sort()).toEqual(['NativeEngine', 'load']);
+});
+
+test('the package exports Engine and PagedlmError; Engine has only its documented static calls', () => {
+  expect(Object.keys(pagedlm).sort()).toEqual(['Engine', 'PagedlmError']);
+  const statics = Object.getOwnPropertyNames(pagedlm.Engine).filter((name) => typeof pagedlm.Engine[name] === 'function');
+  expect(statics.sort()).toEqual(['estimateKvBytes', 'load']);
+});
+
+test('the TypeScript declarations name no benchmark-only symbol', () => {
+  const types = fs.readFileSync(path.join(__dirname, '..', '..', 'lib', 'index.d.ts'), 'utf8');
+  expect(types).not.toMatch(/bandwidth|ReadBandwidthProbe|measureRead/i);
+});
