@@ -47,8 +47,9 @@ function runTee(cmd, cmdArgs, env = {}) {
 // prints why on the line after "<file>:<line>: Skipped", which only a verbose run shows. Tests skipped for one
 // reason are one entry.
 function skipMessage(buildDir, name) {
+  // A parameterized test's CTest name goes on after a space ("  # GetParam() = ...").
   try {
-    const verbose = execFileSync('ctest', ['--test-dir', buildDir, '-R', `^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, '-V'],
+    const verbose = execFileSync('ctest', ['--test-dir', buildDir, '-R', `^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}( |$)`, '-V'],
       { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     const match = /: Skipped\n(?:\d+: )?(.+)/.exec(verbose);
     return match ? match[1].trim() : 'the test skipped itself without a message';
