@@ -6,6 +6,8 @@ const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { PagedlmError } = require('../../lib/errors');
+const { checkObject, int } = require('../../lib/options');
 
 const root = path.join(__dirname, '..', '..');
 const buildDir = path.join(root, 'build-bench');
@@ -25,18 +27,6 @@ function loadAddon() {
   }
   addon = require(addonPath);
   return addon;
-}
-
-function integer(value, name, min, max, fallback) {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`${name} must be an integer`);
-  if (value < min || value > max) throw new RangeError(`${name} must be between ${min} and ${max}`);
-  return value;
-}
-
-function options(value) {
-  if (value === null || typeof value !== 'object') throw new TypeError('options must be an object');
-  return value;
 }
 
 const kCreate = Symbol('create');
@@ -64,9 +54,9 @@ class ReadBandwidthProbe {
    * Wrong options throw here, not in a rejected promise.
    */
   static open(openOptions = {}) {
-    const o = options(openOptions);
-    const threads = integer(o.threads, 'threads', 1, 1024, os.availableParallelism());
-    const bufferBytes = integer(o.megabytes, 'megabytes', 16, 1 << 20, 512) * 2 ** 20;
+    const o = checkObject(openOptions, 'options');
+    const threads = int(o.threads, 'threads', 1, 1024) ?? os.availableParallelism();
+    const bufferBytes = (int(o.megabytes, 'megabytes', 16, 1 << 20) ?? 512) * 2 ** 20;
     return loadAddon()
       .openReadBandwidthProbe(bufferBytes, threads)
       .then((handle) => new ReadBandwidthProbe(kCreate, handle, { bufferBytes, threads }));
@@ -77,8 +67,8 @@ class ReadBandwidthProbe {
    * pass), medianBytesPerSecond, bufferBytes, threads, passes }.
    */
   measure(measureOptions = {}) {
-    const passes = integer(options(measureOptions).passes, 'passes', 1, 1000, 5);
-    if (this.#closed) return Promise.reject(Object.assign(new Error('the bandwidth probe is closed'), { code: 'ERR_CLOSED' }));
+    const passes = int(checkObject(measureOptions, 'options').passes, 'passes', 1, 1000) ?? 5;
+    if (this.#closed) return Promise.reject(new PagedlmError('the bandwidth probe is closed', 'ERR_CLOSED'));
     const result = this.#last.then(() => loadAddon().measureReadBandwidthProbe(this.#handle, passes));
     this.#last = result.catch(() => {});
     return result;
