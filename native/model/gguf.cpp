@@ -1,5 +1,11 @@
 #include "model/gguf.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -17,6 +23,9 @@ constexpr uint32_t kMaxDims = 4;
 struct FormatError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// read_header(): the header goes on past the bytes read so far (but not past the end of the file).
+struct NeedMoreBytes {};
 
 size_t scalar_size(GgufType type) {
   switch (type) {
@@ -53,7 +62,9 @@ uint64_t GgufTensor::elements() const {
 // Reads the file front to back; every read is bounds-checked.
 class GgufParser {
  public:
-  GgufParser(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  GgufParser(const uint8_t* data, size_t size) : data_(data), size_(size), file_size_(size) {}
+  // Header only: `data` holds the first `available` bytes of a file of `file_size` bytes; tensors get no data.
+  GgufParser(const uint8_t* data, size_t available, size_t file_size) : data_(data), size_(available), file_size_(file_size), header_only_(true) {}
 
   void parse(GgufFile& out) {
     const uint32_t magic = read<uint32_t>("magic");
@@ -65,7 +76,7 @@ class GgufParser {
     const uint64_t tensor_count = read<uint64_t>("tensor count");
     const uint64_t kv_count = read<uint64_t>("metadata count");
     // Each entry takes at least 8 bytes on disk: a count beyond that cannot be honest.
-    if (tensor_count > size_ / 8 || kv_count > size_ / 8) throw FormatError("truncated file: header counts exceed the file size");
+    if (tensor_count > file_size_ / 8 || kv_count > file_size_ / 8) throw FormatError("truncated file: header counts exceed the file size");
 
     for (uint64_t i = 0; i < kv_count; ++i) {
       std::string key(read_string("metadata key"));
@@ -98,6 +109,7 @@ class GgufParser {
  private:
   void need(uint64_t bytes, const char* what) {
     if (bytes > size_ - pos_) {
+      if (size_ < file_size_ && bytes <= file_size_ - pos_) throw NeedMoreBytes{};
       throw FormatError(std::string("truncated file: reading ") + what + " at offset " + std::to_string(pos_) +
                         " needs " + std::to_string(bytes) + " bytes, " + std::to_string(size_ - pos_) + " remain");
     }
@@ -154,7 +166,7 @@ class GgufParser {
       if (!valid_type(element_type)) throw FormatError("metadata '" + key + "' has unknown array element type " + std::to_string(element_type));
       v.element_type = static_cast<GgufType>(element_type);
       v.count = read<uint64_t>("array length");
-      if (v.count > size_ - pos_) throw FormatError("truncated file: array '" + key + "' claims " + std::to_string(v.count) + " elements");
+      if (v.count > file_size_ - pos_) throw FormatError("truncated file: array '" + key + "' claims " + std::to_string(v.count) + " elements");
       if (v.element_type == GgufType::kString) {
         v.strings.reserve(v.count);
         for (uint64_t i = 0; i < v.count; ++i) v.strings.push_back(read_string("array string"));
@@ -201,15 +213,17 @@ class GgufParser {
 
   void place_tensor(GgufTensor& tensor, uint64_t offset, uint64_t data_start, uint64_t alignment) {
     if (offset % alignment != 0) throw FormatError("tensor '" + tensor.name + "' offset is not aligned to " + std::to_string(alignment));
-    if (data_start > size_ || offset > size_ - data_start || tensor.bytes > size_ - data_start - offset) {
+    if (data_start > file_size_ || offset > file_size_ - data_start || tensor.bytes > file_size_ - data_start - offset) {
       throw FormatError("tensor '" + tensor.name + "' data lies outside the file (" + std::to_string(tensor.bytes) +
                         " bytes at offset " + std::to_string(offset) + "; the file may be truncated)");
     }
-    tensor.data = data_ + data_start + offset;
+    tensor.data = header_only_ ? nullptr : data_ + data_start + offset;
   }
 
   const uint8_t* data_;
-  size_t size_;
+  size_t size_;       // bytes readable at data_
+  size_t file_size_;  // bytes in the file (equal to size_ unless header-only)
+  bool header_only_ = false;
   size_t pos_ = 0;
 };
 
@@ -225,7 +239,83 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size) {
   return file;
 }
 
-Result<GgufFile> GgufFile::open(const std::string& path, bool map) {
+namespace {
+
+Status read_prefix(const std::string& path, size_t length, std::vector<uint8_t>& bytes, size_t& file_size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status(ErrorCode::kIo, "cannot open '" + path + "': " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status(ErrorCode::kIo, "'" + path + "' is not a regular file");
+  }
+  file_size = static_cast<size_t>(st.st_size);
+  bytes.resize(std::min(length, file_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return Status(ErrorCode::kIo, "cannot read '" + path + "': " + std::strerror(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return Status::ok();
+}
+
+// llama.cpp's split naming: <prefix>-00001-of-00003.gguf, numbered from 1.
+std::string split_part_path(const std::string& prefix, int part, int count) {
+  char suffix[32];
+  std::snprintf(suffix, sizeof suffix, "-%05d-of-%05d.gguf", part, count);
+  return prefix + suffix;
+}
+
+}  // namespace
+
+Status GgufFile::add_split_parts(const std::string& path, bool map, bool header_only) {
+  const GgufValue* count_value = find("split.count");
+  if (count_value == nullptr || !count_value->is_integer() || count_value->integer <= 1) return Status::ok();
+  const GgufValue* index_value = find("split.no");
+  const int64_t count = count_value->integer;
+  const int64_t index = index_value != nullptr && index_value->is_integer() ? index_value->integer : 0;
+  if (count > 9999) return Status(ErrorCode::kModelFormat, "'" + path + "': split.count " + std::to_string(count) + " is implausibly large");
+  const std::string first_suffix = split_part_path("", 1, static_cast<int>(count));
+  const std::string this_suffix = split_part_path("", static_cast<int>(index) + 1, static_cast<int>(count));
+  if (path.size() < this_suffix.size() || path.compare(path.size() - this_suffix.size(), this_suffix.size(), this_suffix) != 0) {
+    return Status(ErrorCode::kModelFormat, "'" + path + "' is part " + std::to_string(index + 1) + " of a model split into " + std::to_string(count) +
+                                               " files, but its name does not end in '" + this_suffix + "', so the other parts cannot be found");
+  }
+  const std::string prefix = path.substr(0, path.size() - this_suffix.size());
+  if (index != 0) {
+    return Status(ErrorCode::kInvalidArgument, "'" + path + "' is part " + std::to_string(index + 1) + " of " + std::to_string(count) +
+                                                   " of a split model: pass the first part, '" + prefix + first_suffix + "'");
+  }
+  for (int part = 1; part < count; ++part) {
+    const std::string part_path = split_part_path(prefix, part + 1, static_cast<int>(count));
+    auto opened = header_only ? read_header_single(part_path) : open_single(part_path, map);
+    if (!opened.is_ok()) return Status(opened.status().code(), "part " + std::to_string(part + 1) + " of " + std::to_string(count) + ": " + opened.status().message());
+    GgufFile& piece = opened.value();
+    const auto piece_index = piece.get_int("split.no");
+    if (!piece_index.is_ok() || piece_index.value() != std::optional<int64_t>(part)) {
+      return Status(ErrorCode::kModelFormat, "'" + part_path + "' does not say it is part " + std::to_string(part + 1) + " (split.no " + std::to_string(part) + ")");
+    }
+    for (GgufTensor& t : piece.tensors_) {
+      if (tensor_index_.count(t.name) != 0) return Status(ErrorCode::kModelFormat, "tensor '" + t.name + "' appears in more than one part ('" + part_path + "')");
+      tensor_index_.emplace(t.name, tensors_.size());
+      tensors_.push_back(std::move(t));
+    }
+    if (!header_only) parts_.push_back(std::move(piece.file_));
+  }
+  if (const auto expected = get_int("split.tensors.count"); expected.is_ok() && expected.value() && *expected.value() != static_cast<int64_t>(tensors_.size())) {
+    return Status(ErrorCode::kModelFormat, "'" + path + "': split.tensors.count says " + std::to_string(*expected.value()) + " tensors, the parts hold " +
+                                               std::to_string(tensors_.size()));
+  }
+  return Status::ok();
+}
+
+Result<GgufFile> GgufFile::open_single(const std::string& path, bool map) {
   auto mapped = MappedFile::open(path, map);
   if (!mapped.is_ok()) return mapped.status();
   auto parsed = parse(mapped.value().data(), mapped.value().size());
@@ -233,6 +323,53 @@ Result<GgufFile> GgufFile::open(const std::string& path, bool map) {
   GgufFile file = parsed.take();
   file.file_ = mapped.take();  // the mapping moves, its address does not
   return file;
+}
+
+// Reads the file's first bytes, twice as many each time the header goes on, until the header parses. The
+// header fits in a few megabytes even for vocabularies of a quarter million tokens: it starts at 1 MiB.
+Result<GgufFile> GgufFile::read_header_single(const std::string& path) {
+  std::vector<uint8_t> bytes;
+  for (size_t length = size_t{1} << 20;; length *= 2) {
+    size_t file_size = 0;
+    if (Status s = read_prefix(path, length, bytes, file_size); !s.is_ok()) return s;
+    GgufFile file;
+    try {
+      GgufParser(bytes.data(), bytes.size(), file_size).parse(file);
+    } catch (const NeedMoreBytes&) {
+      continue;
+    } catch (const FormatError& e) {
+      return Status(ErrorCode::kModelFormat, "'" + path + "': " + e.what());
+    } catch (const std::bad_alloc&) {
+      return Status(ErrorCode::kModelFormat, "'" + path + "': GGUF metadata too large to hold in memory");
+    }
+    file.header_ = std::move(bytes);  // the buffer moves, its address does not
+    return file;
+  }
+}
+
+Result<GgufFile> GgufFile::open(const std::string& path, bool map) {
+  auto file = open_single(path, map);
+  if (!file.is_ok()) return file;
+  if (Status s = file.value().add_split_parts(path, map, false); !s.is_ok()) return s;
+  return file;
+}
+
+Result<GgufFile> GgufFile::read_header(const std::string& path) {
+  auto file = read_header_single(path);
+  if (!file.is_ok()) return file;
+  if (Status s = file.value().add_split_parts(path, false, true); !s.is_ok()) return s;
+  return file;
+}
+
+size_t GgufFile::heap_bytes() const {
+  size_t bytes = file_.heap_bytes();
+  for (const MappedFile& part : parts_) bytes += part.heap_bytes();
+  return bytes;
+}
+
+void GgufFile::drop_resident_pages(const uint8_t* begin, size_t bytes) const {
+  file_.drop_resident_pages(begin, bytes);  // each file ignores a range outside itself
+  for (const MappedFile& part : parts_) part.drop_resident_pages(begin, bytes);
 }
 
 const GgufTensor* GgufFile::find_tensor(std::string_view name) const {

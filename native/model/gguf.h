@@ -1,6 +1,7 @@
 // GGUF (v2/v3, little-endian) reader over a memory map. Parsing checks every length and offset against
 // the file size, so a truncated or hostile file yields a Status naming the problem, never a bad read.
-// Immutable after open(): safe to read from any thread.
+// A split model (<prefix>-00001-of-00003.gguf, ...) opens from its first file: the metadata comes from
+// that file, the tensors from every part. Immutable after open(): safe to read from any thread.
 #pragma once
 
 #include <cstdint>
@@ -52,8 +53,12 @@ struct GgufTensor {
 
 class GgufFile {
  public:
-  // `map`: memory-map the file (default) or copy it into the heap (see MappedFile).
+  // `map`: memory-map the file (default) or copy it into the heap (see MappedFile). A split model's first
+  // file opens the whole set; any other part is refused with the first part's name.
   static Result<GgufFile> open(const std::string& path, bool map = true);
+  // Metadata and the tensor directory only, read from the start of each file without mapping it: tensors
+  // have their names, shapes, types and sizes, and no data (nullptr). For planning before a load.
+  static Result<GgufFile> read_header(const std::string& path);
   // Parses bytes already in memory (tests, fuzzing). The buffer must outlive the GgufFile.
   static Result<GgufFile> parse(const uint8_t* data, size_t size);
 
@@ -73,11 +78,18 @@ class GgufFile {
   Result<std::vector<int32_t>> get_int_array(std::string_view key) const;
 
   // See MappedFile::heap_bytes and MappedFile::drop_resident_pages.
-  size_t heap_bytes() const { return file_.heap_bytes(); }
-  void drop_resident_pages(const uint8_t* begin, size_t bytes) const { file_.drop_resident_pages(begin, bytes); }
+  size_t heap_bytes() const;
+  void drop_resident_pages(const uint8_t* begin, size_t bytes) const;
+  // How many files the model spans (1 unless split).
+  size_t file_count() const { return 1 + parts_.size(); }
 
  private:
+  static Result<GgufFile> open_single(const std::string& path, bool map);
+  static Result<GgufFile> read_header_single(const std::string& path);
+  Status add_split_parts(const std::string& path, bool map, bool header_only);
   MappedFile file_;
+  std::vector<MappedFile> parts_;  // the further files of a split model, holding their tensors' data
+  std::vector<uint8_t> header_;     // read_header(): the bytes the metadata views point into
   uint32_t version_ = 0;
   std::map<std::string, GgufValue, std::less<>> metadata_;
   std::vector<GgufTensor> tensors_;

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "model/gguf.h"
+#include "model/llama_model.h"
 #include "support/gguf_writer.h"
 #include "support/synthetic_model.h"
 
@@ -274,6 +277,119 @@ TEST(Gguf, OpenReportsMissingFiles) {
   ASSERT_FALSE(f.is_ok());
   EXPECT_EQ(f.status().code(), ErrorCode::kIo);
   EXPECT_NE(f.status().message().find("/nonexistent/model.gguf"), std::string::npos);
+}
+
+// The tensor directory and tensor bytes of `a` and `b` agree, whatever files they came from.
+void expect_same_tensors(const GgufFile& a, const GgufFile& b) {
+  ASSERT_EQ(a.tensors().size(), b.tensors().size());
+  for (const GgufTensor& t : a.tensors()) {
+    const GgufTensor* other = b.find_tensor(t.name);
+    ASSERT_NE(other, nullptr) << t.name;
+    EXPECT_EQ(other->dims, t.dims);
+    EXPECT_EQ(other->type, t.type);
+    ASSERT_EQ(other->bytes, t.bytes);
+    if (t.data != nullptr && other->data != nullptr) EXPECT_EQ(std::memcmp(other->data, t.data, t.bytes), 0) << t.name;
+  }
+}
+
+TEST(GgufSplit, OpensEveryPartFromTheFirst) {
+  testing::SyntheticSpec spec;
+  const GgufWriter whole = testing::synthetic_model(spec);
+  const auto paths = whole.write_split(testing::temp_path("split-model"), 3);
+  auto split = GgufFile::open(paths[0]);
+  ASSERT_TRUE(split.is_ok()) << split.status().message();
+  EXPECT_EQ(split.value().file_count(), 3u);
+  const auto bytes = whole.build();
+  auto single = parse(bytes);
+  ASSERT_TRUE(single.is_ok());
+  expect_same_tensors(single.value(), split.value());
+  EXPECT_EQ(split.value().get_string("general.architecture").value(), std::optional<std::string>("llama"));
+}
+
+TEST(GgufSplit, LoadsAsAModel) {
+  testing::SyntheticSpec spec;
+  const auto paths = testing::synthetic_model(spec).write_split(testing::temp_path("split-load"), 2);
+  auto file = GgufFile::open(paths[0], /*map=*/false);
+  ASSERT_TRUE(file.is_ok()) << file.status().message();
+  auto model = LlamaModel::load(file.take());
+  ASSERT_TRUE(model.is_ok()) << model.status().message();
+  EXPECT_EQ(model.value()->config().n_layers, spec.layers);
+}
+
+TEST(GgufSplit, ALaterPartNamesTheFirst) {
+  const auto paths = testing::synthetic_model({}).write_split(testing::temp_path("split-later"), 3);
+  auto f = GgufFile::open(paths[1]);
+  ASSERT_FALSE(f.is_ok());
+  EXPECT_EQ(f.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(f.status().message().find(paths[0]), std::string::npos) << f.status().message();
+}
+
+TEST(GgufSplit, AMissingPartIsNamed) {
+  const auto paths = testing::synthetic_model({}).write_split(testing::temp_path("split-missing"), 3);
+  std::remove(paths[2].c_str());
+  auto f = GgufFile::open(paths[0]);
+  ASSERT_FALSE(f.is_ok());
+  EXPECT_EQ(f.status().code(), ErrorCode::kIo);
+  EXPECT_NE(f.status().message().find(paths[2]), std::string::npos) << f.status().message();
+  EXPECT_NE(f.status().message().find("part 3 of 3"), std::string::npos) << f.status().message();
+}
+
+TEST(GgufSplit, ARenamedFirstPartIsRefusedWithTheReason) {
+  const auto paths = testing::synthetic_model({}).write_split(testing::temp_path("split-renamed"), 2);
+  const std::string renamed = testing::temp_path("split-renamed.gguf");
+  ASSERT_EQ(std::rename(paths[0].c_str(), renamed.c_str()), 0);
+  auto f = GgufFile::open(renamed);
+  ASSERT_FALSE(f.is_ok());
+  EXPECT_EQ(f.status().code(), ErrorCode::kModelFormat);
+  EXPECT_NE(f.status().message().find("-00001-of-00002.gguf"), std::string::npos) << f.status().message();
+}
+
+TEST(GgufSplit, AMissingTensorCountDisagreementIsAnError) {
+  GgufWriter w = testing::synthetic_model({});
+  const auto paths = w.write_split(testing::temp_path("split-count"), 2);
+  // Part 2 replaced by a part that holds no tensors: the count in part 1 no longer adds up.
+  GgufWriter empty;
+  empty.add_u16("split.no", 1);
+  empty.add_u16("split.count", 2);
+  empty.write(paths[1]);
+  auto f = GgufFile::open(paths[0]);
+  ASSERT_FALSE(f.is_ok());
+  EXPECT_NE(f.status().message().find("split.tensors.count"), std::string::npos) << f.status().message();
+}
+
+TEST(GgufHeader, ReadsMetadataAndDirectoryWithoutData) {
+  testing::SyntheticSpec spec;
+  spec.vocab = 60000;  // a vocabulary whose strings run past the first read of the header (1 MiB)
+  const std::string path = testing::write_synthetic_model(spec, "header-only.gguf");
+  auto header = GgufFile::read_header(path);
+  ASSERT_TRUE(header.is_ok()) << header.status().message();
+  auto full = GgufFile::open(path);
+  ASSERT_TRUE(full.is_ok());
+  expect_same_tensors(full.value(), header.value());
+  for (const GgufTensor& t : header.value().tensors()) EXPECT_EQ(t.data, nullptr);
+  EXPECT_EQ(header.value().get_string_array("tokenizer.ggml.tokens").value().size(), 60000u);
+}
+
+TEST(GgufHeader, ReadsEverySplitPart) {
+  const auto paths = testing::synthetic_model({}).write_split(testing::temp_path("split-header"), 3);
+  auto header = GgufFile::read_header(paths[0]);
+  ASSERT_TRUE(header.is_ok()) << header.status().message();
+  auto full = GgufFile::open(paths[0]);
+  ASSERT_TRUE(full.is_ok());
+  expect_same_tensors(full.value(), header.value());
+}
+
+TEST(GgufHeader, TruncatedHeadersAreErrorsNotRetries) {
+  const auto bytes = testing::synthetic_model({}).build();
+  const std::string path = testing::temp_path("header-truncated.gguf");
+  for (size_t cut : {size_t{3}, size_t{24}, bytes.size() / 3, bytes.size() - 1}) {
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(cut));
+    auto f = GgufFile::read_header(path);
+    ASSERT_FALSE(f.is_ok()) << cut;
+    EXPECT_EQ(f.status().code(), ErrorCode::kModelFormat) << cut;
+  }
+  EXPECT_EQ(GgufFile::read_header("/nonexistent/model.gguf").status().code(), ErrorCode::kIo);
+  EXPECT_EQ(GgufFile::read_header("/tmp").status().code(), ErrorCode::kIo);
 }
 
 }  // namespace

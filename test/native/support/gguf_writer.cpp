@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -102,6 +103,29 @@ void GgufWriter::write(const std::string& path) const {
   const auto bytes = build();
   std::ofstream f(path, std::ios::binary);
   f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::vector<std::string> GgufWriter::write_split(const std::string& prefix, int parts) const {
+  std::vector<std::string> paths;
+  const size_t per_part = (tensors_.size() + parts - 1) / parts;
+  for (int part = 0; part < parts; ++part) {
+    GgufWriter piece;
+    piece.version = version;
+    piece.alignment = alignment;
+    if (part == 0) {
+      piece.metadata_ = metadata_;
+      piece.metadata_count_ = metadata_count_;
+    }
+    piece.add_u16("split.no", static_cast<uint16_t>(part));
+    piece.add_u16("split.count", static_cast<uint16_t>(parts));
+    piece.add_i32("split.tensors.count", static_cast<int32_t>(tensors_.size()));
+    for (size_t i = part * per_part; i < std::min(tensors_.size(), (part + 1) * per_part); ++i) piece.tensors_.push_back(tensors_[i]);
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, "-%05d-of-%05d.gguf", part + 1, parts);
+    paths.push_back(prefix + suffix);
+    piece.write(paths.back());
+  }
+  return paths;
 }
 
 namespace {

@@ -41,6 +41,10 @@ class GgufWriter {
 
   std::vector<uint8_t> build() const;
   void write(const std::string& path) const;
+  // The same model as `parts` files, split as llama.cpp's gguf-split does: the first holds the metadata,
+  // every part its share of the tensors and the split.* keys. Written to <prefix>-0000i-of-0000n.gguf;
+  // returns the paths in order.
+  std::vector<std::string> write_split(const std::string& prefix, int parts) const;
 
  private:
   struct Tensor {
