@@ -3,7 +3,7 @@
 const binding = require('./native');
 const { ChatFormatter } = require('./chat');
 const { PagedlmError, fromNative } = require('./errors');
-const { loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, int } = require('./options');
+const { loadOptions, inspectOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, int } = require('./options');
 
 const kCreate = Symbol('create');
 
@@ -49,6 +49,22 @@ class Engine {
       throw fromNative(error);
     }
     return engine;
+  }
+
+  /**
+   * Reads a model's metadata (not its weights) and plans its memory: architecture, parameters, weight
+   * bytes by type, KV bytes per token for each kvCache.dtype, and the context that fits. Options:
+   * kvCache: { dtype, blockSize }, sequences (maxContextLength is per sequence, for this many at once),
+   * memory (bytes to plan with; default: the memory available now).
+   */
+  static async inspect(modelPath, options = {}) {
+    if (typeof modelPath !== 'string' || modelPath.length === 0) throw new TypeError('modelPath must be a non-empty string');
+    const nativeOptions = inspectOptions(options);
+    try {
+      return await binding.inspect(modelPath, nativeOptions);
+    } catch (error) {
+      throw fromNative(error);
+    }
   }
 
   /**

@@ -24,7 +24,7 @@ export type KvDtype = 'f32' | 'f16' | 'bf16' | 'int8' | 'fp8';
 export interface KvCacheOptions {
   /** Tokens per KV block (default 16). */
   blockSize?: number;
-  /** Pool size in blocks. Default: room for 4 full contexts. */
+  /** Pool size in blocks. Default: room for 4 full contexts, within half the memory left after the weights. */
   blocks?: number;
   /** Pool size in bytes (instead of `blocks`). */
   memory?: number;
@@ -43,7 +43,8 @@ export interface LoadOptions {
   gpu?: number;
   /** Compute threads (default: one per core). */
   threads?: number;
-  /** Context length to serve (default: the model's, capped at 4096). */
+  /** Context length to serve (default: the model's trained context, capped by what fits in memory;
+   *  `info().contextLimit` says which limit applied). */
   contextLength?: number;
   kvCache?: KvCacheOptions;
   /** Most tokens one forward pass computes; longer prompts are prefilled in chunks (default 512). */
@@ -55,6 +56,51 @@ export interface LoadOptions {
   mmap?: boolean;
   /** Load progress in [0, 1]. */
   onProgress?: (fraction: number) => void;
+}
+
+export type ContextLimit = 'option' | 'model' | 'memory' | 'kvCache';
+
+export interface InspectOptions {
+  kvCache?: { dtype?: KvDtype; blockSize?: number };
+  /** maxContextLength is per sequence, for this many sequences at once (default 1). */
+  sequences?: number;
+  /** Bytes to plan with (default: the memory available now: Linux MemAvailable, else physical memory).
+   *  Pass the GPU's free memory to plan for the CUDA backend. */
+  memory?: number;
+}
+
+/** A model's needs, read from its metadata alone (the weights are neither read nor mapped). */
+export interface ModelInspection {
+  architecture: string;
+  name: string;
+  /** Files the model spans (more than one for a split model). */
+  files: number;
+  parameters: number;
+  weightBytes: number;
+  /** Weight bytes by tensor type name ('Q4_K', 'Q6_K', 'F32', ...). */
+  weightBytesByType: Record<string, number>;
+  vocabSize: number;
+  embeddingLength: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  feedForwardLength: number;
+  trainedContextLength: number;
+  /** For each kvCache.dtype: 2 x layers x kvHeads x (headDim x bytes per element + scale bytes). */
+  kvBytesPerToken: Record<KvDtype, number>;
+  /** The dtype the figures below assume. */
+  kvDtype: KvDtype;
+  memoryBytes: number;
+  memorySource: 'MemAvailable' | 'physical memory' | 'option';
+  /** The KV pool's default share: half the memory left after the weights. */
+  kvBudgetBytes: number;
+  sequences: number;
+  /** The longest context each of `sequences` sequences can hold within kvBudgetBytes. */
+  maxContextLength: number;
+  /** The context Engine.load picks with no contextLength or pool option, and what limited it. */
+  contextLength: number;
+  contextLimit: ContextLimit;
 }
 
 export interface Token {
@@ -144,6 +190,9 @@ export interface EngineInfo {
   feedForwardLength: number;
   trainedContextLength: number;
   contextLength: number;
+  /** What set contextLength: the `contextLength` option, the model's trained context, the memory
+   *  available, or a pool sized with kvCache.blocks / kvCache.memory. */
+  contextLimit: ContextLimit;
   ropeFreqBase: number;
   tiedOutput: boolean;
   kvDtype: KvDtype;
@@ -282,6 +331,8 @@ export class Engine {
   private constructor();
   readonly cache: EngineCache;
   static load(modelPath: string, options?: LoadOptions): Promise<Engine>;
+  /** Plans a model's memory from its metadata, before loading it. */
+  static inspect(modelPath: string, options?: InspectOptions): Promise<ModelInspection>;
   /** KV pool bytes for `sequences` x `contextLength` tokens (rounded up to whole blocks). */
   static estimateKvBytes(options: {
     model?: Engine | Pick<EngineInfo, 'layers' | 'kvHeads' | 'headDim'> & { contextLength?: number };

@@ -95,6 +95,21 @@ function loadOptions(options) {
   };
 }
 
+/** Engine.inspect options -> the native options object. */
+function inspectOptions(options) {
+  const o = checkObject(options, 'options');
+  const kv = checkObject(o.kvCache, 'kvCache');
+  if (kv.dtype !== undefined && !KV_DTYPES.includes(kv.dtype)) {
+    throw new RangeError(`kvCache.dtype must be one of ${KV_DTYPES.join(', ')}, got ${describe(kv.dtype)}`);
+  }
+  return {
+    kvDtype: kv.dtype,
+    blockSize: int(kv.blockSize, 'kvCache.blockSize', 1, 1024),
+    sequences: int(o.sequences, 'sequences', 1, 1 << 20),
+    memory: checkNumber(o.memory, 'memory', { min: 1, integer: true, max: Number.MAX_SAFE_INTEGER }),
+  };
+}
+
 /** generate() options -> { params for the engine, JS-side hooks }. */
 function generateOptions(options) {
   const o = checkObject(options, 'options');
@@ -129,4 +144,4 @@ function generateOptions(options) {
   };
 }
 
-module.exports = { KV_DTYPES, loadOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, int };
+module.exports = { KV_DTYPES, loadOptions, inspectOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, int };

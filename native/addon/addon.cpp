@@ -85,6 +85,49 @@ class LoadWorker final : public Napi::AsyncProgressQueueWorker<double> {
   Napi::Promise::Deferred deferred_;
 };
 
+// Reads a model's header on a libuv worker thread and plans its memory (engine/memory_plan.h).
+class InspectWorker final : public Napi::AsyncWorker {
+ public:
+  InspectWorker(Napi::Env env, std::string path, InspectOptions options)
+      : Napi::AsyncWorker(env), path_(std::move(path)), options_(options), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    auto inspected = inspect_model(path_, options_);
+    if (inspected.is_ok()) {
+      inspection_ = inspected.take();
+    } else {
+      status_ = inspected.status();
+    }
+  }
+
+  void OnOK() override {
+    if (!status_.is_ok()) {
+      deferred_.Reject(to_js_error(Env(), status_).Value());
+      return;
+    }
+    deferred_.Resolve(inspection_to_js(Env(), inspection_, options_));
+  }
+
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  std::string path_;
+  InspectOptions options_;
+  ModelInspection inspection_;
+  Status status_;
+  Napi::Promise::Deferred deferred_;
+};
+
+// inspect(path: string, options: object): Promise<object>
+Napi::Value inspect(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) throw Napi::TypeError::New(env, "inspect(path, options)");
+  auto* worker = new InspectWorker(env, info[0].As<Napi::String>().Utf8Value(), inspect_options(info[1].As<Napi::Object>()));
+  worker->Queue();
+  return worker->promise();
+}
+
 // load(path: string, options: object, onEvents: (events) => void, onProgress?: (fraction) => void): Promise
 Napi::Value load(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -102,6 +145,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   data->engine_class = Napi::Persistent(EngineWrap::define(env));
   env.SetInstanceData(data);
   exports.Set("load", Napi::Function::New(env, load));
+  exports.Set("inspect", Napi::Function::New(env, inspect));
   exports.Set("NativeEngine", data->engine_class.Value());
   return exports;
 }

@@ -98,6 +98,20 @@ EngineOptions engine_options(const Napi::Object& o) {
   return e;
 }
 
+InspectOptions inspect_options(const Napi::Object& o) {
+  InspectOptions i;
+  i.block_size = to_int(o, "blockSize", i.block_size);
+  i.sequences = to_int(o, "sequences", i.sequences);
+  i.memory = static_cast<uint64_t>(optional_number(o, "memory").value_or(0));
+  const Napi::Value dtype = o.Get("kvDtype");
+  if (dtype.IsString()) {
+    const auto parsed = parse_kv_dtype(dtype.As<Napi::String>().Utf8Value());
+    if (!parsed) throw Napi::RangeError::New(o.Env(), "kvDtype must be f32, f16, bf16, int8 or fp8");
+    i.kv_dtype = *parsed;
+  }
+  return i;
+}
+
 GenerateParams generate_params(const Napi::Object& o) {
   GenerateParams p;
   p.max_tokens = to_int(o, "maxTokens", p.max_tokens);
@@ -122,6 +136,41 @@ GenerateParams generate_params(const Napi::Object& o) {
   return p;
 }
 
+Napi::Object inspection_to_js(Napi::Env env, const ModelInspection& inspection, const InspectOptions& options) {
+  const ModelConfig& m = inspection.model.config;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("architecture", m.architecture);
+  o.Set("name", m.name);
+  o.Set("files", static_cast<double>(inspection.model.files));
+  o.Set("parameters", static_cast<double>(inspection.model.parameters));
+  o.Set("weightBytes", static_cast<double>(inspection.model.weight_bytes));
+  Napi::Object by_type = Napi::Object::New(env);
+  for (const auto& [type, bytes] : inspection.model.weight_bytes_by_type) by_type.Set(type, static_cast<double>(bytes));
+  o.Set("weightBytesByType", by_type);
+  o.Set("vocabSize", m.vocab_size);
+  o.Set("embeddingLength", m.dim);
+  o.Set("layers", m.n_layers);
+  o.Set("heads", m.n_heads);
+  o.Set("kvHeads", m.n_kv_heads);
+  o.Set("headDim", m.head_dim);
+  o.Set("feedForwardLength", m.ffn_dim);
+  o.Set("trainedContextLength", m.context_length);
+  Napi::Object per_token = Napi::Object::New(env);
+  for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
+    per_token.Set(kv_dtype_name(dtype), static_cast<double>(KvLayout::kv_bytes_per_token(m.n_layers, m.n_kv_heads, m.head_dim, dtype)));
+  }
+  o.Set("kvBytesPerToken", per_token);
+  o.Set("kvDtype", kv_dtype_name(options.kv_dtype));
+  o.Set("memoryBytes", static_cast<double>(inspection.memory.bytes));
+  o.Set("memorySource", inspection.memory.source);
+  o.Set("kvBudgetBytes", static_cast<double>(inspection.kv_budget));
+  o.Set("sequences", options.sequences);
+  o.Set("maxContextLength", static_cast<double>(inspection.max_context_length));
+  o.Set("contextLength", inspection.default_plan.context_length);
+  o.Set("contextLimit", context_limit_name(inspection.default_plan.limit));
+  return o;
+}
+
 Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
   const ModelConfig& m = info.model;
   Napi::Object o = Napi::Object::New(env);
@@ -140,6 +189,7 @@ Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
   o.Set("feedForwardLength", m.ffn_dim);
   o.Set("trainedContextLength", m.context_length);
   o.Set("contextLength", info.context_length);
+  o.Set("contextLimit", context_limit_name(info.context_limit));
   o.Set("ropeFreqBase", m.rope_base);
   o.Set("tiedOutput", m.tied_output);
   o.Set("kvDtype", kv_dtype_name(info.kv.dtype));

@@ -11,6 +11,7 @@
 
 #include "common/status.h"
 #include "engine/engine.h"
+#include "engine/memory_plan.h"
 
 namespace pagedlm::addon {
 
@@ -23,9 +24,11 @@ std::vector<std::string> string_array(const Napi::Object& o, const char* key);
 std::vector<int32_t> int_array(const Napi::Value& v, const char* what);
 
 EngineOptions engine_options(const Napi::Object& o);
+InspectOptions inspect_options(const Napi::Object& o);
 GenerateParams generate_params(const Napi::Object& o);
 
 Napi::Object info_to_js(Napi::Env env, const EngineInfo& info);
+Napi::Object inspection_to_js(Napi::Env env, const ModelInspection& inspection, const InspectOptions& options);
 Napi::Object stats_to_js(Napi::Env env, const EngineStats& stats);
 Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& stats, const EngineInfo& info);
 // The cache salt id of a `cacheSalt` string.

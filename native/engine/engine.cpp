@@ -7,6 +7,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_entry.h"
+#include "engine/memory_plan.h"
 #include "engine/runner.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
@@ -40,12 +41,6 @@ struct Engine::Core {
 };
 
 namespace {
-
-int32_t pick_block_count(const EngineOptions& o, const KvLayout& layout, int32_t context_length) {
-  if (o.kv_blocks > 0) return o.kv_blocks;
-  if (o.kv_memory > 0) return static_cast<int32_t>(std::min<uint64_t>(o.kv_memory / layout.bytes_per_block(), INT32_MAX));
-  return (context_length + layout.block_size - 1) / layout.block_size * kDefaultPoolContexts;
-}
 
 std::string dominant_type(const LlamaModel& model) {
   std::map<std::string, uint64_t> bytes;
@@ -98,7 +93,16 @@ Result<std::unique_ptr<Backend>> create_backend(const EngineOptions& o, const st
   info.backend_reason = "asked for";
   if (o.device != "cpu") {
     CudaBackendRequest request{model, layout, o.gpu, std::max(1, o.max_batch_tokens), o.gpu_memory_fraction};
-    if (o.kv_blocks == 0 && o.kv_memory == 0 && o.gpu_memory_fraction > 0) request.layout.num_blocks = 0;
+    if (o.kv_blocks == 0 && o.kv_memory == 0) {
+      // The planned pool was sized from RAM: on the GPU, the backend sizes it from device memory instead,
+      // to the caller's fraction, or to the default share capped at the pool the planned context wants.
+      request.layout.num_blocks = 0;
+      if (o.gpu_memory_fraction <= 0) {
+        request.gpu_memory_fraction = kDefaultKvShare;
+        const int32_t wanted_context = o.context_length > 0 ? o.context_length : model->config().context_length;
+        request.max_blocks = (wanted_context + layout.block_size - 1) / layout.block_size * kDefaultPoolContexts;
+      }
+    }
     CudaBackendReply reply;
     open_cuda_backend(request, reply);
     if (reply.backend) {
@@ -151,15 +155,24 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   engine->tokenizer_ = tokenizer.take();
   engine->sink_ = sink;
 
-  const int32_t context = o.context_length > 0 ? o.context_length : std::min(c.context_length, kDefaultContextCap);
   KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, o.block_size, 0, o.kv_dtype};
-  layout.num_blocks = pick_block_count(o, layout, context);
+  const ContextRequest wanted{o.context_length, o.kv_blocks, o.kv_memory, kDefaultPoolContexts};
+  const ContextPlan plan = plan_context(wanted, c.context_length, layout, engine->model_->weight_bytes(), system_memory_budget());
+  layout.num_blocks = plan.num_blocks;
   if (layout.num_blocks < 1) return Status(ErrorCode::kInvalidArgument, "the KV pool must hold at least one block");
   EngineInfo& info = engine->info_;
   auto backend = create_backend(o, engine->model_, layout, info);
   if (!backend.is_ok()) return backend.status();
   engine->backend_ = backend.take();
   layout = engine->backend_->kv_layout();
+  int32_t context = plan.context_length;
+  info.context_limit = plan.limit;
+  if (layout.num_blocks != plan.num_blocks && o.context_length <= 0) {
+    // The GPU sized its own pool: the default context is what one sequence of it can hold.
+    const int64_t pool_tokens = static_cast<int64_t>(layout.num_blocks) * layout.block_size;
+    context = static_cast<int32_t>(std::min<int64_t>(c.context_length, pool_tokens));
+    info.context_limit = c.context_length <= pool_tokens ? ContextLimit::kModel : ContextLimit::kMemory;
+  }
   progress(0.95);
 
   info.model = c;

@@ -19,6 +19,7 @@
 #include "engine/request.h"
 #include "kv/cache_file.h"
 #include "kv/kv_cache_manager.h"
+#include "engine/memory_plan.h"
 #include "kv/kv_layout.h"
 #include "model/llama_model.h"
 #include "tokenizer/tokenizer.h"
@@ -29,9 +30,9 @@ struct Sequence;
 
 struct EngineOptions {
   int32_t threads = 0;            // compute threads; 0 = one per core
-  int32_t context_length = 0;     // 0 = the model's, capped at kDefaultContextCap
+  int32_t context_length = 0;     // 0 = the model's, capped by what fits (memory_plan.h)
   int32_t block_size = 16;        // tokens per KV block
-  int32_t kv_blocks = 0;          // pool size in blocks; 0 = from kv_memory, else room for 4 full contexts
+  int32_t kv_blocks = 0;          // pool size in blocks; 0 = from kv_memory, else room for 4 full contexts within the memory budget
   uint64_t kv_memory = 0;         // pool size in bytes (used when kv_blocks is 0)
   KvDtype kv_dtype = KvDtype::kF16;
   int32_t max_batch_tokens = 512; // tokens per forward pass (prefill chunk size)
@@ -43,7 +44,6 @@ struct EngineOptions {
   std::function<void(double)> on_progress;  // load progress in [0, 1], on the loading thread
 };
 
-constexpr int32_t kDefaultContextCap = 4096;
 constexpr int32_t kDefaultPoolContexts = 4;
 
 struct EngineInfo {
@@ -53,6 +53,7 @@ struct EngineInfo {
   uint64_t decode_weight_bytes = 0;  // weights one decode step reads: all but the unread embedding rows
   std::string tensor_type;        // type of most matmul weights
   int32_t context_length = 0;     // as loaded
+  ContextLimit context_limit = ContextLimit::kModel;  // what set it
   KvLayout kv;
   std::string backend;            // "cpu" or "cuda"
   std::string backend_reason;     // why this backend: "asked for", or why CUDA was not used

@@ -42,11 +42,17 @@ std::string dims_string(const std::vector<uint64_t>& dims) {
 // Reads hyperparameters, then binds and checks every tensor. Throws LoadError internally.
 class ModelBuilder {
  public:
-  explicit ModelBuilder(LlamaModel& model) : m_(model), file_(model.file_), c_(model.config_) {}
+  ModelBuilder(LlamaModel& model, const GgufFile& file) : m_(model), file_(file), c_(model.config_) {}
 
   void build() {
     read_config();
     bind_tensors();
+  }
+
+  void build_config_only() {
+    read_config();
+    c_.vocab_size = read_vocab_size();
+    c_.tied_output = file_.find_tensor("output.weight") == nullptr;
   }
 
  private:
@@ -124,6 +130,7 @@ class ModelBuilder {
     const int pairs = c_.rope_dim / 2;
     if (const GgufTensor* t = file_.find_tensor("rope_freqs.weight")) {
       check_shape(*t, {static_cast<uint64_t>(pairs)});
+      if (t->data == nullptr) return;  // a header only: the factors matter to the forward pass, not to planning
       c_.rope_freq_factors.resize(pairs);
       dequantize_row(t->type, t->data, c_.rope_freq_factors.data(), pairs);
     } else if (type == "llama3") {
@@ -184,11 +191,15 @@ class ModelBuilder {
     return v;
   }
 
-  void bind_tensors() {
+  int read_vocab_size() {
     const GgufTensor& embd = tensor("token_embd.weight");
     if (embd.dims.size() != 2) fail("tensor 'token_embd.weight' must be 2-D, has shape " + dims_string(embd.dims));
     if (embd.dims[1] > (uint64_t{1} << 24)) fail("vocabulary of " + std::to_string(embd.dims[1]) + " tokens is implausibly large");
-    c_.vocab_size = static_cast<int>(embd.dims[1]);
+    return static_cast<int>(embd.dims[1]);
+  }
+
+  void bind_tensors() {
+    c_.vocab_size = read_vocab_size();
     m_.token_embedding_ = matrix("token_embd.weight", c_.vocab_size, c_.dim);
     m_.output_norm_ = vector("output_norm.weight", c_.dim);
     c_.tied_output = file_.find_tensor("output.weight") == nullptr;
@@ -223,11 +234,21 @@ Result<std::shared_ptr<const LlamaModel>> LlamaModel::load(GgufFile file) {
   auto model = std::make_shared<LlamaModel>();
   model->file_ = std::move(file);
   try {
-    ModelBuilder(*model).build();
+    ModelBuilder(*model, model->file_).build();
   } catch (const LoadError& e) {
     return Status(e.code, e.what());
   }
   return std::shared_ptr<const LlamaModel>(std::move(model));
+}
+
+Result<ModelConfig> LlamaModel::read_config(const GgufFile& file) {
+  LlamaModel scratch;
+  try {
+    ModelBuilder(scratch, file).build_config_only();
+  } catch (const LoadError& e) {
+    return Status(e.code, e.what());
+  }
+  return scratch.config_;
 }
 
 }  // namespace pagedlm

@@ -64,6 +64,8 @@ class LlamaModel {
  public:
   // Takes ownership of the parsed file; checks architecture, hyperparameters and every tensor's shape.
   static Result<std::shared_ptr<const LlamaModel>> load(GgufFile file);
+  // The hyperparameters alone, checked as load() checks them; `file` may be a header without tensor data.
+  static Result<ModelConfig> read_config(const GgufFile& file);
 
   const ModelConfig& config() const { return config_; }
   const GgufFile& gguf() const { return file_; }

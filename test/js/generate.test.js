@@ -138,7 +138,7 @@ describeWithModels('load', ['aidreams260K.gguf'], (modelPath) => {
 
 describeWithModels('pool limits', ['aidreams260K.gguf'], (modelPath) => {
   test('a request larger than the whole pool is rejected with ERR_POOL_TOO_SMALL', async () => {
-    const engine = await Engine.load(modelPath, { kvCache: { blocks: 2, blockSize: 16 } });
+    const engine = await Engine.load(modelPath, { contextLength: 512, kvCache: { blocks: 2, blockSize: 16 } });
     try {
       await expect(engine.generate('A neural network', { maxTokens: 100 })).rejects.toMatchObject({ code: 'ERR_POOL_TOO_SMALL' });
       const small = await engine.generate('A neural network', { temperature: 0, maxTokens: 10 });

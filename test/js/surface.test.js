@@ -6,14 +6,14 @@ const path = require('node:path');
 const binding = require('../../lib/native');
 const pagedlm = require('../..');
 
-test('the addon exports load and NativeEngine, nothing else', () => {
-  expect(Object.keys(binding).sort()).toEqual(['NativeEngine', 'load']);
+test('the addon exports load, inspect and NativeEngine, nothing else', () => {
+  expect(Object.keys(binding).sort()).toEqual(['NativeEngine', 'inspect', 'load']);
 });
 
 test('the package exports Engine and PagedlmError; Engine has only its documented static calls', () => {
   expect(Object.keys(pagedlm).sort()).toEqual(['Engine', 'PagedlmError']);
   const statics = Object.getOwnPropertyNames(pagedlm.Engine).filter((name) => typeof pagedlm.Engine[name] === 'function');
-  expect(statics.sort()).toEqual(['estimateKvBytes', 'load']);
+  expect(statics.sort()).toEqual(['estimateKvBytes', 'inspect', 'load']);
 });
 
 test('the TypeScript declarations name no benchmark-only symbol', () => {

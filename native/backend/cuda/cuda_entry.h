@@ -27,6 +27,7 @@ struct CudaBackendRequest {
   int device = 0;                // CUDA device index
   int max_batch_tokens = 512;    // the largest step the scheduler plans
   double gpu_memory_fraction = 0.9;
+  int32_t max_blocks = 0;        // with num_blocks 0: at most this many blocks (0: no cap)
 };
 
 struct CudaBackendReply {

@@ -107,6 +107,7 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
     size_t free_bytes = 0, total_bytes = 0;
     PAGEDLM_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "reading free device memory");
     layout_.num_blocks = static_cast<int32_t>(static_cast<double>(free_bytes) * request.gpu_memory_fraction / static_cast<double>(layout_.bytes_per_block()));
+    if (request.max_blocks > 0) layout_.num_blocks = std::min(layout_.num_blocks, request.max_blocks);
     if (layout_.num_blocks < 1) {
       return Status(ErrorCode::kOutOfMemory, "the KV pool does not fit on the GPU after the weights (" + std::to_string(free_bytes >> 20) +
                                                  " MiB free): raise kvCache.gpuMemoryFraction or use a smaller model or kvCache.dtype 'int8'");

@@ -1,0 +1,115 @@
+#include "engine/memory_plan.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+namespace pagedlm {
+
+namespace {
+
+// /proc/meminfo's MemAvailable: what can be allocated without swapping, page cache included.
+uint64_t linux_mem_available() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string line;
+  while (std::getline(meminfo, line)) {
+    if (line.rfind("MemAvailable:", 0) != 0) continue;
+    std::istringstream fields(line.substr(13));
+    uint64_t kib = 0;
+    if (fields >> kib) return kib * 1024;
+  }
+  return 0;
+}
+
+int32_t blocks_for(int64_t tokens, int32_t block_size) { return static_cast<int32_t>(std::min<int64_t>((tokens + block_size - 1) / block_size, INT32_MAX)); }
+
+}  // namespace
+
+MemoryBudget system_memory_budget() {
+  if (const uint64_t available = linux_mem_available(); available > 0) return {available, "MemAvailable"};
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page = sysconf(_SC_PAGE_SIZE);
+  return {pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0, "physical memory"};
+}
+
+Result<ModelPlan> plan_model(const GgufFile& file) {
+  auto config = LlamaModel::read_config(file);
+  if (!config.is_ok()) return config.status();
+  ModelPlan plan;
+  plan.config = config.take();
+  plan.files = file.file_count();
+  for (const GgufTensor& t : file.tensors()) {
+    plan.parameters += t.elements();
+    plan.weight_bytes += t.bytes;
+    plan.weight_bytes_by_type[tensor_type_name(t.type)] += t.bytes;
+  }
+  return plan;
+}
+
+const char* context_limit_name(ContextLimit limit) {
+  switch (limit) {
+    case ContextLimit::kOption: return "option";
+    case ContextLimit::kModel: return "model";
+    case ContextLimit::kMemory: return "memory";
+    case ContextLimit::kKvPool: return "kvCache";
+  }
+  return "model";
+}
+
+ContextPlan plan_context(const ContextRequest& request, int32_t trained_context, const KvLayout& layout, uint64_t weight_bytes,
+                         const MemoryBudget& memory) {
+  ContextPlan plan;
+  const int32_t block_size = layout.block_size;
+  const uint64_t block_bytes = std::max<uint64_t>(layout.bytes_per_block(), 1);
+  if (request.kv_blocks > 0 || request.kv_memory > 0) {
+    plan.num_blocks = request.kv_blocks > 0 ? request.kv_blocks : static_cast<int32_t>(std::min<uint64_t>(request.kv_memory / block_bytes, INT32_MAX));
+    const int64_t pool_tokens = static_cast<int64_t>(plan.num_blocks) * block_size;
+    if (request.context_length > 0) {
+      plan.context_length = request.context_length;
+      plan.limit = ContextLimit::kOption;
+    } else {
+      plan.context_length = static_cast<int32_t>(std::min<int64_t>(trained_context, pool_tokens));
+      plan.limit = trained_context <= pool_tokens ? ContextLimit::kModel : ContextLimit::kKvPool;
+    }
+    return plan;
+  }
+  const uint64_t left = memory.bytes > weight_bytes ? memory.bytes - weight_bytes : 0;
+  plan.kv_budget = static_cast<uint64_t>(static_cast<double>(left) * kDefaultKvShare);
+  const int32_t budget_blocks = static_cast<int32_t>(std::min<uint64_t>(plan.kv_budget / block_bytes, INT32_MAX));
+  if (request.context_length > 0) {
+    plan.context_length = request.context_length;
+    plan.limit = ContextLimit::kOption;
+  } else {
+    const int64_t fitting_tokens = static_cast<int64_t>(budget_blocks) * block_size;
+    // At least one block, so that a budget too small still gives a pool the engine can report on.
+    plan.context_length = static_cast<int32_t>(std::max<int64_t>(std::min<int64_t>(trained_context, fitting_tokens), std::min(block_size, trained_context)));
+    plan.limit = trained_context <= fitting_tokens ? ContextLimit::kModel : ContextLimit::kMemory;
+  }
+  const int32_t context_blocks = blocks_for(plan.context_length, block_size);
+  const int64_t wanted = static_cast<int64_t>(context_blocks) * std::max(1, request.pool_contexts);
+  plan.num_blocks = static_cast<int32_t>(std::max<int64_t>(context_blocks, std::min<int64_t>(wanted, budget_blocks)));
+  return plan;
+}
+
+Result<ModelInspection> inspect_model(const std::string& path, const InspectOptions& options) {
+  if (options.block_size < 1 || options.block_size > 1024) return Status(ErrorCode::kInvalidArgument, "kvCache.blockSize must be in [1, 1024]");
+  if (options.sequences < 1) return Status(ErrorCode::kInvalidArgument, "sequences must be at least 1");
+  auto header = GgufFile::read_header(path);
+  if (!header.is_ok()) return header.status();
+  auto model = plan_model(header.value());
+  if (!model.is_ok()) return Status(model.status().code(), "'" + path + "': " + model.status().message());
+  ModelInspection out;
+  out.model = model.take();
+  out.memory = options.memory > 0 ? MemoryBudget{options.memory, "option"} : system_memory_budget();
+  const ModelConfig& c = out.model.config;
+  const KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, options.block_size, 0, options.kv_dtype};
+  out.default_plan = plan_context(ContextRequest{}, c.context_length, layout, out.model.weight_bytes, out.memory);
+  out.kv_budget = out.default_plan.kv_budget;
+  const int64_t budget_blocks = static_cast<int64_t>(out.kv_budget / std::max<uint64_t>(layout.bytes_per_block(), 1));
+  out.max_context_length = budget_blocks / options.sequences * options.block_size;
+  return out;
+}
+
+}  // namespace pagedlm
