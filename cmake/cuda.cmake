@@ -15,7 +15,8 @@ list(TRANSFORM PAGEDLM_CUDA_KERNEL_NAMES REPLACE "(.+)" "${PROJECT_SOURCE_DIR}/k
 set(PAGEDLM_CUDA_BACKEND_SOURCES
   ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_backend.cpp
   ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_memory.cpp
-  ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_step.cpp)
+  ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_step.cpp
+  ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_device.cpp)
 # The engine's side of the seam: no CUDA headers, so it is built into the engine whether or not CUDA is.
 set(PAGEDLM_CUDA_LOADER_SOURCES ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_loader.cpp)
 

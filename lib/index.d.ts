@@ -61,11 +61,16 @@ export interface LoadOptions {
 export type ContextLimit = 'option' | 'model' | 'memory' | 'kvCache';
 
 export interface InspectOptions {
+  /** Whose memory to plan with (default 'auto': the CUDA device when one can be used, else the CPU's RAM);
+   *  'cuda' fails with an Error saying why when no device can be used. */
+  device?: 'auto' | 'cuda' | 'cpu';
+  /** CUDA device index (default 0). */
+  gpu?: number;
   kvCache?: { dtype?: KvDtype; blockSize?: number };
   /** maxContextLength is per sequence, for this many sequences at once (default 1). */
   sequences?: number;
-  /** Bytes to plan with (default: the memory available now: Linux MemAvailable, else physical memory).
-   *  Pass the GPU's free memory to plan for the CUDA backend. */
+  /** Bytes to plan with (default: the device's free memory on CUDA; on the CPU the memory available now,
+   *  Linux MemAvailable, else physical memory). */
   memory?: number;
 }
 
@@ -91,9 +96,14 @@ export interface ModelInspection {
   kvBytesPerToken: Record<KvDtype, number>;
   /** The dtype the figures below assume. */
   kvDtype: KvDtype;
+  /** Whose memory was planned with, and the CUDA device's name (or null). */
+  device: 'cpu' | 'cuda';
+  gpu: string | null;
+  /** Bytes the weights take there: as stored on the CPU; on CUDA, types without device kernels widen to f16. */
+  deviceWeightBytes: number;
   memoryBytes: number;
-  memorySource: 'MemAvailable' | 'physical memory' | 'option';
-  /** The KV pool's default share: half the memory left after the weights. */
+  memorySource: 'MemAvailable' | 'physical memory' | 'cuda' | 'option';
+  /** The KV pool's default share: half the memory left after deviceWeightBytes. */
   kvBudgetBytes: number;
   sequences: number;
   /** The longest context each of `sequences` sequences can hold within kvBudgetBytes. */

@@ -102,7 +102,12 @@ function inspectOptions(options) {
   if (kv.dtype !== undefined && !KV_DTYPES.includes(kv.dtype)) {
     throw new RangeError(`kvCache.dtype must be one of ${KV_DTYPES.join(', ')}, got ${describe(kv.dtype)}`);
   }
+  if (o.device !== undefined && !DEVICES.includes(o.device)) {
+    throw new RangeError(`device must be one of ${DEVICES.join(', ')}, got ${describe(o.device)}`);
+  }
   return {
+    device: o.device,
+    gpu: int(o.gpu, 'gpu', 0, 1023),
     kvDtype: kv.dtype,
     blockSize: int(kv.blockSize, 'kvCache.blockSize', 1, 1024),
     sequences: int(o.sequences, 'sequences', 1, 1 << 20),

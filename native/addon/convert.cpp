@@ -100,6 +100,9 @@ EngineOptions engine_options(const Napi::Object& o) {
 
 InspectOptions inspect_options(const Napi::Object& o) {
   InspectOptions i;
+  const Napi::Value device = o.Get("device");
+  if (device.IsString()) i.device = device.As<Napi::String>().Utf8Value();
+  i.gpu = to_int(o, "gpu", 0);
   i.block_size = to_int(o, "blockSize", i.block_size);
   i.sequences = to_int(o, "sequences", i.sequences);
   i.memory = static_cast<uint64_t>(optional_number(o, "memory").value_or(0));
@@ -161,6 +164,9 @@ Napi::Object inspection_to_js(Napi::Env env, const ModelInspection& inspection, 
   }
   o.Set("kvBytesPerToken", per_token);
   o.Set("kvDtype", kv_dtype_name(options.kv_dtype));
+  o.Set("device", inspection.device);
+  o.Set("gpu", inspection.gpu_name.empty() ? env.Null() : Napi::String::New(env, inspection.gpu_name));
+  o.Set("deviceWeightBytes", static_cast<double>(inspection.device_weight_bytes));
   o.Set("memoryBytes", static_cast<double>(inspection.memory.bytes));
   o.Set("memorySource", inspection.memory.source);
   o.Set("kvBudgetBytes", static_cast<double>(inspection.kv_budget));

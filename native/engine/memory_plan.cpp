@@ -1,5 +1,7 @@
 #include "engine/memory_plan.h"
 
+#include "backend/cuda/cuda_entry.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,6 +50,20 @@ Result<ModelPlan> plan_model(const GgufFile& file) {
   return plan;
 }
 
+uint64_t cuda_weight_bytes(const GgufFile& file) {
+  uint64_t bytes = 0;
+  for (const GgufTensor& t : file.tensors()) {
+    switch (t.type) {
+      case TensorType::kF32:
+      case TensorType::kF16:
+      case TensorType::kBF16: bytes += t.bytes; break;
+      case TensorType::kQ8_0: bytes += t.elements() + t.elements() / kQ8BlockElements * sizeof(uint16_t); break;
+      default: bytes += t.dims.size() == 1 ? t.elements() * sizeof(float) : t.elements() * sizeof(uint16_t);
+    }
+  }
+  return bytes;
+}
+
 const char* context_limit_name(ContextLimit limit) {
   switch (limit) {
     case ContextLimit::kOption: return "option";
@@ -94,6 +110,9 @@ ContextPlan plan_context(const ContextRequest& request, int32_t trained_context,
 }
 
 Result<ModelInspection> inspect_model(const std::string& path, const InspectOptions& options) {
+  if (options.device != "auto" && options.device != "cuda" && options.device != "cpu") {
+    return Status(ErrorCode::kInvalidArgument, "device must be 'auto', 'cuda' or 'cpu'");
+  }
   if (options.block_size < 1 || options.block_size > 1024) return Status(ErrorCode::kInvalidArgument, "kvCache.blockSize must be in [1, 1024]");
   if (options.sequences < 1) return Status(ErrorCode::kInvalidArgument, "sequences must be at least 1");
   auto header = GgufFile::read_header(path);
@@ -102,10 +121,25 @@ Result<ModelInspection> inspect_model(const std::string& path, const InspectOpti
   if (!model.is_ok()) return Status(model.status().code(), "'" + path + "': " + model.status().message());
   ModelInspection out;
   out.model = model.take();
-  out.memory = options.memory > 0 ? MemoryBudget{options.memory, "option"} : system_memory_budget();
+  out.device = "cpu";
+  out.device_weight_bytes = out.model.weight_bytes;
+  out.memory = system_memory_budget();
+  if (options.device != "cpu") {
+    CudaDeviceReply gpu;
+    query_cuda_device(options.gpu, gpu);
+    if (gpu.status.is_ok()) {
+      out.device = "cuda";
+      out.gpu_name = gpu.name;
+      out.device_weight_bytes = cuda_weight_bytes(header.value());
+      out.memory = {gpu.free_bytes, "cuda"};
+    } else if (options.device == "cuda" || !gpu.unavailable) {
+      return Status(gpu.status.code(), "CUDA cannot be planned for: " + gpu.status.message());
+    }
+  }
+  if (options.memory > 0) out.memory = {options.memory, "option"};
   const ModelConfig& c = out.model.config;
   const KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, options.block_size, 0, options.kv_dtype};
-  out.default_plan = plan_context(ContextRequest{}, c.context_length, layout, out.model.weight_bytes, out.memory);
+  out.default_plan = plan_context(ContextRequest{}, c.context_length, layout, out.device_weight_bytes, out.memory);
   out.kv_budget = out.default_plan.kv_budget;
   const int64_t budget_blocks = static_cast<int64_t>(out.kv_budget / std::max<uint64_t>(layout.bytes_per_block(), 1));
   out.max_context_length = budget_blocks / options.sequences * options.block_size;

@@ -34,6 +34,9 @@ struct ModelPlan {
 };
 // From a header (GgufFile::read_header) or an opened file.
 Result<ModelPlan> plan_model(const GgufFile& file);
+// Device memory the CUDA backend's copy of these weights takes: as stored, but Q8_0 as int8 rows plus
+// f16 scales and the types it has no kernels for widened to f16 (CudaBackend::upload_matrix).
+uint64_t cuda_weight_bytes(const GgufFile& file);
 
 // Which limit set the context length: the caller's option, the model's trained context, the memory
 // budget, or a KV pool the caller sized.
@@ -61,14 +64,19 @@ ContextPlan plan_context(const ContextRequest& request, int32_t trained_context,
                          const MemoryBudget& memory);
 
 struct InspectOptions {
+  std::string device = "auto";  // "auto" (CUDA when a device is found, else the CPU), "cuda" or "cpu"
+  int gpu = 0;                  // CUDA device index
   KvDtype kv_dtype = KvDtype::kF16;
   int32_t block_size = 16;
   int32_t sequences = 1;   // maxContextLength is per sequence, for this many at once
-  uint64_t memory = 0;     // the budget to plan with; 0 = system_memory_budget()
+  uint64_t memory = 0;     // the budget to plan with; 0 = the device's free memory, or system_memory_budget()
 };
 
 struct ModelInspection {
   ModelPlan model;
+  std::string device;               // "cpu" or "cuda": whose memory was planned with
+  std::string gpu_name;             // the CUDA device's, when device is "cuda"
+  uint64_t device_weight_bytes = 0; // what the weights take there (the CUDA backend widens some types)
   MemoryBudget memory;
   uint64_t kv_budget = 0;           // the default pool's share of the memory left after the weights
   int64_t max_context_length = 0;   // the longest context `sequences` sequences each fit in kv_budget

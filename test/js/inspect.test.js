@@ -29,7 +29,15 @@ test('inspect reports the shape, the weights by type and the KV bytes per token 
   const perRow = { f32: HEAD_DIM * 4, f16: HEAD_DIM * 2, bf16: HEAD_DIM * 2, int8: HEAD_DIM + 4, fp8: HEAD_DIM + 4 };
   for (const [dtype, row] of Object.entries(perRow)) expect(plan.kvBytesPerToken[dtype]).toBe(2 * SHAPE.layers * SHAPE.kvHeads * row);
   expect(plan.memorySource).toMatch(/^(MemAvailable|physical memory)$/);
+  expect(plan).toMatchObject({ device: 'cpu', gpu: null, deviceWeightBytes: plan.weightBytes });
   expect(plan.kvBudgetBytes).toBe(Math.floor((plan.memoryBytes - plan.weightBytes) / 2));
+});
+
+test("device 'cuda' without a usable device is an error that says why; 'auto' plans for the CPU", async () => {
+  const error = await Engine.inspect(longContextModel, { device: 'cuda' }).catch((e) => e);
+  expect(error).toMatchObject({ code: 'ERR_UNSUPPORTED' });
+  expect(error.message).toMatch(/CUDA cannot be planned for: /);
+  expect((await Engine.inspect(longContextModel, { device: 'auto' })).device).toBe('cpu');
 });
 
 test('the longest context follows the memory, the dtype and the number of sequences', async () => {
@@ -77,6 +85,7 @@ test('bad input to inspect is a clear error', async () => {
   await expect(Engine.inspect(longContextModel, { sequences: 0 })).rejects.toThrow(RangeError);
   await expect(Engine.inspect(longContextModel, { kvCache: { dtype: 'f8' } })).rejects.toThrow(RangeError);
   await expect(Engine.inspect(longContextModel, 'big')).rejects.toThrow(TypeError);
+  await expect(Engine.inspect(longContextModel, { device: 'tpu' })).rejects.toThrow(RangeError);
   await expect(Engine.inspect(path.join(dir, 'missing.gguf'))).rejects.toMatchObject({ code: 'ERR_IO' });
   const truncated = path.join(dir, 'truncated.gguf');
   fs.writeFileSync(truncated, fs.readFileSync(longContextModel).subarray(0, 5000));

@@ -1,8 +1,9 @@
 // The seam between the engine and the CUDA half (longer form: "The CUDA seam" in docs/backends.md).
 //
 // The engine opens libpagedlm_kernels with dlopen (cuda_loader.cpp) only when a GPU is asked for, so the
-// addon needs no CUDA library to load. One symbol crosses the line by name: pagedlm_create_cuda_backend
-// (cuda_backend.cpp). Through it cross C++ values: the request (the engine's shared LlamaModel, read while
+// addon needs no CUDA library to load. Two symbols cross the line by name: pagedlm_create_cuda_backend
+// (cuda_backend.cpp), and beside it pagedlm_query_cuda_device (cuda_device.cpp), which reads one device's
+// memory for planning. Through them cross C++ values: the request (the engine's shared LlamaModel, read while
 // the weights upload; the KV layout), the reply (a Status, the layout as allocated) and the backend, whose
 // virtual calls (forward, block export/import/copy, the destructor) run library code from then on. So the
 // line is a C++ ABI, not a stable C one: both sides come from the same build, with these headers, the same
@@ -41,11 +42,23 @@ struct CudaBackendReply {
 
 using CreateCudaBackend = void (*)(const CudaBackendRequest& request, CudaBackendReply& reply);
 inline constexpr const char* kCreateCudaBackendSymbol = "pagedlm_create_cuda_backend";
+
+struct CudaDeviceReply {
+  Status status;             // why there is no answer
+  bool unavailable = false;  // this machine cannot run CUDA (no library, driver or device)
+  std::string name;
+  uint64_t free_bytes = 0;
+  uint64_t total_bytes = 0;
+};
+using QueryCudaDevice = void (*)(int device, CudaDeviceReply& reply);
+inline constexpr const char* kQueryCudaDeviceSymbol = "pagedlm_query_cuda_device";
 inline constexpr const char* kCudaLibraryName = "libpagedlm_kernels.so";
 
 // Opens libpagedlm_kernels (PAGEDLM_CUDA_LIBRARY alone when set, else beside the module holding this code,
 // else the loader's search path; unless the process already holds the entry point) and creates the backend.
 // The library stays loaded for the life of the process: the backends it creates run its code.
 void open_cuda_backend(const CudaBackendRequest& request, CudaBackendReply& reply);
+// The same library's device query.
+void query_cuda_device(int device, CudaDeviceReply& reply);
 
 }  // namespace pagedlm

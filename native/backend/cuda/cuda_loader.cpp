@@ -20,6 +20,7 @@ std::string directory_of_this_module() {
 
 struct Library {
   CreateCudaBackend create = nullptr;
+  QueryCudaDevice query = nullptr;
   std::string error;
 };
 
@@ -29,7 +30,8 @@ const Library& library() {
   std::call_once(once, [] {
     // Already in the process (a test binary linked with the emulated backend): nothing to open.
     lib.create = reinterpret_cast<CreateCudaBackend>(dlsym(RTLD_DEFAULT, kCreateCudaBackendSymbol));
-    if (lib.create != nullptr) return;
+    lib.query = reinterpret_cast<QueryCudaDevice>(dlsym(RTLD_DEFAULT, kQueryCudaDeviceSymbol));
+    if (lib.create != nullptr && lib.query != nullptr) return;
     std::string candidates[3];
     if (const char* env = std::getenv("PAGEDLM_CUDA_LIBRARY"); env != nullptr && *env != '\0') {
       candidates[0] = env;  // an explicit choice: nothing else is tried
@@ -45,8 +47,9 @@ const Library& library() {
         continue;
       }
       lib.create = reinterpret_cast<CreateCudaBackend>(dlsym(handle, kCreateCudaBackendSymbol));
-      if (lib.create != nullptr) return;
-      lib.error = path + " has no " + kCreateCudaBackendSymbol;
+      lib.query = reinterpret_cast<QueryCudaDevice>(dlsym(handle, kQueryCudaDeviceSymbol));
+      if (lib.create != nullptr && lib.query != nullptr) return;
+      lib.error = path + " lacks " + kCreateCudaBackendSymbol + " or " + kQueryCudaDeviceSymbol;
     }
   });
   return lib;
@@ -62,6 +65,16 @@ void open_cuda_backend(const CudaBackendRequest& request, CudaBackendReply& repl
     return;
   }
   lib.create(request, reply);
+}
+
+void query_cuda_device(int device, CudaDeviceReply& reply) {
+  const Library& lib = library();
+  if (lib.query == nullptr) {
+    reply.unavailable = true;
+    reply.status = Status(ErrorCode::kUnsupported, "built without CUDA (" + lib.error + ")");
+    return;
+  }
+  lib.query(device, reply);
 }
 
 }  // namespace pagedlm
