@@ -81,7 +81,9 @@ Status Tokenizer::init_common(const GgufFile& file) {
 
   for (size_t i = 0; i < n; ++i) {
     const TokenType t = types_[i];
-    if ((t == TokenType::kControl || t == TokenType::kUserDefined) && !pieces_[i].empty()) special_ids_.push_back(static_cast<int32_t>(i));
+    if ((t == TokenType::kControl || t == TokenType::kUserDefined || t == TokenType::kUnknown) && !pieces_[i].empty()) {
+      special_ids_.push_back(static_cast<int32_t>(i));
+    }
     // End-of-turn markers of common chat formats end generation like EOS does.
     if (t == TokenType::kControl && (pieces_[i] == "<|eot_id|>" || pieces_[i] == "<|im_end|>" || pieces_[i] == "<|end|>" || pieces_[i] == "<end_of_turn>")) {
       end_of_generation_ids_.push_back(static_cast<int32_t>(i));
@@ -102,35 +104,49 @@ bool Tokenizer::is_end_of_generation(int32_t id) const {
   return std::find(end_of_generation_ids_.begin(), end_of_generation_ids_.end(), id) != end_of_generation_ids_.end();
 }
 
+std::vector<Tokenizer::Fragment> Tokenizer::partition(std::string_view text, bool parse_special) const {
+  std::vector<Fragment> fragments = {{0, text.size(), -1}};
+  std::vector<Fragment> split;
+  // Longest token text first, each one cut out of every text fragment left, as llama.cpp partitions.
+  for (int32_t id : special_ids_) {
+    const TokenType t = types_[id];
+    if (!parse_special && (t == TokenType::kControl || t == TokenType::kUnknown)) continue;
+    const std::string& piece = pieces_[id];
+    if (text.find(piece) == std::string_view::npos) continue;
+    split.clear();
+    for (const Fragment& f : fragments) {
+      if (f.token >= 0) {
+        split.push_back(f);
+        continue;
+      }
+      size_t begin = f.begin;
+      const size_t end = f.begin + f.length;
+      for (size_t at; (at = text.substr(0, end).find(piece, begin)) != std::string_view::npos;) {
+        if (at > begin) split.push_back({begin, at - begin, -1});
+        split.push_back({at, piece.size(), id});
+        begin = at + piece.size();
+      }
+      if (begin < end) split.push_back({begin, end - begin, -1});
+    }
+    fragments.swap(split);
+  }
+  return fragments;
+}
+
 std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOptions& options) const {
   std::vector<int32_t> out;
   if (options.add_bos && add_bos_) out.push_back(bos_id_);
-  size_t fragment_start = 0;
-  bool at_start = true;
-  auto flush = [&](size_t end) {
-    if (end > fragment_start) encode_fragment(text.substr(fragment_start, end - fragment_start), at_start, out);
-    at_start = false;
-  };
-  if (options.parse_special) {
-    for (size_t pos = 0; pos < text.size();) {
-      int32_t match = -1;
-      for (int32_t id : special_ids_) {
-        if (text.compare(pos, pieces_[id].size(), pieces_[id]) == 0) {
-          match = id;
-          break;
-        }
-      }
-      if (match < 0) {
-        ++pos;
-        continue;
-      }
-      flush(pos);
-      out.push_back(match);
-      pos += pieces_[match].size();
-      fragment_start = pos;
+  if (text.empty()) return out;
+  bool follows_special = true;  // the start of the input counts as following one
+  for (const Fragment& f : partition(text, options.parse_special)) {
+    if (f.token >= 0) {
+      out.push_back(f.token);
+      follows_special = true;
+    } else {
+      encode_fragment(text.substr(f.begin, f.length), follows_special, out);
+      follows_special = false;
     }
   }
-  if (fragment_start < text.size()) flush(text.size());
   return out;
 }
 
