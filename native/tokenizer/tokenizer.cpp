@@ -1,6 +1,8 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <iterator>
+#include <string_view>
 
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/spm_tokenizer.h"
@@ -10,6 +12,25 @@ namespace pagedlm {
 namespace {
 
 Status bad(const std::string& message) { return Status(ErrorCode::kModelFormat, message); }
+
+// Texts llama.cpp makes control tokens whatever token_type the file gives them (end-of-turn,
+// end-of-generation and fill-in-the-middle markers that converters often leave user-defined, such as
+// Gemma's "</s>"); pagedlm does the same so that such text is cut out of the input only with parse_special.
+constexpr std::string_view kControlTexts[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
+    "[EOT]", "[EOS]", "<｜end▁of▁sentence｜>", "<end_of_utterance>", "<|return|>",
+    "<|call|>", "<|flush|>", "<|calls|>", "</s>", "<|eom_id|>", "<eos>", "<turn|>", "<|tool_response>", "[e~[",
+    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>",
+    "<|code_prefix|>", "<|prefix|>", "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
+    "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>", "<|suffix|>", "<|fim_middle|>",
+    "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>",
+    "<|middle|>", "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]", "<|fim_repo|>", "<|repo_name|>",
+    "<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>",
+};
+
+bool is_control_text(std::string_view text) {
+  return std::find(std::begin(kControlTexts), std::end(kControlTexts), text) != std::end(kControlTexts);
+}
 
 }  // namespace
 
@@ -59,6 +80,11 @@ Status Tokenizer::init_common(const GgufFile& file) {
   }
 
   for (size_t i = 0; i < n; ++i) index_.emplace(pieces_[i], static_cast<int32_t>(i));  // first wins on duplicates
+  for (size_t i = 0; i < n; ++i) {
+    if (is_control_text(pieces_[i])) types_[i] = TokenType::kControl;
+  }
+  // Gemma 4 uses "</s>" as ordinary text next to its "<|tool_response>" marker; llama.cpp keeps it normal there.
+  if (const int32_t s = lookup("</s>"); s >= 0 && lookup("<|tool_response>") >= 0) types_[s] = TokenType::kNormal;
 
   auto read_id = [&](const char* key, int32_t* out) -> Status {
     auto v = file.get_int(key);

@@ -275,6 +275,8 @@ TEST(BytePairEncoding, UserDefinedTokensAlwaysSplitControlOnlyWhenAsked) {
   types.push_back(4);
   tokens.push_back("<|im_start|>");
   types.push_back(3);
+  tokens.push_back("</s>");  // user-defined in the file, a control token to llama.cpp
+  types.push_back(4);
   testing::GgufWriter w;
   w.add_string("tokenizer.ggml.model", "gpt2");
   w.add_string("tokenizer.ggml.pre", "qwen2");
@@ -293,6 +295,9 @@ TEST(BytePairEncoding, UserDefinedTokensAlwaysSplitControlOnlyWhenAsked) {
   EXPECT_GT(plain.size(), 2u);  // the control token's text is spelled out in bytes
   EXPECT_EQ(tok.encode("<|im_start|><think>", {.parse_special = true}), (std::vector<int32_t>{257, 256}));
   EXPECT_EQ(tok.decode(plain), "<|im_start|><think>");
+  EXPECT_EQ(tok.type(258), TokenType::kControl);
+  EXPECT_EQ(tok.encode("</s>").size(), 4u);
+  EXPECT_EQ(tok.encode("</s>", {.parse_special = true}), (std::vector<int32_t>{258}));
 }
 
 TEST(Unicode, GeneralCategories) {
