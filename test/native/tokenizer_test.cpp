@@ -80,6 +80,16 @@ TEST(SentencePiece, ParsesSpecialTokensOnlyWhenAsked) {
   EXPECT_TRUE(l.tokenizer->is_end_of_generation(2));
 }
 
+TEST(SentencePiece, SpacePrefixAfterEachSpecialTokenAsLlamaCpp) {
+  PAGEDLM_REQUIRE_SHARED_MODEL(path, "synth-tiny-f16.gguf");
+  const Loaded l = load(path);
+  // llama.cpp's ids (node-llama-cpp 3.22.1, special tokens parsed): the text after <s> and </s> gets the
+  // leading space too.
+  EXPECT_EQ(l.tokenizer->encode("Hi<s>there</s> ok", {.add_bos = false, .parse_special = true}),
+            (std::vector<int32_t>{6324, 1, 727, 2, 29871, 3431}));
+  EXPECT_EQ(l.tokenizer->encode("<s>x", {.add_bos = false, .parse_special = true}), (std::vector<int32_t>{1, 921}));
+}
+
 TEST(SentencePiece, Tok512MatchesRunC) {
   PAGEDLM_REQUIRE_SHARED_MODEL(path, "aidreams260K.gguf");
   const Loaded l = load(path);
