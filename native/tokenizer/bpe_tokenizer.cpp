@@ -1,7 +1,7 @@
 #include "tokenizer/bpe_tokenizer.h"
 
-#include <climits>
 #include <cstdint>
+#include <queue>
 
 #include "tokenizer/unicode.h"
 
@@ -36,7 +36,7 @@ Status BpeTokenizer::init(const GgufFile& file) {
     if (space == std::string_view::npos) {
       return Status(ErrorCode::kModelFormat, "tokenizer.ggml.merges entry " + std::to_string(rank) + " has no space separator");
     }
-    merge_ranks_.emplace(std::pair{std::string(merge.substr(0, space)), std::string(merge.substr(space + 1))}, rank++);
+    merge_ranks_.emplace(merge_key(merge.substr(0, space), merge.substr(space + 1)), rank++);
   }
   auto pre = file.get_string("tokenizer.ggml.pre");
   if (!pre.is_ok()) return pre.status();
@@ -51,40 +51,88 @@ Status BpeTokenizer::init(const GgufFile& file) {
   return Status::ok();
 }
 
+namespace {
+
+// A symbol of a word being merged: a span of the word's byte-level text, linked to its neighbours.
+struct Symbol {
+  size_t begin;
+  size_t length;  // 0 once merged into its left neighbour
+  int prev;
+  int next;
+};
+
+// A pair of adjacent symbols that a merge rule joins; stale once either side has changed.
+struct Candidate {
+  int32_t rank;
+  int left;
+  int right;
+  size_t left_length;
+  size_t right_length;
+  // The queue's top is the lowest rank, leftmost first among equal ranks.
+  bool operator<(const Candidate& other) const { return rank > other.rank || (rank == other.rank && left > other.left); }
+};
+
+}  // namespace
+
+std::string BpeTokenizer::merge_key(std::string_view left, std::string_view right) {
+  std::string key;
+  key.reserve(left.size() + 1 + right.size());
+  key.append(left);
+  key += kMergeSeparator;
+  key.append(right);
+  return key;
+}
+
 void BpeTokenizer::encode_word(std::string_view word, std::vector<int32_t>& out) const {
-  std::vector<std::string> symbols;
-  for (unsigned char c : word) symbols.push_back(byte_to_unicode_[c]);
+  std::string text;  // the word's bytes as byte-level symbols
+  std::vector<Symbol> symbols;
+  for (unsigned char c : word) {
+    const int index = static_cast<int>(symbols.size());
+    symbols.push_back({text.size(), byte_to_unicode_[c].size(), index - 1, index + 1});
+    text += byte_to_unicode_[c];
+  }
+  if (symbols.empty()) return;
+  symbols.back().next = -1;
   if (pre_tokenizer_->ignore_merges()) {
-    std::string whole;
-    for (const std::string& symbol : symbols) whole += symbol;
-    if (const int32_t id = lookup(whole); id >= 0) {
+    if (const int32_t id = lookup(text); id >= 0) {
       out.push_back(id);
       return;
     }
   }
-  for (;;) {
-    int32_t best_rank = INT32_MAX;
-    size_t best = 0;
-    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-      const auto it = merge_ranks_.find({symbols[i], symbols[i + 1]});
-      if (it != merge_ranks_.end() && it->second < best_rank) {
-        best_rank = it->second;
-        best = i;
-      }
-    }
-    if (best_rank == INT32_MAX) break;
-    symbols[best] += symbols[best + 1];
-    symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+
+  std::priority_queue<Candidate> queue;
+  const std::string_view view(text);
+  auto consider = [&](int left, int right) {
+    if (left < 0 || right < 0) return;
+    const Symbol& l = symbols[left];
+    const Symbol& r = symbols[right];
+    const auto it = merge_ranks_.find(merge_key(view.substr(l.begin, l.length), view.substr(r.begin, r.length)));
+    if (it != merge_ranks_.end()) queue.push({it->second, left, right, l.length, r.length});
+  };
+  for (size_t i = 1; i < symbols.size(); ++i) consider(static_cast<int>(i) - 1, static_cast<int>(i));
+  while (!queue.empty()) {
+    const Candidate c = queue.top();
+    queue.pop();
+    Symbol& l = symbols[c.left];
+    Symbol& r = symbols[c.right];
+    if (l.next != c.right || l.length != c.left_length || r.length != c.right_length) continue;
+    l.length += r.length;
+    r.length = 0;
+    l.next = r.next;
+    if (r.next >= 0) symbols[r.next].prev = c.left;
+    consider(l.prev, c.left);
+    consider(c.left, l.next);
   }
-  for (const std::string& symbol : symbols) {
+
+  for (int i = 0; i >= 0; i = symbols[i].next) {
+    const std::string_view symbol = view.substr(symbols[i].begin, symbols[i].length);
     const int32_t id = lookup(symbol);
     if (id >= 0) {
       out.push_back(id);
       continue;
     }
     // A symbol missing from the vocabulary: fall back to its single bytes.
-    size_t pos = 0;
-    while (pos < symbol.size()) {
+    for (size_t pos = 0; pos < symbol.size();) {
       const size_t n = utf8_sequence_length(static_cast<uint8_t>(symbol[pos]));
       const int32_t byte_id = lookup(symbol.substr(pos, n));
       if (byte_id >= 0) {

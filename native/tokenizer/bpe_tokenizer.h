@@ -2,8 +2,6 @@
 // bytes are mapped to printable code points, then merged pairwise by merge rank.
 #pragma once
 
-#include <map>
-
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
@@ -23,7 +21,11 @@ class BpeTokenizer final : public Tokenizer {
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
 
   const PreTokenizer* pre_tokenizer_ = nullptr;
-  std::map<std::pair<std::string, std::string>, int32_t> merge_ranks_;
+  // Byte-level symbols are valid UTF-8, so a byte that never occurs in UTF-8 separates the two sides.
+  static constexpr char kMergeSeparator = '\xFF';
+  static std::string merge_key(std::string_view left, std::string_view right);
+
+  std::unordered_map<std::string, int32_t> merge_ranks_;  // merge_key(left, right) -> rank
   std::string byte_to_unicode_[256];  // UTF-8 of the printable code point standing for each byte
   std::unordered_map<uint32_t, uint8_t> unicode_to_byte_;
 };
