@@ -123,15 +123,23 @@ function render(version, categories, whitespace) {
   return lines.join('\n');
 }
 
+const OUTPUT = path.join(__dirname, '..', 'native', 'tokenizer', 'unicode_tables.cpp');
+
+/** The text of unicode_tables.cpp for the UCD in `folder`. */
+function generate(folder) {
+  return render(readVersion(folder), readCategories(folder), readWhitespace(folder));
+}
+
 function main() {
   const folder = process.argv[2] || '/usr/share/unicode';
   if (!fs.existsSync(path.join(folder, 'UnicodeData.txt'))) {
     console.error(`${folder}/UnicodeData.txt not found: install Debian's unicode-data package or pass the UCD folder`);
     process.exit(1);
   }
-  const out = path.join(__dirname, '..', 'native', 'tokenizer', 'unicode_tables.cpp');
-  fs.writeFileSync(out, render(readVersion(folder), readCategories(folder), readWhitespace(folder)));
-  console.log(`wrote ${path.relative(process.cwd(), out)}`);
+  fs.writeFileSync(OUTPUT, generate(folder));
+  console.log(`wrote ${path.relative(process.cwd(), OUTPUT)}`);
 }
 
-main();
+if (require.main === module) main();
+
+module.exports = { generate, readVersion, OUTPUT };
