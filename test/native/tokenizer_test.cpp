@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <iterator>
+#include <random>
 
 #include <nlohmann/json.hpp>
 
@@ -222,6 +224,28 @@ TEST(PreTokenizer, DefaultRunsLlamaCppSequence) {
 
 TEST(PreTokenizer, DeepseekLlm) {
   EXPECT_EQ(words("deepseek-llm", "Hi there,\n\xE4\xBD\xA0\xE5\xA5\xBD 42  "), (Words{"Hi", " there", ",", "\n", "\xE4\xBD\xA0\xE5\xA5\xBD", " ", "42", "  "}));
+}
+
+// Every pre-tokenizer covers its input: the words are non-empty and join back into the text, on random
+// mixes of the classes the rules tell apart (and invalid bytes).
+TEST(PreTokenizer, WordsJoinBackIntoTheText) {
+  const char* const alphabet[] = {"a", "Z", "\xC3\xA9", "\xE0\xB8\xB4", "1", "\xEF\xBC\x91", " ", "  ", "\t", "\n", "\r", "\xE3\x80\x80",
+                                  "'", "s", "'S", "/", "!", ".", "\xE2\x80\x8D", "\xF0\x9F\x98\x80", "\xE4\xBD\xA0", "\xFF", "\xE2\x82"};
+  std::mt19937 rng(7);
+  for (const std::string& name : PreTokenizer::names()) {
+    const PreTokenizer* p = PreTokenizer::find(name);
+    for (int round = 0; round < 200; ++round) {
+      std::string text;
+      const int length = static_cast<int>(rng() % 24);
+      for (int i = 0; i < length; ++i) text += alphabet[rng() % std::size(alphabet)];
+      std::string joined;
+      for (std::string_view w : p->split(text)) {
+        ASSERT_FALSE(w.empty()) << name;
+        joined += w;
+      }
+      ASSERT_EQ(joined, text) << name;
+    }
+  }
 }
 
 TEST(PreTokenizer, UnknownNameIsAbsent) {
