@@ -2,35 +2,30 @@
 // bytes are mapped to printable code points, then merged pairwise by merge rank.
 #pragma once
 
-#include <map>
-
+#include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace pagedlm {
-
-enum class PreTokenizer {
-  kGpt2,    // 's|'t|... | ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-  kLlama3,  // case-insensitive contractions, [^\r\n\p{L}\p{N}]?\p{L}+, \p{N}{1,3}, ...
-};
 
 // The printable code point (as UTF-8) that stands for a byte in byte-level BPE vocabularies: printable
 // Latin-1 bytes stand for themselves, the rest for code points from U+0100 upward.
 const std::string& bpe_byte_symbol(uint8_t byte);
 
-// Splits text into pre-tokenizer words (exposed for tests).
-std::vector<std::string_view> pre_tokenize(std::string_view text, PreTokenizer kind);
-
 class BpeTokenizer final : public Tokenizer {
  protected:
   Status init(const GgufFile& file) override;
-  void encode_fragment(std::string_view text, bool at_start, std::vector<int32_t>& out) const override;
+  void encode_fragment(std::string_view text, bool follows_special, std::vector<int32_t>& out) const override;
   std::string piece_bytes(int32_t id) const override;
 
  private:
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
 
-  PreTokenizer pre_tokenizer_ = PreTokenizer::kGpt2;
-  std::map<std::pair<std::string, std::string>, int32_t> merge_ranks_;
+  const PreTokenizer* pre_tokenizer_ = nullptr;
+  // Byte-level symbols are valid UTF-8, so a byte that never occurs in UTF-8 separates the two sides.
+  static constexpr char kMergeSeparator = '\xFF';
+  static std::string merge_key(std::string_view left, std::string_view right);
+
+  std::unordered_map<std::string, int32_t> merge_ranks_;  // merge_key(left, right) -> rank
   std::string byte_to_unicode_[256];  // UTF-8 of the printable code point standing for each byte
   std::unordered_map<uint32_t, uint8_t> unicode_to_byte_;
 };

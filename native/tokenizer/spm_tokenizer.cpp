@@ -56,9 +56,9 @@ void SpmTokenizer::append_with_byte_fallback(std::string_view symbol, std::vecto
   }
 }
 
-void SpmTokenizer::encode_fragment(std::string_view raw, bool at_start, std::vector<int32_t>& out) const {
+void SpmTokenizer::encode_fragment(std::string_view raw, bool follows_special, std::vector<int32_t>& out) const {
   std::string text;
-  if (at_start && add_space_prefix_) text += kSpaceMarker;
+  if (follows_special && add_space_prefix_) text += kSpaceMarker;
   for (char c : raw) {
     if (c == ' ') {
       text += kSpaceMarker;

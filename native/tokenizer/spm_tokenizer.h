@@ -9,7 +9,7 @@ namespace pagedlm {
 class SpmTokenizer final : public Tokenizer {
  protected:
   Status init(const GgufFile& file) override;
-  void encode_fragment(std::string_view text, bool at_start, std::vector<int32_t>& out) const override;
+  void encode_fragment(std::string_view text, bool follows_special, std::vector<int32_t>& out) const override;
   std::string piece_bytes(int32_t id) const override;
 
  private:

@@ -1,6 +1,8 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <iterator>
+#include <string_view>
 
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/spm_tokenizer.h"
@@ -10,6 +12,25 @@ namespace pagedlm {
 namespace {
 
 Status bad(const std::string& message) { return Status(ErrorCode::kModelFormat, message); }
+
+// Texts llama.cpp makes control tokens whatever token_type the file gives them (end-of-turn,
+// end-of-generation and fill-in-the-middle markers that converters often leave user-defined, such as
+// Gemma's "</s>"); pagedlm does the same so that such text is cut out of the input only with parse_special.
+constexpr std::string_view kControlTexts[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
+    "[EOT]", "[EOS]", "<｜end▁of▁sentence｜>", "<end_of_utterance>", "<|return|>",
+    "<|call|>", "<|flush|>", "<|calls|>", "</s>", "<|eom_id|>", "<eos>", "<turn|>", "<|tool_response>", "[e~[",
+    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>",
+    "<|code_prefix|>", "<|prefix|>", "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
+    "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>", "<|suffix|>", "<|fim_middle|>",
+    "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>",
+    "<|middle|>", "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]", "<|fim_repo|>", "<|repo_name|>",
+    "<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>",
+};
+
+bool is_control_text(std::string_view text) {
+  return std::find(std::begin(kControlTexts), std::end(kControlTexts), text) != std::end(kControlTexts);
+}
 
 }  // namespace
 
@@ -59,6 +80,11 @@ Status Tokenizer::init_common(const GgufFile& file) {
   }
 
   for (size_t i = 0; i < n; ++i) index_.emplace(pieces_[i], static_cast<int32_t>(i));  // first wins on duplicates
+  for (size_t i = 0; i < n; ++i) {
+    if (is_control_text(pieces_[i])) types_[i] = TokenType::kControl;
+  }
+  // Gemma 4 uses "</s>" as ordinary text next to its "<|tool_response>" marker; llama.cpp keeps it normal there.
+  if (const int32_t s = lookup("</s>"); s >= 0 && lookup("<|tool_response>") >= 0) types_[s] = TokenType::kNormal;
 
   auto read_id = [&](const char* key, int32_t* out) -> Status {
     auto v = file.get_int(key);
@@ -81,7 +107,9 @@ Status Tokenizer::init_common(const GgufFile& file) {
 
   for (size_t i = 0; i < n; ++i) {
     const TokenType t = types_[i];
-    if ((t == TokenType::kControl || t == TokenType::kUserDefined) && !pieces_[i].empty()) special_ids_.push_back(static_cast<int32_t>(i));
+    if ((t == TokenType::kControl || t == TokenType::kUserDefined || t == TokenType::kUnknown) && !pieces_[i].empty()) {
+      special_ids_.push_back(static_cast<int32_t>(i));
+    }
     // End-of-turn markers of common chat formats end generation like EOS does.
     if (t == TokenType::kControl && (pieces_[i] == "<|eot_id|>" || pieces_[i] == "<|im_end|>" || pieces_[i] == "<|end|>" || pieces_[i] == "<end_of_turn>")) {
       end_of_generation_ids_.push_back(static_cast<int32_t>(i));
@@ -102,35 +130,49 @@ bool Tokenizer::is_end_of_generation(int32_t id) const {
   return std::find(end_of_generation_ids_.begin(), end_of_generation_ids_.end(), id) != end_of_generation_ids_.end();
 }
 
+std::vector<Tokenizer::Fragment> Tokenizer::partition(std::string_view text, bool parse_special) const {
+  std::vector<Fragment> fragments = {{0, text.size(), -1}};
+  std::vector<Fragment> split;
+  // Longest token text first, each one cut out of every text fragment left, as llama.cpp partitions.
+  for (int32_t id : special_ids_) {
+    const TokenType t = types_[id];
+    if (!parse_special && (t == TokenType::kControl || t == TokenType::kUnknown)) continue;
+    const std::string& piece = pieces_[id];
+    if (text.find(piece) == std::string_view::npos) continue;
+    split.clear();
+    for (const Fragment& f : fragments) {
+      if (f.token >= 0) {
+        split.push_back(f);
+        continue;
+      }
+      size_t begin = f.begin;
+      const size_t end = f.begin + f.length;
+      for (size_t at; (at = text.substr(0, end).find(piece, begin)) != std::string_view::npos;) {
+        if (at > begin) split.push_back({begin, at - begin, -1});
+        split.push_back({at, piece.size(), id});
+        begin = at + piece.size();
+      }
+      if (begin < end) split.push_back({begin, end - begin, -1});
+    }
+    fragments.swap(split);
+  }
+  return fragments;
+}
+
 std::vector<int32_t> Tokenizer::encode(std::string_view text, const EncodeOptions& options) const {
   std::vector<int32_t> out;
   if (options.add_bos && add_bos_) out.push_back(bos_id_);
-  size_t fragment_start = 0;
-  bool at_start = true;
-  auto flush = [&](size_t end) {
-    if (end > fragment_start) encode_fragment(text.substr(fragment_start, end - fragment_start), at_start, out);
-    at_start = false;
-  };
-  if (options.parse_special) {
-    for (size_t pos = 0; pos < text.size();) {
-      int32_t match = -1;
-      for (int32_t id : special_ids_) {
-        if (text.compare(pos, pieces_[id].size(), pieces_[id]) == 0) {
-          match = id;
-          break;
-        }
-      }
-      if (match < 0) {
-        ++pos;
-        continue;
-      }
-      flush(pos);
-      out.push_back(match);
-      pos += pieces_[match].size();
-      fragment_start = pos;
+  if (text.empty()) return out;
+  bool follows_special = true;  // the start of the input counts as following one
+  for (const Fragment& f : partition(text, options.parse_special)) {
+    if (f.token >= 0) {
+      out.push_back(f.token);
+      follows_special = true;
+    } else {
+      encode_fragment(text.substr(f.begin, f.length), follows_special, out);
+      follows_special = false;
     }
   }
-  if (fragment_start < text.size()) flush(text.size());
   return out;
 }
 

@@ -21,7 +21,9 @@ enum class TokenizerKind { kSentencePiece, kBytePairEncoding };
 
 struct EncodeOptions {
   bool add_bos = true;        // prepend BOS when the model asks for it (tokenizer.ggml.add_bos_token)
-  bool parse_special = false; // recognise control-token text such as "<s>" in the input
+  // Recognise control-token text such as "<s>" in the input. User-defined added tokens (Qwen's <think>,
+  // Gemma's <h1>) are recognised either way, as llama.cpp and Hugging Face tokenizers do.
+  bool parse_special = false;
 };
 
 class Tokenizer {
@@ -49,8 +51,9 @@ class Tokenizer {
 
  protected:
   Tokenizer() = default;
-  // Encodes plain text (no special tokens inside); `at_start` is true for the first fragment of the input.
-  virtual void encode_fragment(std::string_view text, bool at_start, std::vector<int32_t>& out) const = 0;
+  // Encodes plain text (no special tokens inside); `follows_special` is true for a fragment at the start of
+  // the input or right after a special token (where SentencePiece adds its leading space).
+  virtual void encode_fragment(std::string_view text, bool follows_special, std::vector<int32_t>& out) const = 0;
   virtual std::string piece_bytes(int32_t id) const = 0;
   // Reads the metadata a kind needs beyond the shared vocabulary.
   virtual Status init(const GgufFile& /*file*/) { return Status::ok(); }
@@ -62,7 +65,7 @@ class Tokenizer {
   std::vector<float> scores_;
   std::vector<TokenType> types_;
   std::unordered_map<std::string, int32_t> index_;
-  std::vector<int32_t> special_ids_;  // control and user-defined tokens, longest text first
+  std::vector<int32_t> special_ids_;  // control, user-defined and unknown tokens, longest text first
   std::vector<int32_t> end_of_generation_ids_;
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;
@@ -71,6 +74,13 @@ class Tokenizer {
   bool add_space_prefix_ = true;
 
  private:
+  // A span of the input: plain text (token < 0) or the text of special token `token`.
+  struct Fragment {
+    size_t begin;
+    size_t length;
+    int32_t token;
+  };
+  std::vector<Fragment> partition(std::string_view text, bool parse_special) const;
   Status init_common(const GgufFile& file);
   friend class TokenizerFactory;
 };

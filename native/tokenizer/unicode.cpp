@@ -1,5 +1,7 @@
 #include "tokenizer/unicode.h"
 
+#include <algorithm>
+
 namespace pagedlm {
 
 size_t utf8_sequence_length(uint8_t lead) {
@@ -73,33 +75,51 @@ std::string utf8_sanitize(std::string_view text) {
   return out;
 }
 
-bool is_unicode_whitespace(uint32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+GeneralCategory unicode_category(uint32_t cp) {
+  using unicode_tables::kCategoryRunCount;
+  using unicode_tables::kCategoryRuns;
+  if (cp >= 0x110000) return GeneralCategory::kUnassigned;
+  // The last run starting at or before cp.
+  const auto* end = kCategoryRuns + kCategoryRunCount;
+  const auto* run = std::upper_bound(kCategoryRuns, end, cp, [](uint32_t c, const unicode_tables::CategoryRun& r) { return c < r.first; });
+  return (run - 1)->category;
 }
 
-bool is_unicode_number(uint32_t cp) {
-  return (cp >= '0' && cp <= '9') || cp == 0xB2 || cp == 0xB3 || cp == 0xB9 || (cp >= 0xBC && cp <= 0xBE) ||
-         (cp >= 0x0660 && cp <= 0x0669) || (cp >= 0x06F0 && cp <= 0x06F9) || (cp >= 0x0966 && cp <= 0x096F) ||
-         (cp >= 0x2070 && cp <= 0x2079) || (cp >= 0x2080 && cp <= 0x2089) || (cp >= 0x2150 && cp <= 0x2189) ||
-         (cp >= 0x2460 && cp <= 0x249B) || (cp >= 0x3007 && cp <= 0x3007) || (cp >= 0xFF10 && cp <= 0xFF19);
+const char* unicode_version() { return unicode_tables::kUnicodeVersion; }
+
+bool is_unicode_whitespace(uint32_t cp) {
+  using unicode_tables::kWhitespaceRangeCount;
+  using unicode_tables::kWhitespaceRanges;
+  for (size_t i = 0; i < kWhitespaceRangeCount && kWhitespaceRanges[i].first <= cp; ++i) {
+    if (cp <= kWhitespaceRanges[i].last) return true;
+  }
+  return false;
 }
 
 namespace {
-bool is_punctuation_or_symbol(uint32_t cp) {
-  if (cp < 0x80) return !((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || (cp >= '0' && cp <= '9'));
-  return (cp >= 0xA1 && cp <= 0xBF && cp != 0xAA && cp != 0xB5 && cp != 0xBA) || cp == 0xD7 || cp == 0xF7 ||
-         (cp >= 0x2010 && cp <= 0x2027) || (cp >= 0x2030 && cp <= 0x205E) || (cp >= 0x20A0 && cp <= 0x20CF) ||
-         (cp >= 0x2100 && cp <= 0x214F) || (cp >= 0x2190 && cp <= 0x23FF) || (cp >= 0x2500 && cp <= 0x27BF) ||
-         (cp >= 0x2900 && cp <= 0x2BFF) || (cp >= 0x3001 && cp <= 0x3003) || (cp >= 0x3008 && cp <= 0x3020) ||
-         (cp >= 0xFE30 && cp <= 0xFE4F) || (cp >= 0xFF01 && cp <= 0xFF0F) || (cp >= 0xFF1A && cp <= 0xFF20) ||
-         (cp >= 0x1F000 && cp <= 0x1FAFF) || cp == 0xFFFD;
+bool category_between(uint32_t cp, GeneralCategory first, GeneralCategory last) {
+  const GeneralCategory c = unicode_category(cp);
+  return c >= first && c <= last;
 }
 }  // namespace
 
 bool is_unicode_letter(uint32_t cp) {
-  return !is_unicode_whitespace(cp) && !is_unicode_number(cp) && !is_punctuation_or_symbol(cp) && cp >= 0x20 &&
-         !(cp >= 0x7F && cp < 0xA0);
+  if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
+  return category_between(cp, GeneralCategory::kUppercaseLetter, GeneralCategory::kOtherLetter);
 }
+
+// No mark precedes U+0300 (the first combining diacritic): ASCII text skips the table search.
+bool is_unicode_mark(uint32_t cp) { return cp >= 0x300 && category_between(cp, GeneralCategory::kNonspacingMark, GeneralCategory::kEnclosingMark); }
+
+bool is_unicode_number(uint32_t cp) {
+  if (cp < 0x80) return cp >= '0' && cp <= '9';
+  return category_between(cp, GeneralCategory::kDecimalNumber, GeneralCategory::kOtherNumber);
+}
+
+bool is_unicode_punctuation(uint32_t cp) {
+  return category_between(cp, GeneralCategory::kConnectorPunctuation, GeneralCategory::kOtherPunctuation);
+}
+
+bool is_unicode_symbol(uint32_t cp) { return category_between(cp, GeneralCategory::kMathSymbol, GeneralCategory::kOtherSymbol); }
 
 }  // namespace pagedlm

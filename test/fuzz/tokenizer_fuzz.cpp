@@ -1,5 +1,6 @@
 // libFuzzer: arbitrary bytes as text to encode, and as token ids to decode through the streaming text
-// filter, for a SentencePiece vocabulary (the shared Llama-2 one when present) and a byte-level BPE one.
+// filter, for a SentencePiece vocabulary (the shared Llama-2 one when present) and a byte-level BPE one; and
+// as text for every pre-tokenizer to split.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include "engine/text_stream.h"
 #include "model/gguf.h"
 #include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 
@@ -100,6 +102,20 @@ void exercise(const Tokenizer& t, const uint8_t* data, size_t size) {
   if (utf8_sanitize(streamed) != streamed) std::abort();  // never invalid UTF-8 out
 }
 
+// Every pre-tokenizer splits any bytes into non-empty words that join back into them.
+void split_with_every_pre_tokenizer(const uint8_t* data, size_t size) {
+  static const std::vector<std::string> names = PreTokenizer::names();
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  for (const std::string& name : names) {
+    std::string joined;
+    for (std::string_view word : PreTokenizer::find(name)->split(text)) {
+      if (word.empty()) std::abort();
+      joined += word;
+    }
+    if (joined != text) std::abort();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -107,5 +123,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::unique_ptr<Tokenizer> bpe = bpe_tokenizer();
   if (spm) exercise(*spm, data, size);
   exercise(*bpe, data, size);
+  split_with_every_pre_tokenizer(data, size);
   return 0;
 }

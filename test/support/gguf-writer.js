@@ -253,3 +253,4 @@ function writeLlamaModel(file, shape) {
 }
 
 module.exports = { writeLlamaModel, vocabulary };
+Object.assign(module.exports, { encodeHeader, valuePool }); // for test/support/tokenizer-gguf.js
