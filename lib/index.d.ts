@@ -229,6 +229,8 @@ export interface EngineInfo {
   cpuKernels: 'avx512' | 'avx2' | 'portable' | '';
   threads: number;
   tokenizer: 'llama' | 'gpt2';
+  /** Byte-level BPE's pre-tokenizer (tokenizer.ggml.pre; 'default' when the file has none); '' for SentencePiece. */
+  tokenizerPre: string;
   bosTokenId: number;
   eosTokenId: number;
   /** The BOS / EOS tokens' text, as chat templates see them. */

@@ -212,6 +212,7 @@ Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
   o.Set("cpuKernels", info.cpu_kernels);
   o.Set("threads", info.threads);
   o.Set("tokenizer", info.tokenizer);
+  o.Set("tokenizerPre", info.tokenizer_pre);
   o.Set("bosTokenId", info.bos_id);
   o.Set("eosTokenId", info.eos_id);
   o.Set("bosToken", utf8_sanitize(info.bos_text));

@@ -186,6 +186,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   info.context_length = context;
   info.kv = layout;
   info.tokenizer = engine->tokenizer_->kind() == TokenizerKind::kSentencePiece ? "llama" : "gpt2";
+  info.tokenizer_pre = engine->tokenizer_->pre_tokenizer_name();
   info.bos_id = engine->tokenizer_->bos_id();
   info.eos_id = engine->tokenizer_->eos_id();
   if (info.bos_id >= 0) info.bos_text = engine->tokenizer_->piece(info.bos_id);

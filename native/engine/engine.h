@@ -64,6 +64,7 @@ struct EngineInfo {
   std::string cpu_kernels;
   int32_t threads = 0;
   std::string tokenizer;
+  std::string tokenizer_pre;   // byte-level BPE's pre-tokenizer (tokenizer.ggml.pre); empty for SentencePiece
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   std::string bos_text;        // the tokens' text, for chat templates

@@ -48,6 +48,7 @@ Status BpeTokenizer::init(const GgufFile& file) {
     for (const std::string& n : PreTokenizer::names()) known += (known.empty() ? "" : ", ") + n;
     return Status(ErrorCode::kUnsupported, "unsupported pre-tokenizer tokenizer.ggml.pre = '" + name + "' (pagedlm knows " + known + ")");
   }
+  pre_tokenizer_name_ = name;
   return Status::ok();
 }
 

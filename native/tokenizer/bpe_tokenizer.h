@@ -12,6 +12,9 @@ namespace pagedlm {
 const std::string& bpe_byte_symbol(uint8_t byte);
 
 class BpeTokenizer final : public Tokenizer {
+ public:
+  const std::string& pre_tokenizer_name() const override { return pre_tokenizer_name_; }
+
  protected:
   Status init(const GgufFile& file) override;
   void encode_fragment(std::string_view text, bool follows_special, std::vector<int32_t>& out) const override;
@@ -21,6 +24,7 @@ class BpeTokenizer final : public Tokenizer {
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
 
   const PreTokenizer* pre_tokenizer_ = nullptr;
+  std::string pre_tokenizer_name_;
   // Byte-level symbols are valid UTF-8, so a byte that never occurs in UTF-8 separates the two sides.
   static constexpr char kMergeSeparator = '\xFF';
   static std::string merge_key(std::string_view left, std::string_view right);

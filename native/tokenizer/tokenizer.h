@@ -41,6 +41,11 @@ class Tokenizer {
   std::string decode(const std::vector<int32_t>& ids) const;
 
   TokenizerKind kind() const { return kind_; }
+  // The pre-tokenizer's name (tokenizer.ggml.pre, "default" when the file has none); empty for SentencePiece.
+  virtual const std::string& pre_tokenizer_name() const {
+    static const std::string none;
+    return none;
+  }
   int32_t vocab_size() const { return static_cast<int32_t>(pieces_.size()); }
   int32_t bos_id() const { return bos_id_; }
   int32_t eos_id() const { return eos_id_; }

@@ -34,6 +34,12 @@ describe.each(Object.keys(VOCABULARIES))('%s vocabulary', (name) => {
   });
   afterAll(() => engine?.close());
 
+  test('info() names the tokenizer and its pre-tokenizer', () => {
+    const { tokenizer, tokenizerPre } = engine.info();
+    expect(tokenizer).toBe(name === 'gemma3' ? 'llama' : 'gpt2');
+    expect(tokenizerPre).toBe({ llama3: 'llama-bpe', qwen3: 'qwen2', gemma3: '' }[name]);
+  });
+
   test('the fixtures hold the current corpus', () => {
     expect(llamaCpp.map((e) => e.text)).toEqual(texts);
     expect(huggingFace.map((e) => e.text)).toEqual(texts);
