@@ -89,9 +89,9 @@ BlockHash model_fingerprint(const GgufFile& file) {
 }
 
 // The CUDA backend when asked for (or, for "auto", when this machine can run it), else the CPU backend;
-// info says which and why.
+// info says which and why. `context`: the context the engine serves (it picks Phi-3's LongRoPE factors).
 Result<std::unique_ptr<Backend>> create_backend(const EngineOptions& o, const std::shared_ptr<const LlamaModel>& model, const KvLayout& layout,
-                                                EngineInfo& info) {
+                                                int32_t context, EngineInfo& info) {
   if (o.device != "auto" && o.device != "cuda" && o.device != "cpu") {
     return Status(ErrorCode::kInvalidArgument, "device must be 'auto', 'cuda' or 'cpu'");
   }
@@ -114,7 +114,7 @@ Result<std::unique_ptr<Backend>> create_backend(const EngineOptions& o, const st
     info.backend_reason = reply.status.message();
   }
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  auto cpu = CpuBackend::create(model, layout, threads);
+  auto cpu = CpuBackend::create(model, layout, threads, context);
   if (!cpu.is_ok()) return cpu.status();
   info.backend = "cpu";
   info.cpu_kernels = cpu.value()->kernels_name();
@@ -156,7 +156,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   layout.num_blocks = pick_block_count(o, layout, context);
   if (layout.num_blocks < 1) return Status(ErrorCode::kInvalidArgument, "the KV pool must hold at least one block");
   EngineInfo& info = engine->info_;
-  auto backend = create_backend(o, engine->model_, layout, info);
+  auto backend = create_backend(o, engine->model_, layout, context, info);
   if (!backend.is_ok()) return backend.status();
   engine->backend_ = backend.take();
   layout = engine->backend_->kv_layout();

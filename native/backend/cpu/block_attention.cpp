@@ -1,5 +1,7 @@
 #include "backend/cpu/block_attention.h"
 
+#include "backend/cpu/ops.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -13,7 +15,9 @@ void attend_rows(const CpuKernels& kernels, void (*dot_rows)(const Element*, int
   for (int r = 0; r < rows.rows; ++r) {
     dot_rows(k, n, d, rows.q + static_cast<size_t>(r) * d, scores);
     float block_max = -INFINITY;
-    for (int p = 0; p < n; ++p) block_max = std::max(block_max, scores[p] *= rows.scale);
+    for (int p = 0; p < n; ++p) scores[p] *= rows.scale;
+    if (rows.softcap > 0) softcap(scores, n, rows.softcap);
+    for (int p = 0; p < n; ++p) block_max = std::max(block_max, scores[p]);
     // Online softmax: rescale what was summed under the old maximum.
     const float new_max = std::max(rows.row_max[r], block_max);
     const float correction = std::exp(rows.row_max[r] - new_max);
@@ -37,12 +41,12 @@ void attend_block_by_rows(const CpuKernels& kernels, const uint16_t* k, const ui
 }
 
 void attend_block(const CpuKernels& kernels, const float* k, const float* v, int n, int d, const AttentionRows& rows, float* scores) {
-  if (kernels.attend_block_f32 != nullptr) return kernels.attend_block_f32(k, v, n, d, rows);
+  if (kernels.attend_block_f32 != nullptr && rows.softcap == 0) return kernels.attend_block_f32(k, v, n, d, rows);
   attend_block_by_rows(kernels, k, v, n, d, rows, scores);
 }
 
 void attend_block(const CpuKernels& kernels, const uint16_t* k, const uint16_t* v, int n, int d, const AttentionRows& rows, float* scores) {
-  if (kernels.attend_block_f16 != nullptr) return kernels.attend_block_f16(k, v, n, d, rows);
+  if (kernels.attend_block_f16 != nullptr && rows.softcap == 0) return kernels.attend_block_f16(k, v, n, d, rows);
   attend_block_by_rows(kernels, k, v, n, d, rows, scores);
 }
 
