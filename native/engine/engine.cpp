@@ -183,6 +183,9 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   SchedulerConfig sc;
   sc.context_length = context;
   sc.max_batch_tokens = std::max(1, o.max_batch_tokens);
+  if (c.all_windowed()) {
+    sc.sliding_window = std::min_element(c.layers.begin(), c.layers.end(), [](const auto& a, const auto& b) { return a.window < b.window; })->window;
+  }
   engine->core_ = std::make_unique<Core>(*engine->backend_, c.vocab_size, sc);
   engine->inbox_ = std::make_unique<Inbox>();
   engine->publish_stats();
@@ -446,7 +449,10 @@ void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>
 int32_t Engine::pin_prefix(Sequence& seq) {
   // The full blocks of the prompt, all registered in the prefix cache by now; the pin holds its own
   // reference, so they outlive the request and are never evicted.
-  const size_t full = static_cast<size_t>(std::min(seq.prompt_length, seq.num_computed_tokens) / info_.kv.block_size);
+  // A model windowed on every layer releases a sequence's blocks from the head on (KvCacheManager::
+  // release_below): once it has, there is no prefix left to pin.
+  size_t full = static_cast<size_t>(std::min(seq.prompt_length, seq.num_computed_tokens) / info_.kv.block_size);
+  if (full > 0 && seq.block_table[0] == kNoBlock) full = 0;
   std::vector<BlockId> blocks(seq.block_table.begin(), seq.block_table.begin() + static_cast<std::ptrdiff_t>(full));
   core_->kv.retain(blocks);
   core_->pinned[seq.id] = std::move(blocks);
