@@ -23,8 +23,8 @@ struct ArchitectureTraits {
   // (p = 1: every layer). 0: the architecture has no windows, and a sliding_window key is ignored.
   int window_period = 0;
   int default_window = 0;        // the window when the file sets none; 0: no windows then
-  bool window_required = false;  // <arch>.attention.sliding_window must be present
-  float local_rope_base = 0;     // > 0: windowed layers' RoPE base, without the file's RoPE scaling
+  float local_rope_base = 0;     // > 0: windowed layers' RoPE base, without the file's RoPE scaling (a file
+                                 // without windows has none: every layer is global)
   bool read_softcaps = false;    // <arch>.attn_logit_softcapping and <arch>.final_logit_softcapping
   float attention_softcap = 0;   // their defaults when absent
   float final_softcap = 0;
@@ -56,7 +56,6 @@ constexpr ArchitectureTraits kArchitectures[] = {
      .post_norms = true,
      .scale_embedding = true,
      .window_period = 6,
-     .window_required = true,
      .local_rope_base = 10000.0f,
      .read_softcaps = true,
      .large_model_layers = 62},
@@ -182,9 +181,7 @@ class ModelBuilder {
   void read_layer_attention(const std::string& p, const ArchitectureTraits& t) {
     int window = 0;
     if (t.window_period > 0) {
-      const std::string key = p + "attention.sliding_window";
-      if (t.window_required && !unwrap(file_.get_int(key))) fail("missing metadata '" + key + "'");
-      window = static_cast<int>(optional_int(key, t.default_window));
+      window = static_cast<int>(optional_int(p + "attention.sliding_window", t.default_window));
     }
     c_.layers.assign(c_.n_layers, LayerAttention{0, c_.rope_base, c_.rope_position_scale, true});
     if (window == 0) return;

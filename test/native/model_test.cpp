@@ -121,8 +121,11 @@ TEST(ModelArchitectures, Gemma3LayerPattern) {
   EXPECT_EQ(m.value()->layers()[0].q_norm.size(), 16u);
   EXPECT_FLOAT_EQ(c.attention_softcap, 0.0f);
   EXPECT_FLOAT_EQ(c.final_softcap, 0.0f);
-  // Without the window Gemma 3 cannot be run as llama.cpp runs it.
-  expect_load_error(testing::synthetic_model({.architecture = "gemma3"}).build(), ErrorCode::kModelFormat, "gemma3 model: missing metadata 'gemma3.attention.sliding_window'");
+  // Without a window (as llama.cpp reads such a file) every layer is global, with the file's RoPE.
+  auto unwindowed = load_bytes(testing::synthetic_model({.architecture = "gemma3", .rope_scaling = "linear"}).build());
+  ASSERT_TRUE(unwindowed.is_ok()) << unwindowed.status().message();
+  EXPECT_FALSE(unwindowed.value()->config().any_window());
+  EXPECT_FLOAT_EQ(unwindowed.value()->config().layers[0].rope_position_scale, 0.25f);
 }
 
 TEST(ModelArchitectures, WindowsOnlyWhereTheArchitectureHasThem) {
