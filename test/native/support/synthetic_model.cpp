@@ -77,7 +77,12 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
   w.add_u32(a + ".feed_forward_length", s.ffn);
   w.add_u32(a + ".attention.head_count", s.heads);
   w.add_u32(a + ".attention.head_count_kv", s.kv_heads);
-  if (s.head_dim > 0) w.add_u32(a + ".attention.key_length", head_dim);
+  if (s.head_dim > 0) {
+    // Both, as converters write them: llama.cpp sizes K by key_length but V (and, for some architectures,
+    // K's rows too) by value_length, which defaults to embedding_length / head_count.
+    w.add_u32(a + ".attention.key_length", head_dim);
+    w.add_u32(a + ".attention.value_length", head_dim);
+  }
   w.add_f32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
   w.add_f32(a + ".rope.freq_base", 10000.0f);
   w.add_u32(a + ".rope.dimension_count", head_dim);
