@@ -41,12 +41,12 @@ void attend_block_by_rows(const CpuKernels& kernels, const uint16_t* k, const ui
 }
 
 void attend_block(const CpuKernels& kernels, const float* k, const float* v, int n, int d, const AttentionRows& rows, float* scores) {
-  if (kernels.attend_block_f32 != nullptr && rows.softcap == 0) return kernels.attend_block_f32(k, v, n, d, rows);
+  if (kernels.attend_block_f32 != nullptr) return kernels.attend_block_f32(k, v, n, d, rows);
   attend_block_by_rows(kernels, k, v, n, d, rows, scores);
 }
 
 void attend_block(const CpuKernels& kernels, const uint16_t* k, const uint16_t* v, int n, int d, const AttentionRows& rows, float* scores) {
-  if (kernels.attend_block_f16 != nullptr && rows.softcap == 0) return kernels.attend_block_f16(k, v, n, d, rows);
+  if (kernels.attend_block_f16 != nullptr) return kernels.attend_block_f16(k, v, n, d, rows);
   attend_block_by_rows(kernels, k, v, n, d, rows, scores);
 }
 

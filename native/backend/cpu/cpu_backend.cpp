@@ -384,8 +384,7 @@ void CpuBackend::attend_chunk(size_t layer_offset, int window, const BatchSequen
   const KvDtype dtype = layout_.dtype;
   const bool direct = dtype == KvDtype::kF32 || dtype == KvDtype::kF16;
   // Tables that read int8/fp8/bf16 rows in place skip decoding each block into k_rows / v_rows.
-  const bool capped = c.attention_softcap > 0;  // only the per-row form soft-caps (kernels.h)
-  const bool encoded = !direct && !capped && kernels_.attend_block_encoded != nullptr;
+  const bool encoded = !direct && kernels_.attend_block_encoded != nullptr;
   const int longest = seq.start_position + end;  // positions the chunk's last token reads
   // The lowest position token j of the chunk reads; the chunk's first token reads the lowest of all.
   const auto lowest_of = [&](int j) { return window > 0 ? std::max(0, seq.start_position + first + j - window + 1) : 0; };

@@ -69,8 +69,7 @@ struct AttentionRows {
   float* row_max;   // [rows] largest scaled score so far
   float* row_sum;   // [rows] sum of exp(score - row_max) so far
   float* acc;       // [rows][d] sum of exp(score - row_max) x v so far
-  // > 0: each scaled score s becomes softcap x tanh(s / softcap) (Gemma 2). Only the per-row form
-  // (block_attention.h) applies it; the fused slots are not called with it.
+  // > 0: each scaled score s becomes softcap x tanh(s / softcap) (Gemma 2).
   float softcap = 0;
 };
 
