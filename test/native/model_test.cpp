@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "model/llama_model.h"
 #include "support/shared_models.h"
@@ -126,6 +127,21 @@ TEST(ModelArchitectures, Gemma3LayerPattern) {
   ASSERT_TRUE(unwindowed.is_ok()) << unwindowed.status().message();
   EXPECT_FALSE(unwindowed.value()->config().any_window());
   EXPECT_FLOAT_EQ(unwindowed.value()->config().layers[0].rope_position_scale, 0.25f);
+}
+
+// llama.cpp's rule for the 27B Gemmas (46 layers for gemma2, 62 for gemma3): queries scale by
+// 1/sqrt(embedding_length / head_count), not 1/sqrt(key_length).
+TEST(ModelArchitectures, GemmaQueryScaleFollowsTheLayerCount) {
+  for (const auto& [arch, large] : {std::pair{"gemma2", 46}, {"gemma3", 62}}) {
+    const SyntheticSpec small_spec{.architecture = arch, .dim = 32, .layers = 2, .heads = 2, .kv_heads = 1, .head_dim = 8, .ffn = 16, .vocab = 260};
+    SyntheticSpec large_spec = small_spec;
+    large_spec.layers = large;
+    auto small = load_bytes(testing::synthetic_model(small_spec).build());
+    auto big = load_bytes(testing::synthetic_model(large_spec).build());
+    ASSERT_TRUE(small.is_ok() && big.is_ok()) << arch;
+    EXPECT_FLOAT_EQ(small.value()->config().attention_scale, 1.0f / std::sqrt(8.0f)) << arch;
+    EXPECT_FLOAT_EQ(big.value()->config().attention_scale, 1.0f / 4.0f) << arch;  // 32 / 2 = 16
+  }
 }
 
 TEST(ModelArchitectures, WindowsOnlyWhereTheArchitectureHasThem) {
