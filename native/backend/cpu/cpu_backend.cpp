@@ -23,6 +23,9 @@ constexpr int kRowsPerTaskMultiple = 16;
 constexpr int kTasksPerThread = 16;
 // Element-wise work goes to the pool in chunks this large: smaller, a round costs more than it saves.
 constexpr int kElementwiseChunk = 16384;
+// GeGLU is scalar tanh per element, many times SwiGLU's vector cost: smaller chunks, so that even one
+// decode token's FFN row is shared by the threads.
+constexpr int kGegluChunk = 1024;
 // KV blocks that attention asks the memory for ahead of the one it reads.
 constexpr int kPrefetchBlocks = 2;
 
@@ -459,9 +462,10 @@ void CpuBackend::ffn_block(int layer, int n_tokens) {
   matmul({{w.w_gate, gate_.data()}, {w.w_up, up_.data()}}, xb_.data(), n_tokens);
   const int elements = n_tokens * config_.ffn_dim;
   const bool gelu = config_.ffn_activation == FfnActivation::kGeluTanh;
-  pool_.parallel_for((elements + kElementwiseChunk - 1) / kElementwiseChunk, [&](size_t chunk, size_t) {
-    const int begin = static_cast<int>(chunk) * kElementwiseChunk;
-    const int count = std::min(kElementwiseChunk, elements - begin);
+  const int chunk_size = gelu ? kGegluChunk : kElementwiseChunk;
+  pool_.parallel_for((elements + chunk_size - 1) / chunk_size, [&](size_t chunk, size_t) {
+    const int begin = static_cast<int>(chunk) * chunk_size;
+    const int count = std::min(chunk_size, elements - begin);
     if (gelu) geglu(gate_.data() + begin, up_.data() + begin, count);
     else kernels_.swiglu(gate_.data() + begin, up_.data() + begin, count);
   });
