@@ -167,7 +167,9 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(DecodeAttent
   const int first_head = kv_head * group + chunk * kHeadsPerBlock;
   const int heads = min(kHeadsPerBlock, group - chunk * kHeadsPerBlock);
   const int context = p.context_lens[seq];
-  const int begin = partition * p.partition_size, end = min(context, begin + p.partition_size);
+  // A windowed query reads from first_visible on: partitions wholly below it have nothing to do.
+  const int first_visible = p.window > 0 ? max(0, context - p.window) : 0;
+  const int begin = max(partition * p.partition_size, first_visible), end = min(context, (partition + 1) * p.partition_size);
   const size_t out_row = static_cast<size_t>(seq) * p.num_heads + first_head;
   if (begin >= end) {
     // No tokens here. With one partition nothing merges later, so an empty context reads as zeros.
@@ -216,20 +218,23 @@ template <int kHeadDim>
 __global__ void __launch_bounds__(kThreads) merge_partitions_kernel(DecodeAttentionParams p, Partitioning parts) {
   PAGEDLM_DYNAMIC_SHARED(float, weights);  // [partitions]
   const int head = blockIdx.x, seq = blockIdx.y;
-  const int used = (p.context_lens[seq] + p.partition_size - 1) / p.partition_size;
+  const int context = p.context_lens[seq];
+  const int used = (context + p.partition_size - 1) / p.partition_size;
+  // Partitions below a window's first position wrote nothing (decode_attention_kernel).
+  const int skipped = p.window > 0 ? max(0, context - p.window) / p.partition_size : 0;
   const Workspace ws = workspace_of(p, parts.partitions);
   const size_t first = (static_cast<size_t>(seq) * p.num_heads + head) * parts.partitions;
   float global_max = -INFINITY;
-  for (int i = 0; i < used; ++i) global_max = fmaxf(global_max, ws.max[first + i]);
-  for (int i = threadIdx.x; i < used; i += kThreads) weights[i] = expf(ws.max[first + i] - global_max);
+  for (int i = skipped; i < used; ++i) global_max = fmaxf(global_max, ws.max[first + i]);
+  for (int i = skipped + threadIdx.x; i < used; i += kThreads) weights[i] = expf(ws.max[first + i] - global_max);
   __syncthreads();
   float total = 0.0f;
-  for (int i = 0; i < used; ++i) total += ws.sum[first + i] * weights[i];
+  for (int i = skipped; i < used; ++i) total += ws.sum[first + i] * weights[i];
   float* out = p.out + (static_cast<size_t>(seq) * p.num_heads + head) * kHeadDim;
   for (int d = threadIdx.x; d < kHeadDim; d += kThreads) {
     float acc = 0.0f;
-    for (int i = 0; i < used; ++i) acc += ws.out[(first + i) * kHeadDim + d] * weights[i];
-    out[d] = used > 0 ? acc / total : 0.0f;
+    for (int i = skipped; i < used; ++i) acc += ws.out[(first + i) * kHeadDim + d] * weights[i];
+    out[d] = used > skipped ? acc / total : 0.0f;
   }
 }
 

@@ -173,6 +173,7 @@ struct DecodeAttentionParams {
   int partition_size;            // tokens per partition, 32 .. kMaxDecodePartition, a multiple of 32
   float scale;                   // usually 1 / sqrt(head_dim)
   float* workspace;              // decode_attention_workspace_bytes(); may be null when one partition covers max_context_len
+  int window = 0;                // > 0: the query reads only its last `window` positions (a sliding-window layer)
 };
 constexpr int kMaxDecodePartition = 512;
 // A partition size that gives about `target_blocks` thread blocks for this batch (e.g. 2-4 x the SM count).
@@ -195,6 +196,7 @@ struct PrefillAttentionParams {
   int max_blocks_per_seq;
   int max_query_len;                // >= every sequence's new-token count; sizes the grid
   float scale;
+  int window = 0;                   // > 0: a token at position p reads keys (p - window, p] only
 };
 cudaError_t launch_prefill_attention(const PrefillAttentionParams& params, cudaStream_t stream);
 

@@ -42,14 +42,15 @@ struct Tiling {
 };
 
 // ---- device helpers ----
-// Stages keys [first, first + kKeysPerTile) of `kv_head` as floats, scale applied; past `end`, zeros.
+// Stages keys [first, first + kKeysPerTile) of `kv_head` as floats, scale applied; outside [begin, end),
+// zeros: a window's passed keys are never read (their blocks may be released).
 template <int kHeadDim, KvDtype kDtype>
-__device__ void load_tile(const PagedKv& kv, const int32_t* table, int kv_head, int first, int end, float* k_tile, float* v_tile) {
+__device__ void load_tile(const PagedKv& kv, const int32_t* table, int kv_head, int first, int begin, int end, float* k_tile, float* v_tile) {
   for (int i = threadIdx.x; i < kKeysPerTile * kHeadDim; i += kThreads) {
     const int key = i / kHeadDim, d = i % kHeadDim;
     const int position = first + key;
     float k = 0.0f, v = 0.0f;
-    if (position < end) {
+    if (position >= begin && position < end) {
       const int block = table[position / kv.block_size];
       const size_t row = (static_cast<size_t>(block) * kv.num_kv_heads + kv_head) * kv.block_size + position % kv.block_size;
       const size_t offset = row * kHeadDim * kv_bytes(kDtype);
@@ -108,9 +109,11 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(PrefillAtte
   }
 
   const int32_t* table = p.block_tables + static_cast<size_t>(seq) * p.max_blocks_per_seq;
-  for (int first_key = 0; first_key < keys_end; first_key += kKeysPerTile) {
+  // The lowest key any of the block's tokens reads (its first token's window start); tiles below it are skipped.
+  const int lowest_key = p.window > 0 ? max(0, first_position - p.window + 1) : 0;
+  for (int first_key = lowest_key / kKeysPerTile * kKeysPerTile; first_key < keys_end; first_key += kKeysPerTile) {
     __syncthreads();  // the previous tile is no longer read (and q_s is written, the first time)
-    load_tile<kHeadDim, kDtype>(p.kv, table, kv_head, first_key, keys_end, k_tile, v_tile);
+    load_tile<kHeadDim, kDtype>(p.kv, table, kv_head, first_key, lowest_key, keys_end, k_tile, v_tile);
     __syncthreads();
 #pragma unroll
     for (int rr = 0; rr < kRowsPerWarp; ++rr) {
@@ -118,17 +121,20 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(PrefillAtte
       if (r >= rows) break;  // warp-uniform
       const int position = first_position + r / heads;
       if (first_key > position) continue;  // the whole tile is in this row's future
+      const int lowest = p.window > 0 ? position - p.window + 1 : 0;
+      if (first_key + kKeysPerTile <= lowest) continue;  // ... or wholly below its window
       const int key = first_key + lane;
+      const bool visible = key <= position && key >= lowest;
       float score = -INFINITY;
-      if (key <= position) {
+      if (visible) {
         const float* q = q_s + r * kHeadDim;
         const float* k = k_tile + lane * kStride;
         score = 0.0f;
         for (int d = 0; d < kHeadDim; ++d) score += q[d] * k[d];
       }
-      const float new_max = fmaxf(row_max[rr], warp_max(score));  // finite: key first_key <= position
+      const float new_max = fmaxf(row_max[rr], warp_max(score));  // finite: the tile holds a visible key
       const float correction = expf(row_max[rr] - new_max);
-      const float weight = key <= position ? expf(score - new_max) : 0.0f;
+      const float weight = visible ? expf(score - new_max) : 0.0f;
       row_sum[rr] = row_sum[rr] * correction + warp_sum(weight);
       row_max[rr] = new_max;
       weights[warp * kKeysPerTile + lane] = weight;

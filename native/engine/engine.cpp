@@ -84,9 +84,9 @@ BlockHash model_fingerprint(const GgufFile& file) {
 }
 
 // The CUDA backend when asked for (or, for "auto", when this machine can run it), else the CPU backend;
-// info says which and why.
+// info says which and why. `context`: the context the engine serves (it picks Phi-3's LongRoPE factors).
 Result<std::unique_ptr<Backend>> create_backend(const EngineOptions& o, const std::shared_ptr<const LlamaModel>& model, const KvLayout& layout,
-                                                EngineInfo& info) {
+                                                int32_t context, EngineInfo& info) {
   if (o.device != "auto" && o.device != "cuda" && o.device != "cpu") {
     return Status(ErrorCode::kInvalidArgument, "device must be 'auto', 'cuda' or 'cpu'");
   }
@@ -118,7 +118,7 @@ Result<std::unique_ptr<Backend>> create_backend(const EngineOptions& o, const st
     info.backend_reason = reply.status.message();
   }
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  auto cpu = CpuBackend::create(model, layout, threads);
+  auto cpu = CpuBackend::create(model, layout, threads, context);
   if (!cpu.is_ok()) return cpu.status();
   info.backend = "cpu";
   info.cpu_kernels = cpu.value()->kernels_name();
@@ -161,7 +161,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   layout.num_blocks = plan.num_blocks;
   if (layout.num_blocks < 1) return Status(ErrorCode::kInvalidArgument, "the KV pool must hold at least one block");
   EngineInfo& info = engine->info_;
-  auto backend = create_backend(o, engine->model_, layout, info);
+  auto backend = create_backend(o, engine->model_, layout, plan.context_length, info);
   if (!backend.is_ok()) return backend.status();
   engine->backend_ = backend.take();
   layout = engine->backend_->kv_layout();
@@ -197,6 +197,9 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   SchedulerConfig sc;
   sc.context_length = context;
   sc.max_batch_tokens = std::max(1, o.max_batch_tokens);
+  if (c.all_windowed()) {
+    sc.sliding_window = std::min_element(c.layers.begin(), c.layers.end(), [](const auto& a, const auto& b) { return a.window < b.window; })->window;
+  }
   engine->core_ = std::make_unique<Core>(*engine->backend_, c.vocab_size, sc);
   engine->inbox_ = std::make_unique<Inbox>();
   engine->publish_stats();
@@ -460,7 +463,10 @@ void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>
 int32_t Engine::pin_prefix(Sequence& seq) {
   // The full blocks of the prompt, all registered in the prefix cache by now; the pin holds its own
   // reference, so they outlive the request and are never evicted.
-  const size_t full = static_cast<size_t>(std::min(seq.prompt_length, seq.num_computed_tokens) / info_.kv.block_size);
+  // A model windowed on every layer releases a sequence's blocks from the head on (KvCacheManager::
+  // release_below): once it has, there is no prefix left to pin.
+  size_t full = static_cast<size_t>(std::min(seq.prompt_length, seq.num_computed_tokens) / info_.kv.block_size);
+  if (full > 0 && seq.block_table[0] == kNoBlock) full = 0;
   std::vector<BlockId> blocks(seq.block_table.begin(), seq.block_table.begin() + static_cast<std::ptrdiff_t>(full));
   core_->kv.retain(blocks);
   core_->pinned[seq.id] = std::move(blocks);

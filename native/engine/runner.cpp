@@ -79,6 +79,7 @@ Result<std::vector<SampledToken>> Runner::execute(StepPlan& plan) {
     Sequence& seq = *e.sequence;
     seq.num_computed_tokens += e.num_tokens;
     scheduler_.cache_computed_blocks(seq);
+    scheduler_.release_passed_blocks(seq);
     if (e.sample) sample_row(seq, row++, sampled);
   }
   return sampled;

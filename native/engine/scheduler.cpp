@@ -13,7 +13,12 @@ Scheduler::Scheduler(KvCacheManager& kv, SchedulerConfig config)
 
 int32_t Scheduler::blocks_needed(int64_t prompt_length, const GenerateParams& params) const {
   const int32_t own = kv_.blocks_for_tokens(std::min<int64_t>(prompt_length + params.max_tokens, config_.context_length));
-  if (params.n <= 1) return own;
+  if (params.n <= 1) {
+    if (config_.sliding_window <= 0) return own;
+    // Released as the window moves (release_passed_blocks), a sequence holds at most the window behind its
+    // next step, that step's tokens, and a block of misalignment.
+    return std::min(own, kv_.blocks_for_tokens(int64_t{config_.sliding_window} + config_.max_batch_tokens) + 1);
+  }
   const int32_t shared = static_cast<int32_t>(prompt_length / kv_.block_size());  // full prompt blocks
   return own + 1 + (params.n - 1) * (own - shared + 1);
 }
@@ -136,6 +141,11 @@ void Scheduler::admit(int32_t& budget, StepPlan& plan) {
 
 void Scheduler::cache_computed_blocks(Sequence& seq) {
   kv_.cache_full_blocks(seq.tokens, seq.num_computed_tokens, seq.params.cache_salt, seq.block_table, seq.block_hashes);
+}
+
+void Scheduler::release_passed_blocks(Sequence& seq) {
+  // The next token, at position num_computed_tokens, reads positions (num_computed_tokens - window, ...].
+  if (config_.sliding_window > 0) kv_.release_below(seq.block_table, int64_t{seq.num_computed_tokens} - config_.sliding_window + 1);
 }
 
 int64_t Scheduler::unused_slots() const {

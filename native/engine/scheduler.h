@@ -21,6 +21,9 @@ struct SchedulerConfig {
   int32_t max_batch_tokens = 512;  // tokens per forward pass
   int32_t max_running = 64;
   int32_t context_length = 2048;
+  // > 0 when every layer of the model attends to a sliding window this wide: the blocks a sequence's window
+  // has passed are released as it moves on.
+  int32_t sliding_window = 0;
 };
 
 struct StepPlan {
@@ -62,6 +65,8 @@ class Scheduler {
   bool has_work() const { return !waiting_.empty() || !running_.empty(); }
   // After a step: registers the blocks its tokens filled in the prefix cache.
   void cache_computed_blocks(Sequence& seq);
+  // Then: releases the blocks below the window of its next token, when every layer is windowed.
+  void release_passed_blocks(Sequence& seq);
   // Token slots held by running sequences but not yet written: under one block per sequence.
   int64_t unused_slots() const;
   // Block tables of every running sequence (for invariant checks).

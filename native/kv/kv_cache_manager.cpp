@@ -78,15 +78,32 @@ bool KvCacheManager::adopt_imported(BlockId id, const BlockHash& hash, const Blo
 
 void KvCacheManager::free(std::vector<BlockId>& block_table) {
   // Last block first: a chain's tail is then evicted before its head, which more requests share.
-  for (auto it = block_table.rbegin(); it != block_table.rend(); ++it) pool_.release(*it);
+  for (auto it = block_table.rbegin(); it != block_table.rend(); ++it) {
+    if (*it != kNoBlock) pool_.release(*it);
+  }
   block_table.clear();
+}
+
+int32_t KvCacheManager::release_below(std::vector<BlockId>& block_table, int64_t first_needed) {
+  const size_t passed = static_cast<size_t>(std::max<int64_t>(0, first_needed) / block_size_);
+  int32_t released = 0;
+  // Newest first, as free() does: a chain's tail is evicted before its head.
+  for (size_t b = std::min(passed, block_table.size()); b-- > 0;) {
+    if (block_table[b] == kNoBlock) break;  // released, with everything before it, by an earlier call
+    pool_.release(block_table[b]);
+    block_table[b] = kNoBlock;
+    ++released;
+  }
+  return released;
 }
 
 void KvCacheManager::check_invariants(const std::vector<const std::vector<BlockId>*>& tables) const {
   pool_.check_invariants();
   std::vector<int32_t> holders(pool_.num_blocks(), 0);
   for (const auto* table : tables) {
-    for (BlockId id : *table) ++holders[id];
+    for (BlockId id : *table) {
+      if (id != kNoBlock) ++holders[id];
+    }
   }
   for (BlockId id = 0; id < pool_.num_blocks(); ++id) {
     if (holders[id] != pool_.ref_count(id)) {

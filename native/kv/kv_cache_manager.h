@@ -1,6 +1,7 @@
 // Gives sequences the KV blocks their tokens need and shares full blocks between sequences through the
 // prefix cache. All reference counting goes through the BlockPool; block tables are append-only vectors
-// of block ids held by the sequences. Engine thread only.
+// of block ids held by the sequences, where kNoBlock marks a block released because every layer's sliding
+// window has passed it (release_below). Engine thread only.
 #pragma once
 
 #include <cstdint>
@@ -61,12 +62,18 @@ class KvCacheManager {
   // blocks registered so far and grows; `tokens[0, num_computed)` have their K/V in the pool.
   void cache_full_blocks(const std::vector<int32_t>& tokens, int32_t num_computed, uint64_t salt,
                          const std::vector<BlockId>& block_table, std::vector<BlockHash>& hashes);
-  // Adds a reference to each block (a pin holding a prefix).
+  // Adds a reference to each block (a pin holding a prefix; a fork sharing its parent's table).
   void retain(const std::vector<BlockId>& blocks) {
-    for (BlockId id : blocks) pool_.retain(id);
+    for (BlockId id : blocks) {
+      if (id != kNoBlock) pool_.retain(id);
+    }
   }
   // Releases every block of the table and clears it. Registered blocks stay cached until evicted.
   void free(std::vector<BlockId>& block_table);
+  // Releases the table's blocks that hold only positions below `first_needed` and marks them kNoBlock:
+  // a model whose every layer attends to a sliding window never reads them again. Registered blocks stay
+  // cached (at ref 0, evictable) for prefix hits. Returns how many it released.
+  int32_t release_below(std::vector<BlockId>& block_table, int64_t first_needed);
   int32_t clear_cache() { return pool_.clear_cache(); }
 
   // Loading a saved cache: take a block (evicting the oldest cached one if need be), fill it, then adopt it

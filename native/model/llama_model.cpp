@@ -1,21 +1,64 @@
 #include "model/llama_model.h"
 
+#include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <stdexcept>
 
 namespace pagedlm {
 
 namespace {
 
+// Everything that sets an architecture apart, as llama.cpp reads and runs it. The only place that maps an
+// architecture's name to its features.
 struct ArchitectureTraits {
   const char* name;
   RopeLayout rope_layout;
+  FfnActivation activation = FfnActivation::kSilu;
+  bool qk_norm = false;          // attn_q_norm / attn_k_norm, [head_dim], before RoPE
+  bool post_norms = false;       // post_attention_norm / post_ffw_norm
+  bool fused_tensors = false;    // attn_qkv (or attn_q/k/v) and ffn_up holding gate then up rows, no ffn_gate
+  bool scale_embedding = false;  // embeddings x sqrt(dim)
+  // Sliding windows, as llama.cpp's swa pattern: with period p, layer l is windowed when l % p < p - 1
+  // (p = 1: every layer). 0: the architecture has no windows, and a sliding_window key is ignored.
+  int window_period = 0;
+  int default_window = 0;        // the window when the file sets none; 0: no windows then
+  float local_rope_base = 0;     // > 0: windowed layers' RoPE base, without the file's RoPE scaling (a file
+                                 // without windows has none: every layer is global)
+  bool read_softcaps = false;    // <arch>.attn_logit_softcapping and <arch>.final_logit_softcapping
+  float attention_softcap = 0;   // their defaults when absent
+  float final_softcap = 0;
+  int large_model_layers = 0;    // a model of this many layers scales queries by 1/sqrt(dim / heads), not 1/sqrt(head_dim)
 };
 
 constexpr ArchitectureTraits kArchitectures[] = {
-    {"llama", RopeLayout::kNormal},
-    {"mistral", RopeLayout::kNormal},
-    {"qwen2", RopeLayout::kNeox},
+    {.name = "llama", .rope_layout = RopeLayout::kNormal, .window_period = 1},
+    {.name = "mistral", .rope_layout = RopeLayout::kNormal, .window_period = 1},
+    {.name = "qwen2", .rope_layout = RopeLayout::kNeox},
+    {.name = "qwen3", .rope_layout = RopeLayout::kNeox, .qk_norm = true},
+    // llama.cpp ignores phi3's sliding_window (its windows are off for Phi models), and so does pagedlm.
+    {.name = "phi3", .rope_layout = RopeLayout::kNeox, .fused_tensors = true},
+    {.name = "gemma2",
+     .rope_layout = RopeLayout::kNeox,
+     .activation = FfnActivation::kGeluTanh,
+     .post_norms = true,
+     .scale_embedding = true,
+     .window_period = 2,
+     .default_window = 4096,
+     .read_softcaps = true,
+     .attention_softcap = 50.0f,
+     .final_softcap = 30.0f,
+     .large_model_layers = 46},
+    {.name = "gemma3",
+     .rope_layout = RopeLayout::kNeox,
+     .activation = FfnActivation::kGeluTanh,
+     .qk_norm = true,
+     .post_norms = true,
+     .scale_embedding = true,
+     .window_period = 6,
+     .local_rope_base = 10000.0f,
+     .read_softcaps = true,
+     .large_model_layers = 62},
 };
 
 struct LoadError : std::runtime_error {
@@ -38,6 +81,20 @@ std::string dims_string(const std::vector<uint64_t>& dims) {
 }
 
 }  // namespace
+
+std::string supported_architectures() {
+  std::string names;
+  for (const auto& a : kArchitectures) names += (names.empty() ? "" : ", ") + std::string(a.name);
+  return names;
+}
+
+bool ModelConfig::any_window() const {
+  return std::any_of(layers.begin(), layers.end(), [](const LayerAttention& l) { return l.window > 0; });
+}
+
+bool ModelConfig::all_windowed() const {
+  return !layers.empty() && std::all_of(layers.begin(), layers.end(), [](const LayerAttention& l) { return l.window > 0; });
+}
 
 // Reads hyperparameters, then binds and checks every tensor. Throws LoadError internally.
 class ModelBuilder {
@@ -78,13 +135,13 @@ class ModelBuilder {
   void read_config() {
     const auto arch = unwrap(file_.get_string("general.architecture"));
     if (!arch) fail("missing metadata 'general.architecture'");
-    const ArchitectureTraits* traits = nullptr;
     for (const auto& a : kArchitectures) {
-      if (*arch == a.name) traits = &a;
+      if (*arch == a.name) traits_ = &a;
     }
-    if (traits == nullptr) {
-      throw LoadError(ErrorCode::kUnsupported, "unsupported architecture '" + *arch + "' (pagedlm runs llama, mistral and qwen2)");
+    if (traits_ == nullptr) {
+      throw LoadError(ErrorCode::kUnsupported, "unsupported architecture '" + *arch + "' (pagedlm runs " + supported_architectures() + ")");
     }
+    const ArchitectureTraits* traits = traits_;
     c_.architecture = *arch;
     c_.name = unwrap(file_.get_string("general.name")).value_or("");
     const std::string p = *arch + ".";
@@ -108,6 +165,39 @@ class ModelBuilder {
     check_sizes();
     if (!(c_.rms_eps > 0) || !(c_.rope_base > 0)) fail("rms epsilon and rope.freq_base must be positive");
     read_rope_scaling(p);
+    read_features(p, *traits);
+    read_layer_attention(p, *traits);
+  }
+
+  void read_features(const std::string& p, const ArchitectureTraits& t) {
+    c_.ffn_activation = t.activation;
+    c_.qk_norm = t.qk_norm;
+    c_.post_norms = t.post_norms;
+    if (t.scale_embedding) c_.embedding_scale = std::sqrt(static_cast<float>(c_.dim));
+    const bool large = t.large_model_layers > 0 && c_.n_layers == t.large_model_layers;
+    c_.attention_scale = 1.0f / std::sqrt(static_cast<float>(large ? c_.dim / c_.n_heads : c_.head_dim));
+    if (t.read_softcaps) {
+      c_.attention_softcap = static_cast<float>(optional_float(p + "attn_logit_softcapping", t.attention_softcap));
+      c_.final_softcap = static_cast<float>(optional_float(p + "final_logit_softcapping", t.final_softcap));
+      if (c_.attention_softcap < 0 || c_.final_softcap < 0) fail("soft-capping values must not be negative");
+    }
+  }
+
+  // Per layer: its window and RoPE settings.
+  void read_layer_attention(const std::string& p, const ArchitectureTraits& t) {
+    int window = 0;
+    if (t.window_period > 0) {
+      window = static_cast<int>(optional_int(p + "attention.sliding_window", t.default_window));
+    }
+    c_.layers.assign(c_.n_layers, LayerAttention{0, c_.rope_base, c_.rope_position_scale, true});
+    if (window == 0) return;
+    for (int l = 0; l < c_.n_layers; ++l) {
+      const bool windowed = t.window_period == 1 || l % t.window_period < t.window_period - 1;
+      if (!windowed) continue;
+      LayerAttention& layer = c_.layers[l];
+      layer.window = window;
+      if (t.local_rope_base > 0) layer = LayerAttention{window, t.local_rope_base, 1.0f, false};
+    }
   }
 
   // Hostile values must not overflow the int arithmetic downstream: every width stays far below 2^31.
@@ -126,13 +216,26 @@ class ModelBuilder {
   void read_rope_scaling(const std::string& p) {
     const std::string type = unwrap(file_.get_string(p + "rope.scaling.type")).value_or("none");
     const double factor = optional_float(p + "rope.scaling.factor", 1.0);
-    if (type == "linear" && factor > 0) c_.rope_position_scale = static_cast<float>(1.0 / factor);
+    if ((type == "linear" || type == "longrope") && factor > 0) c_.rope_position_scale = static_cast<float>(1.0 / factor);
+    c_.rope_attention_factor = static_cast<float>(optional_float(p + "rope.scaling.attn_factor", 1.0));
+    if (!(c_.rope_attention_factor > 0)) fail("rope.scaling.attn_factor must be positive");
     const int pairs = c_.rope_dim / 2;
+    const auto factors = [&](const GgufTensor& t) {
+      check_shape(t, {static_cast<uint64_t>(pairs)});
+      std::vector<float> f(pairs, 1.0f);
+      // A header only (read_config for planning) has no tensor data: the factors matter to the forward pass alone.
+      if (t.data != nullptr) dequantize_row(t.type, t.data, f.data(), pairs);
+      return f;
+    };
+    const GgufTensor* long_factors = file_.find_tensor("rope_factors_long.weight");
+    const GgufTensor* short_factors = file_.find_tensor("rope_factors_short.weight");
+    if ((long_factors == nullptr) != (short_factors == nullptr)) fail("LongRoPE needs both rope_factors_long and rope_factors_short");
     if (const GgufTensor* t = file_.find_tensor("rope_freqs.weight")) {
-      check_shape(*t, {static_cast<uint64_t>(pairs)});
-      if (t->data == nullptr) return;  // a header only: the factors matter to the forward pass, not to planning
-      c_.rope_freq_factors.resize(pairs);
-      dequantize_row(t->type, t->data, c_.rope_freq_factors.data(), pairs);
+      c_.rope_freq_factors = factors(*t);
+    } else if (long_factors != nullptr) {
+      c_.rope_freq_factors = factors(*short_factors);
+      c_.rope_long_freq_factors = factors(*long_factors);
+      c_.rope_original_context = static_cast<int>(optional_int(p + "rope.scaling.original_context_length", c_.context_length));
     } else if (type == "llama3") {
       const double low = optional_float(p + "rope.scaling.low_freq_factor", 1.0);
       const double high = optional_float(p + "rope.scaling.high_freq_factor", 4.0);
@@ -211,23 +314,54 @@ class ModelBuilder {
     const std::string p = "blk." + std::to_string(l) + ".";
     LayerWeights w;
     w.attn_norm = vector(p + "attn_norm.weight", c_.dim);
-    w.wq = matrix(p + "attn_q.weight", c_.q_dim(), c_.dim);
-    w.wk = matrix(p + "attn_k.weight", c_.kv_dim(), c_.dim);
-    w.wv = matrix(p + "attn_v.weight", c_.kv_dim(), c_.dim);
+    if (traits_->fused_tensors && file_.find_tensor(p + "attn_qkv.weight") != nullptr) {
+      const std::vector<WeightMatrix> qkv = split_rows(p + "attn_qkv.weight", {c_.q_dim(), c_.kv_dim(), c_.kv_dim()}, c_.dim);
+      w.wq = qkv[0], w.wk = qkv[1], w.wv = qkv[2];
+    } else {
+      w.wq = matrix(p + "attn_q.weight", c_.q_dim(), c_.dim);
+      w.wk = matrix(p + "attn_k.weight", c_.kv_dim(), c_.dim);
+      w.wv = matrix(p + "attn_v.weight", c_.kv_dim(), c_.dim);
+    }
     w.wo = matrix(p + "attn_output.weight", c_.dim, c_.q_dim());
     w.bq = vector(p + "attn_q.bias", c_.q_dim(), true);
     w.bk = vector(p + "attn_k.bias", c_.kv_dim(), true);
     w.bv = vector(p + "attn_v.bias", c_.kv_dim(), true);
+    if (c_.qk_norm) {
+      w.q_norm = vector(p + "attn_q_norm.weight", c_.head_dim);
+      w.k_norm = vector(p + "attn_k_norm.weight", c_.head_dim);
+    }
+    if (c_.post_norms) w.attn_post_norm = vector(p + "post_attention_norm.weight", c_.dim);
     w.ffn_norm = vector(p + "ffn_norm.weight", c_.dim);
-    w.w_gate = matrix(p + "ffn_gate.weight", c_.ffn_dim, c_.dim);
-    w.w_up = matrix(p + "ffn_up.weight", c_.ffn_dim, c_.dim);
+    if (traits_->fused_tensors) {
+      const std::vector<WeightMatrix> gate_up = split_rows(p + "ffn_up.weight", {c_.ffn_dim, c_.ffn_dim}, c_.dim);
+      w.w_gate = gate_up[0], w.w_up = gate_up[1];
+    } else {
+      w.w_gate = matrix(p + "ffn_gate.weight", c_.ffn_dim, c_.dim);
+      w.w_up = matrix(p + "ffn_up.weight", c_.ffn_dim, c_.dim);
+    }
     w.w_down = matrix(p + "ffn_down.weight", c_.dim, c_.ffn_dim);
+    if (c_.post_norms) w.ffn_post_norm = vector(p + "post_ffw_norm.weight", c_.dim);
     return w;
+  }
+
+  // One fused tensor as consecutive row ranges of the given heights (its rows must add up to them).
+  std::vector<WeightMatrix> split_rows(const std::string& name, std::initializer_list<int> heights, int cols) {
+    int total = 0;
+    for (int h : heights) total += h;
+    const WeightMatrix whole = matrix(name, total, cols);
+    std::vector<WeightMatrix> parts;
+    int first = 0;
+    for (int h : heights) {
+      parts.push_back(WeightMatrix{whole.type, whole.row(first), h, cols, whole.row_bytes});
+      first += h;
+    }
+    return parts;
   }
 
   LlamaModel& m_;
   const GgufFile& file_;
   ModelConfig& c_;
+  const ArchitectureTraits* traits_ = nullptr;
 };
 
 Result<std::shared_ptr<const LlamaModel>> LlamaModel::load(GgufFile file) {
@@ -236,7 +370,10 @@ Result<std::shared_ptr<const LlamaModel>> LlamaModel::load(GgufFile file) {
   try {
     ModelBuilder(*model, model->file_).build();
   } catch (const LoadError& e) {
-    return Status(e.code, e.what());
+    // Once the architecture is known, a contradiction in the file is reported as that architecture's.
+    const std::string& arch = model->config_.architecture;
+    if (arch.empty() || e.code == ErrorCode::kUnsupported) return Status(e.code, e.what());
+    return Status(e.code, arch + " model: " + e.what());
   }
   return std::shared_ptr<const LlamaModel>(std::move(model));
 }

@@ -1,5 +1,8 @@
-// A Llama-family model: hyperparameters read and checked from GGUF metadata, weights as views into the
-// memory-mapped file (never copied, except the small norm vectors). Immutable after load: any thread.
+// A Llama-family decoder (llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3): hyperparameters read and
+// checked from GGUF metadata, weights as views into the memory-mapped file (never copied, except the small
+// norm vectors). What sets the architectures apart is described here as data (per-layer attention
+// settings, feature values, optional tensors), filled in by the one architecture table in llama_model.cpp;
+// backends read the data, never the architecture's name. Immutable after load: any thread.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +21,19 @@ enum class RopeLayout {
   kNeox,    // rotates (x[i], x[i + rope_dim/2]); arch qwen2 and GPT-NeoX descendants
 };
 
+enum class FfnActivation {
+  kSilu,      // SwiGLU: silu(gate) x up
+  kGeluTanh,  // GeGLU: gelu(gate) x up, GELU in its tanh approximation (Gemma)
+};
+
+// How one layer attends.
+struct LayerAttention {
+  int window = 0;               // > 0: a token at position p sees positions (p - window, p]; 0: all before it
+  float rope_base = 10000.0f;
+  float rope_position_scale = 1.0f;  // linear scaling divides positions by the factor
+  bool rope_scaled = true;      // whether ModelConfig::rope_freq_factors apply to this layer
+};
+
 struct ModelConfig {
   std::string architecture;
   std::string name;
@@ -34,8 +50,30 @@ struct ModelConfig {
   int rope_dim = 0;                     // leading dims of each head that rotate
   RopeLayout rope_layout = RopeLayout::kNormal;
   float rope_position_scale = 1.0f;     // linear scaling divides positions by the factor
-  std::vector<float> rope_freq_factors; // [rope_dim / 2] llama3-style; empty when unscaled
+  std::vector<float> rope_freq_factors; // [rope_dim / 2] llama3-style (and phi3's short factors); empty when unscaled
+  // Phi-3 LongRoPE: factors for a context longer than rope_original_context (llama.cpp's choice by the
+  // context a model is loaded with: rope_factors_for_context). Empty when the file has none.
+  std::vector<float> rope_long_freq_factors;
+  int rope_original_context = 0;
+  float rope_attention_factor = 1.0f;   // multiplies the rotated dims' cos and sin (rope.scaling.attn_factor)
   bool tied_output = false;
+
+  std::vector<LayerAttention> layers;   // [n_layers]
+  float attention_scale = 0;            // multiplies q.k; 1/sqrt(head_dim) unless the architecture says otherwise
+  float attention_softcap = 0;          // > 0: each scaled score s becomes cap x tanh(s / cap) (Gemma 2)
+  float final_softcap = 0;              // > 0: the same on the output logits
+  float embedding_scale = 1.0f;         // multiplies the token embedding (Gemma: sqrt(dim))
+  FfnActivation ffn_activation = FfnActivation::kSilu;
+  bool qk_norm = false;                 // per-head RMSNorm of Q and K before RoPE (LayerWeights::q_norm, k_norm)
+  bool post_norms = false;              // RMSNorm of the attention and FFN outputs before each residual add
+
+  // The frequency factors for a model loaded with `context` tokens of context.
+  const std::vector<float>& rope_factors_for_context(int context) const {
+    return !rope_long_freq_factors.empty() && context > rope_original_context ? rope_long_freq_factors : rope_freq_factors;
+  }
+  // Whether any layer is windowed, and whether every layer is.
+  bool any_window() const;
+  bool all_windowed() const;
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
@@ -51,18 +89,27 @@ struct WeightMatrix {
   const uint8_t* row(int r) const { return data + static_cast<size_t>(r) * row_bytes; }
 };
 
+// Fused tensors (phi3's attn_qkv and gate/up ffn_up) are bound as row ranges of one tensor: wq, wk and wv
+// (w_gate and w_up) then point into the same mapped rows, and backends never see the fusion.
 struct LayerWeights {
   std::vector<float> attn_norm;  // [dim]
   WeightMatrix wq, wk, wv, wo;   // wq [q_dim, dim], wk/wv [kv_dim, dim], wo [dim, q_dim]
   std::vector<float> bq, bk, bv; // optional biases ([q_dim], [kv_dim], [kv_dim]); empty when absent
+  std::vector<float> q_norm, k_norm;  // [head_dim] when ModelConfig::qk_norm; else empty
+  std::vector<float> attn_post_norm;  // [dim] when ModelConfig::post_norms; else empty
   std::vector<float> ffn_norm;   // [dim]
   WeightMatrix w_gate, w_up;     // [ffn_dim, dim]
   WeightMatrix w_down;           // [dim, ffn_dim]
+  std::vector<float> ffn_post_norm;   // [dim] when ModelConfig::post_norms; else empty
 };
+
+// The architectures load() accepts, comma-separated ("llama, mistral, ...").
+std::string supported_architectures();
 
 class LlamaModel {
  public:
   // Takes ownership of the parsed file; checks architecture, hyperparameters and every tensor's shape.
+  // An unsupported architecture is kUnsupported, naming it and the supported ones.
   static Result<std::shared_ptr<const LlamaModel>> load(GgufFile file);
   // The hyperparameters alone, checked as load() checks them; `file` may be a header without tensor data.
   static Result<ModelConfig> read_config(const GgufFile& file);

@@ -56,13 +56,15 @@ Context make_context(std::mt19937& rng, const Shape& shape, const std::vector<in
   return c;
 }
 
-// softmax(q . K[0..visible) * scale) . V for one query head of sequence `s`.
-void reference_attention(const Context& c, const Shape& shape, int s, int head, int visible, const float* q, float* out) {
+// softmax(q . K[first..visible) * scale) . V for one query head of sequence `s`, where first is 0, or
+// visible - window for a sliding window.
+void reference_attention(const Context& c, const Shape& shape, int s, int head, int visible, const float* q, float* out, int window = 0) {
   const int kv_head = head / (shape.num_heads / shape.kv_heads);
   const float scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
+  const int first = window > 0 ? std::max(0, visible - window) : 0;
   std::vector<double> scores(visible);
   double max = -INFINITY;
-  for (int p = 0; p < visible; ++p) {
+  for (int p = first; p < visible; ++p) {
     const int block = c.tables[s * c.max_blocks + p / shape.block_size];
     const std::vector<float> k = c.pool.load(false, c.pool.row(block, kv_head, p % shape.block_size));
     double dot = 0;
@@ -72,7 +74,7 @@ void reference_attention(const Context& c, const Shape& shape, int s, int head, 
   }
   std::vector<double> acc(shape.head_dim, 0.0);
   double sum = 0;
-  for (int p = 0; p < visible; ++p) {
+  for (int p = first; p < visible; ++p) {
     const double w = std::exp(scores[p] - max);
     sum += w;
     const int block = c.tables[s * c.max_blocks + p / shape.block_size];
@@ -82,16 +84,28 @@ void reference_attention(const Context& c, const Shape& shape, int s, int head, 
   for (int d = 0; d < shape.head_dim; ++d) out[d] = static_cast<float>(acc[d] / sum);
 }
 
-void check_decode(std::mt19937& rng, const Shape& shape, const std::vector<int>& context_lens, int partition_size) {
+// The tables with each sequence's blocks wholly below `lowest[s]` released (-1), as the engine leaves them
+// for a model windowed on every layer: the kernels must not read them.
+std::vector<int32_t> released_below(const Context& c, const Shape& shape, const std::vector<int>& lowest) {
+  std::vector<int32_t> tables = c.tables;
+  for (size_t s = 0; s < lowest.size(); ++s) {
+    for (int b = 0; b < lowest[s] / shape.block_size; ++b) tables[s * c.max_blocks + b] = -1;
+  }
+  return tables;
+}
+
+void check_decode(std::mt19937& rng, const Shape& shape, const std::vector<int>& context_lens, int partition_size, int window = 0) {
   const int num_seqs = static_cast<int>(context_lens.size());
   const Context c = make_context(rng, shape, context_lens);
   const auto device = c.pool.upload();
   const std::vector<float> q = random_floats(rng, static_cast<size_t>(num_seqs) * shape.num_heads * shape.head_dim);
   DeviceBuffer<float> dq(q), dout(q.size());
-  DeviceBuffer<int32_t> tables(c.tables), lens(context_lens);
+  std::vector<int> lowest;
+  for (int len : context_lens) lowest.push_back(window > 0 ? std::max(0, len - window) : 0);
+  DeviceBuffer<int32_t> tables(released_below(c, shape, lowest)), lens(context_lens);
   cuda::DecodeAttentionParams params{dq.get(), dout.get(), c.pool.view(*device), tables.get(), lens.get(), num_seqs, shape.num_heads,
                                      c.max_blocks, *std::max_element(context_lens.begin(), context_lens.end()), partition_size,
-                                     1.0f / std::sqrt(static_cast<float>(shape.head_dim)), nullptr};
+                                     1.0f / std::sqrt(static_cast<float>(shape.head_dim)), nullptr, window};
   DeviceBuffer<float> workspace(cuda::decode_attention_workspace_bytes(params) / sizeof(float));
   params.workspace = workspace.get();
   ASSERT_EQ(cuda::launch_decode_attention(params, nullptr), cudaSuccess) << describe(shape);
@@ -99,10 +113,10 @@ void check_decode(std::mt19937& rng, const Shape& shape, const std::vector<int>&
   for (int s = 0; s < num_seqs; ++s) {
     for (int h = 0; h < shape.num_heads; ++h) {
       const size_t at = (static_cast<size_t>(s) * shape.num_heads + h) * shape.head_dim;
-      reference_attention(c, shape, s, h, context_lens[s], q.data() + at, want.data() + at);
+      reference_attention(c, shape, s, h, context_lens[s], q.data() + at, want.data() + at, window);
     }
   }
-  EXPECT_TRUE(all_close(dout.download(), want, 2e-5f)) << describe(shape) << ", partition " << partition_size;
+  EXPECT_TRUE(all_close(dout.download(), want, 2e-5f)) << describe(shape) << ", partition " << partition_size << ", window " << window;
 }
 
 TEST(CudaDecodeAttention, EveryKvTypeAndHeadSize) {
@@ -129,6 +143,16 @@ TEST(CudaDecodeAttention, PartitionsMergeToTheWholeContext) {
   check_decode(rng, {KvDtype::kF16, 64, 16, 4, 2}, {1, 64, 65, 200, 333}, 64);
   check_decode(rng, {KvDtype::kBF16, 8, 16, 8, 4}, {50, 129}, 32);
   check_decode(rng, {KvDtype::kInt8, 128, 32, 8, 8}, {96, 300}, 32);
+}
+
+// A sliding window: partitions wholly below it are skipped and left out of the merge; blocks below it may be
+// released.
+TEST(CudaDecodeAttention, SlidingWindowReadsOnlyTheLastPositions) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(13);
+  check_decode(rng, {KvDtype::kF16, 64, 16, 4, 2}, {1, 10, 64, 65, 200, 333}, 64, 50);
+  check_decode(rng, {KvDtype::kInt8, 128, 16, 8, 2}, {17, 300}, 32, 33);
+  check_decode(rng, {KvDtype::kF32, 64, 16, 4, 4}, {40, 130}, 512, 16);  // one partition, entered past its start
 }
 
 TEST(CudaDecodeAttention, RejectsMissingWorkspaceAndBadShapes) {
@@ -161,7 +185,7 @@ struct PrefillSequence {
   int fresh;
 };
 
-void check_prefill(std::mt19937& rng, const Shape& shape, const std::vector<PrefillSequence>& seqs) {
+void check_prefill(std::mt19937& rng, const Shape& shape, const std::vector<PrefillSequence>& seqs, int window = 0) {
   std::vector<int> lengths;
   std::vector<int32_t> starts = {0}, start_positions;
   int max_fresh = 0;
@@ -176,21 +200,23 @@ void check_prefill(std::mt19937& rng, const Shape& shape, const std::vector<Pref
   const auto device = c.pool.upload();
   const std::vector<float> q = random_floats(rng, static_cast<size_t>(n_tokens) * shape.num_heads * shape.head_dim);
   DeviceBuffer<float> dq(q), dout(q.size());
-  DeviceBuffer<int32_t> tables(c.tables), dstarts(starts), dpositions(start_positions);
+  std::vector<int> lowest;  // the first new token's window start
+  for (const PrefillSequence& s : seqs) lowest.push_back(window > 0 ? std::max(0, s.cached - window + 1) : 0);
+  DeviceBuffer<int32_t> tables(released_below(c, shape, lowest)), dstarts(starts), dpositions(start_positions);
   const cuda::PrefillAttentionParams params{dq.get(), dout.get(), c.pool.view(*device), tables.get(), dstarts.get(), dpositions.get(),
                                             static_cast<int>(seqs.size()), shape.num_heads, c.max_blocks, max_fresh,
-                                            1.0f / std::sqrt(static_cast<float>(shape.head_dim))};
+                                            1.0f / std::sqrt(static_cast<float>(shape.head_dim)), window};
   ASSERT_EQ(cuda::launch_prefill_attention(params, nullptr), cudaSuccess) << describe(shape);
   std::vector<float> want(q.size());
   for (size_t s = 0; s < seqs.size(); ++s) {
     for (int j = 0; j < seqs[s].fresh; ++j) {
       for (int h = 0; h < shape.num_heads; ++h) {
         const size_t at = (static_cast<size_t>(starts[s] + j) * shape.num_heads + h) * shape.head_dim;
-        reference_attention(c, shape, static_cast<int>(s), h, seqs[s].cached + j + 1, q.data() + at, want.data() + at);
+        reference_attention(c, shape, static_cast<int>(s), h, seqs[s].cached + j + 1, q.data() + at, want.data() + at, window);
       }
     }
   }
-  EXPECT_TRUE(all_close(dout.download(), want, 2e-5f)) << describe(shape);
+  EXPECT_TRUE(all_close(dout.download(), want, 2e-5f)) << describe(shape) << ", window " << window;
 }
 
 TEST(CudaPrefillAttention, CausalOverACachedPrefix) {
@@ -208,6 +234,15 @@ TEST(CudaPrefillAttention, EveryHeadSizeAndGroup) {
   for (int head_dim : {8, 16, 32, 64, 80, 96, 256}) check_prefill(rng, {KvDtype::kF16, head_dim, 32, 4, 4}, {{0, 40}, {31, 9}});
   check_prefill(rng, {KvDtype::kF16, 64, 16, 12, 1}, {{5, 11}, {0, 70}});
   check_prefill(rng, {KvDtype::kBF16, 64, 32, 6, 3}, {{64, 33}});
+}
+
+TEST(CudaPrefillAttention, SlidingWindowMasksAndSkipsTiles) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(14);
+  const std::vector<PrefillSequence> seqs = {{0, 1}, {0, 70}, {16, 16}, {33, 20}, {100, 3}};
+  check_prefill(rng, {KvDtype::kF16, 64, 16, 4, 2}, seqs, 20);
+  check_prefill(rng, {KvDtype::kInt8, 128, 16, 8, 2}, seqs, 5);
+  check_prefill(rng, {KvDtype::kF32, 64, 32, 6, 3}, {{64, 33}}, 40);
 }
 
 TEST(CudaPrefillAttention, RejectsUnsupportedHeadSizes) {

@@ -109,6 +109,9 @@ const Case kCases[] = {
     {"qwen2_neox_bias", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.architecture = "qwen2"; s.qkv_bias = true; return s; }(), 1e-4},
     {"llama3_rope_tied", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.rope_scaling = "llama3"; s.tied_output = true; return s; }(), 1e-4},
     {"mha_head128", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.dim = 256; s.heads = 2; s.kv_heads = 2; s.head_dim = 128; return s; }(), 1e-4},
+    // Windowed on every layer: 12 positions, over blocks of 16, in the prefill and the decode kernels.
+    {"mistral_window", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.architecture = "mistral"; s.sliding_window = 12; return s; }(), 1e-4},
+    {"phi3_fused", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.architecture = "phi3"; return s; }(), 1e-4},
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaForward, ::testing::ValuesIn(kCases), [](const auto& info) { return std::string(info.param.name); });
 
@@ -385,6 +388,26 @@ TEST(CudaBackend, ModelsWithoutKernelsForTheirHeadSizeAreUnavailable) {
   EXPECT_FALSE(reply.backend);
   EXPECT_TRUE(reply.unavailable);
   EXPECT_NE(reply.status.message().find("head size 12"), std::string::npos) << reply.status.message();
+}
+
+// Features the CUDA step lacks refuse the model, by architecture and feature, rather than run it wrong.
+TEST(CudaBackend, ModelsWithFeaturesItLacksAreUnavailable) {
+  const std::pair<SyntheticSpec, const char*> cases[] = {
+      {{.architecture = "qwen3"}, "qwen3 models (Q/K norms)"},
+      {{.architecture = "gemma2", .sliding_window = 8}, "gemma2 models (post-norms, GeGLU, soft-capping, scaled embeddings)"},
+      {{.architecture = "gemma3", .sliding_window = 8}, "gemma3 models (Q/K norms, post-norms, GeGLU, scaled embeddings, per-layer RoPE settings)"},
+      {{.architecture = "phi3", .rope_scaling = "longrope"}, "phi3 models (LongRoPE)"},
+  };
+  for (const auto& [spec, fragment] : cases) {
+    std::vector<uint8_t> storage;
+    auto model = load_synthetic_model(spec, storage);
+    CudaBackendReply reply;
+    pagedlm_create_cuda_backend({model, layout_for(*model, KvDtype::kF16), 0, 64, 0.9}, reply);
+    EXPECT_FALSE(reply.backend);
+    EXPECT_TRUE(reply.unavailable);
+    EXPECT_EQ(reply.status.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(reply.status.message().find(fragment), std::string::npos) << reply.status.message();
+  }
 }
 
 }  // namespace

@@ -137,6 +137,34 @@ TEST(KvCacheManager, MatchesTheLongestCachedChainButNeverTheLastToken) {
   EXPECT_EQ(kv.match_prefix(longer, 42).num_tokens, 0);  // another salt shares nothing
 }
 
+// A model windowed on every layer gives back the blocks its window has passed; registered ones stay cached,
+// so a later prompt with the same prefix still finds them until they are evicted.
+TEST(KvCacheManager, ReleaseBelowFreesPassedBlocksAndKeepsThemCached) {
+  KvCacheManager kv(8, kBlock);
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 14; ++i) tokens.push_back(200 + i);
+  std::vector<BlockId> table;
+  std::vector<BlockHash> hashes;
+  ASSERT_EQ(kv.allocate_slots(table, 14), 4);
+  kv.cache_full_blocks(tokens, 14, 0, table, hashes);
+  const BlockId first = table[0];
+  EXPECT_EQ(kv.release_below(table, 3), 0);  // position 3 lies in block 0: nothing is wholly passed
+  EXPECT_EQ(kv.release_below(table, 9), 2);  // blocks 0 and 1 hold positions 0-7
+  EXPECT_EQ(table[0], kNoBlock);
+  EXPECT_EQ(table[1], kNoBlock);
+  EXPECT_NE(table[2], kNoBlock);
+  EXPECT_EQ(kv.release_below(table, 9), 0);  // already released
+  EXPECT_EQ(kv.pool().ref_count(first), 0);
+  kv.check_invariants({&table});
+  EXPECT_EQ(kv.match_prefix(tokens, 0).blocks.front(), first);
+  std::vector<BlockId> child = table;  // a fork shares the table, released entries included
+  kv.retain(child);
+  kv.check_invariants({&table, &child});
+  kv.free(child);
+  kv.free(table);
+  EXPECT_EQ(kv.pool().num_free(), 8);
+}
+
 // A partial hit takes a fresh block for the copy and holds its source until the copy ran: the source is
 // not evicted meanwhile even when every other block is allocated.
 TEST(KvCacheManager, PartialHitHoldsItsSourceUntilCopied) {

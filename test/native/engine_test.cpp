@@ -236,7 +236,14 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(std::pair{"gqa_f32", testing::SyntheticSpec{.heads = 4, .kv_heads = 2}},
                       std::pair{"mqa_f16_tied", testing::SyntheticSpec{.dim = 48, .heads = 3, .kv_heads = 1, .tied_output = true, .weight_type = TensorType::kF16}},
                       std::pair{"q8_0", testing::SyntheticSpec{.layers = 3, .weight_type = TensorType::kQ8_0}},
-                      std::pair{"bf16_neox", testing::SyntheticSpec{.architecture = "qwen2", .qkv_bias = true, .weight_type = TensorType::kBF16}}),
+                      std::pair{"bf16_neox", testing::SyntheticSpec{.architecture = "qwen2", .qkv_bias = true, .weight_type = TensorType::kBF16}},
+                      std::pair{"qwen3", testing::SyntheticSpec{.architecture = "qwen3"}},
+                      std::pair{"phi3_longrope", testing::SyntheticSpec{.architecture = "phi3", .rope_scaling = "longrope"}},
+                      std::pair{"gemma2", testing::SyntheticSpec{.architecture = "gemma2", .tied_output = true, .sliding_window = 6, .attn_softcap = 4}},
+                      std::pair{"gemma3", testing::SyntheticSpec{.architecture = "gemma3", .layers = 6, .tied_output = true, .sliding_window = 9}},
+                      // Every layer windowed: blocks the window passed are released as generation goes on.
+                      std::pair{"mistral_window", testing::SyntheticSpec{.architecture = "mistral", .sliding_window = 8}},
+                      std::pair{"llama3_rope_freqs", testing::SyntheticSpec{.tied_output = true, .rope_scaling = "llama3_tensor"}}),
     [](const auto& info) { return std::string(info.param.first); });
 
 }  // namespace

@@ -63,9 +63,66 @@ const Case kCases[] = {
     {"qwen2_neox_bias", {.architecture = "qwen2", .qkv_bias = true}, 1e-4},
     {"llama3_rope", {.rope_scaling = "llama3"}, 1e-4},
     {"linear_rope", {.rope_scaling = "linear"}, 1e-4},
+    // Llama 3.x as its files come: the converter's rope_freqs tensor, the output tied to the embeddings.
+    {"llama3_rope_freqs_tied", {.tied_output = true, .rope_scaling = "llama3_tensor"}, 1e-4},
+    {"qwen3_qk_norm", {.architecture = "qwen3", .head_dim = 32}, 1e-4},
+    {"phi3_fused", {.architecture = "phi3"}, 1e-4},
+    {"phi3_longrope", {.architecture = "phi3", .rope_scaling = "longrope"}, 1e-4},
+    {"phi3_q4_0", {.architecture = "phi3", .weight_type = TensorType::kQ4_0}, 1e-4},
+    // Window 4096 (gemma2's default) over 37 tokens: the caps at their defaults are what this case checks.
+    {"gemma2_default_caps", {.architecture = "gemma2", .tied_output = true}, 1e-4},
+    {"gemma2_window_caps", {.architecture = "gemma2", .layers = 3, .sliding_window = 7, .attn_softcap = 2.0f, .final_softcap = 5.0f}, 1e-4},
+    // Seven layers: local 0-4, global 5, local 6. Window 20 over blocks of 16 skips whole blocks.
+    {"gemma3_window", {.architecture = "gemma3", .layers = 7, .head_dim = 32, .tied_output = true, .sliding_window = 20}, 1e-4},
+    {"gemma3_linear_global", {.architecture = "gemma3", .layers = 6, .rope_scaling = "linear", .sliding_window = 5}, 1e-4},
+    {"mistral_window", {.architecture = "mistral", .sliding_window = 12}, 1e-4},
 };
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Forward, ::testing::ValuesIn(kCases), [](const auto& info) { return std::string(info.param.name); });
+
+// A windowed layer in every KV dtype: the encoded, decoded and direct paths each skip the rows below
+// the window (at block boundaries and inside a block).
+class WindowedKv : public ::testing::TestWithParam<KvDtype> {};
+
+TEST_P(WindowedKv, MatchesDoubleReference) {
+  std::vector<uint8_t> storage;
+  auto model = load_synthetic_model({.architecture = "mistral", .sliding_window = 11}, storage);
+  const auto tokens = prompt_of(45, model->config().vocab_size);
+  auto backend = backend_for(model, GetParam(), 8);
+  const std::vector<BlockId> table = {7, 1, 4, 0, 9, 2};
+  const double tolerance = GetParam() == KvDtype::kF32 ? 1e-4 : GetParam() == KvDtype::kF16 ? 5e-3 : 6e-2;
+  EXPECT_TRUE(testing::prefill_then_decode_matches_reference(*backend, *model, tokens, table, 13, tolerance));
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, WindowedKv, ::testing::Values(KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3),
+                         [](const auto& info) { return std::string(kv_dtype_name(info.param)); });
+
+// Soft-capped attention over a quantized pool takes the per-row path with decoded rows.
+TEST(ForwardGemma2, SoftcapOverInt8KvStaysClose) {
+  std::vector<uint8_t> storage;
+  auto model = load_synthetic_model({.architecture = "gemma2", .sliding_window = 9, .attn_softcap = 3.0f}, storage);
+  const auto tokens = prompt_of(30, model->config().vocab_size);
+  auto backend = backend_for(model, KvDtype::kInt8, 16);
+  EXPECT_TRUE(testing::prefill_then_decode_matches_reference(*backend, *model, tokens, {3, 0}, 17, 6e-2));
+}
+
+// Phi-3's LongRoPE picks its factors by the context it is loaded with, as llama.cpp does: the short ones up to
+// the original context (64 here), the long ones past it.
+TEST(ForwardPhi3, LongRopeFactorsFollowTheContext) {
+  std::vector<uint8_t> storage;
+  auto model = load_synthetic_model({.architecture = "phi3", .rope_scaling = "longrope"}, storage);
+  const ModelConfig& c = model->config();
+  ASSERT_EQ(c.rope_original_context, 64);
+  const auto tokens = prompt_of(30, c.vocab_size);
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 8, KvDtype::kF32};
+  auto short_context = CpuBackend::create(model, layout, 2, 64);
+  ASSERT_TRUE(short_context.is_ok());
+  EXPECT_TRUE(testing::prefill_then_decode_matches_reference(*short_context.value(), *model, tokens, {1, 2}, 10, 1e-4, 64));
+  const auto short_reference = testing::reference_logits(*model, tokens, 64);
+  const auto long_reference = testing::reference_logits(*model, tokens, 65);
+  EXPECT_GT(testing::normalized_error(std::vector<float>(long_reference.back().begin(), long_reference.back().end()).data(), short_reference.back()), 1e-3)
+      << "the two factor sets must give different logits for this test to tell them apart";
+}
 
 TEST(ForwardBatching, SequencesInOneBatchMatchEachAlone) {
   std::vector<uint8_t> storage;

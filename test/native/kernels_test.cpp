@@ -359,7 +359,7 @@ TEST_P(Kernels, RowBlocksEqualRowByRow) {
 
 // Block attention (the table's fused form, or its row kernels composed), fed a sequence block by block (block
 // lengths around the fused form's 16-position steps), ends at softmax(q . k x scale) . v for every query row,
-// K/V in f32 and in f16.
+// K/V in f32 and in f16; soft-capped, at softmax(cap x tanh(q . k x scale / cap)) . v.
 TEST_P(Kernels, BlockAttentionIsSoftmaxAttention) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(29);
@@ -368,7 +368,7 @@ TEST_P(Kernels, BlockAttentionIsSoftmaxAttention) {
   std::vector<float> scores(40);  // the longest block
   for (int d : {7, 16, 40, 64, 80, 128, 136}) {
     for (int rows : {1, 3, 4, 5, 8}) {
-      for (float scale : {0.125f, 4.0f}) {
+      for (const auto [scale, softcap] : {std::pair{0.125f, 0.0f}, {4.0f, 0.0f}, {4.0f, 3.0f}, {0.125f, 0.5f}}) {
         const auto q = random_floats(rng, static_cast<size_t>(rows) * d);
         const auto keys = random_floats(rng, static_cast<size_t>(positions) * d), values = random_floats(rng, keys.size());
         std::vector<uint16_t> keys16(keys.size()), values16(keys.size());
@@ -381,7 +381,7 @@ TEST_P(Kernels, BlockAttentionIsSoftmaxAttention) {
         }
         const auto check = [&](const std::vector<float>& kf, const std::vector<float>& vf, auto&& attend, const char* what) {
           std::vector<float> row_max(rows, -INFINITY), row_sum(rows, 0.0f), acc(static_cast<size_t>(rows) * d, 0.0f);
-          const AttentionRows state{q.data(), rows, scale, row_max.data(), row_sum.data(), acc.data()};
+          const AttentionRows state{q.data(), rows, scale, row_max.data(), row_sum.data(), acc.data(), softcap};
           int at = 0;
           for (const int n : blocks) {
             attend(at, n, state);
@@ -392,6 +392,7 @@ TEST_P(Kernels, BlockAttentionIsSoftmaxAttention) {
             for (int p = 0; p < positions; ++p) {
               for (int i = 0; i < d; ++i) score[p] += static_cast<double>(q[static_cast<size_t>(r) * d + i]) * kf[static_cast<size_t>(p) * d + i];
               score[p] *= scale;
+              if (softcap > 0) score[p] = softcap * std::tanh(score[p] / softcap);
             }
             const double max = *std::max_element(score.begin(), score.end());
             double sum = 0;

@@ -95,6 +95,49 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, PrefixHit,
                            return std::string(kv_dtype_name(std::get<0>(info.param))) + (std::get<1>(info.param) ? "_sampled" : "_greedy");
                          });
 
+// A model windowed on every layer (Mistral-style) releases the blocks its window has passed; the registered
+// ones stay cached, so a prompt sharing the prefix still hits, and the hit equals a cold run: the window
+// reads the same positions either way (docs/architecture.md, "Sliding windows").
+const std::string& windowed_model_path() {
+  static const std::string path = testing::write_synthetic_model({.architecture = "mistral", .sliding_window = 10}, "prefix_windowed.gguf");
+  return path;
+}
+
+class WindowedPrefixHit : public ::testing::TestWithParam<KvDtype> {};
+
+TEST_P(WindowedPrefixHit, EqualsColdRun) {
+  const std::vector<int32_t> system = concat({1}, tokens_from(0, 40));
+  const std::vector<int32_t> question = concat(system, tokens_from(500, 7));
+  PrefixEngine cold(windowed_model_path(), GetParam());
+  const EngineEvent cold_answer = cold.run(question, params(false));
+
+  PrefixEngine warm(windowed_model_path(), GetParam());
+  warm.run(concat(system, tokens_from(900, 5)), params(false));
+  const EngineEvent warm_answer = warm.run(question, params(false));
+  EXPECT_EQ(warm.engine().stats().prefix.hit_tokens, 41u);
+  EXPECT_EQ(warm_answer.tokens, cold_answer.tokens);
+  EXPECT_TRUE(warm.engine().check_kv_invariants().is_ok());
+  EXPECT_EQ(warm.engine().stats().in_use_blocks, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, WindowedPrefixHit, ::testing::Values(KvDtype::kF32, KvDtype::kInt8),
+                         [](const auto& info) { return std::string(kv_dtype_name(info.param)); });
+
+// Releasing passed blocks bounds what a sequence holds by its window: a pool of 8 blocks of 8 (64 tokens)
+// runs a 41-token prompt to 141 tokens, with the tokens of a run in a pool that holds it all.
+TEST(WindowedPrefixCache, GenerationOutrunsAPoolThatHoldsItsWindow) {
+  const std::vector<int32_t> prompt = concat({1}, tokens_from(3, 40));
+  GenerateParams p = params(false);
+  p.max_tokens = 100;
+  PrefixEngine roomy(windowed_model_path(), KvDtype::kF32);
+  const EngineEvent expected = roomy.run(prompt, p);
+  PrefixEngine small(windowed_model_path(), KvDtype::kF32, 8);
+  const EngineEvent done = small.run(prompt, p);
+  ASSERT_EQ(done.kind, EngineEvent::Kind::kFinished) << done.error.message();
+  EXPECT_EQ(done.tokens, expected.tokens);
+  EXPECT_EQ(small.engine().stats().in_use_blocks, 0);
+}
+
 TEST(PrefixCache, NextTurnReusesGeneratedTokens) {
   PrefixEngine e(model_path(), KvDtype::kF32);
   const std::vector<int32_t> turn1 = concat({1}, tokens_from(0, 20));

@@ -1,5 +1,7 @@
 #include "backend/cpu/block_attention.h"
 
+#include "backend/cpu/ops.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -13,7 +15,9 @@ void attend_rows(const CpuKernels& kernels, void (*dot_rows)(const Element*, int
   for (int r = 0; r < rows.rows; ++r) {
     dot_rows(k, n, d, rows.q + static_cast<size_t>(r) * d, scores);
     float block_max = -INFINITY;
-    for (int p = 0; p < n; ++p) block_max = std::max(block_max, scores[p] *= rows.scale);
+    for (int p = 0; p < n; ++p) scores[p] *= rows.scale;
+    if (rows.softcap > 0) softcap(scores, n, rows.softcap);
+    for (int p = 0; p < n; ++p) block_max = std::max(block_max, scores[p]);
     // Online softmax: rescale what was summed under the old maximum.
     const float new_max = std::max(rows.row_max[r], block_max);
     const float correction = std::exp(rows.row_max[r] - new_max);

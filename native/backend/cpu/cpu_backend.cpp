@@ -23,6 +23,9 @@ constexpr int kRowsPerTaskMultiple = 16;
 constexpr int kTasksPerThread = 16;
 // Element-wise work goes to the pool in chunks this large: smaller, a round costs more than it saves.
 constexpr int kElementwiseChunk = 16384;
+// GeGLU is scalar tanh per element, many times SwiGLU's vector cost: smaller chunks, so that even one
+// decode token's FFN row is shared by the threads.
+constexpr int kGegluChunk = 1024;
 // KV blocks that attention asks the memory for ahead of the one it reads.
 constexpr int kPrefetchBlocks = 2;
 
@@ -52,7 +55,7 @@ size_t packed_arena_bytes(const std::vector<const WeightMatrix*>& matrices) {
 }
 }  // namespace
 
-Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads) {
+Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, int context_length) {
   const std::vector<const WeightMatrix*> matrices = packed_matrices(*model, best_cpu_kernels());
   const size_t packed = packed_arena_bytes(matrices);
   // A model loaded with mmap: false stays in the heap beside its packed copy.
@@ -71,7 +74,7 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Lla
   if (physical > 0 && layout.total_bytes() + packed + model_heap > physical) return too_big();
   try {
     if (fault_armed("kv.allocate")) throw std::bad_alloc();
-    return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(model), layout, threads, matrices));
+    return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(model), layout, threads, matrices, context_length));
   } catch (const std::bad_alloc&) {
     return too_big();
   } catch (const std::length_error&) {
@@ -79,8 +82,17 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Lla
   }
 }
 
-CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, const std::vector<const WeightMatrix*>& packed)
+CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, const std::vector<const WeightMatrix*>& packed,
+                       int context_length)
     : model_(std::move(model)), config_(model_->config()), layout_(layout), pool_(threads), kernels_(best_cpu_kernels()) {
+  const std::vector<float>& factors = config_.rope_factors_for_context(context_length > 0 ? context_length : config_.context_length);
+  for (const LayerAttention& layer : config_.layers) {
+    const RopeSettings settings = rope_settings(config_, layer, factors);
+    const auto known = std::find(rope_settings_.begin(), rope_settings_.end(), settings);
+    layer_rope_.push_back(static_cast<int>(known - rope_settings_.begin()));
+    if (known == rope_settings_.end()) rope_settings_.push_back(settings);
+  }
+  rope_.resize(rope_settings_.size());
   kv_element_bytes_ = kv_dtype_bytes(layout_.dtype);
   const size_t elements = static_cast<size_t>(layout_.num_layers) * layout_.layer_elements();
   k_data_ = HugePageBuffer(elements * kv_element_bytes_);
@@ -136,7 +148,6 @@ Status CpuBackend::forward(const ForwardBatch& batch, float* logits) {
   TokenSlots slots;
   slots.position.resize(n);
   slots.sequence.resize(n);
-  rope_.resize(n);
   for (size_t s = 0; s < batch.sequences.size(); ++s) {
     const BatchSequence& seq = batch.sequences[s];
     for (int j = 0; j < seq.num_tokens; ++j) {
@@ -144,7 +155,10 @@ Status CpuBackend::forward(const ForwardBatch& batch, float* logits) {
       slots.sequence[seq.first_token + j] = static_cast<int32_t>(s);
     }
   }
-  for (int t = 0; t < n; ++t) rope_angles(c, slots.position[t], rope_[t]);
+  for (size_t r = 0; r < rope_settings_.size(); ++r) {
+    rope_[r].resize(n);
+    for (int t = 0; t < n; ++t) rope_angles(rope_settings_[r], slots.position[t], rope_[r][t]);
+  }
 
   embed(batch);
   for (int l = 0; l < c.n_layers; ++l) {
@@ -200,7 +214,11 @@ void CpuBackend::copy_block(BlockId from, BlockId to) {
 void CpuBackend::embed(const ForwardBatch& batch) {
   const WeightMatrix& e = model_->token_embedding();
   for (size_t t = 0; t < batch.tokens.size(); ++t) {
-    dequantize_row(e.type, e.row(batch.tokens[t]), x_.data() + t * config_.dim, config_.dim);
+    float* x = x_.data() + t * config_.dim;
+    dequantize_row(e.type, e.row(batch.tokens[t]), x, config_.dim);
+    if (config_.embedding_scale != 1.0f) {
+      for (int i = 0; i < config_.dim; ++i) x[i] *= config_.embedding_scale;
+    }
   }
 }
 
@@ -208,6 +226,16 @@ void CpuBackend::norm_rows(const float* x, const std::vector<float>& weight, flo
   for (int t = 0; t < n_tokens; ++t) {
     rms_norm(x + static_cast<size_t>(t) * config_.dim, weight.data(), out + static_cast<size_t>(t) * config_.dim, config_.dim, config_.rms_eps);
   }
+}
+
+void CpuBackend::norm_heads(float* x, const std::vector<float>& weight, int heads, int n_tokens) {
+  const int d = config_.head_dim;
+  for (size_t row = 0; row < static_cast<size_t>(n_tokens) * heads; ++row) rms_norm(x + row * d, weight.data(), x + row * d, d, config_.rms_eps);
+}
+
+void CpuBackend::add_residual(float* y, const std::vector<float>& post_norm, int n_tokens) {
+  if (!post_norm.empty()) norm_rows(y, post_norm, y, n_tokens);
+  for (size_t i = 0; i < static_cast<size_t>(n_tokens) * config_.dim; ++i) x_[i] += y[i];
 }
 
 template <typename Block>
@@ -270,21 +298,26 @@ void CpuBackend::attention_block(int layer, const ForwardBatch& batch, const Tok
   const int n = static_cast<int>(batch.tokens.size());
   norm_rows(x_.data(), w.attn_norm, xb_.data(), n);
   matmul({{w.wq, q_.data(), &w.bq}, {w.wk, k_.data(), &w.bk}, {w.wv, v_.data(), &w.bv}}, xb_.data(), n);
+  if (config_.qk_norm) {
+    norm_heads(q_.data(), w.q_norm, config_.n_heads, n);
+    norm_heads(k_.data(), w.k_norm, config_.n_kv_heads, n);
+  }
   rope_and_store_kv(layer, batch, slots);
   attend(layer, batch);
   matmul({{w.wo, xb_.data()}}, att_.data(), n);
-  for (size_t i = 0; i < static_cast<size_t>(n) * config_.dim; ++i) x_[i] += xb_[i];
+  add_residual(xb_.data(), w.attn_post_norm, n);
 }
 
 void CpuBackend::rope_and_store_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots) {
   const ModelConfig& c = config_;
   const size_t layer_offset = static_cast<size_t>(layer) * layout_.layer_elements();
+  const std::vector<RopeAngles>& angles = rope_[layer_rope_[layer]];
   for (size_t t = 0; t < batch.tokens.size(); ++t) {
     float* q = q_.data() + t * c.q_dim();
     float* k = k_.data() + t * c.kv_dim();
     const float* v = v_.data() + t * c.kv_dim();
-    rope_apply(q, c.n_heads, c.head_dim, c.rope_dim, c.rope_layout, rope_[t]);
-    rope_apply(k, c.n_kv_heads, c.head_dim, c.rope_dim, c.rope_layout, rope_[t]);
+    rope_apply(q, c.n_heads, c.head_dim, c.rope_dim, c.rope_layout, angles[t]);
+    rope_apply(k, c.n_kv_heads, c.head_dim, c.rope_dim, c.rope_layout, angles[t]);
     const int pos = slots.position[t];
     const BlockId block = batch.sequences[slots.sequence[t]].block_table[pos / layout_.block_size];
     for (int h = 0; h < c.n_kv_heads; ++h) {
@@ -305,7 +338,8 @@ void CpuBackend::store_kv_row(const float* row, uint8_t* dst, float* scale) {
   kv_store_row(layout_.dtype, row, dst, scale, config_.head_dim);
 }
 
-// Causal attention: a token at position p reads positions [0, p] of its own sequence through its block table.
+// Causal attention: a token at position p reads positions [0, p] of its own sequence through its block table
+// ((p - window, p] on a windowed layer: the blocks wholly below that are not read at all).
 // One task per (sequence, KV head, chunk of query tokens): every K/V block is read (and decoded, for the
 // quantized dtypes) once for all the query heads sharing that KV head and all the chunk's tokens.
 void CpuBackend::attend(int layer, const ForwardBatch& batch) {
@@ -317,10 +351,11 @@ void CpuBackend::attend(int layer, const ForwardBatch& batch) {
     }
   }
   const size_t layer_offset = static_cast<size_t>(layer) * layout_.layer_elements();
+  const int window = config_.layers[layer].window;
   pool_.parallel_for(tasks.size(), [&](size_t i, size_t thread) {
     const AttentionTask& task = tasks[i];
     const BatchSequence& seq = batch.sequences[task.sequence];
-    attend_chunk(layer_offset, seq, task.kv_head, task.first, std::min(seq.num_tokens, task.first + kQueryChunk), attention_scratch_[thread].data());
+    attend_chunk(layer_offset, window, seq, task.kv_head, task.first, std::min(seq.num_tokens, task.first + kQueryChunk), attention_scratch_[thread].data());
   });
 }
 
@@ -332,13 +367,13 @@ void CpuBackend::attend_rows(const uint8_t* k, const uint8_t* v, bool decoded, i
   attend_block(kernels_, reinterpret_cast<const float*>(k), reinterpret_cast<const float*>(v), n, d, rows, scores);
 }
 
-void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int kv_head, int first, int end, float* scratch) {
+void CpuBackend::attend_chunk(size_t layer_offset, int window, const BatchSequence& seq, int kv_head, int first, int end, float* scratch) {
   const ModelConfig& c = config_;
   const int d = c.head_dim;
   const int group = c.n_heads / c.n_kv_heads;
   const int rows = (end - first) * group;
   const int bs = layout_.block_size;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const float scale = c.attention_scale;
   // Per query row (token j, head g of the group): running max, running sum, output accumulator.
   float* row_max = scratch;
   float* row_sum = row_max + rows;
@@ -354,6 +389,9 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
   // Tables that read int8/fp8/bf16 rows in place skip decoding each block into k_rows / v_rows.
   const bool encoded = !direct && kernels_.attend_block_encoded != nullptr;
   const int longest = seq.start_position + end;  // positions the chunk's last token reads
+  // The lowest position token j of the chunk reads; the chunk's first token reads the lowest of all.
+  const auto lowest_of = [&](int j) { return window > 0 ? std::max(0, seq.start_position + first + j - window + 1) : 0; };
+  const int first_block = lowest_of(0) / bs;
   const size_t piece_bytes = static_cast<size_t>(bs) * d * kv_element_bytes_;
   const auto piece_at = [&](int b) { return (layer_offset + layout_.offset(seq.block_table[b], kv_head, 0)) * kv_element_bytes_; };
   // Where token j's query heads of this group start in q_ (and its outputs in att_).
@@ -370,8 +408,8 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
       __builtin_prefetch(v_data_.data() + at + line, 0, 2);
     }
   };
-  for (int b = 0; b < kPrefetchBlocks; ++b) prefetch(b);
-  for (int b = 0; b * bs < longest; ++b) {
+  for (int b = first_block; b < first_block + kPrefetchBlocks; ++b) prefetch(b);
+  for (int b = first_block; b * bs < longest; ++b) {
     prefetch(b + kPrefetchBlocks);
     const int in_block = std::min(bs, longest - b * bs);
     const size_t piece = piece_at(b);
@@ -389,14 +427,23 @@ void CpuBackend::attend_chunk(size_t layer_offset, const BatchSequence& seq, int
     }
     const float* k_scales = k_scales_.empty() ? nullptr : k_scales_.data() + first_row;
     const float* v_scales = v_scales_.empty() ? nullptr : v_scales_.data() + first_row;
+    // Rows [0, n) hold elements (or, decoded, floats) of this width.
+    const size_t row_bytes = static_cast<size_t>(d) * (!direct && !encoded ? sizeof(float) : kv_element_bytes_);
     for (int j = 0; j < end - first; ++j) {
-      // Causal: token j sees positions up to its own.
+      // Causal: token j sees positions up to its own, and on a windowed layer none below lowest_of(j).
       const int n = std::min(in_block, seq.start_position + first + j + 1 - b * bs);
-      if (n <= 0) continue;
+      const int skip = std::max(0, lowest_of(j) - b * bs);
+      if (n - skip <= 0) continue;
       const size_t r = static_cast<size_t>(j) * group;
-      const AttentionRows rows_of_token{q_.data() + group_of_token(j), group, scale, row_max + r, row_sum + r, acc + r * d};
-      if (encoded) kernels_.attend_block_encoded(dtype, k, v, k_scales, v_scales, n, d, rows_of_token);
-      else attend_rows(k, v, !direct, n, rows_of_token, scores);
+      const AttentionRows rows_of_token{q_.data() + group_of_token(j), group, scale, row_max + r, row_sum + r, acc + r * d, c.attention_softcap};
+      const uint8_t* k_from = k + skip * row_bytes;
+      const uint8_t* v_from = v + skip * row_bytes;
+      if (encoded) {
+        kernels_.attend_block_encoded(dtype, k_from, v_from, k_scales ? k_scales + skip : nullptr, v_scales ? v_scales + skip : nullptr, n - skip, d,
+                                      rows_of_token);
+      } else {
+        attend_rows(k_from, v_from, !direct, n - skip, rows_of_token, scores);
+      }
     }
   }
   for (int j = 0; j < end - first; ++j) {
@@ -414,12 +461,16 @@ void CpuBackend::ffn_block(int layer, int n_tokens) {
   norm_rows(x_.data(), w.ffn_norm, xb_.data(), n_tokens);
   matmul({{w.w_gate, gate_.data()}, {w.w_up, up_.data()}}, xb_.data(), n_tokens);
   const int elements = n_tokens * config_.ffn_dim;
-  pool_.parallel_for((elements + kElementwiseChunk - 1) / kElementwiseChunk, [&](size_t chunk, size_t) {
-    const int begin = static_cast<int>(chunk) * kElementwiseChunk;
-    kernels_.swiglu(gate_.data() + begin, up_.data() + begin, std::min(kElementwiseChunk, elements - begin));
+  const bool gelu = config_.ffn_activation == FfnActivation::kGeluTanh;
+  const int chunk_size = gelu ? kGegluChunk : kElementwiseChunk;
+  pool_.parallel_for((elements + chunk_size - 1) / chunk_size, [&](size_t chunk, size_t) {
+    const int begin = static_cast<int>(chunk) * chunk_size;
+    const int count = std::min(chunk_size, elements - begin);
+    if (gelu) geglu(gate_.data() + begin, up_.data() + begin, count);
+    else kernels_.swiglu(gate_.data() + begin, up_.data() + begin, count);
   });
   matmul({{w.w_down, xb_.data()}}, gate_.data(), n_tokens);
-  for (size_t i = 0; i < static_cast<size_t>(n_tokens) * config_.dim; ++i) x_[i] += xb_[i];
+  add_residual(xb_.data(), w.ffn_post_norm, n_tokens);
 }
 
 void CpuBackend::output_logits(const ForwardBatch& batch, float* logits) {
@@ -432,6 +483,9 @@ void CpuBackend::output_logits(const ForwardBatch& batch, float* logits) {
     ++rows;
   }
   matmul({{model_->output(), logits}}, xb_.data(), rows);
+  if (config_.final_softcap > 0) {
+    pool_.parallel_for(static_cast<size_t>(rows), [&](size_t row, size_t) { softcap(logits + row * config_.vocab_size, config_.vocab_size, config_.final_softcap); });
+  }
   select_candidates(batch, logits);
 }
 

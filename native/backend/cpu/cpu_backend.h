@@ -1,4 +1,4 @@
-// The CPU backend: the Llama forward pass over a batch of tokens from many sequences, with K/V kept in a
+// The CPU backend: the decoder's forward pass (every architecture of llama_model.h) over a batch of tokens from many sequences, with K/V kept in a
 // paged pool that attention reads through each sequence's block table. Matmuls and attention are split
 // across a ThreadPool. Engine thread only.
 #pragma once
@@ -19,8 +19,9 @@ namespace pagedlm {
 
 class CpuBackend final : public Backend {
  public:
-  // Allocates the KV pool (layout.num_blocks blocks); kOutOfMemory when it cannot.
-  static Result<std::unique_ptr<CpuBackend>> create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads);
+  // Allocates the KV pool (layout.num_blocks blocks); kOutOfMemory when it cannot. `context_length`: the
+  // context the engine serves, which picks LongRoPE factors as llama.cpp does (0: the model's own).
+  static Result<std::unique_ptr<CpuBackend>> create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, int context_length = 0);
 
   const KvLayout& kv_layout() const override { return layout_; }
   Status forward(const ForwardBatch& batch, float* logits) override;
@@ -36,7 +37,7 @@ class CpuBackend final : public Backend {
 
  private:
   // `packed`: the matrices the kernels read from a packed copy (kernels.h), in the order a step reads them.
-  CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, const std::vector<const WeightMatrix*>& packed);
+  CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, const std::vector<const WeightMatrix*>& packed, int context_length);
   // Visits each contiguous piece of one block's storage (K, V, and their scales, per layer) in a fixed order.
   template <typename Visit>
   void for_each_block_piece(BlockId block, Visit visit) const;
@@ -55,7 +56,8 @@ class CpuBackend final : public Backend {
   void store_kv_row(const float* row, uint8_t* dst, float* scale);
   void attend(int layer, const ForwardBatch& batch);
   // Attention of tokens [first, end) of one sequence, for the query heads that share `kv_head`.
-  void attend_chunk(size_t layer_offset, const BatchSequence& seq, int kv_head, int first, int end, float* scratch);
+  // `window` > 0: token p reads positions (p - window, p] only (LayerAttention::window).
+  void attend_chunk(size_t layer_offset, int window, const BatchSequence& seq, int kv_head, int first, int end, float* scratch);
   // One block's K/V rows (pool elements, or floats when `decoded`) for one token's query rows.
   void attend_rows(const uint8_t* k, const uint8_t* v, bool decoded, int n, const AttentionRows& rows, float* scores) const;
   void output_logits(const ForwardBatch& batch, float* logits);
@@ -79,6 +81,10 @@ class CpuBackend final : public Backend {
   // one round, the input quantized once: one round's wait for the slowest task instead of one per matrix.
   void matmul(std::initializer_list<MatmulOutput> outputs, const float* x, int n_tokens);
   void norm_rows(const float* x, const std::vector<float>& weight, float* out, int n_tokens);
+  // RMSNorm of each head (head_dim wide) of `heads` heads per token, in place (qk_norm).
+  void norm_heads(float* x, const std::vector<float>& weight, int heads, int n_tokens);
+  // y = RMSNorm(y) with the post-norm `weight` when it has one, then x += y: the residual add.
+  void add_residual(float* y, const std::vector<float>& post_norm, int n_tokens);
 
   std::shared_ptr<const LlamaModel> model_;
   const ModelConfig& config_;
@@ -130,7 +136,11 @@ class CpuBackend final : public Backend {
     int first;  // index of the chunk's first token within its sequence
   };
   std::vector<AttentionTask> attention_tasks_;
-  std::vector<RopeAngles> rope_;  // [n_tokens]
+  // The layers' distinct RoPE settings (Gemma 3's local and global layers differ), each layer's index into
+  // them, and each setting's angles for the step's tokens.
+  std::vector<RopeSettings> rope_settings_;
+  std::vector<int> layer_rope_;                 // [n_layers]
+  std::vector<std::vector<RopeAngles>> rope_;   // [settings][n_tokens]
 };
 
 }  // namespace pagedlm

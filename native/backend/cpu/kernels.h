@@ -69,6 +69,8 @@ struct AttentionRows {
   float* row_max;   // [rows] largest scaled score so far
   float* row_sum;   // [rows] sum of exp(score - row_max) so far
   float* acc;       // [rows][d] sum of exp(score - row_max) x v so far
+  // > 0: each scaled score s becomes softcap x tanh(s / softcap) (Gemma 2).
+  float softcap = 0;
 };
 
 // Filled with designated initializers (`.matmul_rows = ...`), so a slot cannot take another's function. The

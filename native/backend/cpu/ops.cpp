@@ -43,6 +43,42 @@ void rope_angles(const ModelConfig& c, int position, RopeAngles& out) {
   }
 }
 
+RopeSettings rope_settings(const ModelConfig& c, const LayerAttention& layer, const std::vector<float>& factors) {
+  RopeSettings s;
+  s.frequencies.resize(c.rope_dim / 2);
+  for (size_t i = 0; i < s.frequencies.size(); ++i) {
+    float freq = 1.0f / std::pow(layer.rope_base, static_cast<float>(2 * i) / static_cast<float>(c.rope_dim));
+    if (layer.rope_scaled && !factors.empty()) freq /= factors[i];
+    s.frequencies[i] = freq;
+  }
+  s.position_scale = layer.rope_position_scale;
+  s.attention_factor = c.rope_attention_factor;
+  return s;
+}
+
+void rope_angles(const RopeSettings& s, int position, RopeAngles& out) {
+  out.cos.resize(s.frequencies.size());
+  out.sin.resize(s.frequencies.size());
+  const float pos = static_cast<float>(position) * s.position_scale;
+  for (size_t i = 0; i < s.frequencies.size(); ++i) {
+    const float angle = pos * s.frequencies[i];
+    out.cos[i] = std::cos(angle) * s.attention_factor;
+    out.sin[i] = std::sin(angle) * s.attention_factor;
+  }
+}
+
+void geglu(float* gate, const float* up, int n) {
+  constexpr float kSqrt2OverPi = 0.7978845608f;
+  for (int i = 0; i < n; ++i) {
+    const float x = gate[i];
+    gate[i] = 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x))) * up[i];
+  }
+}
+
+void softcap(float* x, int n, float cap) {
+  for (int i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+}
+
 void rope_apply(float* heads, int n_heads, int head_dim, int rope_dim, RopeLayout layout, const RopeAngles& a) {
   const int pairs = rope_dim / 2;
   for (int h = 0; h < n_heads; ++h) {

@@ -2,6 +2,7 @@
 // replayed as a CUDA graph), the KV blocks' export, import and copy, and the entry point the engine looks up.
 // The overview and the map of the other files: cuda_backend.h.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -48,10 +49,35 @@ std::string why_cuda_is_unusable() {
   return {};
 }
 
+// The model features the CUDA step does not implement, by name; empty when it runs the model as the CPU does.
+std::string unsupported_features(const ModelConfig& c) {
+  std::vector<std::string> missing;
+  if (c.qk_norm) missing.push_back("Q/K norms");
+  if (c.post_norms) missing.push_back("post-norms");
+  if (c.ffn_activation != FfnActivation::kSilu) missing.push_back("GeGLU");
+  if (c.attention_softcap > 0 || c.final_softcap > 0) missing.push_back("soft-capping");
+  if (c.embedding_scale != 1.0f) missing.push_back("scaled embeddings");
+  if (c.attention_scale != 1.0f / std::sqrt(static_cast<float>(c.head_dim))) missing.push_back("a query scale other than 1/sqrt(head size)");
+  if (!c.rope_long_freq_factors.empty() || c.rope_attention_factor != 1.0f) missing.push_back("LongRoPE");
+  const bool one_rope = std::all_of(c.layers.begin(), c.layers.end(), [&](const LayerAttention& l) {
+    return l.rope_base == c.rope_base && l.rope_position_scale == c.rope_position_scale && l.rope_scaled;
+  });
+  if (!one_rope) missing.push_back("per-layer RoPE settings");
+  std::string list;
+  for (const std::string& m : missing) list += (list.empty() ? "" : ", ") + m;
+  return list;
+}
+
 }  // namespace
 
 void CudaBackend::create(const CudaBackendRequest& request, CudaBackendReply& reply) {
-  const int head_dim = request.model->config().head_dim;
+  const ModelConfig& config = request.model->config();
+  if (std::string missing = unsupported_features(config); !missing.empty()) {
+    reply.unavailable = true;
+    reply.status = Status(ErrorCode::kUnsupported, "the CUDA backend does not run " + config.architecture + " models (" + missing + "): use device 'cpu'");
+    return;
+  }
+  const int head_dim = config.head_dim;
   if (!cuda::attention_head_dim_supported(head_dim)) {
     reply.unavailable = true;
     reply.status = Status(ErrorCode::kUnsupported, "the model's head size " + std::to_string(head_dim) +

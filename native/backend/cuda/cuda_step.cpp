@@ -116,12 +116,13 @@ Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, 
 
 Status CudaBackend::attend(int layer) {
   const ModelConfig& c = config_;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const float scale = c.attention_scale;
+  const int window = c.layers[layer].window;
   if (meta_.all_decode) {
     cuda::DecodeAttentionParams p{q_.get<float>(), att_.get<float>(), layer_kv(layer), meta(meta_.tables), meta(meta_.context_lens), meta_.n_seqs,
                                   c.n_heads, std::max(1, meta_.max_blocks), meta_.max_context_len,
                                   cuda::choose_decode_partition(meta_.n_seqs, c.n_kv_heads, meta_.max_context_len, 4 * sm_count_), scale,
-                                  workspace_.get<float>()};
+                                  workspace_.get<float>(), window};
     while (cuda::decode_attention_workspace_bytes(p) > workspace_.bytes() && p.partition_size < cuda::kMaxDecodePartition) p.partition_size *= 2;
     if (cuda::decode_attention_workspace_bytes(p) <= workspace_.bytes()) {
       PAGEDLM_CUDA_TRY(cuda::launch_decode_attention(p, stream_), "decode attention");
@@ -130,7 +131,7 @@ Status CudaBackend::attend(int layer) {
   }
   const cuda::PrefillAttentionParams p{q_.get<float>(), att_.get<float>(), layer_kv(layer), meta(meta_.tables), meta(meta_.query_starts),
                                        meta(meta_.start_positions), meta_.n_seqs, c.n_heads, std::max(1, meta_.max_blocks), meta_.max_query_len,
-                                       scale};
+                                       scale, window};
   PAGEDLM_CUDA_TRY(cuda::launch_prefill_attention(p, stream_), "prefill attention");
   return Status::ok();
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <random>
 
 namespace pagedlm::testing {
@@ -76,7 +77,12 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
   w.add_u32(a + ".feed_forward_length", s.ffn);
   w.add_u32(a + ".attention.head_count", s.heads);
   w.add_u32(a + ".attention.head_count_kv", s.kv_heads);
-  if (s.head_dim > 0) w.add_u32(a + ".attention.key_length", head_dim);
+  if (s.head_dim > 0) {
+    // Both, as converters write them: llama.cpp sizes K by key_length but V (and, for some architectures,
+    // K's rows too) by value_length, which defaults to embedding_length / head_count.
+    w.add_u32(a + ".attention.key_length", head_dim);
+    w.add_u32(a + ".attention.value_length", head_dim);
+  }
   w.add_f32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
   w.add_f32(a + ".rope.freq_base", 10000.0f);
   w.add_u32(a + ".rope.dimension_count", head_dim);
@@ -89,7 +95,14 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
     w.add_f32(a + ".rope.scaling.low_freq_factor", 1.0f);
     w.add_f32(a + ".rope.scaling.high_freq_factor", 4.0f);
     w.add_u32(a + ".rope.scaling.original_context_length", 64);
+  } else if (s.rope_scaling == "longrope") {
+    // As the phi3 converter writes it: the original context and the magnitude factor; the factors are tensors.
+    w.add_u32(a + ".rope.scaling.original_context_length", static_cast<uint32_t>(s.context / 4));
+    w.add_f32(a + ".rope.scaling.attn_factor", 1.19f);
   }
+  if (s.sliding_window > 0) w.add_u32(a + ".attention.sliding_window", static_cast<uint32_t>(s.sliding_window));
+  if (s.attn_softcap > 0) w.add_f32(a + ".attn_logit_softcapping", s.attn_softcap);
+  if (s.final_softcap > 0) w.add_f32(a + ".final_logit_softcapping", s.final_softcap);
   add_vocabulary(w, s.vocab);
 
   // Embeddings large enough that logits spread out and greedy choices are clear.
@@ -97,22 +110,49 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
                encode_tensor(random_values(rng, static_cast<size_t>(s.vocab) * s.dim, 1.0f), s.weight_type));
   add_vector(w, rng, "output_norm.weight", s.dim, 1.0f, 0.1f);
   if (!s.tied_output) add_matrix(w, rng, "output.weight", s.vocab, s.dim, s.weight_type);
+  // Frequency factors of at least 1, as real ones are (they stretch wavelengths).
+  const auto add_factors = [&](const std::string& name, float spread) {
+    std::vector<float> f = random_values(rng, head_dim / 2, spread);
+    for (float& x : f) x = 1.0f + std::fabs(x);
+    w.add_tensor(name, {static_cast<uint64_t>(head_dim / 2)}, TensorType::kF32, encode_tensor(f, TensorType::kF32));
+  };
+  if (s.rope_scaling == "llama3_tensor") add_factors("rope_freqs.weight", 2.0f);
+  if (s.rope_scaling == "longrope") {
+    add_factors("rope_factors_long.weight", 4.0f);
+    add_factors("rope_factors_short.weight", 0.5f);
+  }
   for (int l = 0; l < s.layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     add_vector(w, rng, p + "attn_norm.weight", s.dim, 1.0f, 0.1f);
-    add_matrix(w, rng, p + "attn_q.weight", s.heads * head_dim, s.dim, s.weight_type);
-    add_matrix(w, rng, p + "attn_k.weight", s.kv_heads * head_dim, s.dim, s.weight_type);
-    add_matrix(w, rng, p + "attn_v.weight", s.kv_heads * head_dim, s.dim, s.weight_type);
+    if (s.fused()) {
+      // Q, then K, then V rows in one tensor.
+      add_matrix(w, rng, p + "attn_qkv.weight", (s.heads + 2 * s.kv_heads) * head_dim, s.dim, s.weight_type);
+    } else {
+      add_matrix(w, rng, p + "attn_q.weight", s.heads * head_dim, s.dim, s.weight_type);
+      add_matrix(w, rng, p + "attn_k.weight", s.kv_heads * head_dim, s.dim, s.weight_type);
+      add_matrix(w, rng, p + "attn_v.weight", s.kv_heads * head_dim, s.dim, s.weight_type);
+    }
     add_matrix(w, rng, p + "attn_output.weight", s.dim, s.heads * head_dim, s.weight_type);
+    if (s.qk_norm()) {
+      add_vector(w, rng, p + "attn_q_norm.weight", head_dim, 1.0f, 0.2f);
+      add_vector(w, rng, p + "attn_k_norm.weight", head_dim, 1.0f, 0.2f);
+    }
+    // Gemma's converter stores 1 + the checkpoint's norm weights: around 1, like every other norm here.
+    if (s.post_norms()) add_vector(w, rng, p + "post_attention_norm.weight", s.dim, 1.0f, 0.1f);
     if (s.qkv_bias) {
       add_vector(w, rng, p + "attn_q.bias", s.heads * head_dim, 0.0f, 0.1f);
       add_vector(w, rng, p + "attn_k.bias", s.kv_heads * head_dim, 0.0f, 0.1f);
       add_vector(w, rng, p + "attn_v.bias", s.kv_heads * head_dim, 0.0f, 0.1f);
     }
     add_vector(w, rng, p + "ffn_norm.weight", s.dim, 1.0f, 0.1f);
-    add_matrix(w, rng, p + "ffn_gate.weight", s.ffn, s.dim, s.weight_type);
-    add_matrix(w, rng, p + "ffn_up.weight", s.ffn, s.dim, s.weight_type);
+    if (s.fused()) {
+      add_matrix(w, rng, p + "ffn_up.weight", 2 * s.ffn, s.dim, s.weight_type);  // gate rows, then up rows
+    } else {
+      add_matrix(w, rng, p + "ffn_gate.weight", s.ffn, s.dim, s.weight_type);
+      add_matrix(w, rng, p + "ffn_up.weight", s.ffn, s.dim, s.weight_type);
+    }
     add_matrix(w, rng, p + "ffn_down.weight", s.dim, s.ffn, s.weight_type);
+    if (s.post_norms()) add_vector(w, rng, p + "post_ffw_norm.weight", s.dim, 1.0f, 0.1f);
   }
   return w;
 }
@@ -163,19 +203,68 @@ std::vector<double> rmsnorm(const std::vector<double>& x, const std::vector<floa
   return out;
 }
 
-void rope(std::vector<double>& v, int heads, int pos, const ModelConfig& c) {
+// The reference's own reading of what each architecture does (llama.cpp's rules, written out here
+// rather than taken from the loader's config, so that a loader mistake shows up as a mismatch).
+struct ArchitectureMath {
+  bool gemma = false;           // GeGLU, embeddings x sqrt(dim)
+  double attention_softcap = 0;
+  double final_softcap = 0;
+  std::vector<int> window;      // [layer] 0: full attention
+  std::vector<double> rope_base;
+  std::vector<double> position_scale;
+  std::vector<bool> rope_scaled;  // whether the frequency factors apply
+};
+
+std::optional<double> metadata_float(const LlamaModel& model, const std::string& key) {
+  auto v = model.gguf().get_float(key);
+  return v.is_ok() && v.value() ? std::optional<double>(*v.value()) : std::nullopt;
+}
+
+ArchitectureMath architecture_math(const LlamaModel& model) {
+  const ModelConfig& c = model.config();
+  const std::string& a = c.architecture;
+  ArchitectureMath m;
+  m.gemma = a == "gemma2" || a == "gemma3";
+  if (a == "gemma2") {
+    m.attention_softcap = metadata_float(model, a + ".attn_logit_softcapping").value_or(50.0);
+    m.final_softcap = metadata_float(model, a + ".final_logit_softcapping").value_or(30.0);
+  } else if (a == "gemma3") {
+    m.final_softcap = metadata_float(model, a + ".final_logit_softcapping").value_or(0.0);
+  }
+  auto window_key = model.gguf().get_int(a + ".attention.sliding_window");
+  int window = window_key.is_ok() && window_key.value() ? static_cast<int>(*window_key.value()) : (a == "gemma2" ? 4096 : 0);
+  if (a == "qwen2" || a == "qwen3" || a == "phi3") window = 0;
+  const double base = metadata_float(model, a + ".rope.freq_base").value_or(10000.0);
+  auto scaling = model.gguf().get_string(a + ".rope.scaling.type");
+  const bool linear = scaling.is_ok() && scaling.value() && *scaling.value() == "linear";
+  const double scale = linear ? 1.0 / metadata_float(model, a + ".rope.scaling.factor").value_or(1.0) : 1.0;
+  for (int l = 0; l < c.n_layers; ++l) {
+    bool windowed = window > 0;
+    if (a == "gemma2") windowed = windowed && l % 2 == 0;
+    if (a == "gemma3") windowed = windowed && l % 6 != 5;
+    m.window.push_back(windowed ? window : 0);
+    const bool local = a == "gemma3" && windowed;  // Gemma 3's local layers: base 10000, no scaling
+    m.rope_base.push_back(local ? 10000.0 : base);
+    m.position_scale.push_back(local ? 1.0 : scale);
+    m.rope_scaled.push_back(!local);
+  }
+  return m;
+}
+
+void rope(std::vector<double>& v, int heads, int pos, const ModelConfig& c, double base, double position_scale, const std::vector<float>& factors) {
   const int pairs = c.rope_dim / 2;
   for (int h = 0; h < heads; ++h) {
     double* x = v.data() + static_cast<size_t>(h) * c.head_dim;
     for (int i = 0; i < pairs; ++i) {
-      double freq = std::pow(static_cast<double>(c.rope_base), -2.0 * i / c.rope_dim);
-      if (!c.rope_freq_factors.empty()) freq /= c.rope_freq_factors[i];
-      const double angle = pos * static_cast<double>(c.rope_position_scale) * freq;
+      double freq = std::pow(base, -2.0 * i / c.rope_dim);
+      if (!factors.empty()) freq /= factors[i];
+      const double angle = pos * position_scale * freq;
+      const double cos = std::cos(angle) * c.rope_attention_factor, sin = std::sin(angle) * c.rope_attention_factor;
       const int i0 = c.rope_layout == RopeLayout::kNormal ? 2 * i : i;
       const int i1 = c.rope_layout == RopeLayout::kNormal ? 2 * i + 1 : i + pairs;
       const double a = x[i0], b = x[i1];
-      x[i0] = a * std::cos(angle) - b * std::sin(angle);
-      x[i1] = a * std::sin(angle) + b * std::cos(angle);
+      x[i0] = a * cos - b * sin;
+      x[i1] = a * sin + b * cos;
     }
   }
 }
@@ -184,10 +273,27 @@ void add_bias(std::vector<double>& v, const std::vector<float>& bias) {
   for (size_t i = 0; i < bias.size(); ++i) v[i] += bias[i];
 }
 
+// RMSNorm of each head_dim-wide head of v.
+void norm_heads(std::vector<double>& v, const std::vector<float>& w, int head_dim, double eps) {
+  for (size_t h = 0; h * head_dim < v.size(); ++h) {
+    const std::vector<double> head(v.begin() + h * head_dim, v.begin() + (h + 1) * head_dim);
+    const std::vector<double> normed = rmsnorm(head, w, eps);
+    std::copy(normed.begin(), normed.end(), v.begin() + h * head_dim);
+  }
+}
+
+double cap(double x, double softcap) { return softcap > 0 ? softcap * std::tanh(x / softcap) : x; }
+
+double gelu_tanh(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
+
 }  // namespace
 
-std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const std::vector<int32_t>& tokens) {
+std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const std::vector<int32_t>& tokens, int context) {
   const ModelConfig& c = model.config();
+  const ArchitectureMath math = architecture_math(model);
+  // LongRoPE: the long factors past the original context, else the short ones; llama3 factors always.
+  std::vector<float> factors = c.rope_freq_factors;
+  if (!c.rope_long_freq_factors.empty() && (context > 0 ? context : c.context_length) > c.rope_original_context) factors = c.rope_long_freq_factors;
   struct Layer {
     Matrix wq, wk, wv, wo, gate, up, down;
   };
@@ -200,10 +306,14 @@ std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const
   std::vector<std::vector<std::vector<double>>> keys(c.n_layers), values(c.n_layers);  // [layer][pos][kv_dim]
   std::vector<std::vector<double>> all_logits;
   const int group = c.n_heads / c.n_kv_heads;
+  const double attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
 
   for (size_t pos = 0; pos < tokens.size(); ++pos) {
     std::vector<double> x(embedding.begin() + static_cast<std::ptrdiff_t>(tokens[pos]) * c.dim,
                           embedding.begin() + static_cast<std::ptrdiff_t>(tokens[pos] + 1) * c.dim);
+    if (math.gemma) {
+      for (double& e : x) e *= std::sqrt(static_cast<double>(c.dim));
+    }
     for (int l = 0; l < c.n_layers; ++l) {
       const LayerWeights& lw = model.layers()[l];
       const Layer& L = layers[l];
@@ -214,37 +324,46 @@ std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const
       add_bias(q, lw.bq);
       add_bias(k, lw.bk);
       add_bias(v, lw.bv);
-      rope(q, c.n_heads, static_cast<int>(pos), c);
-      rope(k, c.n_kv_heads, static_cast<int>(pos), c);
+      if (!lw.q_norm.empty()) norm_heads(q, lw.q_norm, c.head_dim, c.rms_eps);
+      if (!lw.k_norm.empty()) norm_heads(k, lw.k_norm, c.head_dim, c.rms_eps);
+      const std::vector<float> no_factors;
+      const std::vector<float>& layer_factors = math.rope_scaled[l] ? factors : no_factors;
+      rope(q, c.n_heads, static_cast<int>(pos), c, math.rope_base[l], math.position_scale[l], layer_factors);
+      rope(k, c.n_kv_heads, static_cast<int>(pos), c, math.rope_base[l], math.position_scale[l], layer_factors);
       keys[l].push_back(k);
       values[l].push_back(v);
+      const size_t lowest = math.window[l] > 0 && pos + 1 > static_cast<size_t>(math.window[l]) ? pos + 1 - math.window[l] : 0;
       std::vector<double> att(c.q_dim(), 0.0);
       for (int h = 0; h < c.n_heads; ++h) {
         const int g = h / group;
-        std::vector<double> scores(pos + 1);
+        std::vector<double> scores(pos + 1, 0.0);
         double max = -1e300;
-        for (size_t p = 0; p <= pos; ++p) {
+        for (size_t p = lowest; p <= pos; ++p) {
           double s = 0;
           for (int i = 0; i < c.head_dim; ++i) s += q[h * c.head_dim + i] * keys[l][p][g * c.head_dim + i];
-          scores[p] = s / std::sqrt(static_cast<double>(c.head_dim));
+          scores[p] = cap(s * attention_scale, math.attention_softcap);
           max = std::max(max, scores[p]);
         }
         double sum = 0;
-        for (double& s : scores) sum += (s = std::exp(s - max));
-        for (size_t p = 0; p <= pos; ++p) {
+        for (size_t p = lowest; p <= pos; ++p) sum += (scores[p] = std::exp(scores[p] - max));
+        for (size_t p = lowest; p <= pos; ++p) {
           for (int i = 0; i < c.head_dim; ++i) att[h * c.head_dim + i] += scores[p] / sum * values[l][p][g * c.head_dim + i];
         }
       }
-      const std::vector<double> o = matvec(L.wo, c.dim, c.q_dim(), att);
+      std::vector<double> o = matvec(L.wo, c.dim, c.q_dim(), att);
+      if (!lw.attn_post_norm.empty()) o = rmsnorm(o, lw.attn_post_norm, c.rms_eps);
       for (int i = 0; i < c.dim; ++i) x[i] += o[i];
       xb = rmsnorm(x, lw.ffn_norm, c.rms_eps);
       std::vector<double> g = matvec(L.gate, c.ffn_dim, c.dim, xb);
       const std::vector<double> u = matvec(L.up, c.ffn_dim, c.dim, xb);
-      for (int i = 0; i < c.ffn_dim; ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
-      const std::vector<double> d = matvec(L.down, c.dim, c.ffn_dim, g);
+      for (int i = 0; i < c.ffn_dim; ++i) g[i] = (math.gemma ? gelu_tanh(g[i]) : g[i] / (1.0 + std::exp(-g[i]))) * u[i];
+      std::vector<double> d = matvec(L.down, c.dim, c.ffn_dim, g);
+      if (!lw.ffn_post_norm.empty()) d = rmsnorm(d, lw.ffn_post_norm, c.rms_eps);
       for (int i = 0; i < c.dim; ++i) x[i] += d[i];
     }
-    all_logits.push_back(matvec(output, c.vocab_size, c.dim, rmsnorm(x, model.output_norm(), c.rms_eps)));
+    std::vector<double> logits = matvec(output, c.vocab_size, c.dim, rmsnorm(x, model.output_norm(), c.rms_eps));
+    for (double& z : logits) z = cap(z, math.final_softcap);
+    all_logits.push_back(std::move(logits));
   }
   return all_logits;
 }
@@ -259,8 +378,8 @@ double normalized_error(const float* a, const std::vector<double>& b) {
 }
 
 ::testing::AssertionResult prefill_then_decode_matches_reference(Backend& backend, const LlamaModel& model, const std::vector<int32_t>& tokens,
-                                                                 const std::vector<BlockId>& table, int prefill, double tolerance) {
-  const auto reference = reference_logits(model, tokens);
+                                                                 const std::vector<BlockId>& table, int prefill, double tolerance, int context) {
+  const auto reference = reference_logits(model, tokens, context);
   std::vector<float> logits(model.config().vocab_size);
   for (int pos = 0; pos < static_cast<int>(tokens.size()); pos = std::max(pos + 1, prefill)) {
     const int count = pos == 0 ? prefill : 1;

@@ -1,5 +1,6 @@
-// Random-weight Llama-shaped GGUF models for tests, and a plainly written double-precision forward pass
-// to check the engine against. Test-only.
+// Random-weight GGUF models of every supported architecture for tests (with the tensors and metadata
+// llama.cpp reads for each), and a plainly written double-precision forward pass to check the engine
+// against. Test-only.
 #pragma once
 
 #include <cstdint>
@@ -28,8 +29,18 @@ struct SyntheticSpec {
   bool tied_output = false;
   bool qkv_bias = false;
   TensorType weight_type = TensorType::kF32;
-  std::string rope_scaling;  // "", "linear" or "llama3"
+  std::string rope_scaling;  // "", "linear", "llama3" (metadata), "llama3_tensor" (a rope_freqs tensor) or "longrope" (phi3)
+  // <arch>.attention.sliding_window when > 0. Which layers it applies to is the architecture's: all for
+  // llama/mistral, even layers for gemma2, five of each six for gemma3.
+  int sliding_window = 0;
+  // gemma2's <arch>.attn_logit_softcapping / final_logit_softcapping when > 0 (and gemma3's final one).
+  float attn_softcap = 0;
+  float final_softcap = 0;
   uint64_t seed = 1;
+  // What the architecture adds: qwen3 and gemma3 Q/K norms; gemma2/gemma3 post-norms; phi3 fused tensors.
+  bool qk_norm() const { return architecture == "qwen3" || architecture == "gemma3"; }
+  bool post_norms() const { return architecture == "gemma2" || architecture == "gemma3"; }
+  bool fused() const { return architecture == "phi3"; }
 };
 
 // A SentencePiece vocabulary (<unk>, <s>, </s>, 256 byte tokens, then pieces) of spec.vocab tokens and
@@ -41,17 +52,18 @@ std::shared_ptr<const LlamaModel> load_synthetic_model(const SyntheticSpec& spec
 std::string write_synthetic_model(const SyntheticSpec& spec, const std::string& name);
 
 // Logits [tokens.size()][vocab] for every position, computed in double from the model's (dequantized)
-// weights with a contiguous KV cache.
-std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const std::vector<int32_t>& tokens);
+// weights with a contiguous KV cache. `context`: the context the model is run with (LongRoPE picks its
+// factors by it; 0: the model's own).
+std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const std::vector<int32_t>& tokens, int context = 0);
 
 // Largest |a - b| over the largest |b|: a normalized error.
 double normalized_error(const float* a, const std::vector<double>& b);
 
 // Runs `tokens` through `backend` as one prefill of `prefill` tokens, then one decode step per token, all
 // through `table` (blocks of the backend's pool, in any order), and checks each step's logits against
-// reference_logits() within `tolerance` (normalized_error).
+// reference_logits() within `tolerance` (normalized_error). `context`: as reference_logits'.
 ::testing::AssertionResult prefill_then_decode_matches_reference(Backend& backend, const LlamaModel& model, const std::vector<int32_t>& tokens,
-                                                                 const std::vector<BlockId>& table, int prefill, double tolerance);
+                                                                 const std::vector<BlockId>& table, int prefill, double tolerance, int context = 0);
 
 std::string temp_path(const std::string& name);
 

@@ -90,6 +90,7 @@ struct Lanes8 {
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm256_div_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   [[gnu::always_inline]] static V exp(V x) { return exp8(x); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
@@ -151,6 +152,7 @@ struct Lanes16 {
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   // exp8's method in 16 lanes.
   [[gnu::always_inline]] static V exp(V x) {
@@ -300,6 +302,14 @@ void accumulate_values(const Element* v, int count, HeadVectors<L, C> shape, con
   }
 }
 
+// cap x tanh(x / cap), with tanh(y) = 1 - 2 / (exp(2y) + 1): one exp, whose clamping keeps it finite where
+// tanh is +-1 in float.
+template <typename L>
+[[gnu::always_inline]] inline typename L::V soft_cap(typename L::V x, float cap) {
+  const auto e = L::exp(L::mul(x, L::set1(2.0f / cap)));
+  return L::mul(L::set1(cap), L::add(L::set1(1.0f), L::div(L::set1(-2.0f), L::add(e, L::set1(1.0f)))));
+}
+
 // Up to one vector of positions for R rows: scores, then each row's online-softmax step, then the V update.
 template <int R, typename L, int C, typename Element>
 void attend_positions(const Element* k, const Element* v, const float* k_scales, const float* v_scales, int count, HeadVectors<L, C> shape,
@@ -314,7 +324,9 @@ void attend_positions(const Element* k, const Element* v, const float* k_scales,
   alignas(64) float rescale[L::kWidth] = {};
   float* row_max = rows.row_max + first_row;
   for (int r = 0; r < R; ++r) {
-    const auto scaled = L::first_or(L::mul(s[r], L::set1(rows.scale)), count, -__builtin_inff());
+    auto scaled = L::mul(s[r], L::set1(rows.scale));
+    if (rows.softcap > 0) scaled = soft_cap<L>(scaled, rows.softcap);
+    scaled = L::first_or(scaled, count, -__builtin_inff());
     const float block_max = L::reduce_max(scaled);
     const float new_max = block_max > row_max[r] ? block_max : row_max[r];
     L::store(weights[r], L::first_or(L::exp(L::add(scaled, L::set1(-new_max))), count, 0.0f), L::kWidth);
