@@ -5,7 +5,7 @@
 // are multiples of 256 for the K-quants. Windowed architectures get a window shorter than the prompt, so the
 // window changes the answer.
 
-const STEPS = 16; // greedy tokens recorded per case
+const STEPS = 32; // greedy tokens recorded per case
 const CONTEXT = 256; // context both engines are given
 const PROMPT_TOKENS = 80;
 

@@ -387,25 +387,206 @@ function tensorsFor(shape, traits, headDim, types) {
   return tensors;
 }
 
-// Writes one tensor's bytes: its own seeded stream, repeated with a shifting phase past POOL_VALUES.
+// Writes one tensor's bytes: its own seeded stream, repeated with a shifting phase past POOL_VALUES. A tensor
+// with `encodedAs` is drawn as that type and written decoded, in F32.
 function writeTensor(fd, t, seed) {
   const next = xorshift(streamSeed(seed, t.name));
-  const { block, bytes } = TENSOR[t.type];
-  const totalBlocks = t.bytes / bytes;
+  const source = t.encodedAs || t.type;
+  const { block, bytes } = TENSOR[source];
+  const totalBlocks = (t.dims.reduce((a, b) => a * b, 1) / block);
   const poolBlocks = Math.min(totalBlocks, Math.max(1, Math.floor(POOL_VALUES / block)));
   let pool;
   if (t.center !== undefined) {
     pool = Buffer.alloc(poolBlocks * 4);
     for (let i = 0; i < poolBlocks; i++) pool.writeFloatLE(t.center + (next() - 0.5) * 2 * t.scale, i * 4);
   } else {
-    pool = encodeBlocks(t.type, poolBlocks, t.scale, next);
+    pool = encodeBlocks(source, poolBlocks, t.scale, next);
+    if (t.encodedAs) pool = Buffer.from(decodeBlocks(source, pool).buffer);
   }
+  const unit = pool.length / poolBlocks;
   for (let done = 0, pass = 0; done < t.bytes; pass++) {
-    const start = ((pass * 7) % poolBlocks) * bytes;
+    const start = ((pass * 7) % poolBlocks) * unit;
     const n = Math.min(pool.length - start, t.bytes - done);
     fs.writeSync(fd, pool, start, n);
     done += n;
   }
+}
+
+let halfTable = null;
+
+// Every half's value, built on first use.
+function fromHalf(h) {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let bits = 0; bits < 65536; bits++) {
+      const sign = bits & 0x8000 ? -1 : 1;
+      const exponent = (bits >> 10) & 31;
+      const mantissa = bits & 1023;
+      if (exponent === 0) halfTable[bits] = sign * mantissa * 2 ** -24;
+      else if (exponent === 31) halfTable[bits] = mantissa ? NaN : sign * Infinity;
+      else halfTable[bits] = sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+    }
+  }
+  return halfTable[h];
+}
+
+// IQ4_NL's and IQ4_XS's table of 16 non-linear levels.
+const IQ4_LEVELS = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+// A Q4_K / Q5_K block's 6-bit scale and min of sub-block j, from its 12 packed bytes at `at`.
+function scaleMinK4(b, at, j) {
+  if (j < 4) return [b[at + j] & 63, b[at + j + 4] & 63];
+  return [(b[at + j + 4] & 0xf) | ((b[at + j - 4] >> 6) << 4), (b[at + j + 4] >> 4) | ((b[at + j] >> 6) << 4)];
+}
+
+// A Q3_K block's 16 signed 6-bit scales (minus 32), from its 12 packed bytes at `at`.
+function scalesQ3K(b, at) {
+  const out = [];
+  for (let j = 0; j < 16; j++) {
+    const low = j < 8 ? (b[at + j] >> 0) & 0xf : (b[at + j - 8] >> 4) & 0xf;
+    const high = (b[at + 8 + (j % 4)] >> (2 * Math.floor(j / 4))) & 3;
+    out.push((low | (high << 4)) - 32);
+  }
+  return out;
+}
+
+// The values `encodeBlocks` encoded, as GGML's dequantizers read them: an independent decoding of each format
+// that gives the reference script a second model with the same weights in F32.
+function decodeBlocks(type, buf) {
+  const { block, bytes } = TENSOR[type];
+  const blocks = buf.length / bytes;
+  const y = new Float32Array(blocks * block);
+  const half = (at) => fromHalf(buf.readUInt16LE(at));
+  for (let b = 0; b < blocks; b++) {
+    const at = b * bytes;
+    const o = b * block;
+    switch (type) {
+      case 'F32':
+        y[o] = buf.readFloatLE(at);
+        break;
+      case 'F16':
+        y[o] = half(at);
+        break;
+      case 'BF16':
+        scratchBits[0] = buf.readUInt16LE(at) << 16;
+        y[o] = scratch[0];
+        break;
+      case 'Q8_0':
+        for (let i = 0; i < 32; i++) y[o + i] = half(at) * buf.readInt8(at + 2 + i);
+        break;
+      case 'Q4_0':
+      case 'Q4_1':
+      case 'IQ4_NL': {
+        const d = half(at);
+        const m = type === 'Q4_1' ? half(at + 2) : 0;
+        const qs = at + (type === 'Q4_1' ? 4 : 2);
+        for (let j = 0; j < 16; j++) {
+          const low = buf[qs + j] & 0xf;
+          const high = buf[qs + j] >> 4;
+          if (type === 'Q4_0') [y[o + j], y[o + j + 16]] = [d * (low - 8), d * (high - 8)];
+          else if (type === 'Q4_1') [y[o + j], y[o + j + 16]] = [d * low + m, d * high + m];
+          else [y[o + j], y[o + j + 16]] = [d * IQ4_LEVELS[low], d * IQ4_LEVELS[high]];
+        }
+        break;
+      }
+      case 'Q5_0':
+      case 'Q5_1': {
+        const d = half(at);
+        const m = type === 'Q5_1' ? half(at + 2) : 0;
+        const qhAt = at + (type === 'Q5_1' ? 4 : 2);
+        const qh = buf.readUInt32LE(qhAt);
+        const offset = type === 'Q5_0' ? 16 : 0;
+        for (let j = 0; j < 16; j++) {
+          const low = (buf[qhAt + 4 + j] & 0xf) | (((qh >>> j) & 1) << 4);
+          const high = (buf[qhAt + 4 + j] >> 4) | (((qh >>> (j + 16)) & 1) << 4);
+          y[o + j] = d * (low - offset) + m;
+          y[o + j + 16] = d * (high - offset) + m;
+        }
+        break;
+      }
+      case 'Q2_K': {
+        const d = half(at + 80);
+        const min = half(at + 82);
+        let k = o;
+        for (let n = 0, is = 0; n < 2; n++) {
+          const q = at + 16 + 32 * n;
+          for (let shift = 0; shift < 8; shift += 2) {
+            for (const part of [0, 16]) {
+              const sc = buf[at + is++];
+              for (let l = 0; l < 16; l++) y[k++] = d * (sc & 0xf) * ((buf[q + part + l] >> shift) & 3) - min * (sc >> 4);
+            }
+          }
+        }
+        break;
+      }
+      case 'Q3_K': {
+        const d = half(at + 108);
+        const scales = scalesQ3K(buf, at + 96);
+        let k = o;
+        let mask = 1;
+        for (let n = 0, is = 0; n < 2; n++) {
+          const q = at + 32 + 32 * n;
+          for (let shift = 0; shift < 8; shift += 2, mask <<= 1) {
+            for (const part of [0, 16]) {
+              const dl = d * scales[is++];
+              for (let l = 0; l < 16; l++) y[k++] = dl * (((buf[q + part + l] >> shift) & 3) - (buf[at + part + l] & mask ? 0 : 4));
+            }
+          }
+        }
+        break;
+      }
+      case 'Q4_K':
+      case 'Q5_K': {
+        const d = half(at);
+        const min = half(at + 2);
+        const five = type === 'Q5_K';
+        const qs = at + (five ? 48 : 16);
+        let k = o;
+        for (let j = 0; j < 4; j++) {
+          const [sc1, m1] = scaleMinK4(buf, at + 4, 2 * j);
+          const [sc2, m2] = scaleMinK4(buf, at + 4, 2 * j + 1);
+          for (let l = 0; l < 32; l++) y[k++] = d * sc1 * ((buf[qs + 32 * j + l] & 0xf) + (five && buf[at + 16 + l] & (1 << (2 * j)) ? 16 : 0)) - min * m1;
+          for (let l = 0; l < 32; l++) y[k++] = d * sc2 * ((buf[qs + 32 * j + l] >> 4) + (five && buf[at + 16 + l] & (2 << (2 * j)) ? 16 : 0)) - min * m2;
+        }
+        break;
+      }
+      case 'Q6_K': {
+        const d = half(at + 208);
+        for (let n = 0; n < 2; n++) {
+          const ql = at + 64 * n;
+          const qh = at + 128 + 32 * n;
+          const sc = at + 192 + 8 * n;
+          const yo = o + 128 * n;
+          for (let l = 0; l < 32; l++) {
+            const is = l >> 4;
+            const h = buf[qh + l];
+            y[yo + l] = d * buf.readInt8(sc + is) * (((buf[ql + l] & 0xf) | ((h & 3) << 4)) - 32);
+            y[yo + l + 32] = d * buf.readInt8(sc + is + 2) * (((buf[ql + l + 32] & 0xf) | (((h >> 2) & 3) << 4)) - 32);
+            y[yo + l + 64] = d * buf.readInt8(sc + is + 4) * (((buf[ql + l] >> 4) | (((h >> 4) & 3) << 4)) - 32);
+            y[yo + l + 96] = d * buf.readInt8(sc + is + 6) * (((buf[ql + l + 32] >> 4) | (((h >> 6) & 3) << 4)) - 32);
+          }
+        }
+        break;
+      }
+      case 'IQ4_XS': {
+        const d = half(at);
+        const high = buf.readUInt16LE(at + 2);
+        for (let ib = 0; ib < 8; ib++) {
+          const ls = ((buf[at + 4 + (ib >> 1)] >> (4 * (ib % 2))) & 0xf) | (((high >> (2 * ib)) & 3) << 4);
+          const dl = d * (ls - 32);
+          for (let j = 0; j < 16; j++) {
+            const q = buf[at + 8 + 16 * ib + j];
+            y[o + 32 * ib + j] = dl * IQ4_LEVELS[q & 0xf];
+            y[o + 32 * ib + j + 16] = dl * IQ4_LEVELS[q >> 4];
+          }
+        }
+        break;
+      }
+      default:
+        throw new Error(`no decoder for ${type}`);
+    }
+  }
+  return y;
 }
 
 /**
@@ -419,7 +600,9 @@ function writeTensor(fd, t, seed) {
  *   tiedOutput (no output.weight; gemma always ties), ropeFreqs (Llama 3's rope_freqs tensor), ropeBase,
  *   window (attention.sliding_window), attnSoftcap / finalSoftcap (gemma2; finalSoftcap on others too),
  *   ropeScaling: { type, factor, originalContext, attnFactor } ('longrope' adds phi3's factor tensors),
- *   rmsEps }.
+ *   rmsEps,
+ *   decoded: every tensor holds the same values, decoded and stored as F32 (the model with exactly the same
+ *     weights that no quantized kernel touches) }.
  */
 function writeModel(file, shape) {
   const architecture = shape.architecture || 'llama';
@@ -429,6 +612,9 @@ function writeModel(file, shape) {
   const types = matrixTypes(shape);
   const metadata = metadataFor(shape, architecture, traits, headDim, vocabulary(shape.vocab, traits.controls));
   const tensors = tensorsFor(shape, traits, headDim, types);
+  if (shape.decoded) {
+    for (const t of tensors.filter((x) => x.type !== 'F32')) Object.assign(t, { encodedAs: t.type, type: 'F32' });
+  }
   const header = encodeHeader(metadata, tensors);
   const seed = shape.seed ?? 1;
   const tmp = `${file}.partial`;
@@ -454,4 +640,4 @@ function writeLlamaModel(file, shape) {
   return writeModel(file, shape);
 }
 
-module.exports = { writeModel, writeLlamaModel, vocabulary, ARCHITECTURES, WEIGHT_TYPES, MIXES };
+module.exports = { writeModel, writeLlamaModel, vocabulary, decodeBlocks, ARCHITECTURES, WEIGHT_TYPES, MIXES };

@@ -36,6 +36,15 @@ function regenerateModel(fixture, dir) {
   return file;
 }
 
+/** The SHA-256 of the fixture's decoded twin (its weights decoded to F32), written into `dir`. */
+function decodedTwinSha256(fixture, dir) {
+  const file = path.join(dir, `${fixture.case}-decoded.gguf`);
+  writeModel(file, { ...fixture.shape, decoded: true });
+  const sha256 = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+  fs.rmSync(file);
+  return sha256;
+}
+
 function loadEngine(file, fixture) {
   // Room for the prompt's blocks and one copied block per probe completion.
   return Engine.load(file, { device: 'cpu', threads: 2, contextLength: fixture.contextSize, kvCache: { dtype: 'f16', blocks: PROBE_DRAWS + 64 }, prefault: false });
@@ -76,4 +85,4 @@ async function topTwoGap(engine, prompt, upper, precision = 1e-4) {
   return (low + high) / 2;
 }
 
-module.exports = { FIXTURE_DIR, PROBE_DRAWS, loadFixtures, regenerateModel, loadEngine, stepPrompt, tokensWithin, topTwoGap };
+module.exports = { FIXTURE_DIR, PROBE_DRAWS, loadFixtures, regenerateModel, decodedTwinSha256, loadEngine, stepPrompt, tokensWithin, topTwoGap };
