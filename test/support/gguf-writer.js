@@ -329,8 +329,10 @@ function metadataFor(shape, a, traits, headDim, v) {
 
 // Tensor list with each tensor's content: uniform values in [-scale, scale] (around `center` for norms and
 // factors). Q and K are scaled up so attention is peaked as in trained models (windows and soft-caps then
-// change the result); the final norm's weights around 4 spread the logits over a few units, as trained
-// models' do, without the embeddings outweighing the layers (a tied output would then echo the input token).
+// change the result), and the FFN matrices so the FFN weighs on the output as much as attention does (a wrong
+// FFN weight then changes the answer); the final norm's weights around 4 spread the logits over a few units,
+// as trained models' do, without the embeddings outweighing the layers (a tied output would then echo the
+// input token).
 function tensorsFor(shape, traits, headDim, types) {
   const { dim, layers, heads, kvHeads, ffn, vocab } = shape;
   const qDim = heads * headDim;
@@ -377,11 +379,11 @@ function tensorsFor(shape, traits, headDim, types) {
     if (traits.postNorms) tensors.push(norm(`${p}post_attention_norm.weight`));
     tensors.push(norm(`${p}ffn_norm.weight`));
     if (traits.fusedGateUp) {
-      tensors.push(matrix(`${p}ffn_up.weight`, dim, 2 * ffn, types.ffn));
+      tensors.push(matrix(`${p}ffn_up.weight`, dim, 2 * ffn, types.ffn, 2 * unit));
     } else {
-      tensors.push(matrix(`${p}ffn_gate.weight`, dim, ffn, types.ffn), matrix(`${p}ffn_up.weight`, dim, ffn, types.ffn));
+      tensors.push(matrix(`${p}ffn_gate.weight`, dim, ffn, types.ffn, 2 * unit), matrix(`${p}ffn_up.weight`, dim, ffn, types.ffn, 2 * unit));
     }
-    tensors.push(matrix(`${p}ffn_down.weight`, ffn, dim, downType, 1 / Math.sqrt(ffn)));
+    tensors.push(matrix(`${p}ffn_down.weight`, ffn, dim, downType, 2 / Math.sqrt(ffn)));
     if (traits.postNorms) tensors.push(norm(`${p}post_ffw_norm.weight`));
   }
   return tensors;
