@@ -23,7 +23,9 @@ const architectureCases = [
   // Layers 0-4 slide with RoPE base 10000, layer 5 attends globally with the file's base.
   { name: 'gemma3-F32', shape: { ...SMALL, architecture: 'gemma3', type: 'F32', layers: 6, window: 32 } },
   { name: 'phi3-F32', shape: { ...SMALL, architecture: 'phi3', type: 'F32' } },
-  // Phi-3.5 / Phi-4-mini style LongRoPE: short and long factor tensors and the attention factor.
+  // Phi-3.5 / Phi-4-mini style LongRoPE: short and long factor tensors and the attention factor. llama.cpp
+  // takes the short factors while the context (CONTEXT) is within the original 4096 and the long ones past
+  // it, and scales by the attention factor either way.
   {
     name: 'phi3-longrope-F32',
     shape: { ...SMALL, architecture: 'phi3', type: 'F32', context: 131072, ropeScaling: { type: 'longrope', factor: 32, originalContext: 4096, attnFactor: 1.1902380714238083 } },
