@@ -277,8 +277,8 @@ const TRAITS = {
   mistral: { ropeBase: 10000 },
   qwen2: { ropeBase: 1000000, qkvBias: true },
   qwen3: { ropeBase: 1000000, qkNorm: true, explicitHeadDim: true },
-  gemma2: { ropeBase: 10000, postNorms: true, tiedOnly: true, explicitHeadDim: true, softcaps: true, defaultWindow: 4096 },
-  gemma3: { ropeBase: 1000000, postNorms: true, qkNorm: true, explicitHeadDim: true, defaultWindow: 512 },
+  gemma2: { ropeBase: 10000, postNorms: true, tiedOnly: true, scaledEmbedding: true, explicitHeadDim: true, softcaps: true, defaultWindow: 4096 },
+  gemma3: { ropeBase: 1000000, postNorms: true, qkNorm: true, tiedOnly: true, scaledEmbedding: true, explicitHeadDim: true, defaultWindow: 512 },
   // llama.cpp's vocabulary loader looks Phi-3's end-of-turn tokens up by text.
   phi3: { ropeBase: 10000, fusedQkv: true, fusedGateUp: true, controls: ['<|endoftext|>', '<|end|>', '<|user|>', '<|assistant|>', '<|system|>'] },
 };
@@ -341,7 +341,12 @@ function tensorsFor(shape, traits, headDim, types) {
   const norm = (name, length = dim) => ({ name, dims: [length], type: 'F32', scale: 0.25, center: 1 });
   const matrix = (name, cols, rows, type, scale = unit) => ({ name, dims: [cols, rows], type, scale });
   const tied = traits.tiedOnly || shape.tiedOutput;
-  const tensors = [matrix('token_embd.weight', dim, vocab, tied ? types.output : types.embedding), { ...norm('output_norm.weight'), scale: 1, center: 4 }];
+  // Gemma multiplies the embeddings by sqrt(dim) on the way in; with a tied output, the input token's own
+  // logit would then stand out (the model echoes its input) unless the embeddings are smaller and the final
+  // norm makes up the logits' spread.
+  const embedding = traits.scaledEmbedding ? unit / 4 : unit;
+  const finalNorm = traits.scaledEmbedding ? { scale: 4, center: 16 } : { scale: 1, center: 4 };
+  const tensors = [matrix('token_embd.weight', dim, vocab, tied ? types.output : types.embedding, embedding), { ...norm('output_norm.weight'), ...finalNorm }];
   if (!tied) tensors.push(matrix('output.weight', dim, vocab, types.output));
   if (shape.ropeFreqs) {
     // Llama 3's rope_freqs: each frequency is divided by its factor.
@@ -395,7 +400,7 @@ function writeTensor(fd, t, seed) {
   const next = xorshift(streamSeed(seed, t.name));
   const source = t.encodedAs || t.type;
   const { block, bytes } = TENSOR[source];
-  const totalBlocks = (t.dims.reduce((a, b) => a * b, 1) / block);
+  const totalBlocks = t.dims.reduce((a, b) => a * b, 1) / block;
   const poolBlocks = Math.min(totalBlocks, Math.max(1, Math.floor(POOL_VALUES / block)));
   let pool;
   if (t.center !== undefined) {
