@@ -55,7 +55,7 @@ function weightClass(type) {
   return type === 'BF16' ? 'bf16' : 'quantized';
 }
 
-// Distances at which to compare the kept tokens: midway between consecutive gaps of llama.cpp's top logits
+// Distances at which to compare the kept tokens: midway between consecutive gaps of the reference's top logits
 // that are more than twice the tolerance apart, keeping at most 4 tokens; the first two such per step.
 function probeDistances(step, tolerance) {
   const best = step.top[0][1];
