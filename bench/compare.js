@@ -14,10 +14,12 @@
 //               same read bandwidth (each rate over the bandwidth measured around its run)
 // Models: Llama-1B-shaped synthetic F16, Q8_0 and Q4_K (generated once into the scratch folder; every matrix
 // in that type, as llama.cpp's quantizer would not leave it), the shared tiny ones; on request also
-// llama-1b-q4_k_m, mixed as llama.cpp's Q4_K_M files are (Q6_K output, V and down in every other layer).
+// llama-1b-q4_k_m and llama-1b-q5_k_m, mixed as llama.cpp's Q4_K_M / Q5_K_M files are (Q6_K output, V and down
+// in every other layer), and llama-1b-iq4_xs.
 // Environment: PAGEDLM_COMPARE_DIR (scratch folder, default <tmp>/pagedlm-compare), PAGEDLM_BENCH_THREADS,
 // PAGEDLM_COMPARE_RUNS (runs per figure, default 3), PAGEDLM_COMPARE_MODELS (comma-separated subset:
-// llama-1b-f16, llama-1b-q8_0, llama-1b-q4_k, llama-1b-q4_k_m, stories260K, synth-tiny-f16).
+// llama-1b-f16, llama-1b-q8_0, llama-1b-q4_k, llama-1b-q4_k_m, llama-1b-q5_k_m, llama-1b-iq4_xs, stories260K,
+// synth-tiny-f16).
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -51,11 +53,13 @@ const MODELS = {
   'llama-1b-q8_0': () => syntheticModel('llama-1b-q8_0', { ...LLAMA_1B, type: 'Q8_0' }),
   'llama-1b-q4_k': () => syntheticModel('llama-1b-q4_k', { ...LLAMA_1B, type: 'Q4_K' }),
   'llama-1b-q4_k_m': () => syntheticModel('llama-1b-q4_k_m', { ...LLAMA_1B, type: 'Q4_K_M' }),
+  'llama-1b-q5_k_m': () => syntheticModel('llama-1b-q5_k_m', { ...LLAMA_1B, type: 'Q5_K_M' }),
+  'llama-1b-iq4_xs': () => syntheticModel('llama-1b-iq4_xs', { ...LLAMA_1B, type: 'IQ4_XS' }),
   stories260K: () => sharedModel('stories260K.gguf'),
   'synth-tiny-f16': () => sharedModel('synth-tiny-f16.gguf'),
 };
 
-// The default run stays under 15 minutes on 2 cores; the Q4_K_M-like model is asked for by name.
+// The default run stays under 15 minutes on 2 cores; the mixed and IQ4_XS models are asked for by name.
 const DEFAULT_MODELS = ['llama-1b-f16', 'llama-1b-q8_0', 'llama-1b-q4_k', 'stories260K', 'synth-tiny-f16'];
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
