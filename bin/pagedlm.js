@@ -7,6 +7,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
+const { DEFAULT_SAMPLING: D } = require('../lib/sampling');
 
 const DEFAULT_MODEL = path.join(__dirname, '..', '..', 'shared', 'models', 'aidreams260K.gguf');
 
@@ -16,13 +17,13 @@ const USAGE = `usage:
   pagedlm serve [--model PATH] [--port 8080] [--host 127.0.0.1]
 
 generate options:
-  --max-tokens N          tokens to generate (default 256)
-  --temperature T         0 = greedy (default 0.8)
-  --top-k K               (default 40; 0 = off)
-  --top-p P               (default 0.95; 1 = off)
-  --min-p P               (default 0.05; 0 = off)
-  --repeat-penalty R      (default 1 = off)
-  --frequency-penalty F   --presence-penalty P
+  --max-tokens N          tokens to generate (default ${D.maxTokens})
+  --temperature T         0 = greedy (default ${D.temperature})
+  --top-k K               (default ${D.topK}; 0 = off)
+  --top-p P               (default ${D.topP}; 1 = off)
+  --min-p P               (default ${D.minP}; 0 = off)
+  --repeat-penalty R      (default ${D.repetitionPenalty} = off)
+  --frequency-penalty F   --presence-penalty P (default ${D.frequencyPenalty} = off)
   --seed S                same seed, same output
   --stop TEXT             stop before TEXT (repeatable)
   --ignore-eos            keep going past end-of-sequence
@@ -30,7 +31,9 @@ engine options:
   --threads N  --context N  --kv-dtype f32|f16|bf16|int8|fp8
 info: --memory SIZE       longest context that fits SIZE of KV memory (default 4GiB)
 serve: --port N (default 8080)  --host H (default 127.0.0.1: this machine only)
-       --api-key KEY (or PAGEDLM_API_KEY)  --max-tokens-cap N (default 4096)  --max-prompt-tokens N
+       --api-key KEY (or PAGEDLM_API_KEY)  --protect-metrics (require the key on /metrics too)
+       --max-tokens-cap N (default 4096)  --max-prompt-tokens N
+Sampling defaults are the library's, for generate and for serve alike (docs/api.md, "Default sampling").
 --model defaults to ${DEFAULT_MODEL} when that file exists.`;
 
 const OPTIONS = {
@@ -54,6 +57,7 @@ const OPTIONS = {
   'api-key': { type: 'string' },
   'max-tokens-cap': { type: 'string' },
   'max-prompt-tokens': { type: 'string' },
+  'protect-metrics': { type: 'boolean' },
   port: { type: 'string' },
   host: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -107,7 +111,7 @@ async function generate(values, positionals) {
       echoed = true;
     };
     const result = await engine.generate(values.prompt, {
-      maxTokens: number(values['max-tokens']) ?? 256,
+      maxTokens: number(values['max-tokens']),
       temperature: number(values.temperature),
       topK: number(values['top-k']),
       topP: number(values['top-p']),
@@ -169,7 +173,15 @@ async function serve(values, positionals) {
   const engine = await Engine.load(model, engineOptions(values));
   const app = express();
   const apiKey = values['api-key'] ?? process.env.PAGEDLM_API_KEY;
-  app.use(createRouter(engine, { ui: true, apiKey, maxTokens: number(values['max-tokens-cap']), maxPromptTokens: number(values['max-prompt-tokens']) }));
+  app.use(
+    createRouter(engine, {
+      ui: true,
+      apiKey,
+      protectMetrics: values['protect-metrics'],
+      maxTokens: number(values['max-tokens-cap']),
+      maxPromptTokens: number(values['max-prompt-tokens']),
+    }),
+  );
   const host = values.host ?? '127.0.0.1';
   if (host !== '127.0.0.1' && host !== 'localhost' && host !== '::1' && !apiKey) {
     process.stderr.write(`warning: serving on ${host} without --api-key: anyone who can reach this port can use the model\n`);

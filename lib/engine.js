@@ -3,7 +3,7 @@
 const binding = require('./native');
 const { ChatFormatter } = require('./chat');
 const { PagedlmError, fromNative } = require('./errors');
-const { loadOptions, inspectOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, int } = require('./options');
+const { loadOptions, inspectOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, GENERATE_KEYS, CHAT_KEYS } = require('./options');
 
 const kCreate = Symbol('create');
 
@@ -107,6 +107,7 @@ class Engine {
     const { template, stream, ...rest } = o;
     let rendered;
     try {
+      checkKeys(o, CHAT_KEYS, 'chat() options');
       rendered = this.chatPrompt(messages, { template });
     } catch (error) {
       return stream ? failedStream(error) : Promise.reject(error);
@@ -118,7 +119,8 @@ class Engine {
   }
 
   /** The prompt chat() would send: { text, addBos, stop }. */
-  chatPrompt(messages, { template } = {}) {
+  chatPrompt(messages, options = {}) {
+    const { template } = checkKeys(checkObject(options, 'options'), ['template'], 'chatPrompt() options');
     if (template !== undefined && typeof template !== 'string') throw new TypeError('template must be a string');
     this.#chat ??= new ChatFormatter(this.info());
     return this.#chat.render(messages, { template });
@@ -129,7 +131,7 @@ class Engine {
    * return, throw) aborts the request. `stream.result` resolves to what generate() would.
    */
   stream(prompt, options = {}) {
-    const { signal, onToken, ...rest } = checkObject(options, 'options');
+    const { signal, onToken, ...rest } = checkKeys(checkObject(options, 'options'), GENERATE_KEYS, 'stream() options');
     const controller = new AbortController();
     if (signal?.aborted) controller.abort();
     else signal?.addEventListener?.('abort', () => controller.abort(), { once: true });
@@ -210,7 +212,7 @@ class Engine {
   // Computes the prompt's KV (or finds it cached) and keeps its full blocks resident until unpinned.
   #pin(prompt, options = {}) {
     return new Promise((resolve, reject) => {
-      const o = checkObject(options, 'options');
+      const o = checkKeys(checkObject(options, 'options'), ['cacheSalt', 'addBos', 'special'], 'cache.pin() options');
       const { params, addBos, special } = generateOptions({ cacheSalt: o.cacheSalt, addBos: o.addBos, special: o.special });
       const promptIds = this.#promptIds(prompt, addBos, special);
       if (this.#closing) throw closedError();
@@ -239,7 +241,7 @@ class Engine {
   /** Text -> token ids. `addBos` (default true) follows the model's add_bos_token setting. */
   tokenize(text, options = {}) {
     if (typeof text !== 'string') throw new TypeError('text must be a string');
-    const o = checkObject(options, 'options');
+    const o = checkKeys(checkObject(options, 'options'), ['addBos', 'special'], 'tokenize() options');
     return Array.from(this.#open().tokenize(text, checkBoolean(o.addBos, 'addBos') ?? true, checkBoolean(o.special, 'special') ?? false));
   }
 
@@ -330,7 +332,7 @@ class Engine {
 const KV_ELEMENT_BYTES = { f32: 4, f16: 2, bf16: 2, int8: 1, fp8: 1 };
 
 function estimateKvBytes(options) {
-  const o = checkObject(options, 'options');
+  const o = checkKeys(checkObject(options, 'options'), ['model', 'config', 'contextLength', 'sequences', 'dtype', 'blockSize'], 'estimateKvBytes() options');
   const source = o.model instanceof Engine ? o.model.info() : o.model ?? o.config;
   const shape = checkObject(source, 'model or config');
   for (const key of ['layers', 'kvHeads', 'headDim']) {

@@ -8,7 +8,7 @@ export interface RouterOptions {
   ui?: boolean;
   /** Largest max_tokens accepted (default 4096); larger requests get a 400. */
   maxTokens?: number;
-  /** max_tokens when a request gives none (default 512). */
+  /** max_tokens when a request gives none (default DEFAULT_SAMPLING.maxTokens). */
   defaultMaxTokens?: number;
   /** Largest n accepted (default 8). */
   maxN?: number;
@@ -16,9 +16,11 @@ export interface RouterOptions {
   bodyLimit?: string;
   /** Require `Authorization: Bearer <key>` on /v1 routes (401 otherwise). */
   apiKey?: string | string[];
+  /** Require the API key on GET /metrics too (default false: /metrics is open); needs `apiKey`. */
+  protectMetrics?: boolean;
   /** Largest prompt in tokens (default: the engine's context length); longer ones get a 400. */
   maxPromptTokens?: number;
-  /** Longest a generation may run before it is aborted (default 600000 ms). */
+  /** Longest a generation may run before it is aborted and answered with a 504 `request_timeout` error (default 600000 ms). */
   requestTimeoutMs?: number;
   /** How long a streaming client may stop reading before its generation is aborted and it is dropped (default 30000 ms). */
   stallTimeoutMs?: number;

@@ -3,13 +3,22 @@
 //   POST /v1/chat/completions   POST /v1/completions   GET /v1/models
 //   GET /v1/cache/stats (cache + scheduler counters)   GET /metrics (Prometheus text)
 //   GET / (a small streaming chat page, with { ui: true })
-// Streaming uses server-sent events; a client that disconnects aborts its generation.
+// Streaming uses server-sent events; a client that disconnects aborts its generation. Requests the router
+// does not serve fall through to the app's later routes, except under /v1, which ends in an OpenAI 404.
 //
 //   const { createRouter } = require('pagedlm/express');
 //   app.use(createRouter(engine, { model: 'my-model' }));
 const crypto = require('node:crypto');
 const path = require('node:path');
 const express = require('express');
+const { DEFAULT_SAMPLING } = require('./sampling');
+const { createMetrics } = require('./metrics');
+const { checkObject, checkKeys, checkBoolean } = require('./options');
+
+const ROUTER_KEYS = [
+  'model', 'ui', 'apiKey', 'protectMetrics', 'maxTokens', 'defaultMaxTokens', 'maxN', 'maxPromptTokens', 'bodyLimit',
+  'requestTimeoutMs', 'stallTimeoutMs', 'saltByUser', 'shareCache',
+];
 
 const ERROR_STATUS = {
   ERR_CONTEXT_OVERFLOW: [400, 'context_length_exceeded'],
@@ -40,6 +49,7 @@ function toHttpError(error) {
 
 function sendError(res, error) {
   const e = toHttpError(error);
+  if (e.code === 'request_timeout' && !res.headersSent) res.set('x-should-retry', 'false');
   if (res.headersSent) {
     // Mid-stream: report in-band, then end the stream.
     res.write(`data: ${JSON.stringify({ error: { message: e.message, type: e.type, param: e.param, code: e.code } })}\n\n`);
@@ -50,6 +60,8 @@ function sendError(res, error) {
 }
 
 // OpenAI request fields -> generate() options. Unknown fields are ignored, as OpenAI's clients send many.
+// Sampling fields a request leaves out (or sends as null) are left out here too: generate() fills them from
+// DEFAULT_SAMPLING, as it does for the library and the CLI.
 function generationOptions(body, limits) {
   const number = (name) => {
     const v = body[name];
@@ -64,10 +76,10 @@ function generationOptions(body, limits) {
   const options = {
     maxTokens,
     n,
-    temperature: number('temperature') ?? 1,
-    topP: number('top_p') ?? 1,
-    topK: number('top_k') ?? 0,
-    minP: number('min_p') ?? 0,
+    temperature: number('temperature'),
+    topP: number('top_p'),
+    topK: number('top_k'),
+    minP: number('min_p'),
     seed: number('seed'),
     frequencyPenalty: number('frequency_penalty'),
     presencePenalty: number('presence_penalty'),
@@ -105,12 +117,27 @@ function usageOf(result) {
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
 
+// 'abort' reaches a response only when its client has gone (a timeout is reported as an error below).
 const FINISH = { stop: 'stop', length: 'length', abort: 'stop' };
+
+// A generation the server stopped at requestTimeoutMs is an error, not a finish: OpenAI's finish reasons
+// have none that says "cut short by the server", and 'stop' or 'length' would pass truncated text off as
+// complete. The client gets a 504 (or, mid-stream, an error event in place of the finish), and
+// `x-should-retry: false` keeps OpenAI's clients from repeating a request that will time out again.
+function timeoutError(limits, result) {
+  const generated = result ? `, after ${result.usage.completionTokens} generated tokens` : '';
+  return new HttpError(504, `the generation ran past this server's request timeout of ${limits.requestTimeoutMs} ms and was stopped${generated}`, {
+    type: 'server_error',
+    code: 'request_timeout',
+  });
+}
 
 /**
  * options: { model: id reported by /v1/models (default: the GGUF name), ui: serve the chat page at GET /,
  *            apiKey: a key or keys required as `Authorization: Bearer <key>` (default none),
- *            maxTokens: cap on max_tokens (default 4096), defaultMaxTokens (default 512), maxN (default 8),
+ *            protectMetrics: require the key on /metrics too (default false),
+ *            maxTokens: cap on max_tokens (default 4096), defaultMaxTokens (default DEFAULT_SAMPLING.maxTokens),
+ *            maxN (default 8),
  *            maxPromptTokens: cap on prompt length (default: the engine's context), bodyLimit (default '1mb'),
  *            requestTimeoutMs: longest generation (default 600000), stallTimeoutMs: how long a streaming
  *            client may stop reading before it is dropped (default 30000),
@@ -118,11 +145,14 @@ const FINISH = { stop: 'stop', length: 'length', abort: 'stop' };
  * Cache salt per request: the X-Pagedlm-Tenant header, else the API key, else the body's `user`.
  */
 function createRouter(engine, options = {}) {
+  checkKeys(checkObject(options, 'options'), ROUTER_KEYS, 'createRouter() options');
+  checkBoolean(options.protectMetrics, 'protectMetrics');
+  if (options.protectMetrics && !options.apiKey) throw new TypeError('protectMetrics needs apiKey: the key /metrics would require');
   const info = engine.info();
   const model = options.model ?? (info.name || 'pagedlm');
   const limits = {
     maxTokens: options.maxTokens ?? 4096,
-    defaultMaxTokens: options.defaultMaxTokens ?? 512,
+    defaultMaxTokens: options.defaultMaxTokens ?? DEFAULT_SAMPLING.maxTokens,
     maxN: options.maxN ?? 8,
     saltByUser: options.saltByUser ?? true,
     shareCache: options.shareCache ?? false,
@@ -131,37 +161,37 @@ function createRouter(engine, options = {}) {
     stallTimeoutMs: options.stallTimeoutMs ?? 30000,
   };
   const created = Math.floor(Date.now() / 1000);
+  const metrics = createMetrics(engine);
   const router = express.Router();
-  router.use(express.json({ limit: options.bodyLimit ?? '1mb' }));
+  const v1 = express.Router();
+  router.use('/v1', v1);
+  v1.use(express.json({ limit: options.bodyLimit ?? '1mb' }));
 
   if (options.ui) router.get('/', (req, res) => res.sendFile(path.join(__dirname, 'ui', 'chat.html')));
-  if (options.apiKey) router.use('/v1', checkApiKey(options.apiKey));
+  if (options.apiKey) v1.use(checkApiKey(options.apiKey));
 
-  router.get('/v1/models', (req, res) => {
+  v1.get('/models', (req, res) => {
     res.json({ object: 'list', data: [{ id: model, object: 'model', created, owned_by: 'pagedlm' }] });
   });
 
-  router.get('/v1/cache/stats', (req, res) => res.json({ cache: engine.cache.stats(), scheduler: engine.stats() }));
+  v1.get('/cache/stats', (req, res) => res.json({ cache: engine.cache.stats(), scheduler: engine.stats() }));
 
-  router.get('/metrics', (req, res) => {
-    const lines = [];
-    const add = (name, value, help) => lines.push(`# HELP pagedlm_${name} ${help}`, `# TYPE pagedlm_${name} gauge`, `pagedlm_${name} ${value}`);
-    const c = engine.cache.stats();
-    const s = engine.stats();
-    add('requests_running', s.running, 'Requests being computed.');
-    add('requests_waiting', s.waiting, 'Requests queued.');
-    add('preemptions_total', s.preemptions, 'Requests preempted to free KV blocks.');
-    add('generated_tokens_total', s.generatedTokens, 'Tokens generated.');
-    add('tokens_per_second', s.tokensPerSecond, 'Generated tokens per second of engine work.');
-    add('kv_blocks_total', c.blocksTotal, 'KV blocks in the pool.');
-    add('kv_blocks_in_use', c.blocksInUse, 'KV blocks held by requests.');
-    add('kv_blocks_cached', c.blocksCached, 'KV blocks holding cached prefixes.');
-    add('prefix_hit_rate', c.hitRate, 'Prompt tokens served from the prefix cache / prompt tokens.');
-    res.type('text/plain; version=0.0.4').send(`${lines.join('\n')}\n`);
-  });
+  const metricsRoute = [async (req, res) => {
+    try {
+      const text = await metrics.registry.metrics();
+      res.type(metrics.registry.contentType).send(text);
+    } catch (error) {
+      sendError(res, error);
+    }
+  }];
+  if (options.protectMetrics) metricsRoute.unshift(checkApiKey(options.apiKey));
+  router.get('/metrics', ...metricsRoute);
 
   const handler = (kind) => async (req, res) => {
     const body = req.body;
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
+    let finished = false; // a result was recorded in the metrics
     try {
       if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'request body must be a JSON object');
       const gen = generationOptions(body, limits);
@@ -170,26 +200,41 @@ function createRouter(engine, options = {}) {
       res.on('close', () => {
         if (!res.writableFinished) controller.abort(); // the client went away
       });
-      const deadline = setTimeout(() => controller.abort(), limits.requestTimeoutMs);
+      let timedOut = false;
+      const deadline = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, limits.requestTimeoutMs);
       res.on('close', () => clearTimeout(deadline));
       gen.signal = controller.signal;
       const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID()}`;
       const start = kind === 'chat' ? chatRequest(engine, body, gen, limits) : completionRequest(engine, body, gen, limits);
+      // How a request ended, once it has a result: the finish reason, or why it was cut short.
+      const ended = (result) => {
+        const aborted = result.choices.some((c) => c.finishReason === 'abort');
+        const outcome = !aborted ? result.finishReason : timedOut ? 'timeout' : 'disconnect';
+        metrics.finished(kind, outcome, result, seconds());
+        finished = true;
+        return outcome === 'timeout' ? timeoutError(limits, result) : null;
+      };
       if (body.stream) {
-        await streamResponse(res, start, { id, kind, model, includeUsage: body.stream_options?.include_usage === true, n: gen.n, stallTimeoutMs: limits.stallTimeoutMs, abort: () => controller.abort() });
+        await streamResponse(res, start, { id, kind, model, includeUsage: body.stream_options?.include_usage === true, n: gen.n, stallTimeoutMs: limits.stallTimeoutMs, abort: () => controller.abort(), ended });
       } else {
         const result = await start(false);
+        const error = ended(result);
+        if (error) throw error;
         res.json(completionBody(result, { id, kind, model }));
       }
     } catch (error) {
+      if (!finished) metrics.failed(kind, seconds());
       if (!res.writableEnded && !res.destroyed) sendError(res, error);
     }
   };
 
-  router.post('/v1/chat/completions', handler('chat'));
-  router.post('/v1/completions', handler('completion'));
-  router.use((req, res) => sendError(res, new HttpError(404, `no route for ${req.method} ${req.path}`, { code: 'not_found' })));
-  router.use((error, req, res, next) => sendError(res, error)); // eslint-disable-line no-unused-vars
+  v1.post('/chat/completions', handler('chat'));
+  v1.post('/completions', handler('completion'));
+  v1.use((req, res) => sendError(res, new HttpError(404, `no route for ${req.method} ${req.originalUrl.split('?')[0]}`, { code: 'not_found' })));
+  v1.use((error, req, res, next) => sendError(res, error)); // eslint-disable-line no-unused-vars
   return router;
 }
 
@@ -225,7 +270,7 @@ function completionBody(result, { id, kind, model }) {
   return { id, object: kind === 'chat' ? 'chat.completion' : 'text_completion', created, model, choices, usage: usageOf(result) };
 }
 
-async function streamResponse(res, start, { id, kind, model, includeUsage, n, stallTimeoutMs, abort }) {
+async function streamResponse(res, start, { id, kind, model, includeUsage, n, stallTimeoutMs, abort, ended }) {
   const stream = start(true);
   const created = Math.floor(Date.now() / 1000);
   const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
@@ -264,12 +309,17 @@ async function streamResponse(res, start, { id, kind, model, includeUsage, n, st
       if (token.text) send(chunk(token.index, token.text));
     }
   } catch (error) {
-    if (!headers) throw error; // nothing sent yet: a proper HTTP error
-    sendError(res, error);
-    return;
+    if (headers) sendError(res, error); // mid-stream: an error event; else the caller sends a proper HTTP error
+    throw error;
   }
   const result = await stream.result;
+  const cutShort = ended(result);
   if (res.destroyed) return;
+  if (cutShort) {
+    if (!headers) throw cutShort; // nothing sent yet: a 504
+    sendError(res, cutShort); // an error event in place of the finish chunks and [DONE]
+    return;
+  }
   openStream();
   for (const c of result.choices) send(chunk(c.index, '', FINISH[c.finishReason]));
   if (includeUsage) send({ id, object, created, model, choices: [], usage: usageOf(result) });

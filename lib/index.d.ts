@@ -370,3 +370,16 @@ export class Engine {
   close(): Promise<void>;
   readonly closed: boolean;
 }
+
+/** Sampling settings a request gets for what it leaves out; the router, its chat page and the CLI use the same. */
+export const DEFAULT_SAMPLING: Readonly<{
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repetitionPenalty: number;
+  frequencyPenalty: number;
+  presencePenalty: number;
+  penaltyLastN: number;
+}>;

@@ -3,7 +3,19 @@
 // Argument checks for the public API: wrong types throw TypeError, values out of range RangeError,
 // each naming the option and what it accepts.
 
+const { DEFAULT_SAMPLING } = require('./sampling');
+
 const KV_DTYPES = ['f32', 'f16', 'bf16', 'int8', 'fp8'];
+
+const LOAD_KEYS = ['device', 'gpu', 'threads', 'contextLength', 'kvCache', 'maxBatchTokens', 'prefault', 'mmap', 'onProgress'];
+const KV_CACHE_KEYS = ['dtype', 'blockSize', 'blocks', 'memory', 'gpuMemoryFraction'];
+const INSPECT_KEYS = ['device', 'gpu', 'kvCache', 'sequences', 'memory'];
+const INSPECT_KV_CACHE_KEYS = ['dtype', 'blockSize'];
+const GENERATE_KEYS = [
+  'n', 'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'frequencyPenalty', 'presencePenalty',
+  'penaltyLastN', 'seed', 'stop', 'stopTokens', 'ignoreEos', 'cacheSalt', 'addBos', 'special', 'onToken', 'signal',
+];
+const CHAT_KEYS = [...GENERATE_KEYS, 'template', 'stream'];
 
 function describe(value) {
   if (value === null) return 'null';
@@ -28,6 +40,44 @@ function checkNumber(value, name, { min = -Infinity, max = Infinity, integer = f
     throw new RangeError(`${name} must be ${low}${max !== Infinity ? ` and at most ${max}` : ''}, got ${value}`);
   }
   return value;
+}
+
+// Edits (insertions, deletions, substitutions) turning `a` into `b`.
+function editDistance(a, b) {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}
+
+// Case and separators are ignored, so `max_tokens` and `MaxTokens` point at `maxTokens`.
+const normalized = (key) => key.toLowerCase().replace(/[_-]/g, '');
+
+/** The known key closest to `key`, or undefined when none is near enough to be what was meant. */
+function closestKey(key, known) {
+  let best;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const distance = editDistance(normalized(key), normalized(candidate));
+    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
+  }
+  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+/** Throws a TypeError for the first key of `object` that is not in `known`, naming the closest known one. */
+function checkKeys(object, known, name) {
+  for (const key of Object.keys(object)) {
+    if (known.includes(key)) continue;
+    const closest = closestKey(key, known);
+    const hint = closest ? `did you mean '${closest}'?` : `known options: ${known.join(', ')}`;
+    throw new TypeError(`unknown option '${key}' in ${name}: ${hint}`);
+  }
+  return object;
 }
 
 const int = (value, name, min = 1, max = 2 ** 31 - 1) => checkNumber(value, name, { min, max, integer: true });
@@ -69,8 +119,8 @@ const DEVICES = ['auto', 'cuda', 'cpu'];
 
 /** Engine.load options -> the native options object. */
 function loadOptions(options) {
-  const o = checkObject(options, 'options');
-  const kv = checkObject(o.kvCache, 'kvCache');
+  const o = checkKeys(checkObject(options, 'options'), LOAD_KEYS, 'Engine.load() options');
+  const kv = checkKeys(checkObject(o.kvCache, 'kvCache'), KV_CACHE_KEYS, 'kvCache');
   if (kv.dtype !== undefined && !KV_DTYPES.includes(kv.dtype)) {
     throw new RangeError(`kvCache.dtype must be one of ${KV_DTYPES.join(', ')}, got ${describe(kv.dtype)}`);
   }
@@ -97,8 +147,8 @@ function loadOptions(options) {
 
 /** Engine.inspect options -> the native options object. */
 function inspectOptions(options) {
-  const o = checkObject(options, 'options');
-  const kv = checkObject(o.kvCache, 'kvCache');
+  const o = checkKeys(checkObject(options, 'options'), INSPECT_KEYS, 'Engine.inspect() options');
+  const kv = checkKeys(checkObject(o.kvCache, 'kvCache'), INSPECT_KV_CACHE_KEYS, 'kvCache');
   if (kv.dtype !== undefined && !KV_DTYPES.includes(kv.dtype)) {
     throw new RangeError(`kvCache.dtype must be one of ${KV_DTYPES.join(', ')}, got ${describe(kv.dtype)}`);
   }
@@ -115,25 +165,30 @@ function inspectOptions(options) {
   };
 }
 
-/** generate() options -> { params for the engine, JS-side hooks }. */
-function generateOptions(options) {
-  const o = checkObject(options, 'options');
+/**
+ * generate() options -> { params for the engine, JS-side hooks }. Sampling settings left out take
+ * DEFAULT_SAMPLING's values. `name` is the call whose options these are, for the unknown-key error.
+ */
+function generateOptions(options, name = 'generate() options') {
+  const o = checkKeys(checkObject(options, 'options'), GENERATE_KEYS, name);
   let stop = o.stop;
   if (typeof stop === 'string') stop = [stop];
   if (stop !== undefined && (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string'))) {
     throw new TypeError(`stop must be a string or an array of strings, got ${describe(o.stop)}`);
   }
+  // null is a wrong type, not a missing value: only undefined takes the default.
+  const sampling = (key) => (o[key] === undefined ? DEFAULT_SAMPLING[key] : o[key]);
   const params = {
     n: int(o.n, 'n', 1, 64),
-    maxTokens: int(o.maxTokens, 'maxTokens', 1),
-    temperature: checkNumber(o.temperature, 'temperature', { min: 0, max: 100 }),
-    topK: int(o.topK, 'topK', 0),
-    topP: checkNumber(o.topP, 'topP', { min: 0, max: 1, exclusiveMin: true }),
-    minP: checkNumber(o.minP, 'minP', { min: 0, max: 1 }),
-    repetitionPenalty: checkNumber(o.repetitionPenalty, 'repetitionPenalty', { min: 0, exclusiveMin: true, max: 100 }),
-    frequencyPenalty: checkNumber(o.frequencyPenalty, 'frequencyPenalty', { min: -100, max: 100 }),
-    presencePenalty: checkNumber(o.presencePenalty, 'presencePenalty', { min: -100, max: 100 }),
-    penaltyLastN: int(o.penaltyLastN, 'penaltyLastN', -1),
+    maxTokens: int(sampling('maxTokens'), 'maxTokens', 1),
+    temperature: checkNumber(sampling('temperature'), 'temperature', { min: 0, max: 100 }),
+    topK: int(sampling('topK'), 'topK', 0),
+    topP: checkNumber(sampling('topP'), 'topP', { min: 0, max: 1, exclusiveMin: true }),
+    minP: checkNumber(sampling('minP'), 'minP', { min: 0, max: 1 }),
+    repetitionPenalty: checkNumber(sampling('repetitionPenalty'), 'repetitionPenalty', { min: 0, exclusiveMin: true, max: 100 }),
+    frequencyPenalty: checkNumber(sampling('frequencyPenalty'), 'frequencyPenalty', { min: -100, max: 100 }),
+    presencePenalty: checkNumber(sampling('presencePenalty'), 'presencePenalty', { min: -100, max: 100 }),
+    penaltyLastN: int(sampling('penaltyLastN'), 'penaltyLastN', -1),
     seed: checkNumber(o.seed, 'seed', { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true }),
     stop,
     stopTokens: o.stopTokens === undefined ? undefined : checkTokenIds(o.stopTokens, 'stopTokens'),
@@ -149,4 +204,17 @@ function generateOptions(options) {
   };
 }
 
-module.exports = { KV_DTYPES, loadOptions, inspectOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, int };
+module.exports = {
+  KV_DTYPES,
+  GENERATE_KEYS,
+  CHAT_KEYS,
+  checkKeys,
+  closestKey,
+  loadOptions,
+  inspectOptions,
+  generateOptions,
+  checkTokenIds,
+  checkObject,
+  checkBoolean,
+  int,
+};

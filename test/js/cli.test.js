@@ -20,11 +20,12 @@ describe('pagedlm without --model, away from the test models', () => {
   let dir;
   let cli;
   beforeAll(() => {
-    // A copy of the CLI in a folder with no ../shared/models beside it, as in an installed package.
+    // A copy of the CLI and its lib/ in a folder with no ../shared/models beside it, as in an installed package.
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pagedlm-cli-'));
     fs.mkdirSync(path.join(dir, 'checkout', 'bin'), { recursive: true });
     cli = path.join(dir, 'checkout', 'bin', 'pagedlm.js');
     fs.copyFileSync(CLI, cli);
+    fs.cpSync(path.join(path.dirname(CLI), '..', 'lib'), path.join(dir, 'checkout', 'lib'), { recursive: true });
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 

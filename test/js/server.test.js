@@ -130,9 +130,9 @@ describeWithModels('OpenAI-compatible server', ['synth-tiny-f16.gguf'], (modelPa
     const raw = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{nope' });
     expect(raw.status).toBe(400);
     expect((await raw.json()).error.type).toBe('invalid_request_error');
-    const missing = await fetch(`${url}/v2/anything`);
+    const missing = await fetch(`${url}/v1/anything`);
     expect(missing.status).toBe(404);
-    expect((await missing.json()).error.code).toBe('not_found');
+    expect((await missing.json()).error).toMatchObject({ code: 'not_found', message: 'no route for GET /v1/anything' });
   });
 
   test('cache stats and metrics', async () => {
@@ -189,7 +189,8 @@ describeWithModels('safe server settings', ['synth-tiny-f16.gguf'], (modelPath) 
   let server;
   let url;
   beforeAll(async () => {
-    engine = await Engine.load(modelPath, { contextLength: 512, kvCache: { blocks: 256 } });
+    // A context long enough that a 4000-token generation is still running at the request timeout.
+    engine = await Engine.load(modelPath, { contextLength: 4096, kvCache: { blocks: 300 } });
     ({ server, url } = await startServer(engine, { apiKey: ['key-a', 'key-b'], maxPromptTokens: 64, maxN: 2, requestTimeoutMs: 300 }));
   });
   afterAll(async () => {
@@ -234,12 +235,14 @@ describeWithModels('safe server settings', ['synth-tiny-f16.gguf'], (modelPath) 
     expect(engine.cache.stats().hitTokens).toBeGreaterThan(before);
   });
 
-  test('a generation running past the request timeout is cut short and frees its blocks', async () => {
+  test('a generation running past the request timeout is cut short, reported as a 504, and frees its blocks', async () => {
     const started = Date.now();
     const response = await post('key-a', { prompt: 'Go on forever', max_tokens: 4000, ignore_eos: true });
     const body = await response.json();
-    expect(response.status).toBe(200);
-    expect(body.usage.completion_tokens).toBeLessThan(4000);
+    expect(response.status).toBe(504);
+    expect(response.headers.get('x-should-retry')).toBe('false');
+    expect(body.error).toMatchObject({ type: 'server_error', code: 'request_timeout' });
+    expect(body.error.message).toMatch(/request timeout of 300 ms and was stopped, after \d+ generated tokens/);
     expect(Date.now() - started).toBeLessThan(5000);
     await waitFor(() => engine.stats().running === 0);
     expect(engine.cache.stats().blocksInUse).toBe(0);

@@ -10,8 +10,8 @@ test('the addon exports load, inspect and NativeEngine, nothing else', () => {
   expect(Object.keys(binding).sort()).toEqual(['NativeEngine', 'inspect', 'load']);
 });
 
-test('the package exports Engine and PagedlmError; Engine has only its documented static calls', () => {
-  expect(Object.keys(pagedlm).sort()).toEqual(['Engine', 'PagedlmError']);
+test('the package exports Engine, PagedlmError and DEFAULT_SAMPLING; Engine has only its documented static calls', () => {
+  expect(Object.keys(pagedlm).sort()).toEqual(['DEFAULT_SAMPLING', 'Engine', 'PagedlmError']);
   const statics = Object.getOwnPropertyNames(pagedlm.Engine).filter((name) => typeof pagedlm.Engine[name] === 'function');
   expect(statics.sort()).toEqual(['estimateKvBytes', 'inspect', 'load']);
 });
