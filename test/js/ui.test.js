@@ -1,6 +1,7 @@
 'use strict';
 // End to end in a browser: the chat page served by the router streams an answer into the page and shows
-// tokens/s and the cache hit rate. Drives Debian's Chromium through playwright-core.
+// tokens/s and the cache hit rate, and with an API key asks for it and sends it. Drives Debian's Chromium
+// through playwright-core.
 const fs = require('node:fs');
 const express = require('express');
 const { chromium } = require('playwright-core');
@@ -43,6 +44,56 @@ describeIfBrowser('web chat page', ['synth-tiny-f16.gguf'], (modelPath) => {
       expect(hitRate).toBeGreaterThan(0);
     } finally {
       await browser.close();
+      await new Promise((resolve) => server.close(resolve));
+      await engine.close();
+    }
+  });
+
+  test('with an API key: asks for it once, keeps it for the tab, sends it, and sends no sampling fields', async () => {
+    const engine = await Engine.load(modelPath, { contextLength: 1024 });
+    const app = express();
+    const unauthorized = [];
+    const bodies = [];
+    app.use((req, res, next) => {
+      res.on('finish', () => res.statusCode === 401 && unauthorized.push(req.path));
+      next();
+    });
+    app.use(createRouter(engine, { ui: true, apiKey: 'tab-key', defaultMaxTokens: 16 }));
+    const server = await new Promise((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+    try {
+      const page = await browser.newPage();
+      page.on('request', (request) => request.method() === 'POST' && bodies.push(JSON.parse(request.postData())));
+      const url = `http://127.0.0.1:${server.address().port}/`;
+      await page.goto(url);
+      // A wrong key is refused and asked for again; the right one opens the page.
+      await page.locator('#key-form').waitFor({ state: 'visible' });
+      await page.fill('#key', 'wrong-key');
+      await page.click('#key-save');
+      await page.waitForFunction(() => document.getElementById('key-note').textContent.includes('refused'));
+      await page.fill('#key', 'tab-key');
+      await page.click('#key-save');
+      await page.waitForFunction(() => document.getElementById('model').textContent.length > 0);
+      await page.fill('#input', 'Hello');
+      await page.click('#send');
+      const answer = page.locator('.assistant').first();
+      await answer.locator('xpath=self::*[@data-done="true"]').waitFor({ timeout: 60000 });
+      expect(await answer.textContent()).not.toMatch(/\[error/);
+      expect((await answer.textContent()).length).toBeGreaterThan(0);
+      expect(bodies).toHaveLength(1);
+      expect(Object.keys(bodies[0]).sort()).toEqual(['messages', 'stream']); // the server's defaults sample
+
+      // A reload in the same tab keeps the key: no second prompt, no further 401.
+      const refusals = unauthorized.length;
+      await page.reload();
+      await page.waitForFunction(() => document.getElementById('model').textContent.length > 0);
+      expect(await page.locator('#key-form').isHidden()).toBe(true);
+      expect(unauthorized.length).toBe(refusals);
+    } finally {
+      await browser.close();
+      server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
       await engine.close();
     }
