@@ -117,7 +117,7 @@ function usageOf(result) {
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
 
-// 'abort' reaches a response only when its client has gone (a timeout is reported as an error below).
+// 'abort' reaches a response only when its client has gone: a timeout is reported by timeoutError().
 const FINISH = { stop: 'stop', length: 'length', abort: 'stop' };
 
 // A generation the server stopped at requestTimeoutMs is an error, not a finish: OpenAI's finish reasons
@@ -327,4 +327,4 @@ async function streamResponse(res, start, { id, kind, model, includeUsage, n, st
   res.end();
 }
 
-module.exports = { createRouter, HttpError };
+module.exports = { createRouter, HttpError, ROUTER_KEYS };

@@ -206,6 +206,9 @@ function generateOptions(options, name = 'generate() options') {
 
 module.exports = {
   KV_DTYPES,
+  LOAD_KEYS,
+  KV_CACHE_KEYS,
+  INSPECT_KEYS,
   GENERATE_KEYS,
   CHAT_KEYS,
   checkKeys,

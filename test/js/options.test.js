@@ -6,7 +6,11 @@ const path = require('node:path');
 const express = require('express');
 const { Engine, DEFAULT_SAMPLING } = require('../..');
 const { createRouter } = require('../../express');
-const { closestKey, GENERATE_KEYS } = require('../../lib/options');
+const fs = require('node:fs');
+const options = require('../../lib/options');
+const { ROUTER_KEYS } = require('../../lib/express');
+
+const { closestKey, GENERATE_KEYS } = options;
 const { describeWithModels } = require('../support/models');
 
 const CLI = path.join(__dirname, '..', '..', 'bin', 'pagedlm.js');
@@ -26,6 +30,22 @@ describe('closestKey', () => {
     expect(closestKey('banana', GENERATE_KEYS)).toBeUndefined();
     expect(closestKey('contextLenght', GENERATE_KEYS)).toBeUndefined();
   });
+});
+
+// The keys an interface of the TypeScript declarations names.
+function declaredKeys(file, name) {
+  const text = fs.readFileSync(path.join(__dirname, '..', '..', 'lib', file), 'utf8');
+  const body = new RegExp(`export interface ${name}[^{]*\\{([\\s\\S]*?)\\n\\}`).exec(text)[1];
+  return [...body.matchAll(/^ {2}(\w+)\??:/gm)].map((m) => m[1]).sort();
+}
+
+test('the keys accepted are the keys declared', () => {
+  expect(declaredKeys('index.d.ts', 'LoadOptions')).toEqual([...options.LOAD_KEYS].sort());
+  expect(declaredKeys('index.d.ts', 'KvCacheOptions')).toEqual([...options.KV_CACHE_KEYS].sort());
+  expect(declaredKeys('index.d.ts', 'InspectOptions')).toEqual([...options.INSPECT_KEYS].sort());
+  expect(declaredKeys('index.d.ts', 'GenerateOptions')).toEqual([...GENERATE_KEYS].sort());
+  expect([...declaredKeys('index.d.ts', 'ChatOptions'), ...GENERATE_KEYS, 'stream'].sort()).toEqual([...options.CHAT_KEYS].sort());
+  expect(declaredKeys('express.d.ts', 'RouterOptions')).toEqual([...ROUTER_KEYS].sort());
 });
 
 describeWithModels('unknown option keys', ['synth-tiny-f16.gguf'], (modelPath) => {
