@@ -176,16 +176,16 @@ function createRouter(engine, options = {}) {
 
   v1.get('/cache/stats', (req, res) => res.json({ cache: engine.cache.stats(), scheduler: engine.stats() }));
 
-  const metricsRoute = [async (req, res) => {
+  const serveMetrics = async (req, res) => {
     try {
       const text = await metrics.registry.metrics();
       res.type(metrics.registry.contentType).send(text);
     } catch (error) {
-      sendError(res, error);
+      sendError(res, error); // e.g. ERR_CLOSED: a 503
     }
-  }];
-  if (options.protectMetrics) metricsRoute.unshift(checkApiKey(options.apiKey));
-  router.get('/metrics', ...metricsRoute);
+  };
+  if (options.protectMetrics) router.get('/metrics', checkApiKey(options.apiKey), serveMetrics);
+  else router.get('/metrics', serveMetrics);
 
   const handler = (kind) => async (req, res) => {
     const body = req.body;
