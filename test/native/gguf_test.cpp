@@ -90,7 +90,10 @@ TEST(Gguf, TypesDequantizeCloseToTheirSource) {
   std::vector<float> values(256);
   for (size_t i = 0; i < values.size(); ++i) values[i] = std::sin(static_cast<float>(i)) * 2.0f;
   const std::pair<TensorType, float> cases[] = {
-      {TensorType::kF32, 0}, {TensorType::kF16, 2e-3f}, {TensorType::kBF16, 2e-2f}, {TensorType::kQ8_0, 2e-2f}, {TensorType::kQ4_0, 0.3f}, {TensorType::kQ6_K, 5e-2f}};
+      {TensorType::kF32, 0},      {TensorType::kF16, 2e-3f},   {TensorType::kBF16, 2e-2f},   {TensorType::kQ8_0, 2e-2f},
+      {TensorType::kQ4_0, 0.3f},  {TensorType::kQ4_1, 0.15f},  {TensorType::kQ5_0, 0.13f},   {TensorType::kQ5_1, 0.07f},
+      {TensorType::kIQ4_NL, 0.2f}, {TensorType::kQ2_K, 0.9f},  {TensorType::kQ3_K, 0.45f},   {TensorType::kQ4_K, 0.2f},
+      {TensorType::kQ5_K, 0.1f},  {TensorType::kQ6_K, 5e-2f},  {TensorType::kIQ4_XS, 0.25f}};
   for (auto [type, tolerance] : cases) {
     const auto bytes = testing::encode_tensor(values, type);
     EXPECT_EQ(bytes.size(), tensor_row_bytes(type, values.size()));
@@ -223,7 +226,11 @@ TEST(GgufMalformed, HostileValues) {
 TEST(GgufMalformed, HostileTensors) {
   GgufWriter unknown_type;
   unknown_type.add_tensor("t", {32}, static_cast<TensorType>(77), std::vector<uint8_t>(128));
-  expect_error(unknown_type.build(), "unknown or unsupported type id 77");
+  expect_error(unknown_type.build(), "tensor 't' has unknown type id 77");
+
+  GgufWriter unsupported_type;  // IQ2_XXS: a GGML type pagedlm reads no weights of
+  unsupported_type.add_tensor("u", {256}, static_cast<TensorType>(16), std::vector<uint8_t>(66));
+  expect_error(unsupported_type.build(), "tensor 'u' has unsupported type IQ2_XXS (type id 16)");
 
   GgufWriter odd_rows;
   odd_rows.add_tensor("q", {33}, TensorType::kQ8_0, std::vector<uint8_t>(68));

@@ -48,7 +48,8 @@ class Kernels : public ::testing::TestWithParam<const CpuKernels*> {
 TEST_P(Kernels, MatmulMatchesDequantizedReference) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(3);
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ6_K}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kQ5_0,
+                          TensorType::kQ5_1, TensorType::kIQ4_NL, TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS}) {
     for (int cols : {32, 64, 96, 256}) {
       for (int extra : {0, 1, 5, 7}) {
         const int c = (type == TensorType::kF32 || type == TensorType::kF16 || type == TensorType::kBF16) ? cols + extra : cols;
