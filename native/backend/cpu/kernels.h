@@ -54,11 +54,18 @@ struct MatmulArgs {
   float* y;                // [n_tokens, y_stride]; y[t * y_stride + r]
   int y_stride;
   bool interleaved = false;
-  // Q8_0 weights on tables with quantize_q8: x quantized per token ([n_tokens][cols / 32]).
+  // Weights of a type multiplies_q8_activations accepts, on tables with quantize_q8: x quantized per token
+  // ([n_tokens][cols / 32]).
   const ActivationBlockQ8* xq = nullptr;
-  // Q4_K and Q6_K weights on tables with quantize_q8k: x quantized per token ([n_tokens][cols / 256]).
+  // Weights of a type multiplies_q8k_activations accepts, on tables with quantize_q8k: x quantized per token
+  // ([n_tokens][cols / 256]). Null: the kernels multiply float activations.
   const ActivationBlockQ8K* xk = nullptr;
 };
+
+// The weight types whose x86 kernels multiply int8 activations in blocks of 32 (Q8_0, Q4_1, Q5_0, Q5_1,
+// IQ4_NL) or of 256 (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS), where the table quantizes them.
+bool multiplies_q8_activations(TensorType type);
+bool multiplies_q8k_activations(TensorType type);
 
 // The query rows of one KV head's group (one token's query heads that share the KV head) with their online
 // softmax state, which one KV block after another updates.
@@ -107,10 +114,11 @@ struct CpuKernels {
   void (*pack_rows)(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) = nullptr;
   // How many rows one group of pack_rows' copy of `type` holds; 0 where the table reads `type` row-major.
   int (*packed_group_rows)(TensorType type) = nullptr;
-  // Non-null where Q8_0 weights multiply int8 activations (as llama.cpp does): n values (a multiple of
-  // 32) of one token into n / 32 blocks, each scaled to its largest magnitude.
+  // Non-null where Q8_0 and the other 32-value types (multiplies_q8_activations) multiply int8 activations
+  // (as llama.cpp does): n values (a multiple of 32) of one token into n / 32 blocks, each scaled to its
+  // largest magnitude.
   void (*quantize_q8)(const float* x, int n, ActivationBlockQ8* out) = nullptr;
-  // Likewise for Q4_K weights, in blocks of 256 (n a multiple of 256).
+  // Likewise for the 256-value types (multiplies_q8k_activations), in blocks of 256 (n a multiple of 256).
   void (*quantize_q8k)(const float* x, int n, ActivationBlockQ8K* out) = nullptr;
   // Non-null where the CPU converts to fp16 itself (F16C): out[i] = float_to_fp16(x[i]), bit for bit except
   // NaN payloads. Null: float_to_fp16 per value.

@@ -11,13 +11,23 @@
 // depends on its neighbours in the batch.
 //
 // The families, one file each under x86/: common.inl (loaders, sums, tile drivers), quantize.inl (int8
-// activations), float.inl (F32/F16/BF16), q8_0.inl, q4_k.inl, q6_k.inl, elementwise.inl, attention.inl.
+// activations), float.inl (F32/F16/BF16), q8_0.inl, q4_k.inl, q6_k.inl, unpacked.inl (the driver of the types
+// below, which unpack each block to int8 once per chunk of tokens) with q4_1.inl, q5_0.inl, q5_1.inl,
+// iq4_nl.inl, q2_k.inl, q3_k.inl, q5_k.inl, iq4_xs.inl, then elementwise.inl, attention.inl.
 // This file dispatches matmul_rows and packing by weight type and fills the table.
 #include "backend/cpu/x86/attention.inl"
 #include "backend/cpu/x86/common.inl"
 #include "backend/cpu/x86/elementwise.inl"
 #include "backend/cpu/x86/float.inl"
+#include "backend/cpu/x86/iq4_nl.inl"
+#include "backend/cpu/x86/iq4_xs.inl"
+#include "backend/cpu/x86/q2_k.inl"
+#include "backend/cpu/x86/q3_k.inl"
+#include "backend/cpu/x86/q4_1.inl"
 #include "backend/cpu/x86/q4_k.inl"
+#include "backend/cpu/x86/q5_0.inl"
+#include "backend/cpu/x86/q5_1.inl"
+#include "backend/cpu/x86/q5_k.inl"
 #include "backend/cpu/x86/q6_k.inl"
 #include "backend/cpu/x86/q8_0.inl"
 #include "backend/cpu/x86/quantize.inl"
@@ -51,6 +61,30 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch
       if (a.interleaved) return matmul_q6k_lanes(a, row_begin, row_end);
 #endif
       return matmul_q6k(a, row_begin, row_end);
+    case TensorType::kQ4_1:
+      if (a.xq == nullptr) break;
+      return matmul_q4_1(a, row_begin, row_end);
+    case TensorType::kQ5_0:
+      if (a.xq == nullptr) break;
+      return matmul_q5_0(a, row_begin, row_end);
+    case TensorType::kQ5_1:
+      if (a.xq == nullptr) break;
+      return matmul_q5_1(a, row_begin, row_end);
+    case TensorType::kIQ4_NL:
+      if (a.xq == nullptr) break;
+      return matmul_iq4_nl(a, row_begin, row_end);
+    case TensorType::kQ2_K:
+      if (a.xk == nullptr) break;
+      return matmul_q2k(a, row_begin, row_end);
+    case TensorType::kQ3_K:
+      if (a.xk == nullptr) break;
+      return matmul_q3k(a, row_begin, row_end);
+    case TensorType::kQ5_K:
+      if (a.xk == nullptr) break;
+      return matmul_q5k(a, row_begin, row_end);
+    case TensorType::kIQ4_XS:
+      if (a.xk == nullptr) break;
+      return matmul_iq4_xs(a, row_begin, row_end);
     default: break;
   }
   // Types without a register loader: dequantize one row at a time into the thread's scratch.
