@@ -89,7 +89,8 @@ std::vector<float> run_matmul(const CpuKernels& k, TensorType type, const std::v
 TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(11);
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K,
+                          TensorType::kIQ4_XS}) {
     for (int cols : {32, 64, 256, 8 * 37, 768}) {
       if (cols % static_cast<int>(tensor_type_info(static_cast<uint32_t>(type))->block_elements) != 0) continue;
       for (int rows : {4, 12, 16, 36, 48}) {
@@ -363,15 +364,16 @@ TEST_P(Kernels, QuantizedTypesMatchAReferenceOnTheActivationsTheyMultiply) {
                           TensorType::kQ5_K, TensorType::kIQ4_XS}) {
     const int block = static_cast<int>(tensor_type_info(static_cast<uint32_t>(type))->block_elements);
     for (int cols : {block, 3 * block, 8 * block}) {
-      for (int rows : {1, 5, 9, 19}) {
+      for (int rows : {1, 5, 9, 19, 32}) {  // 32: two packed groups where the table packs the type
         for (int n_tokens : {1, 2, 3, 7, 26}) {
           const auto w = testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
           const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
-          const testing::PreparedMatmul matmul(k, type, w, rows, cols, x, n_tokens, false);
+          const testing::PreparedMatmul matmul(k, type, w, rows, cols, x, n_tokens, can_interleave_rows(k, type, rows, cols));
           ASSERT_EQ(k.quantize_q8 != nullptr && multiplies_q8_activations(type), matmul.args().xq != nullptr);
           ASSERT_EQ(k.quantize_q8k != nullptr && multiplies_q8k_activations(type), matmul.args().xk != nullptr);
           std::vector<float> scratch(cols), deq(cols);
-          for (int begin = 0; begin < rows; begin += 3) matmul.run(begin, std::min(rows, begin + 3), scratch.data());
+          const int rows_per_call = matmul.args().interleaved ? k.packed_group_rows(type) : 3;
+          for (int begin = 0; begin < rows; begin += rows_per_call) matmul.run(begin, std::min(rows, begin + rows_per_call), scratch.data());
           for (int r = 0; r < rows; ++r) {
             dequantize_row(type, w.data() + static_cast<size_t>(r) * tensor_row_bytes(type, cols), deq.data(), cols);
             for (int t = 0; t < n_tokens; ++t) {

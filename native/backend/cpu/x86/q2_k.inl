@@ -28,15 +28,15 @@ struct UnpackedQ2K : UnpackedK<false> {
     d = half_to_float(block.d);
     dmin = half_to_float(block.dmin);
   }
-  __m256 accumulate(const ActivationBlockQ8K& x, __m256 sums) const {
+  float accumulate(const ActivationBlockQ8K& x, float sum) const {
     const __m256i ones = _mm256_set1_epi8(1);
     __m256i min_sums = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {
       const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.values + 32 * c));
       min_sums = add_scaled_pairs(min_sums, _mm256_maddubs_epi16(ones, xv), mins[c]);
     }
-    sums = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_scaled(x)), _mm256_set1_ps(d * x.scale), sums);
-    return _mm256_fnmadd_ps(_mm256_cvtepi32_ps(min_sums), _mm256_set1_ps(dmin * x.scale), sums);
+    sum = fma_one(static_cast<float>(sum_scaled(x)), d * x.scale, sum);
+    return fma_one(-static_cast<float>(hsum_epi32(min_sums)), dmin * x.scale, sum);
   }
 };
 

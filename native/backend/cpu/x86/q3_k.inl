@@ -31,9 +31,7 @@ struct UnpackedQ3K : UnpackedK<true> {
     }
     d = half_to_float(block.d);
   }
-  __m256 accumulate(const ActivationBlockQ8K& x, __m256 sums) const {
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum_scaled(x)), _mm256_set1_ps(d * x.scale), sums);
-  }
+  float accumulate(const ActivationBlockQ8K& x, float sum) const { return fma_one(static_cast<float>(sum_scaled(x)), d * x.scale, sum); }
 };
 
 void matmul_q3k(const MatmulArgs& a, int row_begin, int row_end) { matmul_unpacked<BlockQ3_K, UnpackedQ3K>(a, row_begin, row_end, a.xk); }

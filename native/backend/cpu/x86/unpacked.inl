@@ -51,7 +51,7 @@ inline __m256i fifth_bits(const uint8_t* bits) {
 }
 
 // Rows [row_begin, row_end) of a type whose `Unpacked` form (one block of int8 weights ready for every token)
-// gives accumulate(activation block, sums) and total(sums): each block of a row is unpacked once per chunk of
+// gives accumulate(activation block, sums) on its Sum type and total(sums): each block of a row is unpacked once per chunk of
 // tokens, then multiplied with each token's activation block. Every token runs the same operations, so its
 // result does not depend on the others.
 template <typename Block, typename Unpacked, typename Activation>
@@ -61,14 +61,14 @@ void matmul_unpacked(const MatmulArgs& a, int row_begin, int row_end, const Acti
     const int t1 = t0 + kTokenChunk < a.n_tokens ? t0 + kTokenChunk : a.n_tokens;
     for (int r = row_begin; r < row_end; ++r) {
       const auto* row = reinterpret_cast<const Block*>(a.weights + static_cast<size_t>(r) * a.row_bytes);
-      __m256 sums[kTokenChunk];
-      for (int t = t0; t < t1; ++t) sums[t - t0] = _mm256_setzero_ps();
+      typename Unpacked::Sum sums[kTokenChunk];
+      for (int t = t0; t < t1; ++t) sums[t - t0] = typename Unpacked::Sum{};
       for (int b = 0; b < blocks; ++b) {
         Unpacked u;
         u.unpack(row[b]);
         for (int t = t0; t < t1; ++t) sums[t - t0] = u.accumulate(x[static_cast<size_t>(t) * blocks + b], sums[t - t0]);
       }
-      for (int t = t0; t < t1; ++t) a.y[static_cast<size_t>(t) * a.y_stride + r] = hsum(sums[t - t0]);
+      for (int t = t0; t < t1; ++t) a.y[static_cast<size_t>(t) * a.y_stride + r] = Unpacked::total(sums[t - t0]);
     }
   }
 }
@@ -79,6 +79,8 @@ void matmul_unpacked(const MatmulArgs& a, int row_begin, int row_end, const Acti
 template <bool kSigned, bool kOffset>
 struct Unpacked32 {
   static constexpr int kElements = 32;
+  using Sum = __m256;  // summed across lanes at the end of the row
+  static float total(Sum sums) { return hsum(sums); }
   __m256i q;
   float d, m;
   __m256 accumulate(const ActivationBlockQ8& x, __m256 sums) const {
@@ -90,16 +92,30 @@ struct Unpacked32 {
   }
 };
 
+inline int hsum_epi32(__m256i v) {
+  __m128i sum4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0x4E));
+  sum4 = _mm_add_epi32(sum4, _mm_shuffle_epi32(sum4, 0xB1));
+  return _mm_cvtsi128_si32(sum4);
+}
+
+// fma(a, b, c) rounded once, as one lane of the packed kernels' vector fma.
+inline float fma_one(float a, float b, float c) { return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c))); }
+
 // The 256-value types: 8 chunks of 32 int8 weights, each chunk's int16 scales in the lanes of its pairs,
 // and the super-block's d. sum_scaled(x) is the super-block's integer dot product, sum over chunks of
-// scale x sum(q * xq): exact in int32 lanes.
+// scale x sum(q * xq), exact. A row's sum is one float per token that each super-block's exact integer
+// total meets in one fma (and one more for the minimums), the operations of the AVX-512 packed kernels
+// (rows in lanes), so packing does not change a bit.
 template <bool kSigned>
 struct UnpackedK {
   static constexpr int kElements = static_cast<int>(kQKElements);
+  using Sum = float;
+  static float total(Sum sum) { return sum; }
   __m256i q[8];
   __m256i scales[8];
   float d;
-  __m256i sum_scaled(const ActivationBlockQ8K& x) const {
+  int sum_scaled(const ActivationBlockQ8K& x) const {
     // Two sums (even and odd chunks): shorter dependency chains for one-token decode.
     __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (int c = 0; c < 8; ++c) {
@@ -107,7 +123,7 @@ struct UnpackedK {
       const __m256i pairs = kSigned ? signed_pairs(q[c], xv) : _mm256_maddubs_epi16(q[c], xv);
       acc[c % 2] = add_scaled_pairs(acc[c % 2], pairs, scales[c]);
     }
-    return _mm256_add_epi32(acc[0], acc[1]);
+    return hsum_epi32(_mm256_add_epi32(acc[0], acc[1]));
   }
 };
 
