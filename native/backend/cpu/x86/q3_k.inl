@@ -1,5 +1,6 @@
-// Q3_K weights times int8 activations quantized per 256 values, one row at a time (x86/unpacked.inl). Part
-// of the x86 kernels: see kernels_x86.inl.
+// Q3_K weights times int8 activations quantized per 256 values: one row at a time on row-major weights
+// (x86/unpacked.inl), and on AVX-512 16-row tiles with rows in lanes. Part of the x86 kernels: see
+// kernels_x86.inl.
 #pragma once
 
 #include "backend/cpu/x86/unpacked.inl"
@@ -35,6 +36,111 @@ struct UnpackedQ3K : UnpackedK<true> {
 };
 
 void matmul_q3k(const MatmulArgs& a, int row_begin, int row_end) { matmul_unpacked<BlockQ3_K, UnpackedQ3K>(a, row_begin, row_end, a.xk); }
+
+#if PAGEDLM_X86_AVX512
+// Q3_K packed for AVX-512 with rows in lanes, the same size as the rows: a group of 16 rows stores each
+// super-block as the rows' d, their 12 scale bytes as three 32-bit words per row (word w of every row
+// together), then per pair of 16-value sub-blocks (2p, 2p + 1) three vectors of the 16 rows' 4 bytes: one
+// per sub-block whose byte i holds the low 2 bits of value 4j + i in bits 2j, 2j + 1 (j < 4), and one whose
+// byte i holds the third bit of sub-block 2p's value 4j + i in bit j and sub-block 2p + 1's in bit 4 + j.
+struct LaneBlockQ3K {
+  uint16_t d[kLaneRows];
+  uint32_t scale_words[3][kLaneRows];
+  uint8_t low[8][2][kLaneRows][4];  // [sub-block pair][sub-block][row][value]
+  uint8_t high[8][kLaneRows][4];    // [sub-block pair][row][value]
+};
+static_assert(sizeof(LaneBlockQ3K) == kLaneRows * sizeof(BlockQ3_K), "the packed copy is the size of the rows");
+constexpr int kQ3kLaneTileTokens = 4;
+
+void pack_q3k_lanes(const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) {
+  const size_t super_blocks = row_bytes / sizeof(BlockQ3_K);
+  auto* out = reinterpret_cast<LaneBlockQ3K*>(dst);
+  for (int g = 0; g < rows; g += kLaneRows) {
+    for (size_t sb = 0; sb < super_blocks; ++sb, ++out) {
+      std::memset(out->low, 0, sizeof(out->low));
+      std::memset(out->high, 0, sizeof(out->high));
+      for (int k = 0; k < kLaneRows; ++k) {
+        const auto& block = reinterpret_cast<const BlockQ3_K*>(src + static_cast<size_t>(g + k) * row_bytes)[sb];
+        out->d[k] = block.d;
+        for (int word = 0; word < 3; ++word) std::memcpy(&out->scale_words[word][k], block.scales + 4 * word, 4);
+        for (int v = 0; v < 256; ++v) {
+          const int half = v / 128, l = v % 32, chunk = v % 128 / 32;
+          const int low = (block.low[32 * half + l] >> (2 * chunk)) & 3, third = (block.high[l] >> (4 * half + chunk)) & 1;
+          const int s = v / 16, j = v % 16 / 4, i = v % 4;
+          uint8_t& low_byte = out->low[s / 2][s % 2][k][i];
+          uint8_t& high_byte = out->high[s / 2][k][i];
+          low_byte = static_cast<uint8_t>(low_byte | low << (2 * j));
+          high_byte = static_cast<uint8_t>(high_byte | third << (4 * (s % 2) + j));
+        }
+      }
+    }
+  }
+}
+
+// Moves bit B of each byte to bit 2 (16-bit shifts: for B <= 7 the bits carried across bytes land outside
+// bit 2).
+template <int B>
+inline __m512i third_bit_to_2(__m512i v) {
+  if constexpr (B < 2) return _mm512_slli_epi16(v, 2 - B);
+  else if constexpr (B == 2) return v;
+  else return _mm512_srli_epi16(v, B - 2);
+}
+
+// 16 rows x T tokens of packed Q3_K: each 4-value set as unsigned q + 4 (0-7: a shift for the low bits, a
+// shift and a mask for the third, one ternary-logic op to join them), one vpdpbusd per token started from
+// the activations' q6_offsets / 8 (-4 x their sum over the sub-block), which leaves the signed dot
+// product; one multiply by the 16 rows' sub-block scales; per super-block one convert and fma per token, as
+// UnpackedQ3K.
+template <int T>
+void tile_q3k_lanes(const LaneBlockQ3K* w, const MatmulArgs& a, int t, int r) {
+  const int super_blocks = a.cols / static_cast<int>(kQKElements);
+  const __m512i low2 = _mm512_set1_epi8(0x03), bit2 = _mm512_set1_epi8(0x04), low4_32 = _mm512_set1_epi32(0xf), low2_32 = _mm512_set1_epi32(3);
+  const __m512i offset = _mm512_set1_epi32(32);
+  __m512 acc[T];
+  for (auto& v : acc) v = _mm512_setzero_ps();
+  for (int sb = 0; sb < super_blocks; ++sb) {
+    const LaneBlockQ3K& block = w[sb];
+    const ActivationBlockQ8K* x[T];
+    for (int j = 0; j < T; ++j) x[j] = a.xk + static_cast<size_t>(t + j) * super_blocks + sb;
+    const __m512i words[3] = {_mm512_loadu_si512(block.scale_words[0]), _mm512_loadu_si512(block.scale_words[1]), _mm512_loadu_si512(block.scale_words[2])};
+    __m512i totals[T];
+    for (auto& v : totals) v = _mm512_setzero_si512();
+    for (int pair = 0; pair < 8; ++pair) {
+      if constexpr (T > 1) {
+        for (int line = 0; line < 3; ++line) prefetch_near(reinterpret_cast<const char*>(block.low[pair]) + 64 * line);
+      }
+      const __m512i high = _mm512_loadu_si512(block.high[pair]);
+      // Sub-block s's third bits sit in bits 4(s % 2) + j: moved to bit 2 by the constant shift of each.
+      const __m512i thirds[8] = {third_bit_to_2<0>(high), third_bit_to_2<1>(high), third_bit_to_2<2>(high), third_bit_to_2<3>(high),
+                                 third_bit_to_2<4>(high), third_bit_to_2<5>(high), third_bit_to_2<6>(high), third_bit_to_2<7>(high)};
+      for (int h = 0; h < 2; ++h) {
+        const int s = 2 * pair + h;
+        // Scale s: the low 4 bits from byte s % 8 (nibble s / 8), the top 2 from byte 8 + s % 4 (bits 2(s / 4)).
+        const __m512i low_bits = _mm512_and_si512(_mm512_srli_epi32(words[s % 8 / 4], 8 * (s % 4) + 4 * (s / 8)), low4_32);
+        const __m512i top_bits = _mm512_and_si512(_mm512_srli_epi32(words[2], 8 * (s % 4) + 2 * (s / 4)), low2_32);
+        const __m512i scale = _mm512_sub_epi32(_mm512_or_si512(low_bits, _mm512_slli_epi32(top_bits, 4)), offset);
+        const __m512i low = _mm512_loadu_si512(block.low[pair][h]);
+        __m512i dots[T];
+        for (int j = 0; j < T; ++j) dots[j] = _mm512_set1_epi32(x[j]->q6_offsets[s] / 8);
+        for (int set = 0; set < 4; ++set) {
+          const __m512i values = _mm512_ternarylogic_epi32(_mm512_srli_epi16(low, 2 * set), low2, _mm512_and_si512(thirds[4 * h + set], bit2), 0xEA);
+          for (int j = 0; j < T; ++j) dots[j] = dpbusd_broadcast(dots[j], values, x[j]->values + 16 * s + 4 * set);
+        }
+        for (int j = 0; j < T; ++j) totals[j] = _mm512_add_epi32(totals[j], _mm512_mullo_epi32(dots[j], scale));
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.d)));
+    for (int j = 0; j < T; ++j) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(totals[j]), _mm512_mul_ps(d, _mm512_set1_ps(x[j]->scale)), acc[j]);
+  }
+  for (int j = 0; j < T; ++j) _mm512_storeu_ps(a.y + static_cast<size_t>(t + j) * a.y_stride + r, acc[j]);
+}
+
+void matmul_q3k_lanes(const MatmulArgs& a, int row_begin, int row_end) {
+  matmul_lanes<LaneBlockQ3K, kQ3kLaneTileTokens>(a, row_begin, row_end, [](auto tokens, const LaneBlockQ3K* w, const MatmulArgs& args, int t, int r) {
+    tile_q3k_lanes<decltype(tokens)::value>(w, args, t, r);
+  });
+}
+#endif
 
 }  // namespace
 
