@@ -11,7 +11,8 @@
 
 namespace pagedlm {
 
-// One 32-value block of activations quantized to int8 for the Q8_0 integer dot product.
+// One 32-value block of activations quantized to int8 for the integer dot products of Q8_0 and the other
+// 32-value types (multiplies_q8_activations).
 struct ActivationBlockQ8 {
   float scale;
   int8_t values[kQ8BlockElements];
@@ -29,17 +30,21 @@ constexpr int kInterleaveRows = 4;
 // Writes the 4-row interleaved copy of row-major `src` ([rows][row_bytes]) to `dst` (the same size).
 void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst);
 
-// One 256-value block of activations quantized to int8 with one scale, for Q4_K: its 6-bit sub-block scales
-// then multiply integer sums, and one float operation per 256 values remains.
+// One 256-value block of activations quantized to int8 with one scale, for the 256-value weight types (Q4_K
+// and the others multiplies_q8k_activations names): their sub-block scales then multiply integer sums, and
+// one float operation per 256 values remains.
 struct ActivationBlockQ8K {
   float scale;
-  int16_t sums[8];  // of each 32 values (Q4_K's minimums multiply them)
+  // Of each 32 values: Q4_K's and Q5_K's minimums multiply them; packed IQ4_XS takes its +128 offset back
+  // with them.
+  int16_t sums[8];
   // The sums as 128 x high + low, both bytes (high signed, low in [0, 127]): vpdpbusd multiplies bytes.
   // Filled only by the table whose kernel reads them (avx512).
   int8_t sums_high[8];
   int8_t sums_low[8];
   // -32 x the sum of each 16 values: where the dot product of a Q6_K sub-block's unsigned 6-bit weights starts
-  // to come out as that of the signed ones (q - 32). Filled only by the table whose kernel reads them (avx512).
+  // to come out as that of the signed ones (q - 32); an eighth of it does the same for packed Q3_K (q - 4).
+  // Filled only by the table whose kernels read them (avx512).
   int32_t q6_offsets[16];
   int8_t values[kQKElements];
 };
