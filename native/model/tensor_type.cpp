@@ -135,12 +135,17 @@ void dequantize_q3_k(const BlockQ3_K* blocks, float* out, size_t count) {
   for (size_t b = 0; b < count / kQKElements; ++b) {
     const BlockQ3_K& block = blocks[b];
     const float d = fp16_to_float(block.d);
+    float steps[16];
+    for (int s = 0; s < 16; ++s) steps[s] = d * q3_k_scale(block.scales, s);
     float* y = out + b * kQKElements;
-    for (int i = 0; i < 256; ++i) {
-      const int half = i / 128, k = i % 128 / 32, l = i % 32;
-      const int low = (block.low[32 * half + l] >> (2 * k)) & 3;
-      const int third = (block.high[l] >> (4 * half + k)) & 1;
-      y[i] = d * q3_k_scale(block.scales, 8 * half + 2 * k + l / 16) * ((low | third << 2) - 4);
+    for (int half = 0; half < 2; ++half) {
+      for (int k = 0; k < 4; ++k) {
+        for (int l = 0; l < 32; ++l) {
+          const int low = (block.low[32 * half + l] >> (2 * k)) & 3;
+          const int third = (block.high[l] >> (4 * half + k)) & 1;
+          *y++ = steps[8 * half + 2 * k + l / 16] * ((low | third << 2) - 4);
+        }
+      }
     }
   }
 }
@@ -151,11 +156,14 @@ void dequantize_q2_k(const BlockQ2_K* blocks, float* out, size_t count) {
     const float d = fp16_to_float(block.d);
     const float dmin = fp16_to_float(block.dmin);
     float* y = out + b * kQKElements;
-    for (int i = 0; i < 256; ++i) {
-      const int half = i / 128, k = i % 128 / 32, l = i % 32;
-      const uint8_t sc = block.scales[8 * half + 2 * k + l / 16];
-      const int q = (block.values[32 * half + l] >> (2 * k)) & 3;
-      y[i] = d * (sc & 0xF) * q - dmin * (sc >> 4);
+    for (int half = 0; half < 2; ++half) {
+      for (int k = 0; k < 4; ++k) {
+        for (int l = 0; l < 32; ++l) {
+          const uint8_t sc = block.scales[8 * half + 2 * k + l / 16];
+          const int q = (block.values[32 * half + l] >> (2 * k)) & 3;
+          *y++ = d * (sc & 0xF) * q - dmin * (sc >> 4);
+        }
+      }
     }
   }
 }
