@@ -94,15 +94,23 @@ inline __m512i third_bit_to_2(__m512i v) {
 template <int T>
 void tile_q3k_lanes(const LaneBlockQ3K* w, const MatmulArgs& a, int t, int r) {
   const int super_blocks = a.cols / static_cast<int>(kQKElements);
-  const __m512i low2 = _mm512_set1_epi8(0x03), bit2 = _mm512_set1_epi8(0x04), low4_32 = _mm512_set1_epi32(0xf), low2_32 = _mm512_set1_epi32(3);
-  const __m512i offset = _mm512_set1_epi32(32);
+  const __m512i low2 = _mm512_set1_epi8(0x03), bit2 = _mm512_set1_epi8(0x04), low4 = _mm512_set1_epi8(0x0f), offset = _mm512_set1_epi8(32);
   __m512 acc[T];
   for (auto& v : acc) v = _mm512_setzero_ps();
   for (int sb = 0; sb < super_blocks; ++sb) {
     const LaneBlockQ3K& block = w[sb];
     const ActivationBlockQ8K* x[T];
     for (int j = 0; j < T; ++j) x[j] = a.xk + static_cast<size_t>(t + j) * super_blocks + sb;
-    const __m512i words[3] = {_mm512_loadu_si512(block.scale_words[0]), _mm512_loadu_si512(block.scale_words[1]), _mm512_loadu_si512(block.scale_words[2])};
+    // The 16 rows' scales, four sub-blocks per vector as signed bytes: group g's byte b is scale 4g + b, its low
+    // 4 bits from word g % 2 (nibble g / 2), its top 2 from word 2 (bits 2g, 2g + 1 of each byte).
+    const __m512i w0 = _mm512_loadu_si512(block.scale_words[0]), w1 = _mm512_loadu_si512(block.scale_words[1]);
+    const __m512i w2 = _mm512_loadu_si512(block.scale_words[2]);
+    const auto scale_group = [&](__m512i low_word, int low_shift, int top_shift) {
+      const __m512i low = _mm512_and_si512(_mm512_srli_epi16(low_word, low_shift), low4);
+      const __m512i top = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(w2, top_shift), low2), 4);
+      return _mm512_sub_epi8(_mm512_or_si512(low, top), offset);
+    };
+    const __m512i scale_groups[4] = {scale_group(w0, 0, 0), scale_group(w1, 0, 2), scale_group(w0, 4, 4), scale_group(w1, 4, 6)};
     __m512i totals[T];
     for (auto& v : totals) v = _mm512_setzero_si512();
     for (int pair = 0; pair < 8; ++pair) {
@@ -115,10 +123,8 @@ void tile_q3k_lanes(const LaneBlockQ3K* w, const MatmulArgs& a, int t, int r) {
                                  third_bit_to_2<4>(high), third_bit_to_2<5>(high), third_bit_to_2<6>(high), third_bit_to_2<7>(high)};
       for (int h = 0; h < 2; ++h) {
         const int s = 2 * pair + h;
-        // Scale s: the low 4 bits from byte s % 8 (nibble s / 8), the top 2 from byte 8 + s % 4 (bits 2(s / 4)).
-        const __m512i low_bits = _mm512_and_si512(_mm512_srli_epi32(words[s % 8 / 4], 8 * (s % 4) + 4 * (s / 8)), low4_32);
-        const __m512i top_bits = _mm512_and_si512(_mm512_srli_epi32(words[2], 8 * (s % 4) + 2 * (s / 4)), low2_32);
-        const __m512i scale = _mm512_sub_epi32(_mm512_or_si512(low_bits, _mm512_slli_epi32(top_bits, 4)), offset);
+        // Byte s % 4 of group s / 4, sign-extended to the row's int32 lane.
+        const __m512i scale = _mm512_srai_epi32(_mm512_slli_epi32(scale_groups[s / 4], 24 - 8 * (s % 4)), 24);
         const __m512i low = _mm512_loadu_si512(block.low[pair][h]);
         __m512i dots[T];
         for (int j = 0; j < T; ++j) dots[j] = _mm512_set1_epi32(x[j]->q6_offsets[s] / 8);
