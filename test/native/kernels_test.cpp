@@ -89,8 +89,8 @@ std::vector<float> run_matmul(const CpuKernels& k, TensorType type, const std::v
 TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(11);
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K,
-                          TensorType::kQ6_K, TensorType::kIQ4_XS}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K,
+                          TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS}) {
     for (int cols : {32, 64, 256, 8 * 37, 768}) {
       if (cols % static_cast<int>(tensor_type_info(static_cast<uint32_t>(type))->block_elements) != 0) continue;
       for (int rows : {4, 12, 16, 36, 48}) {

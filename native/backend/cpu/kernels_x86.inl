@@ -5,9 +5,9 @@
 // including it, define PAGEDLM_X86_AVX512 (0 or 1), which picks:
 //   AVX2: 16 ymm registers, so float tiles of 4 rows x 3 tokens and Q8_0 tiles of 4 x 2, and the Q8_0
 //         block dot product through maddubs + madd;
-//   AVX-512: 32 ymm registers, so 4 x 4 tiles, and vpdpbusd; packed Q8_0, Q3_K, Q4_K, Q5_K, Q6_K and
-//         IQ4_XS weights are read 512 bits at a time with rows in lanes (x86/q8_0.inl). The float kernels
-//         stay 256 bits wide.
+//   AVX-512: 32 ymm registers, so 4 x 4 tiles, and vpdpbusd; packed Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
+//         and IQ4_XS weights are read 512 bits at a time with rows in lanes (x86/q8_0.inl). The float
+//         kernels stay 256 bits wide.
 // Within one table, every tile shape runs the same operations per (row, token), so a token's result never
 // depends on its neighbours in the batch.
 //
@@ -76,6 +76,9 @@ void matmul_rows(const MatmulArgs& a, int row_begin, int row_end, float* scratch
       return matmul_iq4_nl(a, row_begin, row_end);
     case TensorType::kQ2_K:
       if (a.xk == nullptr) break;
+#if PAGEDLM_X86_AVX512
+      if (a.interleaved) return matmul_q2k_lanes(a, row_begin, row_end);
+#endif
       return matmul_q2k(a, row_begin, row_end);
     case TensorType::kQ3_K:
       if (a.xk == nullptr) break;
@@ -109,6 +112,7 @@ void pack_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, 
   if (type == TensorType::kQ8_0) return pack_q8_lanes(src, row_bytes, rows, dst);
   if (type == TensorType::kQ4_K) return pack_q4k_lanes(src, row_bytes, rows, dst);
   if (type == TensorType::kQ6_K) return pack_q6k_lanes(src, row_bytes, rows, dst);
+  if (type == TensorType::kQ2_K) return pack_q2k_lanes(src, row_bytes, rows, dst);
   if (type == TensorType::kQ3_K) return pack_q3k_lanes(src, row_bytes, rows, dst);
   if (type == TensorType::kQ5_K) return pack_q5k_lanes(src, row_bytes, rows, dst);
   if (type == TensorType::kIQ4_XS) return pack_iq4_xs_lanes(src, row_bytes, rows, dst);
@@ -123,6 +127,7 @@ int packed_group_rows(TensorType type) {
     case TensorType::kBF16: return kInterleaveRows;
 #if PAGEDLM_X86_AVX512
     case TensorType::kQ8_0:
+    case TensorType::kQ2_K:
     case TensorType::kQ3_K:
     case TensorType::kQ4_K:
     case TensorType::kQ5_K:
