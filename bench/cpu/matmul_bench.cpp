@@ -1,6 +1,6 @@
 // Throughput of one thread's matmul_rows on each kernel table, for the weight types and token counts the
 // engine runs: 1 token (decode), 2-4 (a few streams), 24 and 96 (prefill chunks). Prints GMAC/s and, for
-// one token, the weight bytes streamed per second. Run: build/bench/cpu/pagedlm_cpu_matmul_bench [--quick] [--type F16|Q8_0|Q4_K|Q6_K]
+// one token, the weight bytes streamed per second. Run: build/bench/cpu/pagedlm_cpu_matmul_bench [--quick] [--type F16|Q8_0|Q4_K|Q6_K|...]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -128,13 +128,15 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     if (std::strcmp(argv[i], "--type") == 0 && i + 1 < argc) only_type = argv[++i];
   }
+  const TensorType kTypes[] = {TensorType::kF16,  TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K,  TensorType::kQ5_K,  TensorType::kQ3_K, TensorType::kQ2_K,
+                               TensorType::kIQ4_XS, TensorType::kQ4_1, TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kIQ4_NL};
   // A Llama-1B feed-forward matrix (8,192 x 2,048): 16 MB of F16, larger than the caches, as in decode.
   const int rows = quick ? 1024 : 8192, cols = 2048;
   const int repeats = quick ? 3 : 7;
   std::mt19937 rng(1);
   std::printf("matmul_rows, one thread, %d x %d weights; GMAC/s (tokens = 1: GB/s of weights read)\n", rows, cols);
   std::printf("%-9s %-6s %10s %10s %10s %10s %10s %10s\n", "table", "type", "1 tok", "GB/s", "2 tok", "4 tok", "24 tok", "96 tok");
-  for (TensorType type : {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+  for (TensorType type : kTypes) {
     if (!only_type.empty() && only_type != tensor_type_name(type)) continue;
     const auto w = random_weights(rng, type, rows, cols);
     for (const CpuKernels* k : {&portable_kernels(), &avx2_kernels(), &avx512_kernels()}) {
@@ -148,7 +150,7 @@ int main(int argc, char** argv) {
   const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::printf("\ndecode on %s kernels, all threads: 1 token against a streaming read of as many bytes; 4 tokens' rate against 1 token's\n", best_cpu_kernels().name);
   std::printf("%-6s %7s %12s %12s %10s %13s\n", "type", "threads", "1 tok GB/s", "read GB/s", "of read", "4 tok / 1 tok");
-  for (TensorType type : {TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+  for (TensorType type : kTypes) {
     if (only_type.empty() || only_type == tensor_type_name(type)) decode_on_all_threads(type, threads, quick ? 3 : 9);
   }
   return 0;

@@ -200,7 +200,10 @@ class GgufParser {
     }
     const uint32_t type = read<uint32_t>("tensor type");
     const auto info = tensor_type_info(type);
-    if (!info) throw FormatError("tensor '" + tensor.name + "' has unknown or unsupported type id " + std::to_string(type));
+    if (!info) {
+      const char* known = ggml_type_name(type);
+      throw FormatError("tensor '" + tensor.name + "' has " + (known ? "unsupported type " + std::string(known) + " (type id " + std::to_string(type) + ")" : "unknown type id " + std::to_string(type)));
+    }
     tensor.type = static_cast<TensorType>(type);
     if (tensor.dims[0] % info->block_elements != 0) {
       throw FormatError("tensor '" + tensor.name + "' row length " + std::to_string(tensor.dims[0]) +

@@ -14,22 +14,6 @@ const path = require('node:path');
 const { CASES } = require('../reference/cases');
 const { loadFixtures, regenerateModel, decodedTwinSha256, loadEngine, stepPrompt, tokensWithin } = require('../support/llama-cpp-fixtures');
 
-// Cases pagedlm does not load yet: their architecture or weight type is being added. This test checks that
-// each still fails to load, so a case that starts loading fails here until it is taken off the list and its
-// comparison runs. Empty it as those land.
-const PENDING = [
-  'llama-Q4_1',
-  'llama-Q5_0',
-  'llama-Q5_1',
-  'llama-Q2_K',
-  'llama-Q3_K',
-  'llama-Q3_K_M',
-  'llama-Q5_K',
-  'llama-Q5_K_M',
-  'llama-IQ4_NL',
-  'llama-IQ4_XS',
-];
-
 // Tolerances on logit differences (the logits span a few units), each well above what
 // test/reference/pagedlm-gaps.js measures; docs/testing.md gives the measurements and why.
 // Against llama.cpp on the same file, both engines' rounding counts:
@@ -121,7 +105,6 @@ describe('pagedlm against llama.cpp (test/fixtures/llama-cpp)', () => {
     const byName = new Map(fixtures.map((f) => [f.case, f]));
     expect(CASES.map((c) => c.name).filter((name) => !byName.has(name))).toEqual([]);
     for (const c of CASES) expect(byName.get(c.name).shape).toEqual(c.shape);
-    expect(PENDING.filter((name) => !byName.has(name))).toEqual([]);
   });
 
   test('the writer still writes the models and decoded twins the references were made from', () => {
@@ -137,19 +120,7 @@ describe('pagedlm against llama.cpp (test/fixtures/llama-cpp)', () => {
     if (stale.length > 0) throw new Error(`regenerate the references with \`npm run reference:models\`:\n${stale.join('\n')}`);
   });
 
-  test(`the pending cases still fail to load: ${PENDING.join(', ')}`, async () => {
-    const loading = [];
-    for (const fixture of fixtures.filter((f) => PENDING.includes(f.case))) {
-      const engine = await loadEngine(regenerateModel(fixture, dir), fixture).catch(() => null);
-      if (engine) {
-        loading.push(fixture.case);
-        await engine.close();
-      }
-    }
-    if (loading.length > 0) throw new Error(`these cases load now: take them off PENDING in ${path.basename(__filename)} so they are compared: ${loading.join(', ')}`);
-  });
-
-  for (const fixture of fixtures.filter((f) => !PENDING.includes(f.case))) {
+  for (const fixture of fixtures) {
     const kind = weightClass(fixture.shape.type);
     const exact = fixture.decodedSha256 ? ` and the exact answer's within ${TOLERANCE.decoded[kind]}` : '';
     test(`${fixture.case}: greedy tokens and logit gaps as llama.cpp's within ${TOLERANCE.llamaCpp[kind]}${exact}`, async () => {

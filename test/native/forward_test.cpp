@@ -60,6 +60,15 @@ const Case kCases[] = {
     {"q8_0", {.weight_type = TensorType::kQ8_0}, 2e-2},
     {"q4_0", {.weight_type = TensorType::kQ4_0}, 1e-4},
     {"q6_k", {.dim = 256, .heads = 4, .kv_heads = 2, .ffn = 256, .weight_type = TensorType::kQ6_K}, 3e-2},  // int8 activations, as q8_0, over 4x wider rows
+    // The other 32-value types multiply int8 activations on x86, as q8_0.
+    {"q4_1", {.weight_type = TensorType::kQ4_1}, 3e-2},
+    {"q5_0", {.weight_type = TensorType::kQ5_0}, 3e-2},
+    {"q5_1", {.weight_type = TensorType::kQ5_1}, 3e-2},
+    {"iq4_nl", {.weight_type = TensorType::kIQ4_NL}, 3e-2},
+    {"q2_k", {.dim = 256, .heads = 4, .kv_heads = 2, .ffn = 256, .weight_type = TensorType::kQ2_K}, 3e-2},
+    {"q3_k", {.dim = 256, .heads = 4, .kv_heads = 2, .ffn = 256, .weight_type = TensorType::kQ3_K}, 3e-2},
+    {"q5_k", {.dim = 256, .heads = 4, .kv_heads = 2, .ffn = 256, .weight_type = TensorType::kQ5_K}, 3e-2},
+    {"iq4_xs", {.dim = 256, .heads = 4, .kv_heads = 2, .ffn = 256, .weight_type = TensorType::kIQ4_XS}, 3e-2},
     {"qwen2_neox_bias", {.architecture = "qwen2", .qkv_bias = true}, 1e-4},
     {"llama3_rope", {.rope_scaling = "llama3"}, 1e-4},
     {"linear_rope", {.rope_scaling = "linear"}, 1e-4},

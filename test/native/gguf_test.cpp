@@ -93,7 +93,10 @@ TEST(Gguf, TypesDequantizeCloseToTheirSource) {
   std::vector<float> values(256);
   for (size_t i = 0; i < values.size(); ++i) values[i] = std::sin(static_cast<float>(i)) * 2.0f;
   const std::pair<TensorType, float> cases[] = {
-      {TensorType::kF32, 0}, {TensorType::kF16, 2e-3f}, {TensorType::kBF16, 2e-2f}, {TensorType::kQ8_0, 2e-2f}, {TensorType::kQ4_0, 0.3f}, {TensorType::kQ6_K, 5e-2f}};
+      {TensorType::kF32, 0},      {TensorType::kF16, 2e-3f},   {TensorType::kBF16, 2e-2f},   {TensorType::kQ8_0, 2e-2f},
+      {TensorType::kQ4_0, 0.3f},  {TensorType::kQ4_1, 0.15f},  {TensorType::kQ5_0, 0.13f},   {TensorType::kQ5_1, 0.07f},
+      {TensorType::kIQ4_NL, 0.2f}, {TensorType::kQ2_K, 0.9f},  {TensorType::kQ3_K, 0.45f},   {TensorType::kQ4_K, 0.2f},
+      {TensorType::kQ5_K, 0.1f},  {TensorType::kQ6_K, 5e-2f},  {TensorType::kIQ4_XS, 0.25f}};
   for (auto [type, tolerance] : cases) {
     const auto bytes = testing::encode_tensor(values, type);
     EXPECT_EQ(bytes.size(), tensor_row_bytes(type, values.size()));
@@ -115,6 +118,100 @@ TEST(Gguf, DequantizesQ4K) {
   dequantize_row(TensorType::kQ4_K, &block, out, 256);
   EXPECT_FLOAT_EQ(out[0], 5.5f);
   EXPECT_FLOAT_EQ(out[1], -0.5f);
+}
+
+TEST(Gguf, DequantizesQ5_0) {
+  // d = 1. Byte 0 holds element 0 (low nibble 1) and element 16 (high nibble 2); bits 0 and 16 of `high`
+  // add 16 to elements 0 and 16, bit 17 to element 17; then 16 comes off every element.
+  BlockQ5_0 block{};
+  block.d = 0x3C00;
+  block.nibbles[0] = 0x21;
+  const uint32_t high = 1u | 1u << 16 | 1u << 17;
+  std::memcpy(block.high, &high, 4);
+  float out[32];
+  dequantize_row(TensorType::kQ5_0, &block, out, 32);
+  EXPECT_FLOAT_EQ(out[0], 1.0f);
+  EXPECT_FLOAT_EQ(out[16], 2.0f);
+  EXPECT_FLOAT_EQ(out[17], 0.0f);
+  EXPECT_FLOAT_EQ(out[1], -16.0f);
+}
+
+TEST(Gguf, DequantizesQ5K) {
+  // d = 1, dmin = 0.5; sub-block 0: scale 2, min 1; sub-block 1: scale 3, min 0; sub-block 2: scale 1.
+  // Value 0: nibble 3 + fifth bit (high[0] bit 0) = 19 -> 2 * 19 - 0.5 = 37.5. Value 32 (sub-block 1): high
+  // nibble of byte 0 (5) + high[0] bit 1 = 21 -> 63. Value 65 (sub-block 2): nibble 0 + high[1] bit 2 = 16.
+  BlockQ5_K block{};
+  block.d = 0x3C00;
+  block.dmin = 0x3800;
+  block.scales[0] = 2;
+  block.scales[1] = 3;
+  block.scales[2] = 1;
+  block.scales[4] = 1;
+  block.nibbles[0] = 0x53;
+  block.high[0] = 0x03;
+  block.high[1] = 0x04;
+  float out[256];
+  dequantize_row(TensorType::kQ5_K, &block, out, 256);
+  EXPECT_FLOAT_EQ(out[0], 37.5f);
+  EXPECT_FLOAT_EQ(out[32], 63.0f);
+  EXPECT_FLOAT_EQ(out[65], 16.0f);
+  EXPECT_FLOAT_EQ(out[1], -0.5f);  // all bits 0 in sub-block 0: -dmin x min
+}
+
+TEST(Gguf, DequantizesQ3K) {
+  // d = 1. Scale 0: low nibble of scales[0] (3) and bits 0-1 of scales[8] (2): 35 - 32 = 3. Scale 2 is all
+  // zero bits: -32. Scale 8: high nibble of scales[0] (5) and bits 4-5 of scales[8] (2): 37 - 32 = 5.
+  // Value 0: low[0] bits 0-1 (2), third bit high[0] bit 0 (1): 6 - 4 = 2, x 3 = 6. Value 32 (sub-block 2):
+  // low[0] bits 2-3 (1), high[0] bit 1 (0): 1 - 4 = -3, x -32 = 96. Value 128 (sub-block 8): low[32] bits
+  // 0-1 (3), high[0] bit 4 (1): 3, x 5 = 15.
+  BlockQ3_K block{};
+  block.d = 0x3C00;
+  block.scales[0] = 0x53;
+  block.scales[8] = 0x22;
+  block.low[0] = 0x06;
+  block.low[32] = 0x03;
+  block.high[0] = 0x11;
+  float out[256];
+  dequantize_row(TensorType::kQ3_K, &block, out, 256);
+  EXPECT_FLOAT_EQ(out[0], 6.0f);
+  EXPECT_FLOAT_EQ(out[32], 96.0f);
+  EXPECT_FLOAT_EQ(out[128], 15.0f);
+  EXPECT_FLOAT_EQ(out[1], -12.0f);  // all bits 0: -4 x scale 0
+}
+
+TEST(Gguf, DequantizesQ2K) {
+  // d = 1, dmin = 0.5. Sub-block 0: scale 3, min 2; sub-block 1: scale 2, min 1; sub-block 2: scale 1.
+  // values[0] = 0b11100100 holds values 0, 32, 64, 96 (2 bits each): 0, 1, 2, 3.
+  BlockQ2_K block{};
+  block.d = 0x3C00;
+  block.dmin = 0x3800;
+  block.scales[0] = 0x23;
+  block.scales[1] = 0x12;
+  block.scales[2] = 0x01;
+  block.values[0] = 0xE4;
+  block.values[16] = 0x02;
+  float out[256];
+  dequantize_row(TensorType::kQ2_K, &block, out, 256);
+  EXPECT_FLOAT_EQ(out[0], -1.0f);  // 3 x 0 - 0.5 x 2
+  EXPECT_FLOAT_EQ(out[32], 1.0f);  // 1 x 1 - 0
+  EXPECT_FLOAT_EQ(out[16], 3.5f);  // 2 x 2 - 0.5 x 1
+}
+
+TEST(Gguf, DequantizesIQ4XS) {
+  // d = 1. Sub-block 0's scale: low nibble of scales_low[0] (1) and scales_high bits 0-1 (2): 33 - 32 = 1.
+  // Sub-block 1's: high nibble of scales_low[0] (3) and bits 2-3 (1): 19 - 32 = -13. Byte 0 holds values 0
+  // (index 0: -127) and 16 (index 15: 113); byte 16 starts sub-block 1 (index 8: 1).
+  BlockIQ4_XS block{};
+  block.d = 0x3C00;
+  block.scales_low[0] = 0x31;
+  block.scales_high = 0x6;
+  block.nibbles[0] = 0xF0;
+  block.nibbles[16] = 0x08;
+  float out[256];
+  dequantize_row(TensorType::kIQ4_XS, &block, out, 256);
+  EXPECT_FLOAT_EQ(out[0], -127.0f);
+  EXPECT_FLOAT_EQ(out[16], 113.0f);
+  EXPECT_FLOAT_EQ(out[32], -13.0f);
 }
 
 TEST(Gguf, DequantizesQ6K) {
@@ -226,7 +323,11 @@ TEST(GgufMalformed, HostileValues) {
 TEST(GgufMalformed, HostileTensors) {
   GgufWriter unknown_type;
   unknown_type.add_tensor("t", {32}, static_cast<TensorType>(77), std::vector<uint8_t>(128));
-  expect_error(unknown_type.build(), "unknown or unsupported type id 77");
+  expect_error(unknown_type.build(), "tensor 't' has unknown type id 77");
+
+  GgufWriter unsupported_type;  // IQ2_XXS: a GGML type pagedlm reads no weights of
+  unsupported_type.add_tensor("u", {256}, static_cast<TensorType>(16), std::vector<uint8_t>(66));
+  expect_error(unsupported_type.build(), "tensor 'u' has unsupported type IQ2_XXS (type id 16)");
 
   GgufWriter odd_rows;
   odd_rows.add_tensor("q", {33}, TensorType::kQ8_0, std::vector<uint8_t>(68));

@@ -48,7 +48,8 @@ class Kernels : public ::testing::TestWithParam<const CpuKernels*> {
 TEST_P(Kernels, MatmulMatchesDequantizedReference) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(3);
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ6_K}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kQ5_0,
+                          TensorType::kQ5_1, TensorType::kIQ4_NL, TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS}) {
     for (int cols : {32, 64, 96, 256}) {
       for (int extra : {0, 1, 5, 7}) {
         const int c = (type == TensorType::kF32 || type == TensorType::kF16 || type == TensorType::kBF16) ? cols + extra : cols;
@@ -88,7 +89,8 @@ std::vector<float> run_matmul(const CpuKernels& k, TensorType type, const std::v
 TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(11);
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K,
+                          TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS}) {
     for (int cols : {32, 64, 256, 8 * 37, 768}) {
       if (cols % static_cast<int>(tensor_type_info(static_cast<uint32_t>(type))->block_elements) != 0) continue;
       for (int rows : {4, 12, 16, 36, 48}) {
@@ -117,7 +119,8 @@ TEST_P(Kernels, InterleavedRowsGiveTheSameBits) {
 TEST_P(Kernels, EachTokenAloneEqualsItInABatch) {
   const CpuKernels& k = *GetParam();
   std::mt19937 rng(13);
-  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kQ5_0, TensorType::kQ5_1,
+                          TensorType::kIQ4_NL, TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K, TensorType::kIQ4_XS}) {
     for (const bool packed : {false, true}) {
       const int rows = packed ? 32 : 13, cols = 256, n_tokens = 11;
       if (packed && !can_interleave_rows(k, type, rows, cols)) continue;
@@ -324,6 +327,67 @@ TEST_P(Kernels, Q6KMatchesAReferenceOnItsInt8Activations) {
               }
             }
             ASSERT_NEAR(matmul.y()[static_cast<size_t>(t) * rows + r], want, 1e-5 * magnitude + 1e-6) << "cols " << cols << " row " << r << " token " << t;
+          }
+        }
+      }
+    }
+  }
+}
+
+// The activations a prepared matmul multiplies for token t, as the kernel sees them: dequantized from its
+// int8 blocks where the table quantized them, else the floats themselves.
+std::vector<double> multiplied_activations(const testing::PreparedMatmul& matmul, const std::vector<float>& x, int t, int cols) {
+  std::vector<double> out(cols);
+  const MatmulArgs& a = matmul.args();
+  for (int i = 0; i < cols; ++i) {
+    if (a.xk != nullptr) {
+      const ActivationBlockQ8K& block = a.xk[static_cast<size_t>(t) * (cols / 256) + i / 256];
+      out[i] = static_cast<double>(block.values[i % 256]) * block.scale;
+    } else if (a.xq != nullptr) {
+      const ActivationBlockQ8& block = a.xq[static_cast<size_t>(t) * (cols / 32) + i / 32];
+      out[i] = static_cast<double>(block.values[i % 32]) * block.scale;
+    } else {
+      out[i] = x[static_cast<size_t>(t) * cols + i];
+    }
+  }
+  return out;
+}
+
+// Each quantized type on each table against a double-precision product of its dequantized weights with the
+// very activations the kernel multiplied (int8 blocks where the table quantizes them), so only float
+// rounding separates them; and within int8 rounding of the float product. Odd row counts, rows split
+// across calls at odd offsets, token counts across a chunk of 24, several blocks per row.
+TEST_P(Kernels, QuantizedTypesMatchAReferenceOnTheActivationsTheyMultiply) {
+  const CpuKernels& k = *GetParam();
+  std::mt19937 rng(37);
+  for (TensorType type : {TensorType::kQ4_1, TensorType::kQ5_0, TensorType::kQ5_1, TensorType::kIQ4_NL, TensorType::kQ2_K, TensorType::kQ3_K,
+                          TensorType::kQ5_K, TensorType::kIQ4_XS}) {
+    const int block = static_cast<int>(tensor_type_info(static_cast<uint32_t>(type))->block_elements);
+    for (int cols : {block, 3 * block, 8 * block}) {
+      for (int rows : {1, 5, 9, 19, 32}) {  // 32: two packed groups where the table packs the type
+        for (int n_tokens : {1, 2, 3, 7, 26}) {
+          const auto w = testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
+          const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
+          const testing::PreparedMatmul matmul(k, type, w, rows, cols, x, n_tokens, can_interleave_rows(k, type, rows, cols));
+          ASSERT_EQ(k.quantize_q8 != nullptr && multiplies_q8_activations(type), matmul.args().xq != nullptr);
+          ASSERT_EQ(k.quantize_q8k != nullptr && multiplies_q8k_activations(type), matmul.args().xk != nullptr);
+          std::vector<float> scratch(cols), deq(cols);
+          const int rows_per_call = matmul.args().interleaved ? k.packed_group_rows(type) : 3;
+          for (int begin = 0; begin < rows; begin += rows_per_call) matmul.run(begin, std::min(rows, begin + rows_per_call), scratch.data());
+          for (int r = 0; r < rows; ++r) {
+            dequantize_row(type, w.data() + static_cast<size_t>(r) * tensor_row_bytes(type, cols), deq.data(), cols);
+            for (int t = 0; t < n_tokens; ++t) {
+              const auto xm = multiplied_activations(matmul, x, t, cols);
+              double want = 0, exact = 0, magnitude = 0;
+              for (int i = 0; i < cols; ++i) {
+                want += deq[i] * xm[i];
+                exact += static_cast<double>(deq[i]) * x[static_cast<size_t>(t) * cols + i];
+                magnitude += std::fabs(deq[i] * xm[i]);
+              }
+              const float got = matmul.y()[static_cast<size_t>(t) * rows + r];
+              ASSERT_NEAR(got, want, 1e-5 * magnitude + 1e-6) << tensor_type_name(type) << " cols " << cols << " row " << r << " of " << rows << " token " << t << " of " << n_tokens;
+              ASSERT_NEAR(got, exact, 1e-2 * magnitude + 1e-6) << tensor_type_name(type) << " cols " << cols << " row " << r << " token " << t;
+            }
           }
         }
       }

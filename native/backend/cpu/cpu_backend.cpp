@@ -260,11 +260,11 @@ void CpuBackend::matmul(std::initializer_list<MatmulOutput> outputs, const float
       args.weights = copy->second;
       args.interleaved = true;
     }
-    if (w.type == TensorType::kQ8_0 && kernels_.quantize_q8 != nullptr) {
+    if (multiplies_q8_activations(w.type) && kernels_.quantize_q8 != nullptr) {
       if (xq == nullptr) xq = quantize_activations(kernels_.quantize_q8, kQ8BlockElements, x, n_tokens, w.cols, xq_);
       args.xq = xq;
     }
-    if ((w.type == TensorType::kQ4_K || w.type == TensorType::kQ6_K) && kernels_.quantize_q8k != nullptr) {
+    if (multiplies_q8k_activations(w.type) && kernels_.quantize_q8k != nullptr) {
       if (xk == nullptr) xk = quantize_activations(kernels_.quantize_q8k, kQKElements, x, n_tokens, w.cols, xk_);
       args.xk = xk;
     }

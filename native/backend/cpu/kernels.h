@@ -11,7 +11,8 @@
 
 namespace pagedlm {
 
-// One 32-value block of activations quantized to int8 for the Q8_0 integer dot product.
+// One 32-value block of activations quantized to int8 for the integer dot products of Q8_0 and the other
+// 32-value types (multiplies_q8_activations).
 struct ActivationBlockQ8 {
   float scale;
   int8_t values[kQ8BlockElements];
@@ -29,17 +30,21 @@ constexpr int kInterleaveRows = 4;
 // Writes the 4-row interleaved copy of row-major `src` ([rows][row_bytes]) to `dst` (the same size).
 void interleave_rows(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst);
 
-// One 256-value block of activations quantized to int8 with one scale, for Q4_K: its 6-bit sub-block scales
-// then multiply integer sums, and one float operation per 256 values remains.
+// One 256-value block of activations quantized to int8 with one scale, for the 256-value weight types (Q4_K
+// and the others multiplies_q8k_activations names): their sub-block scales then multiply integer sums, and
+// one float operation per 256 values remains.
 struct ActivationBlockQ8K {
   float scale;
-  int16_t sums[8];  // of each 32 values (Q4_K's minimums multiply them)
+  // Of each 32 values: Q4_K's and Q5_K's minimums multiply them; packed IQ4_XS takes its +128 offset back
+  // with them.
+  int16_t sums[8];
   // The sums as 128 x high + low, both bytes (high signed, low in [0, 127]): vpdpbusd multiplies bytes.
   // Filled only by the table whose kernel reads them (avx512).
   int8_t sums_high[8];
   int8_t sums_low[8];
   // -32 x the sum of each 16 values: where the dot product of a Q6_K sub-block's unsigned 6-bit weights starts
-  // to come out as that of the signed ones (q - 32). Filled only by the table whose kernel reads them (avx512).
+  // to come out as that of the signed ones (q - 32); an eighth of it does the same for packed Q3_K (q - 4).
+  // Filled only by the table whose kernels read them (avx512).
   int32_t q6_offsets[16];
   int8_t values[kQKElements];
 };
@@ -54,11 +59,18 @@ struct MatmulArgs {
   float* y;                // [n_tokens, y_stride]; y[t * y_stride + r]
   int y_stride;
   bool interleaved = false;
-  // Q8_0 weights on tables with quantize_q8: x quantized per token ([n_tokens][cols / 32]).
+  // Weights of a type multiplies_q8_activations accepts, on tables with quantize_q8: x quantized per token
+  // ([n_tokens][cols / 32]).
   const ActivationBlockQ8* xq = nullptr;
-  // Q4_K and Q6_K weights on tables with quantize_q8k: x quantized per token ([n_tokens][cols / 256]).
+  // Weights of a type multiplies_q8k_activations accepts, on tables with quantize_q8k: x quantized per token
+  // ([n_tokens][cols / 256]). Null: the kernels multiply float activations.
   const ActivationBlockQ8K* xk = nullptr;
 };
+
+// The weight types whose x86 kernels multiply int8 activations in blocks of 32 (Q8_0, Q4_1, Q5_0, Q5_1,
+// IQ4_NL) or of 256 (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS), where the table quantizes them.
+bool multiplies_q8_activations(TensorType type);
+bool multiplies_q8k_activations(TensorType type);
 
 // The query rows of one KV head's group (one token's query heads that share the KV head) with their online
 // softmax state, which one KV block after another updates.
@@ -109,10 +121,11 @@ struct CpuKernels {
   void (*pack_rows)(TensorType type, const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) = nullptr;
   // How many rows one group of pack_rows' copy of `type` holds; 0 where the table reads `type` row-major.
   int (*packed_group_rows)(TensorType type) = nullptr;
-  // Non-null where Q8_0 weights multiply int8 activations (as llama.cpp does): n values (a multiple of
-  // 32) of one token into n / 32 blocks, each scaled to its largest magnitude.
+  // Non-null where Q8_0 and the other 32-value types (multiplies_q8_activations) multiply int8 activations
+  // (as llama.cpp does): n values (a multiple of 32) of one token into n / 32 blocks, each scaled to its
+  // largest magnitude.
   void (*quantize_q8)(const float* x, int n, ActivationBlockQ8* out) = nullptr;
-  // Likewise for Q4_K weights, in blocks of 256 (n a multiple of 256).
+  // Likewise for the 256-value types (multiplies_q8k_activations), in blocks of 256 (n a multiple of 256).
   void (*quantize_q8k)(const float* x, int n, ActivationBlockQ8K* out) = nullptr;
   // Non-null where the CPU converts to fp16 itself (F16C): out[i] = float_to_fp16(x[i]), bit for bit except
   // NaN payloads. Null: float_to_fp16 per value.

@@ -98,6 +98,29 @@ bool cpu_has_f16c() {
 
 }  // namespace
 
+bool multiplies_q8_activations(TensorType type) {
+  switch (type) {
+    case TensorType::kQ8_0:
+    case TensorType::kQ4_1:
+    case TensorType::kQ5_0:
+    case TensorType::kQ5_1:
+    case TensorType::kIQ4_NL: return true;
+    default: return false;
+  }
+}
+
+bool multiplies_q8k_activations(TensorType type) {
+  switch (type) {
+    case TensorType::kQ2_K:
+    case TensorType::kQ3_K:
+    case TensorType::kQ4_K:
+    case TensorType::kQ5_K:
+    case TensorType::kQ6_K:
+    case TensorType::kIQ4_XS: return true;
+    default: return false;
+  }
+}
+
 bool can_interleave_rows(const CpuKernels& kernels, TensorType type, int rows, int cols) {
   const int group = kernels.pack_rows != nullptr ? kernels.packed_group_rows(type) : 0;
   if (group == 0 || rows % group != 0) return false;

@@ -1,5 +1,5 @@
 // The CUDA backend: the forward pass of CpuBackend on one GPU. Weights are uploaded once (F32, F16, BF16 as
-// stored; Q8_0 split into int8 rows + scales; Q4_0/Q4_K/Q6_K expanded to F16), the paged KV pool lives in device
+// stored; Q8_0 split into int8 rows + scales; the other quantized types expanded to F16), the paged KV pool lives in device
 // memory with the CPU's layout, GEMMs go through cuBLAS (tensor cores for f16/bf16), everything else
 // through kernels/. All work is queued on one stream; the host waits once a step, for its results (the
 // tokens of greedy steps, the top-k candidates of top-k sampling, else the logits). Decode steps replay

@@ -63,7 +63,8 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
       break;
     }
     default: {
-      // Q4_0 / Q4_K / Q6_K have no kernels here: expanded to f16 once, at upload.
+      // Every other type (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) has no kernels
+      // here: expanded to f16 once, at upload, through the same dequantize_row as the CPU reads it with.
       std::vector<float> row(w.cols);
       std::vector<uint16_t> halves(elements);
       for (int r = 0; r < w.rows; ++r) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <type_traits>
 
 #include "common/half.h"
 
@@ -156,6 +157,256 @@ void put_q6_k_block(std::vector<uint8_t>& out, const float* v) {
   put(out, &block, sizeof block);
 }
 
+
+// The signed value of largest magnitude among v[0, n).
+float signed_extreme(const float* v, int n) {
+  float extreme = 0;
+  for (int i = 0; i < n; ++i) {
+    if (std::fabs(v[i]) > std::fabs(extreme)) extreme = v[i];
+  }
+  return extreme;
+}
+
+int nearest(float v, float step, int lowest, int highest) {
+  return step == 0 ? std::clamp(0, lowest, highest) : std::clamp(static_cast<int>(std::lround(v / step)), lowest, highest);
+}
+
+// Q4_1 / Q5_1: the block's minimum as m, its range over the levels as d; each value to its nearest level.
+template <typename Block>
+void put_q_1_block(std::vector<uint8_t>& out, const float* v, int levels) {
+  const float lo = *std::min_element(v, v + 32), hi = *std::max_element(v, v + 32);
+  Block block{};
+  block.d = float_to_fp16((hi - lo) / levels);
+  block.m = float_to_fp16(lo);
+  const float d = fp16_to_float(block.d), m = fp16_to_float(block.m);
+  int q[32];
+  for (int j = 0; j < 32; ++j) q[j] = nearest(v[j] - m, d, 0, levels);
+  for (int j = 0; j < 16; ++j) block.nibbles[j] = static_cast<uint8_t>((q[j] & 0xF) | (q[j + 16] & 0xF) << 4);
+  if constexpr (std::is_same_v<Block, BlockQ5_1>) {
+    uint32_t high = 0;
+    for (int j = 0; j < 32; ++j) high |= static_cast<uint32_t>(q[j] >> 4) << j;
+    std::memcpy(block.high, &high, 4);
+  }
+  put(out, &block, sizeof block);
+}
+
+// The step for integer levels [lowest, highest] that fits v[0, n) best among: the extreme on the lowest or
+// the highest level, each also refined by least squares on the levels it assigns.
+float best_integer_step(const float* v, int n, int lowest, int highest) {
+  const auto error_of = [&](float step) {
+    double error = 0;
+    for (int i = 0; i < n; ++i) {
+      const double e = v[i] - static_cast<double>(step) * nearest(v[i], step, lowest, highest);
+      error += e * e;
+    }
+    return error;
+  };
+  const float extreme = signed_extreme(v, n);
+  if (extreme == 0) return 0;
+  float best = extreme / lowest;
+  double best_error = error_of(best);
+  for (const float start : {extreme / lowest, extreme / highest}) {
+    double vl = 0, ll = 0;
+    for (int i = 0; i < n; ++i) {
+      const int level = nearest(v[i], start, lowest, highest);
+      vl += static_cast<double>(v[i]) * level;
+      ll += static_cast<double>(level) * level;
+    }
+    for (const float step : {start, ll == 0 ? start : static_cast<float>(vl / ll)}) {
+      const double error = error_of(step);
+      if (error < best_error) best = step, best_error = error;
+    }
+  }
+  return best;
+}
+
+// Q5_0: one step for levels -16 .. 15 (best_integer_step), each value on its nearest level.
+void put_q5_0_block(std::vector<uint8_t>& out, const float* v) {
+  BlockQ5_0 block{};
+  block.d = float_to_fp16(best_integer_step(v, 32, -16, 15));
+  const float d = fp16_to_float(block.d);
+  int q[32];
+  for (int j = 0; j < 32; ++j) q[j] = nearest(v[j], d, -16, 15) + 16;
+  uint32_t high = 0;
+  for (int j = 0; j < 32; ++j) high |= static_cast<uint32_t>(q[j] >> 4) << j;
+  for (int j = 0; j < 16; ++j) block.nibbles[j] = static_cast<uint8_t>((q[j] & 0xF) | (q[j + 16] & 0xF) << 4);
+  std::memcpy(block.high, &high, 4);
+  put(out, &block, sizeof block);
+}
+
+// The index of the kIq4Values level nearest to v.
+int nearest_iq4(float v) {
+  int best = 0;
+  for (int i = 1; i < 16; ++i) {
+    if (std::fabs(v - kIq4Values[i]) < std::fabs(v - kIq4Values[best])) best = i;
+  }
+  return best;
+}
+
+float iq4_error(const float* v, int n, float step) {
+  float error = 0;
+  for (int i = 0; i < n; ++i) {
+    const float e = v[i] - (step == 0 ? 0 : step * kIq4Values[nearest_iq4(v[i] / step)]);
+    error += e * e;
+  }
+  return error;
+}
+
+// The least-squares step for the levels `step` assigns v to.
+float iq4_refined_step(const float* v, int n, float step) {
+  double vl = 0, ll = 0;
+  for (int i = 0; i < n; ++i) {
+    const int level = kIq4Values[nearest_iq4(v[i] / step)];
+    vl += static_cast<double>(v[i]) * level;
+    ll += static_cast<double>(level) * level;
+  }
+  return ll == 0 ? step : static_cast<float>(vl / ll);
+}
+
+// The IQ4 step for 32 values: the extreme on the outermost level of either sign, each also refined by least
+// squares, whichever fits best.
+float iq4_step(const float* v) {
+  const float extreme = signed_extreme(v, 32);
+  if (extreme == 0) return 0;
+  float best = extreme / kIq4Values[0], best_error = iq4_error(v, 32, best);
+  for (const float start : {extreme / kIq4Values[0], extreme / kIq4Values[15]}) {
+    for (const float step : {start, iq4_refined_step(v, 32, start)}) {
+      const float error = iq4_error(v, 32, step);
+      if (error < best_error) best = step, best_error = error;
+    }
+  }
+  return best;
+}
+
+void put_iq4_nibbles(const float* v, float step, uint8_t* nibbles) {
+  for (int j = 0; j < 16; ++j) {
+    const int lo = step == 0 ? 8 : nearest_iq4(v[j] / step), hi = step == 0 ? 8 : nearest_iq4(v[j + 16] / step);
+    nibbles[j] = static_cast<uint8_t>(lo | hi << 4);
+  }
+}
+
+void put_iq4_nl_block(std::vector<uint8_t>& out, const float* v) {
+  BlockIQ4_NL block{};
+  block.d = float_to_fp16(iq4_step(v));
+  put_iq4_nibbles(v, fp16_to_float(block.d), block.nibbles);
+  put(out, &block, sizeof block);
+}
+
+// IQ4_XS: each sub-block's IQ4 step, those steps as 6-bit multiples of one f16 scale, then the indices
+// against the step they will be read with.
+void put_iq4_xs_block(std::vector<uint8_t>& out, const float* v) {
+  float steps[8], largest = 0;
+  for (int s = 0; s < 8; ++s) {
+    steps[s] = iq4_step(v + 32 * s);
+    largest = std::max(largest, std::fabs(steps[s]));
+  }
+  BlockIQ4_XS block{};
+  block.d = float_to_fp16(largest / 31.0f);
+  const float d = fp16_to_float(block.d);
+  for (int s = 0; s < 8; ++s) {
+    const int scale = nearest(steps[s], d, -32, 31);
+    block.scales_low[s / 2] = static_cast<uint8_t>(block.scales_low[s / 2] | ((scale + 32) & 0xF) << (4 * (s % 2)));
+    block.scales_high = static_cast<uint16_t>(block.scales_high | ((scale + 32) >> 4) << (2 * s));
+    put_iq4_nibbles(v + 32 * s, d * scale, block.nibbles + 16 * s);
+  }
+  put(out, &block, sizeof block);
+}
+
+// An affine sub-block (d * sc * q - dmin * m, q in [0, levels]): its step and its min, the min taken at 0 or
+// below so that m stays positive.
+struct AffineSubBlock {
+  float step, min;
+};
+AffineSubBlock affine_sub_block(const float* v, int n, int levels) {
+  const float lo = std::min(0.0f, *std::min_element(v, v + n)), hi = *std::max_element(v, v + n);
+  return {(std::max(hi, lo) - lo) / levels, -lo};
+}
+
+// Q4_K / Q5_K: 8 affine sub-blocks of 32, their steps and mins as 6-bit multiples of d and dmin, packed as
+// tensor_type.cpp's q4_k_scale_min reads them; `levels` 15 or 31.
+template <typename Block>
+void put_q45_k_block(std::vector<uint8_t>& out, const float* v, int levels) {
+  AffineSubBlock subs[8];
+  float max_step = 0, max_min = 0;
+  for (int s = 0; s < 8; ++s) {
+    subs[s] = affine_sub_block(v + 32 * s, 32, levels);
+    max_step = std::max(max_step, subs[s].step);
+    max_min = std::max(max_min, subs[s].min);
+  }
+  Block block{};
+  block.d = float_to_fp16(max_step / 63.0f);
+  block.dmin = float_to_fp16(max_min / 63.0f);
+  const float d = fp16_to_float(block.d), dmin = fp16_to_float(block.dmin);
+  for (int s = 0; s < 8; ++s) {
+    const int sc = nearest(subs[s].step, d, 0, 63), m = nearest(subs[s].min, dmin, 0, 63);
+    if (s < 4) {
+      block.scales[s] = static_cast<uint8_t>(block.scales[s] | sc);
+      block.scales[s + 4] = static_cast<uint8_t>(block.scales[s + 4] | m);
+    } else {
+      block.scales[s + 4] = static_cast<uint8_t>((sc & 0xF) | (m & 0xF) << 4);
+      block.scales[s - 4] = static_cast<uint8_t>(block.scales[s - 4] | (sc >> 4) << 6);
+      block.scales[s] = static_cast<uint8_t>(block.scales[s] | (m >> 4) << 6);
+    }
+    for (int l = 0; l < 32; ++l) {
+      const int q = nearest(v[32 * s + l] + dmin * m, d * sc, 0, levels);
+      const int group = s / 2, h = s % 2;
+      block.nibbles[32 * group + l] = static_cast<uint8_t>(block.nibbles[32 * group + l] | (q & 0xF) << (4 * h));
+      if constexpr (std::is_same_v<Block, BlockQ5_K>) block.high[l] = static_cast<uint8_t>(block.high[l] | (q >> 4) << s);
+    }
+  }
+  put(out, &block, sizeof block);
+}
+
+// Q3_K: each 16 values' step for levels -4 .. 3 (best_integer_step), the sub-block steps as signed 6-bit
+// multiples of one f16 scale, each value on its nearest level under the step it is read with.
+void put_q3_k_block(std::vector<uint8_t>& out, const float* v) {
+  float steps[16], largest = 0;
+  for (int s = 0; s < 16; ++s) {
+    steps[s] = best_integer_step(v + 16 * s, 16, -4, 3);
+    largest = std::max(largest, std::fabs(steps[s]));
+  }
+  BlockQ3_K block{};
+  block.d = float_to_fp16(largest / 31.0f);
+  const float d = fp16_to_float(block.d);
+  for (int s = 0; s < 16; ++s) {
+    const int sc = nearest(steps[s], d, -32, 31);
+    const int stored = sc + 32;
+    block.scales[s % 8] = static_cast<uint8_t>(block.scales[s % 8] | (stored & 0xF) << (s < 8 ? 0 : 4));
+    block.scales[8 + s % 4] = static_cast<uint8_t>(block.scales[8 + s % 4] | (stored >> 4) << (2 * (s / 4)));
+    for (int j = 0; j < 16; ++j) {
+      const int i = 16 * s + j, half = i / 128, k = i % 128 / 32, l = i % 32;
+      const int q = nearest(v[i], d * sc, -4, 3) + 4;
+      block.low[32 * half + l] = static_cast<uint8_t>(block.low[32 * half + l] | (q & 3) << (2 * k));
+      block.high[l] = static_cast<uint8_t>(block.high[l] | (q >> 2) << (4 * half + k));
+    }
+  }
+  put(out, &block, sizeof block);
+}
+
+// Q2_K: 16 affine sub-blocks of 16, steps and mins as 4-bit multiples of d and dmin.
+void put_q2_k_block(std::vector<uint8_t>& out, const float* v) {
+  AffineSubBlock subs[16];
+  float max_step = 0, max_min = 0;
+  for (int s = 0; s < 16; ++s) {
+    subs[s] = affine_sub_block(v + 16 * s, 16, 3);
+    max_step = std::max(max_step, subs[s].step);
+    max_min = std::max(max_min, subs[s].min);
+  }
+  BlockQ2_K block{};
+  block.d = float_to_fp16(max_step / 15.0f);
+  block.dmin = float_to_fp16(max_min / 15.0f);
+  const float d = fp16_to_float(block.d), dmin = fp16_to_float(block.dmin);
+  for (int s = 0; s < 16; ++s) {
+    const int sc = nearest(subs[s].step, d, 0, 15), m = nearest(subs[s].min, dmin, 0, 15);
+    block.scales[s] = static_cast<uint8_t>(sc | m << 4);
+    for (int j = 0; j < 16; ++j) {
+      const int i = 16 * s + j, half = i / 128, k = i % 128 / 32, l = i % 32;
+      const int q = nearest(v[i] + dmin * m, d * sc, 0, 3);
+      block.values[32 * half + l] = static_cast<uint8_t>(block.values[32 * half + l] | q << (2 * k));
+    }
+  }
+  put(out, &block, sizeof block);
+}
 }  // namespace
 
 std::vector<uint8_t> encode_tensor(const std::vector<float>& values, TensorType type) {
@@ -195,6 +446,33 @@ std::vector<uint8_t> encode_tensor(const std::vector<float>& values, TensorType 
         }
         put(out, &block, sizeof block);
       }
+      break;
+    case TensorType::kQ4_1:
+      for (size_t b = 0; b < values.size(); b += 32) put_q_1_block<BlockQ4_1>(out, values.data() + b, 15);
+      break;
+    case TensorType::kQ5_1:
+      for (size_t b = 0; b < values.size(); b += 32) put_q_1_block<BlockQ5_1>(out, values.data() + b, 31);
+      break;
+    case TensorType::kQ5_0:
+      for (size_t b = 0; b < values.size(); b += 32) put_q5_0_block(out, values.data() + b);
+      break;
+    case TensorType::kIQ4_NL:
+      for (size_t b = 0; b < values.size(); b += 32) put_iq4_nl_block(out, values.data() + b);
+      break;
+    case TensorType::kIQ4_XS:
+      for (size_t b = 0; b < values.size(); b += kQKElements) put_iq4_xs_block(out, values.data() + b);
+      break;
+    case TensorType::kQ2_K:
+      for (size_t b = 0; b < values.size(); b += kQKElements) put_q2_k_block(out, values.data() + b);
+      break;
+    case TensorType::kQ3_K:
+      for (size_t b = 0; b < values.size(); b += kQKElements) put_q3_k_block(out, values.data() + b);
+      break;
+    case TensorType::kQ4_K:
+      for (size_t b = 0; b < values.size(); b += kQKElements) put_q45_k_block<BlockQ4_K>(out, values.data() + b, 15);
+      break;
+    case TensorType::kQ5_K:
+      for (size_t b = 0; b < values.size(); b += kQKElements) put_q45_k_block<BlockQ5_K>(out, values.data() + b, 31);
       break;
     case TensorType::kQ6_K:
       for (size_t b = 0; b < values.size(); b += kQKElements) put_q6_k_block(out, values.data() + b);

@@ -60,7 +60,8 @@ class GgufWriter {
   std::vector<Tensor> tensors_;
 };
 
-// Encodes floats as a tensor of `type` (F32, F16, BF16, Q8_0, Q4_0); row length must suit the type.
+// Encodes floats as a tensor of `type` (any TensorType), each block quantized to its nearest levels under
+// per-block scales taken from its range; row length must be a multiple of the type's block.
 std::vector<uint8_t> encode_tensor(const std::vector<float>& values, TensorType type);
 
 }  // namespace pagedlm::testing

@@ -23,11 +23,11 @@ PreparedMatmul::PreparedMatmul(const CpuKernels& kernels, TensorType type, const
   if (pack) kernels.pack_rows(type, weights.data(), row_bytes, rows, weights_.data());
   else std::copy(weights.begin(), weights.end(), weights_.data());
   args_ = MatmulArgs{type, weights_.data(), row_bytes, cols, x.data(), n_tokens, y_.data(), rows, pack};
-  if (type == TensorType::kQ8_0 && kernels.quantize_q8 != nullptr) {
+  if (multiplies_q8_activations(type) && kernels.quantize_q8 != nullptr) {
     xq_ = quantize_tokens(kernels.quantize_q8, kQ8BlockElements, x, n_tokens, cols);
     args_.xq = xq_.data();
   }
-  if ((type == TensorType::kQ4_K || type == TensorType::kQ6_K) && kernels.quantize_q8k != nullptr) {
+  if (multiplies_q8k_activations(type) && kernels.quantize_q8k != nullptr) {
     xk_ = quantize_tokens(kernels.quantize_q8k, kQKElements, x, n_tokens, cols);
     args_.xk = xk_.data();
   }

@@ -181,7 +181,7 @@ inline __m512i dpbusd_broadcast(__m512i acc, __m512i w, const int8_t* four) {
   return acc;
 }
 
-// Rows per group of the AVX-512 "rows in lanes" copies of Q8_0, Q4_K and Q6_K: one row per int32 lane.
+// Rows per group of the AVX-512 "rows in lanes" copies (Q8_0 and the 256-value types): one row per int32 lane.
 constexpr int kLaneRows = 16;
 
 // Drives a packed type's 16-row tiles over row groups and chunks of tokens, up to TileTokens tokens a tile;

@@ -102,6 +102,29 @@ struct LaneBlockQ4K {
 static_assert(sizeof(LaneBlockQ4K) == kLaneRows * sizeof(BlockQ4_K), "the packed copy is the size of the rows");
 constexpr int kQ4kLaneTileTokens = 4;
 
+// Per lane (row), the bytes of scales 0-3, 4-7 and minimums 0-3, 4-7: q4_k_scales on 16 rows' packed
+// words (word w of every row together). Q5_K packs its scales the same way.
+struct LaneScalesQ4K {
+  __m512i sc_low, sc_high, m_low, m_high;
+  explicit LaneScalesQ4K(const uint32_t (&words)[3][kLaneRows]) {
+    const __m512i low6 = _mm512_set1_epi8(0x3f), low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(0x03);
+    const __m512i w0 = _mm512_loadu_si512(words[0]), w1 = _mm512_loadu_si512(words[1]), w2 = _mm512_loadu_si512(words[2]);
+    sc_low = _mm512_and_si512(w0, low6);
+    sc_high = _mm512_or_si512(_mm512_and_si512(w2, low4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w0, 6), low2), 4));
+    m_low = _mm512_and_si512(w1, low6);
+    m_high = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), low4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w1, 6), low2), 4));
+  }
+  // Sum over sub-blocks of m_s x (the activations' sum over s), exact: 128 x (m . sums_high) + (m . sums_low),
+  // four sub-blocks per vpdpbusd.
+  __m512i min_total(const ActivationBlockQ8K& x) const {
+    __m512i high = dpbusd_broadcast(_mm512_setzero_si512(), m_low, x.sums_high);
+    high = dpbusd_broadcast(high, m_high, x.sums_high + 4);
+    __m512i low = dpbusd_broadcast(_mm512_setzero_si512(), m_low, x.sums_low);
+    low = dpbusd_broadcast(low, m_high, x.sums_low + 4);
+    return _mm512_add_epi32(_mm512_slli_epi32(high, 7), low);
+  }
+};
+
 void pack_q4k_lanes(const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst) {
   const size_t super_blocks = row_bytes / sizeof(BlockQ4_K);
   auto* out = reinterpret_cast<LaneBlockQ4K*>(dst);
@@ -129,7 +152,7 @@ void pack_q4k_lanes(const uint8_t* src, size_t row_bytes, int rows, uint8_t* dst
 template <int T>
 void tile_q4k_lanes(const LaneBlockQ4K* w, const MatmulArgs& a, int t, int r) {
   const int super_blocks = a.cols / static_cast<int>(kQKElements);
-  const __m512i low6 = _mm512_set1_epi8(0x3f), low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(0x03), byte = _mm512_set1_epi32(0xff);
+  const __m512i low4 = _mm512_set1_epi8(0x0f), byte = _mm512_set1_epi32(0xff);
   const __m512i high4 = _mm512_set1_epi8(static_cast<char>(0xf0));
   __m512 acc[T];
   for (auto& v : acc) v = _mm512_setzero_ps();
@@ -137,13 +160,8 @@ void tile_q4k_lanes(const LaneBlockQ4K* w, const MatmulArgs& a, int t, int r) {
     const LaneBlockQ4K& block = w[sb];
     const ActivationBlockQ8K* x[T];
     for (int j = 0; j < T; ++j) x[j] = a.xk + static_cast<size_t>(t + j) * super_blocks + sb;
-    const auto word = [&](int i) { return _mm512_loadu_si512(block.scale_words[i]); };
-    const __m512i w0 = word(0), w1 = word(1), w2 = word(2);
-    // Per lane: the bytes of sc0-3, sc4-7, m0-3 and m4-7 (q4_k_scales on 16 rows).
-    const __m512i sc_low = _mm512_and_si512(w0, low6);
-    const __m512i sc_high = _mm512_or_si512(_mm512_and_si512(w2, low4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w0, 6), low2), 4));
-    const __m512i m_low = _mm512_and_si512(w1, low6);
-    const __m512i m_high = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), low4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(w1, 6), low2), 4));
+    const LaneScalesQ4K lane_scales(block.scale_words);
+    const __m512i sc_low = lane_scales.sc_low, sc_high = lane_scales.sc_high;
     __m512i totals[T];
     for (auto& v : totals) v = _mm512_setzero_si512();
     for (int pair = 0; pair < 4; ++pair) {
@@ -173,12 +191,7 @@ void tile_q4k_lanes(const LaneBlockQ4K* w, const MatmulArgs& a, int t, int r) {
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.d)));
     const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.dmin)));
     for (int j = 0; j < T; ++j) {
-      // sum of m_s x sums_s = 128 x (m . sums_high) + (m . sums_low), four sub-blocks per vpdpbusd.
-      __m512i high = dpbusd_broadcast(_mm512_setzero_si512(), m_low, x[j]->sums_high);
-      high = dpbusd_broadcast(high, m_high, x[j]->sums_high + 4);
-      __m512i low = dpbusd_broadcast(_mm512_setzero_si512(), m_low, x[j]->sums_low);
-      low = dpbusd_broadcast(low, m_high, x[j]->sums_low + 4);
-      const __m512i mins = _mm512_add_epi32(_mm512_slli_epi32(high, 7), low);
+      const __m512i mins = lane_scales.min_total(*x[j]);
       const __m512 x_scale = _mm512_set1_ps(x[j]->scale);
       acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(totals[j]), _mm512_mul_ps(d, x_scale), acc[j]);
       acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(dmin, x_scale), acc[j]);

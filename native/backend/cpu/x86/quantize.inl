@@ -1,5 +1,6 @@
-// Activations quantized to int8 for the integer dot products of Q8_0 (blocks of 32) and Q4_K / Q6_K (blocks
-// of 256). Part of the x86 kernels: see kernels_x86.inl.
+// Activations quantized to int8 for the integer dot products of Q8_0 and the other 32-value types (blocks of
+// 32) and of the 256-value types (kernels.h: multiplies_q8_activations, multiplies_q8k_activations). Part of
+// the x86 kernels: see kernels_x86.inl.
 #pragma once
 
 #include "backend/cpu/x86/common.inl"
