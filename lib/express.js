@@ -138,9 +138,7 @@ function generationOptions(body, kind, limits) {
   field.string('model'); // the router serves one model, whatever a request names
   field.string('user');
   const maxTokens = field.integer('max_completion_tokens', 1) ?? field.integer('max_tokens', 1) ?? limits.defaultMaxTokens;
-  if (maxTokens > limits.maxTokens) throw new HttpError(400, `max_tokens must be at most ${limits.maxTokens}`, { param: 'max_tokens' });
   const n = field.integer('n', 1) ?? 1;
-  if (n > limits.maxN) throw new HttpError(400, `n must be at most ${limits.maxN}`, { param: 'n' });
   const streamOptions = field.object('stream_options') ?? {};
   for (const key of Object.keys(streamOptions)) {
     if (key !== 'include_usage') throw new HttpError(400, `unsupported field 'stream_options.${key}': stream_options accepts include_usage`, { param: `stream_options.${key}`, code: 'unsupported_parameter' });
@@ -160,7 +158,11 @@ function generationOptions(body, kind, limits) {
     stop: stopStrings(body),
     ignoreEos: field.boolean('ignore_eos'),
   };
-  return { options, stream: field.boolean('stream') ?? false, includeUsage };
+  const stream = field.boolean('stream') ?? false;
+  // The server's caps, once every field is known to be well-formed.
+  if (maxTokens > limits.maxTokens) throw new HttpError(400, `max_tokens must be at most ${limits.maxTokens}`, { param: 'max_tokens' });
+  if (n > limits.maxN) throw new HttpError(400, `n must be at most ${limits.maxN}`, { param: 'n' });
+  return { options, stream, includeUsage };
 }
 
 // The prefix-cache salt of a request: tenants never share cached prefixes unless the router is told to.
