@@ -13,7 +13,7 @@ const path = require('node:path');
 const express = require('express');
 const { DEFAULT_SAMPLING } = require('./sampling');
 const { createMetrics } = require('./metrics');
-const { checkObject, checkKeys, checkBoolean } = require('./options');
+const { checkObject, checkKeys, checkBoolean, closestKey } = require('./options');
 
 const ROUTER_KEYS = [
   'model', 'ui', 'apiKey', 'protectMetrics', 'maxTokens', 'defaultMaxTokens', 'maxN', 'maxPromptTokens', 'bodyLimit',
@@ -95,7 +95,9 @@ function checkRequestFields(body, kind) {
     const reason = Object.hasOwn(NOT_IMPLEMENTED, field) ? NOT_IMPLEMENTED[field] : null;
     if (reason && (value === null || value === false)) continue;
     const endpoint = kind === 'chat' ? '/v1/chat/completions' : '/v1/completions';
-    const message = reason ? `${field}: ${reason}` : `unsupported field '${field}': ${endpoint} accepts ${[...REQUEST_FIELDS[kind]].join(', ')}`;
+    const closest = closestKey(field, REQUEST_FIELDS[kind]);
+    const hint = closest ? `did you mean '${closest}'?` : `it accepts ${[...REQUEST_FIELDS[kind]].join(', ')}`;
+    const message = reason ? `${field}: ${reason}` : `unsupported field '${field}' in ${endpoint}: ${hint}`;
     throw new HttpError(400, message, { param: field, code: 'unsupported_parameter' });
   }
 }

@@ -155,8 +155,8 @@ describeWithModels('OpenAI-compatible server', ['synth-tiny-f16.gguf'], (modelPa
 
   test('a field the router does not implement is a 400 naming it, never ignored', async () => {
     const messages = [{ role: 'user', content: 'Hi' }];
-    await expect(client.chat.completions.create({ model: 'tiny', messages, temprature: 0 })).rejects.toEqual(rejection('temprature', /unsupported field 'temprature'.*temperature/));
-    await expect(client.completions.create({ model: 'tiny', prompt: 'x', maxTokens: 3 })).rejects.toEqual(rejection('maxTokens', /max_tokens/));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, temprature: 0 })).rejects.toEqual(rejection('temprature', /unsupported field 'temprature' in \/v1\/chat\/completions: did you mean 'temperature'\?/));
+    await expect(client.completions.create({ model: 'tiny', prompt: 'x', maxTokens: 3 })).rejects.toEqual(rejection('maxTokens', /did you mean 'max_tokens'/));
     await expect(client.completions.create({ model: 'tiny', prompt: 'x', messages })).rejects.toEqual(rejection('messages'));
     await expect(client.chat.completions.create({ model: 'tiny', messages, prompt: 'x' })).rejects.toEqual(rejection('prompt'));
     await expect(client.completions.create({ model: 'tiny', prompt: 'x', echo: true })).rejects.toEqual(rejection('echo'));
