@@ -102,12 +102,13 @@ function checkRequestFields(body, kind) {
   }
 }
 
-// Reads one field of a request, with a 400 naming it when it has the wrong type; null is the default.
-function fieldReader(body) {
+// Reads one field of a request (of `body`, found at `prefix` in the request), with a 400 naming it when it
+// has the wrong type; null is the default.
+function fieldReader(body, prefix = '') {
   const read = (name, check, expected) => {
     const v = body[name];
     if (v === undefined || v === null) return undefined;
-    if (!check(v)) throw new HttpError(400, `${name} must be ${expected}, got ${JSON.stringify(v)}`, { param: name });
+    if (!check(v)) throw new HttpError(400, `${prefix}${name} must be ${expected}, got ${JSON.stringify(v)}`, { param: `${prefix}${name}` });
     return v;
   };
   return {
@@ -145,7 +146,7 @@ function generationOptions(body, kind, limits) {
   for (const key of Object.keys(streamOptions)) {
     if (key !== 'include_usage') throw new HttpError(400, `unsupported field 'stream_options.${key}': stream_options accepts include_usage`, { param: `stream_options.${key}`, code: 'unsupported_parameter' });
   }
-  const includeUsage = fieldReader(streamOptions).boolean('include_usage') ?? false;
+  const includeUsage = fieldReader(streamOptions, 'stream_options.').boolean('include_usage') ?? false;
   const options = {
     maxTokens,
     n,

@@ -170,6 +170,7 @@ describeWithModels('OpenAI-compatible server', ['synth-tiny-f16.gguf'], (modelPa
     await expect(client.chat.completions.create({ model: 'tiny', messages, n: 1.5 })).rejects.toEqual(rejection('n'));
     await expect(client.chat.completions.create({ model: 'tiny', messages, seed: 'x' })).rejects.toEqual(rejection('seed'));
     await expect(client.chat.completions.create({ model: 'tiny', messages, stream: 'yes' })).rejects.toEqual(rejection('stream'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, stream: true, stream_options: { include_usage: 1 } })).rejects.toEqual(rejection('stream_options.include_usage'));
   });
 
   test('developer role, text content parts, tool calls and tool results', async () => {
