@@ -13,7 +13,7 @@ const path = require('node:path');
 const express = require('express');
 const { DEFAULT_SAMPLING } = require('./sampling');
 const { createMetrics } = require('./metrics');
-const { checkObject, checkKeys, checkBoolean } = require('./options');
+const { checkObject, checkKeys, checkBoolean, closestKey } = require('./options');
 
 const ROUTER_KEYS = [
   'model', 'ui', 'apiKey', 'protectMetrics', 'maxTokens', 'defaultMaxTokens', 'maxN', 'maxPromptTokens', 'bodyLimit',
@@ -41,7 +41,8 @@ function toHttpError(error) {
   if (error instanceof HttpError) return error;
   if (error?.type === 'entity.parse.failed') return new HttpError(400, `request body is not valid JSON: ${error.message}`);
   if (error?.type === 'entity.too.large') return new HttpError(413, 'request body too large');
-  if (error instanceof TypeError || error instanceof RangeError) return new HttpError(400, error.message);
+  // A `param` on a library error names the part of the request it is about (messages[1].content).
+  if (error instanceof TypeError || error instanceof RangeError) return new HttpError(400, error.message, { param: typeof error.param === 'string' ? error.param : null });
   const mapped = ERROR_STATUS[error?.code];
   if (mapped) return new HttpError(mapped[0], error.message, { code: mapped[1], type: mapped[0] === 503 ? 'server_error' : 'invalid_request_error' });
   return new HttpError(500, error?.message || 'internal error', { type: 'server_error' });
@@ -59,35 +60,112 @@ function sendError(res, error) {
   res.status(e.status).json({ error: { message: e.message, type: e.type, param: e.param, code: e.code } });
 }
 
-// OpenAI request fields -> generate() options. Unknown fields are ignored, as OpenAI's clients send many.
-// Sampling fields a request leaves out (or sends as null) are left out here too: generate() fills them from
-// DEFAULT_SAMPLING, as it does for the library and the CLI.
-function generationOptions(body, limits) {
-  const number = (name) => {
+// The request fields each endpoint implements. Any other field is a 400 naming it (with `param`): a field
+// the server would ignore must not look honoured.
+// The fields through which a request asks for log probabilities, per endpoint: none while responses carry none.
+const LOGPROBS_FIELDS = { chat: [], completion: [] };
+const SHARED_FIELDS = [
+  'model', 'stream', 'stream_options', 'max_tokens', 'n', 'temperature', 'top_p', 'stop', 'seed', 'user',
+  'frequency_penalty', 'presence_penalty',
+  'top_k', 'min_p', 'repetition_penalty', 'ignore_eos', // extensions, as in vLLM
+];
+const REQUEST_FIELDS = {
+  chat: new Set([...SHARED_FIELDS, 'messages', 'max_completion_tokens', ...LOGPROBS_FIELDS.chat]),
+  completion: new Set([...SHARED_FIELDS, 'prompt', ...LOGPROBS_FIELDS.completion]),
+};
+// OpenAI fields this server does not implement, with what a request that uses one is told.
+const TOOLS_UNSUPPORTED = 'tool calling is not supported yet';
+const NOT_IMPLEMENTED = {
+  tools: TOOLS_UNSUPPORTED,
+  tool_choice: TOOLS_UNSUPPORTED,
+  parallel_tool_calls: TOOLS_UNSUPPORTED,
+  functions: TOOLS_UNSUPPORTED,
+  function_call: TOOLS_UNSUPPORTED,
+  response_format: 'response_format (structured output) is not supported yet',
+  logprobs: 'logprobs are not supported yet',
+  top_logprobs: 'logprobs are not supported yet',
+};
+const MAX_STOP_STRINGS = 4; // OpenAI's limit
+
+// A 400 for the first field of `body` that `kind`'s endpoint does not implement. null, and false, ask for
+// nothing, so an unimplemented OpenAI field sent with either is accepted (clients send explicit defaults).
+function checkRequestFields(body, kind) {
+  for (const [field, value] of Object.entries(body)) {
+    if (REQUEST_FIELDS[kind].has(field)) continue;
+    const reason = Object.hasOwn(NOT_IMPLEMENTED, field) ? NOT_IMPLEMENTED[field] : null;
+    if (reason && (value === null || value === false)) continue;
+    const endpoint = kind === 'chat' ? '/v1/chat/completions' : '/v1/completions';
+    const closest = closestKey(field, REQUEST_FIELDS[kind]);
+    const hint = closest ? `did you mean '${closest}'?` : `it accepts ${[...REQUEST_FIELDS[kind]].join(', ')}`;
+    const message = reason ? `${field}: ${reason}` : `unsupported field '${field}' in ${endpoint}: ${hint}`;
+    throw new HttpError(400, message, { param: field, code: 'unsupported_parameter' });
+  }
+}
+
+// Reads one field of a request (of `body`, found at `prefix` in the request), with a 400 naming it when it
+// has the wrong type; null is the default.
+function fieldReader(body, prefix = '') {
+  const read = (name, check, expected) => {
     const v = body[name];
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number') throw new HttpError(400, `${name} must be a number`, { param: name });
+    if (!check(v)) throw new HttpError(400, `${prefix}${name} must be ${expected}, got ${JSON.stringify(v)}`, { param: `${prefix}${name}` });
     return v;
   };
-  const maxTokens = number('max_completion_tokens') ?? number('max_tokens') ?? limits.defaultMaxTokens;
-  if (maxTokens > limits.maxTokens) throw new HttpError(400, `max_tokens must be at most ${limits.maxTokens}`, { param: 'max_tokens' });
-  const n = number('n') ?? 1;
-  if (n > limits.maxN) throw new HttpError(400, `n must be at most ${limits.maxN}`, { param: 'n' });
+  return {
+    number: (name) => read(name, (v) => typeof v === 'number' && Number.isFinite(v), 'a number'),
+    integer: (name, min) => read(name, (v) => Number.isInteger(v) && v >= min, `an integer of at least ${min}`),
+    boolean: (name) => read(name, (v) => typeof v === 'boolean', 'true or false'),
+    string: (name) => read(name, (v) => typeof v === 'string', 'a string'),
+    object: (name) => read(name, (v) => typeof v === 'object' && !Array.isArray(v), 'an object'),
+  };
+}
+
+function stopStrings(body) {
+  const { stop } = body;
+  if (stop === undefined || stop === null) return undefined;
+  const list = typeof stop === 'string' ? [stop] : stop;
+  if (!Array.isArray(list) || list.some((s) => typeof s !== 'string')) throw new HttpError(400, 'stop must be a string or an array of strings', { param: 'stop' });
+  if (list.length > MAX_STOP_STRINGS) throw new HttpError(400, `stop holds ${list.length} strings; at most ${MAX_STOP_STRINGS} are accepted`, { param: 'stop' });
+  if (list.some((s) => s.length === 0)) throw new HttpError(400, 'stop strings must not be empty', { param: 'stop' });
+  return list.length ? list : undefined;
+}
+
+/**
+ * Checks a request's fields and maps them to generate() options, plus the router's own { stream, includeUsage }.
+ * Sampling fields a request leaves out (or sends as null) are left out here too: generate() fills them from
+ * DEFAULT_SAMPLING, as it does for the library and the CLI. `user` is read by saltOf() only.
+ */
+function generationOptions(body, kind, limits) {
+  checkRequestFields(body, kind);
+  const field = fieldReader(body);
+  field.string('model'); // the router serves one model, whatever a request names
+  field.string('user');
+  const maxTokens = field.integer('max_completion_tokens', 1) ?? field.integer('max_tokens', 1) ?? limits.defaultMaxTokens;
+  const n = field.integer('n', 1) ?? 1;
+  const streamOptions = field.object('stream_options') ?? {};
+  for (const key of Object.keys(streamOptions)) {
+    if (key !== 'include_usage') throw new HttpError(400, `unsupported field 'stream_options.${key}': stream_options accepts include_usage`, { param: `stream_options.${key}`, code: 'unsupported_parameter' });
+  }
+  const includeUsage = fieldReader(streamOptions, 'stream_options.').boolean('include_usage') ?? false;
   const options = {
     maxTokens,
     n,
-    temperature: number('temperature'),
-    topP: number('top_p'),
-    topK: number('top_k'),
-    minP: number('min_p'),
-    seed: number('seed'),
-    frequencyPenalty: number('frequency_penalty'),
-    presencePenalty: number('presence_penalty'),
-    repetitionPenalty: number('repetition_penalty'),
+    temperature: field.number('temperature'),
+    topP: field.number('top_p'),
+    topK: field.integer('top_k', 0),
+    minP: field.number('min_p'),
+    seed: field.integer('seed', 0),
+    frequencyPenalty: field.number('frequency_penalty'),
+    presencePenalty: field.number('presence_penalty'),
+    repetitionPenalty: field.number('repetition_penalty'),
+    stop: stopStrings(body),
+    ignoreEos: field.boolean('ignore_eos'),
   };
-  if (body.stop !== undefined && body.stop !== null) options.stop = body.stop;
-  if (typeof body.ignore_eos === 'boolean') options.ignoreEos = body.ignore_eos; // an extension, as in vLLM
-  return options;
+  const stream = field.boolean('stream') ?? false;
+  // The server's caps, once every field is known to be well-formed.
+  if (maxTokens > limits.maxTokens) throw new HttpError(400, `max_tokens must be at most ${limits.maxTokens}`, { param: 'max_tokens' });
+  if (n > limits.maxN) throw new HttpError(400, `n must be at most ${limits.maxN}`, { param: 'n' });
+  return { options, stream, includeUsage };
 }
 
 // The prefix-cache salt of a request: tenants never share cached prefixes unless the router is told to.
@@ -194,7 +272,7 @@ function createRouter(engine, options = {}) {
     let finished = false; // a result was recorded in the metrics
     try {
       if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'request body must be a JSON object');
-      const gen = generationOptions(body, limits);
+      const { options: gen, stream, includeUsage } = generationOptions(body, kind, limits);
       gen.cacheSalt = saltOf(req, body, limits);
       const controller = new AbortController();
       res.on('close', () => {
@@ -217,8 +295,8 @@ function createRouter(engine, options = {}) {
         finished = true;
         return outcome === 'timeout' ? timeoutError(limits, result) : null;
       };
-      if (body.stream) {
-        await streamResponse(res, start, { id, kind, model, includeUsage: body.stream_options?.include_usage === true, n: gen.n, stallTimeoutMs: limits.stallTimeoutMs, abort: () => controller.abort(), ended });
+      if (stream) {
+        await streamResponse(res, start, { id, kind, model, includeUsage, n: gen.n, stallTimeoutMs: limits.stallTimeoutMs, abort: () => controller.abort(), ended });
       } else {
         const result = await start(false);
         const error = ended(result);
@@ -245,18 +323,33 @@ function checkPromptLength(count, limits, param) {
 }
 
 function chatRequest(engine, body, gen, limits) {
-  if (!Array.isArray(body.messages)) throw new HttpError(400, 'messages must be an array', { param: 'messages' });
-  const messages = body.messages.map((m) => ({ role: m?.role, content: Array.isArray(m?.content) ? m.content.map((p) => p?.text ?? '').join('') : m?.content }));
+  const { messages } = body;
+  if (!Array.isArray(messages)) throw new HttpError(400, 'messages must be an array', { param: 'messages' });
   const rendered = engine.chatPrompt(messages);
   checkPromptLength(engine.tokenize(rendered.text, { addBos: rendered.addBos, special: true }).length, limits, 'messages');
   return (stream) => engine.chat(messages, { ...gen, stream });
 }
 
+// OpenAI's prompt forms: a string, token ids, or a batch of either; a batch here holds one prompt.
+function promptOf(body, vocabSize) {
+  let { prompt } = body;
+  const isTokenIds = (p) => Array.isArray(p) && p.length > 0 && p.every((id) => typeof id === 'number');
+  if (Array.isArray(prompt) && prompt.length === 1 && (typeof prompt[0] === 'string' || isTokenIds(prompt[0]))) prompt = prompt[0];
+  if (typeof prompt === 'string') return prompt;
+  if (!isTokenIds(prompt)) {
+    const batch = Array.isArray(prompt) && prompt.length > 1 && prompt.every((p) => typeof p === 'string' || Array.isArray(p));
+    const message = batch ? `prompt holds ${prompt.length} prompts; this server takes one prompt per request (use n for several completions)` : 'prompt must be a string, an array of token ids, or an array holding one of those';
+    throw new HttpError(400, message, { param: 'prompt' });
+  }
+  const bad = prompt.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize);
+  if (bad >= 0) throw new HttpError(400, `prompt[${bad}] is ${prompt[bad]}, not a token id of this model (0 to ${vocabSize - 1})`, { param: 'prompt' });
+  return prompt;
+}
+
 function completionRequest(engine, body, gen, limits) {
-  let prompt = body.prompt;
-  if (Array.isArray(prompt) && prompt.length === 1 && typeof prompt[0] === 'string') prompt = prompt[0];
-  if (typeof prompt !== 'string') throw new HttpError(400, 'prompt must be a string', { param: 'prompt' });
-  checkPromptLength(engine.tokenize(prompt).length, limits, 'prompt');
+  const prompt = promptOf(body, engine.info().vocabSize);
+  // Token ids are the whole prompt, as given: no BOS is added to them.
+  checkPromptLength(typeof prompt === 'string' ? engine.tokenize(prompt).length : prompt.length, limits, 'prompt');
   return (stream) => (stream ? engine.stream(prompt, gen) : engine.generate(prompt, gen));
 }
 

@@ -240,9 +240,29 @@ export interface EngineInfo {
   chatTemplate: string | null;
 }
 
+/** OpenAI's content parts: only text is supported. */
+export interface ChatTextPart {
+  type: 'text';
+  text: string;
+}
+
+export interface ChatToolCall {
+  id?: string;
+  type?: 'function';
+  /** `arguments` as a JSON string (OpenAI's form) is parsed into an object for the template. */
+  function: { name: string; arguments?: string | Record<string, unknown> };
+}
+
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant' | 'tool';
-  content: string;
+  /** `developer` renders as `system` with templates that do not name it. */
+  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  /** May be null on an assistant message that carries `tool_calls`. */
+  content: string | ChatTextPart[] | null;
+  name?: string;
+  /** Assistant messages only. */
+  tool_calls?: ChatToolCall[];
+  /** Tool messages only. */
+  tool_call_id?: string;
 }
 
 export interface ChatOptions extends GenerateOptions {

@@ -52,6 +52,34 @@ describeWithModels('chat', ['synth-tiny-f16.gguf'], (modelPath) => {
     expect(streamed).toEqual(chat.tokens);
   });
 
+  test('developer messages are system messages for a template without that role, and kept for one that has it', () => {
+    const developer = [{ role: 'developer', content: 'Be brief.' }, { role: 'user', content: 'Hi' }];
+    expect(engine.chatPrompt(developer).text).toBe(engine.chatPrompt(messages).text);
+    const withDeveloper = "{% for m in messages %}{% if m.role == 'developer' %}D:{% else %}{{ m.role }}:{% endif %}{{ m.content }};{% endfor %}";
+    expect(engine.chatPrompt(developer, { template: withDeveloper }).text).toBe('D:Be brief.;user:Hi;');
+  });
+
+  test('content as text parts is the parts joined; any other part type is a TypeError naming it', () => {
+    const parts = [{ role: 'system', content: [{ type: 'text', text: 'Be ' }, { type: 'text', text: 'brief.' }] }, { role: 'user', content: 'Hi' }];
+    expect(engine.chatPrompt(parts).text).toBe(engine.chatPrompt(messages).text);
+    const image = [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }];
+    expect(() => engine.chatPrompt(image)).toThrow(expect.objectContaining({ name: 'TypeError', param: 'messages[0].content[0].type', message: expect.stringMatching(/image_url/) }));
+    expect(() => engine.chatPrompt([{ role: 'user', content: 'x', audio: {} }])).toThrow(expect.objectContaining({ param: 'messages[0].audio' }));
+  });
+
+  test('tool calls and tool results reach the template as apply_chat_template passes them, arguments parsed', () => {
+    const template =
+      "{% for m in messages %}{{ m.role }}|{{ m.content }}{% if m.tool_calls %}{% for c in m.tool_calls %}|{{ c.id }} {{ c.function.name }} {{ c.function.arguments | tojson }} {{ c.function.arguments.city }}{% endfor %}{% endif %}" +
+      '{% if m.tool_call_id %}|{{ m.tool_call_id }}{% endif %};{% endfor %}';
+    const conversation = [
+      { role: 'user', content: 'Weather?' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Oslo"}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: 'rain' },
+    ];
+    expect(engine.chatPrompt(conversation, { template }).text).toBe('user|Weather?;assistant||call_1 weather {"city": "Oslo"} Oslo;tool|rain|call_1;');
+    expect(() => engine.chatPrompt([{ role: 'user', content: 'x', tool_calls: [] }])).toThrow(expect.objectContaining({ param: 'messages[0].tool_calls' }));
+  });
+
   test('bad messages are TypeError / RangeError; a template refusing them is a RangeError', async () => {
     await expect(engine.chat('hi')).rejects.toThrow(TypeError);
     await expect(engine.chat([])).rejects.toThrow(TypeError);

@@ -135,6 +135,88 @@ describeWithModels('OpenAI-compatible server', ['synth-tiny-f16.gguf'], (modelPa
     expect((await missing.json()).error).toMatchObject({ code: 'not_found', message: 'no route for GET /v1/anything' });
   });
 
+  const rejection = (param, message) => expect.objectContaining({ status: 400, param, ...(message ? { message: expect.stringMatching(message) } : {}) });
+
+  test('every accepted field is honoured together, on both endpoints', async () => {
+    const fields = {
+      model: 'tiny', max_tokens: 6, n: 2, temperature: 0.7, top_p: 0.9, stop: ['\n\n'], seed: 11, user: 'u-1',
+      frequency_penalty: 0.1, presence_penalty: 0.1, top_k: 40, min_p: 0.05, repetition_penalty: 1.1, ignore_eos: true,
+      stream: false, stream_options: null, logprobs: false, tools: null,
+    };
+    const chat = await client.chat.completions.create({ ...fields, messages: [{ role: 'user', content: 'Hi' }], max_completion_tokens: 5 });
+    expect(chat.choices).toHaveLength(2);
+    expect(chat.usage.completion_tokens).toBe(10); // max_completion_tokens over max_tokens, for each of n
+    const completion = await client.completions.create({ ...fields, prompt: 'Once upon a time', tools: undefined });
+    expect(completion.choices).toHaveLength(2);
+    expect(completion.usage.completion_tokens).toBe(12);
+    const again = await client.completions.create({ ...fields, prompt: 'Once upon a time', tools: undefined });
+    expect(again.choices.map((c) => c.text)).toEqual(completion.choices.map((c) => c.text)); // seed
+  });
+
+  test('a field the router does not implement is a 400 naming it, never ignored', async () => {
+    const messages = [{ role: 'user', content: 'Hi' }];
+    await expect(client.chat.completions.create({ model: 'tiny', messages, temprature: 0 })).rejects.toEqual(rejection('temprature', /unsupported field 'temprature' in \/v1\/chat\/completions: did you mean 'temperature'\?/));
+    await expect(client.completions.create({ model: 'tiny', prompt: 'x', maxTokens: 3 })).rejects.toEqual(rejection('maxTokens', /did you mean 'max_tokens'/));
+    await expect(client.completions.create({ model: 'tiny', prompt: 'x', messages })).rejects.toEqual(rejection('messages'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, prompt: 'x' })).rejects.toEqual(rejection('prompt'));
+    await expect(client.completions.create({ model: 'tiny', prompt: 'x', echo: true })).rejects.toEqual(rejection('echo'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, logit_bias: { 5: 10 } })).rejects.toEqual(rejection('logit_bias'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, stream: true, stream_options: { include_usage: true, extra: 1 } })).rejects.toEqual(rejection('stream_options.extra'));
+    const tools = [{ type: 'function', function: { name: 'weather', parameters: { type: 'object', properties: {} } } }];
+    await expect(client.chat.completions.create({ model: 'tiny', messages, tools })).rejects.toEqual(rejection('tools', /tool calling is not supported yet/));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, response_format: { type: 'json_object' } })).rejects.toEqual(rejection('response_format'));
+    // A field of the right name and the wrong type names it too.
+    await expect(client.chat.completions.create({ model: 'tiny', messages, user: 5 })).rejects.toEqual(rejection('user'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, n: 1.5 })).rejects.toEqual(rejection('n'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, seed: 'x' })).rejects.toEqual(rejection('seed'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, stream: 'yes' })).rejects.toEqual(rejection('stream'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, stream: true, stream_options: { include_usage: 1 } })).rejects.toEqual(rejection('stream_options.include_usage'));
+  });
+
+  test('developer role, text content parts, tool calls and tool results', async () => {
+    const request = { model: 'tiny', max_tokens: 6, temperature: 0 };
+    const system = await client.chat.completions.create({ ...request, messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }] });
+    const developer = await client.chat.completions.create({
+      ...request,
+      messages: [{ role: 'developer', content: [{ type: 'text', text: 'Be ' }, { type: 'text', text: 'brief.' }] }, { role: 'user', content: [{ type: 'text', text: 'Hi' }] }],
+    });
+    expect(developer.choices[0].message.content).toBe(system.choices[0].message.content);
+    expect(developer.usage).toEqual(system.usage);
+    const image = [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/a.png' } }] }];
+    await expect(client.chat.completions.create({ ...request, messages: image })).rejects.toEqual(rejection('messages[0].content[0].type', /image_url/));
+    const withTools = await client.chat.completions.create({
+      ...request,
+      messages: [
+        { role: 'user', content: 'Weather in Oslo?' },
+        { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Oslo"}' } }] },
+        { role: 'tool', tool_call_id: 'call_1', content: 'rain' },
+      ],
+    });
+    expect(withTools.choices[0].finish_reason).toBe('length');
+  });
+
+  test('completions: prompt as token ids, or a batch of one prompt', async () => {
+    const request = { model: 'tiny', max_tokens: 8, temperature: 0 };
+    const text = await client.completions.create({ ...request, prompt: 'Once upon a time' });
+    const ids = engine.tokenize('Once upon a time'); // with BOS: token ids are sent as the whole prompt
+    const fromIds = await client.completions.create({ ...request, prompt: ids });
+    expect(fromIds.choices[0].text).toBe(text.choices[0].text);
+    expect(fromIds.usage.prompt_tokens).toBe(ids.length);
+    expect((await client.completions.create({ ...request, prompt: [ids] })).choices[0].text).toBe(text.choices[0].text);
+    expect((await client.completions.create({ ...request, prompt: ['Once upon a time'] })).choices[0].text).toBe(text.choices[0].text);
+    await expect(client.completions.create({ ...request, prompt: [1, 32000] })).rejects.toEqual(rejection('prompt', /prompt\[1\] is 32000/));
+    await expect(client.completions.create({ ...request, prompt: ['a', 'b'] })).rejects.toEqual(rejection('prompt', /one prompt per request/));
+    await expect(client.completions.create({ ...request, prompt: [] })).rejects.toEqual(rejection('prompt'));
+  });
+
+  test('stop takes up to 4 strings', async () => {
+    const request = { model: 'tiny', prompt: 'Once upon a time', max_tokens: 4, temperature: 0 };
+    const four = await client.completions.create({ ...request, stop: ['zq1', 'zq2', 'zq3', 'zq4'] });
+    expect(four.choices[0].finish_reason).toBe('length');
+    await expect(client.completions.create({ ...request, stop: ['a', 'b', 'c', 'd', 'e'] })).rejects.toEqual(rejection('stop', /at most 4/));
+    await expect(client.completions.create({ ...request, stop: [''] })).rejects.toEqual(rejection('stop'));
+  });
+
   test('cache stats and metrics', async () => {
     const stats = await (await fetch(`${url}/v1/cache/stats`)).json();
     expect(stats.cache).toMatchObject({ blockSize: 16, dtype: 'f16' });
