@@ -89,10 +89,10 @@ class Engine {
       const n = params.n ?? 1;
       if (signal?.aborted) {
         const nothing = { text: '', tokens: [], finishReason: 'abort', promptTokens: promptIds.length };
-        resolve(result(Array.from({ length: n }, () => nothing)));
+        resolve(result(Array.from({ length: n }, () => nothing), params.logprobs !== undefined));
         return;
       }
-      this.#submit(promptIds, params, { resolve: (ends) => resolve(result(ends)), reject, onToken, signal, choices: n });
+      this.#submit(promptIds, params, { resolve: (ends) => resolve(result(ends, params.logprobs !== undefined)), reject, onToken, signal, choices: n });
     });
   }
 
@@ -310,7 +310,9 @@ class Engine {
   // A throwing onToken must not take the process down: the request is aborted and rejects with the error.
   #callOnToken(event, request) {
     try {
-      request.onToken({ id: event.token, text: event.text, index: event.choice });
+      const token = { id: event.token, text: event.text, index: event.choice };
+      if (event.logprobs) token.logprobs = event.logprobs;
+      request.onToken(token);
     } catch (error) {
       request.settled = true;
       request.detach?.();
@@ -369,13 +371,19 @@ function closedError() {
   return new PagedlmError('the engine is closed', 'ERR_CLOSED');
 }
 
-// The finished events of a request's completions -> what generate() resolves to.
-function result(ends) {
-  const choices = ends.map((e, index) => ({ index, text: e.text, tokens: Array.from(e.tokens), finishReason: e.finishReason }));
+// The finished events of a request's completions -> what generate() resolves to. `withLogprobs`: each
+// choice carries its tokens' logprobs (none when it generated nothing).
+function result(ends, withLogprobs) {
+  const choices = ends.map((e, index) => {
+    const choice = { index, text: e.text, tokens: Array.from(e.tokens), finishReason: e.finishReason };
+    if (withLogprobs) choice.logprobs = e.logprobs ?? [];
+    return choice;
+  });
   const first = ends[0];
   return {
     text: choices[0].text,
     tokens: choices[0].tokens,
+    ...(withLogprobs && { logprobs: choices[0].logprobs }),
     finishReason: choices[0].finishReason,
     choices,
     usage: { promptTokens: first.promptTokens, completionTokens: choices.reduce((sum, c) => sum + c.tokens.length, 0) },
