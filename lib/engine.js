@@ -79,7 +79,8 @@ class Engine {
 
   /**
    * Generates a completion of `prompt` (text, or token ids). Resolves to
-   * { text, tokens, finishReason: 'stop' | 'length' | 'abort', usage, timings }.
+   * { text, tokens, finishReason: 'stop' | 'length' | 'abort', usage, timings }, plus `logprobs` (one entry per
+   * token) with the logprobs option.
    */
   generate(prompt, options = {}) {
     return new Promise((resolve, reject) => {
@@ -127,7 +128,7 @@ class Engine {
   }
 
   /**
-   * Like generate(), as an async iterator of tokens ({ id, text, index }). Leaving the loop early (break,
+   * Like generate(), as an async iterator of tokens ({ id, text, index }, plus `logprobs` with that option). Leaving the loop early (break,
    * return, throw) aborts the request. `stream.result` resolves to what generate() would.
    */
   stream(prompt, options = {}) {
