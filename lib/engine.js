@@ -79,7 +79,8 @@ class Engine {
 
   /**
    * Generates a completion of `prompt` (text, or token ids). Resolves to
-   * { text, tokens, finishReason: 'stop' | 'length' | 'abort', usage, timings }.
+   * { text, tokens, finishReason: 'stop' | 'length' | 'abort', usage, timings }, plus `logprobs` (one entry per
+   * token) with the logprobs option.
    */
   generate(prompt, options = {}) {
     return new Promise((resolve, reject) => {
@@ -89,10 +90,10 @@ class Engine {
       const n = params.n ?? 1;
       if (signal?.aborted) {
         const nothing = { text: '', tokens: [], finishReason: 'abort', promptTokens: promptIds.length };
-        resolve(result(Array.from({ length: n }, () => nothing)));
+        resolve(result(Array.from({ length: n }, () => nothing), params.logprobs !== undefined));
         return;
       }
-      this.#submit(promptIds, params, { resolve: (ends) => resolve(result(ends)), reject, onToken, signal, choices: n });
+      this.#submit(promptIds, params, { resolve: (ends) => resolve(result(ends, params.logprobs !== undefined)), reject, onToken, signal, choices: n });
     });
   }
 
@@ -127,7 +128,7 @@ class Engine {
   }
 
   /**
-   * Like generate(), as an async iterator of tokens ({ id, text, index }). Leaving the loop early (break,
+   * Like generate(), as an async iterator of tokens ({ id, text, index }, plus `logprobs` with that option). Leaving the loop early (break,
    * return, throw) aborts the request. `stream.result` resolves to what generate() would.
    */
   stream(prompt, options = {}) {
@@ -310,7 +311,9 @@ class Engine {
   // A throwing onToken must not take the process down: the request is aborted and rejects with the error.
   #callOnToken(event, request) {
     try {
-      request.onToken({ id: event.token, text: event.text, index: event.choice });
+      const token = { id: event.token, text: event.text, index: event.choice };
+      if (event.logprobs) token.logprobs = event.logprobs;
+      request.onToken(token);
     } catch (error) {
       request.settled = true;
       request.detach?.();
@@ -369,13 +372,19 @@ function closedError() {
   return new PagedlmError('the engine is closed', 'ERR_CLOSED');
 }
 
-// The finished events of a request's completions -> what generate() resolves to.
-function result(ends) {
-  const choices = ends.map((e, index) => ({ index, text: e.text, tokens: Array.from(e.tokens), finishReason: e.finishReason }));
+// The finished events of a request's completions -> what generate() resolves to. `withLogprobs`: each
+// choice carries its tokens' logprobs (none when it generated nothing).
+function result(ends, withLogprobs) {
+  const choices = ends.map((e, index) => {
+    const choice = { index, text: e.text, tokens: Array.from(e.tokens), finishReason: e.finishReason };
+    if (withLogprobs) choice.logprobs = e.logprobs ?? [];
+    return choice;
+  });
   const first = ends[0];
   return {
     text: choices[0].text,
     tokens: choices[0].tokens,
+    ...(withLogprobs && { logprobs: choices[0].logprobs }),
     finishReason: choices[0].finishReason,
     choices,
     usage: { promptTokens: first.promptTokens, completionTokens: choices.reduce((sum, c) => sum + c.tokens.length, 0) },

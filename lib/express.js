@@ -13,7 +13,7 @@ const path = require('node:path');
 const express = require('express');
 const { DEFAULT_SAMPLING } = require('./sampling');
 const { createMetrics } = require('./metrics');
-const { checkObject, checkKeys, checkBoolean, closestKey } = require('./options');
+const { checkObject, checkKeys, checkBoolean, closestKey, MAX_LOGPROBS } = require('./options');
 
 const ROUTER_KEYS = [
   'model', 'ui', 'apiKey', 'protectMetrics', 'maxTokens', 'defaultMaxTokens', 'maxN', 'maxPromptTokens', 'bodyLimit',
@@ -62,8 +62,8 @@ function sendError(res, error) {
 
 // The request fields each endpoint implements. Any other field is a 400 naming it (with `param`): a field
 // the server would ignore must not look honoured.
-// The fields through which a request asks for log probabilities, per endpoint: none while responses carry none.
-const LOGPROBS_FIELDS = { chat: [], completion: [] };
+// The fields through which a request asks for log probabilities, per endpoint.
+const LOGPROBS_FIELDS = { chat: ['logprobs', 'top_logprobs'], completion: ['logprobs'] };
 const SHARED_FIELDS = [
   'model', 'stream', 'stream_options', 'max_tokens', 'n', 'temperature', 'top_p', 'stop', 'seed', 'user',
   'frequency_penalty', 'presence_penalty',
@@ -82,8 +82,6 @@ const NOT_IMPLEMENTED = {
   functions: TOOLS_UNSUPPORTED,
   function_call: TOOLS_UNSUPPORTED,
   response_format: 'response_format (structured output) is not supported yet',
-  logprobs: 'logprobs are not supported yet',
-  top_logprobs: 'logprobs are not supported yet',
 };
 const MAX_STOP_STRINGS = 4; // OpenAI's limit
 
@@ -165,7 +163,30 @@ function generationOptions(body, kind, limits) {
   // The server's caps, once every field is known to be well-formed.
   if (maxTokens > limits.maxTokens) throw new HttpError(400, `max_tokens must be at most ${limits.maxTokens}`, { param: 'max_tokens' });
   if (n > limits.maxN) throw new HttpError(400, `n must be at most ${limits.maxN}`, { param: 'n' });
+  options.logprobs = kind === 'chat' ? chatLogprobs(body) : completionLogprobs(body);
   return { options, stream, includeUsage };
+}
+
+function checkLogprobCount(value, param) {
+  if (!Number.isInteger(value) || value < 0 || value > MAX_LOGPROBS) {
+    throw new HttpError(400, `${param} must be an integer from 0 to ${MAX_LOGPROBS}`, { param });
+  }
+  return value;
+}
+
+// Chat: `logprobs: true` asks for them, `top_logprobs` for that many alternatives -> generate()'s count.
+function chatLogprobs(body) {
+  const { logprobs, top_logprobs: top } = body;
+  if (logprobs !== undefined && logprobs !== null && typeof logprobs !== 'boolean') throw new HttpError(400, 'logprobs must be a boolean', { param: 'logprobs' });
+  if (top === undefined || top === null) return logprobs ? 0 : undefined;
+  checkLogprobCount(top, 'top_logprobs');
+  if (!logprobs) throw new HttpError(400, 'top_logprobs needs logprobs: true', { param: 'top_logprobs' });
+  return top;
+}
+
+// Completions: `logprobs: N`, the count itself (0: only the sampled token's).
+function completionLogprobs(body) {
+  return body.logprobs === undefined || body.logprobs === null ? undefined : checkLogprobCount(body.logprobs, 'logprobs');
 }
 
 // The prefix-cache salt of a request: tenants never share cached prefixes unless the router is told to.
@@ -353,12 +374,40 @@ function completionRequest(engine, body, gen, limits) {
   return (stream) => (stream ? engine.stream(prompt, gen) : engine.generate(prompt, gen));
 }
 
+// JSON has no -Infinity: a token the model rules out gets OpenAI's floor instead.
+const LOGPROB_FLOOR = -9999;
+const jsonLogprob = (logprob) => Math.max(logprob, LOGPROB_FLOOR);
+
+// A choice's logprobs in chat's shape: { content: [{ token, logprob, bytes, top_logprobs }], refusal }.
+function chatLogprobsBody(entries) {
+  if (!entries) return null;
+  const candidate = (e) => ({ token: e.text, logprob: jsonLogprob(e.logprob), bytes: e.bytes });
+  return { content: entries.map((e) => ({ ...candidate(e), top_logprobs: e.top.map(candidate) })), refusal: null };
+}
+
+// A choice's logprobs in the completions (legacy) shape. `offset` is where the first token's text starts in
+// the choice's text. As OpenAI's, each top_logprobs map holds the sampled token too.
+function completionLogprobsBody(entries, offset = 0) {
+  if (!entries) return null;
+  const body = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  for (const e of entries) {
+    body.tokens.push(e.text);
+    body.token_logprobs.push(jsonLogprob(e.logprob));
+    const top = Object.fromEntries(e.top.map((t) => [t.text, jsonLogprob(t.logprob)]));
+    if (!(e.text in top)) top[e.text] = jsonLogprob(e.logprob);
+    body.top_logprobs.push(top);
+    body.text_offset.push(offset);
+    offset += e.text.length;
+  }
+  return body;
+}
+
 function completionBody(result, { id, kind, model }) {
   const created = Math.floor(Date.now() / 1000);
   const choices = result.choices.map((c) =>
     kind === 'chat'
-      ? { index: c.index, message: { role: 'assistant', content: c.text }, finish_reason: FINISH[c.finishReason], logprobs: null }
-      : { index: c.index, text: c.text, finish_reason: FINISH[c.finishReason], logprobs: null },
+      ? { index: c.index, message: { role: 'assistant', content: c.text }, finish_reason: FINISH[c.finishReason], logprobs: chatLogprobsBody(c.logprobs) }
+      : { index: c.index, text: c.text, finish_reason: FINISH[c.finishReason], logprobs: completionLogprobsBody(c.logprobs) },
   );
   return { id, object: kind === 'chat' ? 'chat.completion' : 'text_completion', created, model, choices, usage: usageOf(result) };
 }
@@ -383,10 +432,18 @@ async function streamResponse(res, start, { id, kind, model, includeUsage, n, st
     });
   };
   res.on('close', () => clearTimeout(stall));
-  const chunk = (index, text, finishReason = null) =>
+  const textOffsets = new Map(); // choice -> where its next token's text starts, for completions' text_offset
+  const tokenLogprobs = (token) => {
+    if (!token.logprobs) return null;
+    if (kind === 'chat') return chatLogprobsBody(token.logprobs);
+    const offset = textOffsets.get(token.index) ?? 0;
+    textOffsets.set(token.index, offset + token.logprobs.reduce((sum, e) => sum + e.text.length, 0));
+    return completionLogprobsBody(token.logprobs, offset);
+  };
+  const chunk = (index, text, finishReason = null, logprobs = null) =>
     kind === 'chat'
-      ? { id, object, created, model, choices: [{ index, delta: finishReason ? {} : { content: text }, finish_reason: finishReason, logprobs: null }] }
-      : { id, object, created, model, choices: [{ index, text, finish_reason: finishReason, logprobs: null }] };
+      ? { id, object, created, model, choices: [{ index, delta: finishReason ? {} : { content: text }, finish_reason: finishReason, logprobs }] }
+      : { id, object, created, model, choices: [{ index, text, finish_reason: finishReason, logprobs }] };
   let headers = false;
   const openStream = () => {
     if (headers) return;
@@ -399,7 +456,8 @@ async function streamResponse(res, start, { id, kind, model, includeUsage, n, st
   try {
     for await (const token of stream) {
       openStream();
-      if (token.text) send(chunk(token.index, token.text));
+      // A token with logprobs is reported even while its text is held back (a partial character or stop string).
+      if (token.text || token.logprobs) send(chunk(token.index, token.text, null, tokenLogprobs(token)));
     }
   } catch (error) {
     if (headers) sendError(res, error); // mid-stream: an error event; else the caller sends a proper HTTP error

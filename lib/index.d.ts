@@ -120,6 +120,23 @@ export interface Token {
   index: number;
   /** The text this token completes: may be '' while a UTF-8 character or a possible stop string is incomplete. */
   text: string;
+  /** With the `logprobs` option: this token's entry (one). */
+  logprobs?: TokenLogprob[];
+}
+
+/** A token's log-probability: the natural log of its softmax probability over the model's raw logits (before
+ *  penalties, temperature and top-k/top-p/min-p), so it does not depend on the sampling settings. */
+export interface LogprobCandidate {
+  token: number;
+  /** The token's own text (a partial UTF-8 character shows as U+FFFD; `bytes` is exact). */
+  text: string;
+  bytes: number[];
+  logprob: number;
+}
+
+export interface TokenLogprob extends LogprobCandidate {
+  /** The `logprobs` most likely tokens at this position, most likely first (ties: lower id first). */
+  top: LogprobCandidate[];
 }
 
 export interface GenerateOptions {
@@ -162,12 +179,17 @@ export interface GenerateOptions {
   onToken?: (token: Token) => void;
   /** Aborting stops generation by the next engine step; the promise resolves with finishReason 'abort'. */
   signal?: AbortSignal;
+  /** N in 0..20: every generated token comes with its log-probability and the N most likely alternatives
+   *  (`logprobs` on the result, its choices and each token). Left out (default): none, at no cost. */
+  logprobs?: number;
 }
 
 export interface Choice {
   index: number;
   text: string;
   tokens: number[];
+  /** With the `logprobs` option: one per token. */
+  logprobs?: TokenLogprob[];
   finishReason: 'stop' | 'length' | 'abort';
 }
 
@@ -175,6 +197,8 @@ export interface GenerateResult {
   /** The first completion's text, tokens and finish reason. */
   text: string;
   tokens: number[];
+  /** With the `logprobs` option: one per token. */
+  logprobs?: TokenLogprob[];
   finishReason: 'stop' | 'length' | 'abort';
   /** Every completion (one unless `n` > 1). */
   choices: Choice[];

@@ -14,7 +14,10 @@ const INSPECT_KV_CACHE_KEYS = ['dtype', 'blockSize'];
 const GENERATE_KEYS = [
   'n', 'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'frequencyPenalty', 'presencePenalty',
   'penaltyLastN', 'seed', 'stop', 'stopTokens', 'ignoreEos', 'cacheSalt', 'addBos', 'special', 'onToken', 'signal',
+  'logprobs',
 ];
+// The most alternatives a token's logprobs list (OpenAI's top_logprobs bound).
+const MAX_LOGPROBS = 20;
 const CHAT_KEYS = [...GENERATE_KEYS, 'template', 'stream'];
 
 function describe(value) {
@@ -194,6 +197,7 @@ function generateOptions(options, name = 'generate() options') {
     stopTokens: o.stopTokens === undefined ? undefined : checkTokenIds(o.stopTokens, 'stopTokens'),
     ignoreEos: checkBoolean(o.ignoreEos, 'ignoreEos'),
     cacheSalt: checkString(o.cacheSalt, 'cacheSalt'),
+    logprobs: int(o.logprobs, 'logprobs', 0, MAX_LOGPROBS), // 0: the token's own logprob, no alternatives
   };
   return {
     params,
@@ -211,6 +215,7 @@ module.exports = {
   INSPECT_KEYS,
   GENERATE_KEYS,
   CHAT_KEYS,
+  MAX_LOGPROBS,
   checkKeys,
   closestKey,
   loadOptions,

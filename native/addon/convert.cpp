@@ -1,5 +1,6 @@
 #include "addon/convert.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "tokenizer/unicode.h"
@@ -124,6 +125,7 @@ GenerateParams generate_params(const Napi::Object& o) {
   p.ignore_eos = optional_bool(o, "ignoreEos").value_or(false);
   p.pin = optional_bool(o, "pin").value_or(false);
   p.stream_tokens = optional_bool(o, "streamTokens").value_or(true);
+  if (o.Get("logprobs").IsNumber()) p.logprobs = std::max(0, to_int(o, "logprobs", 0));  // lib/options.js checks the range
   const Napi::Value salt = o.Get("cacheSalt");
   if (salt.IsString()) p.cache_salt = salt_id(salt.As<Napi::String>().Utf8Value());
   SamplingParams& s = p.sampling;
@@ -270,6 +272,29 @@ Napi::Int32Array to_int32_array(Napi::Env env, const std::vector<int32_t>& v) {
 }
 }  // namespace
 
+Napi::Object logprob_entry_to_js(Napi::Env env, const LogprobEntry& entry) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("token", entry.token);
+  o.Set("text", utf8_sanitize(entry.bytes));
+  Napi::Array bytes = Napi::Array::New(env, entry.bytes.size());
+  for (size_t i = 0; i < entry.bytes.size(); ++i) bytes.Set(static_cast<uint32_t>(i), static_cast<uint8_t>(entry.bytes[i]));
+  o.Set("bytes", bytes);
+  o.Set("logprob", static_cast<double>(entry.logprob));
+  return o;
+}
+
+Napi::Array logprobs_to_js(Napi::Env env, const std::vector<TokenLogprobs>& logprobs) {
+  Napi::Array out = Napi::Array::New(env, logprobs.size());
+  for (size_t i = 0; i < logprobs.size(); ++i) {
+    Napi::Object o = logprob_entry_to_js(env, logprobs[i].chosen);
+    Napi::Array top = Napi::Array::New(env, logprobs[i].top.size());
+    for (size_t k = 0; k < logprobs[i].top.size(); ++k) top.Set(static_cast<uint32_t>(k), logprob_entry_to_js(env, logprobs[i].top[k]));
+    o.Set("top", top);
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
 Napi::Object event_to_js(Napi::Env env, const EngineEvent& e) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("id", static_cast<double>(e.request));
@@ -279,11 +304,13 @@ Napi::Object event_to_js(Napi::Env env, const EngineEvent& e) {
       o.Set("kind", "token");
       o.Set("token", e.token);
       o.Set("text", e.text);
+      if (!e.logprobs.empty()) o.Set("logprobs", logprobs_to_js(env, e.logprobs));
       break;
     case EngineEvent::Kind::kFinished:
       o.Set("kind", "finished");
       o.Set("text", e.text);
       o.Set("tokens", to_int32_array(env, e.tokens));
+      if (!e.logprobs.empty()) o.Set("logprobs", logprobs_to_js(env, e.logprobs));
       o.Set("finishReason", finish_reason_name(e.finish_reason));
       o.Set("promptTokens", e.prompt_tokens);
       o.Set("pinnedTokens", e.pinned_tokens);

@@ -401,7 +401,7 @@ void Engine::step(std::vector<EngineEvent>& events) {
     fail_all(sampled.status(), events);
     return;
   }
-  for (const SampledToken& s : sampled.value()) handle_token(*s.sequence, s.token, events);
+  for (const SampledToken& s : sampled.value()) handle_token(s, events);
   uint64_t computed = 0;
   for (const StepPlan::Entry& e : plan.entries) computed += static_cast<uint64_t>(e.num_tokens);
   std::lock_guard<std::mutex> lock(stats_mutex_);
@@ -411,7 +411,9 @@ void Engine::step(std::vector<EngineEvent>& events) {
   stats_.busy_seconds += std::chrono::duration<double>(Clock::now() - started).count();
 }
 
-void Engine::handle_token(Sequence& seq, int32_t token, std::vector<EngineEvent>& events) {
+void Engine::handle_token(const SampledToken& sampled, std::vector<EngineEvent>& events) {
+  Sequence& seq = *sampled.sequence;
+  const int32_t token = sampled.token;
   if (seq.num_generated() == 0) seq.first_token = Clock::now();
   const auto& stops = seq.params.stop_tokens;
   const bool stop_token = std::find(stops.begin(), stops.end(), token) != stops.end();
@@ -430,6 +432,13 @@ void Engine::handle_token(Sequence& seq, int32_t token, std::vector<EngineEvent>
   const bool at_length = seq.num_generated() >= seq.params.max_tokens || static_cast<int32_t>(seq.tokens.size()) >= info_.context_length;
   if (at_length && !stopped) ev.text += seq.text.finish();  // the last token carries whatever was held back
   seq.generated_text += ev.text;
+  if (sampled.logprobs) {
+    TokenLogprobs logprobs = *sampled.logprobs;
+    logprobs.chosen.bytes = tokenizer_->token_bytes(logprobs.chosen.token);
+    for (LogprobEntry& alternative : logprobs.top) alternative.bytes = tokenizer_->token_bytes(alternative.token);
+    if (seq.params.stream_tokens) ev.logprobs.push_back(logprobs);
+    seq.logprobs.push_back(std::move(logprobs));
+  }
   if (seq.params.stream_tokens) events.push_back(std::move(ev));
   if (stopped) {
     finish(seq, FinishReason::kStop, events);
@@ -448,6 +457,7 @@ void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>
   ev.finish_reason = reason;
   ev.text = std::move(seq.generated_text);
   ev.tokens.assign(seq.tokens.begin() + seq.prompt_length, seq.tokens.end());
+  ev.logprobs = std::move(seq.logprobs);
   ev.prompt_tokens = seq.prompt_length;
   if (seq.params.pin && reason != FinishReason::kAbort) ev.pinned_tokens = pin_prefix(seq);
   const int32_t generated = seq.num_generated();

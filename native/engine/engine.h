@@ -27,6 +27,7 @@
 namespace pagedlm {
 
 struct Sequence;
+struct SampledToken;
 
 struct EngineOptions {
   int32_t threads = 0;            // compute threads; 0 = one per core
@@ -127,7 +128,7 @@ class Engine {
   void run();
   void step(std::vector<EngineEvent>& events);
   void drain_inbox(std::vector<EngineEvent>& events);
-  void handle_token(Sequence& seq, int32_t token, std::vector<EngineEvent>& events);
+  void handle_token(const SampledToken& sampled, std::vector<EngineEvent>& events);
   void finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>& events);
   void fail_all(const Status& status, std::vector<EngineEvent>& events);
   int32_t pin_prefix(Sequence& seq);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ struct GenerateParams {
   // client that does not stream is not woken once per token (on a machine whose every core computes, each
   // wake-up takes a core from the step).
   bool stream_tokens = true;
+  // Set: each generated token comes with its log-probability and the `*logprobs` most likely alternatives
+  // (0: none; see TokenLogprobs). Such a request's logit rows are always computed in full.
+  std::optional<int32_t> logprobs;
   SamplingParams sampling;
 };
 
@@ -44,6 +48,7 @@ struct EngineEvent {
   // kToken
   int32_t token = -1;
   std::string text;                 // text this token completes (may be empty); kFinished: the whole text
+  std::vector<TokenLogprobs> logprobs;  // params.logprobs set: kToken: this token's; kFinished: every token's
   // kFinished
   FinishReason finish_reason = FinishReason::kStop;
   std::vector<int32_t> tokens;      // every generated token

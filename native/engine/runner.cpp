@@ -19,8 +19,10 @@ void Runner::assemble(const StepPlan& plan) {
     bs.start_position = seq.num_computed_tokens;
     bs.block_table = seq.block_table.data();
     bs.want_logits = e.sample;
-    bs.greedy = e.sample && seq.sampler.is_plain_greedy();
-    bs.top_k = e.sample ? seq.sampler.top_k_needed(vocab_) : 0;
+    // Log-probabilities need the whole row: no backend shortcut for a request that asks for them.
+    const bool full_row = seq.params.logprobs.has_value();
+    bs.greedy = e.sample && !full_row && seq.sampler.is_plain_greedy();
+    bs.top_k = e.sample && !full_row ? seq.sampler.top_k_needed(vocab_) : 0;
     const auto first = seq.tokens.begin() + seq.num_computed_tokens;
     batch_.tokens.insert(batch_.tokens.end(), first, first + e.num_tokens);
     batch_.sequences.push_back(bs);
@@ -67,7 +69,9 @@ void Runner::sample_row(Sequence& seq, size_t row, std::vector<SampledToken>& ou
     if (backend_token >= 0) token = backend_token;
     else if (have_top) token = s->sampler.sample_top_k(&top_ids_[top], &top_values_[top], batch_.top_k_width);
     else token = s->sampler.sample(logits, vocab_, s->tokens);
-    out.push_back({s, token});
+    SampledToken sampled{s, token, std::nullopt};
+    if (s->params.logprobs) sampled.logprobs = compute_logprobs(logits, vocab_, token, *s->params.logprobs);
+    out.push_back(std::move(sampled));
   }
 }
 

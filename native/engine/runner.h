@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "backend/backend.h"
@@ -17,6 +18,7 @@ namespace pagedlm {
 struct SampledToken {
   Sequence* sequence;
   int32_t token;
+  std::optional<TokenLogprobs> logprobs;  // when the request asked for them
 };
 
 class Runner {

@@ -6,6 +6,32 @@
 
 namespace pagedlm {
 
+TokenLogprobs compute_logprobs(const float* logits, int32_t vocab, int32_t token, int32_t top_n) {
+  const auto value = [logits](int32_t i) { return std::isnan(logits[i]) ? -INFINITY : static_cast<double>(logits[i]); };
+  double max = -INFINITY;
+  for (int32_t i = 0; i < vocab; ++i) max = std::max(max, value(i));
+  double sum = 0;
+  if (std::isfinite(max)) {
+    for (int32_t i = 0; i < vocab; ++i) sum += std::exp(value(i) - max);
+  }
+  // All -inf (or an infinite logit): no finite distribution to normalize; every logprob is -inf but the max's.
+  const double log_total = std::isfinite(max) ? max + std::log(sum) : max;
+  const auto logprob = [&](int32_t i) {
+    const double v = value(i);
+    return static_cast<float>(std::isfinite(log_total) ? v - log_total : (v == max ? 0.0 : -INFINITY));
+  };
+  TokenLogprobs out;
+  out.chosen = {token, token >= 0 && token < vocab ? logprob(token) : -INFINITY, {}};
+  const int32_t n = std::clamp(top_n, 0, vocab);
+  std::vector<int32_t> ids(static_cast<size_t>(vocab));
+  for (int32_t i = 0; i < vocab; ++i) ids[i] = i;
+  const auto better = [&](int32_t a, int32_t b) { return value(a) > value(b) || (value(a) == value(b) && a < b); };
+  std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), better);
+  out.top.reserve(static_cast<size_t>(n));
+  for (int32_t k = 0; k < n; ++k) out.top.push_back({ids[k], logprob(ids[k]), {}});
+  return out;
+}
+
 Sampler::Sampler(const SamplingParams& params)
     : params_(params), rng_(params.seed ? *params.seed : std::random_device{}()) {}
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace pagedlm {
@@ -20,6 +21,24 @@ struct SamplingParams {
   int32_t penalty_last_n = 64;     // how many recent tokens the penalties look at (-1 = all)
   std::optional<uint64_t> seed;    // none = nondeterministic
 };
+
+// One candidate's log-probability under the model's distribution: the log-softmax of the raw logits, before
+// penalties, temperature and truncation (what vLLM reports by default), so the figures do not depend on the
+// sampling settings. `bytes` is the token's text as the tokenizer writes it (filled by the engine).
+struct LogprobEntry {
+  int32_t token = -1;
+  float logprob = 0.0f;
+  std::string bytes;
+};
+
+// The sampled token's entry and the `top_n` most likely tokens, best first (ties: lower id first).
+struct TokenLogprobs {
+  LogprobEntry chosen;
+  std::vector<LogprobEntry> top;
+};
+
+// Log-softmax of `logits` [vocab] computed in double (max subtracted first). NaN logits count as -inf.
+TokenLogprobs compute_logprobs(const float* logits, int32_t vocab, int32_t token, int32_t top_n);
 
 class Sampler {
  public:

@@ -51,6 +51,7 @@ struct Sequence {
   Sampler sampler;
   TextStream text;
   std::string generated_text;
+  std::vector<TokenLogprobs> logprobs;  // params.logprobs set: one per generated token
   Clock::time_point submitted;
   Clock::time_point first_token;
 };

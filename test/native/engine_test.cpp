@@ -186,6 +186,46 @@ TEST(Engine, SameSeedSameTokens) {
   EXPECT_NE(a.tokens, c.tokens);
 }
 
+TEST(Engine, LogprobsDescribeEachTokenAndLeaveTheTokensAsTheyWere) {
+  PAGEDLM_REQUIRE_SHARED_MODEL(path, "stories260K.gguf");
+  Fixture f(path);
+  const std::vector<int32_t> prompt = f.engine->tokenizer().encode("Once upon a time");
+  GenerateParams greedy = f.greedy(12);
+  greedy.ignore_eos = true;
+  GenerateParams sampled = greedy;
+  sampled.sampling.temperature = 1.0f;
+  sampled.sampling.seed = 5;
+  for (GenerateParams p : {greedy, sampled}) {
+    const EngineEvent plain = f.run(prompt, p);
+    p.logprobs = 3;
+    const EngineEvent with = f.run(prompt, p);
+    ASSERT_EQ(with.kind, EngineEvent::Kind::kFinished) << with.error.message();
+    EXPECT_TRUE(plain.logprobs.empty());
+    EXPECT_EQ(with.tokens, plain.tokens);  // the full logit row samples what the backend's shortcut does
+    ASSERT_EQ(with.logprobs.size(), with.tokens.size());
+    std::vector<EngineEvent> streamed;
+    for (const EngineEvent& e : f.events.events(f.next_id)) {
+      if (e.kind == EngineEvent::Kind::kToken) streamed.push_back(e);
+    }
+    ASSERT_EQ(streamed.size(), with.tokens.size());
+    for (size_t i = 0; i < with.tokens.size(); ++i) {
+      const TokenLogprobs& lp = with.logprobs[i];
+      EXPECT_EQ(lp.chosen.token, with.tokens[i]);
+      EXPECT_EQ(lp.chosen.bytes, f.engine->tokenizer().token_bytes(with.tokens[i]));
+      EXPECT_LE(lp.chosen.logprob, 0.0f);
+      ASSERT_EQ(lp.top.size(), 3u);
+      for (size_t k = 1; k < lp.top.size(); ++k) EXPECT_GE(lp.top[k - 1].logprob, lp.top[k].logprob);
+      if (p.sampling.temperature == 0) {
+        EXPECT_EQ(lp.top[0].token, lp.chosen.token);
+        EXPECT_EQ(lp.top[0].logprob, lp.chosen.logprob);
+      }
+      ASSERT_EQ(streamed[i].logprobs.size(), 1u);
+      EXPECT_EQ(streamed[i].logprobs[0].chosen.token, lp.chosen.token);
+      EXPECT_EQ(streamed[i].logprobs[0].chosen.logprob, lp.chosen.logprob);
+    }
+  }
+}
+
 TEST(Engine, ConcurrentRequestsMatchSoloRuns) {
   PAGEDLM_REQUIRE_SHARED_MODEL(path, "stories260K.gguf");
   Fixture f(path, EngineOptions{.kv_dtype = KvDtype::kF32, .max_batch_tokens = 64});

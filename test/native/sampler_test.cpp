@@ -90,3 +90,64 @@ TEST(Sampler, TopKCandidatesDrawAsTheWholeVocabulary) {
 
 }  // namespace
 }  // namespace pagedlm
+
+namespace pagedlm {
+namespace {
+
+std::vector<double> reference_log_softmax(const std::vector<float>& logits) {
+  double max = -INFINITY;
+  for (float v : logits) max = std::max(max, static_cast<double>(v));
+  double sum = 0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v) - max);
+  std::vector<double> out;
+  for (float v : logits) out.push_back(static_cast<double>(v) - max - std::log(sum));
+  return out;
+}
+
+TEST(Logprobs, EqualADoublePrecisionLogSoftmaxOfTheRawLogits) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 8.0f);
+  std::vector<float> logits(1000);
+  for (float& v : logits) v = normal(rng) + 500.0f;  // a large offset: a naive exp would overflow
+  const std::vector<double> expected = reference_log_softmax(logits);
+  const TokenLogprobs lp = compute_logprobs(logits.data(), 1000, 123, 20);
+  EXPECT_EQ(lp.chosen.token, 123);
+  EXPECT_NEAR(lp.chosen.logprob, expected[123], 1e-5);
+  ASSERT_EQ(lp.top.size(), 20u);
+  std::vector<int32_t> order(1000);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  for (size_t k = 0; k < lp.top.size(); ++k) {
+    EXPECT_EQ(lp.top[k].token, order[k]) << k;
+    EXPECT_NEAR(lp.top[k].logprob, expected[order[k]], 1e-5) << k;
+    EXPECT_LE(lp.top[k].logprob, 0.0f);
+  }
+}
+
+TEST(Logprobs, GreedysTokenHasTheLargestLogprob) {
+  Sampler greedy({.temperature = 0});
+  const int32_t token = greedy.sample(kLogits.data(), static_cast<int32_t>(kLogits.size()), {});
+  const TokenLogprobs lp = compute_logprobs(kLogits.data(), static_cast<int32_t>(kLogits.size()), token, 5);
+  EXPECT_EQ(lp.top[0].token, token);
+  EXPECT_EQ(lp.top[0].logprob, lp.chosen.logprob);
+  double total = 0;
+  for (const LogprobEntry& e : lp.top) total += std::exp(static_cast<double>(e.logprob));
+  EXPECT_NEAR(total, 1.0, 1e-6);  // top 5 of a 5-token vocabulary: the whole distribution
+  EXPECT_EQ((std::vector<int32_t>{lp.top[0].token, lp.top[1].token, lp.top[2].token, lp.top[3].token, lp.top[4].token}),
+            (std::vector<int32_t>{1, 2, 0, 4, 3}));
+}
+
+TEST(Logprobs, IgnoreTemperatureAndNanRanksLast) {
+  const std::vector<float> logits = {0.0f, NAN, 1.0f, 1.0f};
+  const TokenLogprobs lp = compute_logprobs(logits.data(), 4, 1, 4);
+  EXPECT_EQ(lp.chosen.logprob, -INFINITY);
+  const double expected = 1.0 - std::log(1.0 + 2.0 * std::exp(1.0));
+  EXPECT_NEAR(lp.top[0].logprob, expected, 1e-6);
+  EXPECT_EQ(lp.top[0].token, 2);  // a tie: the lower id first
+  EXPECT_EQ(lp.top[1].token, 3);
+  EXPECT_EQ(lp.top[3].token, 1);
+  EXPECT_TRUE(compute_logprobs(logits.data(), 4, 0, 0).top.empty());
+}
+
+}  // namespace
+}  // namespace pagedlm

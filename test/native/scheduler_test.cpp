@@ -3,6 +3,7 @@
 // compared with each request decoded alone, which any wrong block would change.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 
 #include "engine/runner.h"
@@ -51,6 +52,7 @@ class SchedulerBench {
     for (const SampledToken& s : sampled.value()) {
       Sequence& seq = *s.sequence;
       seq.tokens.push_back(s.token);
+      if (s.logprobs) logprobs_[{seq.id, seq.choice}].push_back(*s.logprobs);
       if (seq.num_generated() >= seq.params.max_tokens) {
         outputs_[{seq.id, seq.choice}] = std::vector<int32_t>(seq.tokens.begin() + seq.prompt_length, seq.tokens.end());
         scheduler_.remove(&seq);
@@ -76,6 +78,8 @@ class SchedulerBench {
   }
 
   const std::vector<int32_t>& output(RequestId id, int32_t choice = 0) { return outputs_.at({id, choice}); }
+  // The logprobs the runner returned with each token of a request that asked for them.
+  const std::vector<TokenLogprobs>& logprobs(RequestId id, int32_t choice = 0) { return logprobs_[{id, choice}]; }
   Scheduler& scheduler() { return scheduler_; }
   KvCacheManager& kv() { return kv_; }
   testing::TokenKvBackend& backend() { return backend_; }
@@ -86,6 +90,7 @@ class SchedulerBench {
   Scheduler scheduler_;
   Runner runner_;
   std::map<std::pair<RequestId, int32_t>, std::vector<int32_t>> outputs_;
+  std::map<std::pair<RequestId, int32_t>, std::vector<TokenLogprobs>> logprobs_;
 };
 
 std::vector<int32_t> prompt_of(int length, int seed) {
@@ -244,6 +249,38 @@ TEST(SchedulerCancellation, RemovingARunningOrWaitingSequenceFreesItsBlocks) {
   Sequence* again = bench.add(3, prompt_of(20, 1), 2);
   bench.step();
   EXPECT_EQ(again->cached_prompt_tokens, 19);  // all but the last prompt token, which must run for logits
+}
+
+TEST(RunnerLogprobs, EachRowsLogprobsComeWithItsTokenThroughBatchingAndPreemption) {
+  // The backend's logits are one-hot (1 for the next token, 0 elsewhere), so every logprob is known exactly.
+  SchedulerBench bench(12, 4, 64);
+  Sequence* with_top = bench.add(1, prompt_of(8, 1), 12);
+  bench.add(2, prompt_of(8, 2), 12);
+  Sequence* preempted = bench.add(3, prompt_of(8, 3), 12);
+  with_top->params.logprobs = 2;
+  preempted->params.logprobs = 0;
+  bench.run_to_end();
+  EXPECT_TRUE(preempted->preempted);
+  const double log_total = std::log(std::exp(1.0) + (kVocab - 1));
+  for (RequestId id : {1, 3}) {
+    const std::vector<TokenLogprobs>& logprobs = bench.logprobs(id);
+    ASSERT_EQ(logprobs.size(), bench.output(id).size()) << "request " << id;  // one per token, none recomputed twice
+    for (size_t i = 0; i < logprobs.size(); ++i) {
+      const TokenLogprobs& lp = logprobs[i];
+      EXPECT_EQ(lp.chosen.token, bench.output(id)[i]);
+      EXPECT_NEAR(lp.chosen.logprob, 1.0 - log_total, 1e-6);
+      if (id == 3) {
+        EXPECT_TRUE(lp.top.empty());
+        continue;
+      }
+      ASSERT_EQ(lp.top.size(), 2u);
+      EXPECT_EQ(lp.top[0].token, lp.chosen.token);
+      EXPECT_EQ(lp.top[1].token, lp.chosen.token == 0 ? 1 : 0);  // the ties after it: the lowest id
+      EXPECT_NEAR(lp.top[1].logprob, -log_total, 1e-6);
+    }
+  }
+  EXPECT_TRUE(bench.logprobs(2).empty());
+  for (int id = 1; id <= 3; ++id) EXPECT_EQ(bench.output(id), bench.alone(prompt_of(8, id), 12)) << "request " << id;
 }
 
 }  // namespace
