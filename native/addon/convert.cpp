@@ -141,6 +141,20 @@ GenerateParams generate_params(const Napi::Object& o) {
   return p;
 }
 
+namespace {
+// The shape fields info() and inspect() share.
+void set_model_shape(Napi::Object& o, const ModelConfig& m) {
+  o.Set("vocabSize", m.vocab_size);
+  o.Set("embeddingLength", m.dim);
+  o.Set("layers", m.n_layers);
+  o.Set("heads", m.n_heads);
+  o.Set("kvHeads", m.n_kv_heads);
+  o.Set("headDim", m.head_dim);
+  o.Set("feedForwardLength", m.ffn_dim);
+  o.Set("trainedContextLength", m.context_length);
+}
+}  // namespace
+
 Napi::Object inspection_to_js(Napi::Env env, const ModelInspection& inspection, const InspectOptions& options) {
   const ModelConfig& m = inspection.model.config;
   Napi::Object o = Napi::Object::New(env);
@@ -152,14 +166,7 @@ Napi::Object inspection_to_js(Napi::Env env, const ModelInspection& inspection, 
   Napi::Object by_type = Napi::Object::New(env);
   for (const auto& [type, bytes] : inspection.model.weight_bytes_by_type) by_type.Set(type, static_cast<double>(bytes));
   o.Set("weightBytesByType", by_type);
-  o.Set("vocabSize", m.vocab_size);
-  o.Set("embeddingLength", m.dim);
-  o.Set("layers", m.n_layers);
-  o.Set("heads", m.n_heads);
-  o.Set("kvHeads", m.n_kv_heads);
-  o.Set("headDim", m.head_dim);
-  o.Set("feedForwardLength", m.ffn_dim);
-  o.Set("trainedContextLength", m.context_length);
+  set_model_shape(o, m);
   Napi::Object per_token = Napi::Object::New(env);
   for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
     per_token.Set(kv_dtype_name(dtype), static_cast<double>(KvLayout::kv_bytes_per_token(m.n_layers, m.n_kv_heads, m.head_dim, dtype)));
@@ -188,14 +195,7 @@ Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
   o.Set("weightBytes", static_cast<double>(info.weight_bytes));
   o.Set("decodeWeightBytes", static_cast<double>(info.decode_weight_bytes));
   o.Set("tensorType", info.tensor_type);
-  o.Set("vocabSize", m.vocab_size);
-  o.Set("embeddingLength", m.dim);
-  o.Set("layers", m.n_layers);
-  o.Set("heads", m.n_heads);
-  o.Set("kvHeads", m.n_kv_heads);
-  o.Set("headDim", m.head_dim);
-  o.Set("feedForwardLength", m.ffn_dim);
-  o.Set("trainedContextLength", m.context_length);
+  set_model_shape(o, m);
   o.Set("contextLength", info.context_length);
   o.Set("contextLimit", context_limit_name(info.context_limit));
   o.Set("ropeFreqBase", m.rope_base);
