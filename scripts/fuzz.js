@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 'use strict';
-// npm run fuzz [-- seconds]: builds the libFuzzer targets with clang (ASan + UBSan), writes seed corpora
-// (shared models' headers, generated GGUF files, texts, cache files, random bytes) and runs each target for
-// a set time (default 120 s, or PAGEDLM_FUZZ_SECONDS), printing executions and any crash per target.
+// npm run fuzz [-- seconds [target...]]: builds the libFuzzer targets with clang (ASan + UBSan), writes seed
+// corpora (shared models' headers, generated GGUF files, texts, cache files, random bytes, model replies with
+// tool calls) and runs each target (or the ones named) for a set time (default 120 s, or
+// PAGEDLM_FUZZ_SECONDS), printing executions and any crash per target.
 // Crashing inputs are kept in build-fuzz/crashes/<target>/ and should become regression tests.
 const { execFileSync, spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
@@ -15,6 +16,10 @@ const { sharedModel } = require('../test/support/models');
 const root = path.join(__dirname, '..');
 const build = path.join(root, 'build-fuzz');
 const seconds = Number(process.argv[2] || process.env.PAGEDLM_FUZZ_SECONDS || 120);
+const TARGETS = ['gguf', 'tokenizer', 'cache_file', 'sampler', 'tool_calls'];
+const chosen = process.argv.length > 3 ? process.argv.slice(3) : TARGETS;
+const unknown = chosen.find((t) => !TARGETS.includes(t));
+if (unknown) throw new Error(`no fuzz target '${unknown}': one of ${TARGETS.join(', ')}`);
 
 function run(cmd, args) {
   execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
@@ -51,10 +56,24 @@ function writeSeeds() {
   fs.writeFileSync(path.join(cache, 'two-blocks'), Buffer.concat([header, block(), block(), Buffer.alloc(8)]));
   const sampler = seedDir('sampler');
   for (let i = 0; i < 8; i++) fs.writeFileSync(path.join(sampler, `random${i}`), crypto.randomBytes(64 + i * 32));
+  // Model replies, each after a byte that picks the parser: 0 generic, 1 llama3, 2 hermes, 3 mistral.
+  const toolCalls = seedDir('tool_calls');
+  const replies = [
+    [0, '{"name": "f", "arguments": {"a": 1, "b": [true, null, "x"]}}'],
+    [0, 'Here:\n```json\n{"tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{\\"a\\":2}"}}]}\n```\nok'],
+    [0, '[{"name": "f", "arguments": {}}, {"name": "g", "parameters": {"q": "\\u00e9"}}]'],
+    [1, '{"name": "weather", "parameters": {"city": "Oslo"}}; {"name": "time", "parameters": {}}'],
+    [1, 'Checking.<|python_tag|>{"name": "f", "parameters": {"x": 1.5e3}}'],
+    [2, 'Let me look.\n<tool_call>\n{"name": "weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n<tool_call>{"name": "t", "arguments": {}}</tool_call>'],
+    [2, '<think>\nhm\n</think>\n\n<tool_call>\n{"name": "f", "arguments": "{\\"x\\": 1}"}\n'],
+    [3, '[TOOL_CALLS][{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {"y": "]"}}]'],
+    [3, 'Sure.[TOOL_CALLS]weather[ARGS]{"city": "Oslo"}[TOOL_CALLS]time[CALL_ID]abc123[ARGS]{}'],
+  ];
+  replies.forEach(([family, text], i) => fs.writeFileSync(path.join(toolCalls, `reply${i}`), Buffer.concat([Buffer.from([family]), Buffer.from(text)])));
 }
 
 // Longest input per target: tokenizer inputs beyond a few hundred bytes only slow the search down.
-const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096 };
+const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096, tool_calls: 4096 };
 
 function fuzz(target) {
   const crashes = path.join(build, 'crashes', target);
@@ -73,8 +92,8 @@ function fuzz(target) {
 
 execFileSync('clang++', ['--version'], { stdio: 'ignore' });
 run('cmake', ['-S', '.', '-B', build, '-DCMAKE_C_COMPILER=clang', '-DCMAKE_CXX_COMPILER=clang++', '-DPAGEDLM_FUZZ=ON', '-DPAGEDLM_BUILD_TESTS=OFF', '-DPAGEDLM_CUDA=OFF', '-DCMAKE_BUILD_TYPE=RelWithDebInfo']);
-run('cmake', ['--build', build, '-j', String(os.cpus().length)]);
+run('cmake', ['--build', build, '-j', String(os.cpus().length), ...chosen.flatMap((t) => ['--target', `fuzz_${t}`])]);
 writeSeeds();
-const rows = ['gguf', 'tokenizer', 'cache_file', 'sampler'].map(fuzz);
+const rows = chosen.map(fuzz);
 console.table(rows);
 if (rows.some((r) => r.result !== 'no crash')) process.exitCode = 1;

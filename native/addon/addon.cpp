@@ -6,6 +6,7 @@
 
 #include "addon/convert.h"
 #include "addon/engine_wrap.h"
+#include "addon/tool_calls_wrap.h"
 
 namespace pagedlm::addon {
 
@@ -147,6 +148,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("load", Napi::Function::New(env, load));
   exports.Set("inspect", Napi::Function::New(env, inspect));
   exports.Set("NativeEngine", data->engine_class.Value());
+  export_tool_calls(env, exports);
   return exports;
 }
 
