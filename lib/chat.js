@@ -3,7 +3,9 @@
 // @huggingface/jinja), or, for models without one, a ChatML fallback:
 //   <|im_start|>system\n...<|im_end|>\n<|im_start|>user\n...<|im_end|>\n<|im_start|>assistant\n
 // Messages reach the template as Hugging Face's apply_chat_template passes them: role, content, and where
-// present name, tool_calls (assistant) and tool_call_id (tool).
+// present name, tool_calls (assistant) and tool_call_id (tool); `tools` (OpenAI's [{ type: 'function',
+// function: { name, description, parameters } }]) reach it as the `tools` variable, as apply_chat_template's
+// tools= does, and not at all when there are none (templates test `tools is defined` or `tools is not none`).
 const { Template } = require('@huggingface/jinja');
 
 const FALLBACK_TEMPLATE =
@@ -101,9 +103,14 @@ class ChatFormatter {
     this.usesFallback = !info.chatTemplate;
   }
 
+  /** The template `render` uses: `template` when given, else the model's, else the fallback. */
+  source(template) {
+    return template ?? this.info.chatTemplate ?? FALLBACK_TEMPLATE;
+  }
+
   /** -> { text, addBos, stop }: the prompt text, whether BOS still has to be added, extra stop strings. */
-  render(messages, { template, addGenerationPrompt = true } = {}) {
-    const source = template ?? this.info.chatTemplate ?? FALLBACK_TEMPLATE;
+  render(messages, { template, addGenerationPrompt = true, tools } = {}) {
+    const source = this.source(template);
     let compiled = this.#compiled.get(source);
     if (!compiled) {
       compiled = new Template(source);
@@ -112,7 +119,9 @@ class ChatFormatter {
     const checked = mapDeveloperRole(checkMessages(messages), source);
     let text;
     try {
-      text = compiled.render({ messages: checked, add_generation_prompt: addGenerationPrompt, bos_token: this.info.bosToken, eos_token: this.info.eosToken });
+      const context = { messages: checked, add_generation_prompt: addGenerationPrompt, bos_token: this.info.bosToken, eos_token: this.info.eosToken };
+      if (tools?.length) context.tools = tools;
+      text = compiled.render(context);
     } catch (error) {
       // Templates reject conversations they do not support (raise_exception), e.g. roles out of order.
       throw new RangeError(`the chat template could not render these messages: ${error.message}`);

@@ -2,10 +2,13 @@
 
 const binding = require('./native');
 const { ChatFormatter } = require('./chat');
+const { checkTools, checkToolChoice, checkToolCallFormat, toolCallGrammar, parseReply } = require('./tools');
 const { PagedlmError, fromNative } = require('./errors');
 const { loadOptions, inspectOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, GENERATE_KEYS, CHAT_KEYS } = require('./options');
 
 const kCreate = Symbol('create');
+// The grammar engine's JSON Schema compiler (lib/index.js exports it), read when a chat first enforces a tool call.
+const jsonSchemaToGrammar = (schema, options) => require('./index').jsonSchemaToGrammar(schema, options);
 
 /**
  * A loaded model and the engine thread serving it. Any number of generate() calls may run at once;
@@ -98,33 +101,72 @@ class Engine {
   }
 
   /**
-   * Chat: renders `messages` ([{ role: 'system' | 'user' | 'assistant', content }]) with the model's chat
+   * Chat: renders `messages` ([{ role: 'system' | 'user' | 'assistant' | 'tool', content }]) with the model's chat
    * template (a ChatML fallback when it has none) and generates the assistant's reply. Takes generate()'s
-   * options, plus `template` (a Jinja template overriding the model's) and `stream: true` to get an async
-   * iterator like stream(). Resolves to generate()'s result plus `message: { role: 'assistant', content }`.
+   * options, plus `template` (a Jinja template overriding the model's), `stream: true` to get an async
+   * iterator like stream() (whose `result` resolves to what chat() would), and tool calling: `tools`
+   * (OpenAI's [{ type: 'function', function: { name, description, parameters } }]), `toolChoice` ('auto',
+   * 'none', 'required' or { type: 'function', function: { name } }), `parallelToolCalls` (default true) and
+   * `toolCallFormat` (how the model writes calls: 'llama3' | 'hermes' | 'mistral' | 'generic'; default: read
+   * from the template). Resolves to generate()'s result plus `message: { role: 'assistant', content }`; with
+   * tools, also `toolCalls` ([{ id, type: 'function', function: { name, arguments: JSON text }, arguments:
+   * object }], empty when the reply calls none), and when it calls some, finishReason 'tool_calls' and
+   * `message.tool_calls` (OpenAI's shape, ready to append to `messages`). Each of `choices` carries the same.
    */
   chat(messages, options = {}) {
     const o = checkObject(options, 'options');
-    const { template, stream, ...rest } = o;
+    const { template, stream, tools, toolChoice, parallelToolCalls, toolCallFormat, ...rest } = o;
     let rendered;
+    let toolUse;
     try {
       checkKeys(o, CHAT_KEYS, 'chat() options');
-      rendered = this.chatPrompt(messages, { template });
+      toolUse = this.#toolUse({ tools, toolChoice, parallelToolCalls, toolCallFormat }, template);
+      rendered = this.chatPrompt(messages, { template, tools: toolUse.promptTools });
+      if (toolUse.grammar && rest.grammar !== undefined) throw new TypeError('grammar cannot be combined with toolChoice "required" or a named function, which set the grammar');
     } catch (error) {
       return stream ? failedStream(error) : Promise.reject(error);
     }
     const stop = [...(typeof rest.stop === 'string' ? [rest.stop] : rest.stop ?? []), ...rendered.stop];
     const chatOptions = { ...rest, stop: stop.length ? stop : undefined, addBos: rendered.addBos, special: true };
-    if (stream) return this.stream(rendered.text, chatOptions);
-    return this.generate(rendered.text, chatOptions).then((r) => ({ ...r, message: { role: 'assistant', content: r.text } }));
+    if (toolUse.grammar) chatOptions.grammar = toolUse.grammar;
+    const prompt = rendered.text + toolUse.prefix;
+    const finish = (r) => chatResult(r, toolUse);
+    if (!stream) return this.generate(prompt, chatOptions).then(finish);
+    const tokens = this.stream(prompt, chatOptions);
+    tokens.result = tokens.result.then(finish);
+    tokens.result.catch(() => {});
+    return tokens;
   }
 
-  /** The prompt chat() would send: { text, addBos, stop }. */
-  chatPrompt(messages, options = {}) {
-    const { template } = checkKeys(checkObject(options, 'options'), ['template'], 'chatPrompt() options');
+  // chat()'s tool options -> what the prompt, the grammar and the reply's parsing need.
+  #toolUse({ tools, toolChoice, parallelToolCalls, toolCallFormat }, template) {
+    const checked = checkTools(tools);
+    const choice = checkToolChoice(toolChoice, checked, 'toolChoice');
+    const parallel = checkBoolean(parallelToolCalls, 'parallelToolCalls') ?? true;
+    const format = checkToolCallFormat(toolCallFormat) ?? this.toolCallFormat(template);
+    // 'none' leaves the tools out of the prompt: a model shown tools may call them whatever it is told.
+    if (choice.mode === 'none') return { promptTools: undefined, prefix: '', parse: false };
+    const toolUse = { promptTools: checked, prefix: '', parse: true, tools: checked, parallel, format };
+    if (choice.mode === 'required') Object.assign(toolUse, toolCallGrammar({ format, tools: checked, choice, parallel, schemaToGrammar: jsonSchemaToGrammar }));
+    return toolUse;
+  }
+
+  /**
+   * How this model writes tool calls, read from its chat template (or `template`): 'hermes' (Qwen 2.5/3,
+   * Hermes: <tool_call>), 'mistral' ([TOOL_CALLS]), 'llama3' (Llama 3.1/3.2 JSON), else 'generic'.
+   */
+  toolCallFormat(template) {
     if (template !== undefined && typeof template !== 'string') throw new TypeError('template must be a string');
     this.#chat ??= new ChatFormatter(this.info());
-    return this.#chat.render(messages, { template });
+    return binding.toolCallFamily(this.#chat.source(template));
+  }
+
+  /** The prompt chat() would send: { text, addBos, stop }. `tools` reach the template as chat()'s do. */
+  chatPrompt(messages, options = {}) {
+    const { template, tools } = checkKeys(checkObject(options, 'options'), ['template', 'tools'], 'chatPrompt() options');
+    if (template !== undefined && typeof template !== 'string') throw new TypeError('template must be a string');
+    this.#chat ??= new ChatFormatter(this.info());
+    return this.#chat.render(messages, { template, tools: checkTools(tools) });
   }
 
   /**
@@ -366,6 +408,22 @@ function failedStream(error) {
       return this;
     },
   };
+}
+
+// A chat's generate() result -> chat()'s: each choice's reply as a message, split into content and tool
+// calls when tools were offered.
+function chatResult(r, toolUse) {
+  const choices = r.choices.map((c) => {
+    if (!toolUse.parse) return { ...c, message: { role: 'assistant', content: c.text } };
+    const { content, toolCalls } = parseReply(toolUse.prefix + c.text, { ...toolUse, parse: binding.parseToolCalls });
+    if (toolCalls.length === 0) return { ...c, toolCalls, message: { role: 'assistant', content: c.text } };
+    const openaiCalls = toolCalls.map(({ id, type, function: fn }) => ({ id, type, function: fn }));
+    return { ...c, finishReason: 'tool_calls', toolCalls, message: { role: 'assistant', content, tool_calls: openaiCalls } };
+  });
+  const [first] = choices;
+  const chat = { ...r, finishReason: first.finishReason, choices, message: first.message };
+  if (first.toolCalls) chat.toolCalls = first.toolCalls;
+  return chat;
 }
 
 function closedError() {

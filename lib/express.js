@@ -13,6 +13,7 @@ const path = require('node:path');
 const express = require('express');
 const { DEFAULT_SAMPLING } = require('./sampling');
 const { createMetrics } = require('./metrics');
+const { checkTools, checkToolChoice } = require('./tools');
 const { checkObject, checkKeys, checkBoolean, closestKey, MAX_LOGPROBS } = require('./options');
 
 const ROUTER_KEYS = [
@@ -70,17 +71,14 @@ const SHARED_FIELDS = [
   'top_k', 'min_p', 'repetition_penalty', 'ignore_eos', // extensions, as in vLLM
 ];
 const REQUEST_FIELDS = {
-  chat: new Set([...SHARED_FIELDS, 'messages', 'max_completion_tokens', ...LOGPROBS_FIELDS.chat]),
+  chat: new Set([...SHARED_FIELDS, 'messages', 'max_completion_tokens', ...LOGPROBS_FIELDS.chat, 'tools', 'tool_choice', 'parallel_tool_calls']),
   completion: new Set([...SHARED_FIELDS, 'prompt', ...LOGPROBS_FIELDS.completion]),
 };
 // OpenAI fields this server does not implement, with what a request that uses one is told.
-const TOOLS_UNSUPPORTED = 'tool calling is not supported yet';
+const FUNCTIONS_UNSUPPORTED = 'the deprecated functions API is not supported: use tools and tool_choice';
 const NOT_IMPLEMENTED = {
-  tools: TOOLS_UNSUPPORTED,
-  tool_choice: TOOLS_UNSUPPORTED,
-  parallel_tool_calls: TOOLS_UNSUPPORTED,
-  functions: TOOLS_UNSUPPORTED,
-  function_call: TOOLS_UNSUPPORTED,
+  functions: FUNCTIONS_UNSUPPORTED,
+  function_call: FUNCTIONS_UNSUPPORTED,
   response_format: 'response_format (structured output) is not supported yet',
 };
 const MAX_STOP_STRINGS = 4; // OpenAI's limit
@@ -164,7 +162,20 @@ function generationOptions(body, kind, limits) {
   if (maxTokens > limits.maxTokens) throw new HttpError(400, `max_tokens must be at most ${limits.maxTokens}`, { param: 'max_tokens' });
   if (n > limits.maxN) throw new HttpError(400, `n must be at most ${limits.maxN}`, { param: 'n' });
   options.logprobs = kind === 'chat' ? chatLogprobs(body) : completionLogprobs(body);
+  if (kind === 'chat') Object.assign(options, toolOptions(body));
   return { options, stream, includeUsage };
+}
+
+// tools, tool_choice, parallel_tool_calls -> chat()'s options, checked here so that errors name the fields.
+function toolOptions(body) {
+  const options = {};
+  const tools = checkTools(body.tools, 'tools');
+  checkToolChoice(body.tool_choice, tools, 'tool_choice');
+  if (tools.length) options.tools = tools;
+  if (body.tool_choice !== undefined && body.tool_choice !== null) options.toolChoice = body.tool_choice;
+  const parallel = fieldReader(body).boolean('parallel_tool_calls');
+  if (parallel !== undefined) options.parallelToolCalls = parallel;
+  return options;
 }
 
 function checkLogprobCount(value, param) {
@@ -217,7 +228,7 @@ function usageOf(result) {
 }
 
 // 'abort' reaches a response only when its client has gone: a timeout is reported by timeoutError().
-const FINISH = { stop: 'stop', length: 'length', abort: 'stop' };
+const FINISH = { stop: 'stop', length: 'length', abort: 'stop', tool_calls: 'tool_calls' };
 
 // A generation the server stopped at requestTimeoutMs is an error, not a finish: OpenAI's finish reasons
 // have none that says "cut short by the server", and 'stop' or 'length' would pass truncated text off as
@@ -317,7 +328,9 @@ function createRouter(engine, options = {}) {
         return outcome === 'timeout' ? timeoutError(limits, result) : null;
       };
       if (stream) {
-        await streamResponse(res, start, { id, kind, model, includeUsage, n: gen.n, stallTimeoutMs: limits.stallTimeoutMs, abort: () => controller.abort(), ended });
+        // A reply that may call tools is sent once it is complete and parsed: its text is either the calls or content.
+        const holdReplies = kind === 'chat' && gen.tools?.length > 0 && gen.toolChoice !== 'none';
+        await streamResponse(res, start, { id, kind, model, includeUsage, n: gen.n, holdReplies, stallTimeoutMs: limits.stallTimeoutMs, abort: () => controller.abort(), ended });
       } else {
         const result = await start(false);
         const error = ended(result);
@@ -346,7 +359,7 @@ function checkPromptLength(count, limits, param) {
 function chatRequest(engine, body, gen, limits) {
   const { messages } = body;
   if (!Array.isArray(messages)) throw new HttpError(400, 'messages must be an array', { param: 'messages' });
-  const rendered = engine.chatPrompt(messages);
+  const rendered = engine.chatPrompt(messages, { tools: gen.tools });
   checkPromptLength(engine.tokenize(rendered.text, { addBos: rendered.addBos, special: true }).length, limits, 'messages');
   return (stream) => engine.chat(messages, { ...gen, stream });
 }
@@ -402,17 +415,24 @@ function completionLogprobsBody(entries, offset = 0) {
   return body;
 }
 
+// A chat choice's message; one that calls tools has content null unless the model wrote text besides.
+function chatMessage(choice) {
+  const { message } = choice;
+  if (!message.tool_calls) return { role: 'assistant', content: message.content };
+  return { role: 'assistant', content: message.content || null, tool_calls: message.tool_calls };
+}
+
 function completionBody(result, { id, kind, model }) {
   const created = Math.floor(Date.now() / 1000);
   const choices = result.choices.map((c) =>
     kind === 'chat'
-      ? { index: c.index, message: { role: 'assistant', content: c.text }, finish_reason: FINISH[c.finishReason], logprobs: chatLogprobsBody(c.logprobs) }
+      ? { index: c.index, message: chatMessage(c), finish_reason: FINISH[c.finishReason], logprobs: chatLogprobsBody(c.logprobs) }
       : { index: c.index, text: c.text, finish_reason: FINISH[c.finishReason], logprobs: completionLogprobsBody(c.logprobs) },
   );
   return { id, object: kind === 'chat' ? 'chat.completion' : 'text_completion', created, model, choices, usage: usageOf(result) };
 }
 
-async function streamResponse(res, start, { id, kind, model, includeUsage, n, stallTimeoutMs, abort, ended }) {
+async function streamResponse(res, start, { id, kind, model, includeUsage, n, holdReplies, stallTimeoutMs, abort, ended }) {
   const stream = start(true);
   const created = Math.floor(Date.now() / 1000);
   const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
@@ -457,7 +477,7 @@ async function streamResponse(res, start, { id, kind, model, includeUsage, n, st
     for await (const token of stream) {
       openStream();
       // A token with logprobs is reported even while its text is held back (a partial character or stop string).
-      if (token.text || token.logprobs) send(chunk(token.index, token.text, null, tokenLogprobs(token)));
+      if (!holdReplies && (token.text || token.logprobs)) send(chunk(token.index, token.text, null, tokenLogprobs(token)));
     }
   } catch (error) {
     if (headers) sendError(res, error); // mid-stream: an error event; else the caller sends a proper HTTP error
@@ -472,10 +492,22 @@ async function streamResponse(res, start, { id, kind, model, includeUsage, n, st
     return;
   }
   openStream();
+  if (holdReplies) for (const c of result.choices) sendHeldReply(c, (delta, logprobs = null) => send({ id, object, created, model, choices: [{ index: c.index, delta, finish_reason: null, logprobs }] }));
   for (const c of result.choices) send(chunk(c.index, '', FINISH[c.finishReason]));
   if (includeUsage) send({ id, object, created, model, choices: [], usage: usageOf(result) });
   res.write('data: [DONE]\n\n');
   res.end();
+}
+
+// A held chat reply as deltas: its content, then each tool call as OpenAI streams them, a first delta with
+// the call's index, id, type and name, then its arguments' text (clients concatenate the fragments).
+function sendHeldReply(choice, sendDelta) {
+  const { content, tool_calls: calls = [] } = choice.message;
+  if (content) sendDelta({ content }, chatLogprobsBody(choice.logprobs));
+  calls.forEach((call, index) => {
+    sendDelta({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });
+    sendDelta({ tool_calls: [{ index, function: { arguments: call.function.arguments } }] });
+  });
 }
 
 module.exports = { createRouter, HttpError, ROUTER_KEYS };

@@ -289,13 +289,53 @@ export interface ChatMessage {
   tool_call_id?: string;
 }
 
+/** A function the model may call (OpenAI's shape); `parameters` is a JSON Schema (default: no parameters). */
+export interface ChatTool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean | null };
+}
+
+/** How a model writes tool calls: Llama 3.1/3.2 JSON, Qwen/Hermes <tool_call>, Mistral [TOOL_CALLS], or plain JSON. */
+export type ToolCallFormat = 'llama3' | 'hermes' | 'mistral' | 'generic';
+
 export interface ChatOptions extends GenerateOptions {
   /** A Jinja chat template overriding the model's. */
   template?: string;
+  /** Functions the model may call; they reach the template as `tools`. */
+  tools?: ChatTool[];
+  /** 'auto' (default with tools): the model decides; 'none': tools are left out of the prompt; 'required' or a
+   * named function: the grammar engine makes the reply a call (of that function). */
+  toolChoice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+  /** Several calls in one reply (default true); false keeps one. */
+  parallelToolCalls?: boolean;
+  /** Default: read from the chat template (Engine.toolCallFormat()). */
+  toolCallFormat?: ToolCallFormat;
 }
 
-export interface ChatResult extends GenerateResult {
-  message: { role: 'assistant'; content: string };
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  /** `arguments`: the JSON text, as OpenAI gives it. */
+  function: { name: string; arguments: string };
+  /** The arguments, parsed. */
+  arguments: Record<string, unknown>;
+}
+
+export interface ChatReply {
+  message: { role: 'assistant'; content: string; tool_calls?: { id: string; type: 'function'; function: { name: string; arguments: string } }[] };
+  /** With tools: the calls the reply makes (empty when none). */
+  toolCalls?: ToolCall[];
+}
+
+export interface ChatResult extends Omit<GenerateResult, 'finishReason' | 'choices'>, ChatReply {
+  /** 'tool_calls' when the reply calls tools. */
+  finishReason: GenerateResult['finishReason'] | 'tool_calls';
+  choices: (Omit<GenerateResult['choices'][number], 'finishReason'> & ChatReply & { finishReason: GenerateResult['finishReason'] | 'tool_calls' })[];
+}
+
+/** chat({ stream: true }): tokens as they come; `result` resolves to what chat() would. */
+export interface ChatTokenStream extends Omit<TokenStream, 'result'> {
+  result: Promise<ChatResult>;
 }
 
 export interface EngineStats {
@@ -403,9 +443,11 @@ export class Engine {
   stream(prompt: string | number[] | Int32Array, options?: GenerateOptions): TokenStream;
   /** Renders the messages with the model's chat template (ChatML fallback) and generates the reply. */
   chat(messages: ChatMessage[], options?: ChatOptions & { stream?: false }): Promise<ChatResult>;
-  chat(messages: ChatMessage[], options: ChatOptions & { stream: true }): TokenStream;
+  chat(messages: ChatMessage[], options: ChatOptions & { stream: true }): ChatTokenStream;
   /** What chat() would send: the rendered text, whether BOS is still added, and extra stop strings. */
-  chatPrompt(messages: ChatMessage[], options?: { template?: string }): { text: string; addBos: boolean; stop: string[] };
+  chatPrompt(messages: ChatMessage[], options?: { template?: string; tools?: ChatTool[] }): { text: string; addBos: boolean; stop: string[] };
+  /** How the model (or `template`) writes tool calls, from the markers its chat template renders them with. */
+  toolCallFormat(template?: string): ToolCallFormat;
   tokenize(text: string, options?: { addBos?: boolean; special?: boolean }): number[];
   detokenize(ids: number[] | Int32Array): string;
   info(): EngineInfo;

@@ -18,7 +18,7 @@ const GENERATE_KEYS = [
 ];
 // The most alternatives a token's logprobs list (OpenAI's top_logprobs bound).
 const MAX_LOGPROBS = 20;
-const CHAT_KEYS = [...GENERATE_KEYS, 'template', 'stream'];
+const CHAT_KEYS = [...GENERATE_KEYS, 'template', 'stream', 'tools', 'toolChoice', 'parallelToolCalls', 'toolCallFormat'];
 
 function describe(value) {
   if (value === null) return 'null';

@@ -162,8 +162,7 @@ describeWithModels('OpenAI-compatible server', ['synth-tiny-f16.gguf'], (modelPa
     await expect(client.completions.create({ model: 'tiny', prompt: 'x', echo: true })).rejects.toEqual(rejection('echo'));
     await expect(client.chat.completions.create({ model: 'tiny', messages, logit_bias: { 5: 10 } })).rejects.toEqual(rejection('logit_bias'));
     await expect(client.chat.completions.create({ model: 'tiny', messages, stream: true, stream_options: { include_usage: true, extra: 1 } })).rejects.toEqual(rejection('stream_options.extra'));
-    const tools = [{ type: 'function', function: { name: 'weather', parameters: { type: 'object', properties: {} } } }];
-    await expect(client.chat.completions.create({ model: 'tiny', messages, tools })).rejects.toEqual(rejection('tools', /tool calling is not supported yet/));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, functions: [{ name: 'weather' }] })).rejects.toEqual(rejection('functions', /use tools and tool_choice/));
     await expect(client.chat.completions.create({ model: 'tiny', messages, response_format: { type: 'json_object' } })).rejects.toEqual(rejection('response_format'));
     // A field of the right name and the wrong type names it too.
     await expect(client.chat.completions.create({ model: 'tiny', messages, user: 5 })).rejects.toEqual(rejection('user'));

