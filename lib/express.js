@@ -13,7 +13,7 @@ const path = require('node:path');
 const express = require('express');
 const { DEFAULT_SAMPLING } = require('./sampling');
 const { createMetrics } = require('./metrics');
-const { checkTools, checkToolChoice } = require('./tools');
+const { checkTools, checkToolChoice, ReplyGate } = require('./tools');
 const { checkObject, checkKeys, checkBoolean, closestKey, MAX_LOGPROBS } = require('./options');
 
 const ROUTER_KEYS = [
@@ -328,9 +328,8 @@ function createRouter(engine, options = {}) {
         return outcome === 'timeout' ? timeoutError(limits, result) : null;
       };
       if (stream) {
-        // A reply that may call tools is sent once it is complete and parsed: its text is either the calls or content.
-        const holdReplies = kind === 'chat' && gen.tools?.length > 0 && gen.toolChoice !== 'none';
-        await streamResponse(res, start, { id, kind, model, includeUsage, n: gen.n, holdReplies, stallTimeoutMs: limits.stallTimeoutMs, abort: () => controller.abort(), ended });
+        const mayCallTools = kind === 'chat' && gen.tools?.length > 0 && gen.toolChoice !== 'none';
+        await streamResponse(res, start, { id, kind, model, includeUsage, n: gen.n, mayCallTools, stallTimeoutMs: limits.stallTimeoutMs, abort: () => controller.abort(), ended });
       } else {
         const result = await start(false);
         const error = ended(result);
@@ -432,7 +431,7 @@ function completionBody(result, { id, kind, model }) {
   return { id, object: kind === 'chat' ? 'chat.completion' : 'text_completion', created, model, choices, usage: usageOf(result) };
 }
 
-async function streamResponse(res, start, { id, kind, model, includeUsage, n, holdReplies, stallTimeoutMs, abort, ended }) {
+async function streamResponse(res, start, { id, kind, model, includeUsage, n, mayCallTools, stallTimeoutMs, abort, ended }) {
   const stream = start(true);
   const created = Math.floor(Date.now() / 1000);
   const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
@@ -464,6 +463,12 @@ async function streamResponse(res, start, { id, kind, model, includeUsage, n, ho
     kind === 'chat'
       ? { id, object, created, model, choices: [{ index, delta: finishReason ? {} : { content: text }, finish_reason: finishReason, logprobs }] }
       : { id, object, created, model, choices: [{ index, text, finish_reason: finishReason, logprobs }] };
+  // A reply that may call tools streams as content only until a call may begin (lib/tools.js ReplyGate).
+  const gates = new Map();
+  const gate = (index) => {
+    if (!gates.has(index)) gates.set(index, new ReplyGate());
+    return gates.get(index);
+  };
   let headers = false;
   const openStream = () => {
     if (headers) return;
@@ -477,7 +482,8 @@ async function streamResponse(res, start, { id, kind, model, includeUsage, n, ho
     for await (const token of stream) {
       openStream();
       // A token with logprobs is reported even while its text is held back (a partial character or stop string).
-      if (!holdReplies && (token.text || token.logprobs)) send(chunk(token.index, token.text, null, tokenLogprobs(token)));
+      const text = mayCallTools ? gate(token.index).push(token.text) : token.text;
+      if (text || token.logprobs) send(chunk(token.index, text, null, tokenLogprobs(token)));
     }
   } catch (error) {
     if (headers) sendError(res, error); // mid-stream: an error event; else the caller sends a proper HTTP error
@@ -492,18 +498,20 @@ async function streamResponse(res, start, { id, kind, model, includeUsage, n, ho
     return;
   }
   openStream();
-  if (holdReplies) for (const c of result.choices) sendHeldReply(c, (delta, logprobs = null) => send({ id, object, created, model, choices: [{ index: c.index, delta, finish_reason: null, logprobs }] }));
+  if (mayCallTools) {
+    for (const c of result.choices) sendHeldReply(c, gate(c.index).rest(c), (delta) => send({ id, object, created, model, choices: [{ index: c.index, delta, finish_reason: null, logprobs: null }] }));
+  }
   for (const c of result.choices) send(chunk(c.index, '', FINISH[c.finishReason]));
   if (includeUsage) send({ id, object, created, model, choices: [], usage: usageOf(result) });
   res.write('data: [DONE]\n\n');
   res.end();
 }
 
-// A held chat reply as deltas: its content, then each tool call as OpenAI streams them, a first delta with
-// the call's index, id, type and name, then its arguments' text (clients concatenate the fragments).
-function sendHeldReply(choice, sendDelta) {
-  const { content, tool_calls: calls = [] } = choice.message;
-  if (content) sendDelta({ content }, chatLogprobsBody(choice.logprobs));
+// The held part of a chat reply as deltas: the rest of its content, then each tool call as OpenAI streams them,
+// a first delta with the call's index, id, type and name, then its arguments' text (clients concatenate them).
+function sendHeldReply(choice, content, sendDelta) {
+  const { tool_calls: calls = [] } = choice.message;
+  if (content) sendDelta({ content });
   calls.forEach((call, index) => {
     sendDelta({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] });
     sendDelta({ tool_calls: [{ index, function: { arguments: call.function.arguments } }] });

