@@ -55,7 +55,7 @@ function createMetrics(engine) {
   const histogram = (suffix, help, buckets) => new promClient.Histogram({ name: name(suffix), help, buckets, labelNames, registers });
   const requests = new promClient.Counter({
     name: name('requests_total'),
-    help: 'Requests answered, by endpoint and outcome (stop, length, timeout, disconnect, error).',
+    help: 'Requests answered, by endpoint and outcome (stop, length, tool_calls, timeout, disconnect, error).',
     labelNames: ['endpoint', 'outcome'],
     registers,
   });
