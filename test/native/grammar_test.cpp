@@ -246,5 +246,142 @@ TEST(GrammarMatcher, CopiesAreIndependent) {
   EXPECT_TRUE(third.must_end());
 }
 
+
+// Tokens that split characters, span several terminals, are invalid UTF-8, empty or control tokens.
+std::shared_ptr<const TokenIndex> mixed_tokens() {
+  std::vector<std::string> bytes;
+  for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
+  for (const char* piece :
+       {"{\"", "\":", "\", \"", "true", "tr", "ue,", "\xc3\xa9", "\xc3", "\xa9\"", "\xe2\x82", "\xac", "\xe2\x82\xac",
+        "\xf0\x9f\x98\x80", "\xf0\x9f", "\x98\x80\"", "\xed\xa0\x80", "\xc0\x80", "123", "1.5e", "-0", "  ", "\n",
+        "[1,", "]}", "\\u00", "e9\"", "null", "nul", "\"a\":{\"b\":[", "a\xc3", "\xa9\xe2\x82", "(1+", "2)*", "w1",
+        "w19", "ab", "ba", "\xc3\xa9\xc3", "x", "x"}) {
+    bytes.emplace_back(piece);
+  }
+  const int32_t text_count = static_cast<int32_t>(bytes.size());
+  bytes.emplace_back("");          // empty piece
+  bytes.emplace_back("<|ctl|>");   // control token
+  bytes.emplace_back("</s>");      // end token
+  std::vector<bool> is_text(bytes.size(), true);
+  is_text[static_cast<size_t>(text_count) + 1] = false;
+  is_text[static_cast<size_t>(text_count) + 2] = false;
+  return std::make_shared<const TokenIndex>(bytes, is_text, std::vector<int32_t>{text_count + 2});
+}
+
+// Compares fill_mask and allows with accepting each token on a copy, along random walks of allowed tokens.
+void check_masks_on_random_walks(const std::shared_ptr<const Grammar>& grammar,
+                                 const std::shared_ptr<const TokenIndex>& tokens, uint32_t seed, int walks,
+                                 int steps) {
+  std::mt19937 random(seed);
+  for (int walk = 0; walk < walks; ++walk) {
+    GrammarMatcher matcher(grammar, tokens);
+    for (int step = 0; step < steps; ++step) {
+      TokenMask mask;
+      matcher.fill_mask(mask);
+      ASSERT_EQ(mask.size(), (static_cast<size_t>(tokens->vocab_size()) + 63) / 64);
+      std::vector<int32_t> allowed;
+      for (int32_t t = 0; t < tokens->vocab_size(); ++t) {
+        GrammarMatcher copy(matcher);
+        const bool accepted = copy.accept(t).is_ok();
+        ASSERT_EQ(mask_allows(mask, t), accepted) << "token " << t << " step " << step << " seed " << seed;
+        ASSERT_EQ(matcher.allows(t), accepted) << "token " << t;
+        if (accepted) allowed.push_back(t);
+      }
+      TokenMask again;
+      matcher.fill_mask(again);  // from the cache
+      ASSERT_EQ(again, mask);
+      if (allowed.empty() || matcher.must_end()) break;
+      ASSERT_TRUE(matcher.accept(allowed[random() % allowed.size()]).is_ok());
+    }
+  }
+}
+
+TEST(GrammarMask, AgreesWithAcceptingEachToken) {
+  auto tokens = mixed_tokens();
+  for (const char* text : {kJson, kArithmetic, "root ::= [\\u00e0-\\u00ff]+ \"\xe2\x82\xac\" | \"x\"* \"w\" [0-9]{1,3}",
+                           "root ::= (\"ab\" | \"a\" \"\xc3\xa9\" | [^a-z]{2})* \"ba\"?"}) {
+    auto grammar = parse(text);
+    ASSERT_TRUE(grammar);
+    check_masks_on_random_walks(grammar, tokens, 7, 12, 30);
+  }
+}
+
+// Random grammars over a small alphabet with one- to four-byte characters, on a vocabulary of random strings
+// over the same bytes (so many tokens split characters).
+std::string random_grammar(std::mt19937& random) {
+  const std::vector<std::string> atoms = {"\"a\"", "\"b\"", "\"\xc3\xa9\"", "\"\xe2\x82\xac\"", "\"ab\"",
+                                          "[a-b]", "[^a]", "[\\u00e0-\\u20ff]", ".", "\"\xf0\x9f\x98\x80\"", "\"\""};
+  const std::vector<std::string> postfix = {"", "", "", "*", "+", "?", "{2}", "{1,3}", "{0,}"};
+  std::string text;
+  const int rules = 1 + static_cast<int>(random() % 4);
+  for (int r = 0; r < rules; ++r) {
+    text += (r == 0 ? std::string("root") : "r" + std::to_string(r)) + " ::= ";
+    const int alternatives = 1 + static_cast<int>(random() % 3);
+    for (int a = 0; a < alternatives; ++a) {
+      if (a > 0) text += " | ";
+      const int length = 1 + static_cast<int>(random() % 3);
+      for (int e = 0; e < length; ++e) {
+        const int pick = static_cast<int>(random() % 10);
+        std::string item = pick < 8 || r + 1 >= rules
+                               ? atoms[random() % atoms.size()]
+                               : "r" + std::to_string(r + 1 + static_cast<int>(random() % (rules - r - 1)));
+        if (random() % 5 == 0) item = "(" + item + " | " + atoms[random() % atoms.size()] + ")";
+        text += item + postfix[random() % postfix.size()] + " ";
+      }
+    }
+    text += "\n";
+  }
+  return text;
+}
+
+TEST(GrammarMask, AgreesOnRandomGrammars) {
+  std::mt19937 random(11);
+  const std::string alphabet = "ab\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80z";
+  std::vector<std::string> bytes;
+  for (int i = 0; i < 300; ++i) {
+    std::string token;
+    const int length = 1 + static_cast<int>(random() % 5);
+    for (int j = 0; j < length; ++j) token += alphabet[random() % alphabet.size()];
+    bytes.push_back(token);
+  }
+  bytes.emplace_back("</s>");
+  std::vector<bool> is_text(bytes.size(), true);
+  is_text.back() = false;
+  auto tokens = std::make_shared<const TokenIndex>(bytes, is_text, std::vector<int32_t>{300});
+  int parsed = 0;
+  for (uint32_t g = 0; g < 200; ++g) {
+    const std::string text = random_grammar(random);
+    auto result = parse_gbnf(text);
+    if (!result.is_ok()) {
+      // Only repetitions of expressions that may match nothing are refused here.
+      EXPECT_NE(result.status().message().find("empty text"), std::string::npos) << text;
+      continue;
+    }
+    ++parsed;
+    check_masks_on_random_walks(result.value(), tokens, g, 3, 8);
+    if (testing::Test::HasFatalFailure()) {
+      ADD_FAILURE() << text;
+      return;
+    }
+  }
+  EXPECT_GT(parsed, 100);
+}
+
+TEST(GrammarMask, SharedCacheKeepsVocabulariesApart) {
+  auto grammar = parse("root ::= \"a\"");
+  ASSERT_TRUE(grammar);
+  auto first = std::make_shared<const TokenIndex>(std::vector<std::string>{"a", "b"}, std::vector<bool>{true, true},
+                                                  std::vector<int32_t>{});
+  auto second = std::make_shared<const TokenIndex>(std::vector<std::string>{"b", "a"}, std::vector<bool>{true, true},
+                                                   std::vector<int32_t>{});
+  TokenMask mask;
+  GrammarMatcher(grammar, first).fill_mask(mask);
+  EXPECT_TRUE(mask_allows(mask, 0));
+  EXPECT_FALSE(mask_allows(mask, 1));
+  GrammarMatcher(grammar, second).fill_mask(mask);
+  EXPECT_FALSE(mask_allows(mask, 0));
+  EXPECT_TRUE(mask_allows(mask, 1));
+}
+
 }  // namespace
 }  // namespace pagedlm::grammar
