@@ -85,6 +85,7 @@ class Parser {
   std::string line_column(size_t at) const;
   std::string location(size_t at) const { return "grammar: " + line_column(at) + ": "; }
 
+  std::string describe(size_t at) const;
   bool at_end() const { return pos_ >= text_.size(); }
   char peek(size_t ahead = 0) const { return pos_ + ahead < text_.size() ? text_[pos_ + ahead] : '\0'; }
   void skip_space(bool newlines);
@@ -145,6 +146,16 @@ bool Parser::fail(size_t at, const std::string& message) {
   return false;
 }
 
+// The character at `at` for a message: quoted when printable ASCII, else its byte value, so that a message
+// is valid UTF-8 whatever the input.
+std::string Parser::describe(size_t at) const {
+  if (at >= text_.size()) return "the end of the text";
+  const auto c = static_cast<unsigned char>(text_[at]);
+  if (c >= 0x20 && c < 0x7F) return "'" + std::string(1, static_cast<char>(c)) + "'";
+  const char* digits = "0123456789ABCDEF";
+  return std::string("byte 0x") + digits[c >> 4] + digits[c & 15];
+}
+
 void Parser::skip_space(bool newlines) {
   while (!at_end()) {
     const char c = peek();
@@ -189,7 +200,7 @@ Result<std::shared_ptr<const Grammar>> Parser::parse(std::string_view root) {
 bool Parser::parse_rule() {
   const size_t start = pos_;
   const size_t end = name_end(pos_);
-  if (end == pos_) return fail(pos_, "expected a rule name, found '" + std::string(1, peek()) + "'");
+  if (end == pos_) return fail(pos_, "expected a rule name, found " + describe(pos_));
   const std::string name(text_.substr(start, end - start));
   pos_ = end;
   skip_space(false);
@@ -205,7 +216,7 @@ bool Parser::parse_rule() {
   std::vector<std::vector<Element>> alternatives;
   if (!parse_alternatives(alternatives, 0)) return false;
   if (!at_end() && !at_rule_start()) {
-    return fail(pos_, "unexpected '" + std::string(1, peek()) + "'");
+    return fail(pos_, "unexpected " + describe(pos_));
   }
   rules_[rule].alternatives = std::move(alternatives);
   return true;
@@ -249,7 +260,7 @@ bool Parser::parse_element(std::vector<Element>& sequence, int depth) {
   } else if (c == '*' || c == '+' || c == '?' || c == '{') {
     return fail(pos_, std::string("nothing to repeat before '") + c + "'");
   } else {
-    return fail(pos_, "unexpected '" + std::string(1, c) + "'");
+    return fail(pos_, "unexpected " + describe(pos_));
   }
   return ok && parse_postfix(sequence, span_start);
 }
@@ -357,7 +368,8 @@ bool Parser::parse_escape(uint32_t& code_point) {
     case 'U': digits = 8; break;
     default:
       if (at + 1 >= text_.size()) return fail(at, "unterminated escape");
-      return fail(at, std::string("unknown escape '\\") + c + "'");
+      if (c > 0x20 && c < 0x7F) return fail(at, std::string("unknown escape '\\") + c + "'");
+      return fail(at, "unknown escape: a backslash before " + describe(at + 1));
   }
   pos_ += 2;
   if (digits == 0) return true;

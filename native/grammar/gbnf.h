@@ -35,8 +35,8 @@ inline constexpr int kMaxNesting = 256;
 inline constexpr uint32_t kMaxRepeat = 10000;
 inline constexpr size_t kMaxRules = 1u << 16;
 inline constexpr size_t kMaxElements = 1u << 20;
-inline constexpr size_t kMaxStacks = 1u << 16;
-inline constexpr int kMaxExpansions = 1 << 20;
+inline constexpr size_t kMaxStacks = 1u << 15;
+inline constexpr int kMaxExpansions = 1 << 18;
 
 inline constexpr uint32_t kMaxCodePoint = 0x10FFFF;
 

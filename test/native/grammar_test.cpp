@@ -92,6 +92,7 @@ TEST(GbnfParse, ReportsLineAndColumn) {
   EXPECT_NE(parse_error("root ::= \"a\" ::=").find("unexpected ':'"), std::string::npos);
   EXPECT_NE(parse_error("root = \"a\"").find("expected '::='"), std::string::npos);
   EXPECT_NE(parse_error(std::string("root ::= \"\xff\"")).find("invalid UTF-8"), std::string::npos);
+  EXPECT_EQ(parse_error("root ::= \xc3\xa9"), "grammar: line 1, column 10: unexpected byte 0xC3");
 }
 
 TEST(GbnfParse, RefusesLeftRecursion) {
@@ -381,6 +382,42 @@ TEST(GrammarMask, SharedCacheKeepsVocabulariesApart) {
   GrammarMatcher(grammar, second).fill_mask(mask);
   EXPECT_FALSE(mask_allows(mask, 0));
   EXPECT_TRUE(mask_allows(mask, 1));
+}
+
+TEST(GrammarMatcher, AmbiguityIsBoundedInTimeAndStaysValid) {
+  // Every 'a' doubles the ways to finish (each needs its own closing letter): the stack set is capped.
+  auto grammar = parse("root ::= \"a\" root \"b\" | \"a\" root \"c\" | \"\"");
+  ASSERT_TRUE(grammar);
+  const auto started = std::chrono::steady_clock::now();
+  GrammarMatcher matcher(grammar, byte_tokens());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(matcher.accept('a').is_ok());
+  TokenMask mask;
+  matcher.fill_mask(mask);
+  EXPECT_TRUE(mask_allows(mask, 'a'));
+  EXPECT_TRUE(mask_allows(mask, 'b') || mask_allows(mask, 'c'));
+  // Whatever it allows keeps the text inside the grammar: closing greedily always ends.
+  int closed = 0;
+  while (!matcher.can_end() && closed < 40) {
+    ASSERT_TRUE(matcher.accept(matcher.allows('b') ? 'b' : 'c').is_ok());
+    ++closed;
+  }
+  EXPECT_EQ(closed, 20);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+}
+
+TEST(GrammarMask, CacheDropsLeastRecentlyUsedMasks) {
+  const auto mask = std::make_shared<const TokenMask>(TokenMask(16, 1));
+  const size_t entry = 8 + 1 + 16 * sizeof(uint64_t);  // index id + key + mask
+  MaskCache cache(3 * entry);
+  cache.insert(1, "a", mask);
+  cache.insert(1, "b", mask);
+  cache.insert(1, "c", mask);
+  EXPECT_TRUE(cache.find(1, "a"));  // now the most recent
+  cache.insert(1, "d", mask);
+  EXPECT_EQ(cache.size(), 3u);
+  EXPECT_TRUE(cache.find(1, "a"));
+  EXPECT_FALSE(cache.find(1, "b"));
+  EXPECT_FALSE(cache.find(2, "a"));
 }
 
 }  // namespace
