@@ -90,10 +90,10 @@ class Engine {
       const n = params.n ?? 1;
       if (signal?.aborted) {
         const nothing = { text: '', tokens: [], finishReason: 'abort', promptTokens: promptIds.length };
-        resolve(result(Array.from({ length: n }, () => nothing), params.logprobs !== undefined));
+        resolve(result(Array.from({ length: n }, () => nothing), params));
         return;
       }
-      this.#submit(promptIds, params, { resolve: (ends) => resolve(result(ends, params.logprobs !== undefined)), reject, onToken, signal, choices: n });
+      this.#submit(promptIds, params, { resolve: (ends) => resolve(result(ends, params)), reject, onToken, signal, choices: n });
     });
   }
 
@@ -303,6 +303,8 @@ class Engine {
         request.ends[event.choice] = event;
         if (request.ends.filter(Boolean).length === request.choices) this.#settle(event.id, request, () => request.resolve(request.ends));
       } else {
+        // One completion failed: the request rejects, so its other completions stop too.
+        if (request.choices > 1) this.#native.cancel(event.id);
         this.#settle(event.id, request, () => request.reject(new PagedlmError(event.message, event.code)));
       }
     }
@@ -372,12 +374,19 @@ function closedError() {
   return new PagedlmError('the engine is closed', 'ERR_CLOSED');
 }
 
-// The finished events of a request's completions -> what generate() resolves to. `withLogprobs`: each
-// choice carries its tokens' logprobs (none when it generated nothing).
-function result(ends, withLogprobs) {
+// The finished events of a request's completions -> what generate() resolves to. With the logprobs option
+// each choice carries its tokens' logprobs (none when it generated nothing); with jsonSchema or json, the
+// parsed value of a completion the grammar finished.
+function result(ends, params) {
+  const withLogprobs = params.logprobs !== undefined;
+  const withJson = params.jsonSchema !== undefined || params.json === true;
   const choices = ends.map((e, index) => {
     const choice = { index, text: e.text, tokens: Array.from(e.tokens), finishReason: e.finishReason };
     if (withLogprobs) choice.logprobs = e.logprobs ?? [];
+    if (withJson && e.finishReason === 'stop') {
+      const value = parseJson(e.text);  // a stop string or stop token may have cut it short
+      if (value !== undefined) choice.json = value;
+    }
     return choice;
   });
   const first = ends[0];
@@ -385,11 +394,20 @@ function result(ends, withLogprobs) {
     text: choices[0].text,
     tokens: choices[0].tokens,
     ...(withLogprobs && { logprobs: choices[0].logprobs }),
+    ...('json' in choices[0] && { json: choices[0].json }),
     finishReason: choices[0].finishReason,
     choices,
     usage: { promptTokens: first.promptTokens, completionTokens: choices.reduce((sum, c) => sum + c.tokens.length, 0) },
     timings: { ttftMs: first.ttftMs ?? 0, tokensPerSecond: first.tokensPerSecond ?? 0 },
   };
+}
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 module.exports = { Engine };

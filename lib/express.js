@@ -13,6 +13,7 @@ const path = require('node:path');
 const express = require('express');
 const { DEFAULT_SAMPLING } = require('./sampling');
 const { createMetrics } = require('./metrics');
+const { jsonSchemaToGrammar } = require('./grammar');
 const { checkObject, checkKeys, checkBoolean, closestKey, MAX_LOGPROBS } = require('./options');
 
 const ROUTER_KEYS = [
@@ -70,7 +71,7 @@ const SHARED_FIELDS = [
   'top_k', 'min_p', 'repetition_penalty', 'ignore_eos', // extensions, as in vLLM
 ];
 const REQUEST_FIELDS = {
-  chat: new Set([...SHARED_FIELDS, 'messages', 'max_completion_tokens', ...LOGPROBS_FIELDS.chat]),
+  chat: new Set([...SHARED_FIELDS, 'messages', 'max_completion_tokens', 'response_format', ...LOGPROBS_FIELDS.chat]),
   completion: new Set([...SHARED_FIELDS, 'prompt', ...LOGPROBS_FIELDS.completion]),
 };
 // OpenAI fields this server does not implement, with what a request that uses one is told.
@@ -81,7 +82,6 @@ const NOT_IMPLEMENTED = {
   parallel_tool_calls: TOOLS_UNSUPPORTED,
   functions: TOOLS_UNSUPPORTED,
   function_call: TOOLS_UNSUPPORTED,
-  response_format: 'response_format (structured output) is not supported yet',
 };
 const MAX_STOP_STRINGS = 4; // OpenAI's limit
 
@@ -164,6 +164,7 @@ function generationOptions(body, kind, limits) {
   if (maxTokens > limits.maxTokens) throw new HttpError(400, `max_tokens must be at most ${limits.maxTokens}`, { param: 'max_tokens' });
   if (n > limits.maxN) throw new HttpError(400, `n must be at most ${limits.maxN}`, { param: 'n' });
   options.logprobs = kind === 'chat' ? chatLogprobs(body) : completionLogprobs(body);
+  if (kind === 'chat') Object.assign(options, responseFormat(body.response_format));
   return { options, stream, includeUsage };
 }
 
@@ -182,6 +183,42 @@ function chatLogprobs(body) {
   checkLogprobCount(top, 'top_logprobs');
   if (!logprobs) throw new HttpError(400, 'top_logprobs needs logprobs: true', { param: 'top_logprobs' });
   return top;
+}
+
+// response_format -> generate()'s grammar options: json_object is any JSON object; json_schema, JSON valid
+// against its schema (enforced whether or not `strict` is set: the grammar never allows anything else).
+function responseFormat(format) {
+  if (format === undefined || format === null) return {};
+  const param = 'response_format';
+  if (typeof format !== 'object' || Array.isArray(format)) throw new HttpError(400, `${param} must be an object`, { param });
+  const known = { text: ['type'], json_object: ['type'], json_schema: ['type', 'json_schema'] };
+  const fields = known[format.type];
+  if (!fields) throw new HttpError(400, `${param}.type must be 'text', 'json_object' or 'json_schema', got ${JSON.stringify(format.type)}`, { param: `${param}.type` });
+  for (const key of Object.keys(format)) {
+    if (!fields.includes(key)) throw new HttpError(400, `unsupported field '${param}.${key}' for type '${format.type}'`, { param: `${param}.${key}`, code: 'unsupported_parameter' });
+  }
+  if (format.type === 'text') return {};
+  if (format.type === 'json_object') return { jsonSchema: { type: 'object' } };
+  const spec = fieldReader(format, `${param}.`).object('json_schema');
+  if (!spec) throw new HttpError(400, `${param}.json_schema is required for type 'json_schema'`, { param: `${param}.json_schema` });
+  const reader = fieldReader(spec, `${param}.json_schema.`);
+  for (const key of Object.keys(spec)) {
+    if (!['name', 'description', 'schema', 'strict'].includes(key)) {
+      throw new HttpError(400, `unsupported field '${param}.json_schema.${key}'`, { param: `${param}.json_schema.${key}`, code: 'unsupported_parameter' });
+    }
+  }
+  if (typeof spec.name !== 'string' || !/^[a-zA-Z0-9_-]{1,64}$/.test(spec.name)) {
+    throw new HttpError(400, `${param}.json_schema.name must be 1 to 64 letters, digits, underscores or dashes`, { param: `${param}.json_schema.name` });
+  }
+  reader.string('description');
+  reader.boolean('strict');
+  const schema = spec.schema ?? {};
+  try {
+    jsonSchemaToGrammar(schema); // a schema it cannot enforce is this request's 400, naming the keyword
+  } catch (error) {
+    throw new HttpError(400, error.message, { param: `${param}.json_schema.schema` });
+  }
+  return { jsonSchema: schema };
 }
 
 // Completions: `logprobs: N`, the count itself (0: only the sampled token's).

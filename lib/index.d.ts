@@ -182,6 +182,15 @@ export interface GenerateOptions {
   /** N in 0..20: every generated token comes with its log-probability and the N most likely alternatives
    *  (`logprobs` on the result, its choices and each token). Left out (default): none, at no cost. */
   logprobs?: number;
+  /** A GBNF grammar (llama.cpp's syntax, start rule `root`): every completion is a prefix of a sentence of
+   *  it, and ends where the grammar does. A malformed grammar throws a TypeError (code ERR_INVALID_GRAMMAR)
+   *  naming line and column. At most one of grammar, jsonSchema and json. */
+  grammar?: string;
+  /** A JSON Schema (object or JSON text): the completion is JSON valid against it, parsed into `json`.
+   *  Unsupported or malformed schemas throw a TypeError (code ERR_INVALID_SCHEMA) naming the keyword's path. */
+  jsonSchema?: object | boolean | string;
+  /** true: the completion is any JSON value, parsed into `json`. */
+  json?: boolean;
 }
 
 export interface Choice {
@@ -191,6 +200,8 @@ export interface Choice {
   /** With the `logprobs` option: one per token. */
   logprobs?: TokenLogprob[];
   finishReason: 'stop' | 'length' | 'abort';
+  /** With jsonSchema or json: the parsed completion, when it is complete JSON. */
+  json?: unknown;
 }
 
 export interface GenerateResult {
@@ -200,6 +211,8 @@ export interface GenerateResult {
   /** With the `logprobs` option: one per token. */
   logprobs?: TokenLogprob[];
   finishReason: 'stop' | 'length' | 'abort';
+  /** With jsonSchema or json: the parsed first completion, when it is complete JSON. */
+  json?: unknown;
   /** Every completion (one unless `n` > 1). */
   choices: Choice[];
   /** completionTokens counts every completion's tokens. */
@@ -427,3 +440,8 @@ export const DEFAULT_SAMPLING: Readonly<{
   presencePenalty: number;
   penaltyLastN: number;
 }>;
+
+/** GBNF whose start rule `<rulePrefix>root` matches exactly the JSON texts valid against `schema`, for
+ *  embedding in a bigger grammar passed to generate({ grammar }). Every rule it defines starts with
+ *  `rulePrefix` (letters, digits, dashes; default ''). */
+export function jsonSchemaToGrammar(schema: object | boolean | string, options?: { rulePrefix?: string }): string;

@@ -138,7 +138,33 @@ GenerateParams generate_params(const Napi::Object& o) {
   s.presence_penalty = static_cast<float>(optional_number(o, "presencePenalty").value_or(s.presence_penalty));
   s.penalty_last_n = to_int(o, "penaltyLastN", s.penalty_last_n);
   if (const auto seed = optional_number(o, "seed")) s.seed = static_cast<uint64_t>(*seed);
+  p.grammar = compile_grammar(o);
   return p;
+}
+
+Napi::TypeError grammar_error(Napi::Env env, const Status& status, const char* code) {
+  Napi::TypeError error = Napi::TypeError::New(env, status.message());
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
+std::shared_ptr<const grammar::Grammar> compile_grammar(const Napi::Object& o) {
+  const Napi::Env env = o.Env();
+  std::string gbnf;
+  if (const Napi::Value text = o.Get("grammar"); text.IsString()) {
+    gbnf = text.As<Napi::String>().Utf8Value();
+  } else if (const Napi::Value schema = o.Get("jsonSchema"); schema.IsString()) {
+    Result<std::string> compiled = grammar::json_schema_to_gbnf(schema.As<Napi::String>().Utf8Value());
+    if (!compiled.is_ok()) throw grammar_error(env, compiled.status(), "ERR_INVALID_SCHEMA");
+    gbnf = compiled.take();
+  } else if (optional_bool(o, "json").value_or(false)) {
+    gbnf = grammar::json_value_gbnf(false);
+  } else {
+    return nullptr;
+  }
+  auto parsed = grammar::parse_gbnf(gbnf);
+  if (!parsed.is_ok()) throw grammar_error(env, parsed.status(), "ERR_INVALID_GRAMMAR");
+  return parsed.take();
 }
 
 namespace {

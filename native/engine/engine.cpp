@@ -38,6 +38,7 @@ struct Engine::Core {
   Scheduler scheduler;
   Runner runner;
   std::map<RequestId, std::vector<BlockId>> pinned;   // pin id -> the prefix blocks it holds
+  std::shared_ptr<const grammar::TokenIndex> grammar_tokens;  // built by the first request with a grammar
 };
 
 namespace {
@@ -385,11 +386,32 @@ void Engine::drain_inbox(std::vector<EngineEvent>& events) {
     std::lock_guard<std::mutex> lock(mutex_);
     std::swap(taken, *inbox_);
   }
-  for (auto& seq : taken.submitted) core_->scheduler.add(std::move(seq));
+  for (auto& seq : taken.submitted) {
+    if (seq->params.grammar) start_grammar(*seq);
+    core_->scheduler.add(std::move(seq));
+  }
   for (RequestId id : taken.cancelled) {
     for (Sequence* seq : core_->scheduler.find(id)) finish(*seq, FinishReason::kAbort, events);
   }
   for (auto& command : taken.commands) command();  // the caller waits on its future
+}
+
+void Engine::start_grammar(Sequence& seq) {
+  if (!core_->grammar_tokens) {
+    const int32_t vocab = tokenizer_->vocab_size();
+    std::vector<std::string> bytes(static_cast<size_t>(vocab));
+    std::vector<bool> is_text(static_cast<size_t>(vocab));
+    std::vector<int32_t> end_tokens;
+    for (int32_t id = 0; id < vocab; ++id) {
+      bytes[id] = tokenizer_->token_bytes(id);
+      const TokenType type = tokenizer_->type(id);
+      // Control and unused tokens print nothing the grammar could check; an unknown token prints a stand-in.
+      is_text[id] = !bytes[id].empty() && type != TokenType::kControl && type != TokenType::kUnused && type != TokenType::kUnknown;
+      if (tokenizer_->is_end_of_generation(id)) end_tokens.push_back(id);
+    }
+    core_->grammar_tokens = std::make_shared<grammar::TokenIndex>(bytes, is_text, std::move(end_tokens));
+  }
+  seq.grammar.emplace(seq.params.grammar, core_->grammar_tokens);
 }
 
 void Engine::step(std::vector<EngineEvent>& events) {
@@ -413,13 +435,25 @@ void Engine::step(std::vector<EngineEvent>& events) {
 
 void Engine::handle_token(const SampledToken& sampled, std::vector<EngineEvent>& events) {
   Sequence& seq = *sampled.sequence;
+  if (!sampled.error.is_ok()) {
+    fail(seq, sampled.error, events);
+    return;
+  }
   const int32_t token = sampled.token;
   if (seq.num_generated() == 0) seq.first_token = Clock::now();
   const auto& stops = seq.params.stop_tokens;
   const bool stop_token = std::find(stops.begin(), stops.end(), token) != stops.end();
-  if (stop_token || (!seq.params.ignore_eos && tokenizer_->is_end_of_generation(token))) {
+  // Under a grammar an end token is sampled only where the text is complete: it ends even with ignore_eos.
+  const bool ends = (!seq.params.ignore_eos || seq.grammar) && tokenizer_->is_end_of_generation(token);
+  if (stop_token || ends) {
     finish(seq, FinishReason::kStop, events);
     return;
+  }
+  if (seq.grammar) {
+    if (Status s = seq.grammar->accept(token); !s.is_ok()) {
+      fail(seq, Status(ErrorCode::kInternal, "sampled a token the grammar refuses: " + s.message()), events);
+      return;
+    }
   }
   seq.tokens.push_back(token);
   bool stopped = false;
@@ -430,7 +464,9 @@ void Engine::handle_token(const SampledToken& sampled, std::vector<EngineEvent>&
   ev.token = token;
   ev.text = seq.text.push(tokenizer_->token_bytes(token), &stopped);
   const bool at_length = seq.num_generated() >= seq.params.max_tokens || static_cast<int32_t>(seq.tokens.size()) >= info_.context_length;
-  if (at_length && !stopped) ev.text += seq.text.finish();  // the last token carries whatever was held back
+  const bool grammar_complete = seq.grammar && seq.grammar->must_end();
+  // The last token carries whatever was held back.
+  if ((at_length || grammar_complete) && !stopped) ev.text += seq.text.finish();
   seq.generated_text += ev.text;
   if (sampled.logprobs) {
     TokenLogprobs logprobs = *sampled.logprobs;
@@ -440,7 +476,7 @@ void Engine::handle_token(const SampledToken& sampled, std::vector<EngineEvent>&
     seq.logprobs.push_back(std::move(logprobs));
   }
   if (seq.params.stream_tokens) events.push_back(std::move(ev));
-  if (stopped) {
+  if (stopped || grammar_complete) {
     finish(seq, FinishReason::kStop, events);
   } else if (at_length) {
     finish(seq, FinishReason::kLength, events);
@@ -483,16 +519,18 @@ int32_t Engine::pin_prefix(Sequence& seq) {
   return static_cast<int32_t>(full) * info_.kv.block_size;
 }
 
+void Engine::fail(Sequence& seq, const Status& status, std::vector<EngineEvent>& events) {
+  EngineEvent ev;
+  ev.kind = EngineEvent::Kind::kFailed;
+  ev.request = seq.id;
+  ev.choice = seq.choice;
+  ev.error = status;
+  events.push_back(std::move(ev));
+  core_->scheduler.remove(&seq);
+}
+
 void Engine::fail_all(const Status& status, std::vector<EngineEvent>& events) {
-  for (Sequence* seq : core_->scheduler.all()) {
-    EngineEvent ev;
-    ev.kind = EngineEvent::Kind::kFailed;
-    ev.request = seq->id;
-    ev.choice = seq->choice;
-    ev.error = status;
-    events.push_back(std::move(ev));
-    core_->scheduler.remove(seq);
-  }
+  for (Sequence* seq : core_->scheduler.all()) fail(*seq, status, events);
 }
 
 }  // namespace pagedlm

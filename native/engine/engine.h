@@ -131,6 +131,9 @@ class Engine {
   void handle_token(const SampledToken& sampled, std::vector<EngineEvent>& events);
   void finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>& events);
   void fail_all(const Status& status, std::vector<EngineEvent>& events);
+  void fail(Sequence& seq, const Status& status, std::vector<EngineEvent>& events);
+  // Starts a submitted sequence's grammar state (building the vocabulary's token index on first use).
+  void start_grammar(Sequence& seq);
   int32_t pin_prefix(Sequence& seq);
   Result<int64_t> run_on_engine_thread(std::function<Result<int64_t>()> command);
   CacheFileIdentity cache_identity() const;

@@ -2,12 +2,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 #include "engine/sampler.h"
+#include "grammar/grammar.h"
 
 namespace pagedlm {
 
@@ -28,6 +30,10 @@ struct GenerateParams {
   // Set: each generated token comes with its log-probability and the `*logprobs` most likely alternatives
   // (0: none; see TokenLogprobs). Such a request's logit rows are always computed in full.
   std::optional<int32_t> logprobs;
+  // Set: every generated token keeps the text a prefix of a sentence of this grammar; an end-of-generation
+  // token is allowed exactly where the text is a whole sentence (ending generation even with ignore_eos),
+  // and generation stops by itself where the grammar admits nothing longer.
+  std::shared_ptr<const grammar::Grammar> grammar;
   SamplingParams sampling;
 };
 

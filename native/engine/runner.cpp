@@ -1,6 +1,7 @@
 #include "engine/runner.h"
 
 #include <algorithm>
+#include <cmath>
 #include <new>
 
 #include "engine/sequence.h"
@@ -19,8 +20,8 @@ void Runner::assemble(const StepPlan& plan) {
     bs.start_position = seq.num_computed_tokens;
     bs.block_table = seq.block_table.data();
     bs.want_logits = e.sample;
-    // Log-probabilities need the whole row: no backend shortcut for a request that asks for them.
-    const bool full_row = seq.params.logprobs.has_value();
+    // Log-probabilities and grammar masks need the whole row: no backend shortcut for such a request.
+    const bool full_row = seq.params.logprobs.has_value() || seq.grammar.has_value();
     bs.greedy = e.sample && !full_row && seq.sampler.is_plain_greedy();
     bs.top_k = e.sample && !full_row ? seq.sampler.top_k_needed(vocab_) : 0;
     const auto first = seq.tokens.begin() + seq.num_computed_tokens;
@@ -65,14 +66,54 @@ void Runner::sample_row(Sequence& seq, size_t row, std::vector<SampledToken>& ou
     completions.insert(completions.end(), children.begin(), children.end());
   }
   for (Sequence* s : completions) {
+    if (s->grammar) {
+      out.push_back(sample_constrained(*s, logits));
+      continue;
+    }
     int32_t token;
     if (backend_token >= 0) token = backend_token;
     else if (have_top) token = s->sampler.sample_top_k(&top_ids_[top], &top_values_[top], batch_.top_k_width);
     else token = s->sampler.sample(logits, vocab_, s->tokens);
-    SampledToken sampled{s, token, std::nullopt};
+    SampledToken sampled{s, token, std::nullopt, Status::ok()};
     if (s->params.logprobs) sampled.logprobs = compute_logprobs(logits, vocab_, token, *s->params.logprobs);
     out.push_back(std::move(sampled));
   }
+}
+
+SampledToken Runner::sample_constrained(Sequence& seq, const float* logits) {
+  grammar::GrammarMatcher& matcher = *seq.grammar;
+  SampledToken sampled{&seq, -1, std::nullopt, Status::ok()};
+  // Greedy: the row's best token is the masked row's best whenever the grammar allows it, which it mostly
+  // does once the text is inside a literal or a string; only a refusal pays for the whole mask.
+  if (seq.sampler.is_plain_greedy()) {
+    const int32_t best = seq.sampler.sample(logits, vocab_, seq.tokens);
+    if (matcher.allows(best)) sampled.token = best;
+  }
+  if (sampled.token < 0) {
+    matcher.fill_mask(mask_);
+    masked_logits_.assign(logits, logits + vocab_);
+    bool any = false;
+    for (int32_t t = 0; t < vocab_; ++t) {
+      if (grammar::mask_allows(mask_, t)) any = true;
+      else masked_logits_[static_cast<size_t>(t)] = -INFINITY;
+    }
+    if (!any) {
+      sampled.error = Status(ErrorCode::kInvalidArgument, "grammar: no token of the vocabulary can continue the text here");
+      return sampled;
+    }
+    sampled.token = seq.sampler.sample(masked_logits_.data(), vocab_, seq.tokens);
+    // Every allowed logit -inf (or NaN): the sampler's pick may be any token; take an allowed one.
+    if (!grammar::mask_allows(mask_, sampled.token)) {
+      for (int32_t t = 0; t < vocab_; ++t) {
+        if (grammar::mask_allows(mask_, t)) {
+          sampled.token = t;
+          break;
+        }
+      }
+    }
+  }
+  if (seq.params.logprobs) sampled.logprobs = compute_logprobs(logits, vocab_, sampled.token, *seq.params.logprobs);
+  return sampled;
 }
 
 Result<std::vector<SampledToken>> Runner::execute(StepPlan& plan) {

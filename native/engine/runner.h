@@ -19,6 +19,7 @@ struct SampledToken {
   Sequence* sequence;
   int32_t token;
   std::optional<TokenLogprobs> logprobs;  // when the request asked for them
+  Status error;  // not ok: no token could be drawn (a grammar no token of the vocabulary can continue)
 };
 
 class Runner {
@@ -37,6 +38,8 @@ class Runner {
   Status run_forward(StepPlan& plan);
   // Draws each completion's token from logit row `row` (or what the backend picked for it).
   void sample_row(Sequence& seq, size_t row, std::vector<SampledToken>& out);
+  // A draw restricted to the tokens `seq`'s grammar allows next.
+  SampledToken sample_constrained(Sequence& seq, const float* logits);
 
   Backend& backend_;
   Scheduler& scheduler_;
@@ -46,6 +49,8 @@ class Runner {
   std::vector<int32_t> greedy_tokens_; // [rows]: tokens the backend picked itself, else -1
   std::vector<int32_t> top_ids_;       // [rows, top_k_width]: candidates the backend picked, else -1
   std::vector<float> top_values_;
+  grammar::TokenMask mask_;            // sample_constrained's scratch: allowed tokens
+  std::vector<float> masked_logits_;   // and the row with every other token at -inf
 };
 
 }  // namespace pagedlm
