@@ -13,6 +13,13 @@ namespace pagedlm {
 
 using RequestId = uint64_t;
 
+// A request for the prompt's embedding instead of a completion: its hidden states pooled as the model's
+// pooling_type says (pooling.h). It generates nothing and never reuses cached prefix blocks (their hidden
+// states are not kept).
+struct EmbedParams {
+  bool normalize = true;  // scale the vector to unit L2 norm
+};
+
 struct GenerateParams {
   int32_t n = 1;            // completions of the prompt; they share its KV blocks (copy-on-write)
   int32_t max_tokens = 512;
@@ -29,6 +36,7 @@ struct GenerateParams {
   // (0: none; see TokenLogprobs). Such a request's logit rows are always computed in full.
   std::optional<int32_t> logprobs;
   SamplingParams sampling;
+  std::optional<EmbedParams> embed;  // set: an embedding request (n 1, max_tokens 0, no logprobs)
 };
 
 struct GenerateRequest {
@@ -56,6 +64,7 @@ struct EngineEvent {
   int32_t pinned_tokens = 0;        // params.pin: prompt tokens whose blocks are now pinned
   double ttft_ms = 0;
   double tokens_per_second = 0;
+  std::vector<float> embedding;     // params.embed: the pooled vector (empty when aborted)
   // kFailed
   Status error;
 };
