@@ -245,6 +245,7 @@ Result<Pooling> Engine::check_embedding_request(GenerateParams& params) const {
   if (params.logprobs) return Status(ErrorCode::kInvalidArgument, "an embedding request has no logprobs");
   params.max_tokens = 0;
   params.pin = false;
+  if (params.embed->pooling) return *params.embed->pooling;
   return pooling_for_type(info_.model.pooling_type);
 }
 

@@ -28,6 +28,13 @@ const char* pooling_name(Pooling pooling) {
   return "mean";
 }
 
+std::optional<Pooling> pooling_from_name(const std::string& name) {
+  for (Pooling p : {Pooling::kMean, Pooling::kCls, Pooling::kLast}) {
+    if (name == pooling_name(p)) return p;
+  }
+  return std::nullopt;
+}
+
 void EmbeddingPool::add(const float* rows, int32_t start, int32_t num_tokens, int32_t length) {
   const auto width = static_cast<size_t>(width_);
   if (start == 0 || sum_.empty()) {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -28,6 +30,8 @@ constexpr int64_t kPoolingTypeRank = 4;
 // head) and unknown values are kUnsupported.
 Result<Pooling> pooling_for_type(int64_t pooling_type);
 const char* pooling_name(Pooling pooling);
+// "mean", "cls" or "last"; nullopt for any other name.
+std::optional<Pooling> pooling_from_name(const std::string& name);
 
 // Pools a sequence's hidden rows as its chunks are computed (a prompt may take several steps). Starting
 // over from position 0 (after a preemption) discards what was pooled before.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/pooling.h"
 #include "engine/sampler.h"
 
 namespace pagedlm {
@@ -18,6 +19,7 @@ using RequestId = uint64_t;
 // states are not kept).
 struct EmbedParams {
   bool normalize = true;  // scale the vector to unit L2 norm
+  std::optional<Pooling> pooling;  // overrides the model's pooling_type
 };
 
 struct GenerateParams {

@@ -145,6 +145,18 @@ INSTANTIATE_TEST_SUITE_P(Types, EmbeddingPooling,
                                            PoolingCase{-1, Pooling::kMean, "absent"}),
                          [](const auto& info) { return std::string(info.param.name); });
 
+TEST(Embedding, RequestPoolingOverridesTheModels) {
+  std::vector<uint8_t> storage;
+  const auto model = testing::load_synthetic_model({.dim = kDim, .layers = 2}, storage);
+  Fixture f(model_with_pooling(-1));
+  const std::vector<int32_t> prompt = prompt_of(21, 5);
+  GenerateParams last = Fixture::embed_params(false);
+  last.embed->pooling = Pooling::kLast;
+  const EngineEvent done = f.events.wait(f.submit(prompt, last));
+  ASSERT_EQ(done.kind, EngineEvent::Kind::kFinished);
+  EXPECT_LT(testing::normalized_error(done.embedding.data(), expected_embedding(*model, prompt, Pooling::kLast)), 1e-4);
+}
+
 TEST(Embedding, CachedPrefixBlocksAreNotReusedForItsHiddenStates) {
   Fixture f(model_with_pooling(1));
   const std::vector<int32_t> prompt = prompt_of(40, 4);

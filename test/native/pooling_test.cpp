@@ -43,6 +43,11 @@ TEST(Pooling, TypesFollowLlamaCppNumbering) {
   EXPECT_EQ(pooling_for_type(7).status().code(), ErrorCode::kUnsupported);
 }
 
+TEST(Pooling, NamesRoundTrip) {
+  for (Pooling p : {Pooling::kMean, Pooling::kCls, Pooling::kLast}) EXPECT_EQ(pooling_from_name(pooling_name(p)), p);
+  EXPECT_EQ(pooling_from_name("rank"), std::nullopt);
+}
+
 TEST(Pooling, MeanAveragesEveryRowWhateverTheChunks) {
   const std::vector<float> expected = {2.5f, 25.0f, -2.5f};
   EXPECT_EQ(pooled_in_chunks(Pooling::kMean, {4}), expected);
