@@ -15,8 +15,8 @@ namespace pagedlm {
 using RequestId = uint64_t;
 
 // A request for the prompt's embedding instead of a completion: its hidden states pooled as the model's
-// pooling_type says (pooling.h). It generates nothing and never reuses cached prefix blocks (their hidden
-// states are not kept).
+// pooling_type says (pooling.h). It generates nothing and neither reuses cached prefix blocks (their hidden
+// states are not kept) nor adds its own to the cache.
 struct EmbedParams {
   bool normalize = true;  // scale the vector to unit L2 norm
   std::optional<Pooling> pooling;  // overrides the model's pooling_type

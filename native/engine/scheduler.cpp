@@ -145,6 +145,8 @@ void Scheduler::admit(int32_t& budget, StepPlan& plan) {
 }
 
 void Scheduler::cache_computed_blocks(Sequence& seq) {
+  // An embedding's text stays out of the cache: it carries no salt of its own, and no one asked to reuse it.
+  if (seq.embedding) return;
   kv_.cache_full_blocks(seq.tokens, seq.num_computed_tokens, seq.params.cache_salt, seq.block_table, seq.block_hashes);
 }
 

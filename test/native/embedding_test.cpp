@@ -161,7 +161,8 @@ TEST(Embedding, CachedPrefixBlocksAreNotReusedForItsHiddenStates) {
   Fixture f(model_with_pooling(1));
   const std::vector<int32_t> prompt = prompt_of(40, 4);
   const std::vector<float> first = f.embed(prompt);
-  // The prompt's blocks are now cached (by the embedding itself and by a generation of it).
+  EXPECT_EQ(f.engine->stats().cached_blocks, 0) << "an embedding adds nothing to the prefix cache";
+  // A generation of the same prompt caches its blocks.
   GenerateParams generate;
   generate.max_tokens = 2;
   generate.sampling.temperature = 0;
