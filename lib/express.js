@@ -334,15 +334,17 @@ function createRouter(engine, options = {}) {
 
   v1.post('/chat/completions', handler('chat'));
   v1.post('/completions', handler('completion'));
-  v1.post('/embeddings', embeddingsHandler(engine, model, limits));
+  v1.post('/embeddings', embeddingsHandler(engine, model, limits, metrics));
   v1.use((req, res) => sendError(res, new HttpError(404, `no route for ${req.method} ${req.originalUrl.split('?')[0]}`, { code: 'not_found' })));
   v1.use((error, req, res, next) => sendError(res, error)); // eslint-disable-line no-unused-vars
   return router;
 }
 
 // POST /v1/embeddings: every input of a request is submitted at once (they share the engine's steps).
-function embeddingsHandler(engine, model, limits) {
+function embeddingsHandler(engine, model, limits, metrics) {
   return async (req, res) => {
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
     try {
       const { inputs, base64 } = embeddingRequest(req.body, engine, limits);
       const controller = new AbortController();
@@ -356,9 +358,12 @@ function embeddingsHandler(engine, model, limits) {
       const deadline = setTimeout(() => controller.abort(timeout), limits.requestTimeoutMs);
       res.on('close', () => clearTimeout(deadline));
       const result = await engine.embed(inputs, { signal: controller.signal });
+      // An embedding generates nothing: no first token, no time per token.
+      metrics.finished('embedding', 'stop', { usage: { promptTokens: result.promptTokens, completionTokens: 0 }, timings: { ttftMs: 0, tokensPerSecond: 0 } }, seconds());
       const data = result.embeddings.map((vector, index) => ({ object: 'embedding', index, embedding: base64 ? base64Floats(vector) : Array.from(vector) }));
       res.json({ object: 'list', data, model, usage: { prompt_tokens: result.promptTokens, total_tokens: result.promptTokens } });
     } catch (error) {
+      metrics.failed('embedding', seconds());
       if (!res.writableEnded && !res.destroyed) sendError(res, error);
     }
   };

@@ -185,6 +185,13 @@ describeWithModels('POST /v1/embeddings with the openai client', ['aidreams260K.
     const same = await client.embeddings.create({ input: 'x', model: 'tiny', dimensions: 64, encoding_format: 'float' });
     expect(same.data[0].embedding).toHaveLength(64);
   });
+
+  test('/metrics counts embeddings requests under their own endpoint', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${server.address().port}/metrics`)).text();
+    const count = (outcome) => Number(new RegExp(`pagedlm_requests_total\\{endpoint="embedding",outcome="${outcome}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+    expect(count('stop')).toBeGreaterThanOrEqual(6);
+    expect(count('error')).toBeGreaterThanOrEqual(7);
+  });
 });
 
 // llama.cpp's raw vectors (it does not normalize them) against pagedlm's with normalize: false.
