@@ -241,8 +241,8 @@ Result<Pooling> Engine::check_embedding_request(GenerateParams& params) const {
   if (!backend_->computes_hidden_states()) {
     return Status(ErrorCode::kUnsupported, "the " + info_.backend + " backend does not compute embeddings: load the model with device 'cpu'");
   }
-  if (params.n != 1) return Status(ErrorCode::kInvalidArgument, "an embedding request has n 1");
-  if (params.logprobs) return Status(ErrorCode::kInvalidArgument, "an embedding request has no logprobs");
+  if (params.n != 1) return Status(ErrorCode::kInvalidArgument, "n must be 1 for an embedding request");
+  if (params.logprobs) return Status(ErrorCode::kInvalidArgument, "logprobs are not computed for an embedding request");
   params.max_tokens = 0;
   params.pin = false;
   if (params.embed->pooling) return *params.embed->pooling;
