@@ -3,7 +3,7 @@
 const binding = require('./native');
 const { ChatFormatter } = require('./chat');
 const { PagedlmError, fromNative } = require('./errors');
-const { loadOptions, inspectOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, GENERATE_KEYS, CHAT_KEYS } = require('./options');
+const { loadOptions, inspectOptions, generateOptions, embedOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, GENERATE_KEYS, CHAT_KEYS } = require('./options');
 
 const kCreate = Symbol('create');
 
@@ -94,6 +94,71 @@ class Engine {
         return;
       }
       this.#submit(promptIds, params, { resolve: (ends) => resolve(result(ends, params)), reject, onToken, signal, choices: n });
+    });
+  }
+
+  /**
+   * Embeddings: each input's hidden states (the output of the model's final norm) pooled as the model's
+   * `pooling_type` says (mean, cls or last token; info().embeddingPooling) or as `pooling` overrides it,
+   * L2-normalized unless `normalize: false`. `input`: a string, a token-id array, or an array of them; all
+   * are submitted at once, so they share the engine's steps with each other and with generation. Text gets
+   * BOS as generate() adds it; token ids are used as given. Resolves to
+   * { embeddings: Float32Array[] (in input order), promptTokens, model, pooling }. An aborted `signal`
+   * rejects with its reason.
+   */
+  embed(input, options = {}) {
+    return new Promise((resolve, reject) => {
+      const { normalize, pooling, signal } = embedOptions(options);
+      const inputs = this.#embeddingInputs(input);
+      if (this.#closing) throw closedError();
+      const info = this.info();
+      const done = { embeddings: [], promptTokens: 0, model: info.name, pooling: pooling ?? info.embeddingPooling };
+      if (signal?.aborted) throw abortReason(signal);
+      if (inputs.length === 0) {
+        resolve(done);
+        return;
+      }
+      const ids = [];
+      let pending = inputs.length;
+      let failed = false;
+      const fail = (error) => {
+        if (!failed) for (const id of ids) this.#native.cancel(id);
+        failed = true;
+        reject(error);
+      };
+      inputs.forEach((tokens, index) => {
+        if (failed) return;
+        const finished = ([end]) => {
+          if (end.finishReason === 'abort') return fail(abortReason(signal));
+          done.embeddings[index] = end.embedding;
+          done.promptTokens += end.promptTokens;
+          if (--pending === 0) resolve(done);
+        };
+        try {
+          ids.push(this.#submit(tokens, { embed: { normalize, pooling } }, { resolve: finished, reject: fail, signal }));
+        } catch (error) {
+          fail(error); // the inputs submitted before it are cancelled
+        }
+      });
+    });
+  }
+
+  // embed()'s input -> one token-id array per input, each within the context.
+  #embeddingInputs(input) {
+    const one = typeof input === 'string' || input instanceof Int32Array || (Array.isArray(input) && input.length > 0 && input.every((x) => typeof x === 'number'));
+    const inputs = one ? [input] : input;
+    if (!Array.isArray(inputs)) throw new TypeError(`input must be a string, an array of token ids, or an array of those, got ${describeValue(input)}`);
+    const { contextLength } = this.info();
+    return inputs.map((item, index) => {
+      if (typeof item !== 'string' && !Array.isArray(item) && !(item instanceof Int32Array)) {
+        throw new TypeError(`input[${index}] must be a string or an array of token ids, got ${describeValue(item)}`);
+      }
+      const tokens = this.#promptIds(item, true, false);
+      if (tokens.length === 0) throw new RangeError(`input[${index}] is empty: pass text or at least one token id`);
+      if (tokens.length > contextLength) {
+        throw new RangeError(`input[${index}] has ${tokens.length} tokens but the context holds ${contextLength}: shorten it or load with a larger contextLength`);
+      }
+      return tokens;
     });
   }
 
@@ -368,6 +433,16 @@ function failedStream(error) {
       return this;
     },
   };
+}
+
+function describeValue(value) {
+  if (value === null) return 'null';
+  return Array.isArray(value) ? 'an array' : typeof value;
+}
+
+// What an aborted embed() rejects with: the signal's reason, as fetch() does.
+function abortReason(signal) {
+  return signal?.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
 
 function closedError() {

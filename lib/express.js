@@ -1,6 +1,6 @@
 'use strict';
 // An Express router speaking the OpenAI HTTP API over one pagedlm Engine:
-//   POST /v1/chat/completions   POST /v1/completions   GET /v1/models
+//   POST /v1/chat/completions   POST /v1/completions   POST /v1/embeddings   GET /v1/models
 //   GET /v1/cache/stats (cache + scheduler counters)   GET /metrics (Prometheus text)
 //   GET / (a small streaming chat page, with { ui: true })
 // Streaming uses server-sent events; a client that disconnects aborts its generation. Requests the router
@@ -73,7 +73,9 @@ const SHARED_FIELDS = [
 const REQUEST_FIELDS = {
   chat: new Set([...SHARED_FIELDS, 'messages', 'max_completion_tokens', 'response_format', ...LOGPROBS_FIELDS.chat]),
   completion: new Set([...SHARED_FIELDS, 'prompt', ...LOGPROBS_FIELDS.completion]),
+  embedding: new Set(['input', 'model', 'encoding_format', 'dimensions', 'user']),
 };
+const ENDPOINTS = { chat: '/v1/chat/completions', completion: '/v1/completions', embedding: '/v1/embeddings' };
 // OpenAI fields this server does not implement, with what a request that uses one is told.
 const TOOLS_UNSUPPORTED = 'tool calling is not supported yet';
 const NOT_IMPLEMENTED = {
@@ -92,7 +94,7 @@ function checkRequestFields(body, kind) {
     if (REQUEST_FIELDS[kind].has(field)) continue;
     const reason = Object.hasOwn(NOT_IMPLEMENTED, field) ? NOT_IMPLEMENTED[field] : null;
     if (reason && (value === null || value === false)) continue;
-    const endpoint = kind === 'chat' ? '/v1/chat/completions' : '/v1/completions';
+    const endpoint = ENDPOINTS[kind];
     const closest = closestKey(field, REQUEST_FIELDS[kind]);
     const hint = closest ? `did you mean '${closest}'?` : `it accepts ${[...REQUEST_FIELDS[kind]].join(', ')}`;
     const message = reason ? `${field}: ${reason}` : `unsupported field '${field}' in ${endpoint}: ${hint}`;
@@ -369,9 +371,77 @@ function createRouter(engine, options = {}) {
 
   v1.post('/chat/completions', handler('chat'));
   v1.post('/completions', handler('completion'));
+  v1.post('/embeddings', embeddingsHandler(engine, model, limits, metrics));
   v1.use((req, res) => sendError(res, new HttpError(404, `no route for ${req.method} ${req.originalUrl.split('?')[0]}`, { code: 'not_found' })));
   v1.use((error, req, res, next) => sendError(res, error)); // eslint-disable-line no-unused-vars
   return router;
+}
+
+// POST /v1/embeddings: every input of a request is submitted at once (they share the engine's steps).
+function embeddingsHandler(engine, model, limits, metrics) {
+  return async (req, res) => {
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
+    try {
+      const { inputs, base64 } = embeddingRequest(req.body, engine, limits);
+      const controller = new AbortController();
+      res.on('close', () => {
+        if (!res.writableFinished) controller.abort(); // the client went away
+      });
+      const timeout = new HttpError(504, `the embeddings ran past this server's request timeout of ${limits.requestTimeoutMs} ms and were stopped`, {
+        type: 'server_error',
+        code: 'request_timeout',
+      });
+      const deadline = setTimeout(() => controller.abort(timeout), limits.requestTimeoutMs);
+      res.on('close', () => clearTimeout(deadline));
+      const result = await engine.embed(inputs, { signal: controller.signal });
+      // An embedding generates nothing: no first token, no time per token.
+      metrics.finished('embedding', 'stop', { usage: { promptTokens: result.promptTokens, completionTokens: 0 }, timings: { ttftMs: 0, tokensPerSecond: 0 } }, seconds());
+      const data = result.embeddings.map((vector, index) => ({ object: 'embedding', index, embedding: base64 ? base64Floats(vector) : Array.from(vector) }));
+      res.json({ object: 'list', data, model, usage: { prompt_tokens: result.promptTokens, total_tokens: result.promptTokens } });
+    } catch (error) {
+      metrics.failed('embedding', seconds());
+      if (!res.writableEnded && !res.destroyed) sendError(res, error);
+    }
+  };
+}
+
+// OpenAI's input forms: a string, token ids, or an array of either (at most 2048, none empty).
+const MAX_EMBEDDING_INPUTS = 2048;
+function embeddingRequest(body, engine, limits) {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'request body must be a JSON object');
+  checkRequestFields(body, 'embedding');
+  const field = fieldReader(body);
+  field.string('model');
+  field.string('user');
+  const format = field.string('encoding_format') ?? 'float';
+  if (format !== 'float' && format !== 'base64') throw new HttpError(400, `encoding_format must be 'float' or 'base64', got ${JSON.stringify(format)}`, { param: 'encoding_format' });
+  const { embeddingLength, vocabSize } = engine.info();
+  const dimensions = field.integer('dimensions', 1);
+  if (dimensions !== undefined && dimensions !== embeddingLength) {
+    throw new HttpError(400, `dimensions must be this model's embedding length, ${embeddingLength}: its vectors are not trained to be shortened`, { param: 'dimensions' });
+  }
+  const { input } = body;
+  const isTokenIds = (x) => Array.isArray(x) && x.length > 0 && x.every((id) => typeof id === 'number');
+  const inputs = typeof input === 'string' || isTokenIds(input) ? [input] : input;
+  if (!Array.isArray(inputs) || inputs.length === 0 || !inputs.every((x) => typeof x === 'string' || isTokenIds(x))) {
+    throw new HttpError(400, 'input must be a non-empty string, an array of token ids, or a non-empty array of those', { param: 'input' });
+  }
+  if (inputs.length > MAX_EMBEDDING_INPUTS) throw new HttpError(400, `input holds ${inputs.length} inputs; at most ${MAX_EMBEDDING_INPUTS} are accepted`, { param: 'input' });
+  inputs.forEach((x, i) => {
+    if (x === '') throw new HttpError(400, `input[${i}] is empty`, { param: 'input' });
+    const bad = typeof x === 'string' ? -1 : x.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize);
+    if (bad >= 0) throw new HttpError(400, `input[${i}][${bad}] is ${x[bad]}, not a token id of this model (0 to ${vocabSize - 1})`, { param: 'input' });
+    checkPromptLength(typeof x === 'string' ? engine.tokenize(x).length : x.length, limits, 'input');
+  });
+  return { inputs, base64: format === 'base64' };
+}
+
+// OpenAI's base64 encoding: the float32 values' little-endian bytes.
+function base64Floats(vector) {
+  const bytes = Buffer.alloc(vector.length * 4);
+  vector.forEach((v, i) => bytes.writeFloatLE(v, i * 4));
+  return bytes.toString('base64');
 }
 
 function checkPromptLength(count, limits, param) {

@@ -220,6 +220,27 @@ export interface GenerateResult {
   timings: { ttftMs: number; tokensPerSecond: number };
 }
 
+export type EmbeddingPooling = 'mean' | 'cls' | 'last';
+
+export interface EmbedOptions {
+  /** Scale each vector to unit L2 norm (default true). */
+  normalize?: boolean;
+  /** Overrides the model's pooling (info().embeddingPooling). */
+  pooling?: EmbeddingPooling;
+  /** Aborting it cancels every input and rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface EmbedResult {
+  /** One vector of embeddingLength floats per input, in input order. */
+  embeddings: Float32Array[];
+  /** Tokens of all inputs together (BOS included where the model adds it). */
+  promptTokens: number;
+  /** The model's general.name. */
+  model: string;
+  pooling: EmbeddingPooling;
+}
+
 export interface EngineInfo {
   architecture: string;
   name: string;
@@ -242,6 +263,9 @@ export interface EngineInfo {
   contextLimit: ContextLimit;
   ropeFreqBase: number;
   tiedOutput: boolean;
+  /** How embed() pools hidden states, from the GGUF's <arch>.pooling_type ('none' or absent: 'mean');
+   *  null for a model whose pooling pagedlm does not compute (a reranker's 'rank'). */
+  embeddingPooling: EmbeddingPooling | null;
   kvDtype: KvDtype;
   /** 2 x layers x kvHeads x headDim x bytes per element. */
   kvBytesPerToken: number;
@@ -412,6 +436,11 @@ export class Engine {
     blockSize?: number;
   }): number;
   generate(prompt: string | number[] | Int32Array, options?: GenerateOptions): Promise<GenerateResult>;
+  /**
+   * Embeddings of a string, a token-id array, or an array of those (submitted together, sharing steps).
+   * Text longer than the context is a RangeError; a non-string input a TypeError; `[]` resolves to no vectors.
+   */
+  embed(input: string | number[] | Int32Array | Array<string | number[] | Int32Array>, options?: EmbedOptions): Promise<EmbedResult>;
   /** generate() as an async iterator of tokens; leaving the loop early aborts the request. */
   stream(prompt: string | number[] | Int32Array, options?: GenerateOptions): TokenStream;
   /** Renders the messages with the model's chat template (ChatML fallback) and generates the reply. */

@@ -18,6 +18,8 @@ const GENERATE_KEYS = [
 ];
 // The most alternatives a token's logprobs list (OpenAI's top_logprobs bound).
 const MAX_LOGPROBS = 20;
+const EMBED_KEYS = ['normalize', 'pooling', 'signal'];
+const POOLINGS = ['mean', 'cls', 'last'];
 const CHAT_KEYS = [...GENERATE_KEYS, 'template', 'stream'];
 
 function describe(value) {
@@ -227,8 +229,17 @@ function schemaText(schema) {
   throw new TypeError(`jsonSchema must be a JSON Schema (an object or its JSON text), got ${describe(schema)}`);
 }
 
+/** embed() options -> { normalize, pooling, signal }. */
+function embedOptions(options) {
+  const o = checkKeys(checkObject(options, 'options'), EMBED_KEYS, 'embed() options');
+  if (o.pooling !== undefined && !POOLINGS.includes(o.pooling)) throw new TypeError(`pooling must be one of ${POOLINGS.join(', ')}, got ${describe(o.pooling)}`);
+  return { normalize: checkBoolean(o.normalize, 'normalize') ?? true, pooling: o.pooling, signal: checkSignal(o.signal) };
+}
+
 module.exports = {
   KV_DTYPES,
+  EMBED_KEYS,
+  embedOptions,
   LOAD_KEYS,
   KV_CACHE_KEYS,
   INSPECT_KEYS,

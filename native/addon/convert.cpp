@@ -139,6 +139,11 @@ GenerateParams generate_params(const Napi::Object& o) {
   s.penalty_last_n = to_int(o, "penaltyLastN", s.penalty_last_n);
   if (const auto seed = optional_number(o, "seed")) s.seed = static_cast<uint64_t>(*seed);
   p.grammar = compile_grammar(o);
+  if (o.Get("embed").IsObject()) {
+    const Napi::Object embed = o.Get("embed").As<Napi::Object>();
+    p.embed = EmbedParams{optional_bool(embed, "normalize").value_or(true), std::nullopt};
+    if (embed.Get("pooling").IsString()) p.embed->pooling = pooling_from_name(embed.Get("pooling").As<Napi::String>().Utf8Value());  // lib/options.js checks the name
+  }
   return p;
 }
 
@@ -226,6 +231,8 @@ Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
   o.Set("contextLimit", context_limit_name(info.context_limit));
   o.Set("ropeFreqBase", m.rope_base);
   o.Set("tiedOutput", m.tied_output);
+  const auto pooling = pooling_for_type(m.pooling_type);
+  o.Set("embeddingPooling", pooling.is_ok() ? Napi::Value(Napi::String::New(env, pooling_name(pooling.value()))) : env.Null());
   o.Set("kvDtype", kv_dtype_name(info.kv.dtype));
   o.Set("kvBytesPerToken", static_cast<double>(info.kv.bytes_per_token()));
   o.Set("kvBlockSize", info.kv.block_size);
@@ -342,6 +349,11 @@ Napi::Object event_to_js(Napi::Env env, const EngineEvent& e) {
       o.Set("pinnedTokens", e.pinned_tokens);
       o.Set("ttftMs", e.ttft_ms);
       o.Set("tokensPerSecond", e.tokens_per_second);
+      if (!e.embedding.empty()) {
+        Napi::Float32Array embedding = Napi::Float32Array::New(env, e.embedding.size());
+        std::copy(e.embedding.begin(), e.embedding.end(), embedding.Data());
+        o.Set("embedding", embedding);
+      }
       break;
     case EngineEvent::Kind::kFailed:
       o.Set("kind", "failed");

@@ -32,8 +32,8 @@ struct Engine::Inbox {
 };
 
 struct Engine::Core {
-  Core(Backend& backend, int32_t vocab_size, SchedulerConfig config)
-      : kv(backend.kv_layout().num_blocks, backend.kv_layout().block_size), scheduler(kv, config), runner(backend, scheduler, vocab_size) {}
+  Core(Backend& backend, const ModelConfig& model, SchedulerConfig config)
+      : kv(backend.kv_layout().num_blocks, backend.kv_layout().block_size), scheduler(kv, config), runner(backend, scheduler, model.vocab_size, model.dim) {}
   KvCacheManager kv;
   Scheduler scheduler;
   Runner runner;
@@ -201,7 +201,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   if (c.all_windowed()) {
     sc.sliding_window = std::min_element(c.layers.begin(), c.layers.end(), [](const auto& a, const auto& b) { return a.window < b.window; })->window;
   }
-  engine->core_ = std::make_unique<Core>(*engine->backend_, c.vocab_size, sc);
+  engine->core_ = std::make_unique<Core>(*engine->backend_, c, sc);
   engine->inbox_ = std::make_unique<Inbox>();
   engine->publish_stats();
   engine->thread_ = std::thread([e = engine.get()] { e->run(); });
@@ -220,8 +220,15 @@ Status Engine::submit(GenerateRequest request) {
   }
   // check_fits reads only sizes fixed at load, so it is safe off the engine thread.
   if (request.params.n < 1) return Status(ErrorCode::kInvalidArgument, "n must be at least 1");
+  std::optional<Pooling> pooling;
+  if (request.params.embed) {
+    auto checked = check_embedding_request(request.params);
+    if (!checked.is_ok()) return checked.status();
+    pooling = checked.value();
+  }
   if (Status s = core_->scheduler.check_fits(static_cast<int64_t>(request.prompt.size()), request.params); !s.is_ok()) return s;
   auto seq = std::make_unique<Sequence>(std::move(request));
+  if (pooling) seq->embedding.emplace(*pooling, info_.model.dim);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closing_) return Status(ErrorCode::kClosed, "the engine is closed");
@@ -229,6 +236,18 @@ Status Engine::submit(GenerateRequest request) {
   }
   wake_.notify_one();
   return Status::ok();
+}
+
+Result<Pooling> Engine::check_embedding_request(GenerateParams& params) const {
+  if (!backend_->computes_hidden_states()) {
+    return Status(ErrorCode::kUnsupported, "the " + info_.backend + " backend does not compute embeddings: load the model with device 'cpu'");
+  }
+  if (params.n != 1) return Status(ErrorCode::kInvalidArgument, "n must be 1 for an embedding request");
+  if (params.logprobs) return Status(ErrorCode::kInvalidArgument, "logprobs are not computed for an embedding request");
+  params.max_tokens = 0;
+  params.pin = false;
+  if (params.embed->pooling) return *params.embed->pooling;
+  return pooling_for_type(info_.model.pooling_type);
 }
 
 void Engine::cancel(RequestId id) {
@@ -423,6 +442,10 @@ void Engine::step(std::vector<EngineEvent>& events) {
     fail_all(sampled.status(), events);
     return;
   }
+  // An embedding entry that reached its last token is done: its vector is pooled.
+  for (const StepPlan::Entry& e : plan.entries) {
+    if (e.sample && e.sequence->embedding) finish(*e.sequence, FinishReason::kStop, events);
+  }
   for (const SampledToken& s : sampled.value()) handle_token(s, events);
   uint64_t computed = 0;
   for (const StepPlan::Entry& e : plan.entries) computed += static_cast<uint64_t>(e.num_tokens);
@@ -495,6 +518,7 @@ void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>
   ev.tokens.assign(seq.tokens.begin() + seq.prompt_length, seq.tokens.end());
   ev.logprobs = std::move(seq.logprobs);
   ev.prompt_tokens = seq.prompt_length;
+  if (seq.embedding && reason != FinishReason::kAbort) ev.embedding = seq.embedding->result(seq.params.embed->normalize);
   if (seq.params.pin && reason != FinishReason::kAbort) ev.pinned_tokens = pin_prefix(seq);
   const int32_t generated = seq.num_generated();
   if (generated > 0) {

@@ -8,12 +8,21 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/pooling.h"
 #include "engine/sampler.h"
 #include "grammar/grammar.h"
 
 namespace pagedlm {
 
 using RequestId = uint64_t;
+
+// A request for the prompt's embedding instead of a completion: its hidden states pooled as the model's
+// pooling_type says (pooling.h). It generates nothing and neither reuses cached prefix blocks (their hidden
+// states are not kept) nor adds its own to the cache.
+struct EmbedParams {
+  bool normalize = true;  // scale the vector to unit L2 norm
+  std::optional<Pooling> pooling;  // overrides the model's pooling_type
+};
 
 struct GenerateParams {
   int32_t n = 1;            // completions of the prompt; they share its KV blocks (copy-on-write)
@@ -35,6 +44,7 @@ struct GenerateParams {
   // and generation stops by itself where the grammar admits nothing longer.
   std::shared_ptr<const grammar::Grammar> grammar;
   SamplingParams sampling;
+  std::optional<EmbedParams> embed;  // set: an embedding request (n 1, max_tokens 0, no logprobs)
 };
 
 struct GenerateRequest {
@@ -62,6 +72,7 @@ struct EngineEvent {
   int32_t pinned_tokens = 0;        // params.pin: prompt tokens whose blocks are now pinned
   double ttft_ms = 0;
   double tokens_per_second = 0;
+  std::vector<float> embedding;     // params.embed: the pooled vector (empty when aborted)
   // kFailed
   Status error;
 };

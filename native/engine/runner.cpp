@@ -19,11 +19,13 @@ void Runner::assemble(const StepPlan& plan) {
     bs.num_tokens = e.num_tokens;
     bs.start_position = seq.num_computed_tokens;
     bs.block_table = seq.block_table.data();
-    bs.want_logits = e.sample;
+    const bool samples = e.sample && !seq.embedding;  // an embedding wants hidden rows, never logits
+    bs.want_logits = samples;
+    bs.want_hidden = seq.embedding.has_value();
     // Log-probabilities and grammar masks need the whole row: no backend shortcut for such a request.
     const bool full_row = seq.params.logprobs.has_value() || seq.grammar.has_value();
-    bs.greedy = e.sample && !full_row && seq.sampler.is_plain_greedy();
-    bs.top_k = e.sample && !full_row ? seq.sampler.top_k_needed(vocab_) : 0;
+    bs.greedy = samples && !full_row && seq.sampler.is_plain_greedy();
+    bs.top_k = samples && !full_row ? seq.sampler.top_k_needed(vocab_) : 0;
     const auto first = seq.tokens.begin() + seq.num_computed_tokens;
     batch_.tokens.insert(batch_.tokens.end(), first, first + e.num_tokens);
     batch_.sequences.push_back(bs);
@@ -37,6 +39,8 @@ void Runner::assemble(const StepPlan& plan) {
   batch_.greedy_tokens = greedy_tokens_.data();
   batch_.top_ids = top_ids_.data();
   batch_.top_values = top_values_.data();
+  hidden_.resize(static_cast<size_t>(batch_.num_hidden_rows()) * static_cast<size_t>(hidden_width_));
+  batch_.hidden = hidden_.data();
 }
 
 Status Runner::run_forward(StepPlan& plan) {
@@ -120,12 +124,18 @@ Result<std::vector<SampledToken>> Runner::execute(StepPlan& plan) {
   if (Status s = run_forward(plan); !s.is_ok()) return s;
   std::vector<SampledToken> sampled;
   size_t row = 0;
+  size_t hidden_row = 0;
   for (const StepPlan::Entry& e : plan.entries) {
     Sequence& seq = *e.sequence;
+    if (seq.embedding) {
+      const float* rows = hidden_.data() + hidden_row * static_cast<size_t>(hidden_width_);
+      seq.embedding->add(rows, seq.num_computed_tokens, e.num_tokens, seq.prompt_length);
+      hidden_row += static_cast<size_t>(e.num_tokens);
+    }
     seq.num_computed_tokens += e.num_tokens;
     scheduler_.cache_computed_blocks(seq);
     scheduler_.release_passed_blocks(seq);
-    if (e.sample) sample_row(seq, row++, sampled);
+    if (e.sample && !seq.embedding) sample_row(seq, row++, sampled);
   }
   return sampled;
 }

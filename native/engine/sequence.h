@@ -5,6 +5,7 @@
 #include <optional>
 #include <vector>
 
+#include "engine/pooling.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
 #include "engine/text_stream.h"
@@ -57,6 +58,7 @@ struct Sequence {
   std::vector<TokenLogprobs> logprobs;  // params.logprobs set: one per generated token
   Clock::time_point submitted;
   Clock::time_point first_token;
+  std::optional<EmbeddingPool> embedding;  // params.embed: pools its hidden rows (set by Engine::submit)
 };
 
 }  // namespace pagedlm

@@ -308,6 +308,7 @@ function metadataFor(shape, a, traits, headDim, v) {
   } else if (shape.finalSoftcap) {
     metadata.push([`${a}.final_logit_softcapping`, 'f32', shape.finalSoftcap]);
   }
+  if (shape.poolingType !== undefined) metadata.push([`${a}.pooling_type`, 'u32', shape.poolingType]);
   if (shape.ropeScaling) {
     const s = shape.ropeScaling;
     metadata.push([`${a}.rope.scaling.type`, 'string', s.type], [`${a}.rope.scaling.factor`, 'f32', s.factor]);
@@ -611,7 +612,7 @@ function decodeBlocks(type, buf) {
  *   tiedOutput (no output.weight; gemma always ties), ropeFreqs (Llama 3's rope_freqs tensor), ropeBase,
  *   window (attention.sliding_window), attnSoftcap / finalSoftcap (gemma2; finalSoftcap on others too),
  *   ropeScaling: { type, factor, originalContext, attnFactor } ('longrope' adds phi3's factor tensors),
- *   rmsEps,
+ *   rmsEps, poolingType (<arch>.pooling_type, llama.cpp's enum: 0 none, 1 mean, 2 cls, 3 last, 4 rank),
  *   tokenizer: tokenizer.ggml.* metadata entries to carry instead of the synthetic vocabulary (`vocab` must be
  *     their token count: see test/support/tokenizer-gguf.js and sentencepiece-model.js),
  *   decoded: every tensor holds the same values, decoded and stored as F32 (the model with exactly the same
