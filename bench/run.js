@@ -9,12 +9,15 @@
 //   kv      pool bytes per token of each KV dtype against 2 x layers x kv_heads x head_dim x bytes (+ scales)
 //   batch   aggregate decode tokens/s with 1, 4, 8 and 16 concurrent streams (as ratios to 1) and time to
 //           first token p50/p99 under that load, on the Llama-1B-shaped model
+//   constrained  a grammar's share of a decode step (JSON Schema, any JSON; greedy and sampled) on 1B-shaped
+//           Q4_K models with 32K and 128K real vocabularies, schema compile times (bench/constrained.js)
 // Environment: PAGEDLM_BENCH_CACHE (model folder, default <tmp>/pagedlm-bench), PAGEDLM_BENCH_QUICK=1
 // (smaller runs), PAGEDLM_BENCH_THREADS.
 const os = require('node:os');
 const { Engine } = require('..');
 const { LLAMA_1B, ensureModel } = require('./models');
 const { sharedModel } = require('../test/support/models');
+const { constrainedSection } = require('./constrained');
 
 const quick = process.env.PAGEDLM_BENCH_QUICK === '1';
 const threads = Number(process.env.PAGEDLM_BENCH_THREADS) || os.cpus().length;
@@ -186,7 +189,7 @@ async function batchSection() {
   }
 }
 
-const SECTIONS = { speed: speedSection, prefix: prefixSection, kv: kvSection, batch: batchSection };
+const SECTIONS = { speed: speedSection, prefix: prefixSection, kv: kvSection, batch: batchSection, constrained: constrainedSection };
 
 async function main() {
   const chosen = process.argv.slice(2);

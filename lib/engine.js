@@ -3,12 +3,11 @@
 const binding = require('./native');
 const { ChatFormatter } = require('./chat');
 const { checkTools, checkToolChoice, checkToolCallFormat, toolCallGrammar, parseReply } = require('./tools');
+const { jsonSchemaToGrammar } = require('./grammar');
 const { PagedlmError, fromNative } = require('./errors');
-const { loadOptions, inspectOptions, generateOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, GENERATE_KEYS, CHAT_KEYS } = require('./options');
+const { loadOptions, inspectOptions, generateOptions, embedOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, GENERATE_KEYS, CHAT_KEYS } = require('./options');
 
 const kCreate = Symbol('create');
-// The grammar engine's JSON Schema compiler (lib/index.js exports it), read when a chat first enforces a tool call.
-const jsonSchemaToGrammar = (schema, options) => require('./index').jsonSchemaToGrammar(schema, options);
 
 /**
  * A loaded model and the engine thread serving it. Any number of generate() calls may run at once;
@@ -93,10 +92,75 @@ class Engine {
       const n = params.n ?? 1;
       if (signal?.aborted) {
         const nothing = { text: '', tokens: [], finishReason: 'abort', promptTokens: promptIds.length };
-        resolve(result(Array.from({ length: n }, () => nothing), params.logprobs !== undefined));
+        resolve(result(Array.from({ length: n }, () => nothing), params));
         return;
       }
-      this.#submit(promptIds, params, { resolve: (ends) => resolve(result(ends, params.logprobs !== undefined)), reject, onToken, signal, choices: n });
+      this.#submit(promptIds, params, { resolve: (ends) => resolve(result(ends, params)), reject, onToken, signal, choices: n });
+    });
+  }
+
+  /**
+   * Embeddings: each input's hidden states (the output of the model's final norm) pooled as the model's
+   * `pooling_type` says (mean, cls or last token; info().embeddingPooling) or as `pooling` overrides it,
+   * L2-normalized unless `normalize: false`. `input`: a string, a token-id array, or an array of them; all
+   * are submitted at once, so they share the engine's steps with each other and with generation. Text gets
+   * BOS as generate() adds it; token ids are used as given. Resolves to
+   * { embeddings: Float32Array[] (in input order), promptTokens, model, pooling }. An aborted `signal`
+   * rejects with its reason.
+   */
+  embed(input, options = {}) {
+    return new Promise((resolve, reject) => {
+      const { normalize, pooling, signal } = embedOptions(options);
+      const inputs = this.#embeddingInputs(input);
+      if (this.#closing) throw closedError();
+      const info = this.info();
+      const done = { embeddings: [], promptTokens: 0, model: info.name, pooling: pooling ?? info.embeddingPooling };
+      if (signal?.aborted) throw abortReason(signal);
+      if (inputs.length === 0) {
+        resolve(done);
+        return;
+      }
+      const ids = [];
+      let pending = inputs.length;
+      let failed = false;
+      const fail = (error) => {
+        if (!failed) for (const id of ids) this.#native.cancel(id);
+        failed = true;
+        reject(error);
+      };
+      inputs.forEach((tokens, index) => {
+        if (failed) return;
+        const finished = ([end]) => {
+          if (end.finishReason === 'abort') return fail(abortReason(signal));
+          done.embeddings[index] = end.embedding;
+          done.promptTokens += end.promptTokens;
+          if (--pending === 0) resolve(done);
+        };
+        try {
+          ids.push(this.#submit(tokens, { embed: { normalize, pooling } }, { resolve: finished, reject: fail, signal }));
+        } catch (error) {
+          fail(error); // the inputs submitted before it are cancelled
+        }
+      });
+    });
+  }
+
+  // embed()'s input -> one token-id array per input, each within the context.
+  #embeddingInputs(input) {
+    const one = typeof input === 'string' || input instanceof Int32Array || (Array.isArray(input) && input.length > 0 && input.every((x) => typeof x === 'number'));
+    const inputs = one ? [input] : input;
+    if (!Array.isArray(inputs)) throw new TypeError(`input must be a string, an array of token ids, or an array of those, got ${describeValue(input)}`);
+    const { contextLength } = this.info();
+    return inputs.map((item, index) => {
+      if (typeof item !== 'string' && !Array.isArray(item) && !(item instanceof Int32Array)) {
+        throw new TypeError(`input[${index}] must be a string or an array of token ids, got ${describeValue(item)}`);
+      }
+      const tokens = this.#promptIds(item, true, false);
+      if (tokens.length === 0) throw new RangeError(`input[${index}] is empty: pass text or at least one token id`);
+      if (tokens.length > contextLength) {
+        throw new RangeError(`input[${index}] has ${tokens.length} tokens but the context holds ${contextLength}: shorten it or load with a larger contextLength`);
+      }
+      return tokens;
     });
   }
 
@@ -122,7 +186,8 @@ class Engine {
       checkKeys(o, CHAT_KEYS, 'chat() options');
       toolUse = this.#toolUse({ tools, toolChoice, parallelToolCalls, toolCallFormat }, template);
       rendered = this.chatPrompt(messages, { template, tools: toolUse.promptTools });
-      if (toolUse.grammar && rest.grammar !== undefined) throw new TypeError('grammar cannot be combined with toolChoice "required" or a named function, which set the grammar');
+      const constraint = ['grammar', 'jsonSchema', 'json'].find((key) => rest[key] !== undefined);
+      if (toolUse.grammar && constraint) throw new TypeError(`${constraint} cannot be combined with toolChoice "required" or a named function, which constrain the reply to tool calls`);
     } catch (error) {
       return stream ? failedStream(error) : Promise.reject(error);
     }
@@ -345,6 +410,8 @@ class Engine {
         request.ends[event.choice] = event;
         if (request.ends.filter(Boolean).length === request.choices) this.#settle(event.id, request, () => request.resolve(request.ends));
       } else {
+        // One completion failed: the request rejects, so its other completions stop too.
+        if (request.choices > 1) this.#native.cancel(event.id);
         this.#settle(event.id, request, () => request.reject(new PagedlmError(event.message, event.code)));
       }
     }
@@ -426,16 +493,33 @@ function chatResult(r, toolUse) {
   return chat;
 }
 
+function describeValue(value) {
+  if (value === null) return 'null';
+  return Array.isArray(value) ? 'an array' : typeof value;
+}
+
+// What an aborted embed() rejects with: the signal's reason, as fetch() does.
+function abortReason(signal) {
+  return signal?.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
 function closedError() {
   return new PagedlmError('the engine is closed', 'ERR_CLOSED');
 }
 
-// The finished events of a request's completions -> what generate() resolves to. `withLogprobs`: each
-// choice carries its tokens' logprobs (none when it generated nothing).
-function result(ends, withLogprobs) {
+// The finished events of a request's completions -> what generate() resolves to. With the logprobs option
+// each choice carries its tokens' logprobs (none when it generated nothing); with jsonSchema or json, the
+// parsed value of a completion the grammar finished.
+function result(ends, params) {
+  const withLogprobs = params.logprobs !== undefined;
+  const withJson = params.jsonSchema !== undefined || params.json === true;
   const choices = ends.map((e, index) => {
     const choice = { index, text: e.text, tokens: Array.from(e.tokens), finishReason: e.finishReason };
     if (withLogprobs) choice.logprobs = e.logprobs ?? [];
+    if (withJson && e.finishReason === 'stop') {
+      const value = parseJson(e.text);  // a stop string or stop token may have cut it short
+      if (value !== undefined) choice.json = value;
+    }
     return choice;
   });
   const first = ends[0];
@@ -443,11 +527,20 @@ function result(ends, withLogprobs) {
     text: choices[0].text,
     tokens: choices[0].tokens,
     ...(withLogprobs && { logprobs: choices[0].logprobs }),
+    ...('json' in choices[0] && { json: choices[0].json }),
     finishReason: choices[0].finishReason,
     choices,
     usage: { promptTokens: first.promptTokens, completionTokens: choices.reduce((sum, c) => sum + c.tokens.length, 0) },
     timings: { ttftMs: first.ttftMs ?? 0, tokensPerSecond: first.tokensPerSecond ?? 0 },
   };
+}
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 module.exports = { Engine };

@@ -1,6 +1,6 @@
 'use strict';
 // An Express router speaking the OpenAI HTTP API over one pagedlm Engine:
-//   POST /v1/chat/completions   POST /v1/completions   GET /v1/models
+//   POST /v1/chat/completions   POST /v1/completions   POST /v1/embeddings   GET /v1/models
 //   GET /v1/cache/stats (cache + scheduler counters)   GET /metrics (Prometheus text)
 //   GET / (a small streaming chat page, with { ui: true })
 // Streaming uses server-sent events; a client that disconnects aborts its generation. Requests the router
@@ -14,6 +14,7 @@ const express = require('express');
 const { DEFAULT_SAMPLING } = require('./sampling');
 const { createMetrics } = require('./metrics');
 const { checkTools, checkToolChoice, ReplyGate } = require('./tools');
+const { jsonSchemaToGrammar } = require('./grammar');
 const { checkObject, checkKeys, checkBoolean, closestKey, MAX_LOGPROBS } = require('./options');
 
 const ROUTER_KEYS = [
@@ -71,15 +72,16 @@ const SHARED_FIELDS = [
   'top_k', 'min_p', 'repetition_penalty', 'ignore_eos', // extensions, as in vLLM
 ];
 const REQUEST_FIELDS = {
-  chat: new Set([...SHARED_FIELDS, 'messages', 'max_completion_tokens', ...LOGPROBS_FIELDS.chat, 'tools', 'tool_choice', 'parallel_tool_calls']),
+  chat: new Set([...SHARED_FIELDS, 'messages', 'max_completion_tokens', 'response_format', ...LOGPROBS_FIELDS.chat, 'tools', 'tool_choice', 'parallel_tool_calls']),
   completion: new Set([...SHARED_FIELDS, 'prompt', ...LOGPROBS_FIELDS.completion]),
+  embedding: new Set(['input', 'model', 'encoding_format', 'dimensions', 'user']),
 };
+const ENDPOINTS = { chat: '/v1/chat/completions', completion: '/v1/completions', embedding: '/v1/embeddings' };
 // OpenAI fields this server does not implement, with what a request that uses one is told.
 const FUNCTIONS_UNSUPPORTED = 'the deprecated functions API is not supported: use tools and tool_choice';
 const NOT_IMPLEMENTED = {
   functions: FUNCTIONS_UNSUPPORTED,
   function_call: FUNCTIONS_UNSUPPORTED,
-  response_format: 'response_format (structured output) is not supported yet',
 };
 const MAX_STOP_STRINGS = 4; // OpenAI's limit
 
@@ -90,7 +92,7 @@ function checkRequestFields(body, kind) {
     if (REQUEST_FIELDS[kind].has(field)) continue;
     const reason = Object.hasOwn(NOT_IMPLEMENTED, field) ? NOT_IMPLEMENTED[field] : null;
     if (reason && (value === null || value === false)) continue;
-    const endpoint = kind === 'chat' ? '/v1/chat/completions' : '/v1/completions';
+    const endpoint = ENDPOINTS[kind];
     const closest = closestKey(field, REQUEST_FIELDS[kind]);
     const hint = closest ? `did you mean '${closest}'?` : `it accepts ${[...REQUEST_FIELDS[kind]].join(', ')}`;
     const message = reason ? `${field}: ${reason}` : `unsupported field '${field}' in ${endpoint}: ${hint}`;
@@ -162,7 +164,7 @@ function generationOptions(body, kind, limits) {
   if (maxTokens > limits.maxTokens) throw new HttpError(400, `max_tokens must be at most ${limits.maxTokens}`, { param: 'max_tokens' });
   if (n > limits.maxN) throw new HttpError(400, `n must be at most ${limits.maxN}`, { param: 'n' });
   options.logprobs = kind === 'chat' ? chatLogprobs(body) : completionLogprobs(body);
-  if (kind === 'chat') Object.assign(options, toolOptions(body));
+  if (kind === 'chat') Object.assign(options, responseFormat(body.response_format), toolOptions(body));
   return { options, stream, includeUsage };
 }
 
@@ -193,6 +195,42 @@ function chatLogprobs(body) {
   checkLogprobCount(top, 'top_logprobs');
   if (!logprobs) throw new HttpError(400, 'top_logprobs needs logprobs: true', { param: 'top_logprobs' });
   return top;
+}
+
+// response_format -> generate()'s grammar options: json_object is any JSON object; json_schema, JSON valid
+// against its schema (enforced whether or not `strict` is set: the grammar never allows anything else).
+function responseFormat(format) {
+  if (format === undefined || format === null) return {};
+  const param = 'response_format';
+  if (typeof format !== 'object' || Array.isArray(format)) throw new HttpError(400, `${param} must be an object`, { param });
+  const known = { text: ['type'], json_object: ['type'], json_schema: ['type', 'json_schema'] };
+  const fields = known[format.type];
+  if (!fields) throw new HttpError(400, `${param}.type must be 'text', 'json_object' or 'json_schema', got ${JSON.stringify(format.type)}`, { param: `${param}.type` });
+  for (const key of Object.keys(format)) {
+    if (!fields.includes(key)) throw new HttpError(400, `unsupported field '${param}.${key}' for type '${format.type}'`, { param: `${param}.${key}`, code: 'unsupported_parameter' });
+  }
+  if (format.type === 'text') return {};
+  if (format.type === 'json_object') return { jsonSchema: { type: 'object' } };
+  const spec = fieldReader(format, `${param}.`).object('json_schema');
+  if (!spec) throw new HttpError(400, `${param}.json_schema is required for type 'json_schema'`, { param: `${param}.json_schema` });
+  const reader = fieldReader(spec, `${param}.json_schema.`);
+  for (const key of Object.keys(spec)) {
+    if (!['name', 'description', 'schema', 'strict'].includes(key)) {
+      throw new HttpError(400, `unsupported field '${param}.json_schema.${key}'`, { param: `${param}.json_schema.${key}`, code: 'unsupported_parameter' });
+    }
+  }
+  if (typeof spec.name !== 'string' || !/^[a-zA-Z0-9_-]{1,64}$/.test(spec.name)) {
+    throw new HttpError(400, `${param}.json_schema.name must be 1 to 64 letters, digits, underscores or dashes`, { param: `${param}.json_schema.name` });
+  }
+  reader.string('description');
+  reader.boolean('strict');
+  const schema = spec.schema ?? {};
+  try {
+    jsonSchemaToGrammar(schema); // a schema it cannot enforce is this request's 400, naming the keyword
+  } catch (error) {
+    throw new HttpError(400, error.message, { param: `${param}.json_schema.schema` });
+  }
+  return { jsonSchema: schema };
 }
 
 // Completions: `logprobs: N`, the count itself (0: only the sampled token's).
@@ -344,9 +382,77 @@ function createRouter(engine, options = {}) {
 
   v1.post('/chat/completions', handler('chat'));
   v1.post('/completions', handler('completion'));
+  v1.post('/embeddings', embeddingsHandler(engine, model, limits, metrics));
   v1.use((req, res) => sendError(res, new HttpError(404, `no route for ${req.method} ${req.originalUrl.split('?')[0]}`, { code: 'not_found' })));
   v1.use((error, req, res, next) => sendError(res, error)); // eslint-disable-line no-unused-vars
   return router;
+}
+
+// POST /v1/embeddings: every input of a request is submitted at once (they share the engine's steps).
+function embeddingsHandler(engine, model, limits, metrics) {
+  return async (req, res) => {
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
+    try {
+      const { inputs, base64 } = embeddingRequest(req.body, engine, limits);
+      const controller = new AbortController();
+      res.on('close', () => {
+        if (!res.writableFinished) controller.abort(); // the client went away
+      });
+      const timeout = new HttpError(504, `the embeddings ran past this server's request timeout of ${limits.requestTimeoutMs} ms and were stopped`, {
+        type: 'server_error',
+        code: 'request_timeout',
+      });
+      const deadline = setTimeout(() => controller.abort(timeout), limits.requestTimeoutMs);
+      res.on('close', () => clearTimeout(deadline));
+      const result = await engine.embed(inputs, { signal: controller.signal });
+      // An embedding generates nothing: no first token, no time per token.
+      metrics.finished('embedding', 'stop', { usage: { promptTokens: result.promptTokens, completionTokens: 0 }, timings: { ttftMs: 0, tokensPerSecond: 0 } }, seconds());
+      const data = result.embeddings.map((vector, index) => ({ object: 'embedding', index, embedding: base64 ? base64Floats(vector) : Array.from(vector) }));
+      res.json({ object: 'list', data, model, usage: { prompt_tokens: result.promptTokens, total_tokens: result.promptTokens } });
+    } catch (error) {
+      metrics.failed('embedding', seconds());
+      if (!res.writableEnded && !res.destroyed) sendError(res, error);
+    }
+  };
+}
+
+// OpenAI's input forms: a string, token ids, or an array of either (at most 2048, none empty).
+const MAX_EMBEDDING_INPUTS = 2048;
+function embeddingRequest(body, engine, limits) {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'request body must be a JSON object');
+  checkRequestFields(body, 'embedding');
+  const field = fieldReader(body);
+  field.string('model');
+  field.string('user');
+  const format = field.string('encoding_format') ?? 'float';
+  if (format !== 'float' && format !== 'base64') throw new HttpError(400, `encoding_format must be 'float' or 'base64', got ${JSON.stringify(format)}`, { param: 'encoding_format' });
+  const { embeddingLength, vocabSize } = engine.info();
+  const dimensions = field.integer('dimensions', 1);
+  if (dimensions !== undefined && dimensions !== embeddingLength) {
+    throw new HttpError(400, `dimensions must be this model's embedding length, ${embeddingLength}: its vectors are not trained to be shortened`, { param: 'dimensions' });
+  }
+  const { input } = body;
+  const isTokenIds = (x) => Array.isArray(x) && x.length > 0 && x.every((id) => typeof id === 'number');
+  const inputs = typeof input === 'string' || isTokenIds(input) ? [input] : input;
+  if (!Array.isArray(inputs) || inputs.length === 0 || !inputs.every((x) => typeof x === 'string' || isTokenIds(x))) {
+    throw new HttpError(400, 'input must be a non-empty string, an array of token ids, or a non-empty array of those', { param: 'input' });
+  }
+  if (inputs.length > MAX_EMBEDDING_INPUTS) throw new HttpError(400, `input holds ${inputs.length} inputs; at most ${MAX_EMBEDDING_INPUTS} are accepted`, { param: 'input' });
+  inputs.forEach((x, i) => {
+    if (x === '') throw new HttpError(400, `input[${i}] is empty`, { param: 'input' });
+    const bad = typeof x === 'string' ? -1 : x.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize);
+    if (bad >= 0) throw new HttpError(400, `input[${i}][${bad}] is ${x[bad]}, not a token id of this model (0 to ${vocabSize - 1})`, { param: 'input' });
+    checkPromptLength(typeof x === 'string' ? engine.tokenize(x).length : x.length, limits, 'input');
+  });
+  return { inputs, base64: format === 'base64' };
+}
+
+// OpenAI's base64 encoding: the float32 values' little-endian bytes.
+function base64Floats(vector) {
+  const bytes = Buffer.alloc(vector.length * 4);
+  vector.forEach((v, i) => bytes.writeFloatLE(v, i * 4));
+  return bytes.toString('base64');
 }
 
 function checkPromptLength(count, limits, param) {

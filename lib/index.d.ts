@@ -182,6 +182,15 @@ export interface GenerateOptions {
   /** N in 0..20: every generated token comes with its log-probability and the N most likely alternatives
    *  (`logprobs` on the result, its choices and each token). Left out (default): none, at no cost. */
   logprobs?: number;
+  /** A GBNF grammar (llama.cpp's syntax, start rule `root`): every completion is a prefix of a sentence of
+   *  it, and ends where the grammar does. A malformed grammar throws a TypeError (code ERR_INVALID_GRAMMAR)
+   *  naming line and column. At most one of grammar, jsonSchema and json. */
+  grammar?: string;
+  /** A JSON Schema (object or JSON text): the completion is JSON valid against it, parsed into `json`.
+   *  Unsupported or malformed schemas throw a TypeError (code ERR_INVALID_SCHEMA) naming the keyword's path. */
+  jsonSchema?: object | boolean | string;
+  /** true: the completion is any JSON value, parsed into `json`. */
+  json?: boolean;
 }
 
 export interface Choice {
@@ -191,6 +200,8 @@ export interface Choice {
   /** With the `logprobs` option: one per token. */
   logprobs?: TokenLogprob[];
   finishReason: 'stop' | 'length' | 'abort';
+  /** With jsonSchema or json: the parsed completion, when it is complete JSON. */
+  json?: unknown;
 }
 
 export interface GenerateResult {
@@ -200,11 +211,34 @@ export interface GenerateResult {
   /** With the `logprobs` option: one per token. */
   logprobs?: TokenLogprob[];
   finishReason: 'stop' | 'length' | 'abort';
+  /** With jsonSchema or json: the parsed first completion, when it is complete JSON. */
+  json?: unknown;
   /** Every completion (one unless `n` > 1). */
   choices: Choice[];
   /** completionTokens counts every completion's tokens. */
   usage: { promptTokens: number; completionTokens: number };
   timings: { ttftMs: number; tokensPerSecond: number };
+}
+
+export type EmbeddingPooling = 'mean' | 'cls' | 'last';
+
+export interface EmbedOptions {
+  /** Scale each vector to unit L2 norm (default true). */
+  normalize?: boolean;
+  /** Overrides the model's pooling (info().embeddingPooling). */
+  pooling?: EmbeddingPooling;
+  /** Aborting it cancels every input and rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface EmbedResult {
+  /** One vector of embeddingLength floats per input, in input order. */
+  embeddings: Float32Array[];
+  /** Tokens of all inputs together (BOS included where the model adds it). */
+  promptTokens: number;
+  /** The model's general.name. */
+  model: string;
+  pooling: EmbeddingPooling;
 }
 
 export interface EngineInfo {
@@ -229,6 +263,9 @@ export interface EngineInfo {
   contextLimit: ContextLimit;
   ropeFreqBase: number;
   tiedOutput: boolean;
+  /** How embed() pools hidden states, from the GGUF's <arch>.pooling_type ('none' or absent: 'mean');
+   *  null for a model whose pooling pagedlm does not compute (a reranker's 'rank'). */
+  embeddingPooling: EmbeddingPooling | null;
   kvDtype: KvDtype;
   /** 2 x layers x kvHeads x headDim x bytes per element. */
   kvBytesPerToken: number;
@@ -439,6 +476,11 @@ export class Engine {
     blockSize?: number;
   }): number;
   generate(prompt: string | number[] | Int32Array, options?: GenerateOptions): Promise<GenerateResult>;
+  /**
+   * Embeddings of a string, a token-id array, or an array of those (submitted together, sharing steps).
+   * Text longer than the context is a RangeError; a non-string input a TypeError; `[]` resolves to no vectors.
+   */
+  embed(input: string | number[] | Int32Array | Array<string | number[] | Int32Array>, options?: EmbedOptions): Promise<EmbedResult>;
   /** generate() as an async iterator of tokens; leaving the loop early aborts the request. */
   stream(prompt: string | number[] | Int32Array, options?: GenerateOptions): TokenStream;
   /** Renders the messages with the model's chat template (ChatML fallback) and generates the reply. */
@@ -469,3 +511,8 @@ export const DEFAULT_SAMPLING: Readonly<{
   presencePenalty: number;
   penaltyLastN: number;
 }>;
+
+/** GBNF whose start rule `<rulePrefix>root` matches exactly the JSON texts valid against `schema`, for
+ *  embedding in a bigger grammar passed to generate({ grammar }). Every rule it defines starts with
+ *  `rulePrefix` (letters, digits, dashes; default ''). */
+export function jsonSchemaToGrammar(schema: object | boolean | string, options?: { rulePrefix?: string }): string;

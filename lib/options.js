@@ -14,10 +14,12 @@ const INSPECT_KV_CACHE_KEYS = ['dtype', 'blockSize'];
 const GENERATE_KEYS = [
   'n', 'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'frequencyPenalty', 'presencePenalty',
   'penaltyLastN', 'seed', 'stop', 'stopTokens', 'ignoreEos', 'cacheSalt', 'addBos', 'special', 'onToken', 'signal',
-  'logprobs',
+  'logprobs', 'grammar', 'jsonSchema', 'json',
 ];
 // The most alternatives a token's logprobs list (OpenAI's top_logprobs bound).
 const MAX_LOGPROBS = 20;
+const EMBED_KEYS = ['normalize', 'pooling', 'signal'];
+const POOLINGS = ['mean', 'cls', 'last'];
 const CHAT_KEYS = [...GENERATE_KEYS, 'template', 'stream', 'tools', 'toolChoice', 'parallelToolCalls', 'toolCallFormat'];
 
 function describe(value) {
@@ -198,6 +200,7 @@ function generateOptions(options, name = 'generate() options') {
     ignoreEos: checkBoolean(o.ignoreEos, 'ignoreEos'),
     cacheSalt: checkString(o.cacheSalt, 'cacheSalt'),
     logprobs: int(o.logprobs, 'logprobs', 0, MAX_LOGPROBS), // 0: the token's own logprob, no alternatives
+    ...grammarOptions(o),
   };
   return {
     params,
@@ -208,8 +211,35 @@ function generateOptions(options, name = 'generate() options') {
   };
 }
 
+// grammar (GBNF text), jsonSchema (an object, or its JSON text) or json: true -> what the addon compiles.
+// At most one: each is a whole constraint, and combining them has no single meaning.
+function grammarOptions(o) {
+  const given = ['grammar', 'jsonSchema', 'json'].filter((key) => o[key] !== undefined);
+  if (given.length > 1) throw new TypeError(`pass one of grammar, jsonSchema and json, not ${given.join(' and ')}`);
+  if (o.grammar !== undefined) return { grammar: checkString(o.grammar, 'grammar') };
+  if (o.jsonSchema !== undefined) return { jsonSchema: schemaText(o.jsonSchema) };
+  if (o.json !== undefined) return { json: checkBoolean(o.json, 'json') };
+  return {};
+}
+
+function schemaText(schema) {
+  if (typeof schema === 'string') return schema;
+  // JSON Schema allows a boolean schema at the root: true is any value, false none.
+  if (typeof schema === 'boolean' || (schema !== null && typeof schema === 'object' && !Array.isArray(schema))) return JSON.stringify(schema);
+  throw new TypeError(`jsonSchema must be a JSON Schema (an object or its JSON text), got ${describe(schema)}`);
+}
+
+/** embed() options -> { normalize, pooling, signal }. */
+function embedOptions(options) {
+  const o = checkKeys(checkObject(options, 'options'), EMBED_KEYS, 'embed() options');
+  if (o.pooling !== undefined && !POOLINGS.includes(o.pooling)) throw new TypeError(`pooling must be one of ${POOLINGS.join(', ')}, got ${describe(o.pooling)}`);
+  return { normalize: checkBoolean(o.normalize, 'normalize') ?? true, pooling: o.pooling, signal: checkSignal(o.signal) };
+}
+
 module.exports = {
   KV_DTYPES,
+  EMBED_KEYS,
+  embedOptions,
   LOAD_KEYS,
   KV_CACHE_KEYS,
   INSPECT_KEYS,
@@ -221,6 +251,7 @@ module.exports = {
   loadOptions,
   inspectOptions,
   generateOptions,
+  schemaText,
   checkTokenIds,
   checkObject,
   checkBoolean,

@@ -94,7 +94,7 @@ function toolCallGrammar({ format, tools, choice, parallel, schemaToGrammar }) {
   const callRules = chosen.map((tool, i) => {
     const prefix = `tool${i}-`;
     const argumentsKey = format === 'llama3' ? 'parameters' : 'arguments';
-    rules.push(schemaToGrammar(tool.function.parameters, { rulePrefix: prefix }).trim());
+    rules.push(compileParameters(tool, tools.indexOf(tool), prefix, schemaToGrammar).trim());
     rules.push(`tool${i} ::= ${literal(`{"name": "${tool.function.name}", "${argumentsKey}": `)} ${prefix}root "}"`);
     return `tool${i}`;
   });
@@ -118,6 +118,15 @@ function toolCallGrammar({ format, tools, choice, parallel, schemaToGrammar }) {
       root = parallel ? `"[" call${more(', ', 'call')} "]"` : 'call';
   }
   return { grammar: [`root ::= ${root}`, ...rules].join('\n') + '\n', prefix };
+}
+
+// A tool's parameters as grammar rules; a schema the compiler refuses is an error naming the tool.
+function compileParameters(tool, index, rulePrefix, schemaToGrammar) {
+  try {
+    return schemaToGrammar(tool.function.parameters, { rulePrefix });
+  } catch (error) {
+    throw toolError(TypeError, `tools[${index}].function.parameters`, `cannot be enforced: ${error.message}`);
+  }
 }
 
 const callId = () => `call_${crypto.randomBytes(18).toString('base64url')}`;

@@ -141,12 +141,22 @@ Napi::Value load(const Napi::CallbackInfo& info) {
   return worker->promise();
 }
 
+// jsonSchemaToGrammar(schema: string, rulePrefix: string): string — GBNF for building bigger grammars.
+Napi::Value json_schema_to_grammar(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) throw Napi::TypeError::New(env, "jsonSchemaToGrammar(schema, rulePrefix)");
+  Result<std::string> gbnf = grammar::json_schema_to_gbnf(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value());
+  if (!gbnf.is_ok()) throw grammar_error(env, gbnf.status(), "ERR_INVALID_SCHEMA");
+  return Napi::String::New(env, gbnf.value());
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->engine_class = Napi::Persistent(EngineWrap::define(env));
   env.SetInstanceData(data);
   exports.Set("load", Napi::Function::New(env, load));
   exports.Set("inspect", Napi::Function::New(env, inspect));
+  exports.Set("jsonSchemaToGrammar", Napi::Function::New(env, json_schema_to_grammar));
   exports.Set("NativeEngine", data->engine_class.Value());
   export_tool_calls(env, exports);
   return exports;

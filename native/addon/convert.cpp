@@ -138,7 +138,38 @@ GenerateParams generate_params(const Napi::Object& o) {
   s.presence_penalty = static_cast<float>(optional_number(o, "presencePenalty").value_or(s.presence_penalty));
   s.penalty_last_n = to_int(o, "penaltyLastN", s.penalty_last_n);
   if (const auto seed = optional_number(o, "seed")) s.seed = static_cast<uint64_t>(*seed);
+  p.grammar = compile_grammar(o);
+  if (o.Get("embed").IsObject()) {
+    const Napi::Object embed = o.Get("embed").As<Napi::Object>();
+    p.embed = EmbedParams{optional_bool(embed, "normalize").value_or(true), std::nullopt};
+    if (embed.Get("pooling").IsString()) p.embed->pooling = pooling_from_name(embed.Get("pooling").As<Napi::String>().Utf8Value());  // lib/options.js checks the name
+  }
   return p;
+}
+
+Napi::TypeError grammar_error(Napi::Env env, const Status& status, const char* code) {
+  Napi::TypeError error = Napi::TypeError::New(env, status.message());
+  error.Set("code", Napi::String::New(env, code));
+  return error;
+}
+
+std::shared_ptr<const grammar::Grammar> compile_grammar(const Napi::Object& o) {
+  const Napi::Env env = o.Env();
+  std::string gbnf;
+  if (const Napi::Value text = o.Get("grammar"); text.IsString()) {
+    gbnf = text.As<Napi::String>().Utf8Value();
+  } else if (const Napi::Value schema = o.Get("jsonSchema"); schema.IsString()) {
+    Result<std::string> compiled = grammar::json_schema_to_gbnf(schema.As<Napi::String>().Utf8Value());
+    if (!compiled.is_ok()) throw grammar_error(env, compiled.status(), "ERR_INVALID_SCHEMA");
+    gbnf = compiled.take();
+  } else if (optional_bool(o, "json").value_or(false)) {
+    gbnf = grammar::json_value_gbnf(false);
+  } else {
+    return nullptr;
+  }
+  auto parsed = grammar::parse_gbnf(gbnf);
+  if (!parsed.is_ok()) throw grammar_error(env, parsed.status(), "ERR_INVALID_GRAMMAR");
+  return parsed.take();
 }
 
 namespace {
@@ -200,6 +231,8 @@ Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
   o.Set("contextLimit", context_limit_name(info.context_limit));
   o.Set("ropeFreqBase", m.rope_base);
   o.Set("tiedOutput", m.tied_output);
+  const auto pooling = pooling_for_type(m.pooling_type);
+  o.Set("embeddingPooling", pooling.is_ok() ? Napi::Value(Napi::String::New(env, pooling_name(pooling.value()))) : env.Null());
   o.Set("kvDtype", kv_dtype_name(info.kv.dtype));
   o.Set("kvBytesPerToken", static_cast<double>(info.kv.bytes_per_token()));
   o.Set("kvBlockSize", info.kv.block_size);
@@ -316,6 +349,11 @@ Napi::Object event_to_js(Napi::Env env, const EngineEvent& e) {
       o.Set("pinnedTokens", e.pinned_tokens);
       o.Set("ttftMs", e.ttft_ms);
       o.Set("tokensPerSecond", e.tokens_per_second);
+      if (!e.embedding.empty()) {
+        Napi::Float32Array embedding = Napi::Float32Array::New(env, e.embedding.size());
+        std::copy(e.embedding.begin(), e.embedding.end(), embedding.Data());
+        o.Set("embedding", embedding);
+      }
       break;
     case EngineEvent::Kind::kFailed:
       o.Set("kind", "failed");

@@ -26,6 +26,10 @@ std::vector<int32_t> int_array(const Napi::Value& v, const char* what);
 EngineOptions engine_options(const Napi::Object& o);
 InspectOptions inspect_options(const Napi::Object& o);
 GenerateParams generate_params(const Napi::Object& o);
+// The grammar a request's `grammar` (GBNF), `jsonSchema` (JSON text) or `json: true` asks for, or null.
+// Throws a TypeError whose code is ERR_INVALID_GRAMMAR or ERR_INVALID_SCHEMA, naming where the text is wrong.
+std::shared_ptr<const grammar::Grammar> compile_grammar(const Napi::Object& o);
+Napi::TypeError grammar_error(Napi::Env env, const Status& status, const char* code);
 
 Napi::Object info_to_js(Napi::Env env, const EngineInfo& info);
 Napi::Object inspection_to_js(Napi::Env env, const ModelInspection& inspection, const InspectOptions& options);

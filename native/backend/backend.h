@@ -19,6 +19,7 @@ struct BatchSequence {
   bool want_logits = false;    // produce logits for its last token
   bool greedy = false;         // only the argmax of those logits is needed (greedy sampling, no penalties)
   int32_t top_k = 0;           // > 0: only the top_k largest logits are needed, sorted (value, then id)
+  bool want_hidden = false;    // write the final norm's output of all its tokens to ForwardBatch::hidden (embeddings)
 };
 
 struct ForwardBatch {
@@ -34,9 +35,16 @@ struct ForwardBatch {
   int32_t top_k_width = 0;
   int32_t* top_ids = nullptr;
   float* top_values = nullptr;
+  // [num_hidden_rows, dim]: the hidden rows of the want_hidden sequences, in sequence order.
+  float* hidden = nullptr;
   int32_t num_logit_rows() const {
     int32_t n = 0;
     for (const auto& s : sequences) n += s.want_logits;
+    return n;
+  }
+  int32_t num_hidden_rows() const {
+    int32_t n = 0;
+    for (const auto& s : sequences) n += s.want_hidden ? s.num_tokens : 0;
     return n;
   }
 };
@@ -49,6 +57,8 @@ class Backend {
   // Runs the model over the batch, writing K/V of its tokens into the pool through the block tables.
   // `logits` receives [num_logit_rows, vocab] in sequence order.
   virtual Status forward(const ForwardBatch& batch, float* logits) = 0;
+  // Whether forward() fills ForwardBatch::hidden; a backend that does not is never given want_hidden.
+  virtual bool computes_hidden_states() const { return false; }
 
   // A block's K/V (all layers, with scales) as bytes, for saving the prefix cache, and back.
   virtual size_t block_bytes() const = 0;

@@ -32,12 +32,13 @@ struct Engine::Inbox {
 };
 
 struct Engine::Core {
-  Core(Backend& backend, int32_t vocab_size, SchedulerConfig config)
-      : kv(backend.kv_layout().num_blocks, backend.kv_layout().block_size), scheduler(kv, config), runner(backend, scheduler, vocab_size) {}
+  Core(Backend& backend, const ModelConfig& model, SchedulerConfig config)
+      : kv(backend.kv_layout().num_blocks, backend.kv_layout().block_size), scheduler(kv, config), runner(backend, scheduler, model.vocab_size, model.dim) {}
   KvCacheManager kv;
   Scheduler scheduler;
   Runner runner;
   std::map<RequestId, std::vector<BlockId>> pinned;   // pin id -> the prefix blocks it holds
+  std::shared_ptr<const grammar::TokenIndex> grammar_tokens;  // built by the first request with a grammar
 };
 
 namespace {
@@ -200,7 +201,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   if (c.all_windowed()) {
     sc.sliding_window = std::min_element(c.layers.begin(), c.layers.end(), [](const auto& a, const auto& b) { return a.window < b.window; })->window;
   }
-  engine->core_ = std::make_unique<Core>(*engine->backend_, c.vocab_size, sc);
+  engine->core_ = std::make_unique<Core>(*engine->backend_, c, sc);
   engine->inbox_ = std::make_unique<Inbox>();
   engine->publish_stats();
   engine->thread_ = std::thread([e = engine.get()] { e->run(); });
@@ -219,8 +220,15 @@ Status Engine::submit(GenerateRequest request) {
   }
   // check_fits reads only sizes fixed at load, so it is safe off the engine thread.
   if (request.params.n < 1) return Status(ErrorCode::kInvalidArgument, "n must be at least 1");
+  std::optional<Pooling> pooling;
+  if (request.params.embed) {
+    auto checked = check_embedding_request(request.params);
+    if (!checked.is_ok()) return checked.status();
+    pooling = checked.value();
+  }
   if (Status s = core_->scheduler.check_fits(static_cast<int64_t>(request.prompt.size()), request.params); !s.is_ok()) return s;
   auto seq = std::make_unique<Sequence>(std::move(request));
+  if (pooling) seq->embedding.emplace(*pooling, info_.model.dim);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closing_) return Status(ErrorCode::kClosed, "the engine is closed");
@@ -228,6 +236,18 @@ Status Engine::submit(GenerateRequest request) {
   }
   wake_.notify_one();
   return Status::ok();
+}
+
+Result<Pooling> Engine::check_embedding_request(GenerateParams& params) const {
+  if (!backend_->computes_hidden_states()) {
+    return Status(ErrorCode::kUnsupported, "the " + info_.backend + " backend does not compute embeddings: load the model with device 'cpu'");
+  }
+  if (params.n != 1) return Status(ErrorCode::kInvalidArgument, "n must be 1 for an embedding request");
+  if (params.logprobs) return Status(ErrorCode::kInvalidArgument, "logprobs are not computed for an embedding request");
+  params.max_tokens = 0;
+  params.pin = false;
+  if (params.embed->pooling) return *params.embed->pooling;
+  return pooling_for_type(info_.model.pooling_type);
 }
 
 void Engine::cancel(RequestId id) {
@@ -385,11 +405,32 @@ void Engine::drain_inbox(std::vector<EngineEvent>& events) {
     std::lock_guard<std::mutex> lock(mutex_);
     std::swap(taken, *inbox_);
   }
-  for (auto& seq : taken.submitted) core_->scheduler.add(std::move(seq));
+  for (auto& seq : taken.submitted) {
+    if (seq->params.grammar) start_grammar(*seq);
+    core_->scheduler.add(std::move(seq));
+  }
   for (RequestId id : taken.cancelled) {
     for (Sequence* seq : core_->scheduler.find(id)) finish(*seq, FinishReason::kAbort, events);
   }
   for (auto& command : taken.commands) command();  // the caller waits on its future
+}
+
+void Engine::start_grammar(Sequence& seq) {
+  if (!core_->grammar_tokens) {
+    const int32_t vocab = tokenizer_->vocab_size();
+    std::vector<std::string> bytes(static_cast<size_t>(vocab));
+    std::vector<bool> is_text(static_cast<size_t>(vocab));
+    std::vector<int32_t> end_tokens;
+    for (int32_t id = 0; id < vocab; ++id) {
+      bytes[id] = tokenizer_->token_bytes(id);
+      const TokenType type = tokenizer_->type(id);
+      // Control and unused tokens print nothing the grammar could check; an unknown token prints a stand-in.
+      is_text[id] = !bytes[id].empty() && type != TokenType::kControl && type != TokenType::kUnused && type != TokenType::kUnknown;
+      if (tokenizer_->is_end_of_generation(id)) end_tokens.push_back(id);
+    }
+    core_->grammar_tokens = std::make_shared<grammar::TokenIndex>(bytes, is_text, std::move(end_tokens));
+  }
+  seq.grammar.emplace(seq.params.grammar, core_->grammar_tokens);
 }
 
 void Engine::step(std::vector<EngineEvent>& events) {
@@ -400,6 +441,10 @@ void Engine::step(std::vector<EngineEvent>& events) {
   if (!sampled.is_ok()) {
     fail_all(sampled.status(), events);
     return;
+  }
+  // An embedding entry that reached its last token is done: its vector is pooled.
+  for (const StepPlan::Entry& e : plan.entries) {
+    if (e.sample && e.sequence->embedding) finish(*e.sequence, FinishReason::kStop, events);
   }
   for (const SampledToken& s : sampled.value()) handle_token(s, events);
   uint64_t computed = 0;
@@ -413,13 +458,25 @@ void Engine::step(std::vector<EngineEvent>& events) {
 
 void Engine::handle_token(const SampledToken& sampled, std::vector<EngineEvent>& events) {
   Sequence& seq = *sampled.sequence;
+  if (!sampled.error.is_ok()) {
+    fail(seq, sampled.error, events);
+    return;
+  }
   const int32_t token = sampled.token;
   if (seq.num_generated() == 0) seq.first_token = Clock::now();
   const auto& stops = seq.params.stop_tokens;
   const bool stop_token = std::find(stops.begin(), stops.end(), token) != stops.end();
-  if (stop_token || (!seq.params.ignore_eos && tokenizer_->is_end_of_generation(token))) {
+  // Under a grammar an end token is sampled only where the text is complete: it ends even with ignore_eos.
+  const bool ends = (!seq.params.ignore_eos || seq.grammar) && tokenizer_->is_end_of_generation(token);
+  if (stop_token || ends) {
     finish(seq, FinishReason::kStop, events);
     return;
+  }
+  if (seq.grammar) {
+    if (Status s = seq.grammar->accept(token); !s.is_ok()) {
+      fail(seq, Status(ErrorCode::kInternal, "sampled a token the grammar refuses: " + s.message()), events);
+      return;
+    }
   }
   seq.tokens.push_back(token);
   bool stopped = false;
@@ -430,7 +487,9 @@ void Engine::handle_token(const SampledToken& sampled, std::vector<EngineEvent>&
   ev.token = token;
   ev.text = seq.text.push(tokenizer_->token_bytes(token), &stopped);
   const bool at_length = seq.num_generated() >= seq.params.max_tokens || static_cast<int32_t>(seq.tokens.size()) >= info_.context_length;
-  if (at_length && !stopped) ev.text += seq.text.finish();  // the last token carries whatever was held back
+  const bool grammar_complete = seq.grammar && seq.grammar->must_end();
+  // The last token carries whatever was held back.
+  if ((at_length || grammar_complete) && !stopped) ev.text += seq.text.finish();
   seq.generated_text += ev.text;
   if (sampled.logprobs) {
     TokenLogprobs logprobs = *sampled.logprobs;
@@ -440,7 +499,7 @@ void Engine::handle_token(const SampledToken& sampled, std::vector<EngineEvent>&
     seq.logprobs.push_back(std::move(logprobs));
   }
   if (seq.params.stream_tokens) events.push_back(std::move(ev));
-  if (stopped) {
+  if (stopped || grammar_complete) {
     finish(seq, FinishReason::kStop, events);
   } else if (at_length) {
     finish(seq, FinishReason::kLength, events);
@@ -459,6 +518,7 @@ void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>
   ev.tokens.assign(seq.tokens.begin() + seq.prompt_length, seq.tokens.end());
   ev.logprobs = std::move(seq.logprobs);
   ev.prompt_tokens = seq.prompt_length;
+  if (seq.embedding && reason != FinishReason::kAbort) ev.embedding = seq.embedding->result(seq.params.embed->normalize);
   if (seq.params.pin && reason != FinishReason::kAbort) ev.pinned_tokens = pin_prefix(seq);
   const int32_t generated = seq.num_generated();
   if (generated > 0) {
@@ -483,16 +543,18 @@ int32_t Engine::pin_prefix(Sequence& seq) {
   return static_cast<int32_t>(full) * info_.kv.block_size;
 }
 
+void Engine::fail(Sequence& seq, const Status& status, std::vector<EngineEvent>& events) {
+  EngineEvent ev;
+  ev.kind = EngineEvent::Kind::kFailed;
+  ev.request = seq.id;
+  ev.choice = seq.choice;
+  ev.error = status;
+  events.push_back(std::move(ev));
+  core_->scheduler.remove(&seq);
+}
+
 void Engine::fail_all(const Status& status, std::vector<EngineEvent>& events) {
-  for (Sequence* seq : core_->scheduler.all()) {
-    EngineEvent ev;
-    ev.kind = EngineEvent::Kind::kFailed;
-    ev.request = seq->id;
-    ev.choice = seq->choice;
-    ev.error = status;
-    events.push_back(std::move(ev));
-    core_->scheduler.remove(seq);
-  }
+  for (Sequence* seq : core_->scheduler.all()) fail(*seq, status, events);
 }
 
 }  // namespace pagedlm

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "engine/pooling.h"
 #include "engine/request.h"
 #include "kv/cache_file.h"
 #include "kv/kv_cache_manager.h"
@@ -98,7 +99,9 @@ class Engine {
   ~Engine();  // closes
 
   // Queues a request. Errors that no waiting can cure (empty prompt, ids outside the vocabulary, longer
-  // than the context, larger than the pool, engine closed) are returned at once.
+  // than the context, larger than the pool, engine closed; an embedding the model or backend cannot
+  // compute) are returned at once. An embedding request (params.embed) finishes with its vector in
+  // EngineEvent::embedding.
   Status submit(GenerateRequest request);
   // Aborts a request: it finishes with FinishReason::kAbort by the next step. Unknown ids are ignored.
   void cancel(RequestId id);
@@ -131,7 +134,12 @@ class Engine {
   void handle_token(const SampledToken& sampled, std::vector<EngineEvent>& events);
   void finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>& events);
   void fail_all(const Status& status, std::vector<EngineEvent>& events);
+  void fail(Sequence& seq, const Status& status, std::vector<EngineEvent>& events);
+  // Starts a submitted sequence's grammar state (building the vocabulary's token index on first use).
+  void start_grammar(Sequence& seq);
   int32_t pin_prefix(Sequence& seq);
+  // The pooling of an embedding request, or why it cannot run; fixes the params an embedding implies.
+  Result<Pooling> check_embedding_request(GenerateParams& params) const;
   Result<int64_t> run_on_engine_thread(std::function<Result<int64_t>()> command);
   CacheFileIdentity cache_identity() const;
   void publish_stats();

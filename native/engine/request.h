@@ -2,16 +2,27 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "engine/pooling.h"
 #include "engine/sampler.h"
+#include "grammar/grammar.h"
 
 namespace pagedlm {
 
 using RequestId = uint64_t;
+
+// A request for the prompt's embedding instead of a completion: its hidden states pooled as the model's
+// pooling_type says (pooling.h). It generates nothing and neither reuses cached prefix blocks (their hidden
+// states are not kept) nor adds its own to the cache.
+struct EmbedParams {
+  bool normalize = true;  // scale the vector to unit L2 norm
+  std::optional<Pooling> pooling;  // overrides the model's pooling_type
+};
 
 struct GenerateParams {
   int32_t n = 1;            // completions of the prompt; they share its KV blocks (copy-on-write)
@@ -28,7 +39,12 @@ struct GenerateParams {
   // Set: each generated token comes with its log-probability and the `*logprobs` most likely alternatives
   // (0: none; see TokenLogprobs). Such a request's logit rows are always computed in full.
   std::optional<int32_t> logprobs;
+  // Set: every generated token keeps the text a prefix of a sentence of this grammar; an end-of-generation
+  // token is allowed exactly where the text is a whole sentence (ending generation even with ignore_eos),
+  // and generation stops by itself where the grammar admits nothing longer.
+  std::shared_ptr<const grammar::Grammar> grammar;
   SamplingParams sampling;
+  std::optional<EmbedParams> embed;  // set: an embedding request (n 1, max_tokens 0, no logprobs)
 };
 
 struct GenerateRequest {
@@ -56,6 +72,7 @@ struct EngineEvent {
   int32_t pinned_tokens = 0;        // params.pin: prompt tokens whose blocks are now pinned
   double ttft_ms = 0;
   double tokens_per_second = 0;
+  std::vector<float> embedding;     // params.embed: the pooled vector (empty when aborted)
   // kFailed
   Status error;
 };

@@ -1,6 +1,7 @@
 #include "engine/runner.h"
 
 #include <algorithm>
+#include <cmath>
 #include <new>
 
 #include "engine/sequence.h"
@@ -18,11 +19,13 @@ void Runner::assemble(const StepPlan& plan) {
     bs.num_tokens = e.num_tokens;
     bs.start_position = seq.num_computed_tokens;
     bs.block_table = seq.block_table.data();
-    bs.want_logits = e.sample;
-    // Log-probabilities need the whole row: no backend shortcut for a request that asks for them.
-    const bool full_row = seq.params.logprobs.has_value();
-    bs.greedy = e.sample && !full_row && seq.sampler.is_plain_greedy();
-    bs.top_k = e.sample && !full_row ? seq.sampler.top_k_needed(vocab_) : 0;
+    const bool samples = e.sample && !seq.embedding;  // an embedding wants hidden rows, never logits
+    bs.want_logits = samples;
+    bs.want_hidden = seq.embedding.has_value();
+    // Log-probabilities and grammar masks need the whole row: no backend shortcut for such a request.
+    const bool full_row = seq.params.logprobs.has_value() || seq.grammar.has_value();
+    bs.greedy = samples && !full_row && seq.sampler.is_plain_greedy();
+    bs.top_k = samples && !full_row ? seq.sampler.top_k_needed(vocab_) : 0;
     const auto first = seq.tokens.begin() + seq.num_computed_tokens;
     batch_.tokens.insert(batch_.tokens.end(), first, first + e.num_tokens);
     batch_.sequences.push_back(bs);
@@ -36,6 +39,8 @@ void Runner::assemble(const StepPlan& plan) {
   batch_.greedy_tokens = greedy_tokens_.data();
   batch_.top_ids = top_ids_.data();
   batch_.top_values = top_values_.data();
+  hidden_.resize(static_cast<size_t>(batch_.num_hidden_rows()) * static_cast<size_t>(hidden_width_));
+  batch_.hidden = hidden_.data();
 }
 
 Status Runner::run_forward(StepPlan& plan) {
@@ -65,26 +70,72 @@ void Runner::sample_row(Sequence& seq, size_t row, std::vector<SampledToken>& ou
     completions.insert(completions.end(), children.begin(), children.end());
   }
   for (Sequence* s : completions) {
+    if (s->grammar) {
+      out.push_back(sample_constrained(*s, logits));
+      continue;
+    }
     int32_t token;
     if (backend_token >= 0) token = backend_token;
     else if (have_top) token = s->sampler.sample_top_k(&top_ids_[top], &top_values_[top], batch_.top_k_width);
     else token = s->sampler.sample(logits, vocab_, s->tokens);
-    SampledToken sampled{s, token, std::nullopt};
+    SampledToken sampled{s, token, std::nullopt, Status::ok()};
     if (s->params.logprobs) sampled.logprobs = compute_logprobs(logits, vocab_, token, *s->params.logprobs);
     out.push_back(std::move(sampled));
   }
+}
+
+SampledToken Runner::sample_constrained(Sequence& seq, const float* logits) {
+  grammar::GrammarMatcher& matcher = *seq.grammar;
+  SampledToken sampled{&seq, -1, std::nullopt, Status::ok()};
+  // Greedy: the row's best token is the masked row's best whenever the grammar allows it, which it mostly
+  // does once the text is inside a literal or a string; only a refusal pays for the whole mask.
+  if (seq.sampler.is_plain_greedy()) {
+    const int32_t best = seq.sampler.sample(logits, vocab_, seq.tokens);
+    if (matcher.allows(best)) sampled.token = best;
+  }
+  if (sampled.token < 0) {
+    matcher.fill_mask(mask_);
+    masked_logits_.assign(logits, logits + vocab_);
+    bool any = false;
+    for (int32_t t = 0; t < vocab_; ++t) {
+      if (grammar::mask_allows(mask_, t)) any = true;
+      else masked_logits_[static_cast<size_t>(t)] = -INFINITY;
+    }
+    if (!any) {
+      sampled.error = Status(ErrorCode::kInvalidArgument, "grammar: no token of the vocabulary can continue the text here");
+      return sampled;
+    }
+    sampled.token = seq.sampler.sample(masked_logits_.data(), vocab_, seq.tokens);
+    // Every allowed logit -inf (or NaN): the sampler's pick may be any token; take an allowed one.
+    if (!grammar::mask_allows(mask_, sampled.token)) {
+      for (int32_t t = 0; t < vocab_; ++t) {
+        if (grammar::mask_allows(mask_, t)) {
+          sampled.token = t;
+          break;
+        }
+      }
+    }
+  }
+  if (seq.params.logprobs) sampled.logprobs = compute_logprobs(logits, vocab_, sampled.token, *seq.params.logprobs);
+  return sampled;
 }
 
 Result<std::vector<SampledToken>> Runner::execute(StepPlan& plan) {
   if (Status s = run_forward(plan); !s.is_ok()) return s;
   std::vector<SampledToken> sampled;
   size_t row = 0;
+  size_t hidden_row = 0;
   for (const StepPlan::Entry& e : plan.entries) {
     Sequence& seq = *e.sequence;
+    if (seq.embedding) {
+      const float* rows = hidden_.data() + hidden_row * static_cast<size_t>(hidden_width_);
+      seq.embedding->add(rows, seq.num_computed_tokens, e.num_tokens, seq.prompt_length);
+      hidden_row += static_cast<size_t>(e.num_tokens);
+    }
     seq.num_computed_tokens += e.num_tokens;
     scheduler_.cache_computed_blocks(seq);
     scheduler_.release_passed_blocks(seq);
-    if (e.sample) sample_row(seq, row++, sampled);
+    if (e.sample && !seq.embedding) sample_row(seq, row++, sampled);
   }
   return sampled;
 }

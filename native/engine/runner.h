@@ -19,15 +19,17 @@ struct SampledToken {
   Sequence* sequence;
   int32_t token;
   std::optional<TokenLogprobs> logprobs;  // when the request asked for them
+  Status error;  // not ok: no token could be drawn (a grammar no token of the vocabulary can continue)
 };
 
 class Runner {
  public:
-  Runner(Backend& backend, Scheduler& scheduler, int32_t vocab_size) : backend_(backend), scheduler_(scheduler), vocab_(vocab_size) {}
+  Runner(Backend& backend, Scheduler& scheduler, int32_t vocab_size, int32_t hidden_width)
+      : backend_(backend), scheduler_(scheduler), vocab_(vocab_size), hidden_width_(hidden_width) {}
 
   // Runs the plan's block copies and its forward pass, then, for each entry, advances its computed tokens,
   // caches the blocks they filled and, where the entry samples, forks its pending completions and draws
-  // one token for each. Returns those tokens in plan order (a sequence's completions after it), or the
+  // one token for each; an embedding entry pools its hidden rows instead. Returns those tokens in plan order (a sequence's completions after it), or the
   // error that failed the pass (no exception escapes; nothing advanced).
   Result<std::vector<SampledToken>> execute(StepPlan& plan);
 
@@ -37,15 +39,21 @@ class Runner {
   Status run_forward(StepPlan& plan);
   // Draws each completion's token from logit row `row` (or what the backend picked for it).
   void sample_row(Sequence& seq, size_t row, std::vector<SampledToken>& out);
+  // A draw restricted to the tokens `seq`'s grammar allows next.
+  SampledToken sample_constrained(Sequence& seq, const float* logits);
 
   Backend& backend_;
   Scheduler& scheduler_;
   int32_t vocab_;
+  int32_t hidden_width_;
   ForwardBatch batch_;
   std::vector<float> logits_;          // [rows, vocab]
   std::vector<int32_t> greedy_tokens_; // [rows]: tokens the backend picked itself, else -1
   std::vector<int32_t> top_ids_;       // [rows, top_k_width]: candidates the backend picked, else -1
   std::vector<float> top_values_;
+  grammar::TokenMask mask_;            // sample_constrained's scratch: allowed tokens
+  std::vector<float> masked_logits_;   // and the row with every other token at -inf
+  std::vector<float> hidden_;          // [hidden rows, hidden_width]: embedding sequences' final-norm rows
 };
 
 }  // namespace pagedlm

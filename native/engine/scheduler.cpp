@@ -24,9 +24,13 @@ int32_t Scheduler::blocks_needed(int64_t prompt_length, const GenerateParams& pa
 }
 
 Status Scheduler::check_fits(int64_t prompt_length, const GenerateParams& params) const {
-  if (prompt_length >= config_.context_length) {
+  if (!params.embed && prompt_length >= config_.context_length) {
     return Status(ErrorCode::kContextOverflow, "prompt has " + std::to_string(prompt_length) + " tokens but the context holds " +
                                                    std::to_string(config_.context_length) + " (prompt plus at least one generated token): shorten the prompt or load with a larger contextLength");
+  }
+  if (params.embed && prompt_length > config_.context_length) {
+    return Status(ErrorCode::kContextOverflow, "input has " + std::to_string(prompt_length) + " tokens but the context holds " +
+                                                   std::to_string(config_.context_length) + ": shorten it or load with a larger contextLength");
   }
   const int32_t blocks = blocks_needed(prompt_length, params);
   if (blocks > kv_.pool().num_blocks()) {
@@ -118,12 +122,13 @@ void Scheduler::admit(int32_t& budget, StepPlan& plan) {
   while (budget > 0 && !waiting_.empty() && static_cast<int32_t>(running_.size()) < config_.max_running) {
     const size_t index = pick_waiting();
     Sequence& next = *waiting_[index];
-    const PrefixMatch match = kv_.match_prefix(next.tokens, next.params.cache_salt);
+    // An embedding needs the hidden states of its every token, which cached blocks do not keep.
+    const PrefixMatch match = next.embedding ? PrefixMatch{} : kv_.match_prefix(next.tokens, next.params.cache_salt);
     const int32_t uncomputed = static_cast<int32_t>(next.tokens.size()) - match.num_tokens;
     const int32_t n = std::min(uncomputed, budget);
     const int32_t new_blocks = kv_.blocks_for_tokens(match.num_tokens + n) - static_cast<int32_t>(match.blocks.size());
     if (new_blocks > kv_.pool().num_free() - match.idle_blocks - watermark_blocks_) return;
-    const BlockCopy partial = kv_.take_prefix(match, next.preempted ? 0 : next.prompt_length, next.block_table);
+    const BlockCopy partial = next.embedding ? BlockCopy{} : kv_.take_prefix(match, next.preempted ? 0 : next.prompt_length, next.block_table);
     if (partial.from != kNoBlock) {
       plan.copies.push_back({partial.from, partial.to});
       plan.held_sources.push_back(partial);
@@ -140,6 +145,8 @@ void Scheduler::admit(int32_t& budget, StepPlan& plan) {
 }
 
 void Scheduler::cache_computed_blocks(Sequence& seq) {
+  // An embedding's text stays out of the cache: it carries no salt of its own, and no one asked to reuse it.
+  if (seq.embedding) return;
   kv_.cache_full_blocks(seq.tokens, seq.num_computed_tokens, seq.params.cache_salt, seq.block_table, seq.block_hashes);
 }
 

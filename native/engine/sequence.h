@@ -2,8 +2,10 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <vector>
 
+#include "engine/pooling.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
 #include "engine/text_stream.h"
@@ -27,7 +29,8 @@ struct Sequence {
       : id(parent.id), choice(choice_index), tokens(parent.tokens), prompt_length(parent.prompt_length),
         num_computed_tokens(parent.num_computed_tokens), block_hashes(parent.block_hashes),
         cached_prompt_tokens(parent.cached_prompt_tokens), params(parent.params),
-        sampler(seeded_for_choice(parent.params.sampling, choice_index)), text(parent.params.stop_strings), submitted(parent.submitted) {}
+        sampler(seeded_for_choice(parent.params.sampling, choice_index)), grammar(parent.grammar), text(parent.params.stop_strings),
+        submitted(parent.submitted) {}
 
   static SamplingParams seeded_for_choice(SamplingParams s, int32_t choice_index) {
     if (s.seed) s.seed = *s.seed + static_cast<uint64_t>(choice_index) * 0x9E3779B97F4A7C15ull;
@@ -49,11 +52,13 @@ struct Sequence {
   bool preempted = false;           // gave its blocks back at least once; recomputed on readmission
   GenerateParams params;
   Sampler sampler;
+  std::optional<grammar::GrammarMatcher> grammar;  // params.grammar's state after the generated tokens
   TextStream text;
   std::string generated_text;
   std::vector<TokenLogprobs> logprobs;  // params.logprobs set: one per generated token
   Clock::time_point submitted;
   Clock::time_point first_token;
+  std::optional<EmbeddingPool> embedding;  // params.embed: pools its hidden rows (set by Engine::submit)
 };
 
 }  // namespace pagedlm

@@ -162,6 +162,7 @@ class ModelBuilder {
     c_.rope_dim = static_cast<int>(optional_int(p + "rope.dimension_count", c_.head_dim));
     if (c_.rope_dim > c_.head_dim || c_.rope_dim % 2 != 0) fail("rope.dimension_count " + std::to_string(c_.rope_dim) + " does not fit the head size");
     c_.rope_layout = traits->rope_layout;
+    c_.pooling_type = unwrap(file_.get_int(p + "pooling_type")).value_or(-1);  // 0 ('none') is valid; the engine judges the rest
     check_sizes();
     if (!(c_.rms_eps > 0) || !(c_.rope_base > 0)) fail("rms epsilon and rope.freq_base must be positive");
     read_rope_scaling(p);

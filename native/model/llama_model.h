@@ -66,6 +66,7 @@ struct ModelConfig {
   FfnActivation ffn_activation = FfnActivation::kSilu;
   bool qk_norm = false;                 // per-head RMSNorm of Q and K before RoPE (LayerWeights::q_norm, k_norm)
   bool post_norms = false;              // RMSNorm of the attention and FFN outputs before each residual add
+  int64_t pooling_type = -1;            // <arch>.pooling_type (llama.cpp's enum, engine/pooling.h); -1 when absent
 
   // The frequency factors for a model loaded with `context` tokens of context.
   const std::vector<float>& rope_factors_for_context(int context) const {

@@ -158,6 +158,37 @@ TEST(CudaBackend, MixedBatchesMatchTheCpuBackend) {
   }
 }
 
+// Embedding sequences' final-norm rows beside a sequence that wants logits: both as on the CPU backend.
+TEST(CudaBackend, HiddenRowsMatchTheCpuBackend) {
+  PAGEDLM_REQUIRE_DEVICE();
+  BothBackends both(spec_with(TensorType::kF32));
+  ASSERT_TRUE(both.gpu && both.cpu);
+  ASSERT_TRUE(both.gpu->computes_hidden_states());
+  const int vocab = both.vocab;
+  const int dim = both.model->config().dim;
+  std::vector<BlockId> t0 = {5, 2}, t1 = {9}, t2 = {0, 8};
+  const auto p0 = prompt_of(21, vocab, 3), p1 = prompt_of(7, vocab, 4), p2 = prompt_of(17, vocab, 5);
+  ForwardBatch batch;
+  batch.tokens = p0;
+  batch.tokens.insert(batch.tokens.end(), p1.begin(), p1.end());
+  batch.tokens.insert(batch.tokens.end(), p2.begin(), p2.end());
+  batch.sequences = {{0, 21, 0, t0.data(), false}, {21, 7, 0, t1.data(), true}, {28, 17, 0, t2.data(), false}};
+  batch.sequences[0].want_hidden = true;
+  batch.sequences[2].want_hidden = true;
+  const size_t rows = static_cast<size_t>(batch.num_hidden_rows());
+  ASSERT_EQ(rows, 38u);
+  std::vector<float> gpu_hidden(rows * dim), cpu_hidden(rows * dim), gpu_logits(vocab), cpu_logits(vocab);
+  batch.hidden = gpu_hidden.data();
+  ASSERT_TRUE(both.gpu->forward(batch, gpu_logits.data()).is_ok());
+  batch.hidden = cpu_hidden.data();
+  ASSERT_TRUE(both.cpu->forward(batch, cpu_logits.data()).is_ok());
+  for (size_t r = 0; r < rows; ++r) {
+    const std::vector<double> want(cpu_hidden.begin() + r * dim, cpu_hidden.begin() + (r + 1) * dim);
+    EXPECT_LT(testing::normalized_error(gpu_hidden.data() + r * dim, want), 1e-4) << "row " << r;
+  }
+  EXPECT_LT(testing::normalized_error(gpu_logits.data(), std::vector<double>(cpu_logits.begin(), cpu_logits.end())), 1e-4);
+}
+
 // The same KV type on both backends: the device quantizes K/V exactly as the CPU does, so the logits
 // differ only by summation order.
 TEST(CudaBackend, EveryKvTypeMatchesTheCpuBackend) {

@@ -36,6 +36,13 @@ class DeviceEngine {
     return id;
   }
   std::vector<int32_t> tokens(RequestId id) { return events_.wait(id).tokens; }
+  std::vector<float> embedding(const std::vector<int32_t>& prompt) {
+    GenerateParams p;
+    p.embed = EmbedParams{};
+    const RequestId id = ++next_;
+    EXPECT_TRUE(engine_->submit({id, prompt, p}).is_ok());
+    return events_.wait(id).embedding;
+  }
   Engine& engine() { return *engine_; }
   explicit operator bool() const { return engine_ != nullptr; }
 
@@ -80,6 +87,21 @@ TEST(CudaEngine, PrefixHitsAndGreedyTokensAsOnTheCpu) {
   EXPECT_EQ(gpu.engine().stats().prefix.hit_tokens, cpu.engine().stats().prefix.hit_tokens);
   DeviceEngine cold("cuda", 64);
   EXPECT_EQ(cold.tokens(cold.submit(second, 12)), gpu_second) << "a prefix hit must equal a cold run";
+}
+
+// An embedding (pooled over chunks of 48 tokens) and a generation in the same steps, as on the CPU.
+TEST(CudaEngine, EmbeddingsAsOnTheCpu) {
+  PAGEDLM_REQUIRE_DEVICE();
+  DeviceEngine gpu("cuda", 64), cpu("cpu", 64);
+  ASSERT_TRUE(gpu && cpu);
+  const std::vector<int32_t> text = prompt(7, 100);
+  const RequestId generation = gpu.submit(prompt(3, 20), 30);
+  const std::vector<float> on_gpu = gpu.embedding(text);
+  const std::vector<float> on_cpu = cpu.embedding(text);
+  ASSERT_EQ(on_gpu.size(), on_cpu.size());
+  ASSERT_FALSE(on_gpu.empty());
+  EXPECT_LT(testing::normalized_error(on_gpu.data(), std::vector<double>(on_cpu.begin(), on_cpu.end())), 1e-4);
+  EXPECT_EQ(gpu.tokens(generation), cpu.tokens(cpu.submit(prompt(3, 20), 30)));
 }
 
 // The shared test models (head sizes 8 and 16) generate the CPU's greedy tokens on the device.

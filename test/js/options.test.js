@@ -44,6 +44,7 @@ test('the keys accepted are the keys declared', () => {
   expect(declaredKeys('index.d.ts', 'KvCacheOptions')).toEqual([...options.KV_CACHE_KEYS].sort());
   expect(declaredKeys('index.d.ts', 'InspectOptions')).toEqual([...options.INSPECT_KEYS].sort());
   expect(declaredKeys('index.d.ts', 'GenerateOptions')).toEqual([...GENERATE_KEYS].sort());
+  expect(declaredKeys('index.d.ts', 'EmbedOptions')).toEqual([...options.EMBED_KEYS].sort());
   expect([...declaredKeys('index.d.ts', 'ChatOptions'), ...GENERATE_KEYS, 'stream'].sort()).toEqual([...options.CHAT_KEYS].sort());
   expect(declaredKeys('express.d.ts', 'RouterOptions')).toEqual([...ROUTER_KEYS].sort());
 });

@@ -163,7 +163,9 @@ describeWithModels('OpenAI-compatible server', ['synth-tiny-f16.gguf'], (modelPa
     await expect(client.chat.completions.create({ model: 'tiny', messages, logit_bias: { 5: 10 } })).rejects.toEqual(rejection('logit_bias'));
     await expect(client.chat.completions.create({ model: 'tiny', messages, stream: true, stream_options: { include_usage: true, extra: 1 } })).rejects.toEqual(rejection('stream_options.extra'));
     await expect(client.chat.completions.create({ model: 'tiny', messages, functions: [{ name: 'weather' }] })).rejects.toEqual(rejection('functions', /use tools and tool_choice/));
-    await expect(client.chat.completions.create({ model: 'tiny', messages, response_format: { type: 'json_object' } })).rejects.toEqual(rejection('response_format'));
+    await expect(client.chat.completions.create({ model: 'tiny', messages, response_format: { type: 'xml' } })).rejects.toEqual(rejection('response_format.type'));
+    const badSchema = { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { age: { type: 'int' } } } } };
+    await expect(client.chat.completions.create({ model: 'tiny', messages, response_format: badSchema })).rejects.toEqual(rejection('response_format.json_schema.schema', /\/properties\/age\/type/));
     // A field of the right name and the wrong type names it too.
     await expect(client.chat.completions.create({ model: 'tiny', messages, user: 5 })).rejects.toEqual(rejection('user'));
     await expect(client.chat.completions.create({ model: 'tiny', messages, n: 1.5 })).rejects.toEqual(rejection('n'));

@@ -6,12 +6,12 @@ const path = require('node:path');
 const binding = require('../../lib/native');
 const pagedlm = require('../..');
 
-test('the addon exports load, inspect, NativeEngine and the tool-call parsers, nothing else', () => {
-  expect(Object.keys(binding).sort()).toEqual(['NativeEngine', 'inspect', 'load', 'parseToolCalls', 'toolCallFamily']);
+test('the addon exports load, inspect, NativeEngine, jsonSchemaToGrammar and the tool-call parsers, nothing else', () => {
+  expect(Object.keys(binding).sort()).toEqual(['NativeEngine', 'inspect', 'jsonSchemaToGrammar', 'load', 'parseToolCalls', 'toolCallFamily']);
 });
 
-test('the package exports Engine, PagedlmError and DEFAULT_SAMPLING; Engine has only its documented static calls', () => {
-  expect(Object.keys(pagedlm).sort()).toEqual(['DEFAULT_SAMPLING', 'Engine', 'PagedlmError']);
+test('the package exports Engine, PagedlmError, DEFAULT_SAMPLING and jsonSchemaToGrammar; Engine has only its documented static calls', () => {
+  expect(Object.keys(pagedlm).sort()).toEqual(['DEFAULT_SAMPLING', 'Engine', 'PagedlmError', 'jsonSchemaToGrammar']);
   const statics = Object.getOwnPropertyNames(pagedlm.Engine).filter((name) => typeof pagedlm.Engine[name] === 'function');
   expect(statics.sort()).toEqual(['estimateKvBytes', 'inspect', 'load']);
 });

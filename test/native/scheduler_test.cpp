@@ -16,11 +16,12 @@ namespace pagedlm {
 namespace {
 
 constexpr int32_t kVocab = 500;
+constexpr int32_t kHiddenWidth = 1;  // no embedding requests run here: the backend computes no hidden states
 
 class SchedulerBench {
  public:
   SchedulerBench(int32_t blocks, int32_t block_size, int32_t batch_tokens, int32_t context = 256)
-      : backend_(blocks, block_size, kVocab), kv_(blocks, block_size), scheduler_(kv_, config(batch_tokens, context)), runner_(backend_, scheduler_, kVocab) {}
+      : backend_(blocks, block_size, kVocab), kv_(blocks, block_size), scheduler_(kv_, config(batch_tokens, context)), runner_(backend_, scheduler_, kVocab, kHiddenWidth) {}
 
   static SchedulerConfig config(int32_t batch_tokens, int32_t context) {
     SchedulerConfig c;

@@ -308,21 +308,26 @@ function metadataFor(shape, a, traits, headDim, v) {
   } else if (shape.finalSoftcap) {
     metadata.push([`${a}.final_logit_softcapping`, 'f32', shape.finalSoftcap]);
   }
+  if (shape.poolingType !== undefined) metadata.push([`${a}.pooling_type`, 'u32', shape.poolingType]);
   if (shape.ropeScaling) {
     const s = shape.ropeScaling;
     metadata.push([`${a}.rope.scaling.type`, 'string', s.type], [`${a}.rope.scaling.factor`, 'f32', s.factor]);
     if (s.originalContext) metadata.push([`${a}.rope.scaling.original_context_length`, 'u32', s.originalContext]);
     if (s.attnFactor) metadata.push([`${a}.rope.scaling.attn_factor`, 'f32', s.attnFactor]);
   }
-  metadata.push(
-    ['tokenizer.ggml.model', 'string', 'llama'],
-    ['tokenizer.ggml.tokens', ['string'], v.tokens],
-    ['tokenizer.ggml.scores', ['f32'], v.scores],
-    ['tokenizer.ggml.token_type', ['i32'], v.types], // i32, as llama.cpp requires
-    ['tokenizer.ggml.bos_token_id', 'u32', 1],
-    ['tokenizer.ggml.eos_token_id', 'u32', 2],
-    ['tokenizer.ggml.unknown_token_id', 'u32', 0],
-  );
+  if (shape.tokenizer) {
+    metadata.push(...shape.tokenizer);
+  } else {
+    metadata.push(
+      ['tokenizer.ggml.model', 'string', 'llama'],
+      ['tokenizer.ggml.tokens', ['string'], v.tokens],
+      ['tokenizer.ggml.scores', ['f32'], v.scores],
+      ['tokenizer.ggml.token_type', ['i32'], v.types], // i32, as llama.cpp requires
+      ['tokenizer.ggml.bos_token_id', 'u32', 1],
+      ['tokenizer.ggml.eos_token_id', 'u32', 2],
+      ['tokenizer.ggml.unknown_token_id', 'u32', 0],
+    );
+  }
   if (chatTemplate) metadata.push(['tokenizer.chat_template', 'string', chatTemplate]);
   return metadata;
 }
@@ -607,7 +612,9 @@ function decodeBlocks(type, buf) {
  *   tiedOutput (no output.weight; gemma always ties), ropeFreqs (Llama 3's rope_freqs tensor), ropeBase,
  *   window (attention.sliding_window), attnSoftcap / finalSoftcap (gemma2; finalSoftcap on others too),
  *   ropeScaling: { type, factor, originalContext, attnFactor } ('longrope' adds phi3's factor tensors),
- *   rmsEps,
+ *   rmsEps, poolingType (<arch>.pooling_type, llama.cpp's enum: 0 none, 1 mean, 2 cls, 3 last, 4 rank),
+ *   tokenizer: tokenizer.ggml.* metadata entries to carry instead of the synthetic vocabulary (`vocab` must be
+ *     their token count: see test/support/tokenizer-gguf.js and sentencepiece-model.js),
  *   decoded: every tensor holds the same values, decoded and stored as F32 (the model with exactly the same
  *     weights that no quantized kernel touches) }.
  */

@@ -165,6 +165,7 @@ Status CpuBackend::forward(const ForwardBatch& batch, float* logits) {
     attention_block(l, batch, slots);
     ffn_block(l, n);
   }
+  output_hidden(batch);
   output_logits(batch, logits);
   return Status::ok();
 }
@@ -487,6 +488,19 @@ void CpuBackend::output_logits(const ForwardBatch& batch, float* logits) {
     pool_.parallel_for(static_cast<size_t>(rows), [&](size_t row, size_t) { softcap(logits + row * config_.vocab_size, config_.vocab_size, config_.final_softcap); });
   }
   select_candidates(batch, logits);
+}
+
+void CpuBackend::output_hidden(const ForwardBatch& batch) {
+  std::vector<std::pair<size_t, size_t>> rows;  // (token index in the batch, hidden row)
+  for (const BatchSequence& seq : batch.sequences) {
+    if (!seq.want_hidden) continue;
+    for (int j = 0; j < seq.num_tokens; ++j) rows.emplace_back(static_cast<size_t>(seq.first_token + j), rows.size());
+  }
+  if (rows.empty()) return;
+  const auto dim = static_cast<size_t>(config_.dim);
+  pool_.parallel_for(rows.size(), [&](size_t i, size_t) {
+    rms_norm(x_.data() + rows[i].first * dim, model_->output_norm().data(), batch.hidden + rows[i].second * dim, config_.dim, config_.rms_eps);
+  });
 }
 
 void CpuBackend::select_candidates(const ForwardBatch& batch, const float* logits) {

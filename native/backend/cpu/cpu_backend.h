@@ -25,6 +25,7 @@ class CpuBackend final : public Backend {
 
   const KvLayout& kv_layout() const override { return layout_; }
   Status forward(const ForwardBatch& batch, float* logits) override;
+  bool computes_hidden_states() const override { return true; }
   size_t block_bytes() const override;
   void export_block(BlockId block, uint8_t* out) const override;
   void import_block(BlockId block, const uint8_t* in) override;
@@ -61,6 +62,8 @@ class CpuBackend final : public Backend {
   // One block's K/V rows (pool elements, or floats when `decoded`) for one token's query rows.
   void attend_rows(const uint8_t* k, const uint8_t* v, bool decoded, int n, const AttentionRows& rows, float* scores) const;
   void output_logits(const ForwardBatch& batch, float* logits);
+  // The final norm of every token of the want_hidden sequences, into batch.hidden.
+  void output_hidden(const ForwardBatch& batch);
   // Fills the batch's greedy_tokens / top_ids for the rows whose sampler needs only those (backend.h).
   void select_candidates(const ForwardBatch& batch, const float* logits);
   // Copies each of `matrices` into packed_weights_ in the kernels' layout, and points interleaved_ at each copy.

@@ -95,6 +95,7 @@ class CudaBackend final : public Backend {
 
   const KvLayout& kv_layout() const override { return layout_; }
   Status forward(const ForwardBatch& batch, float* logits) override;
+  bool computes_hidden_states() const override { return true; }
   size_t block_bytes() const override;
   void export_block(BlockId block, uint8_t* out) const override;
   void import_block(BlockId block, const uint8_t* in) override;
@@ -121,6 +122,8 @@ class CudaBackend final : public Backend {
   Status enqueue_step();
   // Queues what `results` needs from the logits of `rows` rows (argmax, top-k or nothing more).
   Status enqueue_selection(const ForwardBatch& batch, Results results, int rows);
+  // Queues the final norm of every token and the copy of the want_hidden sequences' rows to batch.hidden.
+  Status copy_hidden_rows(const ForwardBatch& batch);
   // Copies the step's results to the host and waits for them.
   Status copy_results(const ForwardBatch& batch, float* logits, Results results);
   Status matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias = nullptr);

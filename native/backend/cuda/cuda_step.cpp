@@ -197,6 +197,23 @@ Status CudaBackend::enqueue_selection(const ForwardBatch& batch, Results results
   return Status::ok();
 }
 
+Status CudaBackend::copy_hidden_rows(const ForwardBatch& batch) {
+  if (batch.num_hidden_rows() == 0) return Status::ok();
+  const ModelConfig& c = config_;
+  const auto dim = static_cast<size_t>(c.dim);
+  // Queued after the logits' matmul has read xb_, so it may take xb_ for every token's normed row.
+  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), output_norm_.get<float>(), xb_.get<float>(), meta_.n_tokens, c.dim, c.rms_eps}, stream_), "RMSNorm");
+  size_t row = 0;
+  for (const BatchSequence& seq : batch.sequences) {
+    if (!seq.want_hidden) continue;
+    const size_t bytes = static_cast<size_t>(seq.num_tokens) * dim * sizeof(float);
+    PAGEDLM_CUDA_TRY(cudaMemcpyAsync(batch.hidden + row * dim, xb_.get<float>() + static_cast<size_t>(seq.first_token) * dim, bytes, cudaMemcpyDeviceToHost, stream_),
+                     "copying hidden states");
+    row += static_cast<size_t>(seq.num_tokens);
+  }
+  return Status::ok();
+}
+
 Status CudaBackend::copy_results(const ForwardBatch& batch, float* logits, Results results) {
   const int rows = meta_.n_logit_rows;
   if (rows > 0) {

@@ -101,6 +101,7 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
     w.add_f32(a + ".rope.scaling.attn_factor", 1.19f);
   }
   if (s.sliding_window > 0) w.add_u32(a + ".attention.sliding_window", static_cast<uint32_t>(s.sliding_window));
+  if (s.pooling_type >= 0) w.add_u32(a + ".pooling_type", static_cast<uint32_t>(s.pooling_type));
   if (s.attn_softcap > 0) w.add_f32(a + ".attn_logit_softcapping", s.attn_softcap);
   if (s.final_softcap > 0) w.add_f32(a + ".final_logit_softcapping", s.final_softcap);
   add_vocabulary(w, s.vocab);
@@ -288,7 +289,9 @@ double gelu_tanh(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M
 
 }  // namespace
 
-std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const std::vector<int32_t>& tokens, int context) {
+namespace {
+// Per position: the final norm's output (`hidden`) or the logits.
+std::vector<std::vector<double>> reference_rows(const LlamaModel& model, const std::vector<int32_t>& tokens, int context, bool hidden) {
   const ModelConfig& c = model.config();
   const ArchitectureMath math = architecture_math(model);
   // LongRoPE: the long factors past the original context, else the short ones; llama3 factors always.
@@ -361,11 +364,25 @@ std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const
       if (!lw.ffn_post_norm.empty()) d = rmsnorm(d, lw.ffn_post_norm, c.rms_eps);
       for (int i = 0; i < c.dim; ++i) x[i] += d[i];
     }
-    std::vector<double> logits = matvec(output, c.vocab_size, c.dim, rmsnorm(x, model.output_norm(), c.rms_eps));
+    std::vector<double> normed = rmsnorm(x, model.output_norm(), c.rms_eps);
+    if (hidden) {
+      all_logits.push_back(std::move(normed));
+      continue;
+    }
+    std::vector<double> logits = matvec(output, c.vocab_size, c.dim, normed);
     for (double& z : logits) z = cap(z, math.final_softcap);
     all_logits.push_back(std::move(logits));
   }
   return all_logits;
+}
+}  // namespace
+
+std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const std::vector<int32_t>& tokens, int context) {
+  return reference_rows(model, tokens, context, false);
+}
+
+std::vector<std::vector<double>> reference_hidden_states(const LlamaModel& model, const std::vector<int32_t>& tokens) {
+  return reference_rows(model, tokens, 0, true);
 }
 
 double normalized_error(const float* a, const std::vector<double>& b) {

@@ -37,6 +37,7 @@ struct SyntheticSpec {
   float attn_softcap = 0;
   float final_softcap = 0;
   uint64_t seed = 1;
+  int pooling_type = -1;  // <arch>.pooling_type when >= 0 (llama.cpp's enum: engine/pooling.h)
   // What the architecture adds: qwen3 and gemma3 Q/K norms; gemma2/gemma3 post-norms; phi3 fused tensors.
   bool qk_norm() const { return architecture == "qwen3" || architecture == "gemma3"; }
   bool post_norms() const { return architecture == "gemma2" || architecture == "gemma3"; }
@@ -55,6 +56,10 @@ std::string write_synthetic_model(const SyntheticSpec& spec, const std::string& 
 // weights with a contiguous KV cache. `context`: the context the model is run with (LongRoPE picks its
 // factors by it; 0: the model's own).
 std::vector<std::vector<double>> reference_logits(const LlamaModel& model, const std::vector<int32_t>& tokens, int context = 0);
+
+// The final norm's output [tokens.size()][dim] for every position (what embeddings pool), computed as
+// reference_logits computes the logits.
+std::vector<std::vector<double>> reference_hidden_states(const LlamaModel& model, const std::vector<int32_t>& tokens);
 
 // Largest |a - b| over the largest |b|: a normalized error.
 double normalized_error(const float* a, const std::vector<double>& b);
