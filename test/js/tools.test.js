@@ -219,3 +219,138 @@ describeWithModels('tool calling with a model', ['synth-tiny-f16.gguf'], (modelP
     expect(chunks.at(-1).choices[0].finish_reason).toBe(reply.choices[0].finish_reason);
   });
 });
+
+// Tools whose arguments a random-weight model completes in few tokens: enums and booleans (its integers and
+// strings may run on for hundreds of tokens).
+const FORECAST = {
+  type: 'function',
+  function: {
+    name: 'forecast',
+    parameters: {
+      type: 'object',
+      properties: { city: { enum: ['Oslo', 'Lima', 'Pune'] }, unit: { enum: ['C', 'F'] }, days: { enum: [1, 3, 7] }, hourly: { type: 'boolean' } },
+      required: ['city', 'days'],
+      additionalProperties: false,
+    },
+  },
+};
+const ALARM = {
+  type: 'function',
+  function: { name: 'set_alarm', parameters: { type: 'object', properties: { hour: { enum: [6, 7, 8] }, loud: { type: 'boolean' } }, required: ['hour', 'loud'], additionalProperties: false } },
+};
+
+describeWithModels('enforced tool calls (the grammar engine)', ['synth-tiny-f16.gguf'], (modelPath) => {
+  const Ajv = require('ajv');
+  const ajv = new Ajv();
+  const validators = Object.fromEntries([FORECAST, ALARM].map((t) => [t.function.name, ajv.compile(t.function.parameters)]));
+  const expectValidCalls = (calls, names) => {
+    expect(calls.length).toBeGreaterThan(0);
+    for (const call of calls) {
+      expect(call).toEqual({ id: expect.stringMatching(/^call_/), type: 'function', function: { name: expect.any(String), arguments: expect.any(String) }, ...(call.arguments && { arguments: expect.any(Object) }) });
+      expect(names).toContain(call.function.name);
+      const args = JSON.parse(call.function.arguments);
+      expect(validators[call.function.name](args)).toBe(true);
+      if (call.arguments) expect(call.arguments).toEqual(args);
+    }
+  };
+  const messages = [{ role: 'user', content: 'Forecast for Oslo, and wake me at 7.' }];
+  const sampling = { temperature: 0.8, seed: 11, maxTokens: 400 };
+  let engine;
+  let server;
+  let client;
+  beforeAll(async () => {
+    engine = await Engine.load(modelPath, { contextLength: 2048 });
+    const app = express();
+    app.use(createRouter(engine, { model: 'tiny' }));
+    server = await new Promise((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    client = new OpenAI({ baseURL: `http://127.0.0.1:${server.address().port}/v1`, apiKey: 'none', maxRetries: 0 });
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await engine.close();
+  });
+
+  test.each(['hermes', 'llama3', 'mistral', 'generic'])("toolChoice 'required' in the %s format: calls valid against their tools' parameters", async (format) => {
+    const r = await engine.chat(messages, { tools: [FORECAST, ALARM], toolChoice: 'required', toolCallFormat: format, ...sampling });
+    expect(r.finishReason).toBe('tool_calls');
+    expectValidCalls(r.toolCalls, ['forecast', 'set_alarm']);
+    expect(r.message).toEqual({ role: 'assistant', content: '', tool_calls: r.toolCalls.map(({ arguments: _, ...call }) => call) });
+  });
+
+  test('with the Qwen 3 template, a named function, one call, streaming: the stream result is the chat result', async () => {
+    const tokens = engine.chat(messages, { template: QWEN3_TEMPLATE, tools: [FORECAST, ALARM], toolChoice: { type: 'function', function: { name: 'set_alarm' } }, parallelToolCalls: false, stream: true, ...sampling });
+    let text = '';
+    for await (const token of tokens) text += token.text;
+    const r = await tokens.result;
+    expect(text).toMatch(/^<tool_call>\n\{"name": "set_alarm", "arguments": /);
+    expect(r.toolCalls).toHaveLength(1);
+    expectValidCalls(r.toolCalls, ['set_alarm']);
+  });
+
+  test('n > 1: every choice is parsed; parallel calls are several calls in one reply', async () => {
+    const r = await engine.chat(messages, { tools: [FORECAST, ALARM], toolChoice: 'required', toolCallFormat: 'hermes', n: 4, ...sampling });
+    expect(r.choices).toHaveLength(4);
+    for (const choice of r.choices) {
+      expect(choice.finishReason).toBe('tool_calls');
+      expectValidCalls(choice.toolCalls, ['forecast', 'set_alarm']);
+    }
+    expect(Math.max(...r.choices.map((c) => c.toolCalls.length))).toBeGreaterThan(1);
+    const single = await engine.chat(messages, { tools: [FORECAST, ALARM], toolChoice: 'required', toolCallFormat: 'hermes', n: 4, parallelToolCalls: false, ...sampling });
+    for (const choice of single.choices) expect(choice.toolCalls).toHaveLength(1);
+  });
+
+  test("the openai client: tool_choice 'required' and a named function, not streaming", async () => {
+    const body = { model: 'tiny', messages, tools: [FORECAST, ALARM], max_tokens: 400, temperature: 0.8, seed: 11 };
+    const required = await client.chat.completions.create({ ...body, tool_choice: 'required' });
+    expect(required.choices[0].finish_reason).toBe('tool_calls');
+    expect(required.choices[0].message.content).toBeNull();
+    expectValidCalls(required.choices[0].message.tool_calls, ['forecast', 'set_alarm']);
+    const named = await client.chat.completions.create({ ...body, tool_choice: { type: 'function', function: { name: 'forecast' } }, parallel_tool_calls: false });
+    expect(named.choices[0].message.tool_calls).toHaveLength(1);
+    expectValidCalls(named.choices[0].message.tool_calls, ['forecast']);
+    const none = await client.chat.completions.create({ ...body, tool_choice: 'none', max_tokens: 8 });
+    expect(none.choices[0].message.tool_calls).toBeUndefined();
+    expect(none.choices[0].finish_reason).not.toBe('tool_calls');
+  });
+
+  test("the openai client streaming: deltas accumulate into the calls of the same request unstreamed", async () => {
+    const body = { model: 'tiny', messages, tools: [FORECAST, ALARM], tool_choice: 'required', max_tokens: 400, temperature: 0.8, seed: 5 };
+    const whole = await client.chat.completions.create(body);
+    const calls = [];
+    let finish = null;
+    for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) {
+      const choice = chunk.choices[0];
+      for (const delta of choice?.delta?.tool_calls ?? []) {
+        if (delta.id) calls[delta.index] = { id: delta.id, type: delta.type, function: { name: delta.function.name, arguments: '' } };
+        calls[delta.index].function.arguments += delta.function.arguments ?? '';
+      }
+      finish = choice?.finish_reason ?? finish;
+    }
+    expect(finish).toBe('tool_calls');
+    expectValidCalls(calls, ['forecast', 'set_alarm']);
+    // The same seed samples the same reply: the calls match but for their ids.
+    expect(calls.map((c) => c.function)).toEqual(whole.choices[0].message.tool_calls.map((c) => c.function));
+    const final = await client.chat.completions.stream({ ...body, stream: true }).finalChatCompletion();
+    expect(final.choices[0].message.tool_calls.map((c) => c.function)).toEqual(calls.map((c) => c.function));
+  });
+
+  test('the openai client runTools calls the function with the parsed arguments', async () => {
+    const received = [];
+    const runner = client.chat.completions.runTools({
+      model: 'tiny',
+      messages,
+      max_tokens: 400,
+      temperature: 0.8,
+      seed: 3,
+      tool_choice: { type: 'function', function: { name: 'set_alarm' } },
+      tools: [{ type: 'function', function: { ...ALARM.function, parse: JSON.parse, function: (args) => { received.push(args); return 'set'; } } }],
+    });
+    await runner.done();
+    expect(received).toHaveLength(1);
+    expect(validators.set_alarm(received[0])).toBe(true);
+    expect(runner.messages.at(-1)).toEqual(expect.objectContaining({ role: 'tool', content: 'set' }));
+  });
+});
