@@ -661,12 +661,30 @@ class SchemaCompiler {
     std::vector<Alternative> alternatives;
     std::set<std::string> seen;
     for (const Json& value : values) {
-      const std::string text = schema::gbnf_literal(dump(value));
+      const std::string text = fixed_value_text(value);
       if ((value_type(value) & allowed) == 0 || !seen.insert(text).second) continue;
       alternatives.push_back({text, {}, std::nullopt});
     }
     if (alternatives.empty()) fail(child(pointer, has_enum ? "enum" : "const"), "no value has the schema's type");
     return alternatives;
+  }
+
+  // A given value, with the same whitespace between tokens as everywhere else.
+  std::string fixed_value_text(const Json& value) {
+    if (!value.is_object() && !value.is_array()) return schema::gbnf_literal(dump(value));
+    const std::string ws = helper("ws");
+    const bool is_object = value.is_object();
+    std::string text = is_object ? "\"{\" " + ws : "\"[\" " + ws;
+    bool first = true;
+    for (const auto& [key, element] : value.items()) {
+      if (!first) text += " \",\" " + ws;
+      first = false;
+      if (is_object) text += " " + schema::gbnf_literal(dump(Json(key))) + " \":\" " + ws;
+      text += ' ';
+      text += fixed_value_text(element);
+    }
+    if (!first) text += " " + ws;
+    return text + (is_object ? " \"}\"" : " \"]\"");
   }
 
   // ---- types ----

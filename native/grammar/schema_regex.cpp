@@ -101,6 +101,7 @@ size_t saturating_add(size_t a, size_t b) {
 struct Piece {
   std::string text;
   size_t weight = 0;
+  bool nullable = true;  // matches the empty string
 };
 
 class PatternTranslator {
@@ -137,8 +138,10 @@ class PatternTranslator {
     Piece out;
     bool has_empty = false;
     std::string joined;
+    out.nullable = false;
     for (const Piece& branch : branches) {
       out.weight = saturating_add(out.weight, branch.weight);
+      out.nullable = out.nullable || branch.nullable;
       if (branch.text.empty()) {
         has_empty = true;
         continue;
@@ -171,6 +174,7 @@ class PatternTranslator {
       }
       Piece piece = quantified(atom(depth));
       out.weight = saturating_add(out.weight, piece.weight);
+      out.nullable = out.nullable && piece.nullable;
       check_weight(out.weight);
       if (!piece.text.empty()) out.text += out.text.empty() ? piece.text : " " + piece.text;
     }
@@ -232,7 +236,7 @@ class PatternTranslator {
 
   Piece from_set(const CodepointSet& set) const {
     if (set.empty()) fail("the character class matches no character");
-    return {json_char_gbnf(set), 1};
+    return {json_char_gbnf(set), 1, false};
   }
 
   // Reads a quantifier after `piece`, if any.
@@ -263,8 +267,11 @@ class PatternTranslator {
     if ((max != kUnbounded && max > max_repeat_) || min > max_repeat_) {
       fail("repetition count above " + std::to_string(max_repeat_) + " is not supported");
     }
-    if (max == 0 || piece.text.empty()) return {"", 0};
+    if (max == 0 || piece.text.empty()) return {"", 0, true};
     if (min == 1 && max == 1) return piece;
+    // A grammar may not repeat what matches empty text (it could loop without consuming).
+    if (piece.nullable) fail("a quantifier on a group that can match the empty string is not supported");
+    piece.nullable = min == 0;
     piece.weight = saturating_mul(piece.weight, std::max<size_t>(1, max == kUnbounded ? min : max));
     check_weight(piece.weight);
     piece.text += suffix;
@@ -513,6 +520,8 @@ std::string json_char_gbnf(const CodepointSet& set) {
   for (uint32_t cp : {uint32_t{'"'}, uint32_t{'\\'}}) {
     if (contains(set, cp)) escaped.push_back(cp);
   }
+  // JSON may also escape the solidus; serializers that guard against "</script>" do.
+  if (contains(set, '/')) alternatives.push_back(gbnf_literal("\\/"));
   if (escaped.size() == 0x20 + 2) {
     alternatives.push_back("\"\\\\\" ( [\"\\\\bfnrt] | \"u00\" [01] [0-9a-fA-F] )");
   } else {

@@ -1,11 +1,18 @@
-// JSON Schema to GBNF: the grammar's shape (rule names, prefixes, every reference defined) and the errors
-// for what is refused.
+// JSON Schema to GBNF: the grammar's shape (rule names, prefixes, every reference defined), the errors for
+// what is refused, and the grammars run through the matcher byte by byte: the valid instances of the schema
+// corpus in test/fixtures/schemas are accepted (compact and pretty-printed), the invalid ones refused.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "grammar/gbnf.h"
 #include "grammar/grammar.h"
 
 namespace pagedlm::grammar {
@@ -243,6 +250,207 @@ TEST(JsonSchema, PathologicalSchemasAreBounded) {
   EXPECT_NE(compile_error(chain).find("nested too deeply"), std::string::npos);
   EXPECT_EQ(json_schema_to_gbnf("{}", "bad prefix").status().message(),
             "schema: rule prefix 'bad prefix' may hold only letters, digits and '-'");
+}
+
+// ---- grammars run through the matcher -------------------------------------------------------------------
+
+using OrderedJson = nlohmann::ordered_json;
+
+// One token per byte value, then an end token: text goes through the matcher byte by byte.
+std::shared_ptr<const TokenIndex> byte_tokens() {
+  static const auto tokens = [] {
+    std::vector<std::string> bytes;
+    for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
+    bytes.emplace_back("</s>");
+    std::vector<bool> is_text(257, true);
+    is_text[256] = false;
+    return std::make_shared<const TokenIndex>(bytes, is_text, std::vector<int32_t>{256});
+  }();
+  return tokens;
+}
+constexpr int32_t kEndToken = 256;
+
+std::shared_ptr<const Grammar> schema_grammar(const std::string& schema) {
+  auto gbnf = json_schema_to_gbnf(schema, "s-");
+  EXPECT_TRUE(gbnf.is_ok()) << schema << ": " << (gbnf.is_ok() ? "" : gbnf.status().message());
+  if (!gbnf.is_ok()) return nullptr;
+  auto grammar = parse_gbnf(gbnf.value(), "s-root");
+  EXPECT_TRUE(grammar.is_ok()) << gbnf.value() << (grammar.is_ok() ? "" : grammar.status().message());
+  return grammar.is_ok() ? grammar.value() : nullptr;
+}
+
+bool matches(const std::shared_ptr<const Grammar>& grammar, const std::string& text) {
+  GrammarMatcher matcher(grammar, byte_tokens());
+  for (char c : text) {
+    if (!matcher.accept(static_cast<uint8_t>(c)).is_ok()) return false;
+  }
+  return matcher.can_end();
+}
+
+struct Fixture {
+  std::string file;
+  OrderedJson json;
+};
+
+std::vector<Fixture> schema_fixtures() {
+  std::vector<Fixture> fixtures;
+  for (const auto& entry : std::filesystem::directory_iterator(PAGEDLM_SCHEMA_FIXTURES_DIR)) {
+    if (entry.path().extension() != ".json") continue;
+    std::ifstream in(entry.path());
+    fixtures.push_back({entry.path().filename().string(), OrderedJson::parse(in)});
+  }
+  std::sort(fixtures.begin(), fixtures.end(), [](const Fixture& a, const Fixture& b) { return a.file < b.file; });
+  return fixtures;
+}
+
+TEST(JsonSchemaGrammar, FixtureCorpusAcceptsValidAndRefusesInvalidInstances) {
+  const auto fixtures = schema_fixtures();
+  ASSERT_GE(fixtures.size(), 15u);
+  for (const Fixture& fixture : fixtures) {
+    SCOPED_TRACE(fixture.file);
+    const auto grammar = schema_grammar(fixture.json["schema"].dump());
+    ASSERT_NE(grammar, nullptr);
+    for (const OrderedJson& instance : fixture.json["valid"]) {
+      EXPECT_TRUE(matches(grammar, instance.dump())) << "valid, refused: " << instance.dump();
+      EXPECT_TRUE(matches(grammar, instance.dump(2))) << "valid, refused: " << instance.dump(2);
+    }
+    for (const OrderedJson& instance : fixture.json["invalid"]) {
+      EXPECT_FALSE(matches(grammar, instance.dump())) << "invalid, accepted: " << instance.dump();
+      EXPECT_FALSE(matches(grammar, instance.dump(2))) << "invalid, accepted: " << instance.dump(2);
+    }
+  }
+}
+
+// Walks of random allowed bytes: the mask is never empty before the grammar may end (no dead ends), and every
+// walk that ends is JSON.
+TEST(JsonSchemaGrammar, RandomWalksNeverDeadEndAndEndAsJson) {
+  std::mt19937 rng(24);
+  TokenMask mask;
+  for (const Fixture& fixture : schema_fixtures()) {
+    SCOPED_TRACE(fixture.file);
+    const auto grammar = schema_grammar(fixture.json["schema"].dump());
+    ASSERT_NE(grammar, nullptr);
+    for (int walk = 0; walk < 10; ++walk) {
+      GrammarMatcher matcher(grammar, byte_tokens());
+      std::string text;
+      bool ended = false;
+      for (int step = 0; step < 3000 && !ended; ++step) {
+        matcher.fill_mask(mask);
+        std::vector<int32_t> allowed;
+        for (int32_t t = 0; t <= kEndToken; ++t) {
+          if (mask_allows(mask, t)) allowed.push_back(t);
+        }
+        ASSERT_FALSE(allowed.empty()) << "dead end after " << text;
+        // Favour ending and closing so that walks finish.
+        const int32_t token = mask_allows(mask, kEndToken) && rng() % 4 == 0 ? kEndToken : allowed[rng() % allowed.size()];
+        if (token == kEndToken) {
+          ended = true;
+          break;
+        }
+        ASSERT_TRUE(matcher.accept(token).is_ok());
+        text += static_cast<char>(token);
+        if (matcher.must_end()) ended = true;
+      }
+      if (ended) EXPECT_TRUE(OrderedJson::accept(text)) << text;
+    }
+  }
+}
+
+TEST(JsonSchemaGrammar, AnyJsonValue) {
+  const auto value = parse_gbnf(json_value_gbnf(false));
+  const auto object = parse_gbnf(json_value_gbnf(true));
+  ASSERT_TRUE(value.is_ok() && object.is_ok());
+  for (const char* text : {"1", "-0.5e+3", "\"x\\u00e9\"", "[1, {\"a\": [true, null]}]", "{}", "{\n  \"k\": \"v\"\n}"}) {
+    EXPECT_TRUE(matches(value.value(), text)) << text;
+  }
+  EXPECT_TRUE(matches(object.value(), "{\"a\":{\"b\":[]}}"));
+  for (const char* text : {"[1]", "\"x\"", "01", "{\"a\":1,}", "[1 2]", "{\"a\" :1}", "{} ", " {}", "{\"a\":\"\n\"}"}) {
+    EXPECT_FALSE(matches(object.value(), text)) << text;
+  }
+}
+
+TEST(JsonSchemaGrammar, OptionalTuplePositionsAndOpenItems) {
+  const auto grammar = schema_grammar(
+      R"({"type":"array","prefixItems":[{"type":"integer"},{"type":"string","maxLength":2},{"type":"boolean"}],"items":{"type":"null"},"maxItems":5})");
+  ASSERT_NE(grammar, nullptr);
+  for (const char* ok : {"[]", "[1]", "[1,\"ab\"]", "[1,\"\",true]", "[1,\"\",true,null]", "[1,\"\",false,null,null]"}) {
+    EXPECT_TRUE(matches(grammar, ok)) << ok;
+  }
+  for (const char* bad : {"[\"a\"]", "[1,2]", "[1,\"abc\"]", "[1,\"\",true,1]", "[1,\"\",true,null,null,null]", "[null]"}) {
+    EXPECT_FALSE(matches(grammar, bad)) << bad;
+  }
+}
+
+TEST(JsonSchemaGrammar, AdditionalKeysNeverRepeatADeclaredOne) {
+  const auto grammar = schema_grammar(
+      R"({"type":"object","properties":{"ab":{"type":"integer"},"abc":{"type":"integer"},"x":{"type":"integer"}},"additionalProperties":{"type":"null"}})");
+  ASSERT_NE(grammar, nullptr);
+  for (const char* ok : {"{}", "{\"ab\":1}", "{\"a\":null}", "{\"abcd\":null}", "{\"\":null}", "{\"ab\":1,\"y\":null,\"xx\":null}", "{\"b\":null}"}) {
+    EXPECT_TRUE(matches(grammar, ok)) << ok;
+  }
+  for (const char* bad : {"{\"ab\":null}", "{\"abc\":null}", "{\"x\":null}", "{\"y\":1}"}) EXPECT_FALSE(matches(grammar, bad)) << bad;
+}
+
+TEST(JsonSchemaGrammar, PatternsMatchTheDecodedStringAsValidatorsSearch) {
+  struct Case {
+    const char* pattern;
+    std::vector<const char*> ok;
+    std::vector<const char*> bad;
+  };
+  const std::vector<Case> cases = {
+      {"ab", {"ab", "xaby", "\\\"ab"}, {"a", "ba", ""}},
+      {"^a.c$", {"abc", "a\\\"c", "a\\\\c", "aéc"}, {"a\\nc", "abcd", "ac"}},
+      {"^[^a-c]{2}$", {"dd", "\\\"\\n", "é\\t"}, {"ad", "d", "ddd"}},
+      {"^(\\d+|none)$", {"0", "123", "none"}, {"", "12a", "nonee"}},
+      {"^\\s?x\\S*$", {"x", " x", "\\tx", "xyz"}, {"  x", "x y"}},
+      {"^[\\w.-]+@[a-z]+\\.(com|org)$", {"a.b-c@site.com", "_@x.org"}, {"@site.com", "a@site.net", "a@Site.com"}},
+      {"^\\u00e9\\x41\\/$", {"éA/", "éA\\/"}, {"eA/"}},
+      {"^a{2,3}b?$", {"aa", "aaa", "aab", "aaab"}, {"a", "aaaa", "aabb"}},
+  };
+  for (const Case& c : cases) {
+    const std::string schema = OrderedJson{{"type", "string"}, {"pattern", c.pattern}}.dump();
+    const auto grammar = schema_grammar(schema);
+    ASSERT_NE(grammar, nullptr) << schema;
+    for (const char* ok : c.ok) EXPECT_TRUE(matches(grammar, "\"" + std::string(ok) + "\"")) << c.pattern << " on " << ok;
+    for (const char* bad : c.bad) EXPECT_FALSE(matches(grammar, "\"" + std::string(bad) + "\"")) << c.pattern << " on " << bad;
+  }
+}
+
+TEST(JsonSchemaGrammar, NumbersStayJsonAndWithinBounds) {
+  const auto number = schema_grammar(R"({"type":"number"})");
+  for (const char* ok : {"0", "-0", "1.5", "-12e3", "1E-7", "0.000", "9999999999999999"}) EXPECT_TRUE(matches(number, ok)) << ok;
+  for (const char* bad : {"01", "1.", ".5", "+1", "1e", "--1", "99999999999999999", "NaN"}) EXPECT_FALSE(matches(number, bad)) << bad;
+  const auto ranged = schema_grammar(R"({"type":"number","exclusiveMinimum":-2,"maximum":3})");
+  for (const char* ok : {"-1.999", "-0.5", "0", "2.75", "3", "3.000", "-1"}) EXPECT_TRUE(matches(ranged, ok)) << ok;
+  for (const char* bad : {"-2", "-2.0", "-2.5", "3.01", "4", "-0", "1e2"}) EXPECT_FALSE(matches(ranged, bad)) << bad;
+  const auto integer = schema_grammar(R"({"type":"integer","minimum":-105,"exclusiveMaximum":2000})");
+  std::set<int> accepted;
+  for (int v = -300; v <= 2300; ++v) {
+    if (matches(integer, std::to_string(v))) accepted.insert(v);
+  }
+  EXPECT_EQ(accepted.size(), 2105u);
+  EXPECT_EQ(*accepted.begin(), -105);
+  EXPECT_EQ(*accepted.rbegin(), 1999);
+  EXPECT_FALSE(matches(integer, "007"));
+}
+
+TEST(JsonSchemaGrammar, StringLengthsCountCodePoints) {
+  const auto grammar = schema_grammar(R"({"type":"string","minLength":2,"maxLength":3})");
+  for (const char* ok : {"\"ab\"", "\"日本語\"", "\"\\n\\u0041\"", "\"a😀\""}) EXPECT_TRUE(matches(grammar, ok)) << ok;
+  for (const char* bad : {"\"a\"", "\"abcd\"", "\"\\ud83d\\ude00\"", "\"a\nb\""}) EXPECT_FALSE(matches(grammar, bad)) << bad;
+}
+
+TEST(JsonSchemaGrammar, WhitespaceIsBoundedAndNeverTrails) {
+  const auto grammar = schema_grammar(R"({"type":"object","properties":{"a":{"type":"array","items":{"type":"integer"}}},"required":["a"]})");
+  EXPECT_TRUE(matches(grammar, "{\n  \"a\": [\n    1,\n    2\n  ]\n}"));
+  EXPECT_TRUE(matches(grammar, "{ \"a\": [ 1, 2 ] }"));
+  EXPECT_FALSE(matches(grammar, "{  \"a\":[]}"));
+  EXPECT_FALSE(matches(grammar, "{\"a\" : []}"));
+  EXPECT_FALSE(matches(grammar, "{\"a\":[]} "));
+  EXPECT_FALSE(matches(grammar, "{\"a\":[1 ,2]}"));
+  GrammarMatcher matcher(grammar, byte_tokens());
+  for (char c : std::string("{\"a\":[]}")) ASSERT_TRUE(matcher.accept(static_cast<uint8_t>(c)).is_ok());
+  EXPECT_TRUE(matcher.must_end());
 }
 
 }  // namespace
