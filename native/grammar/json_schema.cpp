@@ -37,6 +37,10 @@ constexpr size_t kMaxRepeat = 1024;        // minLength, maxLength, minItems, ma
 constexpr size_t kMaxPatternWeight = 16384;
 constexpr size_t kMaxGrammarBytes = 1 << 20;
 constexpr size_t kMaxOneOfComparisons = 1 << 16;
+constexpr size_t kMaxOneOfWork = 1 << 14;  // type lookups and value comparisons proving oneOf's branches apart
+// What a GBNF reader makes of the grammar: a rule per group, option and repetition count (parse_gbnf's own
+// limit is higher; this keeps every grammar the compiler returns within it).
+constexpr size_t kMaxExpandedRules = 50000;
 constexpr int kIntegerDigits = 16;         // beyond a double's exact integers; bounds the model's digits
 constexpr int kFractionDigits = 16;
 constexpr int kExponentDigits = 3;
@@ -539,11 +543,13 @@ class SchemaCompiler {
   // property whose const/enum values differ.
   void check_disjoint(const Json& branches, const std::string& where) const {
     if (branches.size() * branches.size() > kMaxOneOfComparisons) fail(where, "oneOf has too many branches; use anyOf");
+    oneof_work_ = 0;
+    std::vector<unsigned> types;
+    for (const Json& branch : branches) types.push_back(possible_types(follow_refs(branch), 0));
     for (size_t i = 0; i < branches.size(); ++i) {
       for (size_t j = i + 1; j < branches.size(); ++j) {
-        const Json& a = follow_refs(branches[i]);
-        const Json& b = follow_refs(branches[j]);
-        if ((possible_types(a, 0) & possible_types(b, 0)) == 0 || discriminated(a, b)) continue;
+        if ((types[i] & types[j]) == 0) continue;
+        if (types[i] == kObject && types[j] == kObject && discriminated(follow_refs(branches[i]), follow_refs(branches[j]))) continue;
         fail(where, "oneOf branches " + std::to_string(i) + " and " + std::to_string(j) +
                         " may match the same value (only branches of different types, or objects told apart by a "
                         "required const/enum property, are supported); use anyOf");
@@ -566,9 +572,10 @@ class SchemaCompiler {
 
   // The types a value valid against `schema` may have, as a validator sees them (no inference from
   // keywords: a schema without "type" admits every type).
+  // Past its share of work it answers "any type", which only makes oneOf refuse.
   unsigned possible_types(const Json& schema, int depth) const {
     if (schema.is_boolean()) return schema.get<bool>() ? unsigned{kAnyType} : 0u;
-    if (!schema.is_object() || depth > kMaxCompileDepth) return kAnyType;
+    if (!schema.is_object() || depth > 16 || ++oneof_work_ > kMaxOneOfWork) return kAnyType;
     if (schema.contains("$ref")) return possible_types(follow_refs(schema), depth + 1);
     unsigned types = kAnyType;
     if (schema.contains("type")) types = declared_types(schema["type"]);
@@ -599,7 +606,6 @@ class SchemaCompiler {
   }
 
   bool discriminated(const Json& a, const Json& b) const {
-    if (possible_types(a, 0) != kObject || possible_types(b, 0) != kObject) return false;
     if (!a.contains("properties") || !b.contains("properties") || !a["properties"].is_object() ||
         !b["properties"].is_object()) {
       return false;
@@ -609,6 +615,8 @@ class SchemaCompiler {
       const auto values_a = fixed_values(follow_refs(schema_a));
       const auto values_b = fixed_values(follow_refs(b["properties"][key]));
       if (!values_a || !values_b) continue;
+      oneof_work_ += values_a->size() * values_b->size();
+      if (oneof_work_ > kMaxOneOfWork) return false;
       bool overlap = false;
       for (const Json& x : *values_a) {
         for (const Json& y : *values_b) overlap = overlap || x == y;
@@ -1194,11 +1202,42 @@ class SchemaCompiler {
 
   std::string text() const {
     std::string out;
+    size_t expanded = 0;
     for (const Rule& rule : rules_) {
       out += rule.name + " ::= " + rule.body + "\n";
+      expanded += 1 + expanded_rules(rule.body);
       if (out.size() > kMaxGrammarBytes) fail("", "the grammar would be larger than " + std::to_string(kMaxGrammarBytes) + " bytes");
+      if (expanded > kMaxExpandedRules) {
+        fail("", "the grammar would be too large (its groups and repetitions expand past " + std::to_string(kMaxExpandedRules) +
+                     " rules)");
+      }
     }
     return out;
+  }
+
+  // The rules a GBNF reader creates for a body: one per group and per operator, and one per optional count of
+  // a {m,n} repetition.
+  static size_t expanded_rules(const std::string& body) {
+    size_t count = 0;
+    for (size_t i = 0; i < body.size(); ++i) {
+      const char c = body[i];
+      if (c == '"' || c == '[') {
+        const char close = c == '"' ? '"' : ']';
+        for (++i; i < body.size() && body[i] != close; ++i) {
+          if (body[i] == '\\') ++i;
+        }
+      } else if (c == '(' || c == '*' || c == '+' || c == '?') {
+        ++count;
+      } else if (c == '{') {
+        const size_t close = body.find('}', i);
+        const std::string bounds = body.substr(i + 1, close - i - 1);
+        const size_t comma = bounds.find(',');
+        const std::string last = comma == std::string::npos ? bounds : bounds.substr(comma + 1);
+        count += 1 + std::stoul(last.empty() ? bounds.substr(0, comma) : last);
+        i = close;
+      }
+    }
+    return count;
   }
 
   const Json& document_;
@@ -1207,6 +1246,7 @@ class SchemaCompiler {
   std::unordered_map<std::string, size_t> by_pointer_;
   std::unordered_set<std::string> names_;
   std::unordered_map<std::string, std::string> helpers_;
+  mutable size_t oneof_work_ = 0;
 };
 
 bool valid_prefix(std::string_view prefix) {

@@ -248,6 +248,17 @@ TEST(JsonSchema, PathologicalSchemasAreBounded) {
   for (int i = 0; i < 300; ++i) chain += (i ? "," : "") + std::string("\"d") + std::to_string(i) + "\":{\"$ref\":\"#/$defs/d" + std::to_string(i + 1) + "\"}";
   chain += R"(,"d300":{"type":"null"}}})";
   EXPECT_NE(compile_error(chain).find("nested too deeply"), std::string::npos);
+  // oneOf's proof that branches are apart follows references, and stops early rather than multiplying.
+  std::string branches;
+  for (int i = 0; i < 40; ++i) branches += (i ? "," : "") + std::string(R"({"$ref":"#"})");
+  EXPECT_NE(compile_error(R"({"oneOf":[{"type":"string"},{"anyOf":[)" + branches + "]}]}").find("may match the same value"),
+            std::string::npos);
+  // Repetitions a GBNF reader would expand into too many rules.
+  std::string long_strings = R"({"type":"object","properties":{)";
+  for (int i = 0; i < 60; ++i) long_strings += (i ? "," : "") + std::string("\"s") + std::to_string(i) + "\":{\"maxLength\":1000}";
+  long_strings += "}}";
+  EXPECT_EQ(compile_error(long_strings),
+            "schema: (root): the grammar would be too large (its groups and repetitions expand past 50000 rules)");
   EXPECT_EQ(json_schema_to_gbnf("{}", "bad prefix").status().message(),
             "schema: rule prefix 'bad prefix' may hold only letters, digits and '-'");
 }
