@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 'use strict';
 // npm run fuzz [-- seconds]: builds the libFuzzer targets with clang (ASan + UBSan), writes seed corpora
-// (shared models' headers, generated GGUF files, texts, cache files, random bytes, grammars) and runs each
-// target for a set time (default 120 s, or PAGEDLM_FUZZ_SECONDS), printing executions and any crash per target.
+// (shared models' headers, generated GGUF files, texts, cache files, random bytes, grammars, the schema
+// fixtures) and runs each target for a set time (default 120 s, or PAGEDLM_FUZZ_SECONDS), printing executions
+// and any crash per target.
 // Crashing inputs are kept in build-fuzz/crashes/<target>/ and should become regression tests.
 const { execFileSync, spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
@@ -66,17 +67,26 @@ function writeSeeds() {
   for (const [name, text] of Object.entries(grammars)) {
     fs.writeFileSync(path.join(gbnf, name), Buffer.concat([Buffer.from(text), Buffer.from([0]), crypto.randomBytes(24)]));
   }
+  const schemas = seedDir('json_schema');
+  const fixtures = path.join(root, 'test', 'fixtures', 'schemas');
+  for (const file of fs.readdirSync(fixtures).filter((f) => f.endsWith('.json'))) {
+    const { schema } = JSON.parse(fs.readFileSync(path.join(fixtures, file), 'utf8'));
+    fs.writeFileSync(path.join(schemas, file), JSON.stringify(schema));
+  }
 }
 
 // Longest input per target: tokenizer inputs beyond a few hundred bytes only slow the search down.
-const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096, gbnf: 2048 };
+const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096, gbnf: 2048, json_schema: 4096 };
+// Dictionaries of the format's words, where a target has one.
+const DICT = { json_schema: path.join(root, 'test', 'fuzz', 'json_schema.dict') };
 
 function fuzz(target) {
   const crashes = path.join(build, 'crashes', target);
   fs.mkdirSync(crashes, { recursive: true });
   const result = spawnSync(
     path.join(build, 'test', 'fuzz', `fuzz_${target}`),
-    [path.join(build, 'corpus', target), `-max_total_time=${seconds}`, '-print_final_stats=1', '-rss_limit_mb=4096', '-timeout=10', `-max_len=${MAX_LEN[target]}`, `-artifact_prefix=${crashes}/`],
+    [path.join(build, 'corpus', target), `-max_total_time=${seconds}`, '-print_final_stats=1', '-rss_limit_mb=4096', '-timeout=10', `-max_len=${MAX_LEN[target]}`, `-artifact_prefix=${crashes}/`,
+      ...(DICT[target] ? [`-dict=${DICT[target]}`] : [])],
     { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 },
   );
   const output = `${result.stdout}${result.stderr}`;
@@ -90,6 +100,6 @@ execFileSync('clang++', ['--version'], { stdio: 'ignore' });
 run('cmake', ['-S', '.', '-B', build, '-DCMAKE_C_COMPILER=clang', '-DCMAKE_CXX_COMPILER=clang++', '-DPAGEDLM_FUZZ=ON', '-DPAGEDLM_BUILD_TESTS=OFF', '-DPAGEDLM_CUDA=OFF', '-DCMAKE_BUILD_TYPE=RelWithDebInfo']);
 run('cmake', ['--build', build, '-j', String(os.cpus().length)]);
 writeSeeds();
-const rows = ['gguf', 'tokenizer', 'cache_file', 'sampler', 'gbnf'].map(fuzz);
+const rows = ['gguf', 'tokenizer', 'cache_file', 'sampler', 'gbnf', 'json_schema'].map(fuzz);
 console.table(rows);
 if (rows.some((r) => r.result !== 'no crash')) process.exitCode = 1;
