@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 'use strict';
 // npm run fuzz [-- seconds [target...]]: builds the libFuzzer targets with clang (ASan + UBSan), writes seed
-// corpora (shared models' headers, generated GGUF files, texts, cache files, random bytes, model replies with
-// tool calls) and runs each target (or the ones named) for a set time (default 120 s, or
-// PAGEDLM_FUZZ_SECONDS), printing executions and any crash per target.
+// corpora (shared models' headers, generated GGUF files, texts, cache files, random bytes, grammars, the
+// schema fixtures, model replies with tool calls) and runs each target (or the ones named) for a set time
+// (default 120 s, or PAGEDLM_FUZZ_SECONDS), printing executions and any crash per target.
 // Crashing inputs are kept in build-fuzz/crashes/<target>/ and should become regression tests.
 const { execFileSync, spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
@@ -16,7 +16,7 @@ const { sharedModel } = require('../test/support/models');
 const root = path.join(__dirname, '..');
 const build = path.join(root, 'build-fuzz');
 const seconds = Number(process.argv[2] || process.env.PAGEDLM_FUZZ_SECONDS || 120);
-const TARGETS = ['gguf', 'tokenizer', 'cache_file', 'sampler', 'tool_calls'];
+const TARGETS = ['gguf', 'tokenizer', 'cache_file', 'sampler', 'gbnf', 'json_schema', 'tool_calls'];
 const chosen = process.argv.length > 3 ? process.argv.slice(3) : TARGETS;
 const unknown = chosen.find((t) => !TARGETS.includes(t));
 if (unknown) throw new Error(`no fuzz target '${unknown}': one of ${TARGETS.join(', ')}`);
@@ -56,6 +56,27 @@ function writeSeeds() {
   fs.writeFileSync(path.join(cache, 'two-blocks'), Buffer.concat([header, block(), block(), Buffer.alloc(8)]));
   const sampler = seedDir('sampler');
   for (let i = 0; i < 8; i++) fs.writeFileSync(path.join(sampler, `random${i}`), crypto.randomBytes(64 + i * 32));
+  // Grammars, each followed by a NUL and the bytes that choose tokens.
+  const gbnf = seedDir('gbnf');
+  const grammars = {
+    json: 'root ::= value\nvalue ::= object | array | string | number | "true" | "false" | "null"\n' +
+      'object ::= "{" ws ( string ws ":" ws value ( "," ws string ws ":" ws value )* )? "}"\n' +
+      'array ::= "[" ws ( value ( "," ws value )* )? "]"\nstring ::= "\\"" [^"\\\\]* "\\""\n' +
+      'number ::= "-"? [0-9]+ ( "." [0-9]+ )?\nws ::= [ \\t\\n]*\n',
+    arithmetic: 'root ::= expr\nexpr ::= term ( [-+] term )*\nterm ::= factor ( [*/] factor )*\nfactor ::= [0-9]+ | "(" expr ")"\n',
+    repetition: 'root ::= [a-c]{2,4} ("x" | "\\u00e9"){0,3} [^\\n]? # comment\n',
+    unicode: 'root ::= [\\u00e0-\\u00ff]+ "\\xe2\\x82\\xac"? . [\\U0001F600-\\U0001F64F]*\n',
+    'left-recursive': 'root ::= root "a" | "b"\n',
+  };
+  for (const [name, text] of Object.entries(grammars)) {
+    fs.writeFileSync(path.join(gbnf, name), Buffer.concat([Buffer.from(text), Buffer.from([0]), crypto.randomBytes(24)]));
+  }
+  const schemas = seedDir('json_schema');
+  const fixtures = path.join(root, 'test', 'fixtures', 'schemas');
+  for (const file of fs.readdirSync(fixtures).filter((f) => f.endsWith('.json'))) {
+    const { schema } = JSON.parse(fs.readFileSync(path.join(fixtures, file), 'utf8'));
+    fs.writeFileSync(path.join(schemas, file), JSON.stringify(schema));
+  }
   // Model replies, each after a byte that picks the parser: 0 generic, 1 llama3, 2 hermes, 3 mistral.
   const toolCalls = seedDir('tool_calls');
   const replies = [
@@ -73,14 +94,17 @@ function writeSeeds() {
 }
 
 // Longest input per target: tokenizer inputs beyond a few hundred bytes only slow the search down.
-const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096, tool_calls: 4096 };
+const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096, gbnf: 2048, json_schema: 4096, tool_calls: 4096 };
+// Dictionaries of the format's words, where a target has one.
+const DICT = { json_schema: path.join(root, 'test', 'fuzz', 'json_schema.dict') };
 
 function fuzz(target) {
   const crashes = path.join(build, 'crashes', target);
   fs.mkdirSync(crashes, { recursive: true });
   const result = spawnSync(
     path.join(build, 'test', 'fuzz', `fuzz_${target}`),
-    [path.join(build, 'corpus', target), `-max_total_time=${seconds}`, '-print_final_stats=1', '-rss_limit_mb=4096', '-timeout=10', `-max_len=${MAX_LEN[target]}`, `-artifact_prefix=${crashes}/`],
+    [path.join(build, 'corpus', target), `-max_total_time=${seconds}`, '-print_final_stats=1', '-rss_limit_mb=4096', '-timeout=10', `-max_len=${MAX_LEN[target]}`, `-artifact_prefix=${crashes}/`,
+      ...(DICT[target] ? [`-dict=${DICT[target]}`] : [])],
     { cwd: root, encoding: 'utf8', maxBuffer: 1 << 28 },
   );
   const output = `${result.stdout}${result.stderr}`;

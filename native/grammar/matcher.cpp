@@ -41,7 +41,7 @@ uint32_t complete_with(const PartialChar& partial, bool largest) {
 
 // Expands rule references at the top of `stack` until every resulting stack ends at a character class (or
 // is empty), appending them to `out`. Iterative: deep chains of rules cannot overflow the call stack.
-void expand(const Grammar& grammar, Stack stack, StackSet& out, int& budget) {
+void expand(const Grammar& grammar, Stack stack, StackSet& out, int64_t& budget) {
   std::vector<Stack> work;
   work.push_back(std::move(stack));
   while (!work.empty()) {
@@ -66,7 +66,7 @@ void expand(const Grammar& grammar, Stack stack, StackSet& out, int& budget) {
     // right recursion (repetitions) does not deepen the stack.
     if (grammar.element(position + 1).kind != ElementKind::kEnd) current.push_back(position + 1);
     const auto alternatives = grammar.alternatives(element.value);
-    budget -= static_cast<int>(alternatives.size());
+    budget -= static_cast<int64_t>(alternatives.size() * (current.size() + 1));
     if (budget < 0) return;
     for (auto it = alternatives.rbegin(); it != alternatives.rend(); ++it) {
       Stack next = current;
@@ -118,7 +118,7 @@ std::pair<uint32_t, uint32_t> partial_range(const PartialChar& partial) {
 
 StackSet initial_stacks(const Grammar& grammar) {
   StackSet stacks;
-  int budget = kMaxExpansions;
+  int64_t budget = kMaxAdvanceWork;
   for (uint32_t start : grammar.alternatives(grammar.root())) expand(grammar, Stack{start}, stacks, budget);
   canonicalize(stacks);
   return stacks;
@@ -137,8 +137,10 @@ void matching_stacks(const Grammar& grammar, const StackSet& stacks, uint32_t co
 
 StackSet advance_stacks(const Grammar& grammar, const StackSet& stacks, const std::vector<uint32_t>& matching) {
   StackSet next;
-  int budget = kMaxExpansions;
+  int64_t budget = kMaxAdvanceWork;
   for (uint32_t i : matching) {
+    budget -= static_cast<int64_t>(stacks[i].size());
+    if (budget < 0) break;
     Stack stack = stacks[i];
     const uint32_t position = stack.back();
     stack.pop_back();
