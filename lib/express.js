@@ -164,15 +164,22 @@ function generationOptions(body, kind, limits) {
   if (maxTokens > limits.maxTokens) throw new HttpError(400, `max_tokens must be at most ${limits.maxTokens}`, { param: 'max_tokens' });
   if (n > limits.maxN) throw new HttpError(400, `n must be at most ${limits.maxN}`, { param: 'n' });
   options.logprobs = kind === 'chat' ? chatLogprobs(body) : completionLogprobs(body);
-  if (kind === 'chat') Object.assign(options, responseFormat(body.response_format), toolOptions(body));
+  if (kind === 'chat') {
+    const format = responseFormat(body.response_format);
+    Object.assign(options, format, toolOptions(body, Object.keys(format).length > 0));
+  }
   return { options, stream, includeUsage };
 }
 
 // tools, tool_choice, parallel_tool_calls -> chat()'s options, checked here so that errors name the fields.
-function toolOptions(body) {
+// `formatted`: response_format constrains the reply, which a forced tool call constrains too.
+function toolOptions(body, formatted) {
   const options = {};
   const tools = checkTools(body.tools, 'tools');
-  checkToolChoice(body.tool_choice, tools, 'tool_choice');
+  const choice = checkToolChoice(body.tool_choice, tools, 'tool_choice');
+  if (choice.mode === 'required' && formatted) {
+    throw new HttpError(400, 'response_format cannot be combined with tool_choice "required" or a named function, which make the reply tool calls', { param: 'response_format' });
+  }
   if (tools.length) options.tools = tools;
   if (body.tool_choice !== undefined && body.tool_choice !== null) options.toolChoice = body.tool_choice;
   const parallel = fieldReader(body).boolean('parallel_tool_calls');
