@@ -144,13 +144,18 @@ std::optional<ParsedReply> parse_hermes(std::string_view reply) {
   size_t pos = 0;
   for (size_t open; (open = reply.find(kHermesOpen, pos)) != std::string_view::npos;) {
     parsed.content.append(reply.substr(pos, open - pos));
-    const size_t body = open + kHermesOpen.size();
-    // A reply cut off right after the last call (the model ended its turn there) has no closing tag.
-    const size_t close = reply.find(kHermesClose, body);
-    auto calls = calls_in(reply.substr(body, close == std::string_view::npos ? std::string_view::npos : close - body), false);
+    // The call's JSON ends where its brackets close (its strings may hold "</tool_call>"); a reply cut off
+    // right after the last call (the model ended its turn there) has no closing tag.
+    const size_t body = skip_space(reply, open + kHermesOpen.size());
+    const size_t end = json_value_end(reply, body);
+    if (end == std::string_view::npos) return std::nullopt;
+    const size_t after = skip_space(reply, end);
+    const bool closed = reply.substr(after, kHermesClose.size()) == kHermesClose;
+    if (!closed && after != reply.size()) return std::nullopt;
+    auto calls = calls_in(reply.substr(body, end - body), false);
     if (!calls) return std::nullopt;
     append(parsed.calls, std::move(*calls));
-    pos = close == std::string_view::npos ? reply.size() : close + kHermesClose.size();
+    pos = closed ? after + kHermesClose.size() : reply.size();
   }
   parsed.content.append(reply.substr(pos));
   return parsed;

@@ -44,6 +44,12 @@ TEST(ToolCalls, HermesCallWithoutClosingTagAtTheEnd) {
   EXPECT_EQ(calls_of(parsed), (Calls{{"f", R"({"x":[1,2.5,null]})"}}));
 }
 
+TEST(ToolCalls, HermesArgumentsMayHoldTheClosingTag) {
+  const auto parsed = parse_tool_calls("<tool_call>{\"name\": \"echo\", \"arguments\": {\"text\": \"a</tool_call>b\"}}</tool_call> ok", ToolCallFamily::kHermes);
+  EXPECT_EQ(parsed.content, "ok");
+  EXPECT_EQ(calls_of(parsed), (Calls{{"echo", R"({"text":"a</tool_call>b"})"}}));
+}
+
 TEST(ToolCalls, ArgumentsKeepTheModelsKeyOrderAndUnicode) {
   const auto parsed = parse_tool_calls("<tool_call>{\"name\": \"f\", \"arguments\": {\"z\": \"\\u00e9t\u00e9\", \"a\": true}}</tool_call>", ToolCallFamily::kHermes);
   EXPECT_EQ(calls_of(parsed), (Calls{{"f", "{\"z\":\"\u00e9t\u00e9\",\"a\":true}"}}));
