@@ -161,12 +161,12 @@ function generationOptions(body, kind, limits) {
     stop: stopStrings(body),
     ignoreEos: field.boolean('ignore_eos'),
   };
+  if (kind === 'chat') Object.assign(options, responseFormat(body.response_format));
   const stream = field.boolean('stream') ?? false;
   // The server's caps, once every field is known to be well-formed.
   if (maxTokens > limits.maxTokens) throw new HttpError(400, `max_tokens must be at most ${limits.maxTokens}`, { param: 'max_tokens' });
   if (n > limits.maxN) throw new HttpError(400, `n must be at most ${limits.maxN}`, { param: 'n' });
   options.logprobs = kind === 'chat' ? chatLogprobs(body) : completionLogprobs(body);
-  if (kind === 'chat') Object.assign(options, responseFormat(body.response_format));
   return { options, stream, includeUsage };
 }
 
