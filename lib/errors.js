@@ -11,7 +11,9 @@ class PagedlmError extends Error {
 
 /** Native errors carry `code` already; give them pagedlm's class so `instanceof` works. */
 function fromNative(error) {
-  if (error instanceof PagedlmError || typeof error?.code !== 'string') return error;
+  // A TypeError or RangeError keeps its class (a grammar's ERR_INVALID_GRAMMAR is one): callers test for it.
+  // By name: the addon creates its errors in the main context, which a vm context (Jest's) does not share.
+  if (error instanceof PagedlmError || ['TypeError', 'RangeError'].includes(error?.name) || typeof error?.code !== 'string') return error;
   const wrapped = new PagedlmError(error.message, error.code);
   wrapped.stack = error.stack;
   return wrapped;

@@ -159,15 +159,15 @@ function generationOptions(body, kind, limits) {
     stop: stopStrings(body),
     ignoreEos: field.boolean('ignore_eos'),
   };
+  if (kind === 'chat') {
+    const format = responseFormat(body.response_format);
+    Object.assign(options, format, toolOptions(body, Object.keys(format).length > 0));
+  }
   const stream = field.boolean('stream') ?? false;
   // The server's caps, once every field is known to be well-formed.
   if (maxTokens > limits.maxTokens) throw new HttpError(400, `max_tokens must be at most ${limits.maxTokens}`, { param: 'max_tokens' });
   if (n > limits.maxN) throw new HttpError(400, `n must be at most ${limits.maxN}`, { param: 'n' });
   options.logprobs = kind === 'chat' ? chatLogprobs(body) : completionLogprobs(body);
-  if (kind === 'chat') {
-    const format = responseFormat(body.response_format);
-    Object.assign(options, format, toolOptions(body, Object.keys(format).length > 0));
-  }
   return { options, stream, includeUsage };
 }
 
