@@ -125,7 +125,9 @@ function compileParameters(tool, index, rulePrefix, schemaToGrammar) {
   try {
     return schemaToGrammar(tool.function.parameters, { rulePrefix });
   } catch (error) {
-    throw toolError(TypeError, `tools[${index}].function.parameters`, `cannot be enforced: ${error.message}`);
+    const refused = toolError(TypeError, `tools[${index}].function.parameters`, `cannot be enforced: ${error.message}`);
+    if (error.code) refused.code = error.code; // ERR_INVALID_SCHEMA
+    throw refused;
   }
 }
 

@@ -214,7 +214,9 @@ describeWithModels('tool calling with a model', ['synth-tiny-f16.gguf'], (modelP
     await expect(client.chat.completions.create({ model: 'tiny', messages, tools: [WEATHER], tool_choice: 'required', response_format: { type: 'json_object' } })).rejects.toEqual(rejection('response_format'));
     const unenforceable = { type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'int' } } } } };
     await expect(client.chat.completions.create({ model: 'tiny', messages, tools: [WEATHER, unenforceable], tool_choice: 'required' })).rejects.toEqual(rejection('tools[1].function.parameters'));
-    await expect(engine.chat(messages, { tools: [unenforceable], toolChoice: 'required' })).rejects.toThrow(/^tools\[0\]\.function\.parameters cannot be enforced: .*\/properties\/a\/type/);
+    const refused = engine.chat(messages, { tools: [unenforceable], toolChoice: 'required' });
+    await expect(refused).rejects.toThrow(/^tools\[0\]\.function\.parameters cannot be enforced: .*\/properties\/a\/type/);
+    await expect(refused).rejects.toEqual(expect.objectContaining({ code: 'ERR_INVALID_SCHEMA', param: 'tools[0].function.parameters' }));
     const reply = await client.chat.completions.create({ model: 'tiny', messages, tools: [WEATHER], max_tokens: 6, temperature: 0 });
     expect(reply.choices[0].message.tool_calls).toBeUndefined();
     const chunks = [];
