@@ -5,6 +5,8 @@ export type ErrorCode =
   | 'ERR_UNSUPPORTED'
   | 'ERR_IO'
   | 'ERR_INVALID_ARGUMENT'
+  | 'ERR_INVALID_GRAMMAR'
+  | 'ERR_INVALID_SCHEMA'
   | 'ERR_CONTEXT_OVERFLOW'
   | 'ERR_POOL_TOO_SMALL'
   | 'ERR_CLOSED'
@@ -14,7 +16,8 @@ export type ErrorCode =
   | 'ERR_INTERNAL'
   | 'ERR_ADDON_MISSING';
 
-/** Every failure the engine reports carries a stable `code`. */
+/** Every failure the engine reports carries a stable `code`. ERR_INVALID_GRAMMAR and ERR_INVALID_SCHEMA come on a
+ *  TypeError (thrown before a request is submitted), the others on a PagedlmError. */
 export class PagedlmError extends Error {
   readonly code: ErrorCode;
 }

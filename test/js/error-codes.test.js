@@ -1,6 +1,6 @@
 'use strict';
-// The ErrorCode type lists exactly the codes pagedlm produces: every code the engine names (error_code_name)
-// or the JS layer throws, and no other.
+// The ErrorCode type lists exactly the codes pagedlm produces: every code the engine names (error_code_name),
+// the addon sets on the errors it throws itself (grammar and schema TypeErrors) or the JS layer throws, and no other.
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -14,6 +14,7 @@ test('the ErrorCode type lists every code the code produces, and only those', ()
   const typed = [...codesIn(declared[1])].sort();
 
   const produced = new Set(codesIn(read('native/common/status.cpp')));
+  for (const file of fs.readdirSync(path.join(root, 'native', 'addon'))) for (const code of codesIn(read(`native/addon/${file}`))) produced.add(code);
   const jsFiles = fs.readdirSync(path.join(root, 'lib')).filter((f) => f.endsWith('.js')).map((f) => `lib/${f}`);
   for (const file of [...jsFiles, 'express.js']) for (const code of codesIn(read(file))) produced.add(code);
 
