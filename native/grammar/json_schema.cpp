@@ -835,8 +835,27 @@ class SchemaCompiler {
     return bounds;
   }
 
+  // Validators that check formats check these on numbers: int32 and int64 (JavaScript's safe integers) as
+  // ranges, float and double not at all.
+  void apply_number_format(const Json& schema, const std::string& pointer, bool integer, Bounds& bounds) const {
+    if (!schema.contains("format")) return;
+    const std::string where = child(pointer, "format");
+    if (!schema["format"].is_string()) fail(where, "format must be a string");
+    const std::string name = schema["format"].get<std::string>();
+    if (name == "float" || name == "double") return;
+    if (!integer || (name != "int32" && name != "int64")) {
+      fail(where, "format '" + name + "' is not supported on " + (integer ? "an integer" : "a number") +
+                      " (supported: int32, int64 on integers; float, double)");
+    }
+    const double top = name == "int32" ? 2147483647.0 : 9007199254740991.0;
+    const double bottom = name == "int32" ? -2147483648.0 : -9007199254740991.0;
+    if (!bounds.lo || *bounds.lo < bottom) bounds.lo = bottom, bounds.lo_exclusive = false;
+    if (!bounds.hi || *bounds.hi > top) bounds.hi = top, bounds.hi_exclusive = false;
+  }
+
   std::string integer_text(const Json& schema, const std::string& pointer) {
-    const Bounds bounds = numeric_bounds(schema, pointer);
+    Bounds bounds = numeric_bounds(schema, pointer);
+    apply_number_format(schema, pointer, true, bounds);
     if (!bounds.lo && !bounds.hi) return helper("integer");
     const int64_t limit = largest_spelled_integer();
     // Clamped as doubles first: a double past int64's range does not convert.
@@ -855,7 +874,8 @@ class SchemaCompiler {
   }
 
   std::string number_text(const Json& schema, const std::string& pointer) {
-    const Bounds bounds = numeric_bounds(schema, pointer);
+    Bounds bounds = numeric_bounds(schema, pointer);
+    apply_number_format(schema, pointer, false, bounds);
     if (!bounds.lo && !bounds.hi) return helper("number");
     return bounded_number(bounds, pointer);
   }

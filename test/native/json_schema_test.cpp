@@ -434,6 +434,13 @@ TEST(JsonSchemaGrammar, NumbersStayJsonAndWithinBounds) {
   const auto ranged = schema_grammar(R"({"type":"number","exclusiveMinimum":-2,"maximum":3})");
   for (const char* ok : {"-1.999", "-0.5", "0", "2.75", "3", "3.000", "-1"}) EXPECT_TRUE(matches(ranged, ok)) << ok;
   for (const char* bad : {"-2", "-2.0", "-2.5", "3.01", "4", "-0", "1e2"}) EXPECT_FALSE(matches(ranged, bad)) << bad;
+  const auto int32 = schema_grammar(R"({"type":"integer","format":"int32"})");
+  EXPECT_TRUE(matches(int32, "-2147483648"));
+  EXPECT_TRUE(matches(int32, "2147483647"));
+  EXPECT_FALSE(matches(int32, "2147483648"));
+  EXPECT_FALSE(matches(int32, "-2147483649"));
+  EXPECT_EQ(compile_error(R"({"type":"number","format":"int32"})"),
+            "schema: /format: format 'int32' is not supported on a number (supported: int32, int64 on integers; float, double)");
   const auto integer = schema_grammar(R"({"type":"integer","minimum":-105,"exclusiveMaximum":2000})");
   std::set<int> accepted;
   for (int v = -300; v <= 2300; ++v) {
