@@ -149,6 +149,8 @@ bool is_known_untranslated(const std::string& key) {
 
 void check_keywords(const Json& schema, const std::string& pointer) {
   for (const auto& [key, value] : schema.items()) {
+    // A nested $id starts a new base URI that $ref would resolve against: the compiler resolves in one document.
+    if (key == "$id" && !pointer.empty()) fail(child(pointer, key), "$id inside a subschema is not supported");
     if (is_annotation(key) || is_container(key) || is_translated(key)) continue;
     if (key == "uniqueItems" && value == false) continue;
     if (is_known_untranslated(key)) fail(child(pointer, key), "keyword '" + key + "' is not supported");

@@ -153,6 +153,8 @@ TEST(JsonSchema, ErrorsNameThePointerOfTheKeyword) {
   EXPECT_EQ(compile_error(R"({"type":"number","multipleOf":2})"), "schema: /multipleOf: keyword 'multipleOf' is not supported");
   EXPECT_EQ(compile_error(R"({"type":"object","properties":{"a/b":{"type":"object","patternProperties":{}}}})"),
             "schema: /properties/a~1b/patternProperties: keyword 'patternProperties' is not supported");
+  EXPECT_EQ(compile_error(R"({"$id":"https://example.com/a","anyOf":[{"$id":"b","type":"null"}]})"),
+            "schema: /anyOf/0/$id: $id inside a subschema is not supported");
   EXPECT_EQ(compile_error("[1]"), "schema: (root): a schema must be an object or a boolean");
   EXPECT_EQ(compile_error("false"), "schema: (root): the schema false admits no value");
 }
