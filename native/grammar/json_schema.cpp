@@ -1304,6 +1304,8 @@ Result<std::string> json_schema_to_gbnf(std::string_view schema_json, std::strin
   } catch (const Json::parse_error& error) {
     return Status(ErrorCode::kInvalidArgument,
                   "schema: invalid JSON at byte " + std::to_string(error.byte > 0 ? error.byte - 1 : 0));
+  } catch (const Json::out_of_range&) {
+    return Status(ErrorCode::kInvalidArgument, "schema: a number in the JSON is too large to represent");
   } catch (const TooDeep&) {
     return Status(ErrorCode::kInvalidArgument,
                   "schema: JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");

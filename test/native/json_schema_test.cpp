@@ -141,6 +141,7 @@ TEST(JsonSchema, RecursiveReferencesBecomeRecursiveRules) {
 TEST(JsonSchema, InvalidJsonNamesTheByte) {
   EXPECT_EQ(compile_error(R"({"type": })"), "schema: invalid JSON at byte 9");
   EXPECT_EQ(compile_error(""), "schema: invalid JSON at byte 0");
+  EXPECT_EQ(compile_error(R"({"maxLength":1)" + std::string(400, '0') + "}"), "schema: a number in the JSON is too large to represent");
 }
 
 TEST(JsonSchema, ErrorsNameThePointerOfTheKeyword) {
