@@ -54,9 +54,7 @@ struct SchemaError {
 
 [[noreturn]] void fail(const std::string& pointer, const std::string& what) { throw SchemaError{pointer, what}; }
 
-struct TooDeep {
-  size_t byte;
-};
+struct TooDeep {};
 
 std::string escape_pointer_token(std::string_view token) {
   std::string out;
@@ -1278,9 +1276,9 @@ bool valid_prefix(std::string_view prefix) {
 }
 
 Json parse_schema_text(std::string_view text) {
-  const Json::parser_callback_t limit_depth = [&](int depth, Json::parse_event_t event, Json&) {
+  const Json::parser_callback_t limit_depth = [](int depth, Json::parse_event_t event, Json&) {
     if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) && depth >= kMaxJsonDepth) {
-      throw TooDeep{0};
+      throw TooDeep{};
     }
     return true;
   };
