@@ -36,7 +36,7 @@ inline constexpr uint32_t kMaxRepeat = 10000;
 inline constexpr size_t kMaxRules = 1u << 16;
 inline constexpr size_t kMaxElements = 1u << 20;
 inline constexpr size_t kMaxStacks = 1u << 14;
-inline constexpr int64_t kMaxAdvanceWork = 1 << 18;
+inline constexpr int64_t kMaxAdvanceWork = 1 << 17;
 
 inline constexpr uint32_t kMaxCodePoint = 0x10FFFF;
 
