@@ -69,7 +69,7 @@ function writeSeeds() {
 }
 
 // Longest input per target: tokenizer inputs beyond a few hundred bytes only slow the search down.
-const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096, gbnf: 2048 };
+const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096, gbnf: 1024 };
 
 function fuzz(target) {
   const crashes = path.join(build, 'crashes', target);

@@ -59,7 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int32_t vocab = tokens->vocab_size();
   const auto sample = static_cast<uint32_t>(size);
   check_agreement(matcher, vocab, sample);
-  for (size_t step = 0; step < choices.size() && step < 64; ++step) {
+  for (size_t step = 0; step < choices.size() && step < 32; ++step) {
     // Each byte picks a token: itself when allowed, else the first allowed token at or after it.
     TokenMask mask;
     matcher.fill_mask(mask);
