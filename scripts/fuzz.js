@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 'use strict';
 // npm run fuzz [-- seconds]: builds the libFuzzer targets with clang (ASan + UBSan), writes seed corpora
-// (shared models' headers, generated GGUF files, texts, cache files, random bytes, the schema fixtures) and runs each target for
-// a set time (default 120 s, or PAGEDLM_FUZZ_SECONDS), printing executions and any crash per target.
+// (shared models' headers, generated GGUF files, texts, cache files, random bytes, grammars, the schema
+// fixtures) and runs each target for a set time (default 120 s, or PAGEDLM_FUZZ_SECONDS), printing executions
+// and any crash per target.
 // Crashing inputs are kept in build-fuzz/crashes/<target>/ and should become regression tests.
 const { execFileSync, spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
@@ -51,6 +52,21 @@ function writeSeeds() {
   fs.writeFileSync(path.join(cache, 'two-blocks'), Buffer.concat([header, block(), block(), Buffer.alloc(8)]));
   const sampler = seedDir('sampler');
   for (let i = 0; i < 8; i++) fs.writeFileSync(path.join(sampler, `random${i}`), crypto.randomBytes(64 + i * 32));
+  // Grammars, each followed by a NUL and the bytes that choose tokens.
+  const gbnf = seedDir('gbnf');
+  const grammars = {
+    json: 'root ::= value\nvalue ::= object | array | string | number | "true" | "false" | "null"\n' +
+      'object ::= "{" ws ( string ws ":" ws value ( "," ws string ws ":" ws value )* )? "}"\n' +
+      'array ::= "[" ws ( value ( "," ws value )* )? "]"\nstring ::= "\\"" [^"\\\\]* "\\""\n' +
+      'number ::= "-"? [0-9]+ ( "." [0-9]+ )?\nws ::= [ \\t\\n]*\n',
+    arithmetic: 'root ::= expr\nexpr ::= term ( [-+] term )*\nterm ::= factor ( [*/] factor )*\nfactor ::= [0-9]+ | "(" expr ")"\n',
+    repetition: 'root ::= [a-c]{2,4} ("x" | "\\u00e9"){0,3} [^\\n]? # comment\n',
+    unicode: 'root ::= [\\u00e0-\\u00ff]+ "\\xe2\\x82\\xac"? . [\\U0001F600-\\U0001F64F]*\n',
+    'left-recursive': 'root ::= root "a" | "b"\n',
+  };
+  for (const [name, text] of Object.entries(grammars)) {
+    fs.writeFileSync(path.join(gbnf, name), Buffer.concat([Buffer.from(text), Buffer.from([0]), crypto.randomBytes(24)]));
+  }
   const schemas = seedDir('json_schema');
   const fixtures = path.join(root, 'test', 'fixtures', 'schemas');
   for (const file of fs.readdirSync(fixtures).filter((f) => f.endsWith('.json'))) {
@@ -60,7 +76,7 @@ function writeSeeds() {
 }
 
 // Longest input per target: tokenizer inputs beyond a few hundred bytes only slow the search down.
-const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096, json_schema: 4096 };
+const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096, gbnf: 1024, json_schema: 4096 };
 // Dictionaries of the format's words, where a target has one.
 const DICT = { json_schema: path.join(root, 'test', 'fuzz', 'json_schema.dict') };
 
@@ -84,6 +100,6 @@ execFileSync('clang++', ['--version'], { stdio: 'ignore' });
 run('cmake', ['-S', '.', '-B', build, '-DCMAKE_C_COMPILER=clang', '-DCMAKE_CXX_COMPILER=clang++', '-DPAGEDLM_FUZZ=ON', '-DPAGEDLM_BUILD_TESTS=OFF', '-DPAGEDLM_CUDA=OFF', '-DCMAKE_BUILD_TYPE=RelWithDebInfo']);
 run('cmake', ['--build', build, '-j', String(os.cpus().length)]);
 writeSeeds();
-const rows = ['gguf', 'tokenizer', 'cache_file', 'sampler', 'json_schema'].map(fuzz);
+const rows = ['gguf', 'tokenizer', 'cache_file', 'sampler', 'gbnf', 'json_schema'].map(fuzz);
 console.table(rows);
 if (rows.some((r) => r.result !== 'no crash')) process.exitCode = 1;

@@ -18,6 +18,7 @@
 
 #include "grammar/gbnf.h"
 #include "grammar/grammar.h"
+#include "grammar/token_index.h"
 #include "model/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -72,7 +73,8 @@ bool load(const std::string& path, Vocabulary& out) {
   out.index = std::make_shared<const TokenIndex>(bytes, is_text, end_tokens);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   out.name = std::filesystem::path(path).filename().string() + " (" + std::to_string(tok.vocab_size()) + " tokens)";
-  std::printf("%s: token index built in %.1f ms\n", out.name.c_str(), ms);
+  std::printf("%s: token index of %zu trie nodes built in %.1f ms\n", out.name.c_str(),
+              out.index->impl().nodes.size(), ms);
   return true;
 }
 

@@ -11,7 +11,7 @@
 //   kMaxElements      elements after expansion
 // and the matcher's, per step (see matcher.cpp for what happens past them):
 //   kMaxStacks        parse stacks kept at one position
-//   kMaxExpansions    rule expansions while advancing by one character
+//   kMaxAdvanceWork   stack entries written while advancing by one character (bounds its time)
 #pragma once
 
 #include <cstddef>
@@ -35,8 +35,14 @@ inline constexpr int kMaxNesting = 256;
 inline constexpr uint32_t kMaxRepeat = 10000;
 inline constexpr size_t kMaxRules = 1u << 16;
 inline constexpr size_t kMaxElements = 1u << 20;
-inline constexpr size_t kMaxStacks = 1u << 15;
-inline constexpr int kMaxExpansions = 1 << 18;
+#ifdef PAGEDLM_FUZZING
+// The same code with small caps: fuzz inputs reach them often, and each run stays fast.
+inline constexpr size_t kMaxStacks = 1u << 8;
+inline constexpr int64_t kMaxAdvanceWork = 1 << 13;
+#else
+inline constexpr size_t kMaxStacks = 1u << 14;
+inline constexpr int64_t kMaxAdvanceWork = 1 << 17;
+#endif
 
 inline constexpr uint32_t kMaxCodePoint = 0x10FFFF;
 
@@ -88,14 +94,13 @@ class Grammar {
   size_t rule_count() const { return alternatives_.size(); }
   size_t element_count() const { return elements_.size(); }
 
+  std::span<const CodeRange> class_ranges(uint32_t char_class) const;  // sorted, disjoint, not adjacent
   bool class_contains(uint32_t char_class, uint32_t code_point) const;
   bool class_intersects(uint32_t char_class, uint32_t lo, uint32_t hi) const;
 
   MaskCache& mask_cache() const { return mask_cache_; }
 
  private:
-  std::span<const CodeRange> class_ranges(uint32_t char_class) const;
-
   std::vector<Element> elements_;
   std::vector<std::vector<uint32_t>> alternatives_;
   std::vector<CodeRange> ranges_;

@@ -7,7 +7,7 @@
 // equal positions have equal keys.
 //
 // Ambiguous grammars can multiply stacks. Past kMaxStacks the set keeps its first kMaxStacks stacks in
-// canonical order, and an advance stops expanding rules after kMaxExpansions: every text the matcher allows
+// canonical order, and an advance stops expanding rules after kMaxAdvanceWork: every text the matcher allows
 // then still matches the grammar, but some valid continuations may be refused. Grammars within the usual
 // shapes (JSON, enums of a few thousand words, arithmetic) stay far below both.
 #pragma once
