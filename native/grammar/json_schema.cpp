@@ -43,7 +43,7 @@ constexpr size_t kMaxOneOfWork = 1 << 14;  // type lookups and value comparisons
 constexpr size_t kMaxExpandedRules = 50000;
 constexpr int kIntegerDigits = 16;         // beyond a double's exact integers; bounds the model's digits
 constexpr int kFractionDigits = 16;
-constexpr int kExponentDigits = 3;
+constexpr int kExponentDigits = 2;          // keeps every number finite as a double (JSON.parse("1e400") is Infinity)
 constexpr int kMaxIndent = 20;             // spaces or tabs after a newline between tokens
 constexpr size_t kUnbounded = std::numeric_limits<size_t>::max();
 
