@@ -94,7 +94,7 @@ function writeSeeds() {
 }
 
 // Longest input per target: tokenizer inputs beyond a few hundred bytes only slow the search down.
-const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096, gbnf: 2048, json_schema: 4096, tool_calls: 4096 };
+const MAX_LEN = { gguf: 65536, tokenizer: 512, cache_file: 4096, sampler: 4096, gbnf: 1024, json_schema: 4096, tool_calls: 4096 };
 // Dictionaries of the format's words, where a target has one.
 const DICT = { json_schema: path.join(root, 'test', 'fuzz', 'json_schema.dict') };
 

@@ -35,8 +35,14 @@ inline constexpr int kMaxNesting = 256;
 inline constexpr uint32_t kMaxRepeat = 10000;
 inline constexpr size_t kMaxRules = 1u << 16;
 inline constexpr size_t kMaxElements = 1u << 20;
+#ifdef PAGEDLM_FUZZING
+// The same code with small caps: fuzz inputs reach them often, and each run stays fast.
+inline constexpr size_t kMaxStacks = 1u << 8;
+inline constexpr int64_t kMaxAdvanceWork = 1 << 13;
+#else
 inline constexpr size_t kMaxStacks = 1u << 14;
-inline constexpr int64_t kMaxAdvanceWork = 1 << 18;
+inline constexpr int64_t kMaxAdvanceWork = 1 << 17;
+#endif
 
 inline constexpr uint32_t kMaxCodePoint = 0x10FFFF;
 

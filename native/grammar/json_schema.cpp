@@ -43,7 +43,7 @@ constexpr size_t kMaxOneOfWork = 1 << 14;  // type lookups and value comparisons
 constexpr size_t kMaxExpandedRules = 50000;
 constexpr int kIntegerDigits = 16;         // beyond a double's exact integers; bounds the model's digits
 constexpr int kFractionDigits = 16;
-constexpr int kExponentDigits = 3;
+constexpr int kExponentDigits = 2;          // keeps every number finite as a double (JSON.parse("1e400") is Infinity)
 constexpr int kMaxIndent = 20;             // spaces or tabs after a newline between tokens
 constexpr size_t kUnbounded = std::numeric_limits<size_t>::max();
 
@@ -54,9 +54,7 @@ struct SchemaError {
 
 [[noreturn]] void fail(const std::string& pointer, const std::string& what) { throw SchemaError{pointer, what}; }
 
-struct TooDeep {
-  size_t byte;
-};
+struct TooDeep {};
 
 std::string escape_pointer_token(std::string_view token) {
   std::string out;
@@ -149,6 +147,8 @@ bool is_known_untranslated(const std::string& key) {
 
 void check_keywords(const Json& schema, const std::string& pointer) {
   for (const auto& [key, value] : schema.items()) {
+    // A nested $id starts a new base URI that $ref would resolve against: the compiler resolves in one document.
+    if (key == "$id" && !pointer.empty()) fail(child(pointer, key), "$id inside a subschema is not supported");
     if (is_annotation(key) || is_container(key) || is_translated(key)) continue;
     if (key == "uniqueItems" && value == false) continue;
     if (is_known_untranslated(key)) fail(child(pointer, key), "keyword '" + key + "' is not supported");
@@ -835,8 +835,27 @@ class SchemaCompiler {
     return bounds;
   }
 
+  // Validators that check formats check these on numbers: int32 and int64 (JavaScript's safe integers) as
+  // ranges, float and double not at all.
+  void apply_number_format(const Json& schema, const std::string& pointer, bool integer, Bounds& bounds) const {
+    if (!schema.contains("format")) return;
+    const std::string where = child(pointer, "format");
+    if (!schema["format"].is_string()) fail(where, "format must be a string");
+    const std::string name = schema["format"].get<std::string>();
+    if (name == "float" || name == "double") return;
+    if (!integer || (name != "int32" && name != "int64")) {
+      fail(where, "format '" + name + "' is not supported on " + (integer ? "an integer" : "a number") +
+                      " (supported: int32, int64 on integers; float, double)");
+    }
+    const double top = name == "int32" ? 2147483647.0 : 9007199254740991.0;
+    const double bottom = name == "int32" ? -2147483648.0 : -9007199254740991.0;
+    if (!bounds.lo || *bounds.lo < bottom) bounds.lo = bottom, bounds.lo_exclusive = false;
+    if (!bounds.hi || *bounds.hi > top) bounds.hi = top, bounds.hi_exclusive = false;
+  }
+
   std::string integer_text(const Json& schema, const std::string& pointer) {
-    const Bounds bounds = numeric_bounds(schema, pointer);
+    Bounds bounds = numeric_bounds(schema, pointer);
+    apply_number_format(schema, pointer, true, bounds);
     if (!bounds.lo && !bounds.hi) return helper("integer");
     const int64_t limit = largest_spelled_integer();
     // Clamped as doubles first: a double past int64's range does not convert.
@@ -855,7 +874,8 @@ class SchemaCompiler {
   }
 
   std::string number_text(const Json& schema, const std::string& pointer) {
-    const Bounds bounds = numeric_bounds(schema, pointer);
+    Bounds bounds = numeric_bounds(schema, pointer);
+    apply_number_format(schema, pointer, false, bounds);
     if (!bounds.lo && !bounds.hi) return helper("number");
     return bounded_number(bounds, pointer);
   }
@@ -1256,9 +1276,9 @@ bool valid_prefix(std::string_view prefix) {
 }
 
 Json parse_schema_text(std::string_view text) {
-  const Json::parser_callback_t limit_depth = [&](int depth, Json::parse_event_t event, Json&) {
+  const Json::parser_callback_t limit_depth = [](int depth, Json::parse_event_t event, Json&) {
     if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) && depth >= kMaxJsonDepth) {
-      throw TooDeep{0};
+      throw TooDeep{};
     }
     return true;
   };
@@ -1282,6 +1302,8 @@ Result<std::string> json_schema_to_gbnf(std::string_view schema_json, std::strin
   } catch (const Json::parse_error& error) {
     return Status(ErrorCode::kInvalidArgument,
                   "schema: invalid JSON at byte " + std::to_string(error.byte > 0 ? error.byte - 1 : 0));
+  } catch (const Json::out_of_range&) {
+    return Status(ErrorCode::kInvalidArgument, "schema: a number in the JSON is too large to represent");
   } catch (const TooDeep&) {
     return Status(ErrorCode::kInvalidArgument,
                   "schema: JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");

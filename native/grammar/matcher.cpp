@@ -1,6 +1,7 @@
 // GrammarMatcher: a pushdown matcher over the parse stacks of pda.h, advanced byte by byte.
 #include <algorithm>
 #include <cstring>
+#include <unordered_set>
 
 #include "grammar/gbnf.h"
 #include "grammar/grammar.h"
@@ -39,46 +40,70 @@ uint32_t complete_with(const PartialChar& partial, bool largest) {
   return decode(bytes, partial.needed);
 }
 
-// Expands rule references at the top of `stack` until every resulting stack ends at a character class (or
-// is empty), appending them to `out`. Iterative: deep chains of rules cannot overflow the call stack.
-void expand(const Grammar& grammar, Stack stack, StackSet& out, int64_t& budget) {
-  std::vector<Stack> work;
-  work.push_back(std::move(stack));
-  while (!work.empty()) {
-    Stack current = std::move(work.back());
-    work.pop_back();
-    if (current.empty()) {
-      out.push_back(std::move(current));
-      continue;
-    }
-    const uint32_t position = current.back();
-    const Element& element = grammar.element(position);
-    if (element.kind == ElementKind::kChars) {
-      out.push_back(std::move(current));
-      continue;
-    }
-    current.pop_back();
-    if (element.kind == ElementKind::kEnd) {  // an empty alternative
-      work.push_back(std::move(current));
-      continue;
-    }
-    // Only what follows the reference stays: a reference in tail position leaves nothing behind, so
-    // right recursion (repetitions) does not deepen the stack.
-    if (grammar.element(position + 1).kind != ElementKind::kEnd) current.push_back(position + 1);
-    const auto alternatives = grammar.alternatives(element.value);
-    budget -= static_cast<int64_t>(alternatives.size() * (current.size() + 1));
-    if (budget < 0) return;
-    for (auto it = alternatives.rbegin(); it != alternatives.rend(); ++it) {
-      Stack next = current;
-      next.push_back(*it);
-      work.push_back(std::move(next));
+struct StackHash {
+  size_t operator()(const Stack& stack) const {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint32_t v : stack) h = (h ^ v) * 0x100000001b3ull;
+    return static_cast<size_t>(h ^ stack.size());
+  }
+};
+
+// Expands rule references at the tops of stacks until every resulting stack ends at a character class (or
+// is empty). A stack met twice (ambiguous grammars reach the same one by several paths) is expanded once.
+// Iterative: deep chains of rules cannot overflow the call stack. Stops once it has written `budget` stack
+// entries, keeping what it has.
+class Expander {
+ public:
+  Expander(const Grammar& grammar, int64_t budget) : grammar_(grammar), budget_(budget) {}
+
+  bool exhausted() const { return budget_ < 0; }
+
+  void expand(Stack stack) {
+    push(std::move(stack));
+    while (!work_.empty() && !exhausted()) {
+      Stack current = std::move(work_.back());
+      work_.pop_back();
+      if (current.empty() || grammar_.element(current.back()).kind == ElementKind::kChars) {
+        out_.push_back(std::move(current));
+        continue;
+      }
+      const uint32_t position = current.back();
+      const Element element = grammar_.element(position);
+      current.pop_back();
+      if (element.kind == ElementKind::kEnd) {  // an empty alternative
+        push(std::move(current));
+        continue;
+      }
+      // Only what follows the reference stays: a reference in tail position leaves nothing behind, so
+      // right recursion (repetitions) does not deepen the stack.
+      if (grammar_.element(position + 1).kind != ElementKind::kEnd) current.push_back(position + 1);
+      const auto alternatives = grammar_.alternatives(element.value);
+      for (auto it = alternatives.rbegin(); it != alternatives.rend(); ++it) {
+        Stack next = current;
+        next.push_back(*it);
+        push(std::move(next));
+      }
     }
   }
-}
+
+  StackSet take() { return std::move(out_); }
+
+ private:
+  void push(Stack stack) {
+    budget_ -= static_cast<int64_t>(stack.size() + 1);
+    if (exhausted() || !seen_.insert(stack).second) return;
+    work_.push_back(std::move(stack));
+  }
+
+  const Grammar& grammar_;
+  int64_t budget_;
+  std::vector<Stack> work_;
+  std::unordered_set<Stack, StackHash> seen_;
+  StackSet out_;
+};
 
 void canonicalize(StackSet& stacks) {
-  std::sort(stacks.begin(), stacks.end());
-  stacks.erase(std::unique(stacks.begin(), stacks.end()), stacks.end());
+  std::sort(stacks.begin(), stacks.end());  // already free of duplicates (Expander)
   if (stacks.size() > kMaxStacks) stacks.resize(kMaxStacks);
 }
 
@@ -117,9 +142,9 @@ std::pair<uint32_t, uint32_t> partial_range(const PartialChar& partial) {
 }
 
 StackSet initial_stacks(const Grammar& grammar) {
-  StackSet stacks;
-  int64_t budget = kMaxAdvanceWork;
-  for (uint32_t start : grammar.alternatives(grammar.root())) expand(grammar, Stack{start}, stacks, budget);
+  Expander expander(grammar, kMaxAdvanceWork);
+  for (uint32_t start : grammar.alternatives(grammar.root())) expander.expand(Stack{start});
+  StackSet stacks = expander.take();
   canonicalize(stacks);
   return stacks;
 }
@@ -136,18 +161,16 @@ void matching_stacks(const Grammar& grammar, const StackSet& stacks, uint32_t co
 }
 
 StackSet advance_stacks(const Grammar& grammar, const StackSet& stacks, const std::vector<uint32_t>& matching) {
-  StackSet next;
-  int64_t budget = kMaxAdvanceWork;
+  Expander expander(grammar, kMaxAdvanceWork);
   for (uint32_t i : matching) {
-    budget -= static_cast<int64_t>(stacks[i].size());
-    if (budget < 0) break;
+    if (expander.exhausted()) break;
     Stack stack = stacks[i];
     const uint32_t position = stack.back();
     stack.pop_back();
     if (grammar.element(position + 1).kind != ElementKind::kEnd) stack.push_back(position + 1);
-    expand(grammar, std::move(stack), next, budget);
-    if (budget < 0) break;
+    expander.expand(std::move(stack));
   }
+  StackSet next = expander.take();
   canonicalize(next);
   return next;
 }

@@ -141,6 +141,7 @@ TEST(JsonSchema, RecursiveReferencesBecomeRecursiveRules) {
 TEST(JsonSchema, InvalidJsonNamesTheByte) {
   EXPECT_EQ(compile_error(R"({"type": })"), "schema: invalid JSON at byte 9");
   EXPECT_EQ(compile_error(""), "schema: invalid JSON at byte 0");
+  EXPECT_EQ(compile_error(R"({"maxLength":1)" + std::string(400, '0') + "}"), "schema: a number in the JSON is too large to represent");
 }
 
 TEST(JsonSchema, ErrorsNameThePointerOfTheKeyword) {
@@ -153,6 +154,8 @@ TEST(JsonSchema, ErrorsNameThePointerOfTheKeyword) {
   EXPECT_EQ(compile_error(R"({"type":"number","multipleOf":2})"), "schema: /multipleOf: keyword 'multipleOf' is not supported");
   EXPECT_EQ(compile_error(R"({"type":"object","properties":{"a/b":{"type":"object","patternProperties":{}}}})"),
             "schema: /properties/a~1b/patternProperties: keyword 'patternProperties' is not supported");
+  EXPECT_EQ(compile_error(R"({"$id":"https://example.com/a","anyOf":[{"$id":"b","type":"null"}]})"),
+            "schema: /anyOf/0/$id: $id inside a subschema is not supported");
   EXPECT_EQ(compile_error("[1]"), "schema: (root): a schema must be an object or a boolean");
   EXPECT_EQ(compile_error("false"), "schema: (root): the schema false admits no value");
 }
@@ -430,10 +433,17 @@ TEST(JsonSchemaGrammar, PatternsMatchTheDecodedStringAsValidatorsSearch) {
 TEST(JsonSchemaGrammar, NumbersStayJsonAndWithinBounds) {
   const auto number = schema_grammar(R"({"type":"number"})");
   for (const char* ok : {"0", "-0", "1.5", "-12e3", "1E-7", "0.000", "9999999999999999"}) EXPECT_TRUE(matches(number, ok)) << ok;
-  for (const char* bad : {"01", "1.", ".5", "+1", "1e", "--1", "99999999999999999", "NaN"}) EXPECT_FALSE(matches(number, bad)) << bad;
+  for (const char* bad : {"01", "1.", ".5", "+1", "1e", "--1", "99999999999999999", "NaN", "1e400"}) EXPECT_FALSE(matches(number, bad)) << bad;
   const auto ranged = schema_grammar(R"({"type":"number","exclusiveMinimum":-2,"maximum":3})");
   for (const char* ok : {"-1.999", "-0.5", "0", "2.75", "3", "3.000", "-1"}) EXPECT_TRUE(matches(ranged, ok)) << ok;
   for (const char* bad : {"-2", "-2.0", "-2.5", "3.01", "4", "-0", "1e2"}) EXPECT_FALSE(matches(ranged, bad)) << bad;
+  const auto int32 = schema_grammar(R"({"type":"integer","format":"int32"})");
+  EXPECT_TRUE(matches(int32, "-2147483648"));
+  EXPECT_TRUE(matches(int32, "2147483647"));
+  EXPECT_FALSE(matches(int32, "2147483648"));
+  EXPECT_FALSE(matches(int32, "-2147483649"));
+  EXPECT_EQ(compile_error(R"({"type":"number","format":"int32"})"),
+            "schema: /format: format 'int32' is not supported on a number (supported: int32, int64 on integers; float, double)");
   const auto integer = schema_grammar(R"({"type":"integer","minimum":-105,"exclusiveMaximum":2000})");
   std::set<int> accepted;
   for (int v = -300; v <= 2300; ++v) {
