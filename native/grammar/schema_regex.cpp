@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <limits>
 
+#include "tokenizer/unicode.h"
+
 namespace pagedlm::grammar::schema {
 namespace {
 
@@ -17,24 +19,6 @@ constexpr int kMaxGroupDepth = 32;
 bool contains(const CodepointSet& set, uint32_t cp) {
   auto it = std::upper_bound(set.begin(), set.end(), cp, [](uint32_t v, const CodepointRange& r) { return v < r.lo; });
   return it != set.begin() && std::prev(it)->hi >= cp;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 void append_hex_escape(std::string& out, uint32_t byte) {
@@ -51,7 +35,7 @@ void append_class_char(std::string& out, uint32_t cp) {
   } else if (cp < 0x20 || cp == 0x7F || cp == '[' || cp == ']' || cp == '^' || cp == '-') {
     append_hex_escape(out, cp);
   } else {
-    append_utf8(out, cp);
+    utf8_append(out, cp);
   }
 }
 
@@ -508,7 +492,7 @@ std::string json_char_gbnf(const CodepointSet& set) {
   const CodepointSet raw = intersection(set, json_raw_chars());
   if (raw.size() == 1 && raw[0].lo == raw[0].hi) {
     std::string one;
-    append_utf8(one, raw[0].lo);
+    utf8_append(one, raw[0].lo);
     alternatives.push_back(gbnf_literal(one));
   } else if (!raw.empty()) {
     alternatives.push_back(gbnf_class(raw));

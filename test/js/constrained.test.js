@@ -8,10 +8,8 @@ const path = require('node:path');
 // JSON Schema 2020-12, the draft whose prefixItems / items the compiler implements.
 const Ajv = require('ajv/dist/2020');
 const addFormats = require('ajv-formats');
-const express = require('express');
-const OpenAI = require('openai');
 const { Engine, jsonSchemaToGrammar } = require('../..');
-const { createRouter } = require('../../express');
+const { startRouter, stopRouter } = require('../support/router');
 const { describeWithModels } = require('../support/models');
 
 const corpusDir = path.join(__dirname, '..', 'fixtures', 'schemas');
@@ -150,13 +148,10 @@ describeWithModels('response_format through the openai client', ['stories260K.gg
   let client;
   beforeAll(async () => {
     engine = await Engine.load(modelPath, { contextLength: 1024 });
-    const app = express();
-    app.use(createRouter(engine, { model: 'tiny', maxTokens: 600 }));
-    server = await new Promise((resolve) => { const s = app.listen(0, '127.0.0.1', () => resolve(s)); });
-    client = new OpenAI({ baseURL: `http://127.0.0.1:${server.address().port}/v1`, apiKey: 'not-needed', maxRetries: 0 });
+    ({ server, client } = await startRouter(engine, { model: 'tiny', maxTokens: 600 }));
   });
   afterAll(async () => {
-    await new Promise((resolve) => server.close(resolve));
+    await stopRouter(server);
     await engine.close();
   });
 

@@ -6,10 +6,9 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const express = require('express');
-const OpenAI = require('openai');
 const { Engine } = require('../..');
-const { createRouter } = require('../../express');
+const OpenAI = require('openai');
+const { startRouter, stopRouter } = require('../support/router');
 const { describeWithModels, sharedModel } = require('../support/models');
 const { writeModel } = require('../support/gguf-writer');
 
@@ -121,16 +120,10 @@ describeWithModels('POST /v1/embeddings with the openai client', ['aidreams260K.
   let client;
   beforeAll(async () => {
     engine = await Engine.load(modelPath, { threads: 2 });
-    const app = express();
-    app.use(createRouter(engine, { model: 'tiny' }));
-    server = await new Promise((resolve) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-    });
-    client = new OpenAI({ baseURL: `http://127.0.0.1:${server.address().port}/v1`, apiKey: 'none', maxRetries: 0 });
+    ({ server, client } = await startRouter(engine, { model: 'tiny' }));
   });
   afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await stopRouter(server);
     await engine.close();
   });
 

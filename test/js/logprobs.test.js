@@ -1,10 +1,8 @@
 'use strict';
 // Log-probabilities: generate()/stream()/chat() with `logprobs`, and the router's OpenAI shapes for chat
 // (logprobs + top_logprobs) and completions (the legacy logprobs object), driven by the official client.
-const express = require('express');
-const OpenAI = require('openai');
 const { Engine } = require('../..');
-const { createRouter } = require('../../express');
+const { startRouter, stopRouter } = require('../support/router');
 const { describeWithModels } = require('../support/models');
 
 // Checks what holds for any token's logprobs: the chosen entry is the token generated, every value is a
@@ -97,16 +95,10 @@ describeWithModels('logprobs through the OpenAI router', ['synth-tiny-f16.gguf']
   let client;
   beforeAll(async () => {
     engine = await Engine.load(modelPath, { contextLength: 512, kvCache: { blocks: 128 } });
-    const app = express();
-    app.use(createRouter(engine, { model: 'tiny' }));
-    server = await new Promise((resolve) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-    });
-    client = new OpenAI({ baseURL: `http://127.0.0.1:${server.address().port}/v1`, apiKey: 'none', maxRetries: 0 });
+    ({ server, client } = await startRouter(engine, { model: 'tiny' }));
   });
   afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await stopRouter(server);
     await engine.close();
   });
 

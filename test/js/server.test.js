@@ -3,27 +3,11 @@
 // raw HTTP: chat and completions, streaming and not, errors in OpenAI's shape, client disconnects, load.
 const http = require('node:http');
 const { createHook } = require('node:async_hooks');
-const express = require('express');
 const OpenAI = require('openai');
 const autocannon = require('autocannon');
 const { Engine } = require('../..');
-const { createRouter } = require('../../express');
+const { startRouter, stopRouter } = require('../support/router');
 const { describeWithModels } = require('../support/models');
-
-async function startServer(engine, options) {
-  const app = express();
-  app.use(createRouter(engine, options));
-  const server = await new Promise((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  return { server, url: `http://127.0.0.1:${server.address().port}` };
-}
-
-// fetch keeps idle connections open for reuse; closing them lets Jest exit as soon as the tests end.
-function stopServer(server) {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(resolve));
-}
 
 function waitFor(predicate, timeoutMs = 10000) {
   return new Promise((resolve, reject) => {
@@ -63,11 +47,11 @@ describeWithModels('OpenAI-compatible server', ['synth-tiny-f16.gguf'], (modelPa
   let client;
   beforeAll(async () => {
     engine = await Engine.load(modelPath, { contextLength: 512, kvCache: { blocks: 256 } });
-    ({ server, url } = await startServer(engine, { model: 'tiny', maxTokens: 256 }));
+    ({ server, url } = await startRouter(engine, { model: 'tiny', maxTokens: 256 }));
     client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'not-needed', maxRetries: 0 });
   });
   afterAll(async () => {
-    await stopServer(server);
+    await stopRouter(server);
     await engine.close();
   });
 
@@ -274,10 +258,10 @@ describeWithModels('safe server settings', ['synth-tiny-f16.gguf'], (modelPath) 
   beforeAll(async () => {
     // A context long enough that a 4000-token generation is still running at the request timeout.
     engine = await Engine.load(modelPath, { contextLength: 4096, kvCache: { blocks: 300 } });
-    ({ server, url } = await startServer(engine, { apiKey: ['key-a', 'key-b'], maxPromptTokens: 64, maxN: 2, requestTimeoutMs: 300 }));
+    ({ server, url } = await startRouter(engine, { apiKey: ['key-a', 'key-b'], maxPromptTokens: 64, maxN: 2, requestTimeoutMs: 300 }));
   });
   afterAll(async () => {
-    await stopServer(server);
+    await stopRouter(server);
     await engine.close();
   });
   const post = (key, body, headers = {}) =>

