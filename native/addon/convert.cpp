@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <list>
+#include <mutex>
 
 #include "tokenizer/unicode.h"
 
@@ -153,23 +155,70 @@ Napi::TypeError grammar_error(Napi::Env env, const Status& status, const char* c
   return error;
 }
 
+namespace {
+
+// The grammars of recent requests by their text. A chat backend sends the same schema with every request:
+// it is compiled once, and the masks its Grammar memoizes serve every later request (a Grammar keeps masks
+// per vocabulary index, so engines of different models may share it). Worker threads share the addon.
+class RecentGrammars {
+ public:
+  std::shared_ptr<const grammar::Grammar> find(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->first != key) continue;
+      entries_.splice(entries_.begin(), entries_, it);
+      return it->second;
+    }
+    return nullptr;
+  }
+  void add(std::string key, std::shared_ptr<const grammar::Grammar> grammar) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    entries_.emplace_front(std::move(key), std::move(grammar));
+    if (entries_.size() > kCapacity) entries_.pop_back();
+  }
+
+ private:
+  static constexpr size_t kCapacity = 16;
+  std::mutex mutex_;
+  std::list<std::pair<std::string, std::shared_ptr<const grammar::Grammar>>> entries_;  // most recent first
+};
+
+RecentGrammars& recent_grammars() {
+  static RecentGrammars recent;
+  return recent;
+}
+
+}  // namespace
+
 std::shared_ptr<const grammar::Grammar> compile_grammar(const Napi::Object& o) {
   const Napi::Env env = o.Env();
-  std::string gbnf;
+  std::string key;  // what the grammar is made from, tagged by kind
   if (const Napi::Value text = o.Get("grammar"); text.IsString()) {
-    gbnf = text.As<Napi::String>().Utf8Value();
+    key = "gbnf:" + text.As<Napi::String>().Utf8Value();
   } else if (const Napi::Value schema = o.Get("jsonSchema"); schema.IsString()) {
-    Result<std::string> compiled = grammar::json_schema_to_gbnf(schema.As<Napi::String>().Utf8Value());
-    if (!compiled.is_ok()) throw grammar_error(env, compiled.status(), "ERR_INVALID_SCHEMA");
-    gbnf = compiled.take();
+    key = "schema:" + schema.As<Napi::String>().Utf8Value();
   } else if (optional_bool(o, "json").value_or(false)) {
-    gbnf = grammar::json_value_gbnf(false);
+    key = "json:";
   } else {
     return nullptr;
   }
+  if (auto known = recent_grammars().find(key)) return known;
+  const std::string_view source = std::string_view(key).substr(key.find(':') + 1);
+  std::string gbnf;
+  if (key.starts_with("gbnf:")) {
+    gbnf = source;
+  } else if (key.starts_with("schema:")) {
+    Result<std::string> compiled = grammar::json_schema_to_gbnf(source);
+    if (!compiled.is_ok()) throw grammar_error(env, compiled.status(), "ERR_INVALID_SCHEMA");
+    gbnf = compiled.take();
+  } else {
+    gbnf = grammar::json_value_gbnf(false);
+  }
   auto parsed = grammar::parse_gbnf(gbnf);
   if (!parsed.is_ok()) throw grammar_error(env, parsed.status(), "ERR_INVALID_GRAMMAR");
-  return parsed.take();
+  std::shared_ptr<const grammar::Grammar> compiled = parsed.take();
+  recent_grammars().add(std::move(key), compiled);
+  return compiled;
 }
 
 namespace {

@@ -241,7 +241,11 @@ class PatternTranslator {
       ++pos_;
     } else if (c == '{') {
       if (!braces(min, max)) fail("'{' must be escaped (\\{) where it is not a quantifier");
-      suffix = "{" + std::to_string(min) + (max == min ? "" : max == kUnbounded ? "," : "," + std::to_string(max)) + "}";
+      suffix = "{";
+      suffix += std::to_string(min);
+      if (max != min) suffix += ",";
+      if (max != min && max != kUnbounded) suffix += std::to_string(max);
+      suffix += "}";
     } else {
       return piece;
     }
