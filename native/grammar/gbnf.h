@@ -37,8 +37,8 @@ inline constexpr size_t kMaxRules = 1u << 16;
 inline constexpr size_t kMaxElements = 1u << 20;
 #ifdef PAGEDLM_FUZZING
 // The same code with small caps: fuzz inputs reach them often, and each run stays fast.
-inline constexpr size_t kMaxStacks = 1u << 8;
-inline constexpr int64_t kMaxAdvanceWork = 1 << 13;
+inline constexpr size_t kMaxStacks = 1u << 6;
+inline constexpr int64_t kMaxAdvanceWork = 1 << 11;
 #else
 inline constexpr size_t kMaxStacks = 1u << 14;
 inline constexpr int64_t kMaxAdvanceWork = 1 << 17;

@@ -10,8 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
-#include <numeric>
+#include <string>
 #include <unordered_map>
 
 #include "grammar/gbnf.h"
