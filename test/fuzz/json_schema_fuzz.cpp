@@ -10,20 +10,11 @@
 #include <vector>
 
 #include "grammar/grammar.h"
+#include "../native/support/byte_tokens.h"
 
 namespace {
 
-std::shared_ptr<const pagedlm::grammar::TokenIndex> byte_tokens() {
-  static const auto tokens = [] {
-    std::vector<std::string> bytes;
-    for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
-    bytes.emplace_back("</s>");
-    std::vector<bool> is_text(257, true);
-    is_text[256] = false;
-    return std::make_shared<const pagedlm::grammar::TokenIndex>(bytes, is_text, std::vector<int32_t>{256});
-  }();
-  return tokens;
-}
+using pagedlm::testing::byte_tokens;
 
 [[noreturn]] void report(const char* what, const std::string& detail) {
   std::fprintf(stderr, "%s\n%s\n", what, detail.c_str());

@@ -9,6 +9,7 @@
 
 #include "grammar/gbnf.h"
 #include "grammar/grammar.h"
+#include "support/byte_tokens.h"
 
 namespace pagedlm::grammar {
 namespace {
@@ -48,15 +49,7 @@ std::string parse_error(const std::string& text) {
   return result.status().message();
 }
 
-// One token per byte value, then an end token: text goes through the matcher byte by byte.
-std::shared_ptr<const TokenIndex> byte_tokens() {
-  std::vector<std::string> bytes;
-  for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
-  bytes.emplace_back("</s>");
-  std::vector<bool> is_text(257, true);
-  is_text[256] = false;
-  return std::make_shared<const TokenIndex>(bytes, is_text, std::vector<int32_t>{256});
-}
+using testing::byte_tokens;
 
 bool accepts_prefix(const std::shared_ptr<const Grammar>& grammar, const std::string& text, GrammarMatcher* out = nullptr) {
   GrammarMatcher matcher(grammar, byte_tokens());
@@ -360,7 +353,7 @@ TEST(GrammarMask, AgreesOnRandomGrammars) {
     }
     ++parsed;
     check_masks_on_random_walks(result.value(), tokens, g, 3, 8);
-    if (testing::Test::HasFatalFailure()) {
+    if (::testing::Test::HasFatalFailure()) {
       ADD_FAILURE() << text;
       return;
     }

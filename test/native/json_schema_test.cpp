@@ -14,6 +14,7 @@
 
 #include "grammar/gbnf.h"
 #include "grammar/grammar.h"
+#include "support/byte_tokens.h"
 
 namespace pagedlm::grammar {
 namespace {
@@ -270,18 +271,7 @@ TEST(JsonSchema, PathologicalSchemasAreBounded) {
 
 using OrderedJson = nlohmann::ordered_json;
 
-// One token per byte value, then an end token: text goes through the matcher byte by byte.
-std::shared_ptr<const TokenIndex> byte_tokens() {
-  static const auto tokens = [] {
-    std::vector<std::string> bytes;
-    for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
-    bytes.emplace_back("</s>");
-    std::vector<bool> is_text(257, true);
-    is_text[256] = false;
-    return std::make_shared<const TokenIndex>(bytes, is_text, std::vector<int32_t>{256});
-  }();
-  return tokens;
-}
+using testing::byte_tokens;
 constexpr int32_t kEndToken = 256;
 
 std::shared_ptr<const Grammar> schema_grammar(const std::string& schema) {
