@@ -1,11 +1,13 @@
 'use strict';
 
 const binding = require('./native');
-const { ChatFormatter } = require('./chat');
+const { ChatFormatter, checkMessages } = require('./chat');
+const { replyReserve, truncateOldest } = require('./overflow');
+const { DEFAULT_SAMPLING } = require('./sampling');
 const { checkTools, checkToolChoice, checkToolCallFormat, toolCallGrammar, parseReply } = require('./tools');
 const { jsonSchemaToGrammar } = require('./grammar');
 const { PagedlmError, fromNative } = require('./errors');
-const { loadOptions, inspectOptions, generateOptions, embedOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, GENERATE_KEYS, CHAT_KEYS } = require('./options');
+const { loadOptions, inspectOptions, generateOptions, embedOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, int, checkContextOverflow, GENERATE_KEYS, CHAT_KEYS } = require('./options');
 
 const kCreate = Symbol('create');
 
@@ -176,31 +178,65 @@ class Engine {
    * tools, also `toolCalls` ([{ id, type: 'function', function: { name, arguments: JSON text }, arguments:
    * object }], empty when the reply calls none), and when it calls some, finishReason 'tool_calls' and
    * `message.tool_calls` (OpenAI's shape, ready to append to `messages`). Each of `choices` carries the same.
+   * `contextOverflow` says what a conversation longer than the context does: 'truncate-oldest' (default) drops
+   * its oldest turns, keeping the leading system messages (lib/overflow.js), 'error' rejects with
+   * ERR_CONTEXT_OVERFLOW; the result's `truncatedMessages` (also on the stream) counts the messages dropped.
    */
   chat(messages, options = {}) {
     const o = checkObject(options, 'options');
-    const { template, stream, tools, toolChoice, parallelToolCalls, toolCallFormat, ...rest } = o;
-    let rendered;
+    const { template, stream, tools, toolChoice, parallelToolCalls, toolCallFormat, contextOverflow, ...rest } = o;
+    let prompt;
     let toolUse;
     try {
       checkKeys(o, CHAT_KEYS, 'chat() options');
+      const policy = checkContextOverflow(contextOverflow) ?? 'truncate-oldest';
+      const maxTokens = int(rest.maxTokens ?? DEFAULT_SAMPLING.maxTokens, 'maxTokens');
       toolUse = this.#toolUse({ tools, toolChoice, parallelToolCalls, toolCallFormat }, template);
-      rendered = this.chatPrompt(messages, { template, tools: toolUse.promptTools });
+      prompt = this.#fitChat(messages, { template, toolUse, policy, maxTokens });
       const constraint = ['grammar', 'jsonSchema', 'json'].find((key) => rest[key] !== undefined);
       if (toolUse.grammar && constraint) throw new TypeError(`${constraint} cannot be combined with toolChoice "required" or a named function, which constrain the reply to tool calls`);
     } catch (error) {
       return stream ? failedStream(error) : Promise.reject(error);
     }
+    const { rendered, ids } = prompt.measured;
     const stop = [...(typeof rest.stop === 'string' ? [rest.stop] : rest.stop ?? []), ...rendered.stop];
-    const chatOptions = { ...rest, stop: stop.length ? stop : undefined, addBos: rendered.addBos, special: true };
+    // The prompt goes as the token ids it was measured with: BOS and special tokens are in them already.
+    const { addBos, special, ...generation } = rest; // eslint-disable-line no-unused-vars
+    const chatOptions = { ...generation, stop: stop.length ? stop : undefined };
     if (toolUse.grammar) chatOptions.grammar = toolUse.grammar;
-    const prompt = rendered.text + toolUse.prefix;
-    const finish = (r) => chatResult(r, toolUse);
-    if (!stream) return this.generate(prompt, chatOptions).then(finish);
-    const tokens = this.stream(prompt, chatOptions);
+    const { truncatedMessages } = prompt;
+    const finish = (r) => ({ ...chatResult(r, toolUse), truncatedMessages });
+    if (!stream) return this.generate(ids, chatOptions).then(finish);
+    const tokens = this.stream(ids, chatOptions);
+    tokens.truncatedMessages = truncatedMessages;
     tokens.result = tokens.result.then(finish);
     tokens.result.catch(() => {});
     return tokens;
+  }
+
+  // chat()'s messages -> the prompt to send under the contextOverflow policy:
+  // { measured: { rendered, ids, tokens }, truncatedMessages }.
+  #fitChat(messages, { template, toolUse, policy, maxTokens }) {
+    checkMessages(messages); // here, so that an error names the message's place in the whole conversation
+    this.#chat ??= new ChatFormatter(this.info());
+    const measure = (candidate) => {
+      const rendered = this.#chat.render(candidate, { template, tools: toolUse.promptTools });
+      // An array: the addon's Int32Array is another realm's under a vm context (Jest), which generate() refuses.
+      const ids = Array.from(this.#open().tokenize(rendered.text + toolUse.prefix, rendered.addBos, true));
+      return { rendered, ids, tokens: ids.length };
+    };
+    const { contextLength } = this.info();
+    if (policy === 'truncate-oldest') {
+      return truncateOldest(messages, { measure, promptLimit: contextLength - replyReserve(contextLength, maxTokens) });
+    }
+    const measured = measure(messages);
+    if (measured.tokens >= contextLength) {
+      throw new PagedlmError(
+        `the conversation has ${measured.tokens} tokens but the context holds ${contextLength} (prompt plus at least one generated token): pass contextOverflow: 'truncate-oldest' to drop its oldest turns, or load with a larger contextLength`,
+        'ERR_CONTEXT_OVERFLOW',
+      );
+    }
+    return { measured, truncatedMessages: 0 };
   }
 
   // chat()'s tool options -> what the prompt, the grammar and the reply's parsing need.

@@ -1,5 +1,5 @@
 import type { Router } from 'express';
-import type { Engine } from './index';
+import type { ContextOverflow, Engine } from './index';
 
 export interface RouterOptions {
   /** Model id reported by /v1/models and in responses (default: the GGUF's general.name). */
@@ -28,6 +28,9 @@ export interface RouterOptions {
   saltByUser?: boolean;
   /** Let all requests share cached prefixes (default false: per tenant header, API key, or user). */
   shareCache?: boolean;
+  /** A chat longer than the context: 'error' (default) answers 400 context_length_exceeded, as OpenAI does;
+   * 'truncate-oldest' drops its oldest turns and reports how many messages in `x-pagedlm-truncated-messages`. */
+  contextOverflow?: ContextOverflow;
 }
 
 /** OpenAI-compatible routes over one engine: /v1/chat/completions, /v1/completions, /v1/models, /v1/cache/stats, /metrics. */

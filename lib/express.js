@@ -15,11 +15,12 @@ const { DEFAULT_SAMPLING } = require('./sampling');
 const { createMetrics } = require('./metrics');
 const { checkTools, checkToolChoice, ReplyGate } = require('./tools');
 const { jsonSchemaToGrammar } = require('./grammar');
-const { checkObject, checkKeys, checkBoolean, closestKey, MAX_LOGPROBS } = require('./options');
+const { checkObject, checkKeys, checkBoolean, checkContextOverflow, closestKey, MAX_LOGPROBS } = require('./options');
+const { replyReserve, truncateOldest } = require('./overflow');
 
 const ROUTER_KEYS = [
   'model', 'ui', 'apiKey', 'protectMetrics', 'maxTokens', 'defaultMaxTokens', 'maxN', 'maxPromptTokens', 'bodyLimit',
-  'requestTimeoutMs', 'stallTimeoutMs', 'saltByUser', 'shareCache',
+  'requestTimeoutMs', 'stallTimeoutMs', 'saltByUser', 'shareCache', 'contextOverflow',
 ];
 
 const ERROR_STATUS = {
@@ -296,12 +297,16 @@ function timeoutError(limits, result) {
  *            maxPromptTokens: cap on prompt length (default: the engine's context), bodyLimit (default '1mb'),
  *            requestTimeoutMs: longest generation (default 600000), stallTimeoutMs: how long a streaming
  *            client may stop reading before it is dropped (default 30000),
- *            saltByUser (default true), shareCache: let tenants share cached prefixes (default false) }
+ *            saltByUser (default true), shareCache: let tenants share cached prefixes (default false),
+ *            contextOverflow: 'error' (default: a 400 context_length_exceeded, as OpenAI answers) or
+ *            'truncate-oldest' (chat completions drop their oldest turns, lib/overflow.js, and say how many
+ *            messages in the x-pagedlm-truncated-messages header) }
  * Cache salt per request: the X-Pagedlm-Tenant header, else the API key, else the body's `user`.
  */
 function createRouter(engine, options = {}) {
   checkKeys(checkObject(options, 'options'), ROUTER_KEYS, 'createRouter() options');
   checkBoolean(options.protectMetrics, 'protectMetrics');
+  checkContextOverflow(options.contextOverflow);
   if (options.protectMetrics && !options.apiKey) throw new TypeError('protectMetrics needs apiKey: the key /metrics would require');
   const info = engine.info();
   const model = options.model ?? (info.name || 'pagedlm');
@@ -314,6 +319,8 @@ function createRouter(engine, options = {}) {
     maxPromptTokens: options.maxPromptTokens ?? info.contextLength,
     requestTimeoutMs: options.requestTimeoutMs ?? 600000,
     stallTimeoutMs: options.stallTimeoutMs ?? 30000,
+    contextOverflow: options.contextOverflow ?? 'error',
+    contextLength: info.contextLength,
   };
   const created = Math.floor(Date.now() / 1000);
   const metrics = createMetrics(engine);
@@ -364,6 +371,7 @@ function createRouter(engine, options = {}) {
       gen.signal = controller.signal;
       const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${crypto.randomUUID()}`;
       const start = kind === 'chat' ? chatRequest(engine, body, gen, limits) : completionRequest(engine, body, gen, limits);
+      if (start.truncatedMessages !== undefined) res.set('x-pagedlm-truncated-messages', String(start.truncatedMessages));
       // How a request ended, once it has a result: the finish reason, or why it was cut short.
       const ended = (result) => {
         const aborted = result.choices.some((c) => c.finishReason === 'abort');
@@ -471,9 +479,30 @@ function checkPromptLength(count, limits, param) {
 function chatRequest(engine, body, gen, limits) {
   const { messages } = body;
   if (!Array.isArray(messages)) throw new HttpError(400, 'messages must be an array', { param: 'messages' });
-  const rendered = engine.chatPrompt(messages, { tools: gen.tools });
-  checkPromptLength(engine.tokenize(rendered.text, { addBos: rendered.addBos, special: true }).length, limits, 'messages');
-  return (stream) => engine.chat(messages, { ...gen, stream });
+  const measure = (candidate) => {
+    const rendered = engine.chatPrompt(candidate, { tools: gen.tools });
+    return { tokens: engine.tokenize(rendered.text, { addBos: rendered.addBos, special: true }).length };
+  };
+  // chat() gets 'error' either way: under 'truncate-oldest' the router has cut the conversation already,
+  // against its own prompt cap.
+  if (limits.contextOverflow === 'error') {
+    // The engine needs room for at least one generated token.
+    const maxPromptTokens = Math.min(limits.maxPromptTokens, limits.contextLength - 1);
+    checkPromptLength(measure(messages).tokens, { maxPromptTokens }, 'messages');
+    return (stream) => engine.chat(messages, { ...gen, stream, contextOverflow: 'error' });
+  }
+  const { contextLength } = limits;
+  const promptLimit = Math.min(limits.maxPromptTokens, contextLength - replyReserve(contextLength, gen.maxTokens));
+  let fitted;
+  try {
+    fitted = truncateOldest(messages, { measure, promptLimit });
+  } catch (error) {
+    if (error.code === 'ERR_CONTEXT_OVERFLOW') throw new HttpError(400, error.message, { param: 'messages', code: 'context_length_exceeded' });
+    throw error;
+  }
+  const start = (stream) => engine.chat(fitted.messages, { ...gen, stream, contextOverflow: 'error' });
+  start.truncatedMessages = fitted.truncatedMessages;
+  return start;
 }
 
 // OpenAI's prompt forms: a string, token ids, or a batch of either; a batch here holds one prompt.

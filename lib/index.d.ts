@@ -350,7 +350,13 @@ export interface ChatOptions extends GenerateOptions {
   parallelToolCalls?: boolean;
   /** Default: read from the chat template (Engine.toolCallFormat()). */
   toolCallFormat?: ToolCallFormat;
+  /** A conversation longer than the context: 'truncate-oldest' (default) drops its oldest turns, keeping the
+   * leading system and developer messages and room for the reply; 'error' rejects with ERR_CONTEXT_OVERFLOW. */
+  contextOverflow?: ContextOverflow;
 }
+
+/** What chat() and the router do with a conversation longer than the context (docs/api.md). */
+export type ContextOverflow = 'truncate-oldest' | 'error';
 
 export interface ToolCall {
   id: string;
@@ -371,11 +377,15 @@ export interface ChatResult extends Omit<GenerateResult, 'finishReason' | 'choic
   /** 'tool_calls' when the reply calls tools. */
   finishReason: GenerateResult['finishReason'] | 'tool_calls';
   choices: (Omit<GenerateResult['choices'][number], 'finishReason'> & ChatReply & { finishReason: GenerateResult['finishReason'] | 'tool_calls' })[];
+  /** Messages contextOverflow 'truncate-oldest' dropped from the front of the conversation (0 when it fit). */
+  truncatedMessages: number;
 }
 
 /** chat({ stream: true }): tokens as they come; `result` resolves to what chat() would. */
 export interface ChatTokenStream extends Omit<TokenStream, 'result'> {
   result: Promise<ChatResult>;
+  /** Known before the first token: messages dropped to fit the context. */
+  truncatedMessages: number;
 }
 
 export interface EngineStats {

@@ -20,7 +20,7 @@ const GENERATE_KEYS = [
 const MAX_LOGPROBS = 20;
 const EMBED_KEYS = ['normalize', 'pooling', 'signal'];
 const POOLINGS = ['mean', 'cls', 'last'];
-const CHAT_KEYS = [...GENERATE_KEYS, 'template', 'stream', 'tools', 'toolChoice', 'parallelToolCalls', 'toolCallFormat'];
+const CHAT_KEYS = [...GENERATE_KEYS, 'template', 'stream', 'tools', 'toolChoice', 'parallelToolCalls', 'toolCallFormat', 'contextOverflow'];
 
 function describe(value) {
   if (value === null) return 'null';
@@ -229,6 +229,14 @@ function schemaText(schema) {
   throw new TypeError(`jsonSchema must be a JSON Schema (an object or its JSON text), got ${describe(schema)}`);
 }
 
+const CONTEXT_OVERFLOW_POLICIES = ['truncate-oldest', 'error'];
+
+/** contextOverflow's value (lib/overflow.js), checked: undefined (the caller's default) or one of the policies. */
+function checkContextOverflow(value, name = 'contextOverflow') {
+  if (value === undefined || CONTEXT_OVERFLOW_POLICIES.includes(value)) return value;
+  throw new TypeError(`${name} must be 'truncate-oldest' or 'error', got ${typeof value === 'string' ? JSON.stringify(value) : describe(value)}`);
+}
+
 /** embed() options -> { normalize, pooling, signal }. */
 function embedOptions(options) {
   const o = checkKeys(checkObject(options, 'options'), EMBED_KEYS, 'embed() options');
@@ -245,6 +253,8 @@ module.exports = {
   INSPECT_KEYS,
   GENERATE_KEYS,
   CHAT_KEYS,
+  CONTEXT_OVERFLOW_POLICIES,
+  checkContextOverflow,
   MAX_LOGPROBS,
   checkKeys,
   closestKey,
