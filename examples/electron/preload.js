@@ -3,9 +3,10 @@
 const { contextBridge, ipcRenderer } = require('electron');
 
 contextBridge.exposeInMainWorld('pagedlm', {
-  chat: (id, messages) => ipcRenderer.invoke('pagedlm:chat', id, messages),
+  // Answers arrive as events: { type: 'token' | 'done' | 'failed', id, ... }.
+  chat: (id, messages) => ipcRenderer.send('pagedlm:chat', id, messages),
   abort: (id) => ipcRenderer.send('pagedlm:abort', id),
-  onToken: (listener) => ipcRenderer.on('pagedlm:token', (event, id, text) => listener(id, text)),
-  onProgress: (listener) => ipcRenderer.on('pagedlm:progress', (event, fraction) => listener(fraction)),
-  onReady: (listener) => ipcRenderer.on('pagedlm:ready', (event, name) => listener(name)),
+  restart: () => ipcRenderer.send('pagedlm:restart'),
+  // Every event of inference.js's protocol, plus { type: 'crashed', message } when the inference process dies.
+  onEvent: (listener) => ipcRenderer.on('pagedlm:event', (event, message) => listener(message)),
 });
