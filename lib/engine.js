@@ -262,7 +262,10 @@ class Engine {
     return binding.toolCallFamily(this.#chat.source(template));
   }
 
-  /** The prompt chat() would send: { text, addBos, stop }. `tools` reach the template as chat()'s do. */
+  /**
+   * The prompt chat() would send for all of `messages` (before contextOverflow drops any): { text, addBos,
+   * stop }. `tools` reach the template as chat()'s do.
+   */
   chatPrompt(messages, options = {}) {
     const { template, tools } = checkKeys(checkObject(options, 'options'), ['template', 'tools'], 'chatPrompt() options');
     if (template !== undefined && typeof template !== 'string') throw new TypeError('template must be a string');

@@ -499,7 +499,7 @@ export class Engine {
   /** Renders the messages with the model's chat template (ChatML fallback) and generates the reply. */
   chat(messages: ChatMessage[], options?: ChatOptions & { stream?: false }): Promise<ChatResult>;
   chat(messages: ChatMessage[], options: ChatOptions & { stream: true }): ChatTokenStream;
-  /** What chat() would send: the rendered text, whether BOS is still added, and extra stop strings. */
+  /** What chat() would send for all the messages (before contextOverflow drops any): the rendered text, whether BOS is still added, and extra stop strings. */
   chatPrompt(messages: ChatMessage[], options?: { template?: string; tools?: ChatTool[] }): { text: string; addBos: boolean; stop: string[] };
   /** How the model (or `template`) writes tool calls, from the markers its chat template renders them with. */
   toolCallFormat(template?: string): ToolCallFormat;
