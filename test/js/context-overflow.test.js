@@ -203,6 +203,22 @@ describeWithModels('contextOverflow on a 256-token context', ['synth-tiny-f16.gg
     checkCacheHits(log);
   });
 
+  test('what is kept renders under a template that insists on user/assistant alternation from a user message', async () => {
+    const strict =
+      "{% for m in messages %}{% if m.role == 'system' %}{% if not loop.first %}{{ raise_exception('system first') }}{% endif %}" +
+      "{% elif (m.role == 'user') != ((loop.index0 - (1 if messages[0].role == 'system' else 0)) % 2 == 0) %}{{ raise_exception('roles must alternate from a user message') }}" +
+      "{% endif %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant] ";
+    const messages = [{ role: 'system', content: SYSTEM_PROMPT }];
+    for (let turn = 1; turn <= 30; turn++) {
+      messages.push({ role: 'user', content: question(turn) });
+      const result = await engine.chat(messages, { ...REPLY, template: strict, maxTokens: 4 });
+      messages.push({ role: 'assistant', content: result.text });
+    }
+    const last = await engine.chat(messages.concat({ role: 'user', content: 'And finally?' }), { ...REPLY, template: strict, maxTokens: 4 });
+    expect(last.truncatedMessages).toBeGreaterThan(0);
+    expect(last.truncatedMessages % 2).toBe(0);
+  });
+
   test('a stream reports what was dropped before its first token', async () => {
     const messages = [{ role: 'system', content: SYSTEM_PROMPT }];
     for (let turn = 1; turn <= 30; turn++) messages.push({ role: 'user', content: question(turn) }, { role: 'assistant', content: 'It is a number.' });
