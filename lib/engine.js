@@ -44,7 +44,7 @@ class Engine {
   /**
    * Loads a GGUF model on a worker thread. `modelPath` is a file, or an hf: spec (docs/models.md) whose files are
    * downloaded into the cache first. onProgress(fraction, { phase, bytes, totalBytes, bytesPerSecond }) runs
-   * from 0 to 1 for the download (phase 'download', only for a spec the cache lacks), then again for the load.
+   * from 0 to 1 for the download (phase 'download', for a spec resolved against the hub), then again for the load.
    */
   static async load(modelPath, options = {}) {
     if (typeof modelPath !== 'string' || modelPath.length === 0) throw new TypeError('modelPath must be a non-empty string');
