@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'ERR_HUB_PROTOCOL'
   | 'ERR_HUB_CHECKSUM'
   | 'ERR_HUB_OFFLINE'
+  | 'ERR_HUB_BUSY'
   | 'ERR_HUB_NOT_CACHED';
 
 /** Every failure the engine reports carries a stable `code`. ERR_INVALID_GRAMMAR and ERR_INVALID_SCHEMA come on a

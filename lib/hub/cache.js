@@ -1,7 +1,7 @@
 'use strict';
 
 // The download cache: <cache>/models/<owner>/<repo>/<revision>/<file path>, each file in place only once its
-// sha256 matched (a download in progress is <file>.incomplete beside it). Every path is checked to stay inside.
+// sha256 matched (a download in progress is <file>.incomplete beside it, with <file>.lock naming its process). Every path is checked to stay inside.
 
 const fs = require('node:fs');
 const os = require('node:os');
@@ -10,6 +10,7 @@ const { PagedlmError } = require('../errors');
 const { unsafePathReason } = require('./spec');
 
 const INCOMPLETE = '.incomplete';
+const LOCK = '.lock';
 
 /** The cache folder: the option, else PAGEDLM_CACHE_DIR, else $XDG_CACHE_HOME/pagedlm, else ~/.cache/pagedlm. */
 function cacheDir(option, env = process.env) {
@@ -61,7 +62,7 @@ function walk(dir, prefix = '') {
   for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
     const relative = prefix ? `${prefix}/${entry.name}` : entry.name;
     if (entry.isDirectory()) files.push(...walk(path.join(dir, entry.name), relative));
-    else if (entry.isFile()) files.push(relative);
+    else if (entry.isFile() && !entry.name.endsWith(LOCK)) files.push(relative);
   }
   return files;
 }
@@ -125,7 +126,7 @@ function removeCached(cache, { owner, repo, revision }, files) {
   } else {
     for (const f of files) {
       const p = cachedFilePath(cache, { owner, repo, revision }, f);
-      targets.push(p, p + INCOMPLETE);
+      targets.push(p, p + INCOMPLETE, p + LOCK);
     }
   }
   let freed = 0;
@@ -139,4 +140,4 @@ function removeCached(cache, { owner, repo, revision }, files) {
   return freed;
 }
 
-module.exports = { cacheDir, revisionDir, cachedFilePath, cachedFiles, listCache, removeCached, INCOMPLETE };
+module.exports = { cacheDir, revisionDir, cachedFilePath, cachedFiles, listCache, removeCached, INCOMPLETE, LOCK };

@@ -5,10 +5,46 @@
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { PagedlmError } = require('../errors');
 const { open, networkError } = require('./http');
-const { INCOMPLETE } = require('./cache');
+const { INCOMPLETE, LOCK } = require('./cache');
+
+// dest -> the download in progress in this process, which a second caller waits on instead of racing it.
+const inFlight = new Map();
+
+function isAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === 'EPERM';
+  }
+}
+
+/**
+ * Takes <dest>.lock for this process, so that two processes never append to the same partial file. A lock whose
+ * process is gone (same host) is taken over. Returns the release function.
+ */
+function lock(dest) {
+  const lockPath = dest + LOCK;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(lockPath, `${process.pid}\n${os.hostname()}\n`, { flag: 'wx' });
+      return () => fs.rmSync(lockPath, { force: true });
+    } catch (error) {
+      if (error.code !== 'EEXIST') throw error;
+    }
+    const [pid, host] = (fs.readFileSync(lockPath, 'utf8') || '').split('\n');
+    const stale = host === os.hostname() && Number(pid) > 0 && !isAlive(Number(pid));
+    if (!stale) {
+      throw new PagedlmError(`another process (pid ${pid || '?'} on ${host || '?'}) is downloading ${dest}; wait for it to finish, or delete ${lockPath} if that process is gone`, 'ERR_HUB_BUSY');
+    }
+    fs.rmSync(lockPath, { force: true });
+  }
+  throw new PagedlmError(`could not take ${lockPath}: another process keeps taking it`, 'ERR_HUB_BUSY');
+}
 
 async function hashFile(file, hash) {
   for await (const chunk of fs.createReadStream(file)) hash.update(chunk);
@@ -80,7 +116,7 @@ function receive(response, { fd, hash, have, size, url, onChunk }) {
       fail(why ?? networkError(url, `the connection closed after ${done} of ${size} bytes${error ? ` (${error.message})` : ''}; run again to resume`, error));
     };
     response.once('aborted', () => closed());
-    response.once('error', closed);
+    response.on('error', closed);
     response.once('end', () => {
       if (failed) return;
       if (done < size) fail(networkError(url, `the body ended after ${done} of ${size} bytes; run again to resume`));
@@ -94,13 +130,35 @@ function receive(response, { fd, hash, have, size, url, onChunk }) {
  * onBytes(bytesOfThisFile) is called as bytes arrive (the resumed part counted from the start).
  * On a checksum mismatch or an over-long body the partial file is deleted; on a dropped connection it is kept.
  */
-async function downloadFile(url, dest, file, { httpOptions, onBytes = () => {} }) {
+function downloadFile(url, dest, file, options) {
+  if (isCached(dest, file, options)) return Promise.resolve({ downloaded: 0 });
+  const running = inFlight.get(dest);
+  if (running) return running.then(() => downloadFile(url, dest, file, options));
+  const download = (async () => {
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    const release = lock(dest);
+    try {
+      return await downloadUnlocked(url, dest, file, options);
+    } finally {
+      release();
+    }
+  })();
+  const settled = download.then(() => {}, () => {});
+  inFlight.set(dest, settled);
+  settled.then(() => inFlight.delete(dest));
+  return download;
+}
+
+// A file at its final name is whole (it was renamed there after its check): the listed size is enough.
+function isCached(dest, file, { onBytes = () => {} }) {
   const existing = fs.statSync(dest, { throwIfNoEntry: false });
-  if (existing?.isFile() && existing.size === file.size) {
-    onBytes(file.size);
-    return { downloaded: 0 };
-  }
-  fs.mkdirSync(path.dirname(dest), { recursive: true });
+  if (!existing?.isFile() || existing.size !== file.size) return false;
+  onBytes(file.size);
+  return true;
+}
+
+async function downloadUnlocked(url, dest, file, { httpOptions, onBytes = () => {} }) {
+  if (isCached(dest, file, { onBytes })) return { downloaded: 0 }; // another process finished it while we waited
   const partial = dest + INCOMPLETE;
   let have = fs.statSync(partial, { throwIfNoEntry: false })?.size ?? 0;
   if (have > file.size) {
@@ -109,6 +167,7 @@ async function downloadFile(url, dest, file, { httpOptions, onBytes = () => {} }
   }
   const hash = crypto.createHash('sha256');
   if (have > 0) await hashFile(partial, hash);
+  if (file.size === 0) fs.closeSync(fs.openSync(partial, 'w'));
   const opened = have < file.size ? await openBody(url, have, file.size, httpOptions) : { response: null, offset: have };
   let fd = null;
   try {

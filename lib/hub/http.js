@@ -55,7 +55,7 @@ function open(url, { headers = {}, token, tokenOrigin, timeoutMs = DEFAULT_TIMEO
         if (received) received.hubError = error;
         request.destroy(error);
       });
-      request.once('error', (error) => reject(error instanceof PagedlmError ? error : networkError(target.href, error.message, error)));
+      request.on('error', (error) => reject(error instanceof PagedlmError ? error : networkError(target.href, error.message, error)));
       request.once('response', (response) => {
         received = response;
         const status = response.statusCode;

@@ -2,7 +2,7 @@
 // Models by name: hf: specs resolved against a fake hub on 127.0.0.1 (test/support/fake-hub.js), downloads
 // into a cache folder under os.tmpdir(), resumed, verified, served offline; a hostile hub refused with nothing
 // written outside the cache; the CLI's pull / ls / rm.
-const { execFile } = require('node:child_process');
+const { execFile, spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -232,6 +232,22 @@ describe('downloads from a fake hub', () => {
     await closed.close();
     expect((await hub.resolveModel('hf:org/plain:Q4_0', options({ endpoint: deadEndpoint }))).fromCache).toBe(true);
     await expect(hub.resolveModel('hf:org/split:Q8_0', options({ endpoint: deadEndpoint }))).rejects.toMatchObject({ code: 'ERR_HUB_NETWORK' });
+  });
+
+  test('one download per file: a second load in this process waits for it, another live process is ERR_HUB_BUSY', async () => {
+    const [first, second] = await Promise.all([1, 2].map(() => hub.resolveModel('hf:org/plain:Q4_0', options())));
+    expect(second.path).toBe(first.path);
+    expect(fake.requests.filter((r) => r.server === 'cdn')).toHaveLength(1);
+
+    const dest = path.join(cacheDir, 'models', 'org', 'split', 'main', 'big-Q4_K_M.gguf');
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    const { pid: exited } = spawnSync(process.execPath, ['-e', '']);
+    fs.writeFileSync(`${dest}.lock`, `${process.ppid}\n${os.hostname()}\n`); // a live process, not this one
+    await expect(hub.resolveModel('hf:org/split:Q4_K_M', options())).rejects.toMatchObject({ code: 'ERR_HUB_BUSY', message: expect.stringMatching(`pid ${process.ppid}`) });
+    expect(fs.existsSync(dest)).toBe(false);
+    fs.writeFileSync(`${dest}.lock`, `${exited}\n${os.hostname()}\n`); // its process is gone: taken over
+    expect((await hub.resolveModel('hf:org/split:Q4_K_M', options())).path).toBe(dest);
+    expect(fs.readdirSync(path.dirname(dest))).toEqual(['big-Q4_K_M.gguf']); // the lock went with the download
   });
 
   test('HF_ENDPOINT and HF_TOKEN are honoured; the token file stands in for HF_TOKEN', () => {
