@@ -177,6 +177,8 @@ async function downloadUnlocked(url, dest, file, { httpOptions, onBytes = () => 
       fd = fs.openSync(partial, opened.offset === 0 ? 'w' : 'a');
       await receive(opened.response, { fd, hash: resumed, have: opened.offset, size: file.size, url, onChunk: onBytes });
       fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      fd = null;
       return await finish(partial, dest, file, resumed, url, file.size - opened.offset);
     }
     return await finish(partial, dest, file, hash, url, 0);

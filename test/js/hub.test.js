@@ -114,6 +114,7 @@ describe('downloads from a fake hub', () => {
         'big-Q4_K_M.gguf': random(1000),
       },
     },
+    'org/empty': { files: { 'empty.gguf': Buffer.alloc(0) } },
     'org/dropped': { files: { 'model.gguf': { content: model, behaviour: 'drop-after:100000' } } },
     'org/no-range': { files: { 'model.gguf': { content: model, behaviour: 'drop-after:50000' } } },
     'org/wrong-sum': { files: { 'model.gguf': { content: model, sha256: 'ab'.repeat(32) } } },
@@ -160,6 +161,12 @@ describe('downloads from a fake hub', () => {
     fake.requests.length = 0;
     await hub.resolveModel('hf:org/plain/model-Q4_0.gguf', options());
     expect(fake.requests.map((r) => r.url)).toEqual(['/api/models/org/plain/tree/main?recursive=true']);
+  });
+
+  test('an empty listed file downloads as an empty file', async () => {
+    const result = await hub.resolveModel('hf:org/empty/empty.gguf', options());
+    expect(fs.statSync(result.path).size).toBe(0);
+    expect(filesUnder(cacheDir)).toEqual([path.join('models', 'org', 'empty', 'main', 'empty.gguf')]);
   });
 
   test('a quantization of a split model: every part from a paged listing, the first part to load', async () => {
