@@ -114,6 +114,7 @@ describe('downloads from a fake hub', () => {
         'big-Q4_K_M.gguf': random(1000),
       },
     },
+    'org/gated': { token: 'hf_secret', files: { 'model.gguf': model } },
     'org/empty': { files: { 'empty.gguf': Buffer.alloc(0) } },
     'org/dropped': { files: { 'model.gguf': { content: model, behaviour: 'drop-after:100000' } } },
     'org/no-range': { files: { 'model.gguf': { content: model, behaviour: 'drop-after:50000' } } },
@@ -161,6 +162,12 @@ describe('downloads from a fake hub', () => {
     fake.requests.length = 0;
     await hub.resolveModel('hf:org/plain/model-Q4_0.gguf', options());
     expect(fake.requests.map((r) => r.url)).toEqual(['/api/models/org/plain/tree/main?recursive=true']);
+  });
+
+  test('a gated repository needs the token: without it ERR_HUB_AUTH', async () => {
+    await expect(hub.resolveModel('hf:org/gated/model.gguf', options({ token: 'hf_other' }))).rejects.toMatchObject({ code: 'ERR_HUB_AUTH', message: expect.stringMatching(/HTTP 401.*HF_TOKEN/) });
+    const result = await hub.resolveModel('hf:org/gated/model.gguf', options());
+    expect(fs.readFileSync(result.path).equals(model)).toBe(true);
   });
 
   test('an empty listed file downloads as an empty file', async () => {

@@ -27,7 +27,7 @@ function listen(handler) {
 
 /**
  * repos: { 'owner/repo': { revision = 'main', files: { path: Buffer | { content, sha256, behaviour, redirect } },
- * extraEntries: [raw listing entries], pageSize } }. Files redirect to the CDN unless `redirect: false`.
+ * extraEntries: [raw listing entries], pageSize, token (the hub answers 401 without it) } }. Files redirect to the CDN unless `redirect: false`.
  * Resolves to { url, cdnUrl, requests: [{ server, method, url, headers }], close() }.
  */
 async function startFakeHub(repos) {
@@ -45,6 +45,11 @@ async function startFakeHub(repos) {
     requests.push({ server: 'hub', method: req.method, url: req.url, headers: req.headers });
     const url = new URL(req.url, 'http://hub');
     const tree = /^\/api\/models\/([^/]+)\/([^/]+)\/tree\/([^/]+)$/.exec(url.pathname);
+    const gated = Object.entries(repos).find(([name, r]) => r.token && url.pathname.includes(`/${name}/`));
+    if (gated && req.headers.authorization !== `Bearer ${gated[1].token}`) {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ error: 'Access to this model is restricted' }));
+    }
     if (tree) return listing(res, decodeURIComponent(tree[1]), decodeURIComponent(tree[2]), decodeURIComponent(tree[3]), url);
     const resolve = /^\/([^/]+)\/([^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
     if (!resolve) return notFound(res);
