@@ -57,12 +57,14 @@ function hubOptions(options, env = process.env) {
 
 function fromCache(spec, cache, why) {
   const where = formatSpec(spec);
+  const present = cachedFiles(cache, spec);
   let chosen;
   try {
-    chosen = choose(spec, cachedFiles(cache, spec));
+    chosen = choose(spec, present);
   } catch (error) {
     if (!['ERR_HUB_NOT_FOUND', 'ERR_HUB_NO_MATCH'].includes(error.code)) throw error;
-    const offline = new PagedlmError(`${where} is not in the cache (${cache}) and ${why}: ${error.message}`, 'ERR_HUB_OFFLINE');
+    const detail = present.length ? `; in the cache, ${error.message}` : '';
+    const offline = new PagedlmError(`${where} is not in the cache (${cache}) and ${why}${detail}`, 'ERR_HUB_OFFLINE');
     offline.cause = error;
     throw offline;
   }
