@@ -4,6 +4,7 @@
 //   pagedlm generate [--model PATH] --prompt TEXT [sampling flags]   stream a completion to stdout
 //   pagedlm info [--model PATH] [--memory BYTES]                     print what the model is
 //   pagedlm serve [--model PATH] [--port 8080] [--host 127.0.0.1]     OpenAI-compatible server + chat page
+//   pagedlm pull SPEC | ls | rm SPEC                                  the model cache (lib/cli/models.js)
 const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
@@ -15,6 +16,7 @@ const USAGE = `usage:
   pagedlm generate [--model PATH] --prompt TEXT [options]
   pagedlm info [--model PATH] [--memory 8GiB]
   pagedlm serve [--model PATH] [--port 8080] [--host 127.0.0.1]
+  pagedlm pull hf:owner/repo:Q4_K_M | ls | rm SPEC   [--cache-dir DIR]   models by name (docs/models.md)
 
 generate options:
   --max-tokens N          tokens to generate (default ${D.maxTokens})
@@ -61,6 +63,7 @@ const OPTIONS = {
   port: { type: 'string' },
   host: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  'cache-dir': { type: 'string' },
 };
 
 const number = (value) => (value === undefined ? undefined : Number(value));
@@ -209,6 +212,7 @@ async function main() {
   if (command === 'generate') return generate(values, positionals);
   if (command === 'info') return info(values, positionals);
   if (command === 'serve') return serve(values, positionals);
+  if (['pull', 'ls', 'rm'].includes(command)) return require('../lib/cli/models')[command]({ values, positionals });
   throw new Error(`unknown command '${command}'\n${USAGE}`);
 }
 

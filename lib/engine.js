@@ -7,6 +7,7 @@ const { DEFAULT_SAMPLING } = require('./sampling');
 const { checkTools, checkToolChoice, checkToolCallFormat, toolCallGrammar, parseReply } = require('./tools');
 const { jsonSchemaToGrammar } = require('./grammar');
 const { PagedlmError, fromNative } = require('./errors');
+const hub = require('./hub');
 const { loadOptions, inspectOptions, generateOptions, embedOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, int, checkContextOverflow, GENERATE_KEYS, CHAT_KEYS } = require('./options');
 
 const kCreate = Symbol('create');
@@ -42,13 +43,19 @@ class Engine {
     });
   }
 
-  /** Loads a GGUF model on a worker thread. */
+  /**
+   * Loads a GGUF model on a worker thread. `modelPath` is a file, or an hf: spec (docs/models.md) whose files are
+   * downloaded into the cache first. onProgress(fraction, { phase, bytes, totalBytes, bytesPerSecond }) runs
+   * from 0 to 1 for the download (phase 'download', for a spec resolved against the hub), then again for the load.
+   */
   static async load(modelPath, options = {}) {
     if (typeof modelPath !== 'string' || modelPath.length === 0) throw new TypeError('modelPath must be a non-empty string');
     const { onProgress, ...nativeOptions } = loadOptions(options);
+    const file = await localModel(modelPath, options.hub, onProgress);
     const engine = new Engine(kCreate);
+    const loadProgress = onProgress && ((fraction) => onProgress(fraction, { phase: 'load' }));
     try {
-      engine.#native = await binding.load(modelPath, nativeOptions, (events) => engine.#dispatch(events), onProgress);
+      engine.#native = await binding.load(file, nativeOptions, (events) => engine.#dispatch(events), loadProgress);
     } catch (error) {
       throw fromNative(error);
     }
@@ -59,13 +66,14 @@ class Engine {
    * Reads a model's metadata (not its weights) and plans its memory: architecture, parameters, weight
    * bytes by type, KV bytes per token for each kvCache.dtype, and the context that fits. Options:
    * kvCache: { dtype, blockSize }, sequences (maxContextLength is per sequence, for this many at once),
-   * memory (bytes to plan with; default: the memory available now).
+   * memory (bytes to plan with; default: the memory available now), hub (for an hf: spec, which is downloaded first).
    */
   static async inspect(modelPath, options = {}) {
     if (typeof modelPath !== 'string' || modelPath.length === 0) throw new TypeError('modelPath must be a non-empty string');
     const nativeOptions = inspectOptions(options);
+    const file = await localModel(modelPath, options.hub);
     try {
-      return await binding.inspect(modelPath, nativeOptions);
+      return await binding.inspect(file, nativeOptions);
     } catch (error) {
       throw fromNative(error);
     }
@@ -580,6 +588,21 @@ function parseJson(text) {
   } catch {
     return undefined;
   }
+}
+
+// An hf: spec -> the local file it downloads to (a path is itself). The download reports to onProgress as the
+// first of load()'s two phases; hub.onProgress, when given, hears the same bytes.
+async function localModel(modelPath, hubOptions, onProgress) {
+  if (!hub.isHubSpec(modelPath)) return modelPath;
+  const options = hubOptions === undefined ? {} : { ...checkObject(hubOptions, 'hub') };
+  const hubProgress = options.onProgress;
+  if (onProgress || hubProgress) {
+    options.onProgress = (p) => {
+      hubProgress?.(p);
+      onProgress?.(p.totalBytes > 0 ? p.bytes / p.totalBytes : 1, { phase: 'download', ...p });
+    };
+  }
+  return (await hub.resolveModel(modelPath, options)).path;
 }
 
 module.exports = { Engine };

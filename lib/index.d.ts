@@ -14,7 +14,17 @@ export type ErrorCode =
   | 'ERR_CACHE_FILE'
   | 'ERR_CUDA'
   | 'ERR_INTERNAL'
-  | 'ERR_ADDON_MISSING';
+  | 'ERR_ADDON_MISSING'
+  | 'ERR_HUB_SPEC'
+  | 'ERR_HUB_NOT_FOUND'
+  | 'ERR_HUB_NO_MATCH'
+  | 'ERR_HUB_AUTH'
+  | 'ERR_HUB_NETWORK'
+  | 'ERR_HUB_PROTOCOL'
+  | 'ERR_HUB_CHECKSUM'
+  | 'ERR_HUB_OFFLINE'
+  | 'ERR_HUB_BUSY'
+  | 'ERR_HUB_NOT_CACHED';
 
 /** Every failure the engine reports carries a stable `code`. ERR_INVALID_GRAMMAR and ERR_INVALID_SCHEMA come on a
  *  TypeError (thrown before a request is submitted), the others on a PagedlmError. */
@@ -57,8 +67,43 @@ export interface LoadOptions {
   /** Memory-map the model file (default true). false copies it into memory: more RAM, but immune to the file
    *  being truncated or rewritten in place on disk while loaded (which kills a process that maps it). */
   mmap?: boolean;
-  /** Load progress in [0, 1]. */
-  onProgress?: (fraction: number) => void;
+  /** Progress in [0, 1], once per phase: for an hf: spec the cache lacks, the download (phase 'download', with
+   *  bytes, totalBytes and bytesPerSecond), then the load (phase 'load'). */
+  onProgress?: (fraction: number, detail: LoadProgress) => void;
+  /** Where and how an hf: spec is downloaded (ignored for a file path). */
+  hub?: HubOptions;
+}
+
+export interface LoadProgress {
+  phase: 'download' | 'load';
+  /** Bytes of the model on disk so far (files already cached count as done) and in all; download phase only. */
+  bytes?: number;
+  totalBytes?: number;
+  /** Bytes per second this download has run at; download phase only. */
+  bytesPerSecond?: number;
+}
+
+export interface DownloadProgress {
+  bytes: number;
+  totalBytes: number;
+  bytesPerSecond: number;
+}
+
+/** Options for models named by hf: specs (docs/models.md). Environment defaults as Hugging Face's clients read them. */
+export interface HubOptions {
+  /** The cache folder (default PAGEDLM_CACHE_DIR, else $XDG_CACHE_HOME/pagedlm, else ~/.cache/pagedlm). */
+  cacheDir?: string;
+  /** The hub (default HF_ENDPOINT, else https://huggingface.co). */
+  endpoint?: string;
+  /** Access token for private and gated repositories (default HF_TOKEN, else the file huggingface-cli login wrote);
+   *  sent to the endpoint's origin only. */
+  token?: string;
+  /** Use the cache only, never the network (default: HF_HUB_OFFLINE). */
+  offline?: boolean;
+  /** Milliseconds without data before a request fails with ERR_HUB_NETWORK (default 30000). */
+  timeoutMs?: number;
+  /** Download progress, as the bytes arrive. */
+  onProgress?: (progress: DownloadProgress) => void;
 }
 
 export type ContextLimit = 'option' | 'model' | 'memory' | 'kvCache';
@@ -75,6 +120,8 @@ export interface InspectOptions {
   /** Bytes to plan with (default: the device's free memory on CUDA; on the CPU the memory available now,
    *  Linux MemAvailable, else physical memory). */
   memory?: number;
+  /** Where and how an hf: spec is downloaded before its metadata is read (ignored for a file path). */
+  hub?: HubOptions;
 }
 
 /** A model's needs, read from its metadata alone (the weights are neither read nor mapped). */
@@ -476,6 +523,7 @@ export interface EngineCache {
 export class Engine {
   private constructor();
   readonly cache: EngineCache;
+  /** Loads a GGUF file, or an hf: spec (hf:owner/repo:Q4_K_M, hf:owner/repo/file.gguf) downloaded into the cache first. */
   static load(modelPath: string, options?: LoadOptions): Promise<Engine>;
   /** Plans a model's memory from its metadata, before loading it. */
   static inspect(modelPath: string, options?: InspectOptions): Promise<ModelInspection>;

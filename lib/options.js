@@ -7,9 +7,9 @@ const { DEFAULT_SAMPLING } = require('./sampling');
 
 const KV_DTYPES = ['f32', 'f16', 'bf16', 'int8', 'fp8'];
 
-const LOAD_KEYS = ['device', 'gpu', 'threads', 'contextLength', 'kvCache', 'maxBatchTokens', 'prefault', 'mmap', 'onProgress'];
+const LOAD_KEYS = ['device', 'gpu', 'threads', 'contextLength', 'kvCache', 'maxBatchTokens', 'prefault', 'mmap', 'onProgress', 'hub'];
 const KV_CACHE_KEYS = ['dtype', 'blockSize', 'blocks', 'memory', 'gpuMemoryFraction'];
-const INSPECT_KEYS = ['device', 'gpu', 'kvCache', 'sequences', 'memory'];
+const INSPECT_KEYS = ['device', 'gpu', 'kvCache', 'sequences', 'memory', 'hub'];
 const INSPECT_KV_CACHE_KEYS = ['dtype', 'blockSize'];
 const GENERATE_KEYS = [
   'n', 'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'frequencyPenalty', 'presencePenalty',
@@ -265,5 +265,6 @@ module.exports = {
   checkTokenIds,
   checkObject,
   checkBoolean,
+  checkFunction,
   int,
 };

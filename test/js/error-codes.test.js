@@ -15,7 +15,7 @@ test('the ErrorCode type lists every code the code produces, and only those', ()
 
   const produced = new Set(codesIn(read('native/common/status.cpp')));
   for (const file of fs.readdirSync(path.join(root, 'native', 'addon'))) for (const code of codesIn(read(`native/addon/${file}`))) produced.add(code);
-  const jsFiles = fs.readdirSync(path.join(root, 'lib')).filter((f) => f.endsWith('.js')).map((f) => `lib/${f}`);
+  const jsFiles = fs.readdirSync(path.join(root, 'lib'), { recursive: true }).filter((f) => f.endsWith('.js')).map((f) => `lib/${f}`);
   for (const file of [...jsFiles, 'express.js']) for (const code of codesIn(read(file))) produced.add(code);
 
   expect(typed).toEqual([...produced].sort());
