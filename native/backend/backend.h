@@ -16,10 +16,13 @@ struct BatchSequence {
   int32_t num_tokens = 0;
   int32_t start_position = 0;  // position of its first token; positions before it are already in the pool
   const BlockId* block_table = nullptr;  // [ceil((start_position + num_tokens) / block_size)], owned by the engine
-  bool want_logits = false;    // produce logits for its last token
+  bool want_logits = false;    // produce logits for its last logit_rows tokens
   bool greedy = false;         // only the argmax of those logits is needed (greedy sampling, no penalties)
   int32_t top_k = 0;           // > 0: only the top_k largest logits are needed, sorted (value, then id)
   bool want_hidden = false;    // write the final norm's output of all its tokens to ForwardBatch::hidden (embeddings)
+  // With want_logits: 1 <= logit_rows <= num_tokens. Above 1 when the step verifies proposed tokens
+  // (speculative decoding), each of which needs the distribution at the position before it. Rows in token order.
+  int32_t logit_rows = 1;
 };
 
 struct ForwardBatch {
@@ -39,7 +42,7 @@ struct ForwardBatch {
   float* hidden = nullptr;
   int32_t num_logit_rows() const {
     int32_t n = 0;
-    for (const auto& s : sequences) n += s.want_logits;
+    for (const auto& s : sequences) n += s.want_logits ? s.logit_rows : 0;
     return n;
   }
   int32_t num_hidden_rows() const {

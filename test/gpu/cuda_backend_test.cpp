@@ -366,6 +366,36 @@ TEST(CudaBackend, GreedyRowsReturnTokensInsteadOfLogits) {
   EXPECT_EQ(tokens, (std::vector<int32_t>{argmax(want.data(), vocab), argmax(want.data() + vocab, vocab)}));
 }
 
+// A sequence verifying proposed tokens (several logit rows) beside a one-row sequence: every row as the CPU
+// backend computes it, and with greedy rows each row's own argmax.
+TEST(CudaBackend, SeveralLogitRowsPerSequenceMatchTheCpuBackend) {
+  PAGEDLM_REQUIRE_DEVICE();
+  BothBackends both(spec_with(TensorType::kF32));
+  const int vocab = both.vocab;
+  Backend* gpu = both.gpu.get();
+  Backend* cpu = both.cpu.get();
+  ASSERT_TRUE(gpu && cpu);
+  std::vector<BlockId> t0 = {1, 2}, t1 = {5, 6};
+  const auto p0 = prompt_of(17, vocab, 5), p1 = prompt_of(9, vocab, 6);
+  ForwardBatch batch;
+  batch.tokens = p0;
+  batch.tokens.insert(batch.tokens.end(), p1.begin(), p1.end());
+  batch.sequences = {{0, 17, 0, t0.data(), true}, {17, 9, 0, t1.data(), true}};
+  batch.sequences[0].logit_rows = 5;
+  std::vector<float> want(6 * vocab), logits(6 * vocab);
+  ASSERT_TRUE(cpu->forward(batch, want.data()).is_ok());
+  ASSERT_TRUE(gpu->forward(batch, logits.data()).is_ok());
+  for (int r = 0; r < 6; ++r) {
+    const std::vector<double> row(want.begin() + r * vocab, want.begin() + (r + 1) * vocab);
+    EXPECT_LT(testing::normalized_error(logits.data() + r * vocab, row), 1e-4) << "row " << r;
+  }
+  for (BatchSequence& s : batch.sequences) s.greedy = true;
+  std::vector<int32_t> tokens(6, -1);
+  batch.greedy_tokens = tokens.data();
+  ASSERT_TRUE(gpu->forward(batch, logits.data()).is_ok());
+  for (int r = 0; r < 6; ++r) EXPECT_EQ(tokens[r], argmax(want.data() + r * vocab, vocab)) << "row " << r;
+}
+
 // Steps whose rows are top-k sampled (or greedy) return each row's k best candidates, in the order the
 // logits path would give them, eagerly and from a decode graph.
 TEST(CudaBackend, TopKRowsReturnTheirBestCandidates) {

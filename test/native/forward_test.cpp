@@ -152,6 +152,42 @@ TEST(ForwardBatching, SequencesInOneBatchMatchEachAlone) {
   EXPECT_LT(testing::normalized_error(logits.data() + vocab, ref_b[4]), 1e-4);
 }
 
+// A sequence verifying proposed tokens asks for the logits of its last few positions: each row is its
+// position's, beside a sequence with one row; greedy rows pick each row's own argmax.
+TEST(ForwardBatching, SeveralLogitRowsPerSequenceAreEachPositionsRow) {
+  std::vector<uint8_t> storage;
+  auto model = load_synthetic_model({.layers = 2}, storage);
+  const int vocab = model->config().vocab_size;
+  auto backend = backend_for(model, KvDtype::kF32);
+  const auto a = prompt_of(19, vocab), b = prompt_of(5, vocab);
+  const auto ref_a = testing::reference_logits(*model, a), ref_b = testing::reference_logits(*model, b);
+  std::vector<BlockId> table_a = {0, 1}, table_b = {2};
+  ForwardBatch batch;
+  batch.tokens = b;
+  batch.tokens.insert(batch.tokens.end(), a.begin(), a.end());
+  batch.sequences.push_back({0, 5, 0, table_b.data(), true});
+  BatchSequence verifying{5, 19, 0, table_a.data(), true};
+  verifying.logit_rows = 4;
+  batch.sequences.push_back(verifying);
+  ASSERT_EQ(batch.num_logit_rows(), 5);
+  std::vector<float> logits(5 * vocab);
+  ASSERT_TRUE(backend->forward(batch, logits.data()).is_ok());
+  EXPECT_LT(testing::normalized_error(logits.data(), ref_b[4]), 1e-4);
+  for (int r = 0; r < 4; ++r) EXPECT_LT(testing::normalized_error(logits.data() + (1 + r) * vocab, ref_a[15 + r]), 1e-4) << "row " << r;
+
+  for (BatchSequence& s : batch.sequences) s.greedy = true;
+  std::vector<int32_t> greedy(5, -1);
+  batch.greedy_tokens = greedy.data();
+  std::vector<BlockId> fresh_a = {3, 4}, fresh_b = {5};
+  batch.sequences[0].block_table = fresh_b.data();
+  batch.sequences[1].block_table = fresh_a.data();
+  ASSERT_TRUE(backend->forward(batch, logits.data()).is_ok());
+  for (int r = 0; r < 5; ++r) {
+    const float* row = logits.data() + r * vocab;
+    EXPECT_EQ(greedy[r], std::max_element(row, row + vocab) - row) << "row " << r;
+  }
+}
+
 TEST(ForwardKvTypes, F16KvStaysClose) {
   std::vector<uint8_t> storage;
   auto model = load_synthetic_model({}, storage);

@@ -478,10 +478,12 @@ void CpuBackend::output_logits(const ForwardBatch& batch, float* logits) {
   int rows = 0;
   for (const BatchSequence& seq : batch.sequences) {
     if (!seq.want_logits) continue;
-    const size_t last = static_cast<size_t>(seq.first_token + seq.num_tokens - 1);
-    rms_norm(x_.data() + last * config_.dim, model_->output_norm().data(), xb_.data() + static_cast<size_t>(rows) * config_.dim,
-             config_.dim, config_.rms_eps);
-    ++rows;
+    for (int32_t r = seq.num_tokens - seq.logit_rows; r < seq.num_tokens; ++r) {
+      const size_t token = static_cast<size_t>(seq.first_token + r);
+      rms_norm(x_.data() + token * config_.dim, model_->output_norm().data(), xb_.data() + static_cast<size_t>(rows) * config_.dim,
+               config_.dim, config_.rms_eps);
+      ++rows;
+    }
   }
   matmul({{model_->output(), logits}}, xb_.data(), rows);
   if (config_.final_softcap > 0) {
@@ -507,7 +509,7 @@ void CpuBackend::select_candidates(const ForwardBatch& batch, const float* logit
   const int vocab = config_.vocab_size;
   std::vector<const BatchSequence*> rows;
   for (const BatchSequence& seq : batch.sequences) {
-    if (seq.want_logits) rows.push_back(&seq);
+    if (seq.want_logits) rows.insert(rows.end(), static_cast<size_t>(seq.logit_rows), &seq);
   }
   pool_.parallel_for(rows.size(), [&](size_t row, size_t) {
     const BatchSequence& seq = *rows[row];

@@ -218,7 +218,7 @@ Status CudaBackend::forward(const ForwardBatch& batch, float* logits) {
   }
   const Results results = results_needed(batch, config_.vocab_size);
   const int seqs = next_power_of_two(static_cast<int>(batch.sequences.size()));
-  const bool graph_shape = std::all_of(batch.sequences.begin(), batch.sequences.end(), [](const BatchSequence& s) { return s.num_tokens == 1 && s.want_logits && !s.want_hidden; });
+  const bool graph_shape = std::all_of(batch.sequences.begin(), batch.sequences.end(), [](const BatchSequence& s) { return s.num_tokens == 1 && s.want_logits && s.logit_rows == 1 && !s.want_hidden; });
   if (graphs_enabled_ && graph_shape && seqs <= kMaxGraphBatch && seqs <= capacity_tokens_) {
     int context = 0;
     for (const BatchSequence& s : batch.sequences) context = std::max(context, s.start_position + 1);

@@ -25,7 +25,7 @@ void CudaBackend::pack_batch(const ForwardBatch& batch, int seqs, int table_stri
     m.max_query_len = std::max(m.max_query_len, s.num_tokens);
     m.max_context_len = std::max(m.max_context_len, context);
     m.all_decode = m.all_decode && s.num_tokens == 1;
-    m.n_logit_rows += s.want_logits;
+    m.n_logit_rows += s.want_logits ? s.logit_rows : 0;
   }
   // A graph's kernels keep the arguments they were captured with: size them by the bucket, not this step.
   m.max_context_len = std::max(m.max_context_len, table_stride * layout_.block_size);
@@ -58,7 +58,9 @@ void CudaBackend::pack_batch(const ForwardBatch& batch, int seqs, int table_stri
     h[m.query_starts + s] = seq.first_token;
     h[m.start_positions + s] = seq.start_position;
     h[m.context_lens + s] = seq.start_position + seq.num_tokens;
-    if (seq.want_logits) h[m.logit_rows + logit_row++] = seq.first_token + seq.num_tokens - 1;
+    if (seq.want_logits) {
+      for (int j = seq.num_tokens - seq.logit_rows; j < seq.num_tokens; ++j) h[m.logit_rows + logit_row++] = seq.first_token + j;
+    }
     std::copy(seq.block_table, seq.block_table + blocks, h.begin() + m.tables + static_cast<size_t>(s) * m.max_blocks);
   }
   const int real_tokens = static_cast<int>(batch.tokens.size());

@@ -26,7 +26,7 @@ Status TokenKvBackend::forward(const ForwardBatch& batch, float* logits) {
   std::vector<Row> rows;
   size_t logit_row = 0;
   for (const BatchSequence& s : batch.sequences) {
-    rows.push_back({s.start_position, s.num_tokens, s.want_logits});
+    rows.push_back({s.start_position, s.num_tokens, s.want_logits, s.logit_rows});
     for (int32_t i = 0; i < s.num_tokens; ++i) {
       const int32_t position = s.start_position + i;
       slot(s.block_table[position / layout_.block_size], position) = batch.tokens[static_cast<size_t>(s.first_token + i)];
@@ -38,9 +38,12 @@ Status TokenKvBackend::forward(const ForwardBatch& batch, float* logits) {
       if (token < 0) throw std::logic_error("position " + std::to_string(p) + " was read before it was written");
       context.push_back(token);
     }
-    float* row = logits + logit_row++ * static_cast<size_t>(vocab_);
-    std::fill(row, row + vocab_, 0.0f);
-    row[token_after(context.data(), context.size(), vocab_)] = 1.0f;
+    // Row r of the sequence's logit_rows is the distribution after its first (length - logit_rows + 1 + r) tokens.
+    for (int32_t r = 0; r < s.logit_rows; ++r) {
+      float* row = logits + logit_row++ * static_cast<size_t>(vocab_);
+      std::fill(row, row + vocab_, 0.0f);
+      row[token_after(context.data(), context.size() - static_cast<size_t>(s.logit_rows - 1 - r), vocab_)] = 1.0f;
+    }
   }
   passes_.push_back(std::move(rows));
   return Status::ok();

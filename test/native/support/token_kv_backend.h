@@ -31,6 +31,7 @@ class TokenKvBackend final : public Backend {
     int32_t start_position;
     int32_t num_tokens;
     bool want_logits;
+    int32_t logit_rows = 1;
   };
   const std::vector<std::vector<Row>>& passes() const { return passes_; }
   int32_t copies() const { return copies_; }
