@@ -97,6 +97,17 @@ int32_t KvCacheManager::release_below(std::vector<BlockId>& block_table, int64_t
   return released;
 }
 
+int32_t KvCacheManager::truncate(std::vector<BlockId>& block_table, int64_t num_tokens) {
+  const size_t keep = static_cast<size_t>(blocks_for_tokens(std::max<int64_t>(0, num_tokens)));
+  int32_t released = 0;
+  while (block_table.size() > keep) {
+    if (block_table.back() != kNoBlock) pool_.release(block_table.back());
+    block_table.pop_back();
+    ++released;
+  }
+  return released;
+}
+
 void KvCacheManager::check_invariants(const std::vector<const std::vector<BlockId>*>& tables) const {
   pool_.check_invariants();
   std::vector<int32_t> holders(pool_.num_blocks(), 0);

@@ -1,7 +1,7 @@
 // Gives sequences the KV blocks their tokens need and shares full blocks between sequences through the
-// prefix cache. All reference counting goes through the BlockPool; block tables are append-only vectors
-// of block ids held by the sequences, where kNoBlock marks a block released because every layer's sliding
-// window has passed it (release_below). Engine thread only.
+// prefix cache. All reference counting goes through the BlockPool; block tables are vectors of block ids
+// held by the sequences, growing at the end (cut back there only by truncate), where kNoBlock marks a block
+// released because every layer's sliding window has passed it (release_below). Engine thread only.
 #pragma once
 
 #include <cstdint>
@@ -74,6 +74,9 @@ class KvCacheManager {
   // a model whose every layer attends to a sliding window never reads them again. Registered blocks stay
   // cached (at ref 0, evictable) for prefix hits. Returns how many it released.
   int32_t release_below(std::vector<BlockId>& block_table, int64_t first_needed);
+  // Shrinks the table to the blocks its first `num_tokens` tokens occupy, releasing the rest (newest first):
+  // a step that verified proposed tokens keeps only the accepted ones. Returns how many it released.
+  int32_t truncate(std::vector<BlockId>& block_table, int64_t num_tokens);
   int32_t clear_cache() { return pool_.clear_cache(); }
 
   // Loading a saved cache: take a block (evicting the oldest cached one if need be), fill it, then adopt it
