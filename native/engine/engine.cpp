@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <array>
 #include <future>
 #include <map>
 #include <thread>
@@ -39,6 +40,11 @@ struct Engine::Core {
   Runner runner;
   std::map<RequestId, std::vector<BlockId>> pinned;   // pin id -> the prefix blocks it holds
   std::shared_ptr<const grammar::TokenIndex> grammar_tokens;  // built by the first request with a grammar
+  std::array<std::unique_ptr<speculative::Proposer>, 3> proposers;  // by ProposerKind (kNone's stays empty)
+  // propose_drafts' scratch, kept from step to step.
+  std::vector<speculative::DraftRequest> draft_requests;
+  std::vector<Sequence*> draft_sequences;
+  std::vector<std::vector<int32_t>> proposals;
 };
 
 namespace {
@@ -226,6 +232,7 @@ Status Engine::submit(GenerateRequest request) {
     if (!checked.is_ok()) return checked.status();
     pooling = checked.value();
   }
+  if (Status s = check_speculative(request.params); !s.is_ok()) return s;
   if (Status s = core_->scheduler.check_fits(static_cast<int64_t>(request.prompt.size()), request.params); !s.is_ok()) return s;
   auto seq = std::make_unique<Sequence>(std::move(request));
   if (pooling) seq->embedding.emplace(*pooling, info_.model.dim);
@@ -236,6 +243,44 @@ Status Engine::submit(GenerateRequest request) {
   }
   wake_.notify_one();
   return Status::ok();
+}
+
+namespace {
+const char* proposer_name(speculative::ProposerKind kind) {
+  switch (kind) {
+    case speculative::ProposerKind::kNgram: return "ngram";
+    case speculative::ProposerKind::kDraft: return "draft";
+    case speculative::ProposerKind::kNone: break;
+  }
+  return "none";
+}
+}  // namespace
+
+Status Engine::check_speculative(GenerateParams& params) const {
+  speculative::SpeculativeParams& spec = params.speculative;
+  if (spec.proposer == speculative::ProposerKind::kNone) return Status::ok();
+  if (spec.max_tokens < 1 || spec.max_tokens > speculative::kMaxProposedTokens) {
+    return Status(ErrorCode::kInvalidArgument, "speculative tokens must be in [1, " + std::to_string(speculative::kMaxProposedTokens) + "], got " +
+                                                   std::to_string(spec.max_tokens));
+  }
+  if ((proposer_kinds_.load() & (1u << static_cast<uint32_t>(spec.proposer))) == 0) {
+    const std::string how = spec.proposer == speculative::ProposerKind::kDraft ? ": load the engine with a draft model" : "";
+    return Status(ErrorCode::kUnsupported, std::string("this engine has no '") + proposer_name(spec.proposer) + "' proposer for speculative decoding" + how);
+  }
+  // An embedding generates nothing; a grammar's masks are not applied to proposed tokens.
+  if (params.embed || params.grammar) spec = {};
+  return Status::ok();
+}
+
+Status Engine::set_proposer(speculative::ProposerKind kind, std::unique_ptr<speculative::Proposer> proposer) {
+  if (kind == speculative::ProposerKind::kNone || !proposer) return Status(ErrorCode::kInvalidArgument, "set_proposer needs a proposer and its kind");
+  auto held = std::make_shared<std::unique_ptr<speculative::Proposer>>(std::move(proposer));
+  auto done = run_on_engine_thread([this, kind, held]() -> Result<int64_t> {
+    core_->proposers[static_cast<size_t>(kind)] = std::move(*held);
+    proposer_kinds_.fetch_or(1u << static_cast<uint32_t>(kind));
+    return 0;
+  });
+  return done.is_ok() ? Status::ok() : done.status();
 }
 
 Result<Pooling> Engine::check_embedding_request(GenerateParams& params) const {
@@ -433,8 +478,65 @@ void Engine::start_grammar(Sequence& seq) {
   seq.grammar.emplace(seq.params.grammar, core_->grammar_tokens);
 }
 
+void Engine::propose_drafts() {
+  Core& core = *core_;
+  const std::vector<Sequence*> running = core.scheduler.running();
+  for (Sequence* seq : running) seq->draft.clear();
+  for (size_t kind = 1; kind < core.proposers.size(); ++kind) {
+    speculative::Proposer* proposer = core.proposers[kind].get();
+    if (proposer == nullptr) continue;
+    core.draft_requests.clear();
+    core.draft_sequences.clear();
+    for (Sequence* seq : running) {
+      if (!seq->proposal_size || static_cast<size_t>(seq->params.speculative.proposer) != kind) continue;
+      if (seq->num_uncomputed() != 1 || seq->fork_pending) continue;  // still in its prompt
+      const int32_t room = speculative::proposal_room(seq->num_generated(), seq->params.max_tokens, static_cast<int32_t>(seq->tokens.size()),
+                                                      info_.context_length);
+      if (room == 0) continue;
+      const int32_t k = std::min(room, seq->proposal_size->next());
+      if (k == 0) continue;
+      core.draft_requests.push_back({seq->speculation_key(), &seq->tokens, k});
+      core.draft_sequences.push_back(seq);
+    }
+    if (core.draft_requests.empty()) continue;
+    proposer->propose(core.draft_requests, core.proposals);
+    const size_t answered = std::min(core.proposals.size(), core.draft_sequences.size());
+    for (size_t i = 0; i < answered; ++i) {
+      std::vector<int32_t>& draft = core.draft_sequences[i]->draft;
+      const std::vector<int32_t>& proposal = core.proposals[i];
+      // A guess outside the vocabulary could not be embedded: the proposal ends before it.
+      for (size_t t = 0; t < proposal.size() && static_cast<int32_t>(t) < core.draft_requests[i].max_tokens; ++t) {
+        if (proposal[t] < 0 || proposal[t] >= info_.model.vocab_size) break;
+        draft.push_back(proposal[t]);
+      }
+    }
+  }
+}
+
+void Engine::forget_proposals(const Sequence& seq) {
+  if (!seq.proposal_size) return;
+  if (speculative::Proposer* proposer = core_->proposers[static_cast<size_t>(seq.params.speculative.proposer)].get()) proposer->forget(seq.speculation_key());
+}
+
+void Engine::handle_tokens(const std::vector<SampledToken>& sampled, std::vector<EngineEvent>& events) {
+  // A sequence's tokens are adjacent: the step's tokens after the one that ended it are dropped, and after
+  // the last of a verifying sequence's tokens it keeps the K/V of those it accepted.
+  const Sequence* ended = nullptr;
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    Sequence* seq = sampled[i].sequence;
+    if (seq == ended) continue;
+    if (!handle_token(sampled[i], events)) {
+      ended = seq;
+      continue;
+    }
+    const bool last_of_sequence = i + 1 == sampled.size() || sampled[i + 1].sequence != seq;
+    if (last_of_sequence && sampled[i].verified) core_->scheduler.commit_verified(*seq);
+  }
+}
+
 void Engine::step(std::vector<EngineEvent>& events) {
   const auto started = Clock::now();
+  propose_drafts();
   StepPlan plan = core_->scheduler.schedule();
   if (plan.empty()) return;
   auto sampled = core_->runner.execute(plan);
@@ -446,7 +548,7 @@ void Engine::step(std::vector<EngineEvent>& events) {
   for (const StepPlan::Entry& e : plan.entries) {
     if (e.sample && e.sequence->embedding) finish(*e.sequence, FinishReason::kStop, events);
   }
-  for (const SampledToken& s : sampled.value()) handle_token(s, events);
+  handle_tokens(sampled.value(), events);
   uint64_t computed = 0;
   for (const StepPlan::Entry& e : plan.entries) computed += static_cast<uint64_t>(e.num_tokens);
   std::lock_guard<std::mutex> lock(stats_mutex_);
@@ -454,13 +556,18 @@ void Engine::step(std::vector<EngineEvent>& events) {
   stats_.generated_tokens += sampled.value().size();
   stats_.computed_tokens += computed;
   stats_.busy_seconds += std::chrono::duration<double>(Clock::now() - started).count();
+  const speculative::SpeculationCounters& verified = core_->runner.step_speculation();
+  stats_.speculation.proposed += verified.proposed;
+  stats_.speculation.accepted += verified.accepted;
+  stats_.speculation.verify_steps += verified.verify_steps;
+  stats_.speculation.generated_tokens += verified.generated_tokens;
 }
 
-void Engine::handle_token(const SampledToken& sampled, std::vector<EngineEvent>& events) {
+bool Engine::handle_token(const SampledToken& sampled, std::vector<EngineEvent>& events) {
   Sequence& seq = *sampled.sequence;
   if (!sampled.error.is_ok()) {
     fail(seq, sampled.error, events);
-    return;
+    return false;
   }
   const int32_t token = sampled.token;
   if (seq.num_generated() == 0) seq.first_token = Clock::now();
@@ -470,12 +577,12 @@ void Engine::handle_token(const SampledToken& sampled, std::vector<EngineEvent>&
   const bool ends = (!seq.params.ignore_eos || seq.grammar) && tokenizer_->is_end_of_generation(token);
   if (stop_token || ends) {
     finish(seq, FinishReason::kStop, events);
-    return;
+    return false;
   }
   if (seq.grammar) {
     if (Status s = seq.grammar->accept(token); !s.is_ok()) {
       fail(seq, Status(ErrorCode::kInternal, "sampled a token the grammar refuses: " + s.message()), events);
-      return;
+      return false;
     }
   }
   seq.tokens.push_back(token);
@@ -501,9 +608,13 @@ void Engine::handle_token(const SampledToken& sampled, std::vector<EngineEvent>&
   if (seq.params.stream_tokens) events.push_back(std::move(ev));
   if (stopped || grammar_complete) {
     finish(seq, FinishReason::kStop, events);
-  } else if (at_length) {
-    finish(seq, FinishReason::kLength, events);
+    return false;
   }
+  if (at_length) {
+    finish(seq, FinishReason::kLength, events);
+    return false;
+  }
+  return true;
 }
 
 void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>& events) {
@@ -520,6 +631,8 @@ void Engine::finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>
   ev.prompt_tokens = seq.prompt_length;
   if (seq.embedding && reason != FinishReason::kAbort) ev.embedding = seq.embedding->result(seq.params.embed->normalize);
   if (seq.params.pin && reason != FinishReason::kAbort) ev.pinned_tokens = pin_prefix(seq);
+  if (seq.proposal_size) ev.speculation = seq.speculation;
+  forget_proposals(seq);
   const int32_t generated = seq.num_generated();
   if (generated > 0) {
     ev.ttft_ms = std::chrono::duration<double, std::milli>(seq.first_token - seq.submitted).count();
@@ -550,6 +663,7 @@ void Engine::fail(Sequence& seq, const Status& status, std::vector<EngineEvent>&
   ev.choice = seq.choice;
   ev.error = status;
   events.push_back(std::move(ev));
+  forget_proposals(seq);
   core_->scheduler.remove(&seq);
 }
 

@@ -23,6 +23,7 @@
 #include "engine/memory_plan.h"
 #include "kv/kv_layout.h"
 #include "model/llama_model.h"
+#include "speculative/proposer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace pagedlm {
@@ -91,6 +92,7 @@ struct EngineStats {
   uint64_t generated_tokens = 0;  // sampled tokens, all requests
   uint64_t computed_tokens = 0;   // tokens run through the model (prefill and decode)
   double busy_seconds = 0;        // time spent in steps
+  speculative::SpeculationCounters speculation;  // summed over every request's verifying steps
 };
 
 class Engine {
@@ -121,6 +123,14 @@ class Engine {
   // cache; returns how many were new. A file that fails any check changes nothing.
   Result<int64_t> load_cache(const std::string& path);
 
+  // Speculative decoding: plugs in the proposer that requests naming `kind` in GenerateParams::speculative
+  // use (a later call for the same kind replaces it). Callable from any thread at any time: it waits for the
+  // engine thread, which alone calls the proposer (propose once a step for all its sequences, forget when one
+  // finishes, fails or is aborted). A request whose kind has no proposer is refused at submit. The proposer
+  // only guesses: whatever it returns, the output is what plain decoding gives. Typically called by
+  // Engine::load, e.g. engine->set_proposer(ProposerKind::kNgram, std::make_unique<NgramProposer>(...)).
+  Status set_proposer(speculative::ProposerKind kind, std::unique_ptr<speculative::Proposer> proposer);
+
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const EngineInfo& info() const { return info_; }
   EngineStats stats() const;
@@ -131,12 +141,22 @@ class Engine {
   void run();
   void step(std::vector<EngineEvent>& events);
   void drain_inbox(std::vector<EngineEvent>& events);
-  void handle_token(const SampledToken& sampled, std::vector<EngineEvent>& events);
+  // False when the token ended the sequence (it is gone).
+  bool handle_token(const SampledToken& sampled, std::vector<EngineEvent>& events);
   void finish(Sequence& seq, FinishReason reason, std::vector<EngineEvent>& events);
   void fail_all(const Status& status, std::vector<EngineEvent>& events);
   void fail(Sequence& seq, const Status& status, std::vector<EngineEvent>& events);
   // Starts a submitted sequence's grammar state (building the vocabulary's token index on first use).
   void start_grammar(Sequence& seq);
+  // Before scheduling: asks each proposer, in one call, for the next tokens of its decoding sequences.
+  void propose_drafts();
+  // Checks a request's speculative settings; drops them where speculation does not apply.
+  Status check_speculative(GenerateParams& params) const;
+  // The proposer may drop what it kept for a sequence that ends.
+  void forget_proposals(const Sequence& seq);
+  // Handles the tokens of a step in order; a sequence's tokens after the one that ended it are dropped, and
+  // sequences that verified proposed tokens commit the ones they kept.
+  void handle_tokens(const std::vector<SampledToken>& sampled, std::vector<EngineEvent>& events);
   int32_t pin_prefix(Sequence& seq);
   // The pooling of an embedding request, or why it cannot run; fixes the params an embedding implies.
   Result<Pooling> check_embedding_request(GenerateParams& params) const;
@@ -160,6 +180,7 @@ class Engine {
   std::condition_variable wake_;
   std::unique_ptr<Inbox> inbox_;
   bool closing_ = false;
+  std::atomic<uint32_t> proposer_kinds_{0};  // bit (1 << kind) set for each kind with a proposer
 
   std::mutex close_mutex_;  // serializes close()
   std::thread thread_;

@@ -11,6 +11,7 @@
 #include "engine/pooling.h"
 #include "engine/sampler.h"
 #include "grammar/grammar.h"
+#include "speculative/proposer.h"
 
 namespace pagedlm {
 
@@ -44,6 +45,9 @@ struct GenerateParams {
   // and generation stops by itself where the grammar admits nothing longer.
   std::shared_ptr<const grammar::Grammar> grammar;
   SamplingParams sampling;
+  // Speculative decoding: a proposer guesses up to max_tokens tokens a step, verified in one pass; the
+  // output is what plain decoding gives. Embedding and grammar requests run plain.
+  speculative::SpeculativeParams speculative;
   std::optional<EmbedParams> embed;  // set: an embedding request (n 1, max_tokens 0, no logprobs)
 };
 
@@ -73,6 +77,7 @@ struct EngineEvent {
   double ttft_ms = 0;
   double tokens_per_second = 0;
   std::vector<float> embedding;     // params.embed: the pooled vector (empty when aborted)
+  std::optional<speculative::SpeculationCounters> speculation;  // params.speculative asked for a proposer
   // kFailed
   Status error;
 };

@@ -26,8 +26,10 @@ void Runner::assemble(const StepPlan& plan) {
     const bool full_row = seq.params.logprobs.has_value() || seq.grammar.has_value();
     bs.greedy = samples && !full_row && seq.sampler.is_plain_greedy();
     bs.top_k = samples && !full_row ? seq.sampler.top_k_needed(vocab_) : 0;
+    bs.logit_rows = samples ? 1 + e.proposed : 1;
     const auto first = seq.tokens.begin() + seq.num_computed_tokens;
-    batch_.tokens.insert(batch_.tokens.end(), first, first + e.num_tokens);
+    batch_.tokens.insert(batch_.tokens.end(), first, first + (e.num_tokens - e.proposed));
+    batch_.tokens.insert(batch_.tokens.end(), seq.draft.begin(), seq.draft.begin() + e.proposed);
     batch_.sequences.push_back(bs);
     batch_.top_k_width = std::max(batch_.top_k_width, bs.top_k);
   }
@@ -59,9 +61,6 @@ Status Runner::run_forward(StepPlan& plan) {
 }
 
 void Runner::sample_row(Sequence& seq, size_t row, std::vector<SampledToken>& out) {
-  const int32_t backend_token = greedy_tokens_[row];
-  const size_t top = row * static_cast<size_t>(batch_.top_k_width);
-  const bool have_top = batch_.top_k_width > 0 && top_ids_[top] >= 0;
   const float* logits = logits_.data() + row * static_cast<size_t>(vocab_);
   // n completions: the prompt was computed once; every completion samples its first token from it.
   std::vector<Sequence*> completions = {&seq};
@@ -74,13 +73,39 @@ void Runner::sample_row(Sequence& seq, size_t row, std::vector<SampledToken>& ou
       out.push_back(sample_constrained(*s, logits));
       continue;
     }
-    int32_t token;
-    if (backend_token >= 0) token = backend_token;
-    else if (have_top) token = s->sampler.sample_top_k(&top_ids_[top], &top_values_[top], batch_.top_k_width);
-    else token = s->sampler.sample(logits, vocab_, s->tokens);
+    const int32_t token = draw(*s, row, s->tokens);
     SampledToken sampled{s, token, std::nullopt, Status::ok()};
     if (s->params.logprobs) sampled.logprobs = compute_logprobs(logits, vocab_, token, *s->params.logprobs);
     out.push_back(std::move(sampled));
+  }
+}
+
+int32_t Runner::draw(Sequence& seq, size_t row, const std::vector<int32_t>& history) {
+  if (greedy_tokens_[row] >= 0) return greedy_tokens_[row];
+  const size_t top = row * static_cast<size_t>(batch_.top_k_width);
+  if (batch_.top_k_width > 0 && top_ids_[top] >= 0) return seq.sampler.sample_top_k(&top_ids_[top], &top_values_[top], batch_.top_k_width);
+  return seq.sampler.sample(logits_.data() + row * static_cast<size_t>(vocab_), vocab_, history);
+}
+
+void Runner::verify_row_run(Sequence& seq, size_t first_row, int32_t proposed, std::vector<SampledToken>& out) {
+  history_ = seq.tokens;  // penalties see the accepted tokens as plain decoding would
+  const std::vector<int32_t> draft(seq.draft.begin(), seq.draft.begin() + proposed);
+  const int32_t accepted = speculative::verify_proposal(draft, [&](size_t i) {
+    const size_t row = first_row + i;
+    const int32_t token = draw(seq, row, history_);
+    SampledToken sampled{&seq, token, std::nullopt, Status::ok(), true};
+    if (seq.params.logprobs) sampled.logprobs = compute_logprobs(logits_.data() + row * static_cast<size_t>(vocab_), vocab_, token, *seq.params.logprobs);
+    out.push_back(std::move(sampled));
+    history_.push_back(token);
+    return token;
+  });
+  seq.draft.clear();
+  seq.proposal_size->record(proposed, accepted);
+  for (speculative::SpeculationCounters* c : {&seq.speculation, &step_speculation_}) {
+    c->proposed += static_cast<uint64_t>(proposed);
+    c->accepted += static_cast<uint64_t>(accepted);
+    c->verify_steps += 1;
+    c->generated_tokens += static_cast<uint64_t>(accepted) + 1;
   }
 }
 
@@ -121,6 +146,7 @@ SampledToken Runner::sample_constrained(Sequence& seq, const float* logits) {
 }
 
 Result<std::vector<SampledToken>> Runner::execute(StepPlan& plan) {
+  step_speculation_ = {};
   if (Status s = run_forward(plan); !s.is_ok()) return s;
   std::vector<SampledToken> sampled;
   size_t row = 0;
@@ -132,10 +158,15 @@ Result<std::vector<SampledToken>> Runner::execute(StepPlan& plan) {
       seq.embedding->add(rows, seq.num_computed_tokens, e.num_tokens, seq.prompt_length);
       hidden_row += static_cast<size_t>(e.num_tokens);
     }
-    seq.num_computed_tokens += e.num_tokens;
+    seq.num_computed_tokens += e.num_tokens - e.proposed;
     scheduler_.cache_computed_blocks(seq);
     scheduler_.release_passed_blocks(seq);
-    if (e.sample && !seq.embedding) sample_row(seq, row++, sampled);
+    if (e.sample && !seq.embedding && e.proposed > 0) {
+      verify_row_run(seq, row, e.proposed, sampled);
+      row += static_cast<size_t>(1 + e.proposed);
+    } else if (e.sample && !seq.embedding) {
+      sample_row(seq, row++, sampled);
+    }
   }
   return sampled;
 }

@@ -20,6 +20,7 @@ struct SampledToken {
   int32_t token;
   std::optional<TokenLogprobs> logprobs;  // when the request asked for them
   Status error;  // not ok: no token could be drawn (a grammar no token of the vocabulary can continue)
+  bool verified = false;  // drawn by a step that verified proposed tokens (Scheduler::commit_verified follows)
 };
 
 class Runner {
@@ -31,7 +32,13 @@ class Runner {
   // caches the blocks they filled and, where the entry samples, forks its pending completions and draws
   // one token for each; an embedding entry pools its hidden rows instead. Returns those tokens in plan order (a sequence's completions after it), or the
   // error that failed the pass (no exception escapes; nothing advanced).
+  // An entry that verifies proposed tokens returns the tokens plain decoding would have drawn from its
+  // rows: the accepted proposed tokens, then one from the target model (speculative/verify.h); it
+  // advances its computed tokens past the last token it had before the step only (the engine commits the
+  // accepted ones with Scheduler::commit_verified once they are appended).
   Result<std::vector<SampledToken>> execute(StepPlan& plan);
+  // What the last execute's verifying entries came to, summed.
+  const speculative::SpeculationCounters& step_speculation() const { return step_speculation_; }
 
  private:
   // Fills batch_ from the plan and sizes the result buffers for its logit rows.
@@ -39,6 +46,11 @@ class Runner {
   Status run_forward(StepPlan& plan);
   // Draws each completion's token from logit row `row` (or what the backend picked for it).
   void sample_row(Sequence& seq, size_t row, std::vector<SampledToken>& out);
+  // The token plain decoding draws for `seq` from logit row `row`, after `history`.
+  int32_t draw(Sequence& seq, size_t row, const std::vector<int32_t>& history);
+  // Draws from the rows of an entry that verifies `proposed` tokens, keeping the proposed tokens the draws
+  // agree with; one SampledToken per token drawn.
+  void verify_row_run(Sequence& seq, size_t first_row, int32_t proposed, std::vector<SampledToken>& out);
   // A draw restricted to the tokens `seq`'s grammar allows next.
   SampledToken sample_constrained(Sequence& seq, const float* logits);
 
@@ -54,6 +66,8 @@ class Runner {
   grammar::TokenMask mask_;            // sample_constrained's scratch: allowed tokens
   std::vector<float> masked_logits_;   // and the row with every other token at -inf
   std::vector<float> hidden_;          // [hidden rows, hidden_width]: embedding sequences' final-norm rows
+  std::vector<int32_t> history_;       // verify_row_run's scratch: the tokens before the row it draws from
+  speculative::SpeculationCounters step_speculation_;
 };
 
 }  // namespace pagedlm

@@ -60,7 +60,27 @@ bool Scheduler::allocate(Sequence& seq, int32_t num_tokens, StepPlan& plan) {
   return true;
 }
 
+bool Scheduler::reserve_draft(Sequence& seq, int32_t budget, size_t later, StepPlan& plan) {
+  if (seq.num_uncomputed() != 1 || seq.embedding) seq.draft.clear();
+  if (static_cast<int32_t>(seq.draft.size()) > budget - 1) seq.draft.resize(static_cast<size_t>(std::max(0, budget - 1)));
+  if (seq.draft.empty()) return false;
+  const auto proposed = static_cast<int32_t>(seq.draft.size());
+  const int32_t plain_blocks = std::max(kv_.blocks_for_tokens(seq.num_computed_tokens + 1), static_cast<int32_t>(seq.block_table.size()));
+  const int32_t extra = kv_.blocks_for_tokens(seq.num_computed_tokens + 1 + proposed) - plain_blocks;
+  // The sequences after it may each need a block for their own next token.
+  if (extra > 0 && extra > kv_.pool().num_free() - static_cast<int32_t>(later) - watermark_blocks_) {
+    seq.draft.clear();
+    return false;
+  }
+  if (!allocate(seq, 1 + proposed, plan)) {
+    seq.draft.clear();
+    return false;
+  }
+  return true;
+}
+
 void Scheduler::preempt(Sequence& victim) {
+  victim.draft.clear();
   kv_.free(victim.block_table);
   victim.block_hashes.clear();
   victim.num_computed_tokens = 0;
@@ -79,6 +99,12 @@ StepPlan Scheduler::schedule() {
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     Sequence& seq = *running_[i];
     const int32_t uncomputed = seq.num_uncomputed();
+    if (reserve_draft(seq, budget, running_.size() - i - 1, plan)) {
+      const auto proposed = static_cast<int32_t>(seq.draft.size());
+      plan.entries.push_back({&seq, 1 + proposed, true, proposed});
+      budget -= 1 + proposed;
+      continue;
+    }
     const int32_t n = uncomputed == 1 ? 1 : std::min(uncomputed, budget);
     bool scheduled = true;
     while (!allocate(seq, n, plan)) {
@@ -150,6 +176,13 @@ void Scheduler::cache_computed_blocks(Sequence& seq) {
   kv_.cache_full_blocks(seq.tokens, seq.num_computed_tokens, seq.params.cache_salt, seq.block_table, seq.block_hashes);
 }
 
+void Scheduler::commit_verified(Sequence& seq) {
+  seq.num_computed_tokens = static_cast<int32_t>(seq.tokens.size()) - 1;
+  kv_.truncate(seq.block_table, seq.num_computed_tokens);
+  cache_computed_blocks(seq);
+  release_passed_blocks(seq);
+}
+
 void Scheduler::release_passed_blocks(Sequence& seq) {
   // The next token, at position num_computed_tokens, reads positions (num_computed_tokens - window, ...].
   if (config_.sliding_window > 0) kv_.release_below(seq.block_table, int64_t{seq.num_computed_tokens} - config_.sliding_window + 1);
@@ -203,6 +236,12 @@ std::vector<Sequence*> Scheduler::find(RequestId id) {
     if (seq->id == id) found.push_back(seq.get());
   }
   return found;
+}
+
+std::vector<Sequence*> Scheduler::running() const {
+  std::vector<Sequence*> running;
+  for (const auto& seq : running_) running.push_back(seq.get());
+  return running;
 }
 
 std::vector<Sequence*> Scheduler::all() const {

@@ -3,7 +3,8 @@
 // the pool has none, the most recently admitted running sequence is preempted: it gives its blocks back and
 // returns to the front of the waiting queue, keeping its tokens, to be recomputed later (mostly from the
 // prefix cache). Waiting sequences are admitted while blocks remain, preempted ones first, then preferring
-// a cached prefix among the first few in line. Never includes a backend header: it hands the runner a
+// a cached prefix among the first few in line. A decoding sequence with proposed tokens (speculative
+// decoding) runs them too when the budget and the pool allow, else plainly. Never includes a backend header: it hands the runner a
 // StepPlan. Engine thread only.
 #pragma once
 
@@ -31,6 +32,9 @@ struct StepPlan {
     Sequence* sequence;
     int32_t num_tokens;  // tokens[num_computed_tokens, num_computed_tokens + num_tokens) run this step
     bool sample;         // the chunk reaches the last token: sample the next one
+    // Of num_tokens, the proposed ones at its end (sequence->draft's first `proposed`), which this step
+    // verifies: they get logit rows of their own and K/V slots that stay only if they are accepted.
+    int32_t proposed = 0;
   };
   std::vector<BlockCopy> copies;  // copy-on-write and partial prefix hits: run before the forward pass
   // Partial prefix hits' copies, whose sources are held until the copies ran (Scheduler::copies_done).
@@ -63,6 +67,10 @@ class Scheduler {
   std::vector<Sequence*> find(RequestId id);
 
   bool has_work() const { return !waiting_.empty() || !running_.empty(); }
+  // After the tokens of a step that verified proposed tokens were appended (and the sequence still runs):
+  // every token but the newest has its K/V in the pool, the rejected ones' slots are dead and the blocks
+  // wholly past the kept tokens go back; the accepted tokens' full blocks join the prefix cache.
+  void commit_verified(Sequence& seq);
   // After a step: registers the blocks its tokens filled in the prefix cache.
   void cache_computed_blocks(Sequence& seq);
   // Then: releases the blocks below the window of its next token, when every layer is windowed.
@@ -72,6 +80,7 @@ class Scheduler {
   // Block tables of every running sequence (for invariant checks).
   std::vector<const std::vector<BlockId>*> block_tables() const;
   std::vector<Sequence*> all() const;
+  std::vector<Sequence*> running() const;
   size_t num_running() const { return running_.size(); }
   size_t num_waiting() const { return waiting_.size(); }
   uint64_t preemptions() const { return preemptions_; }
@@ -80,6 +89,10 @@ class Scheduler {
   // Gives `seq` blocks for `num_tokens` more tokens, copying a shared block it is about to write; false
   // (nothing taken) when the pool lacks them.
   bool allocate(Sequence& seq, int32_t num_tokens, StepPlan& plan);
+  // Allocates the blocks of a decode step that also verifies seq.draft (cut to the budget); false, with the
+  // draft dropped and nothing taken, when they would leave too few free blocks for the `later` running
+  // sequences' own tokens: a proposal never costs anyone a preemption.
+  bool reserve_draft(Sequence& seq, int32_t budget, size_t later, StepPlan& plan);
   // Frees a running sequence's blocks and puts it at the front of the waiting queue.
   void preempt(Sequence& victim);
   void admit(int32_t& budget, StepPlan& plan);

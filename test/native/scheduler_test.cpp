@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <random>
 #include <map>
 
 #include "engine/runner.h"
@@ -30,6 +32,10 @@ class SchedulerBench {
     return c;
   }
 
+  // Set: before each step, every running sequence past its prompt verifies the tokens it returns
+  // (speculative decoding), cut to what fits before its max_tokens.
+  std::function<std::vector<int32_t>(const Sequence&)> proposer;
+
   Sequence* add(RequestId id, std::vector<int32_t> prompt, int32_t max_tokens, int32_t n = 1, uint64_t salt = 0) {
     GenerateRequest r;
     r.id = id;
@@ -38,6 +44,7 @@ class SchedulerBench {
     r.params.n = n;
     r.params.cache_salt = salt;
     r.params.sampling.temperature = 0;
+    if (proposer) r.params.speculative = {speculative::ProposerKind::kNgram, speculative::kMaxProposedTokens};
     auto seq = std::make_unique<Sequence>(std::move(r));
     Sequence* raw = seq.get();
     scheduler_.add(std::move(seq));
@@ -46,18 +53,26 @@ class SchedulerBench {
 
   // One engine step: schedule, run, append each sampled token, retire sequences at max_tokens.
   StepPlan step() {
+    if (proposer) propose();
     StepPlan plan = scheduler_.schedule();
     if (plan.empty()) return plan;
     auto sampled = runner_.execute(plan);
     EXPECT_TRUE(sampled.is_ok()) << sampled.status().message();
-    for (const SampledToken& s : sampled.value()) {
+    const std::vector<SampledToken>& tokens = sampled.value();
+    const Sequence* ended = nullptr;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const SampledToken& s = tokens[i];
       Sequence& seq = *s.sequence;
+      if (&seq == ended) continue;
       seq.tokens.push_back(s.token);
       if (s.logprobs) logprobs_[{seq.id, seq.choice}].push_back(*s.logprobs);
       if (seq.num_generated() >= seq.params.max_tokens) {
         outputs_[{seq.id, seq.choice}] = std::vector<int32_t>(seq.tokens.begin() + seq.prompt_length, seq.tokens.end());
         scheduler_.remove(&seq);
+        ended = &seq;
+        continue;
       }
+      if (s.verified && (i + 1 == tokens.size() || tokens[i + 1].sequence != &seq)) scheduler_.commit_verified(seq);
     }
     kv_.check_invariants(scheduler_.block_tables());
     return plan;
@@ -76,6 +91,16 @@ class SchedulerBench {
       prompt.push_back(out.back());
     }
     return out;
+  }
+
+  void propose() {
+    for (Sequence* seq : scheduler_.running()) {
+      seq->draft.clear();
+      if (seq->num_uncomputed() != 1 || seq->fork_pending) continue;
+      seq->draft = proposer(*seq);
+      const int32_t room = speculative::proposal_room(seq->num_generated(), seq->params.max_tokens, static_cast<int32_t>(seq->tokens.size()), 1 << 30);
+      if (static_cast<int32_t>(seq->draft.size()) > room) seq->draft.resize(static_cast<size_t>(room));
+    }
   }
 
   const std::vector<int32_t>& output(RequestId id, int32_t choice = 0) { return outputs_.at({id, choice}); }
@@ -288,6 +313,52 @@ TEST(RunnerLogprobs, EachRowsLogprobsComeWithItsTokenThroughBatchingAndPreemptio
   }
   EXPECT_TRUE(bench.logprobs(2).empty());
   for (int id = 1; id <= 3; ++id) EXPECT_EQ(bench.output(id), bench.alone(prompt_of(8, id), 12)) << "request " << id;
+}
+
+}  // namespace
+}  // namespace pagedlm
+
+namespace pagedlm {
+namespace {
+
+// Speculative steps under pressure: random proposals (some the right tokens, some wrong) for sequences that
+// run beside prefills, get preempted, fork and hit cached prefixes; every step checks the pool's invariants
+// (in step()), and every output is what the sequence decodes alone.
+TEST(SchedulerSpeculation, RandomProposalsKeepOutputsAndInvariants) {
+  SchedulerBench bench(/*blocks=*/28, /*block_size=*/4, /*batch_tokens=*/24);
+  std::mt19937 rng(17);
+  bench.proposer = [&](const Sequence& seq) {
+    std::vector<int32_t> draft;
+    std::vector<int32_t> context = seq.tokens;
+    const int length = static_cast<int>(rng() % 7);
+    for (int i = 0; i < length; ++i) {
+      const int32_t right = bench.backend().next_token(context);
+      draft.push_back(rng() % 4 == 0 ? (right + 1) % kVocab : right);
+      context.push_back(draft.back());
+    }
+    return draft;
+  };
+  std::map<RequestId, std::pair<std::vector<int32_t>, int32_t>> requests;
+  for (RequestId id = 1; id <= 24; ++id) {
+    // A few shared prompt families, so later requests hit blocks earlier ones cached.
+    std::vector<int32_t> prompt = prompt_of(4 + static_cast<int>(rng() % 12), static_cast<int>(id % 3));
+    prompt.push_back(static_cast<int32_t>(1 + rng() % 50));
+    const int32_t max_tokens = 3 + static_cast<int32_t>(rng() % 30);
+    requests[id] = {prompt, max_tokens};
+    bench.add(id, prompt, max_tokens, id % 7 == 0 ? 2 : 1);
+    if (id % 4 == 0) {
+      for (int i = 0; i < 3; ++i) bench.step();
+    }
+  }
+  bench.run_to_end();
+  for (const auto& [id, request] : requests) {
+    EXPECT_EQ(bench.output(id), bench.alone(request.first, request.second)) << "request " << id;
+    if (id % 7 == 0) EXPECT_EQ(bench.output(id, 1), bench.alone(request.first, request.second)) << "request " << id << " choice 1";
+  }
+  EXPECT_GT(bench.scheduler().preemptions(), 0u);
+  EXPECT_GT(bench.kv().counters().hit_tokens, 0u);
+  bench.kv().check_invariants({});
+  EXPECT_EQ(bench.kv().pool().num_free(), 28);
 }
 
 }  // namespace
