@@ -23,6 +23,7 @@ class Engine {
   #closing = null;
   #info = null; // cached: the model does not change
   #chat = null;
+  #speculative = undefined; // Engine.load's speculative option: what a request that does not say uses
 
   constructor(token) {
     if (token !== kCreate) throw new TypeError('use `await Engine.load(path, options)` to create an Engine');
@@ -50,9 +51,10 @@ class Engine {
    */
   static async load(modelPath, options = {}) {
     if (typeof modelPath !== 'string' || modelPath.length === 0) throw new TypeError('modelPath must be a non-empty string');
-    const { onProgress, ...nativeOptions } = loadOptions(options);
+    const { onProgress, speculative, ...nativeOptions } = loadOptions(options);
     const file = await localModel(modelPath, options.hub, onProgress);
     const engine = new Engine(kCreate);
+    engine.#speculative = speculative;
     const loadProgress = onProgress && ((fraction) => onProgress(fraction, { phase: 'load' }));
     try {
       engine.#native = await binding.load(file, nativeOptions, (events) => engine.#dispatch(events), loadProgress);
@@ -345,7 +347,9 @@ class Engine {
     const id = ++this.#nextId;
     try {
       // Token events only for a request that streams them: the others' steps do not wake the event loop.
-      this.#native.submit(id, promptIds, { ...params, streamTokens: typeof request.onToken === 'function' });
+      // A request that does not say takes the load-time speculative default (an embedding generates nothing).
+      const speculative = params.speculative ?? (params.embed ? undefined : this.#speculative);
+      this.#native.submit(id, promptIds, { ...params, speculative, streamTokens: typeof request.onToken === 'function' });
     } catch (error) {
       throw fromNative(error);
     }
@@ -579,7 +583,18 @@ function result(ends, params) {
     choices,
     usage: { promptTokens: first.promptTokens, completionTokens: choices.reduce((sum, c) => sum + c.tokens.length, 0) },
     timings: { ttftMs: first.ttftMs ?? 0, tokensPerSecond: first.tokensPerSecond ?? 0 },
+    ...(first.speculation && { speculation: speculationSummary(ends.map((e) => e.speculation)) }),
   };
+}
+
+// The addon's speculation counters of a request's completions -> { proposed, accepted, acceptanceRate,
+// tokensPerStep } over all of them (tokensPerStep: tokens per step that verified a proposal).
+function speculationSummary(counters) {
+  const sum = (key) => counters.reduce((total, c) => total + (c?.[key] ?? 0), 0);
+  const proposed = sum('proposed');
+  const accepted = sum('accepted');
+  const steps = sum('verifySteps');
+  return { proposed, accepted, acceptanceRate: proposed > 0 ? accepted / proposed : 0, tokensPerStep: steps > 0 ? sum('generatedTokens') / steps : 0 };
 }
 
 function parseJson(text) {

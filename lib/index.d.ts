@@ -72,6 +72,21 @@ export interface LoadOptions {
   onProgress?: (fraction: number, detail: LoadProgress) => void;
   /** Where and how an hf: spec is downloaded (ignored for a file path). */
   hub?: HubOptions;
+  /** The speculative decoding of requests that do not set `speculative` themselves (default false: off). */
+  speculative?: SpeculativeOption;
+}
+
+/** Speculative decoding (docs/api.md, "Speculative decoding"): false (off), a proposer, or a proposer and the most
+ *  tokens it proposes a step (`tokens`, 1 to 16, default 4). The output is what plain decoding gives. */
+export type SpeculativeOption = false | 'ngram' | 'draft' | { proposer: 'ngram' | 'draft'; tokens?: number };
+
+/** What speculative decoding came to: tokens proposed, of those accepted, accepted / proposed, and the tokens
+ *  each verifying step produced (the accepted ones plus one from the model). */
+export interface SpeculationStats {
+  proposed: number;
+  accepted: number;
+  acceptanceRate: number;
+  tokensPerStep: number;
 }
 
 export interface LoadProgress {
@@ -241,6 +256,9 @@ export interface GenerateOptions {
   jsonSchema?: object | boolean | string;
   /** true: the completion is any JSON value, parsed into `json`. */
   json?: boolean;
+  /** Speculative decoding for this request (default: the load-time `speculative`, else off). A proposer the engine
+   *  lacks rejects the request (code ERR_UNSUPPORTED). Requests with a grammar run plain. */
+  speculative?: SpeculativeOption;
 }
 
 export interface Choice {
@@ -268,6 +286,8 @@ export interface GenerateResult {
   /** completionTokens counts every completion's tokens. */
   usage: { promptTokens: number; completionTokens: number };
   timings: { ttftMs: number; tokensPerSecond: number };
+  /** When the request used speculative decoding: over all its completions. */
+  speculation?: SpeculationStats;
 }
 
 export type EmbeddingPooling = 'mean' | 'cls' | 'last';
@@ -459,6 +479,8 @@ export interface EngineStats {
   busySeconds: number;
   /** generatedTokens / busySeconds: aggregate generation throughput while working. */
   tokensPerSecond: number;
+  /** Speculative decoding over all requests (zeros when none used it). */
+  speculation: SpeculationStats;
 }
 
 export interface TokenStream extends AsyncIterableIterator<Token> {

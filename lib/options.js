@@ -7,14 +7,14 @@ const { DEFAULT_SAMPLING } = require('./sampling');
 
 const KV_DTYPES = ['f32', 'f16', 'bf16', 'int8', 'fp8'];
 
-const LOAD_KEYS = ['device', 'gpu', 'threads', 'contextLength', 'kvCache', 'maxBatchTokens', 'prefault', 'mmap', 'onProgress', 'hub'];
+const LOAD_KEYS = ['device', 'gpu', 'threads', 'contextLength', 'kvCache', 'maxBatchTokens', 'prefault', 'mmap', 'onProgress', 'hub', 'speculative'];
 const KV_CACHE_KEYS = ['dtype', 'blockSize', 'blocks', 'memory', 'gpuMemoryFraction'];
 const INSPECT_KEYS = ['device', 'gpu', 'kvCache', 'sequences', 'memory', 'hub'];
 const INSPECT_KV_CACHE_KEYS = ['dtype', 'blockSize'];
 const GENERATE_KEYS = [
   'n', 'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'frequencyPenalty', 'presencePenalty',
   'penaltyLastN', 'seed', 'stop', 'stopTokens', 'ignoreEos', 'cacheSalt', 'addBos', 'special', 'onToken', 'signal',
-  'logprobs', 'grammar', 'jsonSchema', 'json',
+  'logprobs', 'grammar', 'jsonSchema', 'json', 'speculative',
 ];
 // The most alternatives a token's logprobs list (OpenAI's top_logprobs bound).
 const MAX_LOGPROBS = 20;
@@ -122,6 +122,37 @@ function checkTokenIds(value, name) {
 
 const DEVICES = ['auto', 'cuda', 'cpu'];
 
+// Speculative decoding's proposers, the most tokens one step may propose, and the default.
+const PROPOSERS = ['ngram', 'draft'];
+const MAX_SPECULATIVE_TOKENS = 16;
+const DEFAULT_SPECULATIVE_TOKENS = 4;
+const SPECULATIVE_KEYS = ['proposer', 'tokens'];
+
+/**
+ * The speculative option: false | 'ngram' | 'draft' | { proposer, tokens } -> { proposer, tokens } for the addon
+ * (proposer 'none' for false); undefined when not given.
+ */
+function speculativeOption(value, name = 'speculative') {
+  if (value === undefined) return undefined;
+  if (value === false) return { proposer: 'none', tokens: DEFAULT_SPECULATIVE_TOKENS };
+  const checkProposer = (proposer, what) => {
+    if (!PROPOSERS.includes(proposer)) {
+      const shown = typeof proposer === 'string' ? JSON.stringify(proposer) : proposer === undefined ? 'nothing' : describe(proposer);
+      throw new (typeof proposer === 'string' ? RangeError : TypeError)(`${what} must be one of ${PROPOSERS.map((p) => `'${p}'`).join(', ')}, got ${shown}`);
+    }
+    return proposer;
+  };
+  if (typeof value === 'string') return { proposer: checkProposer(value, name), tokens: DEFAULT_SPECULATIVE_TOKENS };
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new TypeError(`${name} must be false, 'ngram', 'draft' or { proposer, tokens }, got ${describe(value)}`);
+  }
+  checkKeys(value, SPECULATIVE_KEYS, name);
+  return {
+    proposer: checkProposer(value.proposer, `${name}.proposer`),
+    tokens: int(value.tokens, `${name}.tokens`, 1, MAX_SPECULATIVE_TOKENS) ?? DEFAULT_SPECULATIVE_TOKENS,
+  };
+}
+
 /** Engine.load options -> the native options object. */
 function loadOptions(options) {
   const o = checkKeys(checkObject(options, 'options'), LOAD_KEYS, 'Engine.load() options');
@@ -147,6 +178,7 @@ function loadOptions(options) {
     prefault: checkBoolean(o.prefault, 'prefault'),
     mmap: checkBoolean(o.mmap, 'mmap'),
     onProgress: checkFunction(o.onProgress, 'onProgress'),
+    speculative: speculativeOption(o.speculative),
   };
 }
 
@@ -200,6 +232,7 @@ function generateOptions(options, name = 'generate() options') {
     ignoreEos: checkBoolean(o.ignoreEos, 'ignoreEos'),
     cacheSalt: checkString(o.cacheSalt, 'cacheSalt'),
     logprobs: int(o.logprobs, 'logprobs', 0, MAX_LOGPROBS), // 0: the token's own logprob, no alternatives
+    speculative: speculativeOption(o.speculative),
     ...grammarOptions(o),
   };
   return {
@@ -256,6 +289,8 @@ module.exports = {
   CONTEXT_OVERFLOW_POLICIES,
   checkContextOverflow,
   MAX_LOGPROBS,
+  MAX_SPECULATIVE_TOKENS,
+  speculativeOption,
   checkKeys,
   closestKey,
   loadOptions,

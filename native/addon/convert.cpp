@@ -141,6 +141,16 @@ GenerateParams generate_params(const Napi::Object& o) {
   s.penalty_last_n = to_int(o, "penaltyLastN", s.penalty_last_n);
   if (const auto seed = optional_number(o, "seed")) s.seed = static_cast<uint64_t>(*seed);
   p.grammar = compile_grammar(o);
+  if (o.Get("speculative").IsObject()) {
+    // lib/options.js checks the names and the range.
+    const Napi::Object spec = o.Get("speculative").As<Napi::Object>();
+    const Napi::Value proposer = spec.Get("proposer");
+    const std::string name = proposer.IsString() ? proposer.As<Napi::String>().Utf8Value() : "none";
+    if (name == "ngram") p.speculative.proposer = speculative::ProposerKind::kNgram;
+    else if (name == "draft") p.speculative.proposer = speculative::ProposerKind::kDraft;
+    else if (name != "none") throw Napi::RangeError::New(o.Env(), "speculative.proposer must be 'ngram' or 'draft'");
+    p.speculative.max_tokens = to_int(spec, "tokens", p.speculative.max_tokens);
+  }
   if (o.Get("embed").IsObject()) {
     const Napi::Object embed = o.Get("embed").As<Napi::Object>();
     p.embed = EmbedParams{optional_bool(embed, "normalize").value_or(true), std::nullopt};
@@ -319,6 +329,13 @@ Napi::Object stats_to_js(Napi::Env env, const EngineStats& s) {
   o.Set("computedTokens", static_cast<double>(s.computed_tokens));
   o.Set("busySeconds", s.busy_seconds);
   o.Set("tokensPerSecond", s.busy_seconds > 0 ? static_cast<double>(s.generated_tokens) / s.busy_seconds : 0.0);
+  const speculative::SpeculationCounters& c = s.speculation;
+  Napi::Object speculation = Napi::Object::New(env);
+  speculation.Set("proposed", static_cast<double>(c.proposed));
+  speculation.Set("accepted", static_cast<double>(c.accepted));
+  speculation.Set("acceptanceRate", c.proposed > 0 ? static_cast<double>(c.accepted) / static_cast<double>(c.proposed) : 0.0);
+  speculation.Set("tokensPerStep", c.verify_steps > 0 ? static_cast<double>(c.generated_tokens) / static_cast<double>(c.verify_steps) : 0.0);
+  o.Set("speculation", speculation);
   return o;
 }
 
@@ -398,6 +415,14 @@ Napi::Object event_to_js(Napi::Env env, const EngineEvent& e) {
       o.Set("pinnedTokens", e.pinned_tokens);
       o.Set("ttftMs", e.ttft_ms);
       o.Set("tokensPerSecond", e.tokens_per_second);
+      if (e.speculation) {
+        Napi::Object speculation = Napi::Object::New(env);
+        speculation.Set("proposed", static_cast<double>(e.speculation->proposed));
+        speculation.Set("accepted", static_cast<double>(e.speculation->accepted));
+        speculation.Set("verifySteps", static_cast<double>(e.speculation->verify_steps));
+        speculation.Set("generatedTokens", static_cast<double>(e.speculation->generated_tokens));
+        o.Set("speculation", speculation);
+      }
       if (!e.embedding.empty()) {
         Napi::Float32Array embedding = Napi::Float32Array::New(env, e.embedding.size());
         std::copy(e.embedding.begin(), e.embedding.end(), embedding.Data());

@@ -1,0 +1,69 @@
+'use strict';
+// The speculative option of generate(), chat(), stream() and Engine.load: its checks, the load-time default,
+// and what a result and engine.stats() report. Identity with plain decoding is tested in the native suite
+// (test/native/speculative_engine_test.cpp), where a test proposer can be plugged in.
+const { Engine } = require('../..');
+const { speculativeOption } = require('../../lib/options');
+const { describeWithModels } = require('../support/models');
+
+describe('speculativeOption', () => {
+  test('false, a proposer name, or { proposer, tokens }', () => {
+    expect(speculativeOption(undefined)).toBeUndefined();
+    expect(speculativeOption(false)).toEqual({ proposer: 'none', tokens: 4 });
+    expect(speculativeOption('ngram')).toEqual({ proposer: 'ngram', tokens: 4 });
+    expect(speculativeOption({ proposer: 'draft', tokens: 16 })).toEqual({ proposer: 'draft', tokens: 16 });
+    expect(speculativeOption({ proposer: 'ngram' })).toEqual({ proposer: 'ngram', tokens: 4 });
+  });
+
+  test('wrong types are TypeErrors, wrong values RangeErrors, each naming the option', () => {
+    expect(() => speculativeOption(true)).toThrow(new TypeError("speculative must be false, 'ngram', 'draft' or { proposer, tokens }, got boolean true"));
+    expect(() => speculativeOption(null)).toThrow(TypeError);
+    expect(() => speculativeOption(['ngram'])).toThrow(TypeError);
+    expect(() => speculativeOption('medusa')).toThrow(new RangeError("speculative must be one of 'ngram', 'draft', got \"medusa\""));
+    expect(() => speculativeOption({ tokens: 2 })).toThrow(new TypeError("speculative.proposer must be one of 'ngram', 'draft', got nothing"));
+    expect(() => speculativeOption({ proposer: 'ngram', tokens: 0 })).toThrow(new RangeError('speculative.tokens must be at least 1 and at most 16, got 0'));
+    expect(() => speculativeOption({ proposer: 'ngram', tokens: 17 })).toThrow(RangeError);
+    expect(() => speculativeOption({ proposer: 'ngram', tokens: 2.5 })).toThrow(new RangeError('speculative.tokens must be an integer, got 2.5'));
+    expect(() => speculativeOption({ proposer: 'ngram', token: 2 })).toThrow(new TypeError("unknown option 'token' in speculative: did you mean 'tokens'?"));
+  });
+});
+
+describeWithModels('speculative decoding through the API', ['synth-tiny-f16.gguf'], (modelPath) => {
+  let engine;
+  beforeAll(async () => {
+    engine = await Engine.load(modelPath, { contextLength: 128, kvCache: { blocks: 64 } });
+  });
+  afterAll(() => engine.close());
+
+  test('each entry point checks the option', async () => {
+    await expect(engine.generate('Hi', { speculative: 'medusa' })).rejects.toThrow(RangeError);
+    await expect(engine.chat([{ role: 'user', content: 'Hi' }], { speculative: { proposer: 'ngram', tokens: 99 } })).rejects.toThrow(RangeError);
+    await expect(engine.stream('Hi', { speculative: 1 }).next()).rejects.toThrow(TypeError);
+    await expect(Engine.load(modelPath, { speculative: 'eagle' })).rejects.toThrow(RangeError);
+  });
+
+  test('a proposer the engine lacks rejects the request', async () => {
+    await expect(engine.generate('Hi', { maxTokens: 2, speculative: 'draft' })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED', message: expect.stringMatching(/draft model/) });
+  });
+
+  test('plain requests report no speculation, and the stats count none', async () => {
+    const plain = await engine.generate('Hi', { maxTokens: 3, temperature: 0 });
+    const off = await engine.generate('Hi', { maxTokens: 3, temperature: 0, speculative: false });
+    expect(plain).not.toHaveProperty('speculation');
+    expect(off).not.toHaveProperty('speculation');
+    expect(off.tokens).toEqual(plain.tokens);
+    expect(engine.stats().speculation).toEqual({ proposed: 0, accepted: 0, acceptanceRate: 0, tokensPerStep: 0 });
+  });
+
+  test('the load-time default applies to requests that do not say, and false overrides it', async () => {
+    const speculating = await Engine.load(modelPath, { contextLength: 128, kvCache: { blocks: 64 }, speculative: { proposer: 'draft', tokens: 3 } });
+    try {
+      await expect(speculating.generate('Hi', { maxTokens: 2 })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' });
+      const off = await speculating.generate('Hi', { maxTokens: 2, temperature: 0, speculative: false });
+      expect(off).not.toHaveProperty('speculation');
+      expect(off.tokens).toHaveLength(2);
+    } finally {
+      speculating.close();
+    }
+  });
+});
