@@ -2,6 +2,8 @@
 // that reproduce a cold run, and preemption under a small pool that changes nothing in the outputs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "engine/engine.h"
 #include "gpu_test_support.h"
 #include "support/event_collector.h"
@@ -26,11 +28,14 @@ class DeviceEngine {
     EXPECT_TRUE(e.is_ok()) << e.status().message();
     if (e.is_ok()) engine_ = e.take();
   }
-  RequestId submit(const std::vector<int32_t>& prompt, int max_tokens) {
+  // `sample`: temperature with top-k (the backend's candidates path), seeded alike for every request.
+  RequestId submit(const std::vector<int32_t>& prompt, int max_tokens, speculative::SpeculativeParams speculation = {}, bool sample = false) {
     GenerateParams p;
     p.max_tokens = max_tokens;
     p.ignore_eos = true;
-    p.sampling.temperature = 0.0f;
+    p.sampling.temperature = sample ? 0.8f : 0.0f;
+    p.sampling.seed = 11;
+    p.speculative = speculation;
     const RequestId id = ++next_;
     EXPECT_TRUE(engine_->submit({id, prompt, p}).is_ok());
     return id;
@@ -117,6 +122,52 @@ TEST(CudaEngine, SharedModelsGenerateTheCpusGreedyTokens) {
       EXPECT_EQ(gpu.tokens(gpu.submit(prompt, 60)), cpu.tokens(cpu.submit(prompt, 60))) << file << " " << kv_dtype_name(dtype);
     }
   }
+}
+
+// Proposes what known token sequences continue with; every third guess is wrong.
+class KnownContinuations : public speculative::Proposer {
+ public:
+  explicit KnownContinuations(std::vector<std::vector<int32_t>> known) : known_(std::move(known)) {}
+  void propose(const std::vector<speculative::DraftRequest>& requests, std::vector<std::vector<int32_t>>& out) override {
+    out.assign(requests.size(), {});
+    for (size_t r = 0; r < requests.size(); ++r) {
+      const std::vector<int32_t>& tokens = *requests[r].tokens;
+      for (const std::vector<int32_t>& ref : known_) {
+        if (ref.size() <= tokens.size() || !std::equal(tokens.begin(), tokens.end(), ref.begin())) continue;
+        for (size_t at = tokens.size(); at < ref.size() && out[r].size() < static_cast<size_t>(requests[r].max_tokens); ++at) {
+          out[r].push_back(at % 3 == 0 ? (ref[at] + 1) % 300 : ref[at]);
+        }
+        break;
+      }
+    }
+  }
+
+ private:
+  std::vector<std::vector<int32_t>> known_;
+};
+
+// Verifying steps (several logit rows per sequence, as argmax tokens or top-k candidates) give the tokens of
+// plain decoding on the device, greedy and sampled.
+TEST(CudaEngine, SpeculativeDecodingKeepsTheOutputs) {
+  PAGEDLM_REQUIRE_DEVICE();
+  DeviceEngine plain("cuda", 64), speculating("cuda", 64);
+  ASSERT_TRUE(plain && speculating);
+  std::vector<std::vector<int32_t>> known, outputs;
+  for (int r = 0; r < 4; ++r) {
+    std::vector<int32_t> p = prompt(50 * r, 10 + 7 * r);
+    outputs.push_back(plain.tokens(plain.submit(p, 40, {}, r % 2 == 1)));
+    p.insert(p.end(), outputs.back().begin(), outputs.back().end());
+    known.push_back(std::move(p));
+  }
+  ASSERT_TRUE(speculating.engine().set_proposer(speculative::ProposerKind::kNgram, std::make_unique<KnownContinuations>(known)).is_ok());
+  std::vector<RequestId> ids;
+  for (int r = 0; r < 4; ++r) ids.push_back(speculating.submit(prompt(50 * r, 10 + 7 * r), 40, {speculative::ProposerKind::kNgram, 5}, r % 2 == 1));
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(speculating.tokens(ids[r]), outputs[r]) << "request " << r;
+  const EngineStats s = speculating.engine().stats();
+  EXPECT_GT(s.speculation.accepted, 0u);
+  EXPECT_LT(s.speculation.accepted, s.speculation.proposed);
+  EXPECT_EQ(s.in_use_blocks, 0);
+  ASSERT_TRUE(speculating.engine().check_kv_invariants().is_ok());
 }
 
 TEST(CudaEngine, PreemptionUnderASmallPoolKeepsTheOutputs) {
