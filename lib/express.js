@@ -15,7 +15,7 @@ const { DEFAULT_SAMPLING } = require('./sampling');
 const { createMetrics } = require('./metrics');
 const { checkTools, checkToolChoice, ReplyGate } = require('./tools');
 const { jsonSchemaToGrammar } = require('./grammar');
-const { checkObject, checkKeys, checkBoolean, checkContextOverflow, closestKey, MAX_LOGPROBS } = require('./options');
+const { checkObject, checkKeys, checkBoolean, checkContextOverflow, closestKey, MAX_LOGPROBS, speculativeOption } = require('./options');
 const { replyReserve, truncateOldest } = require('./overflow');
 
 const ROUTER_KEYS = [
@@ -27,6 +27,7 @@ const ERROR_STATUS = {
   ERR_CONTEXT_OVERFLOW: [400, 'context_length_exceeded'],
   ERR_POOL_TOO_SMALL: [400, 'request_too_large'],
   ERR_INVALID_ARGUMENT: [400, 'invalid_value'],
+  ERR_UNSUPPORTED: [400, 'unsupported_value'], // e.g. a speculative proposer this engine lacks
   ERR_CLOSED: [503, 'engine_closed'],
 };
 
@@ -71,6 +72,7 @@ const SHARED_FIELDS = [
   'model', 'stream', 'stream_options', 'max_tokens', 'n', 'temperature', 'top_p', 'stop', 'seed', 'user',
   'frequency_penalty', 'presence_penalty',
   'top_k', 'min_p', 'repetition_penalty', 'ignore_eos', // extensions, as in vLLM
+  'speculative', // pagedlm's extension: generate()'s speculative option
 ];
 const REQUEST_FIELDS = {
   chat: new Set([...SHARED_FIELDS, 'messages', 'max_completion_tokens', 'response_format', ...LOGPROBS_FIELDS.chat, 'tools', 'tool_choice', 'parallel_tool_calls']),
@@ -119,6 +121,17 @@ function fieldReader(body, prefix = '') {
   };
 }
 
+// speculative -> generate()'s option as sent, checked here so that a bad value is a 400 naming the field.
+function speculativeField(body) {
+  if (body.speculative === null) return undefined;
+  try {
+    speculativeOption(body.speculative);
+  } catch (error) {
+    throw new HttpError(400, error.message, { param: 'speculative' });
+  }
+  return body.speculative;
+}
+
 function stopStrings(body) {
   const { stop } = body;
   if (stop === undefined || stop === null) return undefined;
@@ -159,6 +172,7 @@ function generationOptions(body, kind, limits) {
     repetitionPenalty: field.number('repetition_penalty'),
     stop: stopStrings(body),
     ignoreEos: field.boolean('ignore_eos'),
+    speculative: speculativeField(body),
   };
   if (kind === 'chat') {
     const format = responseFormat(body.response_format);

@@ -5,6 +5,7 @@
 const { Engine } = require('../..');
 const { speculativeOption } = require('../../lib/options');
 const { describeWithModels } = require('../support/models');
+const { startRouter, stopRouter } = require('../support/router');
 
 describe('speculativeOption', () => {
   test('false, a proposer name, or { proposer, tokens }', () => {
@@ -53,6 +54,24 @@ describeWithModels('speculative decoding through the API', ['synth-tiny-f16.gguf
     expect(off).not.toHaveProperty('speculation');
     expect(off.tokens).toEqual(plain.tokens);
     expect(engine.stats().speculation).toEqual({ proposed: 0, accepted: 0, acceptanceRate: 0, tokensPerStep: 0 });
+  });
+
+  test('the router takes it as a pagedlm extension field', async () => {
+    const { server, url } = await startRouter(engine);
+    try {
+      const post = (body) => fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'Hi', max_tokens: 2, ...body }) });
+      const bad = await post({ speculative: { proposer: 'ngram', tokens: 40 } });
+      expect(bad.status).toBe(400);
+      expect((await bad.json()).error).toMatchObject({ param: 'speculative', message: 'speculative.tokens must be at least 1 and at most 16, got 40' });
+      const lacking = await post({ speculative: 'draft' });
+      expect(lacking.status).toBe(400);
+      expect((await lacking.json()).error).toMatchObject({ code: 'unsupported_value', message: expect.stringMatching(/draft model/) });
+      const off = await post({ speculative: false, temperature: 0 });
+      expect(off.status).toBe(200);
+      expect((await off.json()).choices[0].text).toBe((await engine.generate('Hi', { maxTokens: 2, temperature: 0 })).text);
+    } finally {
+      await stopRouter(server);
+    }
   });
 
   test('the load-time default applies to requests that do not say, and false overrides it', async () => {
