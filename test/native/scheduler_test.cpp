@@ -75,6 +75,12 @@ class SchedulerBench {
       if (s.verified && (i + 1 == tokens.size() || tokens[i + 1].sequence != &seq)) scheduler_.commit_verified(seq);
     }
     kv_.check_invariants(scheduler_.block_tables());
+    if (proposer) {
+      // Rejected proposed tokens leave no blocks behind: a table covers the computed tokens, no more.
+      for (const Sequence* seq : scheduler_.running()) {
+        EXPECT_EQ(static_cast<int32_t>(seq->block_table.size()), kv_.blocks_for_tokens(seq->num_computed_tokens)) << "request " << seq->id;
+      }
+    }
     return plan;
   }
 
