@@ -124,11 +124,13 @@ class Engine {
   Result<int64_t> load_cache(const std::string& path);
 
   // Speculative decoding: plugs in the proposer that requests naming `kind` in GenerateParams::speculative
-  // use (a later call for the same kind replaces it). Callable from any thread at any time: it waits for the
-  // engine thread, which alone calls the proposer (propose once a step for all its sequences, forget when one
-  // finishes, fails or is aborted). A request whose kind has no proposer is refused at submit. The proposer
-  // only guesses: whatever it returns, the output is what plain decoding gives. Typically called by
-  // Engine::load, e.g. engine->set_proposer(ProposerKind::kNgram, std::make_unique<NgramProposer>(...)).
+  // use; a later call for the same kind replaces it. Callable at any time from any thread but the engine
+  // thread (a proposer must not call it): it waits for the engine thread, which alone calls the proposer:
+  // propose once a step for all its decoding sequences, forget when one finishes, fails or is aborted. A
+  // request whose kind has no proposer is refused at submit (kUnsupported). The proposer only guesses:
+  // whatever it returns, the output is what plain decoding gives. Engine::load wires the proposers it
+  // builds in one line each, e.g.
+  //   engine->set_proposer(speculative::ProposerKind::kNgram, std::make_unique<speculative::NgramProposer>(...));
   Status set_proposer(speculative::ProposerKind kind, std::unique_ptr<speculative::Proposer> proposer);
 
   const Tokenizer& tokenizer() const { return *tokenizer_; }

@@ -100,7 +100,7 @@ void Runner::verify_row_run(Sequence& seq, size_t first_row, int32_t proposed, s
     return token;
   });
   seq.draft.clear();
-  seq.proposal_size->record(proposed, accepted);
+  if (seq.proposal_size) seq.proposal_size->record(proposed, accepted);
   for (speculative::SpeculationCounters* c : {&seq.speculation, &step_speculation_}) {
     c->proposed += static_cast<uint64_t>(proposed);
     c->accepted += static_cast<uint64_t>(accepted);
