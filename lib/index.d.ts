@@ -257,7 +257,7 @@ export interface GenerateOptions {
   /** true: the completion is any JSON value, parsed into `json`. */
   json?: boolean;
   /** Speculative decoding for this request (default: the load-time `speculative`, else off). A proposer the engine
-   *  lacks rejects the request (code ERR_UNSUPPORTED). Requests with a grammar run plain. */
+   *  lacks rejects the request (code ERR_UNSUPPORTED). */
   speculative?: SpeculativeOption;
 }
 

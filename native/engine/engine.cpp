@@ -267,8 +267,7 @@ Status Engine::check_speculative(GenerateParams& params) const {
     const std::string how = spec.proposer == speculative::ProposerKind::kDraft ? ": load the engine with a draft model" : "";
     return Status(ErrorCode::kUnsupported, std::string("this engine has no '") + proposer_name(spec.proposer) + "' proposer for speculative decoding" + how);
   }
-  // An embedding generates nothing; a grammar's masks are not applied to proposed tokens.
-  if (params.embed || params.grammar) spec = {};
+  if (params.embed) spec = {};  // an embedding generates nothing
   return Status::ok();
 }
 

@@ -46,7 +46,7 @@ struct GenerateParams {
   std::shared_ptr<const grammar::Grammar> grammar;
   SamplingParams sampling;
   // Speculative decoding: a proposer guesses up to max_tokens tokens a step, verified in one pass; the
-  // output is what plain decoding gives. Embedding and grammar requests run plain.
+  // output is what plain decoding gives (grammar masks included). Embedding requests run plain.
   speculative::SpeculativeParams speculative;
   std::optional<EmbedParams> embed;  // set: an embedding request (n 1, max_tokens 0, no logprobs)
 };

@@ -70,7 +70,7 @@ void Runner::sample_row(Sequence& seq, size_t row, std::vector<SampledToken>& ou
   }
   for (Sequence* s : completions) {
     if (s->grammar) {
-      out.push_back(sample_constrained(*s, logits));
+      out.push_back(sample_constrained(*s, *s->grammar, logits, s->tokens));
       continue;
     }
     const int32_t token = draw(*s, row, s->tokens);
@@ -89,14 +89,27 @@ int32_t Runner::draw(Sequence& seq, size_t row, const std::vector<int32_t>& hist
 
 void Runner::verify_row_run(Sequence& seq, size_t first_row, int32_t proposed, std::vector<SampledToken>& out) {
   history_ = seq.tokens;  // penalties see the accepted tokens as plain decoding would
+  // The grammar's state after the tokens drawn so far (the sequence's own advances as the engine takes them).
+  std::optional<grammar::GrammarMatcher> matcher;
+  if (seq.grammar) matcher.emplace(*seq.grammar);
   const std::vector<int32_t> draft(seq.draft.begin(), seq.draft.begin() + proposed);
-  const int32_t accepted = speculative::verify_proposal(draft, [&](size_t i) {
+  const int32_t accepted = speculative::verify_proposal(draft, [&](size_t i) -> int32_t {
     const size_t row = first_row + i;
-    const int32_t token = draw(seq, row, history_);
-    SampledToken sampled{&seq, token, std::nullopt, Status::ok(), true};
-    if (seq.params.logprobs) sampled.logprobs = compute_logprobs(logits_.data() + row * static_cast<size_t>(vocab_), vocab_, token, *seq.params.logprobs);
+    const float* logits = logits_.data() + row * static_cast<size_t>(vocab_);
+    SampledToken sampled{&seq, -1, std::nullopt, Status::ok(), true};
+    if (matcher) {
+      sampled = sample_constrained(seq, *matcher, logits, history_);
+      sampled.verified = true;
+    } else {
+      sampled.token = draw(seq, row, history_);
+      if (seq.params.logprobs) sampled.logprobs = compute_logprobs(logits, vocab_, sampled.token, *seq.params.logprobs);
+    }
+    const int32_t token = sampled.token;
     out.push_back(std::move(sampled));
     history_.push_back(token);
+    // The walk ends at a token after which the grammar admits nothing more (an end token, a complete
+    // sentence), or none could be drawn: the engine ends the sequence there.
+    if (matcher && (token < 0 || !matcher->accept(token).is_ok() || matcher->must_end())) return -1;
     return token;
   });
   seq.draft.clear();
@@ -109,13 +122,13 @@ void Runner::verify_row_run(Sequence& seq, size_t first_row, int32_t proposed, s
   }
 }
 
-SampledToken Runner::sample_constrained(Sequence& seq, const float* logits) {
-  grammar::GrammarMatcher& matcher = *seq.grammar;
+SampledToken Runner::sample_constrained(Sequence& seq, grammar::GrammarMatcher& matcher, const float* logits,
+                                        const std::vector<int32_t>& history) {
   SampledToken sampled{&seq, -1, std::nullopt, Status::ok()};
   // Greedy: the row's best token is the masked row's best whenever the grammar allows it, which it mostly
   // does once the text is inside a literal or a string; only a refusal pays for the whole mask.
   if (seq.sampler.is_plain_greedy()) {
-    const int32_t best = seq.sampler.sample(logits, vocab_, seq.tokens);
+    const int32_t best = seq.sampler.sample(logits, vocab_, history);
     if (matcher.allows(best)) sampled.token = best;
   }
   if (sampled.token < 0) {
@@ -130,7 +143,7 @@ SampledToken Runner::sample_constrained(Sequence& seq, const float* logits) {
       sampled.error = Status(ErrorCode::kInvalidArgument, "grammar: no token of the vocabulary can continue the text here");
       return sampled;
     }
-    sampled.token = seq.sampler.sample(masked_logits_.data(), vocab_, seq.tokens);
+    sampled.token = seq.sampler.sample(masked_logits_.data(), vocab_, history);
     // Every allowed logit -inf (or NaN): the sampler's pick may be any token; take an allowed one.
     if (!grammar::mask_allows(mask_, sampled.token)) {
       for (int32_t t = 0; t < vocab_; ++t) {

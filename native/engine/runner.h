@@ -51,8 +51,8 @@ class Runner {
   // Draws from the rows of an entry that verifies `proposed` tokens, keeping the proposed tokens the draws
   // agree with; one SampledToken per token drawn.
   void verify_row_run(Sequence& seq, size_t first_row, int32_t proposed, std::vector<SampledToken>& out);
-  // A draw restricted to the tokens `seq`'s grammar allows next.
-  SampledToken sample_constrained(Sequence& seq, const float* logits);
+  // A draw for `seq` restricted to the tokens `matcher` (its grammar's state after `history`) allows next.
+  SampledToken sample_constrained(Sequence& seq, grammar::GrammarMatcher& matcher, const float* logits, const std::vector<int32_t>& history);
 
   Backend& backend_;
   Scheduler& scheduler_;

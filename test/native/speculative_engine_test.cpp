@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "engine/engine.h"
+#include "grammar/grammar.h"
 #include "support/event_collector.h"
 #include "support/synthetic_model.h"
 
@@ -339,6 +340,29 @@ TEST(SpeculativeEngine, CompletionsAndPenaltiesKeepThePlainOutput) {
     EXPECT_EQ(got[2][0].logprobs[t].chosen.token, plain[2][0].logprobs[t].chosen.token);
     EXPECT_NEAR(got[2][0].logprobs[t].chosen.logprob, plain[2][0].logprobs[t].chosen.logprob, 1e-4);
   }
+  ASSERT_TRUE(run.engine->check_kv_invariants().is_ok());
+}
+
+// Proposed tokens are drawn under the grammar's mask as plain decoding draws them (a copy of the matcher
+// follows the run), so constrained requests keep their output, and the sentence ends where plain decoding ends it.
+TEST(SpeculativeEngine, GrammarRequestsKeepThePlainOutput) {
+  auto parsed = grammar::parse_gbnf(R"(root ::= [a-z ]{10,40} "." | "id-" [0-9]{2,30} "!")");
+  ASSERT_TRUE(parsed.is_ok()) << parsed.status().message();
+  const std::shared_ptr<const grammar::Grammar> g = parsed.take();
+  std::vector<Request> requests;
+  for (int i = 0; i < 6; ++i) {
+    Request r{prompt_of(6 + 5 * i, i), i % 2 == 0 ? greedy(80) : sampled(80, 30 + i)};
+    r.params.grammar = g;
+    requests.push_back(r);
+  }
+  const Outcome plain = plain_run(requests);
+  for (const auto& request : plain) ASSERT_EQ(request[0].finish_reason, FinishReason::kStop) << request[0].text;
+  SpeculativeRun run(references_of(requests, plain), {.wrong_every = 4});
+  const Outcome got = run_all(*run.engine, run.events, with_speculation(requests, 6));
+  expect_same(plain, got, run.events);
+  const EngineStats s = run.engine->stats();
+  EXPECT_GT(s.speculation.accepted, 0u);
+  EXPECT_EQ(s.in_use_blocks, 0);
   ASSERT_TRUE(run.engine->check_kv_invariants().is_ok());
 }
 
