@@ -28,15 +28,16 @@ const std::string& model_path() {
   return path;
 }
 
-std::unique_ptr<Engine> make_engine(EventSink* sink, int32_t blocks = 256, int32_t batch_tokens = 64) {
+std::unique_ptr<Engine> make_engine(EventSink* sink, int32_t blocks = 256, int32_t batch_tokens = 64, const std::string& path = model_path(),
+                                    KvDtype kv_dtype = KvDtype::kF32) {
   EngineOptions o;
   o.threads = 2;
-  o.kv_dtype = KvDtype::kF32;
+  o.kv_dtype = kv_dtype;
   o.kv_blocks = blocks;
   o.block_size = 8;
   o.context_length = 256;
   o.max_batch_tokens = batch_tokens;
-  auto engine = Engine::load(model_path(), o, sink);
+  auto engine = Engine::load(path, o, sink);
   EXPECT_TRUE(engine.is_ok()) << engine.status().message();
   return engine.take();
 }
@@ -364,6 +365,31 @@ TEST(SpeculativeEngine, GrammarRequestsKeepThePlainOutput) {
   EXPECT_GT(s.speculation.accepted, 0u);
   EXPECT_EQ(s.in_use_blocks, 0);
   ASSERT_TRUE(run.engine->check_kv_invariants().is_ok());
+}
+
+// A verifying step computes a decode token's logits in a pass of several rows: with quantized weights
+// (int8 activations) and a half-precision pool, each row must still come out as the one-row decode's, bit
+// for bit, or greedy near-ties would flip.
+TEST(SpeculativeEngine, QuantizedWeightsAndHalfKvKeepThePlainOutput) {
+  for (TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kF16}) {
+    const std::string path = testing::write_synthetic_model({.dim = 64, .layers = 2, .vocab = kVocab, .weight_type = type},
+                                                            std::string("speculative_") + tensor_type_name(type) + ".gguf");
+    std::vector<Request> requests;
+    for (int i = 0; i < 4; ++i) requests.push_back({prompt_of(7 + 9 * i, 20 + i), i == 3 ? sampled(40, 3) : greedy(40)});
+    Outcome plain;
+    {
+      testing::EventCollector events;
+      auto engine = make_engine(&events, 256, 64, path, KvDtype::kF16);
+      plain = run_all(*engine, events, requests);
+    }
+    testing::EventCollector events;
+    auto engine = make_engine(&events, 256, 64, path, KvDtype::kF16);
+    ASSERT_TRUE(engine->set_proposer(ProposerKind::kNgram, std::make_unique<TestProposer>(references_of(requests, plain), TestProposer::Options{.wrong_every = 5})).is_ok());
+    const Outcome got = run_all(*engine, events, with_speculation(requests, 6));
+    SCOPED_TRACE(tensor_type_name(type));
+    expect_same(plain, got, events);
+    EXPECT_GT(engine->stats().speculation.accepted, 0u);
+  }
 }
 
 TEST(SpeculativeEngine, AbortsWhileVerifyingLeaveNothingBehind) {
