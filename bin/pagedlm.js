@@ -10,6 +10,7 @@ const { DEFAULT_SAMPLING: D } = require('../lib/sampling');
 // Each command's implementation, loaded only when it runs (so --help and a bad flag load no addon).
 const COMMANDS = {
   generate: () => require('../lib/cli/generate').generate,
+  chat: () => require('../lib/cli/chat').chat,
   info: () => require('../lib/cli/info').info,
   inspect: () => require('../lib/cli/inspect').inspect,
   serve: () => require('../lib/cli/serve').serve,
@@ -17,6 +18,7 @@ const COMMANDS = {
 
 const USAGE = `usage:
   pagedlm generate [--model PATH] --prompt TEXT [sampling] [engine]   stream a completion to stdout
+  pagedlm chat [--model PATH] [--system TEXT] [sampling] [engine]     chat in the terminal
   pagedlm info [--model PATH] [--memory 8GiB] [engine]                what the loaded model is
   pagedlm inspect [--model PATH] [--memory SIZE] [--device D] [--sequences N] [--kv-dtype T] [--json]
                                                                       the memory plan, without loading
@@ -35,17 +37,19 @@ sampling:
   --ignore-eos            keep going past end-of-sequence
 engine:
   --threads N  --context N  --kv-dtype ${KV_DTYPES.join('|')}  --device auto|cpu|cuda
+chat: /reset forgets the conversation (--system stays), /exit or Ctrl-D quits, Ctrl-C stops an answer
 info: --memory SIZE       longest context that fits SIZE of KV memory (default 4GiB)
 inspect: --memory SIZE (default: the memory available)  --sequences N (default 1)  --json: the raw plan
 serve: --port N (default 8080)  --host H (default 127.0.0.1: this machine only)
        --api-key KEY (or PAGEDLM_API_KEY)  --protect-metrics (require the key on /metrics too)
        --max-tokens-cap N (default 4096)  --max-prompt-tokens N
-Sampling defaults are the library's, for generate and serve alike (docs/api.md, "Default sampling").
+Sampling defaults are the library's, for generate, chat and serve alike (docs/api.md, "Default sampling").
 --model defaults to ${DEFAULT_MODEL} when that file exists.`;
 
 const OPTIONS = {
   model: { type: 'string', short: 'm' },
   prompt: { type: 'string', short: 'p' },
+  system: { type: 'string', short: 's' },
   'max-tokens': { type: 'string', short: 'n' },
   temperature: { type: 'string', short: 't' },
   'top-k': { type: 'string' },
