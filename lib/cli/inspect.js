@@ -54,8 +54,9 @@ function describePlan(plan) {
 }
 
 async function inspect(values, positionals) {
+  const model = modelPath(values, positionals);
   const { Engine } = require('..');
-  const plan = await Engine.inspect(modelPath(values, positionals), inspectOptions(values));
+  const plan = await Engine.inspect(model, inspectOptions(values));
   if (values.json) {
     console.log(JSON.stringify(plan, null, 2));
     return;
