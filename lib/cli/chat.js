@@ -60,7 +60,14 @@ async function converse(engine, { history, sampling, input, output, log }) {
   };
   lines.on('SIGINT', interrupt); // Ctrl-C typed at a terminal (raw mode: no signal is raised)
   process.on('SIGINT', interrupt); // a signal, as Ctrl-C sends it when stdin is a pipe or a file
-  const prompt = () => terminal && lines.prompt();
+  // Input can end while an answer streams (Ctrl-D, end of file); prompting then would resume stdin and keep
+  // the process alive after the conversation is over.
+  let ended = false;
+  lines.on('close', () => {
+    ended = true;
+    if (terminal && !answering) output.write('\n'); // the shell's prompt starts on a line of its own
+  });
+  const prompt = () => terminal && !ended && lines.prompt();
   if (terminal) output.write(GREETING);
   prompt();
   try {

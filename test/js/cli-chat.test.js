@@ -85,7 +85,8 @@ describeWithPty('pagedlm chat in a pseudo-terminal', ['synth-tiny-f16.gguf'], (m
     terminal = new Terminal(['chat', '--model', model, '--system', 'You are terse.', '--temperature', '0', '--max-tokens', '8']);
     await terminal.waitFor(/Ctrl-C stops an answer\.\n> /);
     const first = await terminal.say('Hello there');
-    expect(first).toMatchObject({ generated: 8, finish: 'length' });
+    expect(first.generated).toBeGreaterThan(0);
+    expect(first.generated).toBeLessThanOrEqual(8);
     expect(first.answer.length).toBeGreaterThan(0);
     await terminal.waitFor(/> /);
 
@@ -117,7 +118,7 @@ describeWithPty('pagedlm chat in a pseudo-terminal', ['synth-tiny-f16.gguf'], (m
     // The stopped turn left the history as it was: this first answered turn's prompt is the system prompt and
     // one question, no longer than it is in a fresh conversation.
     const next = await terminal.say('Hello there');
-    expect(next).toMatchObject({ generated: 4000, finish: 'length' });
+    expect(next.generated).toBeGreaterThan(0);
     const fresh = spawnSync(process.execPath, [CLI, 'chat', '--model', model, '--system', 'You are terse.', '--temperature', '0', '--max-tokens', '1'], {
       input: 'Hello there\n',
       encoding: 'utf8',
@@ -126,6 +127,16 @@ describeWithPty('pagedlm chat in a pseudo-terminal', ['synth-tiny-f16.gguf'], (m
 
     await terminal.waitFor(/> /);
     terminal.type(CTRL_C);
+    expect(await terminal.exited).toBe(0);
+  });
+
+  test('Ctrl-D while an answer streams lets it finish, then quits', async () => {
+    terminal = new Terminal(['chat', '--model', model, '--temperature', '0', '--max-tokens', '400', '--ignore-eos']);
+    await terminal.waitFor(/> /);
+    terminal.type('Hello there\r');
+    await terminal.waitFor(/Hello there\n\s*\S/);
+    terminal.type(CTRL_D);
+    await terminal.waitFor(USAGE);
     expect(await terminal.exited).toBe(0);
   });
 });
@@ -140,10 +151,10 @@ describeWithModels('pagedlm chat with stdin not a terminal', ['synth-tiny-f16.gg
     expect(answers).toHaveLength(4); // three answers and the final newline
     expect(answers[0].length).toBeGreaterThan(0);
     expect(answers[2]).toBe(answers[0]);
-    const prompts = [...run.stderr.matchAll(new RegExp(USAGE, 'g'))].map((m) => Number(m[1]));
-    expect(prompts).toHaveLength(3);
-    expect(prompts[1]).toBeGreaterThan(prompts[0] + 6);
-    expect(prompts[2]).toBe(prompts[0]);
+    const usages = [...run.stderr.matchAll(new RegExp(USAGE, 'g'))].map((m) => ({ prompt: Number(m[1]), generated: Number(m[2]) }));
+    expect(usages).toHaveLength(3);
+    expect(usages[1].prompt).toBeGreaterThan(usages[0].prompt + usages[0].generated);
+    expect(usages[2]).toEqual(usages[0]);
   });
 
   test('a turn that fails is reported, the next is answered, and the exit status is 1', () => {
