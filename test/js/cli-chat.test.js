@@ -107,7 +107,9 @@ describeWithPty('pagedlm chat in a pseudo-terminal', ['synth-tiny-f16.gguf'], (m
   });
 
   test('Ctrl-C stops a long answer and returns to the prompt, the next turn is answered, Ctrl-C at an empty prompt quits', async () => {
-    terminal = new Terminal(['chat', '--model', model, '--system', 'You are terse.', '--temperature', '0', '--max-tokens', '4000', '--ignore-eos']);
+    // An answer runs until the context is full: long enough to be stopped midway, short enough to wait for.
+    const long = ['--max-tokens', '4000', '--ignore-eos', '--context', '1024'];
+    terminal = new Terminal(['chat', '--model', model, '--system', 'You are terse.', '--temperature', '0', ...long]);
     await terminal.waitFor(/> /);
     terminal.type('Tell me everything\r');
     await terminal.waitFor(/Tell me everything\n\s*\S/); // the answer has started
