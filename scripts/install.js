@@ -4,8 +4,10 @@
 // scripts/prebuild.js when it was packed); when one matches this platform and loads, nothing is compiled.
 // Otherwise, or when asked (`npm install --build-from-source`, or PAGEDLM_BUILD_FROM_SOURCE=1), cmake-js builds
 // the addon from the shipped sources into build/Release, which needs a C++20 compiler and CMake. A git
-// checkout has no prebuilds/, so there `npm install` always builds. docs/install.md has the details.
+// checkout always builds: the sources there may be newer than a prebuilds/ left by an earlier `npm pack`.
+// docs/install.md has the details.
 const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
@@ -48,6 +50,10 @@ function buildFromSource() {
 function main() {
   if (buildFromSourceAsked(process.env)) {
     console.log('pagedlm: building the addon from source, as asked');
+    return buildFromSource();
+  }
+  if (fs.existsSync(path.join(root, '.git'))) {
+    console.log('pagedlm: building the addon from source in this git checkout');
     return buildFromSource();
   }
   const prebuilt = loadablePrebuilt();

@@ -60,7 +60,7 @@ function step(title, fn) {
 function pack(tmp) {
   const hadPrebuilds = fs.existsSync(path.join(root, 'prebuilds'));
   try {
-    execFileSync('npm', ['pack', '--pack-destination', tmp], { cwd: root, stdio: 'inherit', env: cleanEnv() });
+    execFileSync('npm', ['pack', '--pack-destination', tmp, '--loglevel=warn'], { cwd: root, stdio: 'inherit', env: cleanEnv() });
   } finally {
     // A checkout keeps building from source on `npm install` only while it has no prebuilds/.
     if (!hadPrebuilds) fs.rmSync(path.join(root, 'prebuilds'), { recursive: true, force: true });

@@ -54,10 +54,18 @@ describe('the install script', () => {
     expect(fs.existsSync(path.join(scratch, 'pkg', 'build'))).toBe(false);
   });
 
-  test('builds from source when the package has no prebuilt binary for this platform (a git checkout)', () => {
+  test('builds from source when the package has no prebuilt binary for this platform', () => {
     const { status, output } = install();
     expect(output).toContain(`pagedlm: building the addon from source: no prebuilt binary for ${process.platform}-${process.arch}`);
     expect(output).toMatch(/building the addon from source failed; it needs a C\+\+20 compiler, CMake/);
+    expect(status).not.toBe(0);
+  });
+
+  test('builds from source in a git checkout, whose sources may be newer than its prebuilds/', () => {
+    place(path.join(PREBUILDS, addonFileName()), BUILT_ADDON);
+    fs.mkdirSync(path.join(scratch, 'pkg', '.git'));
+    const { status, output } = install();
+    expect(output).toContain('pagedlm: building the addon from source in this git checkout');
     expect(status).not.toBe(0);
   });
 
