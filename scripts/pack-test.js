@@ -4,8 +4,9 @@
 // then the tarball installed into an empty folder whose PATH reaches node and npm but no compiler and no
 // CMake, so only a prebuilt binary can make it work; then it loads and generates a few tokens, under this
 // Node and under a second Node major installed from npm's node-<platform>-<arch> package, with the same
-// prebuilt binary (N-API: one binary for every Node from its floor). scripts/test.js runs it after Jest
-// (`npm run test:pack` alone); it returns the parts it skipped, with why.
+// prebuilt binary (N-API: one binary for every Node from its floor); last, `npm rebuild --build-from-source`
+// must try a source build. scripts/test.js runs it after Jest (`npm run test:pack` alone); it returns the
+// parts it skipped, with why.
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -62,7 +63,7 @@ function pack(tmp) {
   try {
     execFileSync('npm', ['pack', '--pack-destination', tmp, '--loglevel=warn'], { cwd: root, stdio: 'inherit', env: cleanEnv() });
   } finally {
-    // A checkout keeps building from source on `npm install` only while it has no prebuilds/.
+    // prepack writes prebuilds/ into the checkout: leave the checkout as it was found.
     if (!hadPrebuilds) fs.rmSync(path.join(root, 'prebuilds'), { recursive: true, force: true });
   }
   const tarball = fs.readdirSync(tmp).find((name) => name.endsWith('.tgz'));
@@ -186,7 +187,7 @@ function packTest() {
         checkReport(report, { node: `Node ${report.node}`, shipsKernels, model });
       });
     }
-    step('npm rebuild --build-from-source compiles even with a prebuilt binary', () => rebuildFromSourceWhenAsked(app, bin));
+    step('npm rebuild --build-from-source tries a source build despite the prebuilt binary', () => rebuildFromSourceWhenAsked(app, bin));
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
