@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 'use strict';
 // Puts this machine's prebuilt binaries into prebuilds/<platform>-<arch>/ for `npm pack` (which runs this as
-// its prepack script): the addon under the name node-gyp-build looks for, and the CUDA kernels library when
-// this build has one. It builds first with cmake-js, as `npm install` does, into build/Release; a build that
+// its prepack script; `npm run build:prebuilds` runs it alone): the addon under the name node-gyp-build looks
+// for, and the CUDA kernels library when this build has one. It builds first with cmake-js, as `npm install` does, into build/Release; a build that
 // is up to date costs only CMake's check. docs/install.md says how an install chooses between these binaries
 // and a build from source.
 const { execFileSync } = require('node:child_process');
