@@ -161,7 +161,7 @@ describeWithModels('pagedlm chat with stdin not a terminal', ['synth-tiny-f16.gg
 
   test('a turn that fails is reported, the next is answered, and the exit status is 1', () => {
     const run = chat(['--model', smallContextModel, '--temperature', '0', '--max-tokens', '4'], `${'word '.repeat(200)}\nhi\n`);
-    expect(run.stderr).toMatch(/pagedlm: prompt has \d+ tokens but the context holds 128.*\(ERR_CONTEXT_OVERFLOW\); \/reset starts a new conversation/);
+    expect(run.stderr).toMatch(/pagedlm: the newest turn alone takes \d+ tokens, more than the \d+ a prompt may have here.*\(ERR_CONTEXT_OVERFLOW\); \/reset starts a new conversation/);
     expect(run.stderr).toMatch(USAGE);
     expect(run.status).toBe(1);
   });
