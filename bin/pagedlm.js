@@ -53,6 +53,7 @@ inspect: --memory SIZE (default: the memory available)  --sequences N (default 1
 serve: --port N (default 8080)  --host H (default 127.0.0.1: this machine only)
        --api-key KEY (or PAGEDLM_API_KEY)  --protect-metrics (require the key on /metrics too)
        --max-tokens-cap N (default 4096)  --max-prompt-tokens N
+       --context-overflow truncate-oldest|error (default truncate-oldest: long chats drop their oldest turns)
 Sampling defaults are the library's, for generate, chat and serve alike (docs/api.md, "Default sampling").
 --model defaults to ${DEFAULT_MODEL} when that file exists.`;
 
@@ -82,6 +83,7 @@ const OPTIONS = {
   'max-tokens-cap': { type: 'string' },
   'max-prompt-tokens': { type: 'string' },
   'protect-metrics': { type: 'boolean' },
+  'context-overflow': { type: 'string' },
   port: { type: 'string' },
   host: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -112,6 +114,7 @@ const NUMERIC = {
 const CHOICES = {
   'kv-dtype': KV_DTYPES,
   device: ['auto', 'cpu', 'cuda'],
+  'context-overflow': ['truncate-oldest', 'error'],
 };
 
 async function main() {

@@ -18,6 +18,8 @@ async function serve(values, positionals) {
       protectMetrics: values['protect-metrics'],
       maxTokens: values['max-tokens-cap'],
       maxPromptTokens: values['max-prompt-tokens'],
+      // The chat page sends the whole conversation each turn: it should keep going, not fail, when it grows long.
+      contextOverflow: values['context-overflow'] ?? 'truncate-oldest',
     }),
   );
   const host = values.host ?? '127.0.0.1';

@@ -29,6 +29,7 @@ describe('numeric and choice flags', () => {
     [['inspect', '--memory', 'lots'], "--memory must be a size such as 8GiB, 512MB or 1e9 bytes, got 'lots'"],
     [['inspect', '--kv-dtype', 'f8'], "--kv-dtype must be one of f32, f16, bf16, int8, fp8, got 'f8'"],
     [['inspect', '--device', 'tpu'], "--device must be one of auto, cpu, cuda, got 'tpu'"],
+    [['serve', '--context-overflow', 'drop'], "--context-overflow must be one of truncate-oldest, error, got 'drop'"],
   ])('%j is refused', (args, message) => {
     const { status, stdout, stderr } = cli(...args);
     expect(stderr).toBe(`pagedlm: ${message}\n`);
