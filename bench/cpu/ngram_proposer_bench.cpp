@@ -44,7 +44,8 @@ void fill_cache(KvCacheManager& kv, std::mt19937& rng, int32_t first, int32_t vo
 // `next_token(step)` extends the sequence after each call.
 // `cache_vocabulary` > 0 fills the prefix cache from tokens [cache_first, cache_first + cache_vocabulary).
 template <typename NextToken>
-void run(const char* label, int32_t cache_first, int32_t cache_vocabulary, std::vector<int32_t> tokens, NextToken next_token) {
+void run(const char* label, int32_t cache_first, int32_t cache_vocabulary, std::vector<int32_t> tokens,
+         NextToken next_token) {
   std::mt19937 rng(7);
   KvCacheManager kv(kCacheBlocks, kBlockSize);
   const bool with_cache = cache_vocabulary > 0;

@@ -139,7 +139,8 @@ int32_t CachedNgramIndex::lookup(const int32_t* tokens, size_t count, const Bloc
   if (newest == newest_.end()) return 0;
   int32_t best_length = 0, best_slot = kNoSlot;
   int32_t slot = newest->second;
-  for (int32_t seen = 0; slot != kNoSlot && seen < kMaxCandidates && best_length < max_match_; ++seen, slot = older_[slot]) {
+  for (int32_t seen = 0; slot != kNoSlot && seen < kMaxCandidates && best_length < max_match_;
+       ++seen, slot = older_[slot]) {
     const BlockId id = slot / block_size_;
     const int32_t end = slot % block_size_;
     if (root_[id] != root) continue;

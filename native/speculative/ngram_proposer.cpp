@@ -19,7 +19,8 @@ NgramProposer::NgramProposer(KvCacheManager* prefix_cache, NgramOptions options)
   assert(options_.min_match >= 1 && options_.max_match >= options_.min_match);
   if (prefix_cache_ == nullptr) return;
   const BlockPool& pool = prefix_cache_->pool();
-  cached_ = std::make_unique<CachedNgramIndex>(pool, std::min(options_.min_match, pool.block_size()), options_.max_match);
+  const int32_t key_tokens = std::min(options_.min_match, pool.block_size());
+  cached_ = std::make_unique<CachedNgramIndex>(pool, key_tokens, options_.max_match);
   cached_->index_registered_blocks();
   prefix_cache_->set_block_observer(cached_.get());
 }
@@ -85,7 +86,9 @@ int32_t NgramProposer::find(const Sequence& seq, const std::vector<int32_t>& tok
   const size_t mask = seq.slots.size() - 1;
   for (size_t i = tag & mask; seq.slots[i].next != 0; i = (i + 1) & mask) {
     const Slot& slot = seq.slots[i];
-    if (slot.tag == tag && slot.next >= n && std::equal(gram, gram + n, tokens.data() + slot.next - n)) return slot.next;
+    if (slot.tag == tag && slot.next >= n && std::equal(gram, gram + n, tokens.data() + slot.next - n)) {
+      return slot.next;
+    }
   }
   return 0;
 }
@@ -112,7 +115,8 @@ void NgramProposer::propose_one(const DraftRequest& request, std::vector<int32_t
   Sequence& seq = sequence_for(request);
   catch_up(seq, tokens);
   int32_t own_length = 0, own_next = 0;
-  for (int32_t n = std::min<int32_t>(options_.max_match, static_cast<int32_t>(tokens.size()) - 1); n >= options_.min_match; --n) {
+  const int32_t longest = std::min<int32_t>(options_.max_match, static_cast<int32_t>(tokens.size()) - 1);
+  for (int32_t n = longest; n >= options_.min_match; --n) {
     own_next = find(seq, tokens, n);
     if (own_next != 0) {
       own_length = n;

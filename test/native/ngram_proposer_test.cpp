@@ -15,7 +15,8 @@ namespace {
 
 using Tokens = std::vector<int32_t>;
 
-Tokens draft(NgramProposer& proposer, const Tokens& tokens, int32_t max_tokens = 4, uint64_t key = 1, uint64_t salt = 0) {
+Tokens draft(NgramProposer& proposer, const Tokens& tokens, int32_t max_tokens = 4, uint64_t key = 1,
+             uint64_t salt = 0) {
   std::vector<Tokens> out;
   proposer.propose({DraftRequest{key, &tokens, max_tokens, salt}}, out);
   EXPECT_EQ(out.size(), 1u);
