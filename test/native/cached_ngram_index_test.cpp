@@ -3,8 +3,10 @@
 // clear_cache exactly, keeps salts apart, and leaves the block pool's invariants intact.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <numeric>
 #include <random>
+#include <unordered_map>
 
 #include "kv/kv_cache_manager.h"
 #include "speculative/cached_ngram_index.h"
@@ -53,6 +55,61 @@ std::vector<int32_t> iota_tokens(int32_t first, int32_t count) {
 }
 
 using Tokens = std::vector<int32_t>;
+
+// What lookup must find, by brute force over every registered block of the salt (few enough that the
+// index's bounded chain walk reaches them all): the longest match's length and the continuation of each
+// block offset that matches that long.
+struct BruteForceMatches {
+  int32_t length = 0;
+  std::vector<Tokens> drafts;
+};
+
+using SaltOfHash = std::unordered_map<BlockHash, uint64_t, BlockHashHasher>;
+
+BruteForceMatches brute_force_lookup(const BlockPool& pool, const SaltOfHash& salt_of, const Tokens& query,
+                                     uint64_t salt, int32_t max_tokens) {
+  const auto same_salt = [&](BlockId id) { return id != kNoBlock && salt_of.at(pool.hash_of(id)) == salt; };
+  const auto child_of = [&](BlockId id) {
+    BlockId found = kNoBlock;
+    pool.for_each_child(pool.hash_of(id), [&](BlockId child) {
+      if (found == kNoBlock && same_salt(child)) found = child;
+    });
+    return found;
+  };
+  BruteForceMatches best;
+  const int32_t count = static_cast<int32_t>(query.size());
+  for (BlockId id : pool.registered_blocks()) {
+    if (!same_salt(id)) continue;
+    for (int32_t end = 1; end < pool.block_size(); ++end) {
+      // Backwards from `end` while the tokens agree, into registered parents, up to 4.
+      int32_t length = 0;
+      BlockId block = id;
+      for (int32_t offset = end; length < std::min(count, 4); ++length, --offset) {
+        if (offset < 0) {
+          block = pool.registered_block(pool.parent_of(block));
+          if (!same_salt(block)) break;
+          offset = pool.block_size() - 1;
+        }
+        if (pool.tokens_of(block)[offset] != query[static_cast<size_t>(count - 1 - length)]) break;
+      }
+      if (length < 2) continue;
+      Tokens draft;
+      block = id;
+      for (int32_t offset = end + 1; static_cast<int32_t>(draft.size()) < max_tokens; ++offset) {
+        if (offset == pool.block_size()) {
+          block = child_of(block);
+          if (block == kNoBlock) break;
+          offset = 0;
+        }
+        draft.push_back(pool.tokens_of(block)[offset]);
+      }
+      if (draft.empty() || length < best.length) continue;
+      if (length > best.length) best = BruteForceMatches{length, {}};
+      best.drafts.push_back(draft);
+    }
+  }
+  return best;
+}
 
 TEST(CachedNgramIndex, ABlockCachedByOneRequestDraftsForAnother) {
   IndexedCache cache(8);
@@ -193,6 +250,8 @@ TEST(CachedNgramIndex, RandomizedOperationsKeepTheIndexEqualToTheCache) {
     uint64_t salt = 0;
   };
   std::vector<Live> live;
+  SaltOfHash salt_of;  // every block hash the run made
+  int drafted_steps = 0, empty_steps = 0;
   for (int step = 0; step < 3000; ++step) {
     const int op = static_cast<int>(rng() % 10);
     if (op < 5) {
@@ -208,6 +267,7 @@ TEST(CachedNgramIndex, RandomizedOperationsKeepTheIndexEqualToTheCache) {
       if (copy.from != kNoBlock) cache.kv.release_copy_source(copy);
       ASSERT_GE(cache.kv.allocate_slots(seq.table, count), 0);
       cache.kv.cache_full_blocks(seq.tokens, count, seq.salt, seq.table, seq.hashes);
+      for (const BlockHash& hash : seq.hashes) salt_of[hash] = seq.salt;
       live.push_back(std::move(seq));
     } else if (op < 9 && !live.empty()) {
       const size_t victim = rng() % live.size();
@@ -220,18 +280,24 @@ TEST(CachedNgramIndex, RandomizedOperationsKeepTheIndexEqualToTheCache) {
     std::vector<const std::vector<BlockId>*> tables;
     for (const Live& seq : live) tables.push_back(&seq.table);
     cache.kv.check_invariants(tables);
-    // Every draft is text cached under the asking salt: the tokens after a registered block's gram.
-    const Tokens query = {static_cast<int32_t>(rng() % 3), static_cast<int32_t>(rng() % 3)};
+    // The draft is one of the longest matches' continuations, found by brute force over every block.
+    Tokens query(2 + rng() % 4);
+    for (int32_t& t : query) t = static_cast<int32_t>(rng() % 3);
     const uint64_t salt = rng() % 2;
-    if (!cache.draft(query, 4, salt).empty()) {
-      bool found = false;
-      for (BlockId id : cache.kv.pool().registered_blocks()) {
-        const int32_t* t = cache.kv.pool().tokens_of(id);
-        for (int32_t end = 1; end < kBlock && !found; ++end) found = t[end - 1] == query[0] && t[end] == query[1];
-      }
-      EXPECT_TRUE(found) << "step " << step;
+    int32_t length = 0;
+    const Tokens drafted = cache.draft(query, 4, salt, &length);
+    const BruteForceMatches expected = brute_force_lookup(cache.kv.pool(), salt_of, query, salt, 4);
+    ASSERT_EQ(length, expected.length) << "step " << step;
+    if (length > 0) {
+      EXPECT_NE(std::find(expected.drafts.begin(), expected.drafts.end(), drafted), expected.drafts.end())
+          << "step " << step;
     }
+    ++(length > 0 ? drafted_steps : empty_steps);
   }
+  // The run covered both outcomes and evicted cached blocks.
+  EXPECT_GT(drafted_steps, 100);
+  EXPECT_GT(empty_steps, 100);
+  EXPECT_GT(cache.kv.pool().evictions(), 100u);
   for (Live& seq : live) cache.kv.free(seq.table);
   cache.check();
 }
