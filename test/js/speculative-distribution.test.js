@@ -2,12 +2,12 @@
 // Speculative sampling must draw from exactly the distribution plain sampling draws from (the rejection rule:
 // accept a proposed token with min(1, p/q), else resample from max(0, p - q) normalized). Many seeded runs of
 // each, on aidreams260K with a prompt that repeats itself (so the n-gram proposer proposes the repeat's
-// continuation, which the model follows about a quarter of the time: proposals are both accepted and rejected),
+// continuation, which sampling sometimes follows and sometimes leaves: proposals are accepted and rejected),
 // and chi-square two-sample tests on the first generated tokens.
 //
 // The tests: the token at each of the first TOKENS positions, and the first three as one tuple (five tests);
 // outcomes seen fewer than 10 times in both samples together are merged (the chi-square approximation needs
-// about 5 expected per cell); degrees of freedom = categories - 1 (about 13 to 37 here); two samples differ
+// about 5 expected per cell); degrees of freedom = categories - 1 (at least 5, checked); two samples differ
 // when any test gives p < P_REJECT. The seed sets are fixed (and disjoint between samples, which must be
 // independent), so the verdict is the same on every run. The control test shows that the tests have the power
 // to see a difference: plain sampling at temperature 0.7 against 1 is rejected.
@@ -92,13 +92,32 @@ describeWithModels('speculative sampling draws from the plain distribution', ['a
     if (rejected(colder).length === 0) throw new Error(`temperature 0.7 passed for 1:\n${describeTests(colder)}`);
   });
 
+  // Both paths of the rule ran: some proposed tokens accepted, some rejected.
+  function expectProposalsJudged(speculation) {
+    const proposed = speculation.reduce((n, s) => n + s.proposed, 0);
+    const accepted = speculation.reduce((n, s) => n + s.accepted, 0);
+    expect(proposed).toBeGreaterThan(0);
+    expect(accepted).toBeGreaterThan(0);
+    expect(accepted).toBeLessThan(proposed);
+  }
+
   for (const tokens of [4, 8]) {
     testWithSpeculation(`n-gram speculation, k = ${tokens}: the same distribution, with tokens proposed`, async () => {
       const speculative = await sample(engine, (30 + tokens) * RUNS + 1, { speculative: { proposer: 'ngram', tokens } });
-      const proposed = speculative.speculation.reduce((n, s) => n + s.proposed, 0);
-      expect(proposed).toBeGreaterThan(0);
+      expectProposalsJudged(speculative.speculation);
       const tests = compareSamples(plain, speculative);
       if (rejected(tests).length > 0) throw new Error(`speculative sampling differs from plain:\n${describeTests(tests)}`);
     });
   }
+
+  // The rule must judge proposals by the distribution the sampler draws from after temperature, top-k, top-p
+  // and min-p, not by the model's raw one.
+  testWithSpeculation('n-gram speculation under the default sampling settings (truncated): the same distribution', async () => {
+    const defaults = { temperature: undefined, topK: undefined, topP: undefined, minP: undefined };
+    const plainDefaults = await sample(engine, 50 * RUNS + 1, defaults);
+    const speculative = await sample(engine, 60 * RUNS + 1, { ...defaults, speculative: { proposer: 'ngram', tokens: 4 } });
+    expectProposalsJudged(speculative.speculation);
+    const tests = compareSamples(plainDefaults, speculative);
+    if (rejected(tests).length > 0) throw new Error(`speculative sampling differs from plain:\n${describeTests(tests)}`);
+  });
 });
