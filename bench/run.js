@@ -12,8 +12,9 @@
 //   constrained  a grammar's share of a decode step (JSON Schema, any JSON; greedy and sampled) on 1B-shaped
 //           Q4_K models with 32K and 128K real vocabularies, schema compile times (bench/constrained.js)
 //   speculative  decode tokens/s with speculative decoding against plain, same run: a copy-heavy request on a
-//           1B-shaped Q4_K model that copies, aidreams260K's repeating output, random text; acceptance,
-//           tokens per step, output identity (bench/speculative.js)
+//           1B-shaped Q4_K model that copies, the same with the document in the prefix cache only,
+//           aidreams260K's repeating output, random text; acceptance, tokens per step, output identity
+//           (bench/speculative.js)
 // --quick (or PAGEDLM_BENCH_QUICK=1): smaller runs. Environment: PAGEDLM_BENCH_CACHE (model folder, default
 // <tmp>/pagedlm-bench), PAGEDLM_BENCH_THREADS.
 // The sections read PAGEDLM_BENCH_QUICK when they load.

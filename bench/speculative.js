@@ -6,11 +6,15 @@
 //   repeat  the shared aidreams260K, whose greedy output repeats itself
 //   random  random prompt tokens on the copier model: the continuation never occurs in the prompt, so the
 //           proposer has nothing useful to offer (target: at most 3% slower than plain)
+//   cached  the copy task's document sent first as a request of its own, then a prompt holding only the
+//           unrelated request and the document's first tokens: what the proposer can find is in the prefix
+//           cache's blocks, not in the request
 // and, when Engine.load takes a `draft` model, the copy and random workloads with a draft model (the tiny
 // copier, which agrees with the 1B copier on every token) and aidreams260K as its own draft (a correctness
 // row: a draft as large as the target saves nothing).
 // Every row checks that its output is the plain output, token for token. Each run starts from an empty prefix
-// cache, so what a proposer finds is in the request itself and not in an earlier run's tokens.
+// cache (and the cached workload's document request), so what a proposer finds is in the request itself or
+// that document, never in an earlier run's tokens.
 // On a build without speculative decoding the plain rows run and a line says what is missing.
 const os = require('node:os');
 const { Engine } = require('..');
@@ -54,9 +58,10 @@ async function loadWithDraft(file, draftFile, options) {
 // Decode tokens per second as the engine times them: the tokens after the first (the prefill's) over the time
 // from the first to the last, whether each step gave one token or several. Timed on the engine's thread, not
 // by when JavaScript hears of the tokens, which on a tiny model would measure the event loop.
-async function decodeRun(engine, prompt, maxTokens, options) {
+async function decodeRun(engine, task, maxTokens, options) {
   await engine.cache.clear();
-  const result = await engine.generate(prompt, { ...options, maxTokens, temperature: 0, ignoreEos: true });
+  if (task.cachedFirst) await engine.generate(task.cachedFirst, { maxTokens: 1, temperature: 0 });
+  const result = await engine.generate(task.prompt, { ...options, maxTokens, temperature: 0, ignoreEos: true });
   return { result, tokensPerSecond: result.timings.tokensPerSecond };
 }
 
@@ -70,18 +75,19 @@ const sum = (values) => values.reduce((a, b) => a + b, 0);
 
 /**
  * Runs each task under plain decoding and each mode, alternating (drift in the machine's speed falls on all
- * alike). tasks: [{ prompt, expected? }] (expected: what plain decoding must give). Returns table rows.
+ * alike). tasks: [{ prompt, expected?, cachedFirst? }] (expected: what plain decoding must give; cachedFirst: a
+ * prompt run before each measured run, to be in the prefix cache). Returns table rows.
  */
 async function compare(engine, workload, tasks, maxTokens, modes) {
   const runs = new Map([['plain', []], ...modes.map((m) => [m.label, []])]);
   for (const task of tasks) {
-    const plain = await decodeRun(engine, task.prompt, maxTokens, {});
+    const plain = await decodeRun(engine, task, maxTokens, {});
     if (task.expected && !sameTokens(plain.result.tokens, task.expected.slice(0, maxTokens))) {
       throw new Error(`${workload}: plain decoding did not continue the document (got ${plain.result.tokens.slice(0, 8)}..., expected ${task.expected.slice(0, 8)}...)`);
     }
     runs.get('plain').push({ ...plain, identical: true });
     for (const mode of modes) {
-      const run = await decodeRun(engine, task.prompt, maxTokens, mode.options);
+      const run = await decodeRun(engine, task, maxTokens, mode.options);
       runs.get(mode.label).push({ ...run, identical: sameTokens(run.result.tokens, plain.result.tokens) });
     }
   }
@@ -109,7 +115,12 @@ async function compare(engine, workload, tasks, maxTokens, modes) {
 function copierTasks(vocab, rounds, length) {
   const copy = Array.from({ length: rounds }, (_, r) => copyTask(vocab, { start: 1000 + 5000 * r, length }));
   const random = Array.from({ length: rounds }, (_, r) => ({ prompt: [1, ...randomTokens(vocab, length, 100 + r)] }));
-  return { copy, random };
+  // The copy task's last 20 tokens are the unrelated request and the document's first 4.
+  const cached = Array.from({ length: rounds }, (_, r) => {
+    const task = copyTask(vocab, { start: 3000 + 5000 * r, length });
+    return { prompt: [1, ...task.prompt.slice(-20)], expected: task.expected, cachedFirst: task.prompt };
+  });
+  return { copy, random, cached };
 }
 
 function printTargets(rows) {
@@ -146,6 +157,7 @@ async function speculativeSection() {
     const modes = missing ? [] : NGRAM_MODES;
     rows.push(...(await compare(engine, 'copy', tasks.copy, maxTokens, modes)));
     rows.push(...(await compare(engine, 'random', tasks.random, maxTokens, modes)));
+    rows.push(...(await compare(engine, 'cached', tasks.cached, maxTokens, modes)));
     if (!missing) notes.push(`engine.stats().speculation after the copier runs: ${JSON.stringify(engine.stats().speculation)}`);
   } finally {
     await engine.close();
