@@ -277,6 +277,33 @@ TEST_F(DraftProposerTest, SameVocabularyCheck) {
   EXPECT_TRUE(check_same_vocabulary(*target_tokenizer_, *target_tokenizer_).is_ok());
 }
 
+TEST_F(DraftProposerTest, RunsOnTheTargetBackendsWorkers) {
+  auto file = GgufFile::open(target_path_);
+  ASSERT_TRUE(file.is_ok());
+  auto model = LlamaModel::load(file.take());
+  ASSERT_TRUE(model.is_ok()) << model.status().message();
+  const ModelConfig& c = model.value()->config();
+  auto target = CpuBackend::create(model.value(), KvLayout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 8, KvDtype::kF16}, 2);
+  ASSERT_TRUE(target.is_ok()) << target.status().message();
+  DraftModelOptions options;
+  options.path = target_path_;
+  options.min_probability = 0;
+  auto proposer = DraftProposer::create(options, *target_tokenizer_, target.value()->thread_pool());
+  ASSERT_TRUE(proposer.is_ok()) << proposer.status().message();
+  EXPECT_EQ(target.value()->thread_pool().use_count(), 2);  // the target backend and the draft's
+  // Target and draft passes take turns on the one pool, as they do on the engine thread.
+  const std::vector<BlockId> table = {0};
+  ForwardBatch batch;
+  batch.tokens = {1, 429, 471};
+  batch.sequences.push_back(BatchSequence{0, 3, 0, table.data(), true});
+  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
+  ASSERT_TRUE(target.value()->forward(batch, logits.data()).is_ok());
+  std::vector<std::vector<int32_t>> out;
+  proposer.value()->propose({{1, &kNeuralNetwork, 3}}, out);
+  EXPECT_EQ(out[0], std::vector<int32_t>({431, 279, 438}));  // run.c's greedy continuation (shared/models/README.md)
+  ASSERT_TRUE(target.value()->forward(batch, logits.data()).is_ok());
+}
+
 TEST(DraftProposerOwnPool, RunsWithoutASharedPool) {
   PAGEDLM_REQUIRE_SHARED_MODEL(path, "aidreams260K.gguf");
   const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(path);
