@@ -61,6 +61,7 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Lla
 
 Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, std::shared_ptr<ThreadPool> pool,
                                                        int context_length) {
+  if (!pool) return Status(ErrorCode::kInternal, "the CPU backend needs a thread pool");
   const std::vector<const WeightMatrix*> matrices = packed_matrices(*model, best_cpu_kernels());
   const size_t packed = packed_arena_bytes(matrices);
   // A model loaded with mmap: false stays in the heap beside its packed copy.
