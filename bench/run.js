@@ -11,13 +11,20 @@
 //           first token p50/p99 under that load, on the Llama-1B-shaped model
 //   constrained  a grammar's share of a decode step (JSON Schema, any JSON; greedy and sampled) on 1B-shaped
 //           Q4_K models with 32K and 128K real vocabularies, schema compile times (bench/constrained.js)
-// Environment: PAGEDLM_BENCH_CACHE (model folder, default <tmp>/pagedlm-bench), PAGEDLM_BENCH_QUICK=1
-// (smaller runs), PAGEDLM_BENCH_THREADS.
+//   speculative  decode tokens/s with speculative decoding against plain, same run: a copy-heavy request on a
+//           1B-shaped Q4_K model that copies, the same with the document in the prefix cache only,
+//           aidreams260K's repeating output, random text; acceptance, tokens per step, output identity
+//           (bench/speculative.js)
+// --quick (or PAGEDLM_BENCH_QUICK=1): smaller runs. Environment: PAGEDLM_BENCH_CACHE (model folder, default
+// <tmp>/pagedlm-bench), PAGEDLM_BENCH_THREADS.
+// The sections read PAGEDLM_BENCH_QUICK when they load.
+if (process.argv.includes('--quick')) process.env.PAGEDLM_BENCH_QUICK = '1';
 const os = require('node:os');
 const { Engine } = require('..');
 const { LLAMA_1B, ensureModel } = require('./models');
 const { sharedModel } = require('../test/support/models');
 const { constrainedSection } = require('./constrained');
+const { speculativeSection } = require('./speculative');
 
 const quick = process.env.PAGEDLM_BENCH_QUICK === '1';
 const threads = Number(process.env.PAGEDLM_BENCH_THREADS) || os.cpus().length;
@@ -189,10 +196,10 @@ async function batchSection() {
   }
 }
 
-const SECTIONS = { speed: speedSection, prefix: prefixSection, kv: kvSection, batch: batchSection, constrained: constrainedSection };
+const SECTIONS = { speed: speedSection, prefix: prefixSection, kv: kvSection, batch: batchSection, constrained: constrainedSection, speculative: speculativeSection };
 
 async function main() {
-  const chosen = process.argv.slice(2);
+  const chosen = process.argv.slice(2).filter((arg) => arg !== '--quick');
   for (const name of chosen) if (!SECTIONS[name]) throw new Error(`unknown section '${name}' (sections: ${Object.keys(SECTIONS).join(', ')})`);
   for (const name of chosen.length ? chosen : Object.keys(SECTIONS)) await SECTIONS[name]();
 }

@@ -53,6 +53,7 @@ class Engine {
     if (typeof modelPath !== 'string' || modelPath.length === 0) throw new TypeError('modelPath must be a non-empty string');
     const { onProgress, speculative, ...nativeOptions } = loadOptions(options);
     const file = await localModel(modelPath, options.hub, onProgress);
+    if (nativeOptions.draftModel) nativeOptions.draftModel = await localModel(nativeOptions.draftModel, options.hub);
     const engine = new Engine(kCreate);
     engine.#speculative = speculative;
     const loadProgress = onProgress && ((fraction) => onProgress(fraction, { phase: 'load' }));

@@ -72,8 +72,18 @@ export interface LoadOptions {
   onProgress?: (fraction: number, detail: LoadProgress) => void;
   /** Where and how an hf: spec is downloaded (ignored for a file path). */
   hub?: HubOptions;
+  /** A draft model for speculative decoding (docs/speculative.md). */
+  draft?: DraftOptions;
   /** The speculative decoding of requests that do not set `speculative` themselves (default false: off). */
   speculative?: SpeculativeOption;
+}
+
+export interface DraftOptions {
+  /** A smaller GGUF with exactly the target's vocabulary (a file path or an hf: spec); it runs on the CPU beside
+   *  the target, with its own small KV pool. Another vocabulary fails the load. */
+  model: string;
+  /** Most tokens it proposes per step, 1 to 16 (default 4). */
+  tokens?: number;
 }
 
 /** Speculative decoding (docs/api.md, "Speculative decoding"): false (off), a proposer, or a proposer and the most

@@ -7,7 +7,10 @@ const { DEFAULT_SAMPLING } = require('./sampling');
 
 const KV_DTYPES = ['f32', 'f16', 'bf16', 'int8', 'fp8'];
 
-const LOAD_KEYS = ['device', 'gpu', 'threads', 'contextLength', 'kvCache', 'maxBatchTokens', 'prefault', 'mmap', 'onProgress', 'hub', 'speculative'];
+const LOAD_KEYS = ['device', 'gpu', 'threads', 'contextLength', 'kvCache', 'maxBatchTokens', 'prefault', 'mmap', 'onProgress', 'hub', 'draft', 'speculative'];
+const DRAFT_KEYS = ['model', 'tokens'];
+// The most tokens a proposer guesses per step (native/speculative/proposer.h kMaxProposedTokens).
+const MAX_DRAFT_TOKENS = 16;
 const KV_CACHE_KEYS = ['dtype', 'blockSize', 'blocks', 'memory', 'gpuMemoryFraction'];
 const INSPECT_KEYS = ['device', 'gpu', 'kvCache', 'sequences', 'memory', 'hub'];
 const INSPECT_KV_CACHE_KEYS = ['dtype', 'blockSize'];
@@ -124,7 +127,7 @@ const DEVICES = ['auto', 'cuda', 'cpu'];
 
 // Speculative decoding's proposers, the most tokens one step may propose, and the default.
 const PROPOSERS = ['ngram', 'draft'];
-const MAX_SPECULATIVE_TOKENS = 16;
+const MAX_SPECULATIVE_TOKENS = MAX_DRAFT_TOKENS;
 const DEFAULT_SPECULATIVE_TOKENS = 4;
 const SPECULATIVE_KEYS = ['proposer', 'tokens'];
 
@@ -153,6 +156,17 @@ function speculativeOption(value, name = 'speculative') {
   };
 }
 
+/** Engine.load's `draft` option -> { draftModel, draftTokens }, or {} when there is none. */
+function draftOptions(value) {
+  if (value === undefined) return {};
+  const draft = checkKeys(checkObject(value, 'draft'), DRAFT_KEYS, 'draft');
+  if (draft.model === undefined) throw new TypeError("draft needs model: the draft model's path");
+  if (typeof draft.model !== 'string' || draft.model.length === 0) {
+    throw new TypeError(`draft.model must be the draft model's path (a non-empty string), got ${describe(draft.model)}`);
+  }
+  return { draftModel: draft.model, draftTokens: int(draft.tokens, 'draft.tokens', 1, MAX_DRAFT_TOKENS) };
+}
+
 /** Engine.load options -> the native options object. */
 function loadOptions(options) {
   const o = checkKeys(checkObject(options, 'options'), LOAD_KEYS, 'Engine.load() options');
@@ -179,6 +193,7 @@ function loadOptions(options) {
     mmap: checkBoolean(o.mmap, 'mmap'),
     onProgress: checkFunction(o.onProgress, 'onProgress'),
     speculative: speculativeOption(o.speculative),
+    ...draftOptions(o.draft),
   };
 }
 
@@ -282,6 +297,7 @@ module.exports = {
   EMBED_KEYS,
   embedOptions,
   LOAD_KEYS,
+  DRAFT_KEYS,
   KV_CACHE_KEYS,
   INSPECT_KEYS,
   GENERATE_KEYS,

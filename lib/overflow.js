@@ -80,8 +80,9 @@ function earliestFitting(starts, fits) {
 }
 
 function overflowError(tokens, promptLimit, what) {
+  const verb = what === 'the newest turn' ? 'takes' : 'take';
   return new PagedlmError(
-    `${what} take ${tokens} tokens, more than the ${promptLimit} a prompt may have here (the context less the room kept for the reply): shorten them, lower maxTokens, or load with a larger contextLength`,
+    `${what} alone ${verb} ${tokens} tokens, more than the ${promptLimit} a prompt may have here (the context less the room kept for the reply): shorten it, lower maxTokens, or load with a larger contextLength`,
     'ERR_CONTEXT_OVERFLOW',
   );
 }

@@ -6,6 +6,8 @@
 //   npm run test:native      native tests only
 //   npm run test:asan        native tests built with AddressSanitizer + UndefinedBehaviorSanitizer
 //   npm run test:tsan        the threaded native tests (engine, scheduler, thread pool) under ThreadSanitizer
+//   npm run test:pack        the packed package installed with no compiler on PATH, under two Node majors
+//                            (scripts/pack-test.js; `npm test` runs it after Jest)
 //   node scripts/test.js --js [PATTERN...]   JS tests only (those matching), with the skip summary
 //   node scripts/test.js --setup-only   install (or name) the native suite's prerequisites, run nothing
 const { execFileSync, spawn } = require('node:child_process');
@@ -13,6 +15,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { ensureNativePrerequisites } = require('./setup');
+const { packTest } = require('./pack-test');
 
 const root = path.join(__dirname, '..');
 const args = new Set(process.argv.slice(2).filter((a) => a.startsWith('--')));
@@ -111,6 +114,17 @@ async function jsTests() {
   }
 }
 
+// npm pack's prepack script builds the addon when build/Release lacks it, and reuses it when it is up to date.
+function packTests() {
+  console.log('\n> node scripts/pack-test.js');
+  try {
+    skipped.push(...packTest());
+  } catch (error) {
+    console.error(`\npack test failed: ${error.message}`);
+    throw error;
+  }
+}
+
 function printSkipSummary() {
   const bar = '!'.repeat(78);
   if (skipped.length === 0) {
@@ -123,7 +137,7 @@ function printSkipSummary() {
 }
 
 async function main() {
-  if (!args.has('--js') && !ensureNativePrerequisites()) {
+  if (!args.has('--js') && !args.has('--pack') && !ensureNativePrerequisites()) {
     process.exitCode = 2;
     return;
   }
@@ -131,6 +145,8 @@ async function main() {
   try {
     if (args.has('--js')) {
       await jsTests();
+    } else if (args.has('--pack')) {
+      packTests();
     } else if (args.has('--tsan')) {
       await nativeTests('build-tsan', ['-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DPAGEDLM_SANITIZE=thread', '-DPAGEDLM_CUDA=OFF'], {
         TSAN_OPTIONS: 'halt_on_error=1:second_deadlock_stack=1',
@@ -142,7 +158,10 @@ async function main() {
       });
     } else {
       await nativeTests('build-tests', ['-DCMAKE_BUILD_TYPE=Release']);
-      if (!args.has('--native')) await jsTests();
+      if (!args.has('--native')) {
+        await jsTests();
+        packTests();
+      }
     }
   } catch (error) {
     process.exitCode = error.status || 1;

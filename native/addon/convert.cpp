@@ -92,6 +92,9 @@ EngineOptions engine_options(const Napi::Object& o) {
   if (device.IsString()) e.device = device.As<Napi::String>().Utf8Value();
   e.gpu = to_int(o, "gpu", 0);
   e.gpu_memory_fraction = optional_number(o, "gpuMemoryFraction").value_or(0);
+  const Napi::Value draft_model = o.Get("draftModel");
+  if (draft_model.IsString()) e.draft_model = draft_model.As<Napi::String>().Utf8Value();
+  e.draft_tokens = to_int(o, "draftTokens", e.draft_tokens);
   const Napi::Value dtype = o.Get("kvDtype");
   if (dtype.IsString()) {
     const auto parsed = parse_kv_dtype(dtype.As<Napi::String>().Utf8Value());

@@ -494,7 +494,7 @@ void Engine::propose_drafts() {
       if (room == 0) continue;
       const int32_t k = std::min(room, seq->proposal_size->next());
       if (k == 0) continue;
-      core.draft_requests.push_back({seq->speculation_key(), &seq->tokens, k});
+      core.draft_requests.push_back({seq->speculation_key(), &seq->tokens, k, seq->params.cache_salt});
       core.draft_sequences.push_back(seq);
     }
     if (core.draft_requests.empty()) continue;

@@ -44,6 +44,10 @@ struct EngineOptions {
   std::string device = "auto";    // "auto" (CUDA when built with it and a device is present, else CPU), "cuda" or "cpu"
   int32_t gpu = 0;                // CUDA device index
   double gpu_memory_fraction = 0; // > 0 (and no kv_blocks / kv_memory): the KV pool takes this fraction of free GPU memory
+  // Speculative decoding with a draft model (speculative/draft_proposer.h): a smaller GGUF with the same
+  // vocabulary, run on the CPU beside the target; empty = none.
+  std::string draft_model;
+  int32_t draft_tokens = 4;       // k: most tokens the draft proposes per step (1..speculative::kMaxProposedTokens)
   std::function<void(double)> on_progress;  // load progress in [0, 1], on the loading thread
 };
 

@@ -66,6 +66,7 @@ void BlockPool::unlink(BlockId id) {
 }
 
 void BlockPool::forget(BlockId id) {
+  if (observer_ != nullptr) observer_->on_forgotten(id);
   index_.erase(entries_[id].hash);
   auto [child, end] = children_.equal_range(entries_[id].parent);
   while (child->second != id) ++child;  // registered, so listed under its parent
@@ -121,6 +122,7 @@ void BlockPool::register_block(BlockId id, const BlockHash& hash, const BlockHas
   std::copy(tokens, tokens + block_size_, tokens_.begin() + static_cast<std::ptrdiff_t>(id) * block_size_);
   index_.emplace(hash, id);
   children_.emplace(parent, id);
+  if (observer_ != nullptr) observer_->on_registered(id);
 }
 
 BlockId BlockPool::find_partial(const BlockHash& parent, const int32_t* tokens, int32_t limit, int32_t* matched) const {

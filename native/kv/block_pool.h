@@ -21,6 +21,18 @@ namespace pagedlm {
 using BlockId = int32_t;
 constexpr BlockId kNoBlock = -1;
 
+// Told when a block joins or leaves the prefix-cache index, so that something built over cached token ids
+// (the n-gram proposer's CachedNgramIndex) follows the cache exactly. Called inside the pool's operations:
+// it may read the pool but never change it.
+class BlockObserver {
+ public:
+  virtual ~BlockObserver() = default;
+  // `id` was just registered: hash_of, parent_of and tokens_of answer for it.
+  virtual void on_registered(BlockId id) = 0;
+  // `id` is about to be unregistered (evicted or cleared): hash_of, parent_of and tokens_of still answer.
+  virtual void on_forgotten(BlockId id) = 0;
+};
+
 class BlockPool {
  public:
   BlockPool(int32_t num_blocks, int32_t block_size);
@@ -54,6 +66,19 @@ class BlockPool {
   const BlockHash& hash_of(BlockId id) const { return entries_[id].hash; }
   const BlockHash& parent_of(BlockId id) const { return entries_[id].parent; }
   const int32_t* tokens_of(BlockId id) const { return tokens_.data() + static_cast<size_t>(id) * block_size_; }
+  // The block registered under `hash`, or kNoBlock.
+  BlockId registered_block(const BlockHash& hash) const {
+    const auto it = index_.find(hash);
+    return it == index_.end() ? kNoBlock : it->second;
+  }
+  // Calls visit(BlockId) for each registered block whose parent hash is `parent`.
+  template <typename Visit>
+  void for_each_child(const BlockHash& parent, Visit&& visit) const {
+    const auto [first, end] = children_.equal_range(parent);
+    for (auto child = first; child != end; ++child) visit(child->second);
+  }
+  // At most one observer; nullptr detaches it. It sees registrations and removals from then on only.
+  void set_observer(BlockObserver* observer) { observer_ = observer; }
   // Forgets every cached (ref 0) block; returns how many.
   int32_t clear_cache();
 
@@ -85,6 +110,7 @@ class BlockPool {
   std::unordered_map<BlockHash, BlockId, BlockHashHasher> index_;
   // Registered blocks by their parent's hash: the continuations of a prefix, for partial matches.
   std::unordered_multimap<BlockHash, BlockId, BlockHashHasher> children_;
+  BlockObserver* observer_ = nullptr;
 };
 
 }  // namespace pagedlm

@@ -85,6 +85,8 @@ class KvCacheManager {
   bool adopt_imported(BlockId id, const BlockHash& hash, const BlockHash& parent, const int32_t* tokens);
 
   const BlockPool& pool() const { return pool_; }
+  // Follows the prefix cache's registrations and removals (BlockPool::set_observer); nullptr detaches.
+  void set_block_observer(BlockObserver* observer) { pool_.set_observer(observer); }
   const PrefixCacheCounters& counters() const { return counters_; }
 
   // Aborts unless each block's reference count equals the number of `tables` holding it, on top of the

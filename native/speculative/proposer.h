@@ -39,6 +39,9 @@ struct DraftRequest {
   uint64_t key = 0;                            // identifies the sequence while it lives (request id, choice)
   const std::vector<int32_t>* tokens = nullptr;  // prompt and accepted generated tokens, in order
   int32_t max_tokens = 0;                      // propose at most this many (>= 1)
+  // The request's prefix-cache salt (GenerateParams::cache_salt): a proposer that drafts from cached text
+  // reads only text cached under the same salt, so that decode speed reveals nothing across tenants.
+  uint64_t cache_salt = 0;
 };
 
 class Proposer {

@@ -32,6 +32,8 @@ describe('pagedlm without --model, away from the test models', () => {
   test.each([
     ['generate', ['generate', '--prompt', 'Hello']],
     ['info', ['info']],
+    ['chat', ['chat']],
+    ['inspect', ['inspect']],
     ['serve', ['serve', '--port', '0']],
   ])('%s says in one line what to pass, and fails', (_, args) => {
     const { status, stdout, stderr } = runCli(cli, args);

@@ -127,7 +127,7 @@ describe('truncate-oldest, on a stand-in tokenizer', () => {
   test('when the system messages and the newest turn alone do not fit, ERR_CONTEXT_OVERFLOW', () => {
     const messages = [...conversation(3), { role: 'user', content: words(200, 'long') }];
     expect(() => truncateOldest(messages, { measure: fakeMeasure(), promptLimit })).toThrow(expect.objectContaining({ code: 'ERR_CONTEXT_OVERFLOW' }));
-    expect(() => truncateOldest([{ role: 'system', content: words(200, 'rules') }], { measure: fakeMeasure(), promptLimit })).toThrow(/the system messages take/);
+    expect(() => truncateOldest([{ role: 'system', content: words(200, 'rules') }], { measure: fakeMeasure(), promptLimit })).toThrow(/the system messages alone take/);
   });
 
   test('the reply keeps maxTokens free, at most a quarter of the context', () => {
@@ -257,7 +257,7 @@ describeWithModels('contextOverflow on a 256-token context', ['synth-tiny-f16.gg
 
   test('a system prompt and newest turn that cannot fit fail with ERR_CONTEXT_OVERFLOW under truncate-oldest too', async () => {
     const messages = [{ role: 'system', content: SYSTEM_PROMPT }, { role: 'user', content: 'word '.repeat(300) }];
-    await expect(engine.chat(messages, REPLY)).rejects.toMatchObject({ code: 'ERR_CONTEXT_OVERFLOW', message: expect.stringContaining('the system messages and the newest turn take') });
+    await expect(engine.chat(messages, REPLY)).rejects.toMatchObject({ code: 'ERR_CONTEXT_OVERFLOW', message: expect.stringContaining('the system messages and the newest turn alone take') });
   });
 
   test('contextOverflow takes only its two policies', async () => {

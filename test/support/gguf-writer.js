@@ -363,37 +363,41 @@ function tensorsFor(shape, traits, headDim, types) {
       { name: 'rope_factors_short.weight', dims: [headDim / 2], type: 'F32', scale: 0.5, center: 1.5 },
     );
   }
+  // Every layer matrix and bias drawn from `layerScale` times its usual range (the norms keep theirs).
+  const layerScale = shape.layerScale ?? 1;
+  const layerMatrix = (name, cols, rows, type, scale = unit) => matrix(name, cols, rows, type, scale * layerScale);
+  const bias = (name, length) => ({ name, dims: [length], type: 'F32', scale: 0.5 * layerScale });
   for (let l = 0; l < layers; l++) {
     const p = `blk.${l}.`;
     const vType = l % 2 === 0 ? types.moreBits : types.attention;
     const downType = l % 2 === 0 ? types.moreBits : types.ffn;
     tensors.push(norm(`${p}attn_norm.weight`));
     if (traits.fusedQkv) {
-      tensors.push(matrix(`${p}attn_qkv.weight`, dim, qDim + 2 * kvDim, types.attention, 3 * unit));
+      tensors.push(layerMatrix(`${p}attn_qkv.weight`, dim, qDim + 2 * kvDim, types.attention, 3 * unit));
     } else {
       tensors.push(
-        matrix(`${p}attn_q.weight`, dim, qDim, types.attention, 3 * unit),
-        matrix(`${p}attn_k.weight`, dim, kvDim, types.attention, 3 * unit),
-        matrix(`${p}attn_v.weight`, dim, kvDim, vType),
+        layerMatrix(`${p}attn_q.weight`, dim, qDim, types.attention, 3 * unit),
+        layerMatrix(`${p}attn_k.weight`, dim, kvDim, types.attention, 3 * unit),
+        layerMatrix(`${p}attn_v.weight`, dim, kvDim, vType),
       );
     }
     if (traits.qkvBias) {
       tensors.push(
-        { name: `${p}attn_q.bias`, dims: [qDim], type: 'F32', scale: 0.5 },
-        { name: `${p}attn_k.bias`, dims: [kvDim], type: 'F32', scale: 0.5 },
-        { name: `${p}attn_v.bias`, dims: [kvDim], type: 'F32', scale: 0.5 },
+        bias(`${p}attn_q.bias`, qDim),
+        bias(`${p}attn_k.bias`, kvDim),
+        bias(`${p}attn_v.bias`, kvDim),
       );
     }
     if (traits.qkNorm) tensors.push(norm(`${p}attn_q_norm.weight`, headDim), norm(`${p}attn_k_norm.weight`, headDim));
-    tensors.push(matrix(`${p}attn_output.weight`, qDim, dim, types.attention, Math.sqrt(dim / qDim) * unit));
+    tensors.push(layerMatrix(`${p}attn_output.weight`, qDim, dim, types.attention, Math.sqrt(dim / qDim) * unit));
     if (traits.postNorms) tensors.push(norm(`${p}post_attention_norm.weight`));
     tensors.push(norm(`${p}ffn_norm.weight`));
     if (traits.fusedGateUp) {
-      tensors.push(matrix(`${p}ffn_up.weight`, dim, 2 * ffn, types.ffn, 2 * unit));
+      tensors.push(layerMatrix(`${p}ffn_up.weight`, dim, 2 * ffn, types.ffn, 2 * unit));
     } else {
-      tensors.push(matrix(`${p}ffn_gate.weight`, dim, ffn, types.ffn, 2 * unit), matrix(`${p}ffn_up.weight`, dim, ffn, types.ffn, 2 * unit));
+      tensors.push(layerMatrix(`${p}ffn_gate.weight`, dim, ffn, types.ffn, 2 * unit), layerMatrix(`${p}ffn_up.weight`, dim, ffn, types.ffn, 2 * unit));
     }
-    tensors.push(matrix(`${p}ffn_down.weight`, ffn, dim, downType, 2 / Math.sqrt(ffn)));
+    tensors.push(layerMatrix(`${p}ffn_down.weight`, ffn, dim, downType, 2 / Math.sqrt(ffn)));
     if (traits.postNorms) tensors.push(norm(`${p}post_ffw_norm.weight`));
   }
   return tensors;
@@ -601,6 +605,17 @@ function decodeBlocks(type, buf) {
   return y;
 }
 
+// Writes the bytes a shape.tensorData function gives for tensor `t`, encoded as t.encodedAs || t.type (decoded
+// to F32 when the file stores the decoded values).
+function writeGivenTensor(fd, t, fill) {
+  const type = t.encodedAs || t.type;
+  let data = fill({ name: t.name, dims: [...t.dims], type });
+  const bytes = (t.dims.reduce((a, b) => a * b, 1) / TENSOR[type].block) * TENSOR[type].bytes;
+  if (!Buffer.isBuffer(data) || data.length !== bytes) throw new Error(`tensorData['${t.name}'] must give a Buffer of ${bytes} bytes (${type})`);
+  if (t.encodedAs) data = Buffer.from(decodeBlocks(type, data).buffer);
+  fs.writeSync(fd, data);
+}
+
 /**
  * Writes a model with seeded random weights.
  * shape: { architecture = 'llama' (also mistral, qwen2, qwen3, gemma2, gemma3, phi3), dim, layers, heads,
@@ -616,7 +631,11 @@ function decodeBlocks(type, buf) {
  *   tokenizer: tokenizer.ggml.* metadata entries to carry instead of the synthetic vocabulary (`vocab` must be
  *     their token count: see test/support/tokenizer-gguf.js and sentencepiece-model.js),
  *   decoded: every tensor holds the same values, decoded and stored as F32 (the model with exactly the same
- *     weights that no quantized kernel touches) }.
+ *     weights that no quantized kernel touches),
+ *   layerScale: every layer matrix and bias drawn from this times its usual range (default 1; small values give
+ *     layers that barely change the residual stream),
+ *   tensorData: { [tensor name]: ({ name, dims, type }) => Buffer } the named tensors' encoded bytes instead of
+ *     random ones (bench/copier-model.js builds a model's embeddings and output matrix this way) }.
  */
 function writeModel(file, shape) {
   const architecture = shape.architecture || 'llama';
@@ -639,7 +658,9 @@ function writeModel(file, shape) {
     for (const t of tensors) {
       const pad = t.offset - written;
       if (pad > 0) fs.writeSync(fd, Buffer.alloc(pad));
-      writeTensor(fd, t, seed);
+      const fill = shape.tensorData?.[t.name];
+      if (fill) writeGivenTensor(fd, t, fill);
+      else writeTensor(fd, t, seed);
       written = t.offset + t.bytes;
     }
   } finally {

@@ -56,6 +56,12 @@ size_t packed_arena_bytes(const std::vector<const WeightMatrix*>& matrices) {
 }  // namespace
 
 Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, int context_length) {
+  return create(std::move(model), layout, std::make_shared<ThreadPool>(static_cast<size_t>(std::max(1, threads))), context_length);
+}
+
+Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const LlamaModel> model, KvLayout layout, std::shared_ptr<ThreadPool> pool,
+                                                       int context_length) {
+  if (!pool) return Status(ErrorCode::kInternal, "the CPU backend needs a thread pool");
   const std::vector<const WeightMatrix*> matrices = packed_matrices(*model, best_cpu_kernels());
   const size_t packed = packed_arena_bytes(matrices);
   // A model loaded with mmap: false stays in the heap beside its packed copy.
@@ -74,7 +80,7 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Lla
   if (physical > 0 && layout.total_bytes() + packed + model_heap > physical) return too_big();
   try {
     if (fault_armed("kv.allocate")) throw std::bad_alloc();
-    return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(model), layout, threads, matrices, context_length));
+    return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(model), layout, std::move(pool), matrices, context_length));
   } catch (const std::bad_alloc&) {
     return too_big();
   } catch (const std::length_error&) {
@@ -82,9 +88,9 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Lla
   }
 }
 
-CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, const std::vector<const WeightMatrix*>& packed,
-                       int context_length)
-    : model_(std::move(model)), config_(model_->config()), layout_(layout), pool_(threads), kernels_(best_cpu_kernels()) {
+CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, std::shared_ptr<ThreadPool> pool,
+                       const std::vector<const WeightMatrix*>& packed, int context_length)
+    : model_(std::move(model)), config_(model_->config()), layout_(layout), pool_owner_(std::move(pool)), pool_(*pool_owner_), kernels_(best_cpu_kernels()) {
   const std::vector<float>& factors = config_.rope_factors_for_context(context_length > 0 ? context_length : config_.context_length);
   for (const LayerAttention& layer : config_.layers) {
     const RopeSettings settings = rope_settings(config_, layer, factors);

@@ -22,6 +22,10 @@ class CpuBackend final : public Backend {
   // Allocates the KV pool (layout.num_blocks blocks); kOutOfMemory when it cannot. `context_length`: the
   // context the engine serves, which picks LongRoPE factors as llama.cpp does (0: the model's own).
   static Result<std::unique_ptr<CpuBackend>> create(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, int context_length = 0);
+  // The same on another backend's workers (a draft model beside its target): both run on the engine
+  // thread, one forward pass at a time, so they never call the pool at once.
+  static Result<std::unique_ptr<CpuBackend>> create(std::shared_ptr<const LlamaModel> model, KvLayout layout, std::shared_ptr<ThreadPool> pool,
+                                                    int context_length = 0);
 
   const KvLayout& kv_layout() const override { return layout_; }
   Status forward(const ForwardBatch& batch, float* logits) override;
@@ -32,13 +36,15 @@ class CpuBackend final : public Backend {
   void copy_block(BlockId from, BlockId to) override;
 
   int threads() const { return static_cast<int>(pool_.size()); }
+  const std::shared_ptr<ThreadPool>& thread_pool() const { return pool_owner_; }
   // Bytes of the packed copy of the weights the kernels read (0 where they read the model's rows).
   size_t packed_weight_bytes() const { return packed_weights_.size(); }
   const char* kernels_name() const { return kernels_.name; }
 
  private:
   // `packed`: the matrices the kernels read from a packed copy (kernels.h), in the order a step reads them.
-  CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, int threads, const std::vector<const WeightMatrix*>& packed, int context_length);
+  CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout, std::shared_ptr<ThreadPool> pool, const std::vector<const WeightMatrix*>& packed,
+             int context_length);
   // Visits each contiguous piece of one block's storage (K, V, and their scales, per layer) in a fixed order.
   template <typename Visit>
   void for_each_block_piece(BlockId block, Visit visit) const;
@@ -92,7 +98,8 @@ class CpuBackend final : public Backend {
   std::shared_ptr<const LlamaModel> model_;
   const ModelConfig& config_;
   KvLayout layout_;
-  ThreadPool pool_;
+  std::shared_ptr<ThreadPool> pool_owner_;  // possibly shared with other backends (create's pool overload)
+  ThreadPool& pool_;
   const CpuKernels& kernels_;
 
   // The KV pool. Elements in layout_.dtype; scales only for int8/fp8.
