@@ -266,8 +266,8 @@ export interface GenerateOptions {
   jsonSchema?: object | boolean | string;
   /** true: the completion is any JSON value, parsed into `json`. */
   json?: boolean;
-  /** Speculative decoding for this request (default: the load-time `speculative`, else off). A proposer the engine
-   *  lacks rejects the request (code ERR_UNSUPPORTED). */
+  /** Speculative decoding for this request (default: the load-time `speculative`, else off). 'draft' without a draft
+   *  model loaded rejects the request (code ERR_UNSUPPORTED). */
   speculative?: SpeculativeOption;
 }
 

@@ -13,6 +13,8 @@
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "kv/kv_cache_manager.h"
+#include "speculative/draft_proposer.h"
+#include "speculative/ngram_proposer.h"
 
 namespace pagedlm {
 
@@ -40,7 +42,9 @@ struct Engine::Core {
   Runner runner;
   std::map<RequestId, std::vector<BlockId>> pinned;   // pin id -> the prefix blocks it holds
   std::shared_ptr<const grammar::TokenIndex> grammar_tokens;  // built by the first request with a grammar
-  std::array<std::unique_ptr<speculative::Proposer>, 3> proposers;  // by ProposerKind (kNone's stays empty)
+  // By ProposerKind (kNone's stay empty). Declared after `kv`, which the n-gram proposer observes: destroyed first.
+  std::array<std::unique_ptr<speculative::Proposer>, 3> proposers;
+  std::array<int32_t, 3> proposer_max_tokens{};  // the most tokens each proposes a step, whatever a request asks
   // propose_drafts' scratch, kept from step to step.
   std::vector<speculative::DraftRequest> draft_requests;
   std::vector<Sequence*> draft_sequences;
@@ -134,6 +138,27 @@ Result<std::unique_ptr<Backend>> create_backend(const EngineOptions& o, const st
   return std::unique_ptr<Backend>(cpu.take());
 }
 
+// The draft model of EngineOptions::draft_model, drafting for sequences of up to `context` tokens, in
+// blocks and prefill passes the size of the target's, on the target's CPU workers when it has them.
+Result<std::unique_ptr<speculative::Proposer>> create_draft_proposer(const EngineOptions& o, int32_t context, const Tokenizer& target,
+                                                                     Backend& backend) {
+  if (o.draft_tokens < 1 || o.draft_tokens > speculative::kMaxProposedTokens) {
+    return Status(ErrorCode::kInvalidArgument, "draft.tokens must be in [1, " + std::to_string(speculative::kMaxProposedTokens) + "]");
+  }
+  speculative::DraftModelOptions d;
+  d.path = o.draft_model;
+  d.context_length = context;
+  d.block_size = o.block_size;
+  d.max_batch_tokens = std::max(1, o.max_batch_tokens);
+  d.threads = o.threads;
+  d.use_mmap = o.use_mmap;
+  std::shared_ptr<ThreadPool> pool;
+  if (auto* cpu = dynamic_cast<CpuBackend*>(&backend)) pool = cpu->thread_pool();
+  auto draft = speculative::DraftProposer::create(d, target, std::move(pool));
+  if (!draft.is_ok()) return draft.status();
+  return std::unique_ptr<speculative::Proposer>(draft.take());
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const EngineOptions& o, EventSink* sink) {
@@ -208,6 +233,15 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
     sc.sliding_window = std::min_element(c.layers.begin(), c.layers.end(), [](const auto& a, const auto& b) { return a.window < b.window; })->window;
   }
   engine->core_ = std::make_unique<Core>(*engine->backend_, c, sc);
+  // Speculative decoding's proposers, installed before the engine thread starts: n-gram lookup always (it
+  // costs nothing until a request asks for it), a draft model when one is given.
+  engine->install_proposer(speculative::ProposerKind::kNgram, std::make_unique<speculative::NgramProposer>(&engine->core_->kv),
+                           speculative::kMaxProposedTokens);
+  if (!o.draft_model.empty()) {
+    auto draft = create_draft_proposer(o, context, *engine->tokenizer_, *engine->backend_);
+    if (!draft.is_ok()) return draft.status();
+    engine->install_proposer(speculative::ProposerKind::kDraft, draft.take(), o.draft_tokens);
+  }
   engine->inbox_ = std::make_unique<Inbox>();
   engine->publish_stats();
   engine->thread_ = std::thread([e = engine.get()] { e->run(); });
@@ -275,11 +309,16 @@ Status Engine::set_proposer(speculative::ProposerKind kind, std::unique_ptr<spec
   if (kind == speculative::ProposerKind::kNone || !proposer) return Status(ErrorCode::kInvalidArgument, "set_proposer needs a proposer and its kind");
   auto held = std::make_shared<std::unique_ptr<speculative::Proposer>>(std::move(proposer));
   auto done = run_on_engine_thread([this, kind, held]() -> Result<int64_t> {
-    core_->proposers[static_cast<size_t>(kind)] = std::move(*held);
-    proposer_kinds_.fetch_or(1u << static_cast<uint32_t>(kind));
+    install_proposer(kind, std::move(*held), speculative::kMaxProposedTokens);
     return 0;
   });
   return done.is_ok() ? Status::ok() : done.status();
+}
+
+void Engine::install_proposer(speculative::ProposerKind kind, std::unique_ptr<speculative::Proposer> proposer, int32_t max_tokens) {
+  core_->proposers[static_cast<size_t>(kind)] = std::move(proposer);
+  core_->proposer_max_tokens[static_cast<size_t>(kind)] = max_tokens;
+  proposer_kinds_.fetch_or(1u << static_cast<uint32_t>(kind));
 }
 
 Result<Pooling> Engine::check_embedding_request(GenerateParams& params) const {
@@ -492,7 +531,7 @@ void Engine::propose_drafts() {
       const int32_t room = speculative::proposal_room(seq->num_generated(), seq->params.max_tokens, static_cast<int32_t>(seq->tokens.size()),
                                                       info_.context_length);
       if (room == 0) continue;
-      const int32_t k = std::min(room, seq->proposal_size->next());
+      const int32_t k = std::min({room, seq->proposal_size->next(), core.proposer_max_tokens[kind]});
       if (k == 0) continue;
       core.draft_requests.push_back({seq->speculation_key(), &seq->tokens, k, seq->params.cache_salt});
       core.draft_sequences.push_back(seq);
@@ -537,6 +576,7 @@ void Engine::step(std::vector<EngineEvent>& events) {
   const auto started = Clock::now();
   propose_drafts();
   StepPlan plan = core_->scheduler.schedule();
+  for (Sequence* seq : core_->scheduler.take_preempted()) forget_proposals(*seq);
   if (plan.empty()) return;
   auto sampled = core_->runner.execute(plan);
   if (!sampled.is_ok()) {

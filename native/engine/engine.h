@@ -128,13 +128,12 @@ class Engine {
   Result<int64_t> load_cache(const std::string& path);
 
   // Speculative decoding: plugs in the proposer that requests naming `kind` in GenerateParams::speculative
-  // use; a later call for the same kind replaces it. Callable at any time from any thread but the engine
-  // thread (a proposer must not call it): it waits for the engine thread, which alone calls the proposer:
-  // propose once a step for all its decoding sequences, forget when one finishes, fails or is aborted. A
-  // request whose kind has no proposer is refused at submit (kUnsupported). The proposer only guesses:
-  // whatever it returns, the output is what plain decoding gives. Engine::load wires the proposers it
-  // builds in one line each, e.g.
-  //   engine->set_proposer(speculative::ProposerKind::kNgram, std::make_unique<speculative::NgramProposer>(...));
+  // use, replacing the one Engine::load installed (the n-gram proposer always; the draft model of
+  // EngineOptions::draft_model when given). Callable at any time from any thread but the engine thread (a
+  // proposer must not call it): it waits for the engine thread, which alone calls the proposer: propose
+  // once a step for all its decoding sequences, forget when one finishes, fails, is aborted or is
+  // preempted. A request whose kind has no proposer is refused at submit (kUnsupported). The proposer only
+  // guesses: whatever it returns, the output is what plain decoding gives.
   Status set_proposer(speculative::ProposerKind kind, std::unique_ptr<speculative::Proposer> proposer);
 
   const Tokenizer& tokenizer() const { return *tokenizer_; }
@@ -154,6 +153,8 @@ class Engine {
   void fail(Sequence& seq, const Status& status, std::vector<EngineEvent>& events);
   // Starts a submitted sequence's grammar state (building the vocabulary's token index on first use).
   void start_grammar(Sequence& seq);
+  // Plugs in a proposer (engine thread, or before it starts) that proposes at most max_tokens a step.
+  void install_proposer(speculative::ProposerKind kind, std::unique_ptr<speculative::Proposer> proposer, int32_t max_tokens);
   // Before scheduling: asks each proposer, in one call, for the next tokens of its decoding sequences.
   void propose_drafts();
   // Checks a request's speculative settings; drops them where speculation does not apply.

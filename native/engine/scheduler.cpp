@@ -86,6 +86,7 @@ void Scheduler::preempt(Sequence& victim) {
   victim.num_computed_tokens = 0;
   victim.preempted = true;
   ++preemptions_;
+  preempted_since_.push_back(&victim);
   const auto it = std::find_if(running_.begin(), running_.end(), [&](const auto& s) { return s.get() == &victim; });
   waiting_.push_front(std::move(*it));
   running_.erase(it);
@@ -214,6 +215,7 @@ std::vector<Sequence*> Scheduler::fork(Sequence& parent) {
 }
 
 void Scheduler::remove(Sequence* sequence) {
+  std::erase(preempted_since_, sequence);
   for (auto it = running_.begin(); it != running_.end(); ++it) {
     if (it->get() != sequence) continue;
     kv_.free(sequence->block_table);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <deque>
+#include <utility>
 #include <memory>
 #include <vector>
 
@@ -81,6 +82,8 @@ class Scheduler {
   std::vector<const std::vector<BlockId>*> block_tables() const;
   std::vector<Sequence*> all() const;
   std::vector<Sequence*> running() const;
+  // The sequences preempted since the last call (now waiting), for whoever keeps state per sequence.
+  std::vector<Sequence*> take_preempted() { return std::exchange(preempted_since_, {}); }
   size_t num_running() const { return running_.size(); }
   size_t num_waiting() const { return waiting_.size(); }
   uint64_t preemptions() const { return preemptions_; }
@@ -105,6 +108,7 @@ class Scheduler {
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order
   uint64_t preemptions_ = 0;
+  std::vector<Sequence*> preempted_since_;  // take_preempted's
 };
 
 }  // namespace pagedlm

@@ -86,3 +86,37 @@ describeWithModels('speculative decoding through the API', ['synth-tiny-f16.gguf
     }
   });
 });
+
+describeWithModels('n-gram speculation end to end', ['aidreams260K.gguf'], (modelPath) => {
+  let engine;
+  beforeAll(async () => {
+    engine = await Engine.load(modelPath, { threads: 1 });
+  });
+  afterAll(() => engine.close());
+  // Text that repeats itself, so the n-gram proposer finds what follows.
+  const prompt = 'Once upon a time, there was a little cat. Once upon a time, there was a little cat. Once upon a time,';
+
+  test('greedy and seeded sampling give the plain tokens, and the counters say what speculation did', async () => {
+    for (const sampling of [{ temperature: 0 }, { temperature: 0.9, seed: 5 }]) {
+      const options = { ...sampling, maxTokens: 40, ignoreEos: true };
+      const plain = await engine.generate(prompt, options);
+      const fast = await engine.generate(prompt, { ...options, speculative: { proposer: 'ngram', tokens: 6 } });
+      expect(fast.tokens).toEqual(plain.tokens);
+      expect(fast.text).toBe(plain.text);
+      const { proposed, accepted, acceptanceRate, tokensPerStep } = fast.speculation;
+      expect(proposed).toBeGreaterThan(0);
+      expect(accepted).toBeLessThanOrEqual(proposed);
+      expect(acceptanceRate).toBeCloseTo(accepted / proposed);
+      expect(tokensPerStep).toBeGreaterThanOrEqual(1);
+    }
+    const stats = engine.stats().speculation;
+    expect(stats.proposed).toBeGreaterThan(0);
+    expect(stats.acceptanceRate).toBeGreaterThan(0);
+  });
+
+  test('streamed tokens are the result tokens, one event per token', async () => {
+    const streamed = [];
+    const result = await engine.generate(prompt, { temperature: 0, maxTokens: 30, ignoreEos: true, speculative: 'ngram', onToken: (t) => streamed.push(t.id) });
+    expect(streamed).toEqual(result.tokens);
+  });
+});

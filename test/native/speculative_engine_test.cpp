@@ -13,6 +13,7 @@
 #include "engine/engine.h"
 #include "grammar/grammar.h"
 #include "support/event_collector.h"
+#include "support/shared_models.h"
 #include "support/synthetic_model.h"
 
 namespace pagedlm {
@@ -426,8 +427,6 @@ TEST(SpeculativeEngine, SubmitRefusesAProposerItLacksAndBadSizes) {
   Status s = engine->submit({1, prompt_of(5, 1), p});
   EXPECT_EQ(s.code(), ErrorCode::kUnsupported);
   EXPECT_NE(s.message().find("draft model"), std::string::npos) << s.message();
-  p.speculative = {ProposerKind::kNgram, 4};
-  EXPECT_EQ(engine->submit({2, prompt_of(5, 1), p}).code(), ErrorCode::kUnsupported);
   ASSERT_TRUE(engine->set_proposer(ProposerKind::kNgram, std::make_unique<TestProposer>(std::vector<std::vector<int32_t>>{}, TestProposer::Options{})).is_ok());
   for (int32_t k : {0, speculative::kMaxProposedTokens + 1}) {
     p.speculative = {ProposerKind::kNgram, k};
@@ -441,6 +440,58 @@ TEST(SpeculativeEngine, SubmitRefusesAProposerItLacksAndBadSizes) {
   EXPECT_EQ(done.kind, EngineEvent::Kind::kFinished);
   ASSERT_TRUE(done.speculation.has_value());
   EXPECT_EQ(done.speculation->proposed, 0u) << "the proposer knew nothing";
+}
+
+// Engine::load installs the n-gram proposer, and a draft model when one is given: here the target itself
+// (aidreams260K, whose greedy tokens it is confident of), so greedy guesses all hold.
+TEST(SpeculativeEngine, LoadInstallsTheNgramAndDraftProposers) {
+  const std::string path = testing::shared_model("aidreams260K.gguf");
+  if (path.empty()) GTEST_SKIP() << "shared test model aidreams260K.gguf not found";
+  EngineOptions o;
+  o.threads = 2;
+  o.kv_blocks = 128;
+  o.block_size = 8;
+  o.context_length = 128;
+  o.max_batch_tokens = 64;
+  const auto load = [&](EngineOptions options, testing::EventCollector& events) {
+    auto loaded = Engine::load(path, options, &events);
+    EXPECT_TRUE(loaded.is_ok()) << loaded.status().message();
+    return loaded.take();
+  };
+  std::vector<Request> requests;
+  std::vector<int32_t> repeating = {1, 403, 407, 261, 378, 290, 315};
+  for (int i = 0; i < 3; ++i) repeating.insert(repeating.end(), repeating.begin() + 1, repeating.begin() + 7);
+  requests.push_back({repeating, greedy(40)});
+  requests.push_back({{1, 403, 407, 261, 378}, greedy(40)});
+  requests.push_back({{1, 403, 407}, sampled(40, 4)});
+  Outcome plain;
+  {
+    testing::EventCollector events;
+    auto engine = load(o, events);
+    plain = run_all(*engine, events, requests);
+  }
+  o.draft_model = path;
+  o.draft_tokens = 3;
+  testing::EventCollector events;
+  auto engine = load(o, events);
+  for (ProposerKind kind : {ProposerKind::kNgram, ProposerKind::kDraft}) {
+    std::vector<Request> speculative = requests;
+    for (Request& r : speculative) r.params.speculative = {kind, 8};
+    const RequestId first = kind == ProposerKind::kNgram ? 1 : 100;
+    const EngineStats before = engine->stats();
+    const Outcome got = run_all(*engine, events, speculative, first);
+    SCOPED_TRACE(kind == ProposerKind::kNgram ? "ngram" : "draft");
+    expect_same(plain, got, events, first);
+    EXPECT_GT(engine->stats().speculation.accepted, before.speculation.accepted);
+    if (kind == ProposerKind::kDraft) {
+      for (size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(got[i][0].speculation->accepted, got[i][0].speculation->proposed) << "the draft is the target: greedy guesses all hold";
+        EXPECT_LE(got[i][0].speculation->generated_tokens, 4 * got[i][0].speculation->verify_steps) << "draft.tokens caps a step's proposal";
+      }
+    }
+  }
+  EXPECT_EQ(engine->stats().in_use_blocks, 0);
+  ASSERT_TRUE(engine->check_kv_invariants().is_ok());
 }
 
 TEST(SpeculativeEngine, RequestsWithoutSpeculationReportNoCounters) {
