@@ -74,20 +74,25 @@ const sameTokens = (a, b) => a.length === b.length && a.every((t, i) => t === b[
 const sum = (values) => values.reduce((a, b) => a + b, 0);
 
 /**
- * Runs each task under plain decoding and each mode, alternating (drift in the machine's speed falls on all
- * alike). tasks: [{ prompt, expected?, cachedFirst? }] (expected: what plain decoding must give; cachedFirst: a
+ * Runs each task under plain decoding and each mode, in an order that rotates from task to task (drift in the
+ * machine's speed falls on all alike). tasks: [{ prompt, expected?, cachedFirst? }] (expected: what plain decoding must give; cachedFirst: a
  * prompt run before each measured run, to be in the prefix cache). Returns table rows.
  */
 async function compare(engine, workload, tasks, maxTokens, modes) {
   const runs = new Map([['plain', []], ...modes.map((m) => [m.label, []])]);
-  for (const task of tasks) {
-    const plain = await decodeRun(engine, task, maxTokens, {});
+  const all = [{ label: 'plain', options: {} }, ...modes];
+  for (const [i, task] of tasks.entries()) {
+    // Each round starts with a different mode, so whatever the machine does over a round (a warming cache, a
+    // neighbour's load) does not fall on one mode every time.
+    const order = all.map((_, j) => all[(i + j) % all.length]);
+    const results = new Map();
+    for (const mode of order) results.set(mode.label, await decodeRun(engine, task, maxTokens, mode.options));
+    const plain = results.get('plain');
     if (task.expected && !sameTokens(plain.result.tokens, task.expected.slice(0, maxTokens))) {
       throw new Error(`${workload}: plain decoding did not continue the document (got ${plain.result.tokens.slice(0, 8)}..., expected ${task.expected.slice(0, 8)}...)`);
     }
-    runs.get('plain').push({ ...plain, identical: true });
-    for (const mode of modes) {
-      const run = await decodeRun(engine, task, maxTokens, mode.options);
+    for (const mode of all) {
+      const run = results.get(mode.label);
       runs.get(mode.label).push({ ...run, identical: sameTokens(run.result.tokens, plain.result.tokens) });
     }
   }
@@ -112,9 +117,11 @@ async function compare(engine, workload, tasks, maxTokens, modes) {
 }
 
 // Rounds of each workload: each round a fresh document (or random prompt), so no run's tokens were seen before.
+// The random workload gets three times the rounds: its target is a difference of a few percent, within the
+// spread of single runs on a shared machine.
 function copierTasks(vocab, rounds, length) {
   const copy = Array.from({ length: rounds }, (_, r) => copyTask(vocab, { start: 1000 + 5000 * r, length }));
-  const random = Array.from({ length: rounds }, (_, r) => ({ prompt: [1, ...randomTokens(vocab, length, 100 + r)] }));
+  const random = Array.from({ length: 3 * rounds }, (_, r) => ({ prompt: [1, ...randomTokens(vocab, length, 100 + r)] }));
   // The copy task's last 20 tokens are the unrelated request and the document's first 4.
   const cached = Array.from({ length: rounds }, (_, r) => {
     const task = copyTask(vocab, { start: 3000 + 5000 * r, length });
@@ -181,7 +188,7 @@ async function speculativeSection() {
 
   if (!missing) await draftRows(copierFile, aidreams, { loadOptions, rounds, repeatRounds, documentTokens, maxTokens, rows, notes });
 
-  console.log(`\nspeculative decoding: greedy, ${os.cpus()[0].model}, ${threads} threads (1 for repeat), ${maxTokens} tokens per run (96 for repeat), median of ${rounds} runs (${repeatRounds} for repeat)`);
+  console.log(`\nspeculative decoding: greedy, ${os.cpus()[0].model}, ${threads} threads (1 for repeat), ${maxTokens} tokens per run (96 for repeat), median of ${rounds} runs (${3 * rounds} for random, ${repeatRounds} for repeat)`);
   console.table(rows);
   for (const note of notes) console.log(note);
   printTargets(rows);
