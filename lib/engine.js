@@ -8,7 +8,7 @@ const { checkTools, checkToolChoice, checkToolCallFormat, toolCallGrammar, parse
 const { jsonSchemaToGrammar } = require('./grammar');
 const { PagedlmError, fromNative } = require('./errors');
 const hub = require('./hub');
-const { loadOptions, inspectOptions, generateOptions, embedOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, int, checkContextOverflow, GENERATE_KEYS, CHAT_KEYS } = require('./options');
+const { DEFAULT_SPECULATIVE_TOKENS, loadOptions, inspectOptions, generateOptions, embedOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, int, checkContextOverflow, GENERATE_KEYS, CHAT_KEYS } = require('./options');
 
 const kCreate = Symbol('create');
 
@@ -24,6 +24,7 @@ class Engine {
   #info = null; // cached: the model does not change
   #chat = null;
   #speculative = undefined; // Engine.load's speculative option: what a request that does not say uses
+  #draftTokens = DEFAULT_SPECULATIVE_TOKENS; // Engine.load's draft.tokens: what a 'draft' request proposes per step
 
   constructor(token) {
     if (token !== kCreate) throw new TypeError('use `await Engine.load(path, options)` to create an Engine');
@@ -56,6 +57,7 @@ class Engine {
     if (nativeOptions.draftModel) nativeOptions.draftModel = await localModel(nativeOptions.draftModel, options.hub);
     const engine = new Engine(kCreate);
     engine.#speculative = speculative;
+    engine.#draftTokens = nativeOptions.draftTokens ?? DEFAULT_SPECULATIVE_TOKENS;
     const loadProgress = onProgress && ((fraction) => onProgress(fraction, { phase: 'load' }));
     try {
       engine.#native = await binding.load(file, nativeOptions, (events) => engine.#dispatch(events), loadProgress);
@@ -343,13 +345,21 @@ class Engine {
     };
   }
 
+  // A request's speculative setting: its own, else the load-time default (an embedding generates nothing), with
+  // the tokens per step it did not name: a draft model's draft.tokens, else the default.
+  #speculativeFor(params) {
+    const chosen = params.speculative ?? (params.embed ? undefined : this.#speculative);
+    if (!chosen || chosen.tokens !== undefined) return chosen;
+    return { ...chosen, tokens: chosen.proposer === 'draft' ? this.#draftTokens : DEFAULT_SPECULATIVE_TOKENS };
+  }
+
   // Hands a request to the engine thread; `request` receives its events.
   #submit(promptIds, params, request) {
     const id = ++this.#nextId;
     try {
       // Token events only for a request that streams them: the others' steps do not wake the event loop.
       // A request that does not say takes the load-time speculative default (an embedding generates nothing).
-      const speculative = params.speculative ?? (params.embed ? undefined : this.#speculative);
+      const speculative = this.#speculativeFor(params);
       this.#native.submit(id, promptIds, { ...params, speculative, streamTokens: typeof request.onToken === 'function' });
     } catch (error) {
       throw fromNative(error);

@@ -133,7 +133,8 @@ const SPECULATIVE_KEYS = ['proposer', 'tokens'];
 
 /**
  * The speculative option: false | 'ngram' | 'draft' | { proposer, tokens } -> { proposer, tokens } for the addon
- * (proposer 'none' for false); undefined when not given.
+ * (proposer 'none' for false); undefined when not given. `tokens` stays undefined when not given: the engine
+ * fills it in (a 'draft' request takes Engine.load's draft.tokens).
  */
 function speculativeOption(value, name = 'speculative') {
   if (value === undefined) return undefined;
@@ -145,14 +146,14 @@ function speculativeOption(value, name = 'speculative') {
     }
     return proposer;
   };
-  if (typeof value === 'string') return { proposer: checkProposer(value, name), tokens: DEFAULT_SPECULATIVE_TOKENS };
+  if (typeof value === 'string') return { proposer: checkProposer(value, name), tokens: undefined };
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new TypeError(`${name} must be false, 'ngram', 'draft' or { proposer, tokens }, got ${describe(value)}`);
   }
   checkKeys(value, SPECULATIVE_KEYS, name);
   return {
     proposer: checkProposer(value.proposer, `${name}.proposer`),
-    tokens: int(value.tokens, `${name}.tokens`, 1, MAX_SPECULATIVE_TOKENS) ?? DEFAULT_SPECULATIVE_TOKENS,
+    tokens: int(value.tokens, `${name}.tokens`, 1, MAX_SPECULATIVE_TOKENS),
   };
 }
 
@@ -306,6 +307,7 @@ module.exports = {
   checkContextOverflow,
   MAX_LOGPROBS,
   MAX_SPECULATIVE_TOKENS,
+  DEFAULT_SPECULATIVE_TOKENS,
   speculativeOption,
   checkKeys,
   closestKey,

@@ -11,9 +11,9 @@ describe('speculativeOption', () => {
   test('false, a proposer name, or { proposer, tokens }', () => {
     expect(speculativeOption(undefined)).toBeUndefined();
     expect(speculativeOption(false)).toEqual({ proposer: 'none', tokens: 4 });
-    expect(speculativeOption('ngram')).toEqual({ proposer: 'ngram', tokens: 4 });
+    expect(speculativeOption('ngram')).toEqual({ proposer: 'ngram', tokens: undefined }); // the engine fills it in
     expect(speculativeOption({ proposer: 'draft', tokens: 16 })).toEqual({ proposer: 'draft', tokens: 16 });
-    expect(speculativeOption({ proposer: 'ngram' })).toEqual({ proposer: 'ngram', tokens: 4 });
+    expect(speculativeOption({ proposer: 'ngram' })).toEqual({ proposer: 'ngram', tokens: undefined });
   });
 
   test('wrong types are TypeErrors, wrong values RangeErrors, each naming the option', () => {
@@ -118,5 +118,24 @@ describeWithModels('n-gram speculation end to end', ['aidreams260K.gguf'], (mode
     const streamed = [];
     const result = await engine.generate(prompt, { temperature: 0, maxTokens: 30, ignoreEos: true, speculative: 'ngram', onToken: (t) => streamed.push(t.id) });
     expect(streamed).toEqual(result.tokens);
+  });
+});
+
+describeWithModels('draft-model speculation end to end', ['aidreams260K.gguf'], (modelPath) => {
+  test("a 'draft' request proposes the load's draft.tokens a step unless it names its own", async () => {
+    // The model as its own draft: every proposal is accepted, so tokens per step grow to k + 1.
+    const engine = await Engine.load(modelPath, { threads: 1, draft: { model: modelPath, tokens: 8 } });
+    try {
+      const options = { temperature: 0, maxTokens: 64, ignoreEos: true };
+      const plain = await engine.generate('Once upon a time', options);
+      const byLoad = await engine.generate('Once upon a time', { ...options, speculative: 'draft' });
+      const byRequest = await engine.generate('Once upon a time', { ...options, speculative: { proposer: 'draft', tokens: 2 } });
+      expect(byLoad.tokens).toEqual(plain.tokens);
+      expect(byRequest.tokens).toEqual(plain.tokens);
+      expect(byRequest.speculation.tokensPerStep).toBeLessThanOrEqual(3);
+      expect(byLoad.speculation.tokensPerStep).toBeGreaterThan(5); // more than the default 4 could give
+    } finally {
+      await engine.close();
+    }
   });
 });
