@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -24,26 +25,46 @@ std::string model_with_pooling(int pooling_type) {
   return testing::write_synthetic_model(spec, "embedding_pooling_" + std::to_string(pooling_type + 1) + ".gguf");
 }
 
-// Also records the order in which requests finished.
+// Also records the order in which requests finished, and can hold the engine thread after a request's first
+// token until the test lets it go (so the test acts while that request is surely still running).
 class OrderedEvents : public EventCollector {
  public:
   void deliver(std::vector<EngineEvent> events) override {
+    bool hold = false;
     {
       std::lock_guard<std::mutex> lock(order_mutex_);
       for (const EngineEvent& e : events) {
         if (e.kind != EngineEvent::Kind::kToken) finished_.push_back(e.request);
+        if (e.kind == EngineEvent::Kind::kToken && e.request == hold_after_) hold = !released_;
       }
     }
     EventCollector::deliver(std::move(events));
+    if (!hold) return;
+    std::unique_lock<std::mutex> lock(order_mutex_);
+    release_.wait(lock, [&] { return released_; });
   }
   std::vector<RequestId> finished_order() {
     std::lock_guard<std::mutex> lock(order_mutex_);
     return finished_;
   }
+  void hold_after_first_token_of(RequestId id) {
+    std::lock_guard<std::mutex> lock(order_mutex_);
+    hold_after_ = id;
+  }
+  void release() {
+    {
+      std::lock_guard<std::mutex> lock(order_mutex_);
+      released_ = true;
+    }
+    release_.notify_all();
+  }
 
  private:
   std::mutex order_mutex_;
+  std::condition_variable release_;
   std::vector<RequestId> finished_;
+  RequestId hold_after_ = 0;
+  bool released_ = false;
 };
 
 struct Fixture {
@@ -210,11 +231,14 @@ TEST(Embedding, SharesStepsWithAGeneration) {
   generate.max_tokens = 110;
   generate.ignore_eos = true;
   generate.sampling.temperature = 0;
-  const RequestId generation = f.submit(prompt_of(8, 5), generate);
   // Once the generation decodes, an embedding submitted now runs in its steps (one step: 30 tokens fit the
-  // budget beside a decode token) and finishes long before it.
+  // budget beside a decode token) and finishes long before it. The engine thread waits after the generation's
+  // first token until the embedding is in, however slowly this thread gets to submit it.
+  f.events.hold_after_first_token_of(f.next_id + 1);
+  const RequestId generation = f.submit(prompt_of(8, 5), generate);
   while (f.events.events(generation).empty()) std::this_thread::yield();
   const RequestId embedding = f.submit_embedding(prompt_of(30, 6));
+  f.events.release();
   ASSERT_EQ(f.events.wait(embedding).kind, EngineEvent::Kind::kFinished);
   ASSERT_EQ(f.events.wait(generation).kind, EngineEvent::Kind::kFinished);
   EXPECT_EQ(f.events.finished_order(), (std::vector<RequestId>{embedding, generation})) << "the embedding waited for the generation to end";
