@@ -4,17 +4,7 @@
 // ({ values, positionals } from util.parseArgs, positionals[0] being the command) and writes to the given streams.
 
 const hub = require('../hub');
-
-function formatBytes(bytes) {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
+const { formatBytes } = require('./common');
 
 const hubOptionsFrom = (values) => (values['cache-dir'] === undefined ? {} : { cacheDir: values['cache-dir'] });
 
@@ -74,4 +64,4 @@ async function rm({ values, positionals }, { stdout = process.stdout } = {}) {
   stdout.write(`freed ${formatBytes(bytes)}\n`);
 }
 
-module.exports = { pull, ls, rm, formatBytes };
+module.exports = { pull, ls, rm };

@@ -335,14 +335,14 @@ describe('downloads from a fake hub', () => {
       const pulled = await run(['pull', 'hf:org/plain:Q4_0']);
       const file = path.join(cacheDir, 'models', 'org', 'plain', 'main', 'model-Q4_0.gguf');
       expect(pulled.stdout).toBe(`${file}\n`);
-      expect(pulled.stderr).toMatch(/downloading 300\.0 KiB of 300\.0 KiB \(100\.0%\) at [\d.]+ [KMG]?i?B\/s/);
+      expect(pulled.stderr).toMatch(/downloading 300 KiB of 300 KiB \(100\.0%\) at [\d.]+ [KMG]?i?B\/s/);
       expect(pulled.stderr).toMatch(/pulled: hf:org\/plain@main\/model-Q4_0\.gguf/);
       await run(['pull', 'org/split:Q8_0']);
 
       const listed = await run(['ls']);
-      expect(listed.stdout).toMatch(/hf:org\/plain@main\/model-Q4_0\.gguf +300\.0 KiB\n/);
+      expect(listed.stdout).toMatch(/hf:org\/plain@main\/model-Q4_0\.gguf +300 KiB\n/);
       expect(listed.stdout).toMatch(/hf:org\/split@main\/Q8_0\/big-Q8_0-00002-of-00002\.gguf +50\.0 KiB\n/);
-      expect(listed.stdout).toMatch(new RegExp(`420\\.0 KiB in ${cacheDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n$`));
+      expect(listed.stdout).toMatch(new RegExp(`420 KiB in ${cacheDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n$`));
 
       const outside = path.join(work, 'keep.gguf');
       fs.writeFileSync(outside, 'not the cache');
@@ -351,12 +351,12 @@ describe('downloads from a fake hub', () => {
       expect(escaped.stderr).toMatch(/ERR_HUB_SPEC/);
 
       const removed = await run(['rm', 'hf:org/plain:Q4_0']);
-      expect(removed.stdout).toBe('removed hf:org/plain@main/model-Q4_0.gguf\nfreed 300.0 KiB\n');
+      expect(removed.stdout).toBe('removed hf:org/plain@main/model-Q4_0.gguf\nfreed 300 KiB\n');
       expect(fs.existsSync(file)).toBe(false);
       expect(fs.existsSync(path.join(cacheDir, 'models', 'org', 'plain'))).toBe(false);
       expect((await run(['rm', 'hf:org/plain'])).stderr).toMatch(/not in the cache .*ERR_HUB_NOT_CACHED/);
 
-      expect((await run(['rm', 'org/split'])).stdout).toMatch(/^removed hf:org\/split\nfreed 120\.0 KiB\n$/);
+      expect((await run(['rm', 'org/split'])).stdout).toMatch(/^removed hf:org\/split\nfreed 120 KiB\n$/);
       expect((await run(['ls'])).stdout).toBe(`no models in ${cacheDir}\n`);
       expect(fs.readFileSync(outside, 'utf8')).toBe('not the cache');
     });
