@@ -262,7 +262,9 @@ Napi::Object inspection_to_js(Napi::Env env, const ModelInspection& inspection, 
   set_model_shape(o, m);
   Napi::Object per_token = Napi::Object::New(env);
   for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
-    per_token.Set(kv_dtype_name(dtype), static_cast<double>(KvLayout::kv_bytes_per_token(m.n_layers, m.n_kv_heads, m.head_dim, dtype)));
+    KvLayout layout{m.n_layers, m.n_kv_heads, m.head_dim, 16, 0, dtype};
+    layout.v_dim = m.value_dim(), layout.v_in_k = m.latent_attention();
+    per_token.Set(kv_dtype_name(dtype), static_cast<double>(layout.bytes_per_token()));
   }
   o.Set("kvBytesPerToken", per_token);
   o.Set("kvDtype", kv_dtype_name(options.kv_dtype));

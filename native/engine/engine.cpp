@@ -188,6 +188,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   engine->sink_ = sink;
 
   KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, o.block_size, 0, o.kv_dtype};
+  layout.v_dim = c.value_dim(), layout.v_in_k = c.latent_attention();
   const ContextRequest wanted{o.context_length, o.kv_blocks, o.kv_memory, kDefaultPoolContexts};
   const ContextPlan plan = plan_context(wanted, c.context_length, layout, engine->model_->weight_bytes(), system_memory_budget());
   layout.num_blocks = plan.num_blocks;

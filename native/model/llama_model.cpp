@@ -29,6 +29,7 @@ struct ArchitectureTraits {
   float attention_softcap = 0;   // their defaults when absent
   float final_softcap = 0;
   int large_model_layers = 0;    // a model of this many layers scales queries by 1/sqrt(dim / heads), not 1/sqrt(head_dim)
+  bool latent_attention = false; // multi-head latent attention (ModelConfig::kv_lora_rank), dense FFN layers only
 };
 
 constexpr ArchitectureTraits kArchitectures[] = {
@@ -59,6 +60,7 @@ constexpr ArchitectureTraits kArchitectures[] = {
      .local_rope_base = 10000.0f,
      .read_softcaps = true,
      .large_model_layers = 62},
+    {.name = "deepseek2", .rope_layout = RopeLayout::kNormal, .latent_attention = true},
 };
 
 struct LoadError : std::runtime_error {
@@ -152,7 +154,9 @@ class ModelBuilder {
     c_.n_kv_heads = static_cast<int>(optional_int(p + "attention.head_count_kv", c_.n_heads));
     c_.context_length = static_cast<int>(optional_int(p + "context_length", 2048));
     c_.head_dim = static_cast<int>(optional_int(p + "attention.key_length", c_.dim / c_.n_heads));
-    if (optional_int(p + "attention.value_length", c_.head_dim) != c_.head_dim) fail("attention.value_length differs from key_length");
+    if (!traits->latent_attention && optional_int(p + "attention.value_length", c_.head_dim) != c_.head_dim) {
+      fail("attention.value_length differs from key_length");
+    }
     if (c_.n_heads % c_.n_kv_heads != 0) {
       fail("head_count " + std::to_string(c_.n_heads) + " is not a multiple of head_count_kv " + std::to_string(c_.n_kv_heads));
     }
@@ -163,6 +167,7 @@ class ModelBuilder {
     if (c_.rope_dim > c_.head_dim || c_.rope_dim % 2 != 0) fail("rope.dimension_count " + std::to_string(c_.rope_dim) + " does not fit the head size");
     c_.rope_layout = traits->rope_layout;
     c_.pooling_type = unwrap(file_.get_int(p + "pooling_type")).value_or(-1);  // 0 ('none') is valid; the engine judges the rest
+    if (traits->latent_attention) read_latent_attention(p);
     check_sizes();
     if (!(c_.rms_eps > 0) || !(c_.rope_base > 0)) fail("rms epsilon and rope.freq_base must be positive");
     read_rope_scaling(p);
@@ -176,12 +181,46 @@ class ModelBuilder {
     c_.post_norms = t.post_norms;
     if (t.scale_embedding) c_.embedding_scale = std::sqrt(static_cast<float>(c_.dim));
     const bool large = t.large_model_layers > 0 && c_.n_layers == t.large_model_layers;
-    c_.attention_scale = 1.0f / std::sqrt(static_cast<float>(large ? c_.dim / c_.n_heads : c_.head_dim));
+    // Latent attention scales by the size of a head's decompressed key, not of the shared row it reads.
+    const int scaled_width = c_.latent_attention() ? c_.qk_nope_dim + c_.rope_dim : large ? c_.dim / c_.n_heads : c_.head_dim;
+    c_.attention_scale = 1.0f / std::sqrt(static_cast<float>(scaled_width));
     if (t.read_softcaps) {
       c_.attention_softcap = static_cast<float>(optional_float(p + "attn_logit_softcapping", t.attention_softcap));
       c_.final_softcap = static_cast<float>(optional_float(p + "final_logit_softcapping", t.final_softcap));
       if (c_.attention_softcap < 0 || c_.final_softcap < 0) fail("soft-capping values must not be negative");
     }
+  }
+
+  // deepseek2 as llama.cpp's MLA form reads it: one KV head whose key_length is kv_lora_rank + rope dims and
+  // value_length the latent, the per-head sizes in key_length_mla / value_length_mla, and split attn_k_b /
+  // attn_v_b tensors. Files without the _mla keys (the older attn_kv_b form) and mixture-of-experts layers
+  // are refused.
+  void read_latent_attention(const std::string& p) {
+    const auto unsupported = [&](const std::string& why) { throw LoadError(ErrorCode::kUnsupported, "deepseek2 model: " + why); };
+    const int64_t dense_layers = unwrap(file_.get_int(p + "leading_dense_block_count")).value_or(0);
+    if (dense_layers < c_.n_layers) {
+      unsupported("layers " + std::to_string(std::max<int64_t>(dense_layers, 0)) + " to " + std::to_string(c_.n_layers - 1) +
+                  " are mixture-of-experts (leading_dense_block_count " + std::to_string(dense_layers) + " of " + std::to_string(c_.n_layers) +
+                  " layers); pagedlm runs dense deepseek2 layers only");
+    }
+    const auto mla_key = unwrap(file_.get_int(p + "attention.key_length_mla"));
+    if (!mla_key) unsupported("no attention.key_length_mla: the older attn_kv_b form is not supported (convert the model again with a current llama.cpp)");
+    const std::string type = unwrap(file_.get_string(p + "rope.scaling.type")).value_or("none");
+    if (type != "none" && optional_float(p + "rope.scaling.factor", 1.0) != 1.0) unsupported("RoPE scaling '" + type + "' is not supported");
+    if (unwrap(file_.get_float(p + "attention.temperature_scale"))) unsupported("attention.temperature_scale is not supported");
+    c_.kv_lora_rank = static_cast<int>(require_int(p + "attention.kv_lora_rank"));
+    c_.q_lora_rank = static_cast<int>(unwrap(file_.get_int(p + "attention.q_lora_rank")).value_or(0));
+    if (c_.q_lora_rank < 0 || c_.q_lora_rank > (1 << 20)) fail("attention.q_lora_rank = " + std::to_string(c_.q_lora_rank) + " is out of range");
+    const int key_mla = static_cast<int>(require_int(p + "attention.key_length_mla"));
+    c_.v_head_dim = static_cast<int>(require_int(p + "attention.value_length_mla"));
+    c_.qk_nope_dim = key_mla - c_.rope_dim;
+    if (c_.qk_nope_dim < 1) fail("attention.key_length_mla " + std::to_string(key_mla) + " leaves no dims without RoPE");
+    if (c_.n_kv_heads != 1) fail("head_count_kv must be 1 (one latent per token), is " + std::to_string(c_.n_kv_heads));
+    if (c_.head_dim != c_.kv_lora_rank + c_.rope_dim) {
+      fail("attention.key_length " + std::to_string(c_.head_dim) + " is not kv_lora_rank + rope.dimension_count (" +
+           std::to_string(c_.kv_lora_rank + c_.rope_dim) + ")");
+    }
+    if (optional_int(p + "attention.value_length", c_.kv_lora_rank) != c_.kv_lora_rank) fail("attention.value_length differs from kv_lora_rank");
   }
 
   // Per layer: its window and RoPE settings.
@@ -206,7 +245,8 @@ class ModelBuilder {
     constexpr int64_t kMaxWidth = int64_t{1} << 20;
     const std::pair<const char*, int64_t> widths[] = {
         {"embedding_length", c_.dim}, {"feed_forward_length", c_.ffn_dim}, {"head_count x key_length", int64_t{c_.n_heads} * c_.head_dim},
-        {"block_count", c_.n_layers}};
+        {"block_count", c_.n_layers}, {"head_count x value_length_mla", int64_t{c_.n_heads} * c_.v_head_dim},
+        {"head_count x key_length_mla", int64_t{c_.n_heads} * (c_.qk_nope_dim + c_.rope_dim)}};
     for (const auto& [what, value] : widths) {
       if (value > kMaxWidth) fail(std::string(what) + " = " + std::to_string(value) + " is implausibly large");
     }
@@ -315,7 +355,9 @@ class ModelBuilder {
     const std::string p = "blk." + std::to_string(l) + ".";
     LayerWeights w;
     w.attn_norm = vector(p + "attn_norm.weight", c_.dim);
-    if (traits_->fused_tensors && file_.find_tensor(p + "attn_qkv.weight") != nullptr) {
+    if (c_.latent_attention()) {
+      bind_latent_attention(p, w);
+    } else if (traits_->fused_tensors && file_.find_tensor(p + "attn_qkv.weight") != nullptr) {
       const std::vector<WeightMatrix> qkv = split_rows(p + "attn_qkv.weight", {c_.q_dim(), c_.kv_dim(), c_.kv_dim()}, c_.dim);
       w.wq = qkv[0], w.wk = qkv[1], w.wv = qkv[2];
     } else {
@@ -323,10 +365,12 @@ class ModelBuilder {
       w.wk = matrix(p + "attn_k.weight", c_.kv_dim(), c_.dim);
       w.wv = matrix(p + "attn_v.weight", c_.kv_dim(), c_.dim);
     }
-    w.wo = matrix(p + "attn_output.weight", c_.dim, c_.q_dim());
-    w.bq = vector(p + "attn_q.bias", c_.q_dim(), true);
-    w.bk = vector(p + "attn_k.bias", c_.kv_dim(), true);
-    w.bv = vector(p + "attn_v.bias", c_.kv_dim(), true);
+    w.wo = matrix(p + "attn_output.weight", c_.dim, c_.attention_output_dim());
+    if (!c_.latent_attention()) {
+      w.bq = vector(p + "attn_q.bias", c_.q_dim(), true);
+      w.bk = vector(p + "attn_k.bias", c_.kv_dim(), true);
+      w.bv = vector(p + "attn_v.bias", c_.kv_dim(), true);
+    }
     if (c_.qk_norm) {
       w.q_norm = vector(p + "attn_q_norm.weight", c_.head_dim);
       w.k_norm = vector(p + "attn_k_norm.weight", c_.head_dim);
@@ -343,6 +387,32 @@ class ModelBuilder {
     w.w_down = matrix(p + "ffn_down.weight", c_.dim, c_.ffn_dim);
     if (c_.post_norms) w.ffn_post_norm = vector(p + "post_ffw_norm.weight", c_.dim);
     return w;
+  }
+
+  void bind_latent_attention(const std::string& p, LayerWeights& w) {
+    const int query_width = c_.n_heads * (c_.qk_nope_dim + c_.rope_dim);
+    if (c_.q_lora_rank > 0) {
+      w.wq_a = matrix(p + "attn_q_a.weight", c_.q_lora_rank, c_.dim);
+      w.q_a_norm = vector(p + "attn_q_a_norm.weight", c_.q_lora_rank);
+      w.wq_b = matrix(p + "attn_q_b.weight", query_width, c_.q_lora_rank);
+    } else {
+      w.wq = matrix(p + "attn_q.weight", query_width, c_.dim);
+    }
+    w.wkv_a = matrix(p + "attn_kv_a_mqa.weight", c_.kv_lora_rank + c_.rope_dim, c_.dim);
+    w.kv_a_norm = vector(p + "attn_kv_a_norm.weight", c_.kv_lora_rank);
+    w.wk_b = per_head(p + "attn_k_b.weight", c_.kv_lora_rank, c_.qk_nope_dim);
+    w.wv_b = per_head(p + "attn_v_b.weight", c_.v_head_dim, c_.kv_lora_rank);
+  }
+
+  // A 3-D tensor of one [rows, cols] matrix per head (GGUF dims [cols, rows, heads]), as one matrix per head.
+  std::vector<WeightMatrix> per_head(const std::string& name, int rows, int cols) {
+    const GgufTensor& t = tensor(name);
+    check_shape(t, {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows), static_cast<uint64_t>(c_.n_heads)});
+    count(t);
+    const size_t row_bytes = tensor_row_bytes(t.type, cols);
+    std::vector<WeightMatrix> heads;
+    for (int h = 0; h < c_.n_heads; ++h) heads.push_back(WeightMatrix{t.type, t.data + static_cast<size_t>(h) * rows * row_bytes, rows, cols, row_bytes});
+    return heads;
   }
 
   // One fused tensor as consecutive row ranges of the given heights (its rows must add up to them).

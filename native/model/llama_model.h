@@ -1,4 +1,4 @@
-// A Llama-family decoder (llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3): hyperparameters read and
+// A Llama-family decoder (llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3, and deepseek2's dense layers): hyperparameters read and
 // checked from GGUF metadata, weights as views into the memory-mapped file (never copied, except the small
 // norm vectors). What sets the architectures apart is described here as data (per-layer attention
 // settings, feature values, optional tensors), filled in by the one architecture table in llama_model.cpp;
@@ -68,6 +68,16 @@ struct ModelConfig {
   bool post_norms = false;              // RMSNorm of the attention and FFN outputs before each residual add
   int64_t pooling_type = -1;            // <arch>.pooling_type (llama.cpp's enum, engine/pooling.h); -1 when absent
 
+  // Multi-head latent attention (deepseek2), in its absorbed form: every head attends to one shared KV row per
+  // token, the latent (kv_lora_rank wide, after attn_kv_a_norm) followed by the RoPE'd key part (rope_dim). So
+  // head_dim is kv_lora_rank + rope_dim, n_kv_heads is 1 and a V row is the first kv_lora_rank values of the
+  // K row. A head's query is its no-RoPE part times its W_UK (wk_b) beside its RoPE'd part; its output, a
+  // latent, goes through its W_UV (wv_b) to v_head_dim values before wo. 0: not latent.
+  int kv_lora_rank = 0;
+  int q_lora_rank = 0;                  // > 0: queries through wq_a, q_a_norm, wq_b (else wq)
+  int qk_nope_dim = 0;                  // per head: the query and key dims without RoPE
+  int v_head_dim = 0;                   // per head: the output width after W_UV
+
   // The frequency factors for a model loaded with `context` tokens of context.
   const std::vector<float>& rope_factors_for_context(int context) const {
     return !rope_long_freq_factors.empty() && context > rope_original_context ? rope_long_freq_factors : rope_freq_factors;
@@ -76,8 +86,13 @@ struct ModelConfig {
   bool any_window() const;
   bool all_windowed() const;
 
+  bool latent_attention() const { return kv_lora_rank > 0; }
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
+  // Width of one V row in the KV cache: the latent with latent attention (inside the K row), else head_dim.
+  int value_dim() const { return latent_attention() ? kv_lora_rank : head_dim; }
+  // The width of wo's input: every head's output.
+  int attention_output_dim() const { return latent_attention() ? n_heads * v_head_dim : q_dim(); }
 };
 
 // A 2-D matmul weight: `rows` output features, each a contiguous row of `cols` inputs.
@@ -94,7 +109,7 @@ struct WeightMatrix {
 // (w_gate and w_up) then point into the same mapped rows, and backends never see the fusion.
 struct LayerWeights {
   std::vector<float> attn_norm;  // [dim]
-  WeightMatrix wq, wk, wv, wo;   // wq [q_dim, dim], wk/wv [kv_dim, dim], wo [dim, q_dim]
+  WeightMatrix wq, wk, wv, wo;   // wq [q_dim, dim], wk/wv [kv_dim, dim], wo [dim, attention_output_dim]
   std::vector<float> bq, bk, bv; // optional biases ([q_dim], [kv_dim], [kv_dim]); empty when absent
   std::vector<float> q_norm, k_norm;  // [head_dim] when ModelConfig::qk_norm; else empty
   std::vector<float> attn_post_norm;  // [dim] when ModelConfig::post_norms; else empty
@@ -102,6 +117,14 @@ struct LayerWeights {
   WeightMatrix w_gate, w_up;     // [ffn_dim, dim]
   WeightMatrix w_down;           // [dim, ffn_dim]
   std::vector<float> ffn_post_norm;   // [dim] when ModelConfig::post_norms; else empty
+  // Latent attention only (ModelConfig::latent_attention; wk and wv stay empty, wq is empty with query LoRA):
+  WeightMatrix wq_a;                  // [q_lora_rank, dim] with query LoRA
+  std::vector<float> q_a_norm;        // [q_lora_rank]
+  WeightMatrix wq_b;                  // [n_heads * (qk_nope_dim + rope_dim), q_lora_rank]
+  WeightMatrix wkv_a;                 // [kv_lora_rank + rope_dim, dim]: the latent, then the key's RoPE part
+  std::vector<float> kv_a_norm;       // [kv_lora_rank]
+  std::vector<WeightMatrix> wk_b;     // [n_heads] of [kv_lora_rank, qk_nope_dim]: W_UK, transposed as the absorbed form reads it
+  std::vector<WeightMatrix> wv_b;     // [n_heads] of [v_head_dim, kv_lora_rank]: W_UV
 };
 
 // The architectures load() accepts, comma-separated ("llama, mistral, ...").

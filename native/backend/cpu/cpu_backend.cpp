@@ -34,7 +34,9 @@ std::vector<const WeightMatrix*> packed_matrices(const LlamaModel& model, const 
   std::vector<const WeightMatrix*> matrices;
   if (kernels.pack_rows == nullptr) return matrices;
   for (const LayerWeights& l : model.layers()) {
-    for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrices.push_back(w);
+    for (const WeightMatrix* w : {&l.wq_a, &l.wq_b, &l.wq, &l.wkv_a, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      if (w->data != nullptr) matrices.push_back(w);
+    }
   }
   matrices.push_back(&model.output());
   std::erase_if(matrices, [&](const WeightMatrix* w) { return !can_interleave_rows(kernels, w->type, w->rows, w->cols); });
@@ -102,12 +104,14 @@ CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout,
   kv_element_bytes_ = kv_dtype_bytes(layout_.dtype);
   const size_t elements = static_cast<size_t>(layout_.num_layers) * layout_.layer_elements();
   k_data_ = HugePageBuffer(elements * kv_element_bytes_);
-  v_data_ = HugePageBuffer(elements * kv_element_bytes_);
+  if (!layout_.v_in_k) v_data_ = HugePageBuffer(elements * kv_element_bytes_);
   if (kv_dtype_has_scales(layout_.dtype)) {
     k_scales_.resize(static_cast<size_t>(layout_.num_layers) * layout_.layer_rows());
-    v_scales_.resize(k_scales_.size());
+    if (!layout_.v_in_k) v_scales_.resize(k_scales_.size());
   }
-  const size_t scratch = std::max({static_cast<size_t>(config_.dim), static_cast<size_t>(config_.ffn_dim), static_cast<size_t>(config_.q_dim())});
+  // The widest input row a matmul reads.
+  const size_t scratch = std::max({static_cast<size_t>(config_.dim), static_cast<size_t>(config_.ffn_dim), static_cast<size_t>(config_.q_dim()),
+                                   static_cast<size_t>(config_.attention_output_dim()), static_cast<size_t>(config_.q_lora_rank)});
   thread_scratch_.assign(pool_.size(), std::vector<float>(scratch));
   const size_t query_rows = static_cast<size_t>(kQueryChunk) * (config_.n_heads / config_.n_kv_heads);
   const size_t attention = query_rows * (config_.head_dim + 2) + static_cast<size_t>(layout_.block_size) * (2 * config_.head_dim + 1);
@@ -147,7 +151,14 @@ Status CpuBackend::forward(const ForwardBatch& batch, float* logits) {
   q_.resize(static_cast<size_t>(n) * c.q_dim());
   att_.resize(q_.size());
   k_.resize(static_cast<size_t>(n) * c.kv_dim());
-  v_.resize(k_.size());
+  v_.resize(c.latent_attention() ? 0 : k_.size());
+  if (c.latent_attention()) {
+    query_lora_.resize(static_cast<size_t>(n) * c.q_lora_rank);
+    head_queries_.resize(static_cast<size_t>(n) * c.n_heads * (c.qk_nope_dim + c.rope_dim));
+    head_outputs_.resize(static_cast<size_t>(n) * c.attention_output_dim());
+    head_in_.resize(static_cast<size_t>(n) * std::max(c.qk_nope_dim, c.kv_lora_rank));
+    head_out_.resize(static_cast<size_t>(n) * std::max(c.kv_lora_rank, c.v_head_dim));
+  }
   gate_.resize(static_cast<size_t>(n) * c.ffn_dim);
   up_.resize(gate_.size());
 
@@ -183,11 +194,9 @@ void CpuBackend::for_each_block_piece(BlockId block, Visit visit) const {
   for (int32_t layer = 0; layer < layout_.num_layers; ++layer) {
     const size_t first = static_cast<size_t>(layer) * layout_.layer_elements() + static_cast<size_t>(block) * elements;
     visit(k_data_.data() + first * kv_element_bytes_, elements * kv_element_bytes_);
-    visit(v_data_.data() + first * kv_element_bytes_, elements * kv_element_bytes_);
-    if (!k_scales_.empty()) {
-      visit(reinterpret_cast<const uint8_t*>(k_scales_.data() + first / layout_.head_dim), rows * sizeof(float));
-      visit(reinterpret_cast<const uint8_t*>(v_scales_.data() + first / layout_.head_dim), rows * sizeof(float));
-    }
+    if (!layout_.v_in_k) visit(v_data_.data() + first * kv_element_bytes_, elements * kv_element_bytes_);
+    if (!k_scales_.empty()) visit(reinterpret_cast<const uint8_t*>(k_scales_.data() + first / layout_.head_dim), rows * sizeof(float));
+    if (!v_scales_.empty()) visit(reinterpret_cast<const uint8_t*>(v_scales_.data() + first / layout_.head_dim), rows * sizeof(float));
   }
 }
 
@@ -301,6 +310,7 @@ void CpuBackend::matmul(std::initializer_list<MatmulOutput> outputs, const float
 }
 
 void CpuBackend::attention_block(int layer, const ForwardBatch& batch, const TokenSlots& slots) {
+  if (config_.latent_attention()) return latent_attention_block(layer, batch, slots);
   const LayerWeights& w = model_->layers()[layer];
   const int n = static_cast<int>(batch.tokens.size());
   norm_rows(x_.data(), w.attn_norm, xb_.data(), n);
@@ -313,6 +323,70 @@ void CpuBackend::attention_block(int layer, const ForwardBatch& batch, const Tok
   attend(layer, batch);
   matmul({{w.wo, xb_.data()}}, att_.data(), n);
   add_residual(xb_.data(), w.attn_post_norm, n);
+}
+
+// The absorbed form: q_ holds per head [W_UK q_nope, RoPE'd q_rope] and k_ per token [latent, RoPE'd k_rope],
+// the one KV row every head reads; attention's output per head is a latent (the first kv_lora_rank values of
+// each att_ row: V is the latent part of the K row), which W_UV expands to the head's output.
+void CpuBackend::latent_attention_block(int layer, const ForwardBatch& batch, const TokenSlots& slots) {
+  const ModelConfig& c = config_;
+  const LayerWeights& w = model_->layers()[layer];
+  const int n = static_cast<int>(batch.tokens.size());
+  const int query_width = c.qk_nope_dim + c.rope_dim;
+  norm_rows(x_.data(), w.attn_norm, xb_.data(), n);
+  if (c.q_lora_rank > 0) {
+    matmul({{w.wq_a, query_lora_.data()}, {w.wkv_a, k_.data()}}, xb_.data(), n);
+    for (int t = 0; t < n; ++t) {
+      float* row = query_lora_.data() + static_cast<size_t>(t) * c.q_lora_rank;
+      rms_norm(row, w.q_a_norm.data(), row, c.q_lora_rank, c.rms_eps);
+    }
+    matmul({{w.wq_b, head_queries_.data()}}, query_lora_.data(), n);
+  } else {
+    matmul({{w.wq, head_queries_.data()}, {w.wkv_a, k_.data()}}, xb_.data(), n);
+  }
+  const std::vector<RopeAngles>& angles = rope_[layer_rope_[layer]];
+  for (int t = 0; t < n; ++t) {
+    float* kv = k_.data() + static_cast<size_t>(t) * c.kv_dim();
+    rms_norm(kv, w.kv_a_norm.data(), kv, c.kv_lora_rank, c.rms_eps);
+    rope_apply(kv + c.kv_lora_rank, 1, c.rope_dim, c.rope_dim, c.rope_layout, angles[t]);
+    float* queries = head_queries_.data() + static_cast<size_t>(t) * c.n_heads * query_width;
+    rope_apply(queries + c.qk_nope_dim, c.n_heads, query_width, c.rope_dim, c.rope_layout, angles[t]);
+    for (int h = 0; h < c.n_heads; ++h) {
+      std::copy_n(queries + static_cast<size_t>(h) * query_width + c.qk_nope_dim, c.rope_dim,
+                  q_.data() + static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * c.head_dim + c.kv_lora_rank);
+    }
+  }
+  // Each head's no-RoPE query through its W_UK, into the latent part of its q_ row.
+  per_head_matmul(w.wk_b, head_queries_.data(), query_width, 0, c.qk_nope_dim, q_.data(), c.head_dim, n);
+  store_latent_kv(layer, batch, slots);
+  attend(layer, batch);
+  per_head_matmul(w.wv_b, att_.data(), c.head_dim, 0, c.kv_lora_rank, head_outputs_.data(), c.v_head_dim, n);
+  matmul({{w.wo, xb_.data()}}, head_outputs_.data(), n);
+  add_residual(xb_.data(), w.attn_post_norm, n);
+}
+
+void CpuBackend::per_head_matmul(const std::vector<WeightMatrix>& heads, const float* in, int in_stride, int in_first, int in_width, float* out,
+                                 int out_stride, int n_tokens) {
+  for (size_t h = 0; h < heads.size(); ++h) {
+    const WeightMatrix& w = heads[h];
+    for (int t = 0; t < n_tokens; ++t) {
+      std::copy_n(in + (static_cast<size_t>(t) * heads.size() + h) * in_stride + in_first, in_width, head_in_.data() + static_cast<size_t>(t) * in_width);
+    }
+    matmul({{w, head_out_.data()}}, head_in_.data(), n_tokens);
+    for (int t = 0; t < n_tokens; ++t) {
+      std::copy_n(head_out_.data() + static_cast<size_t>(t) * w.rows, w.rows, out + (static_cast<size_t>(t) * heads.size() + h) * out_stride);
+    }
+  }
+}
+
+void CpuBackend::store_latent_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots) {
+  const size_t layer_offset = static_cast<size_t>(layer) * layout_.layer_elements();
+  for (size_t t = 0; t < batch.tokens.size(); ++t) {
+    const int pos = slots.position[t];
+    const BlockId block = batch.sequences[slots.sequence[t]].block_table[pos / layout_.block_size];
+    const size_t at = layer_offset + layout_.offset(block, 0, pos % layout_.block_size);
+    store_kv_row(k_.data() + t * config_.kv_dim(), k_data_.data() + at * kv_element_bytes_, k_scales_.empty() ? nullptr : &k_scales_[at / layout_.head_dim]);
+  }
 }
 
 void CpuBackend::rope_and_store_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots) {
@@ -412,7 +486,7 @@ void CpuBackend::attend_chunk(size_t layer_offset, int window, const BatchSequen
     const size_t at = piece_at(b);
     for (size_t line = 0; line < piece_bytes; line += 64) {
       __builtin_prefetch(k_data_.data() + at + line, 0, 2);
-      __builtin_prefetch(v_data_.data() + at + line, 0, 2);
+      if (!layout_.v_in_k) __builtin_prefetch(v_data_.data() + at + line, 0, 2);
     }
   };
   for (int b = first_block; b < first_block + kPrefetchBlocks; ++b) prefetch(b);
@@ -421,19 +495,23 @@ void CpuBackend::attend_chunk(size_t layer_offset, int window, const BatchSequen
     const int in_block = std::min(bs, longest - b * bs);
     const size_t piece = piece_at(b);
     const uint8_t* k = k_data_.data() + piece;
-    const uint8_t* v = v_data_.data() + piece;
+    // V inside K (latent attention): the V rows are the K rows, read at the K row's width; the values past
+    // the latent fold into the accumulator's tail, which the caller never reads.
+    const uint8_t* v = layout_.v_in_k ? k : v_data_.data() + piece;
     const size_t first_row = piece / kv_element_bytes_ / d;
     if (!direct && !encoded) {
       for (int p = 0; p < in_block; ++p) {
         const size_t row = first_row + p;
         kv_load_row(dtype, k + static_cast<size_t>(p) * d * kv_element_bytes_, k_scales_.empty() ? nullptr : &k_scales_[row], k_rows + static_cast<size_t>(p) * d, d);
+        if (layout_.v_in_k) continue;
         kv_load_row(dtype, v + static_cast<size_t>(p) * d * kv_element_bytes_, v_scales_.empty() ? nullptr : &v_scales_[row], v_rows + static_cast<size_t>(p) * d, d);
       }
       k = reinterpret_cast<const uint8_t*>(k_rows);
-      v = reinterpret_cast<const uint8_t*>(v_rows);
+      v = layout_.v_in_k ? k : reinterpret_cast<const uint8_t*>(v_rows);
     }
     const float* k_scales = k_scales_.empty() ? nullptr : k_scales_.data() + first_row;
-    const float* v_scales = v_scales_.empty() ? nullptr : v_scales_.data() + first_row;
+    const std::vector<float>& v_scale_array = layout_.v_in_k ? k_scales_ : v_scales_;
+    const float* v_scales = v_scale_array.empty() ? nullptr : v_scale_array.data() + first_row;
     // Rows [0, n) hold elements (or, decoded, floats) of this width.
     const size_t row_bytes = static_cast<size_t>(d) * (!direct && !encoded ? sizeof(float) : kv_element_bytes_);
     for (int j = 0; j < end - first; ++j) {

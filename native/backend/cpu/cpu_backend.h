@@ -59,6 +59,14 @@ class CpuBackend final : public Backend {
   void attention_block(int layer, const ForwardBatch& batch, const TokenSlots& slots);
   void ffn_block(int layer, int n_tokens);
   void rope_and_store_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots);
+  // Multi-head latent attention (ModelConfig::latent_attention) in its absorbed form.
+  void latent_attention_block(int layer, const ForwardBatch& batch, const TokenSlots& slots);
+  // Each token's latent KV row (k_) into the pool.
+  void store_latent_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots);
+  // For each head h and token t: out[t, h] = heads[h] x in[t, h][in_first, in_first + in_width), where the
+  // [t, h] rows of `in` are in_stride wide and those of `out` out_stride wide.
+  void per_head_matmul(const std::vector<WeightMatrix>& heads, const float* in, int in_stride, int in_first, int in_width, float* out, int out_stride,
+                       int n_tokens);
   // One K or V row (head_dim floats) into the pool in its dtype; `scale` receives int8/fp8 rows' scales.
   void store_kv_row(const float* row, uint8_t* dst, float* scale);
   void attend(int layer, const ForwardBatch& batch);
@@ -102,7 +110,8 @@ class CpuBackend final : public Backend {
   ThreadPool& pool_;
   const CpuKernels& kernels_;
 
-  // The KV pool. Elements in layout_.dtype; scales only for int8/fp8.
+  // The KV pool. Elements in layout_.dtype; scales only for int8/fp8; no V array (v_data_, v_scales_ empty)
+  // with layout_.v_in_k.
   // [layers][num_blocks][kv_heads][block_size][head_dim]. In huge pages: attention reads a sequence's blocks in
   // 2 KB pieces scattered over the pool, and with 4 KiB pages nearly each piece would be a TLB miss whose page
   // walk misses the caches too (cold decode attention: docs/benchmarks.md).
@@ -119,6 +128,13 @@ class CpuBackend final : public Backend {
   std::vector<float> k_;      // [n_tokens, kv_dim]
   std::vector<float> v_;      // [n_tokens, kv_dim]
   std::vector<float> att_;    // [n_tokens, q_dim]
+  // Latent attention only: the query LoRA's rows, each head's query before absorption, each head's output
+  // (wo's input), and one head's input and output rows for per_head_matmul.
+  std::vector<float> query_lora_;    // [n_tokens, q_lora_rank]
+  std::vector<float> head_queries_;  // [n_tokens, n_heads, qk_nope_dim + rope_dim]
+  std::vector<float> head_outputs_;  // [n_tokens, attention_output_dim]
+  std::vector<float> head_in_;
+  std::vector<float> head_out_;
   std::vector<float> gate_;   // [n_tokens, ffn_dim]
   std::vector<float> up_;     // [n_tokens, ffn_dim]
   std::vector<ActivationBlockQ8> xq_;   // activations quantized for Q8_0 weights

@@ -52,6 +52,7 @@ std::string why_cuda_is_unusable() {
 // The model features the CUDA step does not implement, by name; empty when it runs the model as the CPU does.
 std::string unsupported_features(const ModelConfig& c) {
   std::vector<std::string> missing;
+  if (c.latent_attention()) missing.push_back("multi-head latent attention");
   if (c.qk_norm) missing.push_back("Q/K norms");
   if (c.post_norms) missing.push_back("post-norms");
   if (c.ffn_activation != FfnActivation::kSilu) missing.push_back("GeGLU");

@@ -62,6 +62,44 @@ void add_vocabulary(GgufWriter& w, int vocab) {
   w.add_u32("tokenizer.ggml.unknown_token_id", 0);
 }
 
+// deepseek2's attention metadata as llama.cpp's converter writes the MLA form: one KV head whose key is the
+// latent and the RoPE part, the per-head sizes in the _mla keys, and the expert keys llama.cpp requires even
+// of dense layers.
+void add_latent_metadata(GgufWriter& w, const SyntheticSpec& s) {
+  const std::string a = s.architecture + ".";
+  w.add_u32(a + "attention.head_count_kv", 1);
+  w.add_u32(a + "attention.key_length", s.kv_lora_rank + s.mla_rope_dim);
+  w.add_u32(a + "attention.value_length", s.kv_lora_rank);
+  w.add_u32(a + "attention.key_length_mla", s.qk_nope_dim + s.mla_rope_dim);
+  w.add_u32(a + "attention.value_length_mla", s.v_head_dim);
+  w.add_u32(a + "attention.kv_lora_rank", s.kv_lora_rank);
+  w.add_u32(a + "attention.q_lora_rank", s.q_lora_rank);
+  w.add_u32(a + "rope.dimension_count", s.mla_rope_dim);
+  w.add_u32(a + "leading_dense_block_count", s.dense_layers < 0 ? s.layers : s.dense_layers);
+  w.add_u32(a + "expert_feed_forward_length", s.ffn);
+  w.add_u32(a + "expert_shared_count", 1);
+}
+
+void add_latent_attention(GgufWriter& w, std::mt19937_64& rng, const SyntheticSpec& s, const std::string& p) {
+  const int query_width = s.heads * (s.qk_nope_dim + s.mla_rope_dim);
+  if (s.q_lora_rank > 0) {
+    add_matrix(w, rng, p + "attn_q_a.weight", s.q_lora_rank, s.dim, s.weight_type);
+    add_vector(w, rng, p + "attn_q_a_norm.weight", s.q_lora_rank, 1.0f, 0.1f);
+    add_matrix(w, rng, p + "attn_q_b.weight", query_width, s.q_lora_rank, s.weight_type);
+  } else {
+    add_matrix(w, rng, p + "attn_q.weight", query_width, s.dim, s.weight_type);
+  }
+  add_matrix(w, rng, p + "attn_kv_a_mqa.weight", s.kv_lora_rank + s.mla_rope_dim, s.dim, s.weight_type);
+  add_vector(w, rng, p + "attn_kv_a_norm.weight", s.kv_lora_rank, 1.0f, 0.1f);
+  const auto per_head = [&](const std::string& name, int rows, int cols) {
+    const size_t n = static_cast<size_t>(s.heads) * rows * cols;
+    w.add_tensor(name, {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows), static_cast<uint64_t>(s.heads)}, s.weight_type,
+                 encode_tensor(random_values(rng, n, 1.0f / std::sqrt(static_cast<float>(cols))), s.weight_type));
+  };
+  per_head(p + "attn_k_b.weight", s.kv_lora_rank, s.qk_nope_dim);
+  per_head(p + "attn_v_b.weight", s.v_head_dim, s.kv_lora_rank);
+}
+
 }  // namespace
 
 GgufWriter synthetic_model(const SyntheticSpec& s) {
@@ -76,8 +114,12 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
   w.add_u32(a + ".block_count", s.layers);
   w.add_u32(a + ".feed_forward_length", s.ffn);
   w.add_u32(a + ".attention.head_count", s.heads);
-  w.add_u32(a + ".attention.head_count_kv", s.kv_heads);
-  if (s.head_dim > 0) {
+  if (s.latent()) {
+    add_latent_metadata(w, s);
+  } else {
+    w.add_u32(a + ".attention.head_count_kv", s.kv_heads);
+  }
+  if (s.head_dim > 0 && !s.latent()) {
     // Both, as converters write them: llama.cpp sizes K by key_length but V (and, for some architectures,
     // K's rows too) by value_length, which defaults to embedding_length / head_count.
     w.add_u32(a + ".attention.key_length", head_dim);
@@ -85,7 +127,7 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
   }
   w.add_f32(a + ".attention.layer_norm_rms_epsilon", 1e-5f);
   w.add_f32(a + ".rope.freq_base", 10000.0f);
-  w.add_u32(a + ".rope.dimension_count", head_dim);
+  if (!s.latent()) w.add_u32(a + ".rope.dimension_count", head_dim);
   if (s.rope_scaling == "linear") {
     w.add_string(a + ".rope.scaling.type", "linear");
     w.add_f32(a + ".rope.scaling.factor", 4.0f);
@@ -125,7 +167,9 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
   for (int l = 0; l < s.layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     add_vector(w, rng, p + "attn_norm.weight", s.dim, 1.0f, 0.1f);
-    if (s.fused()) {
+    if (s.latent()) {
+      add_latent_attention(w, rng, s, p);
+    } else if (s.fused()) {
       // Q, then K, then V rows in one tensor.
       add_matrix(w, rng, p + "attn_qkv.weight", (s.heads + 2 * s.kv_heads) * head_dim, s.dim, s.weight_type);
     } else {
@@ -133,7 +177,7 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
       add_matrix(w, rng, p + "attn_k.weight", s.kv_heads * head_dim, s.dim, s.weight_type);
       add_matrix(w, rng, p + "attn_v.weight", s.kv_heads * head_dim, s.dim, s.weight_type);
     }
-    add_matrix(w, rng, p + "attn_output.weight", s.dim, s.heads * head_dim, s.weight_type);
+    add_matrix(w, rng, p + "attn_output.weight", s.dim, s.heads * (s.latent() ? s.v_head_dim : head_dim), s.weight_type);
     if (s.qk_norm()) {
       add_vector(w, rng, p + "attn_q_norm.weight", head_dim, 1.0f, 0.2f);
       add_vector(w, rng, p + "attn_k_norm.weight", head_dim, 1.0f, 0.2f);
@@ -252,10 +296,10 @@ ArchitectureMath architecture_math(const LlamaModel& model) {
   return m;
 }
 
-void rope(std::vector<double>& v, int heads, int pos, const ModelConfig& c, double base, double position_scale, const std::vector<float>& factors) {
+// Rotates the rope_dim values at x.
+void rope_at(double* x, int pos, const ModelConfig& c, double base, double position_scale, const std::vector<float>& factors) {
   const int pairs = c.rope_dim / 2;
-  for (int h = 0; h < heads; ++h) {
-    double* x = v.data() + static_cast<size_t>(h) * c.head_dim;
+  {
     for (int i = 0; i < pairs; ++i) {
       double freq = std::pow(base, -2.0 * i / c.rope_dim);
       if (!factors.empty()) freq /= factors[i];
@@ -268,6 +312,70 @@ void rope(std::vector<double>& v, int heads, int pos, const ModelConfig& c, doub
       x[i1] = a * sin + b * cos;
     }
   }
+}
+
+void rope(std::vector<double>& v, int heads, int pos, const ModelConfig& c, double base, double position_scale, const std::vector<float>& factors) {
+  for (int h = 0; h < heads; ++h) rope_at(v.data() + static_cast<size_t>(h) * c.head_dim, pos, c, base, position_scale, factors);
+}
+
+int metadata_int(const LlamaModel& model, const std::string& key) {
+  auto v = model.gguf().get_int(key);
+  return v.is_ok() && v.value() ? static_cast<int>(*v.value()) : 0;
+}
+
+// deepseek2's attention of one token in the plain, decompressed form (llama.cpp's attn_kv_b path): each
+// head's key is [W_UK latent, shared RoPE'd key part], its value W_UV latent; full K and V per head are kept
+// in `keys` and `values`. Returns wo's input.
+std::vector<double> latent_attention(const LlamaModel& model, int layer, const std::vector<double>& xb, int pos,
+                                     std::vector<std::vector<double>>& keys, std::vector<std::vector<double>>& values) {
+  const ModelConfig& c = model.config();
+  const LayerWeights& lw = model.layers()[layer];
+  const std::string a = c.architecture + ".";
+  const int heads = c.n_heads, rank = metadata_int(model, a + "attention.kv_lora_rank"), rope_dim = metadata_int(model, a + "rope.dimension_count");
+  const int key_width = metadata_int(model, a + "attention.key_length_mla"), nope = key_width - rope_dim;
+  const int v_width = metadata_int(model, a + "attention.value_length_mla");
+  std::vector<double> q;
+  if (lw.wq_a.data != nullptr) {
+    const std::vector<double> low = rmsnorm(matvec(to_double(lw.wq_a), lw.wq_a.rows, c.dim, xb), lw.q_a_norm, c.rms_eps);
+    q = matvec(to_double(lw.wq_b), heads * key_width, lw.wq_b.cols, low);
+  } else {
+    q = matvec(to_double(lw.wq), heads * key_width, c.dim, xb);
+  }
+  std::vector<double> kv = matvec(to_double(lw.wkv_a), rank + rope_dim, c.dim, xb);
+  const std::vector<double> latent = rmsnorm(std::vector<double>(kv.begin(), kv.begin() + rank), lw.kv_a_norm, c.rms_eps);
+  rope_at(kv.data() + rank, pos, c, c.rope_base, 1.0, {});
+  std::vector<double> key(static_cast<size_t>(heads) * key_width), value(static_cast<size_t>(heads) * v_width);
+  for (int h = 0; h < heads; ++h) {
+    rope_at(q.data() + static_cast<size_t>(h) * key_width + nope, pos, c, c.rope_base, 1.0, {});
+    const std::vector<double> k_nope_from = to_double(lw.wk_b[h]);  // [rank][nope]
+    for (int i = 0; i < nope; ++i) {
+      double sum = 0;
+      for (int r = 0; r < rank; ++r) sum += k_nope_from[static_cast<size_t>(r) * nope + i] * latent[r];
+      key[static_cast<size_t>(h) * key_width + i] = sum;
+    }
+    std::copy_n(kv.begin() + rank, rope_dim, key.begin() + static_cast<std::ptrdiff_t>(h) * key_width + nope);
+    const std::vector<double> v_from = matvec(to_double(lw.wv_b[h]), v_width, rank, latent);
+    std::copy(v_from.begin(), v_from.end(), value.begin() + static_cast<std::ptrdiff_t>(h) * v_width);
+  }
+  keys.push_back(key);
+  values.push_back(value);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(key_width));
+  std::vector<double> att(static_cast<size_t>(heads) * v_width, 0.0);
+  for (int h = 0; h < heads; ++h) {
+    std::vector<double> scores(keys.size());
+    double max = -1e300;
+    for (size_t p = 0; p < keys.size(); ++p) {
+      double s = 0;
+      for (int i = 0; i < key_width; ++i) s += q[static_cast<size_t>(h) * key_width + i] * keys[p][static_cast<size_t>(h) * key_width + i];
+      max = std::max(max, scores[p] = s * scale);
+    }
+    double sum = 0;
+    for (double& s : scores) sum += (s = std::exp(s - max));
+    for (size_t p = 0; p < keys.size(); ++p) {
+      for (int j = 0; j < v_width; ++j) att[static_cast<size_t>(h) * v_width + j] += scores[p] / sum * values[p][static_cast<size_t>(h) * v_width + j];
+    }
+  }
+  return att;
 }
 
 void add_bias(std::vector<double>& v, const std::vector<float>& bias) {
@@ -311,6 +419,17 @@ std::vector<std::vector<double>> reference_rows(const LlamaModel& model, const s
   const int group = c.n_heads / c.n_kv_heads;
   const double attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
 
+  const auto ffn = [&](std::vector<double>& x, int l) {
+    const LayerWeights& lw = model.layers()[l];
+    const Layer& L = layers[l];
+    const std::vector<double> xb = rmsnorm(x, lw.ffn_norm, c.rms_eps);
+    std::vector<double> g = matvec(L.gate, c.ffn_dim, c.dim, xb);
+    const std::vector<double> u = matvec(L.up, c.ffn_dim, c.dim, xb);
+    for (int i = 0; i < c.ffn_dim; ++i) g[i] = (math.gemma ? gelu_tanh(g[i]) : g[i] / (1.0 + std::exp(-g[i]))) * u[i];
+    std::vector<double> d = matvec(L.down, c.dim, c.ffn_dim, g);
+    if (!lw.ffn_post_norm.empty()) d = rmsnorm(d, lw.ffn_post_norm, c.rms_eps);
+    for (int i = 0; i < c.dim; ++i) x[i] += d[i];
+  };
   for (size_t pos = 0; pos < tokens.size(); ++pos) {
     std::vector<double> x(embedding.begin() + static_cast<std::ptrdiff_t>(tokens[pos]) * c.dim,
                           embedding.begin() + static_cast<std::ptrdiff_t>(tokens[pos] + 1) * c.dim);
@@ -321,6 +440,12 @@ std::vector<std::vector<double>> reference_rows(const LlamaModel& model, const s
       const LayerWeights& lw = model.layers()[l];
       const Layer& L = layers[l];
       std::vector<double> xb = rmsnorm(x, lw.attn_norm, c.rms_eps);
+      if (c.latent_attention()) {
+        const std::vector<double> o = matvec(L.wo, c.dim, lw.wo.cols, latent_attention(model, l, xb, static_cast<int>(pos), keys[l], values[l]));
+        for (int i = 0; i < c.dim; ++i) x[i] += o[i];
+        ffn(x, l);
+        continue;
+      }
       std::vector<double> q = matvec(L.wq, c.q_dim(), c.dim, xb);
       std::vector<double> k = matvec(L.wk, c.kv_dim(), c.dim, xb);
       std::vector<double> v = matvec(L.wv, c.kv_dim(), c.dim, xb);
@@ -356,13 +481,7 @@ std::vector<std::vector<double>> reference_rows(const LlamaModel& model, const s
       std::vector<double> o = matvec(L.wo, c.dim, c.q_dim(), att);
       if (!lw.attn_post_norm.empty()) o = rmsnorm(o, lw.attn_post_norm, c.rms_eps);
       for (int i = 0; i < c.dim; ++i) x[i] += o[i];
-      xb = rmsnorm(x, lw.ffn_norm, c.rms_eps);
-      std::vector<double> g = matvec(L.gate, c.ffn_dim, c.dim, xb);
-      const std::vector<double> u = matvec(L.up, c.ffn_dim, c.dim, xb);
-      for (int i = 0; i < c.ffn_dim; ++i) g[i] = (math.gemma ? gelu_tanh(g[i]) : g[i] / (1.0 + std::exp(-g[i]))) * u[i];
-      std::vector<double> d = matvec(L.down, c.dim, c.ffn_dim, g);
-      if (!lw.ffn_post_norm.empty()) d = rmsnorm(d, lw.ffn_post_norm, c.rms_eps);
-      for (int i = 0; i < c.dim; ++i) x[i] += d[i];
+      ffn(x, l);
     }
     std::vector<double> normed = rmsnorm(x, model.output_norm(), c.rms_eps);
     if (hidden) {

@@ -38,10 +38,20 @@ struct SyntheticSpec {
   float final_softcap = 0;
   uint64_t seed = 1;
   int pooling_type = -1;  // <arch>.pooling_type when >= 0 (llama.cpp's enum: engine/pooling.h)
+  // deepseek2 (multi-head latent attention): the latent's width, the query LoRA's rank (0: attn_q), the per-head
+  // RoPE, no-RoPE and value widths, and leading_dense_block_count (-1: every layer). heads, dim and ffn
+  // as for the others; kv_heads and head_dim are ignored.
+  int kv_lora_rank = 32;
+  int q_lora_rank = 0;
+  int mla_rope_dim = 8;
+  int qk_nope_dim = 16;
+  int v_head_dim = 12;
+  int dense_layers = -1;
   // What the architecture adds: qwen3 and gemma3 Q/K norms; gemma2/gemma3 post-norms; phi3 fused tensors.
   bool qk_norm() const { return architecture == "qwen3" || architecture == "gemma3"; }
   bool post_norms() const { return architecture == "gemma2" || architecture == "gemma3"; }
   bool fused() const { return architecture == "phi3"; }
+  bool latent() const { return architecture == "deepseek2"; }
 };
 
 // A SentencePiece vocabulary (<unk>, <s>, </s>, 256 byte tokens, then pieces) of spec.vocab tokens and
