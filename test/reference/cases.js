@@ -37,8 +37,15 @@ const architectureCases = [
 const WEIGHT_TYPES = ['F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'IQ4_NL', 'IQ4_XS', 'Q3_K_M', 'Q4_K_M', 'Q5_K_M'];
 const typeCases = WEIGHT_TYPES.map((type) => ({ name: `llama-${type}`, shape: { ...SMALL, architecture: 'llama', type } }));
 
+// Multi-head latent attention: queries straight from attn_q, and through the query LoRA.
+const MLA = { kvLoraRank: 64, ropeDim: 16, qkNopeDim: 32, vHeadDim: 32 };
+const latentCases = [
+  { name: 'deepseek2-F32', shape: { ...SMALL, architecture: 'deepseek2', type: 'F32', kvHeads: 1, mla: { ...MLA, qLoraRank: 0 } } },
+  { name: 'deepseek2-qlora-F32', shape: { ...SMALL, architecture: 'deepseek2', type: 'F32', kvHeads: 1, mla: { ...MLA, qLoraRank: 96 } } },
+];
+
 // Each case's own seed (its position), so no two models share weights.
-const CASES = [...architectureCases, ...typeCases].map((c, i) => ({ ...c, shape: { ...c.shape, name: c.name, seed: 1000 + i } }));
+const CASES = [...architectureCases, ...typeCases, ...latentCases].map((c, i) => ({ ...c, shape: { ...c.shape, name: c.name, seed: 1000 + i } }));
 
 /** BOS, then ids spread over the vocabulary (byte tokens included), fixed per case. */
 function promptFor(c) {

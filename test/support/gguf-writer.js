@@ -34,7 +34,7 @@ const MIXES = {
   Q3_K_M: { base: 'Q3_K', output: 'Q6_K', moreBits: 'Q5_K' },
 };
 
-const ARCHITECTURES = ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma2', 'gemma3', 'phi3'];
+const ARCHITECTURES = ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma2', 'gemma3', 'phi3', 'deepseek2'];
 const ALIGNMENT = 32;
 
 class Encoder {
@@ -281,7 +281,53 @@ const TRAITS = {
   gemma3: { ropeBase: 1000000, postNorms: true, qkNorm: true, tiedOnly: true, scaledEmbedding: true, explicitHeadDim: true, defaultWindow: 512 },
   // llama.cpp's vocabulary loader looks Phi-3's end-of-turn tokens up by text.
   phi3: { ropeBase: 10000, fusedQkv: true, fusedGateUp: true, controls: ['<|endoftext|>', '<|end|>', '<|user|>', '<|assistant|>', '<|system|>'] },
+  // Multi-head latent attention (shape.mla), dense layers only.
+  deepseek2: { ropeBase: 10000, latent: true },
 };
+
+// deepseek2's attention metadata as llama.cpp's converter writes the MLA form: one KV head whose key is the
+// latent and the RoPE part, the per-head sizes in the _mla keys, and the expert keys llama.cpp requires even
+// of a model whose layers are all dense.
+function latentMetadata(shape, a) {
+  const m = shape.mla;
+  return [
+    [`${a}.attention.key_length`, 'u32', m.kvLoraRank + m.ropeDim],
+    [`${a}.attention.value_length`, 'u32', m.kvLoraRank],
+    [`${a}.attention.key_length_mla`, 'u32', m.qkNopeDim + m.ropeDim],
+    [`${a}.attention.value_length_mla`, 'u32', m.vHeadDim],
+    [`${a}.attention.kv_lora_rank`, 'u32', m.kvLoraRank],
+    [`${a}.attention.q_lora_rank`, 'u32', m.qLoraRank || 0],
+    [`${a}.leading_dense_block_count`, 'u32', m.denseLayers ?? shape.layers],
+    [`${a}.expert_feed_forward_length`, 'u32', shape.ffn],
+    [`${a}.expert_shared_count`, 'u32', 1],
+  ];
+}
+
+// deepseek2's attention tensors: queries (through the query LoRA when qLoraRank > 0), the latent and RoPE key
+// projection, and per head W_UK and W_UV as 3-D tensors.
+function latentTensors(shape, p, type, layerMatrix, norm) {
+  const { dim, heads } = shape;
+  const m = shape.mla;
+  const queryWidth = heads * (m.qkNopeDim + m.ropeDim);
+  const unit = 1 / Math.sqrt(dim);
+  const tensors = [];
+  if (m.qLoraRank > 0) {
+    tensors.push(
+      layerMatrix(`${p}attn_q_a.weight`, dim, m.qLoraRank, type, 2 * unit),
+      norm(`${p}attn_q_a_norm.weight`, m.qLoraRank),
+      layerMatrix(`${p}attn_q_b.weight`, m.qLoraRank, queryWidth, type, 3 / Math.sqrt(m.qLoraRank)),
+    );
+  } else {
+    tensors.push(layerMatrix(`${p}attn_q.weight`, dim, queryWidth, type, 3 * unit));
+  }
+  tensors.push(
+    layerMatrix(`${p}attn_kv_a_mqa.weight`, dim, m.kvLoraRank + m.ropeDim, type, 3 * unit),
+    norm(`${p}attn_kv_a_norm.weight`, m.kvLoraRank),
+    { name: `${p}attn_k_b.weight`, dims: [m.qkNopeDim, m.kvLoraRank, heads], type, scale: 2 / Math.sqrt(m.qkNopeDim) },
+    { name: `${p}attn_v_b.weight`, dims: [m.kvLoraRank, m.vHeadDim, heads], type, scale: 1 / Math.sqrt(m.kvLoraRank) },
+  );
+  return tensors;
+}
 
 function metadataFor(shape, a, traits, headDim, v) {
   const { dim, layers, heads, kvHeads, ffn, context = 4096, name = 'synthetic', chatTemplate } = shape;
@@ -293,12 +339,14 @@ function metadataFor(shape, a, traits, headDim, v) {
     [`${a}.block_count`, 'u32', layers],
     [`${a}.feed_forward_length`, 'u32', ffn],
     [`${a}.attention.head_count`, 'u32', heads],
-    [`${a}.attention.head_count_kv`, 'u32', kvHeads],
+    [`${a}.attention.head_count_kv`, 'u32', traits.latent ? 1 : kvHeads],
     [`${a}.attention.layer_norm_rms_epsilon`, 'f32', shape.rmsEps ?? 1e-5],
     [`${a}.rope.freq_base`, 'f32', shape.ropeBase ?? traits.ropeBase],
-    [`${a}.rope.dimension_count`, 'u32', headDim],
+    [`${a}.rope.dimension_count`, 'u32', traits.latent ? shape.mla.ropeDim : headDim],
   ];
-  if (traits.explicitHeadDim || headDim !== dim / heads) {
+  if (traits.latent) {
+    metadata.push(...latentMetadata(shape, a));
+  } else if (traits.explicitHeadDim || headDim !== dim / heads) {
     metadata.push([`${a}.attention.key_length`, 'u32', headDim], [`${a}.attention.value_length`, 'u32', headDim]);
   }
   const window = shape.window ?? traits.defaultWindow;
@@ -372,7 +420,9 @@ function tensorsFor(shape, traits, headDim, types) {
     const vType = l % 2 === 0 ? types.moreBits : types.attention;
     const downType = l % 2 === 0 ? types.moreBits : types.ffn;
     tensors.push(norm(`${p}attn_norm.weight`));
-    if (traits.fusedQkv) {
+    if (traits.latent) {
+      tensors.push(...latentTensors(shape, p, types.attention, layerMatrix, norm));
+    } else if (traits.fusedQkv) {
       tensors.push(layerMatrix(`${p}attn_qkv.weight`, dim, qDim + 2 * kvDim, types.attention, 3 * unit));
     } else {
       tensors.push(
@@ -389,7 +439,8 @@ function tensorsFor(shape, traits, headDim, types) {
       );
     }
     if (traits.qkNorm) tensors.push(norm(`${p}attn_q_norm.weight`, headDim), norm(`${p}attn_k_norm.weight`, headDim));
-    tensors.push(layerMatrix(`${p}attn_output.weight`, qDim, dim, types.attention, Math.sqrt(dim / qDim) * unit));
+    const outputWidth = traits.latent ? heads * shape.mla.vHeadDim : qDim;
+    tensors.push(layerMatrix(`${p}attn_output.weight`, outputWidth, dim, types.attention, Math.sqrt(dim / outputWidth) * unit));
     if (traits.postNorms) tensors.push(norm(`${p}post_attention_norm.weight`));
     tensors.push(norm(`${p}ffn_norm.weight`));
     if (traits.fusedGateUp) {
@@ -618,7 +669,7 @@ function writeGivenTensor(fd, t, fill) {
 
 /**
  * Writes a model with seeded random weights.
- * shape: { architecture = 'llama' (also mistral, qwen2, qwen3, gemma2, gemma3, phi3), dim, layers, heads,
+ * shape: { architecture = 'llama' (also mistral, qwen2, qwen3, gemma2, gemma3, phi3, deepseek2), dim, layers, heads,
  *   kvHeads, headDim = dim / heads, ffn, vocab, context = 4096, name, chatTemplate, seed = 1,
  *   type: a weight type (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL,
  *     IQ4_XS) or a mix as llama.cpp's quantizer writes it (Q4_K_M, Q5_K_M: Q6_K output and V / down of every
@@ -627,6 +678,7 @@ function writeGivenTensor(fd, t, fill) {
  *   tiedOutput (no output.weight; gemma always ties), ropeFreqs (Llama 3's rope_freqs tensor), ropeBase,
  *   window (attention.sliding_window), attnSoftcap / finalSoftcap (gemma2; finalSoftcap on others too),
  *   ropeScaling: { type, factor, originalContext, attnFactor } ('longrope' adds phi3's factor tensors),
+ *   mla (deepseek2): { kvLoraRank, qLoraRank (0: attn_q), ropeDim, qkNopeDim, vHeadDim, denseLayers = layers },
  *   rmsEps, poolingType (<arch>.pooling_type, llama.cpp's enum: 0 none, 1 mean, 2 cls, 3 last, 4 rank),
  *   tokenizer: tokenizer.ggml.* metadata entries to carry instead of the synthetic vocabulary (`vocab` must be
  *     their token count: see test/support/tokenizer-gguf.js and sentencepiece-model.js),
