@@ -520,8 +520,13 @@ function estimateKvBytes(options) {
   for (const [name, value] of [['contextLength', contextLength], ['sequences', sequences], ['blockSize', blockSize]]) {
     if (!Number.isInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer, got ${value}`);
   }
+  if (shape.latentAttention !== undefined && typeof shape.latentAttention !== 'boolean') {
+    throw new TypeError(`${o.model ? 'model' : 'config'}.latentAttention must be a boolean`);
+  }
   const scale = dtype === 'int8' || dtype === 'fp8' ? 4 : 0;
-  const bytesPerToken = 2 * shape.layers * shape.kvHeads * (shape.headDim * KV_ELEMENT_BYTES[dtype] + scale);
+  // Latent attention keeps K rows only (V is the latent inside each K row).
+  const arrays = shape.latentAttention ? 1 : 2;
+  const bytesPerToken = arrays * shape.layers * shape.kvHeads * (shape.headDim * KV_ELEMENT_BYTES[dtype] + scale);
   return bytesPerToken * Math.ceil(contextLength / blockSize) * blockSize * sequences;
 }
 

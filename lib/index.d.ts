@@ -165,9 +165,12 @@ export interface ModelInspection {
   heads: number;
   kvHeads: number;
   headDim: number;
+  /** Multi-head latent attention (deepseek2): one KV head whose rows (headDim: the latent and the RoPE key
+   *  part) hold V inside K, so the pool stores K rows only. */
+  latentAttention: boolean;
   feedForwardLength: number;
   trainedContextLength: number;
-  /** For each kvCache.dtype: 2 x layers x kvHeads x (headDim x bytes per element + scale bytes). */
+  /** For each kvCache.dtype: 2 (1 with latentAttention) x layers x kvHeads x (headDim x bytes per element + scale bytes). */
   kvBytesPerToken: Record<KvDtype, number>;
   /** The dtype the figures below assume. */
   kvDtype: KvDtype;
@@ -335,6 +338,8 @@ export interface EngineInfo {
   heads: number;
   kvHeads: number;
   headDim: number;
+  /** Multi-head latent attention: the pool stores K rows only (V is the latent inside each). */
+  latentAttention: boolean;
   feedForwardLength: number;
   trainedContextLength: number;
   contextLength: number;
@@ -347,7 +352,7 @@ export interface EngineInfo {
    *  null for a model whose pooling pagedlm does not compute (a reranker's 'rank'). */
   embeddingPooling: EmbeddingPooling | null;
   kvDtype: KvDtype;
-  /** 2 x layers x kvHeads x headDim x bytes per element. */
+  /** 2 (1 with latentAttention) x layers x kvHeads x headDim x bytes per element. */
   kvBytesPerToken: number;
   kvBlockSize: number;
   kvBlocks: number;
@@ -561,8 +566,8 @@ export class Engine {
   static inspect(modelPath: string, options?: InspectOptions): Promise<ModelInspection>;
   /** KV pool bytes for `sequences` x `contextLength` tokens (rounded up to whole blocks). */
   static estimateKvBytes(options: {
-    model?: Engine | Pick<EngineInfo, 'layers' | 'kvHeads' | 'headDim'> & { contextLength?: number };
-    config?: { layers: number; kvHeads: number; headDim: number };
+    model?: Engine | Pick<EngineInfo, 'layers' | 'kvHeads' | 'headDim'> & { contextLength?: number; latentAttention?: boolean };
+    config?: { layers: number; kvHeads: number; headDim: number; latentAttention?: boolean };
     contextLength?: number;
     sequences?: number;
     dtype?: KvDtype;

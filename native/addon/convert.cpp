@@ -243,6 +243,7 @@ void set_model_shape(Napi::Object& o, const ModelConfig& m) {
   o.Set("heads", m.n_heads);
   o.Set("kvHeads", m.n_kv_heads);
   o.Set("headDim", m.head_dim);
+  o.Set("latentAttention", m.latent_attention());
   o.Set("feedForwardLength", m.ffn_dim);
   o.Set("trainedContextLength", m.context_length);
 }
