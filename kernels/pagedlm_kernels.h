@@ -133,12 +133,14 @@ cudaError_t launch_q8_0_matvec(const Q8_0MatvecParams& params, cudaStream_t stre
 // ---- The paged KV pool ----------------------------------------------------------------------------------
 // One layer of the pool, laid out as on the CPU (kv/kv_layout.h): K and V each
 // [num_blocks][num_kv_heads][block_size][head_dim] elements of `dtype`, and for int8/fp8 one float scale
-// per (block, head, slot) row.
+// per (block, head, slot) row. For a pool with V inside the K rows (kv_layout.h's v_in_k: multi-head latent
+// attention), v and v_scales are k and k_scales: the attention kernels read V rows at the K row's index and
+// width, so no V array exists, and the output's values past the V width are the caller's to ignore.
 struct PagedKv {
   void* k;
-  void* v;
+  void* v;          // may be k (V inside the K rows)
   float* k_scales;  // int8/fp8 only
-  float* v_scales;
+  float* v_scales;  // may be k_scales
   KvDtype dtype;
   int num_kv_heads;
   int head_dim;     // 8, 16, 32, 64, 80, 96, 128 or 256

@@ -19,11 +19,19 @@ struct Shape {
   int block_size;
   int num_heads;
   int kv_heads;
+  bool values_in_keys = false;  // V read inside the K rows (latent attention): the pool's V array is never read
 };
 
 std::string describe(const Shape& s) {
   return std::string(kv_dtype_name(s.dtype)) + " head_dim " + std::to_string(s.head_dim) + " block " + std::to_string(s.block_size) +
-         " heads " + std::to_string(s.num_heads) + "/" + std::to_string(s.kv_heads);
+         " heads " + std::to_string(s.num_heads) + "/" + std::to_string(s.kv_heads) + (s.values_in_keys ? " V in K" : "");
+}
+
+// The pool's view for `shape`: with values_in_keys, V aliases K (its own rows, random, must not be read).
+cuda::PagedKv view_of(const PagedPool& pool, const PagedPool::Device& device, const Shape& shape) {
+  cuda::PagedKv kv = pool.view(device);
+  if (shape.values_in_keys) kv.v = kv.k, kv.v_scales = kv.k_scales;
+  return kv;
 }
 
 // One layer's pool holding `lengths[s]` random tokens for each sequence, with scattered block tables.
@@ -78,7 +86,7 @@ void reference_attention(const Context& c, const Shape& shape, int s, int head, 
     const double w = std::exp(scores[p] - max);
     sum += w;
     const int block = c.tables[s * c.max_blocks + p / shape.block_size];
-    const std::vector<float> v = c.pool.load(true, c.pool.row(block, kv_head, p % shape.block_size));
+    const std::vector<float> v = c.pool.load(!shape.values_in_keys, c.pool.row(block, kv_head, p % shape.block_size));
     for (int d = 0; d < shape.head_dim; ++d) acc[d] += w * v[d];
   }
   for (int d = 0; d < shape.head_dim; ++d) out[d] = static_cast<float>(acc[d] / sum);
@@ -103,7 +111,7 @@ void check_decode(std::mt19937& rng, const Shape& shape, const std::vector<int>&
   std::vector<int> lowest;
   for (int len : context_lens) lowest.push_back(window > 0 ? std::max(0, len - window) : 0);
   DeviceBuffer<int32_t> tables(released_below(c, shape, lowest)), lens(context_lens);
-  cuda::DecodeAttentionParams params{dq.get(), dout.get(), c.pool.view(*device), tables.get(), lens.get(), num_seqs, shape.num_heads,
+  cuda::DecodeAttentionParams params{dq.get(), dout.get(), view_of(c.pool, *device, shape), tables.get(), lens.get(), num_seqs, shape.num_heads,
                                      c.max_blocks, *std::max_element(context_lens.begin(), context_lens.end()), partition_size,
                                      1.0f / std::sqrt(static_cast<float>(shape.head_dim)), nullptr, window};
   DeviceBuffer<float> workspace(cuda::decode_attention_workspace_bytes(params) / sizeof(float));
@@ -155,6 +163,17 @@ TEST(CudaDecodeAttention, SlidingWindowReadsOnlyTheLastPositions) {
   check_decode(rng, {KvDtype::kF32, 64, 16, 4, 4}, {40, 130}, 512, 16);  // one partition, entered past its start
 }
 
+// Latent attention's pool: one KV head whose rows hold the latent and the RoPE key part, V being the same rows
+// (every query head reads the one row, MQA); nothing reads a V array.
+TEST(CudaDecodeAttention, ValuesInsideKeyRows) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(15);
+  for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kInt8}) {
+    check_decode(rng, {dtype, 64, 16, 8, 1, true}, {1, 17, 70}, 512);
+    check_decode(rng, {dtype, 64, 16, 12, 1, true}, {5, 200}, 64);
+  }
+}
+
 TEST(CudaDecodeAttention, RejectsMissingWorkspaceAndBadShapes) {
   cuda::DecodeAttentionParams params{};
   params.kv = {nullptr, nullptr, nullptr, nullptr, KvDtype::kF16, 2, 128, 16};
@@ -203,7 +222,7 @@ void check_prefill(std::mt19937& rng, const Shape& shape, const std::vector<Pref
   std::vector<int> lowest;  // the first new token's window start
   for (const PrefillSequence& s : seqs) lowest.push_back(window > 0 ? std::max(0, s.cached - window + 1) : 0);
   DeviceBuffer<int32_t> tables(released_below(c, shape, lowest)), dstarts(starts), dpositions(start_positions);
-  const cuda::PrefillAttentionParams params{dq.get(), dout.get(), c.pool.view(*device), tables.get(), dstarts.get(), dpositions.get(),
+  const cuda::PrefillAttentionParams params{dq.get(), dout.get(), view_of(c.pool, *device, shape), tables.get(), dstarts.get(), dpositions.get(),
                                             static_cast<int>(seqs.size()), shape.num_heads, c.max_blocks, max_fresh,
                                             1.0f / std::sqrt(static_cast<float>(shape.head_dim)), window};
   ASSERT_EQ(cuda::launch_prefill_attention(params, nullptr), cudaSuccess) << describe(shape);
@@ -234,6 +253,12 @@ TEST(CudaPrefillAttention, EveryHeadSizeAndGroup) {
   for (int head_dim : {8, 16, 32, 64, 80, 96, 256}) check_prefill(rng, {KvDtype::kF16, head_dim, 32, 4, 4}, {{0, 40}, {31, 9}});
   check_prefill(rng, {KvDtype::kF16, 64, 16, 12, 1}, {{5, 11}, {0, 70}});
   check_prefill(rng, {KvDtype::kBF16, 64, 32, 6, 3}, {{64, 33}});
+}
+
+TEST(CudaPrefillAttention, ValuesInsideKeyRows) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(16);
+  for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kInt8}) check_prefill(rng, {dtype, 64, 16, 8, 1, true}, {{0, 37}, {33, 20}});
 }
 
 TEST(CudaPrefillAttention, SlidingWindowMasksAndSkipsTiles) {

@@ -458,6 +458,7 @@ TEST(CudaBackend, ModelsWithFeaturesItLacksAreUnavailable) {
       {{.architecture = "gemma2", .sliding_window = 8}, "gemma2 models (post-norms, GeGLU, soft-capping, scaled embeddings)"},
       {{.architecture = "gemma3", .sliding_window = 8}, "gemma3 models (Q/K norms, post-norms, GeGLU, scaled embeddings, per-layer RoPE settings)"},
       {{.architecture = "phi3", .rope_scaling = "longrope"}, "phi3 models (LongRoPE)"},
+      {{.architecture = "deepseek2", .heads = 4}, "deepseek2 models (multi-head latent attention"},
   };
   for (const auto& [spec, fragment] : cases) {
     std::vector<uint8_t> storage;
