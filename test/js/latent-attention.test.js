@@ -43,6 +43,34 @@ describe('deepseek2 (multi-head latent attention)', () => {
     );
   });
 
+  // Prefix hits and saved caches move whole blocks of the K-only pool (Backend::export_block / copy_block).
+  test('prefix hits and a saved cache give the tokens of a cold run', async () => {
+    const file = writeModel(path.join(dir, 'mla-cache.gguf'), { ...SHAPE, mla: { ...MLA, qLoraRank: 48 } });
+    const prompt = Array.from({ length: 40 }, (_, i) => 3 + ((i * 37) % 290));
+    const options = { maxTokens: 8, temperature: 0, ignoreEos: true };
+    const load = () => Engine.load(file, { contextLength: 128, kvCache: { blocks: 32 }, device: 'cpu' });
+    const first = await load();
+    let cold;
+    const saved = path.join(dir, 'mla.cache');
+    try {
+      cold = (await first.generate(prompt, options)).tokens;
+      const warm = await first.generate(prompt, options);
+      expect(warm.tokens).toEqual(cold);
+      expect(first.cache.stats().hitTokens).toBeGreaterThanOrEqual(32);
+      expect(await first.cache.save(saved)).toBeGreaterThan(0);
+    } finally {
+      await first.close();
+    }
+    const second = await load();
+    try {
+      expect(await second.cache.load(saved)).toBeGreaterThan(0);
+      expect((await second.generate(prompt, options)).tokens).toEqual(cold);
+      expect(second.cache.stats().hitTokens).toBeGreaterThanOrEqual(32);
+    } finally {
+      await second.close();
+    }
+  });
+
   test('a file with mixture-of-experts layers is refused, saying why', async () => {
     const file = writeModel(path.join(dir, 'moe.gguf'), { ...SHAPE, mla: { ...MLA, denseLayers: 1 } });
     await expect(Engine.load(file, { device: 'cpu' })).rejects.toMatchObject({
