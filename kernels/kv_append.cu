@@ -53,7 +53,8 @@ __global__ void __launch_bounds__(kWarps * kWarpSize) kv_append_kernel(KvAppendP
   float* k_scale = has_scales(kDtype) ? kv.k_scales + pool_row : nullptr;
   float* v_scale = has_scales(kDtype) ? kv.v_scales + pool_row : nullptr;
   store_row<kDtype>(p.k + src_offset, static_cast<uint8_t*>(kv.k) + element_offset, k_scale, kv.head_dim, lane);
-  store_row<kDtype>(p.v + src_offset, static_cast<uint8_t*>(kv.v) + element_offset, v_scale, kv.head_dim, lane);
+  // V inside the K rows (latent attention): the K row is the V row.
+  if (kv.v != kv.k) store_row<kDtype>(p.v + src_offset, static_cast<uint8_t*>(kv.v) + element_offset, v_scale, kv.head_dim, lane);
 }
 
 }  // namespace

@@ -147,10 +147,11 @@ struct PagedKv {
   int block_size;   // 16 or 32 (any positive size works)
 };
 
-// Writes new tokens' K and V rows into their slots, quantizing for int8/fp8 (CPU twin: kv_store_row).
+// Writes new tokens' K and V rows into their slots, quantizing for int8/fp8 (CPU twin: kv_store_row). With
+// kv.v == kv.k (V inside the K rows) only the K rows are written.
 struct KvAppendParams {
   const float* k;        // [n_tokens, num_kv_heads, head_dim]
-  const float* v;
+  const float* v;        // ignored when kv.v == kv.k
   const int32_t* slots;  // [n_tokens]: block * block_size + slot in block; negative: skip the token
   PagedKv kv;
   int n_tokens;

@@ -22,7 +22,25 @@ using testing::SyntheticSpec;
 
 KvLayout layout_for(const LlamaModel& model, KvDtype dtype, int block_size = 16) {
   const ModelConfig& c = model.config();
-  return {c.n_layers, c.n_kv_heads, c.head_dim, block_size, 48, dtype};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, block_size, 48, dtype};
+  layout.v_dim = c.value_dim(), layout.v_in_k = c.latent_attention();
+  return layout;
+}
+
+// deepseek2 with a 64-wide latent row (48 latent + 16 RoPE dims), queries from attn_q or the query LoRA.
+SyntheticSpec latent_spec(int q_lora_rank, TensorType type = TensorType::kF32) {
+  SyntheticSpec s;
+  s.architecture = "deepseek2";
+  s.dim = 128;
+  s.heads = 4;
+  s.ffn = 192;
+  s.kv_lora_rank = 48;
+  s.mla_rope_dim = 16;
+  s.qk_nope_dim = 32;
+  s.v_head_dim = 32;
+  s.q_lora_rank = q_lora_rank;
+  s.weight_type = type;
+  return s;
 }
 
 std::unique_ptr<Backend> cuda_backend(const std::shared_ptr<const LlamaModel>& model, KvLayout layout) {
@@ -112,6 +130,10 @@ const Case kCases[] = {
     // Windowed on every layer: 12 positions, over blocks of 16, in the prefill and the decode kernels.
     {"mistral_window", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.architecture = "mistral"; s.sliding_window = 12; return s; }(), 1e-4},
     {"phi3_fused", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.architecture = "phi3"; return s; }(), 1e-4},
+    // Multi-head latent attention: the absorbed form over a pool of K rows only.
+    {"mla_attn_q", latent_spec(0), 1e-4},
+    {"mla_query_lora", latent_spec(64), 1e-4},
+    {"mla_f16", latent_spec(64, TensorType::kF16), 1e-2},
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaForward, ::testing::ValuesIn(kCases), [](const auto& info) { return std::string(info.param.name); });
 
@@ -208,6 +230,38 @@ TEST(CudaBackend, EveryKvTypeMatchesTheCpuBackend) {
     ASSERT_TRUE(gpu->forward(prefill, a.data()).is_ok());
     ASSERT_TRUE(cpu->forward(prefill, b.data()).is_ok());
     for (int pos = 35; pos < 40; ++pos) {
+      ForwardBatch step;
+      step.tokens = {tokens[pos]};
+      step.sequences.push_back({0, 1, pos, table.data(), true});
+      ASSERT_TRUE(gpu->forward(step, a.data()).is_ok());
+      ASSERT_TRUE(cpu->forward(step, b.data()).is_ok());
+      EXPECT_LT(testing::normalized_error(a.data(), std::vector<double>(b.begin(), b.end())), 2e-3) << kv_dtype_name(dtype) << " at " << pos;
+    }
+  }
+}
+
+// Latent attention over each K-only pool type: prefill, then decode steps (replayed from graphs), as the CPU
+// backend computes them; the blocks hold K rows only on both.
+TEST(CudaBackend, LatentAttentionMatchesTheCpuBackend) {
+  PAGEDLM_REQUIRE_DEVICE();
+  for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kInt8}) {
+    BothBackends both(latent_spec(64), dtype, 16);
+    const int vocab = both.vocab;
+    Backend* gpu = both.gpu.get();
+    Backend* cpu = both.cpu.get();
+    ASSERT_TRUE(gpu && cpu);
+    EXPECT_EQ(gpu->block_bytes(), cpu->block_bytes());
+    EXPECT_EQ(gpu->block_bytes(), gpu->kv_layout().bytes_per_block());
+    const auto tokens = prompt_of(40, vocab);
+    std::vector<BlockId> table = {5, 0, 3};
+    std::vector<float> a(vocab), b(vocab);
+    ForwardBatch prefill;
+    prefill.tokens.assign(tokens.begin(), tokens.begin() + 33);
+    prefill.sequences.push_back({0, 33, 0, table.data(), true});
+    ASSERT_TRUE(gpu->forward(prefill, a.data()).is_ok());
+    ASSERT_TRUE(cpu->forward(prefill, b.data()).is_ok());
+    EXPECT_LT(testing::normalized_error(a.data(), std::vector<double>(b.begin(), b.end())), 2e-3) << kv_dtype_name(dtype) << " prefill";
+    for (int pos = 33; pos < 40; ++pos) {
       ForwardBatch step;
       step.tokens = {tokens[pos]};
       step.sequences.push_back({0, 1, pos, table.data(), true});
@@ -458,7 +512,6 @@ TEST(CudaBackend, ModelsWithFeaturesItLacksAreUnavailable) {
       {{.architecture = "gemma2", .sliding_window = 8}, "gemma2 models (post-norms, GeGLU, soft-capping, scaled embeddings)"},
       {{.architecture = "gemma3", .sliding_window = 8}, "gemma3 models (Q/K norms, post-norms, GeGLU, scaled embeddings, per-layer RoPE settings)"},
       {{.architecture = "phi3", .rope_scaling = "longrope"}, "phi3 models (LongRoPE)"},
-      {{.architecture = "deepseek2", .heads = 4}, "deepseek2 models (multi-head latent attention"},
   };
   for (const auto& [spec, fragment] : cases) {
     std::vector<uint8_t> storage;

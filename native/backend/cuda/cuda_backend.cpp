@@ -52,13 +52,15 @@ std::string why_cuda_is_unusable() {
 // The model features the CUDA step does not implement, by name; empty when it runs the model as the CPU does.
 std::string unsupported_features(const ModelConfig& c) {
   std::vector<std::string> missing;
-  if (c.latent_attention()) missing.push_back("multi-head latent attention");
   if (c.qk_norm) missing.push_back("Q/K norms");
   if (c.post_norms) missing.push_back("post-norms");
   if (c.ffn_activation != FfnActivation::kSilu) missing.push_back("GeGLU");
   if (c.attention_softcap > 0 || c.final_softcap > 0) missing.push_back("soft-capping");
   if (c.embedding_scale != 1.0f) missing.push_back("scaled embeddings");
-  if (c.attention_scale != 1.0f / std::sqrt(static_cast<float>(c.head_dim))) missing.push_back("a query scale other than 1/sqrt(head size)");
+  // Latent attention scales by the decompressed key's size, which the step passes on as it is.
+  if (!c.latent_attention() && c.attention_scale != 1.0f / std::sqrt(static_cast<float>(c.head_dim))) {
+    missing.push_back("a query scale other than 1/sqrt(head size)");
+  }
   if (!c.rope_long_freq_factors.empty() || c.rope_attention_factor != 1.0f) missing.push_back("LongRoPE");
   const bool one_rope = std::all_of(c.layers.begin(), c.layers.end(), [&](const LayerAttention& l) {
     return l.rope_base == c.rope_base && l.rope_position_scale == c.rope_position_scale && l.rope_scaled;
@@ -240,10 +242,10 @@ void CudaBackend::for_each_block_piece(BlockId block, Visit visit) const {
   for (int32_t layer = 0; layer < layout_.num_layers; ++layer) {
     const size_t first = static_cast<size_t>(layer) * layout_.layer_elements() + static_cast<size_t>(block) * elements;
     visit(k_pool_.get<uint8_t>() + first * element_bytes, elements * element_bytes);
-    visit(v_pool_.get<uint8_t>() + first * element_bytes, elements * element_bytes);
+    if (!layout_.v_in_k) visit(v_pool_.get<uint8_t>() + first * element_bytes, elements * element_bytes);
     if (kv_dtype_has_scales(layout_.dtype)) {
       visit(reinterpret_cast<uint8_t*>(k_scales_.get<float>() + first / layout_.head_dim), rows * sizeof(float));
-      visit(reinterpret_cast<uint8_t*>(v_scales_.get<float>() + first / layout_.head_dim), rows * sizeof(float));
+      if (!layout_.v_in_k) visit(reinterpret_cast<uint8_t*>(v_scales_.get<float>() + first / layout_.head_dim), rows * sizeof(float));
     }
   }
 }

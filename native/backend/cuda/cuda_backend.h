@@ -75,6 +75,10 @@ struct DeviceWeight {
 struct DeviceLayer {
   DeviceMemory attn_norm, ffn_norm, bq, bk, bv;
   DeviceWeight wq, wk, wv, wo, w_gate, w_up, w_down;
+  // Latent attention only (LayerWeights' fields of the same names).
+  DeviceMemory q_a_norm, kv_a_norm;
+  DeviceWeight wq_a, wq_b, wkv_a;
+  std::vector<DeviceWeight> wk_b, wv_b;  // [n_heads]
 };
 
 // Room for the partitions of split decode attention; a batch whose partials do not fit takes the prefill kernel.
@@ -128,6 +132,13 @@ class CudaBackend final : public Backend {
   Status copy_results(const ForwardBatch& batch, float* logits, Results results);
   Status matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias = nullptr);
   Status attention_block(int layer);
+  // Multi-head latent attention in the absorbed form, as CpuBackend::latent_attention_block.
+  Status latent_attention_block(int layer);
+  // For each head h and token t: out[t, h] = heads[h] x in[t, h][0, heads[h].cols), rows of `in` in_stride
+  // floats apart per (t, h) and of `out` out_stride.
+  Status per_head_matmul(const std::vector<DeviceWeight>& heads, const float* in, int in_stride, float* out, int out_stride);
+  // `rows` rows of `width` floats from src (src_stride floats apart) to dst (dst_stride apart), on the stream.
+  Status copy_columns(float* dst, int dst_stride, const float* src, int src_stride, int width, int rows);
   Status ffn_block(int layer, int n_tokens);
   Status attend(int layer);
   Status output_logits();
@@ -157,6 +168,9 @@ class CudaBackend final : public Backend {
   // Step activations, sized for the largest batch (grown on demand).
   int capacity_tokens_ = 0;
   DeviceMemory x_, xb_, q_, k_, v_, att_, gate_, up_, half_x_, half_w_, logits_, greedy_ids_, top_ids_, top_values_, workspace_;
+  // Latent attention: the query LoRA's rows, each head's query before absorption, each head's output (wo's
+  // input), one head's contiguous input and output rows, and the latents being normed.
+  DeviceMemory query_lora_, head_queries_, head_outputs_, head_in_, head_out_, latent_;
 
   // The step's metadata: one host vector, one copy to the device.
   struct BatchMeta {

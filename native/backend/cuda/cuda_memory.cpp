@@ -37,6 +37,7 @@ Status CudaBackend::upload_floats(const std::vector<float>& values, DeviceMemory
 }
 
 Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
+  if (w.data == nullptr) return Status::ok();  // a matrix the architecture lacks (wk and wv with latent attention)
   const size_t elements = static_cast<size_t>(w.rows) * w.cols;
   const std::string what = "uploading a " + std::to_string(w.rows) + "x" + std::to_string(w.cols) + " " + tensor_type_name(w.type) + " matrix";
   switch (w.type) {
@@ -95,8 +96,17 @@ Status CudaBackend::upload_weights() {
       if (Status s = upload_floats(*host, *device); !s.is_ok()) return s;
     }
     for (const auto& [host, device] : {std::pair{&w.wq, &d.wq}, {&w.wk, &d.wk}, {&w.wv, &d.wv}, {&w.wo, &d.wo}, {&w.w_gate, &d.w_gate},
-                                       {&w.w_up, &d.w_up}, {&w.w_down, &d.w_down}}) {
+                                       {&w.w_up, &d.w_up}, {&w.w_down, &d.w_down}, {&w.wq_a, &d.wq_a}, {&w.wq_b, &d.wq_b}, {&w.wkv_a, &d.wkv_a}}) {
       if (Status s = upload_matrix(*host, *device); !s.is_ok()) return s;
+    }
+    for (const auto& [host, device] : {std::pair{&w.q_a_norm, &d.q_a_norm}, {&w.kv_a_norm, &d.kv_a_norm}}) {
+      if (Status s = upload_floats(*host, *device); !s.is_ok()) return s;
+    }
+    d.wk_b = std::vector<DeviceWeight>(w.wk_b.size());
+    d.wv_b = std::vector<DeviceWeight>(w.wv_b.size());
+    for (size_t h = 0; h < w.wk_b.size(); ++h) {
+      if (Status s = upload_matrix(w.wk_b[h], d.wk_b[h]); !s.is_ok()) return s;
+      if (Status s = upload_matrix(w.wv_b[h], d.wv_b[h]); !s.is_ok()) return s;
     }
   }
   return Status::ok();
@@ -120,11 +130,16 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
                            " blocks): lower kvCache.memory / kvCache.blocks or use kvCache.dtype 'int8'";
   const auto out_of_memory = [&](cudaError_t e) { return Status(ErrorCode::kOutOfMemory, what + " (" + cudaGetErrorString(e) + ")"); };
   if (cudaError_t e = k_pool_.allocate(elements * element_bytes); e != cudaSuccess) return out_of_memory(e);
-  if (cudaError_t e = v_pool_.allocate(elements * element_bytes); e != cudaSuccess) return out_of_memory(e);
+  // V inside the K rows (latent attention): no V array.
+  if (!layout_.v_in_k) {
+    if (cudaError_t e = v_pool_.allocate(elements * element_bytes); e != cudaSuccess) return out_of_memory(e);
+  }
   if (kv_dtype_has_scales(layout_.dtype)) {
     const size_t rows = layout_.layer_rows() * layout_.num_layers;
     if (cudaError_t e = k_scales_.allocate(rows * sizeof(float)); e != cudaSuccess) return out_of_memory(e);
-    if (cudaError_t e = v_scales_.allocate(rows * sizeof(float)); e != cudaSuccess) return out_of_memory(e);
+    if (!layout_.v_in_k) {
+      if (cudaError_t e = v_scales_.allocate(rows * sizeof(float)); e != cudaSuccess) return out_of_memory(e);
+    }
   }
   return Status::ok();
 }
@@ -132,12 +147,20 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
 Status CudaBackend::allocate_activations(int tokens) {
   const ModelConfig& c = config_;
   const size_t t = static_cast<size_t>(tokens);
-  const size_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim});
+  const size_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim, c.attention_output_dim(), c.q_lora_rank});
   const std::string what = "allocating activations for " + std::to_string(tokens) + " tokens";
   for (const auto& [buffer, floats] : {std::pair{&x_, t * c.dim}, {&xb_, t * c.dim}, {&q_, t * c.q_dim()}, {&k_, t * c.kv_dim()},
                                        {&v_, t * c.kv_dim()}, {&att_, t * c.q_dim()}, {&gate_, t * c.ffn_dim}, {&up_, t * c.ffn_dim},
                                        {&logits_, t * c.vocab_size}}) {
     PAGEDLM_CUDA_TRY(buffer->allocate(floats * sizeof(float)), what);
+  }
+  if (c.latent_attention()) {
+    const size_t head_width = std::max({c.qk_nope_dim, c.kv_lora_rank, c.v_head_dim});
+    for (const auto& [buffer, floats] : {std::pair{&query_lora_, t * c.q_lora_rank}, {&head_queries_, t * c.n_heads * (c.qk_nope_dim + c.rope_dim)},
+                                         {&head_outputs_, t * c.attention_output_dim()}, {&head_in_, t * head_width}, {&head_out_, t * head_width},
+                                         {&latent_, t * c.kv_lora_rank}}) {
+      PAGEDLM_CUDA_TRY(buffer->allocate(floats * sizeof(float)), what);
+    }
   }
   PAGEDLM_CUDA_TRY(half_x_.allocate(t * widest * sizeof(uint16_t)), what);
   PAGEDLM_CUDA_TRY(greedy_ids_.allocate(t * sizeof(int32_t)), what);
@@ -153,8 +176,11 @@ cuda::PagedKv CudaBackend::layer_kv(int layer) const {
   const size_t elements = layout_.layer_elements() * layer, rows = layout_.layer_rows() * layer;
   const size_t bytes = elements * kv_dtype_bytes(layout_.dtype);
   const bool scaled = kv_dtype_has_scales(layout_.dtype);
-  return {k_pool_.get<uint8_t>() + bytes, v_pool_.get<uint8_t>() + bytes, scaled ? k_scales_.get<float>() + rows : nullptr,
-          scaled ? v_scales_.get<float>() + rows : nullptr, layout_.dtype, layout_.num_kv_heads, layout_.head_dim, layout_.block_size};
+  uint8_t* k = k_pool_.get<uint8_t>() + bytes;
+  float* k_scales = scaled ? k_scales_.get<float>() + rows : nullptr;
+  if (layout_.v_in_k) return {k, k, k_scales, k_scales, layout_.dtype, layout_.num_kv_heads, layout_.head_dim, layout_.block_size};
+  return {k, v_pool_.get<uint8_t>() + bytes, k_scales, scaled ? v_scales_.get<float>() + rows : nullptr, layout_.dtype, layout_.num_kv_heads,
+          layout_.head_dim, layout_.block_size};
 }
 
 }  // namespace pagedlm::cuda_backend

@@ -138,8 +138,72 @@ Status CudaBackend::attend(int layer) {
   return Status::ok();
 }
 
+Status CudaBackend::copy_columns(float* dst, int dst_stride, const float* src, int src_stride, int width, int rows) {
+  PAGEDLM_CUDA_TRY(cudaMemcpy2DAsync(dst, sizeof(float) * dst_stride, src, sizeof(float) * src_stride, sizeof(float) * width, rows,
+                                     cudaMemcpyDeviceToDevice, stream_),
+                   "copying a column range");
+  return Status::ok();
+}
+
+Status CudaBackend::per_head_matmul(const std::vector<DeviceWeight>& heads, const float* in, int in_stride, float* out, int out_stride) {
+  const int n = meta_.n_tokens;
+  const int count = static_cast<int>(heads.size());
+  for (int h = 0; h < count; ++h) {
+    const cuda::DeviceMatrix& m = heads[h].matrix;
+    if (Status s = copy_columns(head_in_.get<float>(), m.cols, in + static_cast<size_t>(h) * in_stride, in_stride * count, m.cols, n); !s.is_ok()) return s;
+    if (Status s = matmul(heads[h], head_in_.get<float>(), n, head_out_.get<float>()); !s.is_ok()) return s;
+    if (Status s = copy_columns(out + static_cast<size_t>(h) * out_stride, out_stride * count, head_out_.get<float>(), m.rows, m.rows, n); !s.is_ok()) return s;
+  }
+  return Status::ok();
+}
+
+// The CPU's absorbed form (CpuBackend::latent_attention_block): q_ holds per head [W_UK q_nope, RoPE'd q_rope],
+// k_ per token [latent, RoPE'd k_rope], the one row every head reads and the pool stores (V inside it); each
+// head's output latent (the first kv_lora_rank values of its att_ row) goes through W_UV before wo.
+Status CudaBackend::latent_attention_block(int layer) {
+  const ModelConfig& c = config_;
+  const DeviceLayer& w = layers_[layer];
+  const int n = meta_.n_tokens;
+  const int query_width = c.qk_nope_dim + c.rope_dim;
+  float* queries = head_queries_.get<float>();
+  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.attn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");
+  if (c.q_lora_rank > 0) {
+    if (Status s = matmul(w.wq_a, xb_.get<float>(), n, query_lora_.get<float>()); !s.is_ok()) return s;
+    PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({query_lora_.get<float>(), w.q_a_norm.get<float>(), query_lora_.get<float>(), n, c.q_lora_rank, c.rms_eps}, stream_),
+                     "RMSNorm");
+    if (Status s = matmul(w.wq_b, query_lora_.get<float>(), n, queries); !s.is_ok()) return s;
+  } else if (Status s = matmul(w.wq, xb_.get<float>(), n, queries); !s.is_ok()) {
+    return s;
+  }
+  if (Status s = matmul(w.wkv_a, xb_.get<float>(), n, k_.get<float>()); !s.is_ok()) return s;
+  // The latent's norm, on a contiguous copy of its columns.
+  if (Status s = copy_columns(latent_.get<float>(), c.kv_lora_rank, k_.get<float>(), c.kv_dim(), c.kv_lora_rank, n); !s.is_ok()) return s;
+  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({latent_.get<float>(), w.kv_a_norm.get<float>(), latent_.get<float>(), n, c.kv_lora_rank, c.rms_eps}, stream_),
+                   "RMSNorm");
+  if (Status s = copy_columns(k_.get<float>(), c.kv_dim(), latent_.get<float>(), c.kv_lora_rank, c.kv_lora_rank, n); !s.is_ok()) return s;
+  // RoPE on the queries' RoPE parts (rows query_width apart from their offset) and on the key part of k_.
+  const cuda::RopeParams rope_q{queries + c.qk_nope_dim, nullptr, meta(meta_.positions), rope_frequencies_.get<float>(), n, c.n_heads, 0,
+                                query_width, c.rope_dim, c.rope_layout, c.rope_position_scale};
+  PAGEDLM_CUDA_TRY(cuda::launch_rope(rope_q, stream_), "RoPE");
+  const cuda::RopeParams rope_k{k_.get<float>() + c.kv_lora_rank, nullptr, meta(meta_.positions), rope_frequencies_.get<float>(), n, 1, 0,
+                                c.kv_dim(), c.rope_dim, c.rope_layout, c.rope_position_scale};
+  PAGEDLM_CUDA_TRY(cuda::launch_rope(rope_k, stream_), "RoPE");
+  if (Status s = copy_columns(q_.get<float>() + c.kv_lora_rank, c.head_dim, queries + c.qk_nope_dim, query_width, c.rope_dim, n * c.n_heads); !s.is_ok()) {
+    return s;
+  }
+  if (Status s = per_head_matmul(w.wk_b, queries, query_width, q_.get<float>(), c.head_dim); !s.is_ok()) return s;
+  const cuda::PagedKv kv = layer_kv(layer);
+  PAGEDLM_CUDA_TRY(cuda::launch_kv_append({k_.get<float>(), k_.get<float>(), meta(meta_.slots), kv, n}, stream_), "KV append");
+  if (Status s = attend(layer); !s.is_ok()) return s;
+  if (Status s = per_head_matmul(w.wv_b, att_.get<float>(), c.head_dim, head_outputs_.get<float>(), c.v_head_dim); !s.is_ok()) return s;
+  if (Status s = matmul(w.wo, head_outputs_.get<float>(), n, xb_.get<float>()); !s.is_ok()) return s;
+  PAGEDLM_CUDA_TRY(cuda::launch_add({x_.get<float>(), xb_.get<float>(), static_cast<size_t>(n) * c.dim}, stream_), "residual add");
+  return Status::ok();
+}
+
 Status CudaBackend::attention_block(int layer) {
   const ModelConfig& c = config_;
+  if (c.latent_attention()) return latent_attention_block(layer);
   const DeviceLayer& w = layers_[layer];
   const int n = meta_.n_tokens;
   PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.attn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");

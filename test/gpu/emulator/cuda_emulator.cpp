@@ -266,6 +266,15 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   pagedlm::emu::run_or_record([=] { cudaMemcpy(dst, src, bytes, kind); });
   return cudaSuccess;
 }
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height, cudaMemcpyKind kind,
+                              cudaStream_t) {
+  pagedlm::emu::run_or_record([=] {
+    for (size_t row = 0; row < height; ++row) {
+      cudaMemcpy(static_cast<char*>(dst) + row * dpitch, static_cast<const char*>(src) + row * spitch, width, kind);
+    }
+  });
+  return cudaSuccess;
+}
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
   std::memset(ptr, value, bytes);
   return cudaSuccess;
