@@ -29,6 +29,7 @@ describe('deepseek2 (multi-head latent attention)', () => {
     const engine = await Engine.load(file, { contextLength: 64, kvCache: { blocks: 8 }, device: 'cpu' });
     try {
       const info = engine.info();
+      expect(info.latentAttention).toBe(true);
       expect(info.kvBytesPerToken).toBe(SHAPE.layers * rowWidth * 2);
       expect(info.kvPoolBytes).toBe(8 * 16 * SHAPE.layers * rowWidth * 2);
       expect(Engine.estimateKvBytes({ model: engine, contextLength: 64 })).toBe(64 * SHAPE.layers * rowWidth * 2);
