@@ -19,6 +19,11 @@ set(PAGEDLM_CUDA_BACKEND_SOURCES
   ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_device.cpp)
 # The engine's side of the seam: no CUDA headers, so it is built into the engine whether or not CUDA is.
 set(PAGEDLM_CUDA_LOADER_SOURCES ${PROJECT_SOURCE_DIR}/native/backend/cuda/cuda_loader.cpp)
+# The file name the loader opens, as this platform names the library below: libpagedlm_kernels.so (Linux),
+# .dylib (macOS), libpagedlm_kernels.dll (mingw) or pagedlm_kernels.dll (MSVC).
+set(PAGEDLM_CUDA_LIBRARY_FILE_NAME "${CMAKE_SHARED_LIBRARY_PREFIX}pagedlm_kernels${CMAKE_SHARED_LIBRARY_SUFFIX}")
+set_property(SOURCE ${PAGEDLM_CUDA_LOADER_SOURCES} APPEND PROPERTY
+  COMPILE_DEFINITIONS "PAGEDLM_CUDA_LIBRARY_FILE_NAME=\"${PAGEDLM_CUDA_LIBRARY_FILE_NAME}\"")
 
 # ---- PAGEDLM_CUDA=AUTO|ON|OFF -> PAGEDLM_CUDA_ENABLED ---------------------------------------------------
 # AUTO enables CUDA when a CUDA compiler and cuBLAS are found; ON fails the configure step without them.
@@ -75,9 +80,12 @@ target_compile_options(pagedlm_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt
 target_link_libraries(pagedlm_kernels PUBLIC CUDA::cudart_static PRIVATE CUDA::cublas pagedlm_core)
 # The version script exports the entry point and the launchers, nothing else: the library's copies of
 # pagedlm_core, the CUDA runtime and C++ templates stay private, so neither side interposes on the other.
-set(_pagedlm_kernels_exports ${PROJECT_SOURCE_DIR}/native/backend/cuda/exports.map)
-target_link_options(pagedlm_kernels PRIVATE "LINKER:--version-script=${_pagedlm_kernels_exports}" "LINKER:--no-undefined")
-set_target_properties(pagedlm_kernels PROPERTIES LINK_DEPENDS ${_pagedlm_kernels_exports})
+# A Windows DLL exports only what cuda_entry.h marks, and links with no undefined symbol anyway.
+if(NOT WIN32)
+  set(_pagedlm_kernels_exports ${PROJECT_SOURCE_DIR}/native/backend/cuda/exports.map)
+  target_link_options(pagedlm_kernels PRIVATE "LINKER:--version-script=${_pagedlm_kernels_exports}" "LINKER:--no-undefined")
+  set_target_properties(pagedlm_kernels PROPERTIES LINK_DEPENDS ${_pagedlm_kernels_exports})
+endif()
 
 if(PAGEDLM_BUILD_TESTS AND NOT CMAKE_JS_VERSION)
   add_subdirectory(${PROJECT_SOURCE_DIR}/bench/kernels ${PROJECT_BINARY_DIR}/bench/kernels)

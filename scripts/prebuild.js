@@ -11,7 +11,8 @@ const path = require('node:path');
 
 const root = path.join(__dirname, '..');
 const release = path.join(root, 'build', 'Release');
-const KERNELS_LIBRARY = 'libpagedlm_kernels.so'; // native/backend/cuda/cuda_entry.h: kCudaLibraryName
+// Named as cmake/cuda.cmake names it (PAGEDLM_CUDA_LIBRARY_FILE_NAME); cmake-js builds with MSVC on Windows.
+const KERNELS_LIBRARY = process.platform === 'win32' ? 'pagedlm_kernels.dll' : 'libpagedlm_kernels.so';
 
 // node-gyp-build reads the tags between the dots: `napi` lets one binary serve every Node and Electron version
 // with N-API 8; on Linux the C library tag keeps a glibc binary from being chosen on musl (node-gyp-build

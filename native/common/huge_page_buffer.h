@@ -1,6 +1,7 @@
 // Zeroed anonymous memory for a large array read in scattered pieces (the CPU KV pool): 2 MiB-aligned and
 // marked for transparent huge pages, so one TLB entry covers 2 MiB instead of 4 KiB. Pages are committed as
-// they are first written. Where the kernel gives no huge pages it is ordinary memory. Owns it; move-only.
+// they are first written. Where the kernel gives no huge pages it is ordinary memory, as on macOS and Windows
+// (whose large pages need a privilege few accounts hold). Owns it; move-only.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,6 @@
 // A whole file in memory, read-only: memory-mapped (the default: shared with the page cache, loaded lazily),
 // or copied into the heap (`map = false`: immune to the file being truncated or rewritten on disk after
-// load). Owns its memory; move-only.
+// load). Owns its memory; move-only. The path is UTF-8 on every system (platform.h: native_path).
 #pragma once
 
 #include <cstddef>
@@ -27,7 +27,7 @@ class MappedFile {
   // Bytes of the process's own memory this file holds: its size for a heap copy, 0 when mapped (the page
   // cache holds those, and gives them back under pressure).
   size_t heap_bytes() const { return heap_ ? size_ : 0; }
-  // Lets the kernel drop the resident pages of [begin, begin + bytes) (whole pages inside it) from this
+  // Lets the system drop the resident pages of [begin, begin + bytes) (whole pages inside it) from this
   // process; they are read back from the file if touched again. Nothing for heap copies or parsed buffers.
   // For weights a backend has copied into its own layout: the model's memory is not counted twice.
   void drop_resident_pages(const uint8_t* begin, size_t bytes) const;

@@ -1,39 +1,21 @@
 #include "engine/memory_plan.h"
 
 #include "backend/cuda/cuda_entry.h"
-
-#include <unistd.h>
+#include "common/platform.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 namespace pagedlm {
 
 namespace {
-
-// /proc/meminfo's MemAvailable: what can be allocated without swapping, page cache included.
-uint64_t linux_mem_available() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string line;
-  while (std::getline(meminfo, line)) {
-    if (line.rfind("MemAvailable:", 0) != 0) continue;
-    std::istringstream fields(line.substr(13));
-    uint64_t kib = 0;
-    if (fields >> kib) return kib * 1024;
-  }
-  return 0;
-}
 
 int32_t blocks_for(int64_t tokens, int32_t block_size) { return static_cast<int32_t>(std::min<int64_t>((tokens + block_size - 1) / block_size, INT32_MAX)); }
 
 }  // namespace
 
 MemoryBudget system_memory_budget() {
-  if (const uint64_t available = linux_mem_available(); available > 0) return {available, "MemAvailable"};
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page = sysconf(_SC_PAGE_SIZE);
-  return {pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0, "physical memory"};
+  if (const uint64_t available = available_memory_bytes(); available > 0) return {available, "MemAvailable"};
+  return {physical_memory_bytes(), "physical memory"};
 }
 
 Result<ModelPlan> plan_model(const GgufFile& file) {

@@ -13,8 +13,8 @@
 
 namespace pagedlm {
 
-// Memory the engine may plan with: the system's available RAM (Linux MemAvailable; elsewhere the
-// physical memory), or a figure the caller states.
+// Memory the engine may plan with: the system's available RAM (source "MemAvailable": Linux's MemAvailable,
+// Windows' available physical memory; elsewhere the physical memory), or a figure the caller states.
 struct MemoryBudget {
   uint64_t bytes = 0;
   std::string source;  // "MemAvailable", "physical memory" or "option"

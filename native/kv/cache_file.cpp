@@ -1,6 +1,7 @@
 #include "kv/cache_file.h"
 
 #include "common/fault.h"
+#include "common/platform.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -97,7 +98,7 @@ Status write_cache_file(const std::string& path, const CacheFileIdentity& identi
 
   const std::string temporary = path + ".partial";
   {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    std::ofstream out(native_path(temporary), std::ios::binary | std::ios::trunc);
     if (!out) return Status(ErrorCode::kIo, "cannot write '" + temporary + "': " + std::strerror(errno));
     out.write(reinterpret_cast<const char*>(w.bytes.data()), static_cast<std::streamsize>(w.bytes.size()));
     out.flush();
@@ -108,20 +109,21 @@ Status write_cache_file(const std::string& path, const CacheFileIdentity& identi
     if (!out) {
       const int err = errno;
       out.close();
-      std::remove(temporary.c_str());
+      std::error_code ignored;
+      std::filesystem::remove(native_path(temporary), ignored);
       return Status(ErrorCode::kIo, "cannot write '" + temporary + "' (" + std::to_string(w.bytes.size()) + " bytes): " + std::strerror(err));
     }
   }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(temporary.c_str());
-    return Status(ErrorCode::kIo, "cannot move the cache file into '" + path + "': " + std::strerror(err));
+  if (Status moved = replace_file(temporary, path); !moved.is_ok()) {
+    std::error_code ignored;
+    std::filesystem::remove(native_path(temporary), ignored);
+    return moved;
   }
   return Status::ok();
 }
 
 Result<std::vector<CachedBlockRecord>> read_cache_file(const std::string& path, const CacheFileIdentity& expected) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(native_path(path), std::ios::binary);
   if (!in) return Status(ErrorCode::kIo, "cannot open '" + path + "': " + std::strerror(errno));
   const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return parse_cache_file(bytes, path, expected);

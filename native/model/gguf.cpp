@@ -1,14 +1,12 @@
 #include "model/gguf.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <stdexcept>
+
+#include "common/platform.h"
 
 namespace pagedlm {
 
@@ -245,26 +243,18 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size) {
 namespace {
 
 Status read_prefix(const std::string& path, size_t length, std::vector<uint8_t>& bytes, size_t& file_size) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status(ErrorCode::kIo, "cannot open '" + path + "': " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Status(ErrorCode::kIo, "'" + path + "' is not a regular file");
-  }
-  file_size = static_cast<size_t>(st.st_size);
+  const std::filesystem::path file = native_path(path);
+  std::error_code error;
+  const std::filesystem::file_status status = std::filesystem::status(file, error);
+  if (error) return Status(ErrorCode::kIo, "cannot open '" + path + "': " + error.message());
+  if (!std::filesystem::is_regular_file(status)) return Status(ErrorCode::kIo, "'" + path + "' is not a regular file");
+  file_size = static_cast<size_t>(std::filesystem::file_size(file, error));
+  std::ifstream in(file, std::ios::binary);
+  if (error || !in) return Status(ErrorCode::kIo, "cannot open '" + path + "'" + (error ? ": " + error.message() : std::string()));
   bytes.resize(std::min(length, file_size));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-    if (n <= 0) {
-      const int err = n < 0 ? errno : EIO;
-      ::close(fd);
-      return Status(ErrorCode::kIo, "cannot read '" + path + "': " + std::strerror(err));
-    }
-    done += static_cast<size_t>(n);
+  if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()))) {
+    return Status(ErrorCode::kIo, "cannot read '" + path + "': it ended after " + std::to_string(in.gcount()) + " bytes");
   }
-  ::close(fd);
   return Status::ok();
 }
 

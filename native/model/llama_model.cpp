@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <numbers>
 #include <stdexcept>
 
 namespace pagedlm {
@@ -285,7 +286,7 @@ class ModelBuilder {
       c_.rope_freq_factors.resize(pairs);
       for (int i = 0; i < pairs; ++i) {
         const double freq = std::pow(static_cast<double>(c_.rope_base), -2.0 * i / c_.rope_dim);
-        const double wavelen = 2 * M_PI / freq;
+        const double wavelen = 2 * std::numbers::pi / freq;
         double f = 1.0;
         if (wavelen > low_wavelen) {
           f = factor;

@@ -2,7 +2,6 @@
 // file truncated on disk after a copying load, and client calls racing close(). Each ends in a clear error
 // or documented behaviour, with every KV block back and no crash.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>

@@ -2,11 +2,10 @@
 // and weight types; prefill as one batch, token by token, and several sequences in one batch.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <cstdio>
 
 #include "backend/cpu/cpu_backend.h"
+#include "common/platform.h"
 #include "support/synthetic_model.h"
 
 namespace pagedlm {
@@ -211,7 +210,7 @@ TEST(CpuBackendMemory, PoolThatFitsOnlyWithoutTheWeightsCopyIsRefused) {
   auto model = load_synthetic_model({}, storage);
   const ModelConfig& c = model->config();
   KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 1, KvDtype::kF32};
-  const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  const uint64_t physical = physical_memory_bytes();
   // The most blocks RAM holds: less than a block (8 KiB) to spare, and the packed copy is 15 matrices of at
   // least a page each.
   layout.num_blocks = static_cast<int32_t>(physical / layout.bytes_per_block());
@@ -240,7 +239,7 @@ TEST(CpuBackendMemory, PoolThatFitsOnlyWithoutTheHeapCopyOfTheModelIsRefused) {
   }
   // A pool that fits beside the packed copy with half the heap copy to spare, but not beside both.
   ASSERT_GT(heap / 2, 2 * layout.bytes_per_block());
-  const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  const uint64_t physical = physical_memory_bytes();
   layout.num_blocks = static_cast<int32_t>((physical - packed - heap / 2) / layout.bytes_per_block());
   auto backend = CpuBackend::create(model.value(), layout, 1);
   ASSERT_FALSE(backend.is_ok());

@@ -3,6 +3,7 @@
 #include "backend/cpu/block_attention.h"
 #include "backend/cpu/logit_select.h"
 #include "common/fault.h"
+#include "common/platform.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,8 +11,9 @@
 #include <cstring>
 #include <stdexcept>
 
-#include <unistd.h>
-
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+#endif
 
 namespace pagedlm {
 
@@ -28,6 +30,15 @@ constexpr int kElementwiseChunk = 16384;
 constexpr int kGegluChunk = 1024;
 // KV blocks that attention asks the memory for ahead of the one it reads.
 constexpr int kPrefetchBlocks = 2;
+
+// Asks for the cache line holding `address` ahead of a read, into L2 and up.
+inline void prefetch_for_read(const void* address) {
+#if defined(_MSC_VER) && !defined(__clang__)
+  _mm_prefetch(static_cast<const char*>(address), _MM_HINT_T1);  // MSVC has no __builtin_prefetch (x64 only)
+#else
+  __builtin_prefetch(address, 0, 2);
+#endif
+}
 
 // The matrices `kernels` read from a packed copy (kernels.h), in the order a step reads them.
 std::vector<const WeightMatrix*> packed_matrices(const LlamaModel& model, const CpuKernels& kernels) {
@@ -78,7 +89,7 @@ Result<std::unique_ptr<CpuBackend>> CpuBackend::create(std::shared_ptr<const Lla
                                                (model_heap > 0 ? ", or load with mmap: true" : ""));
   };
   // A pool (and weights copies) larger than RAM would fill up and summon the OOM killer instead of an error.
-  const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  const uint64_t physical = physical_memory_bytes();
   if (physical > 0 && layout.total_bytes() + packed + model_heap > physical) return too_big();
   try {
     if (fault_armed("kv.allocate")) throw std::bad_alloc();
@@ -485,8 +496,8 @@ void CpuBackend::attend_chunk(size_t layer_offset, int window, const BatchSequen
     if (b * bs >= longest) return;
     const size_t at = piece_at(b);
     for (size_t line = 0; line < piece_bytes; line += 64) {
-      __builtin_prefetch(k_data_.data() + at + line, 0, 2);
-      if (!layout_.v_in_k) __builtin_prefetch(v_data_.data() + at + line, 0, 2);
+      prefetch_for_read(k_data_.data() + at + line);
+      if (!layout_.v_in_k) prefetch_for_read(v_data_.data() + at + line);
     }
   };
   for (int b = first_block; b < first_block + kPrefetchBlocks; ++b) prefetch(b);

@@ -281,7 +281,7 @@ void CudaBackend::copy_block(BlockId from, BlockId to) {
 
 }  // namespace pagedlm::cuda_backend
 
-extern "C" __attribute__((visibility("default"))) void pagedlm_create_cuda_backend(const pagedlm::CudaBackendRequest& request,
+PAGEDLM_CUDA_ENTRY_POINT void pagedlm_create_cuda_backend(const pagedlm::CudaBackendRequest& request,
                                                                                      pagedlm::CudaBackendReply& reply) {
   pagedlm::cuda_backend::CudaBackend::create(request, reply);
 }

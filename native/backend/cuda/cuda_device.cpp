@@ -3,7 +3,7 @@
 #include "backend/cuda/cuda_entry.h"
 #include "cuda_api.h"
 
-extern "C" __attribute__((visibility("default"))) void pagedlm_query_cuda_device(int device, pagedlm::CudaDeviceReply& reply) {
+PAGEDLM_CUDA_ENTRY_POINT void pagedlm_query_cuda_device(int device, pagedlm::CudaDeviceReply& reply) {
   using pagedlm::ErrorCode;
   using pagedlm::Status;
   int count = 0;

@@ -20,6 +20,14 @@
 #include "backend/backend.h"
 #include "model/llama_model.h"
 
+// How the library declares the two entry points: exported by name, beside nothing else of it (a Windows DLL
+// exports what is marked; elsewhere exports.map narrows the default visibility).
+#if defined(_WIN32)
+#define PAGEDLM_CUDA_ENTRY_POINT extern "C" __declspec(dllexport)
+#else
+#define PAGEDLM_CUDA_ENTRY_POINT extern "C" __attribute__((visibility("default")))
+#endif
+
 namespace pagedlm {
 
 struct CudaBackendRequest {
@@ -52,7 +60,6 @@ struct CudaDeviceReply {
 };
 using QueryCudaDevice = void (*)(int device, CudaDeviceReply& reply);
 inline constexpr const char* kQueryCudaDeviceSymbol = "pagedlm_query_cuda_device";
-inline constexpr const char* kCudaLibraryName = "libpagedlm_kernels.so";
 
 // Opens libpagedlm_kernels (PAGEDLM_CUDA_LIBRARY alone when set, else beside the module holding this code,
 // else the loader's search path; unless the process already holds the entry point) and creates the backend.

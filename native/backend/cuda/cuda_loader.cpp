@@ -1,22 +1,16 @@
-#include <dlfcn.h>
-
-#include <cstdlib>
 #include <mutex>
 #include <string>
 
 #include "backend/cuda/cuda_entry.h"
+#include "common/dynamic_library.h"
+#include "common/platform.h"
 
 namespace pagedlm {
 
 namespace {
 
-std::string directory_of_this_module() {
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&open_cuda_backend), &info) == 0 || info.dli_fname == nullptr) return {};
-  const std::string path = info.dli_fname;
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? std::string() : path.substr(0, slash + 1);
-}
+// The kernels library's file name on this system (cmake/cuda.cmake): libpagedlm_kernels.so, .dylib or .dll.
+constexpr const char* kCudaLibraryName = PAGEDLM_CUDA_LIBRARY_FILE_NAME;
 
 struct Library {
   CreateCudaBackend create = nullptr;
@@ -29,25 +23,25 @@ const Library& library() {
   static std::once_flag once;
   std::call_once(once, [] {
     // Already in the process (a test binary linked with the emulated backend): nothing to open.
-    lib.create = reinterpret_cast<CreateCudaBackend>(dlsym(RTLD_DEFAULT, kCreateCudaBackendSymbol));
-    lib.query = reinterpret_cast<QueryCudaDevice>(dlsym(RTLD_DEFAULT, kQueryCudaDeviceSymbol));
+    lib.create = reinterpret_cast<CreateCudaBackend>(DynamicLibrary::process_symbol(kCreateCudaBackendSymbol));
+    lib.query = reinterpret_cast<QueryCudaDevice>(DynamicLibrary::process_symbol(kQueryCudaDeviceSymbol));
     if (lib.create != nullptr && lib.query != nullptr) return;
     std::string candidates[3];
-    if (const char* env = std::getenv("PAGEDLM_CUDA_LIBRARY"); env != nullptr && *env != '\0') {
-      candidates[0] = env;  // an explicit choice: nothing else is tried
+    if (std::string chosen = utf8_environment_variable("PAGEDLM_CUDA_LIBRARY"); !chosen.empty()) {
+      candidates[0] = chosen;  // an explicit choice: nothing else is tried
     } else {
-      candidates[1] = directory_of_this_module() + kCudaLibraryName;
+      candidates[1] = DynamicLibrary::directory_of(reinterpret_cast<const void*>(&open_cuda_backend)) + kCudaLibraryName;
       candidates[2] = kCudaLibraryName;
     }
     for (const std::string& path : candidates) {
       if (path.empty()) continue;
-      void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-      if (handle == nullptr) {
-        if (lib.error.empty()) lib.error = dlerror();
+      auto opened = DynamicLibrary::open(path);
+      if (!opened.is_ok()) {
+        if (lib.error.empty()) lib.error = opened.status().message();
         continue;
       }
-      lib.create = reinterpret_cast<CreateCudaBackend>(dlsym(handle, kCreateCudaBackendSymbol));
-      lib.query = reinterpret_cast<QueryCudaDevice>(dlsym(handle, kQueryCudaDeviceSymbol));
+      lib.create = reinterpret_cast<CreateCudaBackend>(opened.value().symbol(kCreateCudaBackendSymbol));
+      lib.query = reinterpret_cast<QueryCudaDevice>(opened.value().symbol(kQueryCudaDeviceSymbol));
       if (lib.create != nullptr && lib.query != nullptr) return;
       lib.error = path + " lacks " + kCreateCudaBackendSymbol + " or " + kQueryCudaDeviceSymbol;
     }

@@ -1,11 +1,11 @@
 #include "support/synthetic_model.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numbers>
 #include <optional>
 #include <random>
 
@@ -203,8 +203,9 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
 }
 
 std::string temp_path(const std::string& name) {
-  // CTest runs tests in parallel processes: each writes its own files.
-  return ::testing::TempDir() + "pagedlm_" + std::to_string(::getpid()) + "_" + name;
+  // CTest runs tests in parallel processes: each writes its own files, under a name drawn once per process.
+  static const std::string process_tag = std::to_string(std::random_device{}());
+  return ::testing::TempDir() + "pagedlm_" + process_tag + "_" + name;
 }
 
 std::string write_synthetic_model(const SyntheticSpec& spec, const std::string& name) {
@@ -393,7 +394,7 @@ void norm_heads(std::vector<double>& v, const std::vector<float>& w, int head_di
 
 double cap(double x, double softcap) { return softcap > 0 ? softcap * std::tanh(x / softcap) : x; }
 
-double gelu_tanh(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
+double gelu_tanh(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / std::numbers::pi) * (x + 0.044715 * x * x * x))); }
 
 }  // namespace
 
