@@ -65,7 +65,9 @@ BlockCopy KvCacheManager::take_prefix(PrefixMatch& match, int32_t prompt_tokens,
 }
 
 void KvCacheManager::restore_offloaded(PrefixMatch& match) {
-  for (const BlockHash& hash : match.hashes) offload_->touch(hash);
+  for (size_t b = 0; b < match.blocks.size(); ++b) {
+    if (match.blocks[b] == kNoBlock) offload_->touch(match.hashes[b]);
+  }
   size_t kept = match.blocks.size();
   for (size_t b = 0; b < match.blocks.size(); ++b) {
     if (match.blocks[b] != kNoBlock) continue;
