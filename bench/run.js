@@ -15,6 +15,8 @@
 //           1B-shaped Q4_K model that copies, the same with the document in the prefix cache only,
 //           aidreams260K's repeating output, random text; acceptance, tokens per step, output identity
 //           (bench/speculative.js)
+//   offload time to first token on a returning prefix restored from the memory and the disk tier of
+//           kvCache.offload against recomputing it, 8 prefixes through a pool of 2 (bench/offload.js)
 // --quick (or PAGEDLM_BENCH_QUICK=1): smaller runs. Environment: PAGEDLM_BENCH_CACHE (model folder, default
 // <tmp>/pagedlm-bench), PAGEDLM_BENCH_THREADS.
 // The sections read PAGEDLM_BENCH_QUICK when they load.
@@ -25,6 +27,7 @@ const { LLAMA_1B, ensureModel } = require('./models');
 const { sharedModel } = require('../test/support/models');
 const { constrainedSection } = require('./constrained');
 const { speculativeSection } = require('./speculative');
+const { offloadSection } = require('./offload');
 
 const quick = process.env.PAGEDLM_BENCH_QUICK === '1';
 const threads = Number(process.env.PAGEDLM_BENCH_THREADS) || os.cpus().length;
@@ -196,7 +199,7 @@ async function batchSection() {
   }
 }
 
-const SECTIONS = { speed: speedSection, prefix: prefixSection, kv: kvSection, batch: batchSection, constrained: constrainedSection, speculative: speculativeSection };
+const SECTIONS = { speed: speedSection, prefix: prefixSection, kv: kvSection, batch: batchSection, constrained: constrainedSection, speculative: speculativeSection, offload: offloadSection };
 
 async function main() {
   const chosen = process.argv.slice(2).filter((arg) => arg !== '--quick');

@@ -46,6 +46,36 @@ export interface KvCacheOptions {
   /** With the CUDA backend and neither `blocks` nor `memory`: the pool takes this fraction of the GPU memory
    *  left after the weights, in (0, 1]. */
   gpuMemoryFraction?: number;
+  /** Tiers that keep cached blocks the pool evicts: host memory, then disk (docs/kv-offload.md). */
+  offload?: KvOffloadOptions;
+}
+
+export interface KvOffloadOptions {
+  /** Host-memory tier size in bytes (pinned memory on CUDA). */
+  memory?: number;
+  /** Disk tier size in bytes (needs `path`); its files outlive the engine. */
+  disk?: number;
+  /** The disk tier's folder, created when missing; several models may share it. */
+  path?: string;
+}
+
+export interface OffloadTierStats {
+  capacityBytes: number;
+  bytes: number;
+  blocks: number;
+  /** Blocks restored from this tier by prefix hits. */
+  hits: number;
+}
+
+export interface OffloadStats {
+  memory: OffloadTierStats;
+  disk: OffloadTierStats;
+  /** Evicted blocks the tiers took. */
+  offloadedBlocks: number;
+  /** Copies into a tier that failed (the block was dropped). */
+  writeErrors: number;
+  /** Restores that failed (the hit was recomputed). */
+  readErrors: number;
 }
 
 export interface LoadOptions {
@@ -534,6 +564,8 @@ export interface CacheStats {
   /** hitTokens / queryTokens. */
   hitRate: number;
   evictions: number;
+  /** The offload tiers, or null when kvCache.offload was not given. */
+  offload: OffloadStats | null;
 }
 
 export interface Pin {

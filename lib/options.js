@@ -11,7 +11,8 @@ const LOAD_KEYS = ['device', 'gpu', 'threads', 'contextLength', 'kvCache', 'maxB
 const DRAFT_KEYS = ['model', 'tokens'];
 // The most tokens a proposer guesses per step (native/speculative/proposer.h kMaxProposedTokens).
 const MAX_DRAFT_TOKENS = 16;
-const KV_CACHE_KEYS = ['dtype', 'blockSize', 'blocks', 'memory', 'gpuMemoryFraction'];
+const KV_CACHE_KEYS = ['dtype', 'blockSize', 'blocks', 'memory', 'gpuMemoryFraction', 'offload'];
+const OFFLOAD_KEYS = ['memory', 'disk', 'path'];
 const INSPECT_KEYS = ['device', 'gpu', 'kvCache', 'sequences', 'memory', 'hub'];
 const INSPECT_KV_CACHE_KEYS = ['dtype', 'blockSize'];
 const GENERATE_KEYS = [
@@ -168,6 +169,22 @@ function draftOptions(value) {
   return { draftModel: draft.model, draftTokens: int(draft.tokens, 'draft.tokens', 1, MAX_DRAFT_TOKENS) };
 }
 
+/** kvCache.offload -> { offloadMemory, offloadDisk, offloadPath }, or {} when there is none. */
+function offloadOptions(value) {
+  if (value === undefined) return {};
+  const o = checkKeys(checkObject(value, 'kvCache.offload'), OFFLOAD_KEYS, 'kvCache.offload');
+  const bytes = (v, name) => checkNumber(v, name, { min: 0, integer: true, max: Number.MAX_SAFE_INTEGER });
+  const memory = bytes(o.memory, 'kvCache.offload.memory');
+  const disk = bytes(o.disk, 'kvCache.offload.disk');
+  if (o.path !== undefined && (typeof o.path !== 'string' || o.path.length === 0)) {
+    throw new TypeError(`kvCache.offload.path must be a folder's path (a non-empty string), got ${describe(o.path)}`);
+  }
+  if (disk > 0 && o.path === undefined) throw new TypeError('kvCache.offload.disk needs kvCache.offload.path: the folder of the disk tier');
+  if (o.path !== undefined && !(disk > 0)) throw new TypeError('kvCache.offload.path needs kvCache.offload.disk: the disk tier\'s size in bytes');
+  if (!(memory > 0) && !(disk > 0)) throw new TypeError('kvCache.offload needs memory or disk: a tier size in bytes');
+  return { offloadMemory: memory, offloadDisk: disk, offloadPath: o.path };
+}
+
 /** Engine.load options -> the native options object. */
 function loadOptions(options) {
   const o = checkKeys(checkObject(options, 'options'), LOAD_KEYS, 'Engine.load() options');
@@ -189,6 +206,7 @@ function loadOptions(options) {
     kvBlocks: int(kv.blocks, 'kvCache.blocks', 1),
     kvMemory: checkNumber(kv.memory, 'kvCache.memory', { min: 1, integer: true, max: Number.MAX_SAFE_INTEGER }),
     kvDtype: kv.dtype,
+    ...offloadOptions(kv.offload),
     maxBatchTokens: int(o.maxBatchTokens, 'maxBatchTokens', 1, 1 << 20),
     prefault: checkBoolean(o.prefault, 'prefault'),
     mmap: checkBoolean(o.mmap, 'mmap'),

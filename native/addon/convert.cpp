@@ -95,6 +95,10 @@ EngineOptions engine_options(const Napi::Object& o) {
   const Napi::Value draft_model = o.Get("draftModel");
   if (draft_model.IsString()) e.draft_model = draft_model.As<Napi::String>().Utf8Value();
   e.draft_tokens = to_int(o, "draftTokens", e.draft_tokens);
+  e.offload.memory_bytes = static_cast<uint64_t>(optional_number(o, "offloadMemory").value_or(0));
+  e.offload.disk_bytes = static_cast<uint64_t>(optional_number(o, "offloadDisk").value_or(0));
+  const Napi::Value offload_path = o.Get("offloadPath");
+  if (offload_path.IsString()) e.offload.path = offload_path.As<Napi::String>().Utf8Value();
   const Napi::Value dtype = o.Get("kvDtype");
   if (dtype.IsString()) {
     const auto parsed = parse_kv_dtype(dtype.As<Napi::String>().Utf8Value());
@@ -345,6 +349,26 @@ Napi::Object stats_to_js(Napi::Env env, const EngineStats& s) {
   return o;
 }
 
+namespace {
+Napi::Object offload_stats_to_js(Napi::Env env, const OffloadStats& t) {
+  const auto tier = [&](uint64_t capacity, uint64_t bytes, uint64_t blocks, uint64_t hits) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("capacityBytes", static_cast<double>(capacity));
+    o.Set("bytes", static_cast<double>(bytes));
+    o.Set("blocks", static_cast<double>(blocks));
+    o.Set("hits", static_cast<double>(hits));
+    return o;
+  };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("memory", tier(t.memory_capacity_bytes, t.memory_bytes, t.memory_blocks, t.memory_hits));
+  o.Set("disk", tier(t.disk_capacity_bytes, t.disk_bytes, t.disk_blocks, t.disk_hits));
+  o.Set("offloadedBlocks", static_cast<double>(t.offloaded_blocks));
+  o.Set("writeErrors", static_cast<double>(t.write_errors));
+  o.Set("readErrors", static_cast<double>(t.read_errors));
+  return o;
+}
+}  // namespace
+
 Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& s, const EngineInfo& info) {
   const KvLayout& kv = info.kv;
   Napi::Object o = Napi::Object::New(env);
@@ -366,6 +390,7 @@ Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& s, const Engine
   o.Set("hitTokens", static_cast<double>(s.prefix.hit_tokens));
   o.Set("hitRate", s.prefix.query_tokens == 0 ? 0.0 : static_cast<double>(s.prefix.hit_tokens) / static_cast<double>(s.prefix.query_tokens));
   o.Set("evictions", static_cast<double>(s.evictions));
+  o.Set("offload", s.offload ? offload_stats_to_js(env, s.offload_tiers) : env.Null());
   return o;
 }
 

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "common/status.h"
@@ -63,12 +65,26 @@ class Backend {
   // Whether forward() fills ForwardBatch::hidden; a backend that does not is never given want_hidden.
   virtual bool computes_hidden_states() const { return false; }
 
-  // A block's K/V (all layers, with scales) as bytes, for saving the prefix cache, and back.
+  // A block's K/V (all layers, with scales) as bytes, for saving the prefix cache and the offload tiers, and
+  // back. Each is done when it returns; a failed copy (a CUDA error) says so and leaves the pool's other
+  // blocks as they were.
   virtual size_t block_bytes() const = 0;
-  virtual void export_block(BlockId block, uint8_t* out) const = 0;  // out: [block_bytes()]
-  virtual void import_block(BlockId block, const uint8_t* in) = 0;
+  virtual Status export_block(BlockId block, uint8_t* out) const = 0;  // out: [block_bytes()]
+  virtual Status import_block(BlockId block, const uint8_t* in) = 0;
   // Copies one block's K/V into another (copy-on-write of a shared, partly filled block).
-  virtual void copy_block(BlockId from, BlockId to) = 0;
+  virtual Status copy_block(BlockId from, BlockId to) = 0;
+
+  // The offload tier's host memory: pinned on CUDA, so that the copies below run asynchronously on the
+  // backend's stream. Null when it cannot be had.
+  virtual std::shared_ptr<uint8_t> allocate_host_blocks(size_t bytes) {
+    return std::shared_ptr<uint8_t>(new (std::nothrow) uint8_t[bytes], std::default_delete<uint8_t[]>());
+  }
+  // Copies between a block and memory from allocate_host_blocks that may still be running when they
+  // return: they complete, in the order issued, before the next forward pass and before
+  // finish_host_copies() returns. The host reads `out` (or reuses `in`) only after finish_host_copies().
+  virtual Status export_block_async(BlockId block, uint8_t* out) { return export_block(block, out); }
+  virtual Status import_block_async(BlockId block, const uint8_t* in) { return import_block(block, in); }
+  virtual Status finish_host_copies() { return Status::ok(); }
 };
 
 }  // namespace pagedlm

@@ -37,6 +37,7 @@ struct Engine::Inbox {
 struct Engine::Core {
   Core(Backend& backend, const ModelConfig& model, SchedulerConfig config)
       : kv(backend.kv_layout().num_blocks, backend.kv_layout().block_size), scheduler(kv, config), runner(backend, scheduler, model.vocab_size, model.dim) {}
+  std::unique_ptr<OffloadStore> offload;  // before `kv`, whose pool calls it on evictions: destroyed after it
   KvCacheManager kv;
   Scheduler scheduler;
   Runner runner;
@@ -234,6 +235,12 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
     sc.sliding_window = std::min_element(c.layers.begin(), c.layers.end(), [](const auto& a, const auto& b) { return a.window < b.window; })->window;
   }
   engine->core_ = std::make_unique<Core>(*engine->backend_, c, sc);
+  if (o.offload.enabled()) {
+    auto store = OffloadStore::open(o.offload, *engine->backend_, engine->cache_identity());
+    if (!store.is_ok()) return store.status();
+    engine->core_->offload = store.take();
+    engine->core_->kv.set_offload(engine->core_->offload.get());
+  }
   // Speculative decoding's proposers, installed before the engine thread starts: n-gram lookup always (it
   // costs nothing until a request asks for it), a draft model when one is given.
   engine->install_proposer(speculative::ProposerKind::kNgram, std::make_unique<speculative::NgramProposer>(&engine->core_->kv),
@@ -350,6 +357,9 @@ void Engine::close() {
   }
   wake_.notify_one();
   if (thread_.joinable()) thread_.join();
+  // The engine thread is gone: the tiers and the pool are this thread's now. What is cached goes to the disk
+  // tier, complete when close returns, so that the next engine on the same folder finds it.
+  if (core_ && core_->offload) core_->offload->persist(core_->kv.pool());
 }
 
 Result<int64_t> Engine::run_on_engine_thread(std::function<Result<int64_t>()> command) {
@@ -405,7 +415,7 @@ Result<int64_t> Engine::save_cache(const std::string& path) {
     for (BlockId id : pool.registered_blocks()) {
       CachedBlockRecord r{pool.hash_of(id), pool.parent_of(id), {pool.tokens_of(id), pool.tokens_of(id) + pool.block_size()}, {}};
       r.kv.resize(backend_->block_bytes());
-      backend_->export_block(id, r.kv.data());
+      if (Status s = backend_->export_block(id, r.kv.data()); !s.is_ok()) return s;
       records.push_back(std::move(r));
     }
     return static_cast<int64_t>(records.size());
@@ -429,11 +439,22 @@ Result<int64_t> Engine::load_cache(const std::string& path) {
       if (used == room) break;
       if (kv.pool().find_cached(r.hash, r.parent, r.tokens.data()) != kNoBlock) continue;
       const BlockId id = kv.take_block_for_import();
-      backend_->import_block(id, r.kv.data());
+      if (Status s = backend_->import_block(id, r.kv.data()); !s.is_ok()) {
+        kv.discard_import(id);
+        return s;
+      }
       adopted += kv.adopt_imported(id, r.hash, r.parent, r.tokens.data());
       ++used;
     }
     return adopted;
+  });
+}
+
+Result<int64_t> Engine::flush_offload() {
+  return run_on_engine_thread([this]() -> Result<int64_t> {
+    if (!core_->offload) return 0;
+    core_->offload->flush();
+    return static_cast<int64_t>(core_->offload->stats().disk_blocks);
   });
 }
 
@@ -454,6 +475,8 @@ void Engine::publish_stats() {
   for (const auto& [id, blocks] : core_->pinned) stats_.pinned_blocks += static_cast<int32_t>(blocks.size());
   stats_.evictions = pool.evictions();
   stats_.prefix = core_->kv.counters();
+  stats_.offload = core_->offload != nullptr;
+  if (core_->offload) stats_.offload_tiers = core_->offload->stats();
   stats_.preemptions = core_->scheduler.preemptions();
   stats_.running = static_cast<int32_t>(core_->scheduler.num_running());
   stats_.waiting = static_cast<int32_t>(core_->scheduler.num_waiting());

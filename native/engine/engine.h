@@ -20,6 +20,7 @@
 #include "engine/request.h"
 #include "kv/cache_file.h"
 #include "kv/kv_cache_manager.h"
+#include "kv/offload_store.h"
 #include "engine/memory_plan.h"
 #include "kv/kv_layout.h"
 #include "model/llama_model.h"
@@ -38,6 +39,7 @@ struct EngineOptions {
   int32_t kv_blocks = 0;          // pool size in blocks; 0 = from kv_memory, else room for 4 full contexts within the memory budget
   uint64_t kv_memory = 0;         // pool size in bytes (used when kv_blocks is 0)
   KvDtype kv_dtype = KvDtype::kF16;
+  OffloadOptions offload;         // where evicted cached blocks go (kv/offload_store.h); none by default
   int32_t max_batch_tokens = 512; // tokens per forward pass (prefill chunk size)
   bool prefault = true;           // read the weights once at load, so the first request does not page-fault
   bool use_mmap = true;           // false: copy the file into memory (safe if it changes on disk after load)
@@ -89,6 +91,8 @@ struct EngineStats {
   int32_t pinned_blocks = 0;  // held by pins (counted in in_use_blocks)
   uint64_t evictions = 0;
   PrefixCacheCounters prefix;
+  bool offload = false;           // the engine has offload tiers
+  OffloadStats offload_tiers;
   int32_t running = 0;
   int32_t waiting = 0;
   uint64_t steps = 0;
@@ -126,6 +130,9 @@ class Engine {
   // Adds the blocks of a file written by save_cache (same model file, KV dtype and layout) to the prefix
   // cache; returns how many were new. A file that fails any check changes nothing.
   Result<int64_t> load_cache(const std::string& path);
+  // Waits until the offload tier's queued disk writes are on disk; returns how many blocks the disk tier
+  // holds. For tests and benchmarks.
+  Result<int64_t> flush_offload();
 
   // Speculative decoding: plugs in the proposer that requests naming `kind` in GenerateParams::speculative
   // use, replacing the one Engine::load installed (the n-gram proposer always; the draft model of

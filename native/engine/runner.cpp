@@ -49,8 +49,10 @@ Status Runner::run_forward(StepPlan& plan) {
   Status status;
   try {
     assemble(plan);
-    for (const BlockCopy& copy : plan.copies) backend_.copy_block(copy.from, copy.to);
-    status = backend_.forward(batch_, logits_.data());
+    for (const BlockCopy& copy : plan.copies) {
+      if (status = backend_.copy_block(copy.from, copy.to); !status.is_ok()) break;
+    }
+    if (status.is_ok()) status = backend_.forward(batch_, logits_.data());
   } catch (const std::bad_alloc&) {
     status = Status(ErrorCode::kOutOfMemory, "out of memory in a forward pass: lower maxBatchTokens or the load on this engine");
   } catch (const std::exception& e) {

@@ -150,12 +150,21 @@ void Scheduler::admit(int32_t& budget, StepPlan& plan) {
     const size_t index = pick_waiting();
     Sequence& next = *waiting_[index];
     // An embedding needs the hidden states of its every token, which cached blocks do not keep.
-    const PrefixMatch match = next.embedding ? PrefixMatch{} : kv_.match_prefix(next.tokens, next.params.cache_salt);
-    const int32_t uncomputed = static_cast<int32_t>(next.tokens.size()) - match.num_tokens;
-    const int32_t n = std::min(uncomputed, budget);
-    const int32_t new_blocks = kv_.blocks_for_tokens(match.num_tokens + n) - static_cast<int32_t>(match.blocks.size());
+    PrefixMatch match = next.embedding ? PrefixMatch{} : kv_.match_prefix(next.tokens, next.params.cache_salt);
+    int32_t uncomputed = static_cast<int32_t>(next.tokens.size()) - match.num_tokens;
+    int32_t n = std::min(uncomputed, budget);
+    // Offloaded blocks are restored into fresh blocks: they count as new.
+    const int32_t new_blocks = kv_.blocks_for_tokens(match.num_tokens + n) - match.resident_blocks();
     if (new_blocks > kv_.pool().num_free() - match.idle_blocks - watermark_blocks_) return;
     const BlockCopy partial = next.embedding ? BlockCopy{} : kv_.take_prefix(match, next.preempted ? 0 : next.prompt_length, next.block_table);
+    // A failed restore shortened the match: more to compute, and maybe more blocks than were counted.
+    uncomputed = static_cast<int32_t>(next.tokens.size()) - match.num_tokens;
+    n = std::min(uncomputed, budget);
+    if (kv_.allocate_slots(next.block_table, match.num_tokens + n) < 0) {
+      if (partial.from != kNoBlock) kv_.release_copy_source(partial);
+      kv_.free(next.block_table);  // it waits, and matches again without the lost block
+      return;
+    }
     if (partial.from != kNoBlock) {
       plan.copies.push_back({partial.from, partial.to});
       plan.held_sources.push_back(partial);
@@ -163,7 +172,6 @@ void Scheduler::admit(int32_t& budget, StepPlan& plan) {
     next.block_hashes = match.hashes;
     next.num_computed_tokens = match.num_tokens;
     if (!next.preempted) next.cached_prompt_tokens = match.num_tokens;
-    kv_.allocate_slots(next.block_table, match.num_tokens + n);
     plan.entries.push_back({&next, n, n == uncomputed});
     budget -= n;
     running_.push_back(std::move(waiting_[index]));

@@ -79,6 +79,7 @@ BlockId BlockPool::allocate() {
   const BlockId id = head_;
   unlink(id);
   if (entries_[id].registered) {
+    if (eviction_listener_ != nullptr) eviction_listener_->on_evict(id, entries_[id].hash, entries_[id].parent, tokens_of(id));
     forget(id);
     --num_cached_free_;
     ++evictions_;

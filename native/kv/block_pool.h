@@ -33,6 +33,14 @@ class BlockObserver {
   virtual void on_forgotten(BlockId id) = 0;
 };
 
+// Told when allocation is about to evict a cached block, while its K/V are still in the pool: the offload
+// tiers copy it out (offload_store.h). Called inside allocate(): it may read the pool but never change it.
+class EvictionListener {
+ public:
+  virtual ~EvictionListener() = default;
+  virtual void on_evict(BlockId id, const BlockHash& hash, const BlockHash& parent, const int32_t* tokens) = 0;
+};
+
 class BlockPool {
  public:
   BlockPool(int32_t num_blocks, int32_t block_size);
@@ -79,6 +87,8 @@ class BlockPool {
   }
   // At most one observer; nullptr detaches it. It sees registrations and removals from then on only.
   void set_observer(BlockObserver* observer) { observer_ = observer; }
+  // At most one; nullptr detaches it. clear_cache() forgets blocks without telling it.
+  void set_eviction_listener(EvictionListener* listener) { eviction_listener_ = listener; }
   // Forgets every cached (ref 0) block; returns how many.
   int32_t clear_cache();
 
@@ -111,6 +121,7 @@ class BlockPool {
   // Registered blocks by their parent's hash: the continuations of a prefix, for partial matches.
   std::unordered_multimap<BlockHash, BlockId, BlockHashHasher> children_;
   BlockObserver* observer_ = nullptr;
+  EvictionListener* eviction_listener_ = nullptr;
 };
 
 }  // namespace pagedlm

@@ -82,6 +82,24 @@ CacheFileIdentity CacheFileIdentity::of(const BlockHash& model, const KvLayout& 
   return {model, layout.dtype, layout.block_size, layout.num_layers, layout.num_kv_heads, layout.head_dim, block_bytes};
 }
 
+BlockHash identity_key(const CacheFileIdentity& identity) {
+  Writer w;
+  w.put(kVersion);
+  put_identity(w, identity);
+  std::vector<int32_t> words(w.bytes.begin(), w.bytes.end());
+  return hash_block(root_hash(0x0FF10AD), words.data(), static_cast<int32_t>(words.size()));
+}
+
+uint64_t cache_file_bytes(const CacheFileIdentity& identity, uint64_t blocks) {
+  Writer header;
+  header.put_bytes(kMagic, sizeof kMagic);
+  header.put(kVersion);
+  put_identity(header, identity);
+  header.put(blocks);
+  const uint64_t record = 2 * sizeof(BlockHash) + static_cast<uint64_t>(identity.block_size) * sizeof(int32_t) + identity.block_bytes;
+  return header.bytes.size() + blocks * record + sizeof(uint64_t);
+}
+
 Status write_cache_file(const std::string& path, const CacheFileIdentity& identity, const std::vector<CachedBlockRecord>& blocks) {
   Writer w;
   w.put_bytes(kMagic, sizeof kMagic);

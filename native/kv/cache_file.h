@@ -37,6 +37,11 @@ struct CachedBlockRecord {
   std::vector<uint8_t> kv;      // [block_bytes]
 };
 
+// Names the model and layout an identity stands for, for the offload tier's folder.
+BlockHash identity_key(const CacheFileIdentity& identity);
+// The size of a file of `blocks` blocks.
+uint64_t cache_file_bytes(const CacheFileIdentity& identity, uint64_t blocks);
+
 // Writes to `path` through a temporary file renamed into place, so a failed save leaves any old file intact.
 Status write_cache_file(const std::string& path, const CacheFileIdentity& identity, const std::vector<CachedBlockRecord>& blocks);
 // Reads and checks a whole file against `expected`; kCacheFile names what does not match.

@@ -9,15 +9,21 @@ namespace pagedlm {
 PrefixMatch KvCacheManager::match_prefix(const std::vector<int32_t>& tokens, uint64_t salt) const {
   PrefixMatch match;
   const int32_t max_blocks = tokens.empty() ? 0 : static_cast<int32_t>((tokens.size() - 1) / block_size_);
-  BlockHash parent = root_hash(salt);
+  match.root = root_hash(salt);
+  match.tokens = &tokens;
+  BlockHash parent = match.root;
   for (int32_t b = 0; b < max_blocks; ++b) {
     const int32_t* block_tokens = tokens.data() + static_cast<size_t>(b) * block_size_;
     const BlockHash hash = hash_block(parent, block_tokens, block_size_);
     const BlockId id = pool_.find_cached(hash, parent, block_tokens);
-    if (id == kNoBlock) break;
+    if (id == kNoBlock) {
+      if (offload_ == nullptr || offload_->find(hash, parent, block_tokens) == OffloadTier::kNone) break;
+      ++match.offloaded;
+    } else {
+      match.idle_blocks += pool_.ref_count(id) == 0;
+    }
     match.blocks.push_back(id);
     match.hashes.push_back(hash);
-    match.idle_blocks += pool_.ref_count(id) == 0;
     parent = hash;
   }
   const int32_t full_tokens = static_cast<int32_t>(match.blocks.size()) * block_size_;
@@ -30,22 +36,64 @@ PrefixMatch KvCacheManager::match_prefix(const std::vector<int32_t>& tokens, uin
   return match;
 }
 
-BlockCopy KvCacheManager::take_prefix(const PrefixMatch& match, int32_t prompt_tokens, std::vector<BlockId>& block_table) {
+BlockCopy KvCacheManager::take_prefix(PrefixMatch& match, int32_t prompt_tokens, std::vector<BlockId>& block_table) {
+  // Everything resident is held before a block is allocated for a restore, so that no restore evicts it.
   for (BlockId id : match.blocks) {
-    pool_.retain(id);
-    block_table.push_back(id);
+    if (id != kNoBlock) pool_.retain(id);
   }
+  if (match.partial_source != kNoBlock) pool_.retain(match.partial_source);
+  if (match.offloaded > 0) restore_offloaded(match);
+  block_table.insert(block_table.end(), match.blocks.begin(), match.blocks.end());
   BlockCopy copy;
   if (match.partial_source != kNoBlock) {
-    pool_.retain(match.partial_source);
     copy = {match.partial_source, pool_.allocate()};
-    block_table.push_back(copy.to);
+    if (copy.to == kNoBlock) {  // no room left for the copy: the match ends with its full blocks
+      pool_.release(copy.from);
+      copy = {};
+      match.num_tokens -= match.partial_tokens;
+      match.partial_source = kNoBlock;
+      match.partial_tokens = 0;
+    } else {
+      block_table.push_back(copy.to);
+    }
   }
   ++counters_.queries;
   counters_.hits += match.num_tokens > 0;
   counters_.query_tokens += static_cast<uint64_t>(prompt_tokens);
   counters_.hit_tokens += static_cast<uint64_t>(match.num_tokens);
   return copy;
+}
+
+void KvCacheManager::restore_offloaded(PrefixMatch& match) {
+  for (size_t b = 0; b < match.blocks.size(); ++b) {
+    if (match.blocks[b] == kNoBlock) offload_->touch(match.hashes[b]);
+  }
+  size_t kept = match.blocks.size();
+  for (size_t b = 0; b < match.blocks.size(); ++b) {
+    if (match.blocks[b] != kNoBlock) continue;
+    const BlockHash& parent = b == 0 ? match.root : match.hashes[b - 1];
+    const int32_t* tokens = match.tokens->data() + b * static_cast<size_t>(block_size_);
+    const BlockId fresh = pool_.allocate();
+    if (fresh == kNoBlock || !offload_->restore(match.hashes[b], parent, tokens, fresh)) {
+      if (fresh != kNoBlock) pool_.release(fresh);
+      kept = b;
+      break;
+    }
+    pool_.register_block(fresh, match.hashes[b], parent, tokens);
+    match.blocks[b] = fresh;
+  }
+  if (kept == match.blocks.size()) return;
+  // The chain breaks at `kept`: what follows it is no prefix of the prompt's computed part.
+  for (size_t b = match.blocks.size(); b-- > kept + 1;) {
+    if (match.blocks[b] != kNoBlock) pool_.release(match.blocks[b]);
+  }
+  if (match.partial_source != kNoBlock) pool_.release(match.partial_source);
+  match.partial_source = kNoBlock;
+  match.partial_tokens = 0;
+  match.blocks.resize(kept);
+  match.hashes.resize(kept);
+  match.offloaded = 0;
+  match.num_tokens = static_cast<int32_t>(kept) * block_size_;
 }
 
 int32_t KvCacheManager::allocate_slots(std::vector<BlockId>& block_table, int64_t num_tokens) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kv/block_pool.h"
+#include "kv/offload_store.h"
 
 namespace pagedlm {
 
@@ -22,6 +23,11 @@ struct PrefixMatch {
   int32_t partial_tokens = 0;
   int32_t num_tokens = 0;         // blocks.size() * block_size + partial_tokens
   int32_t idle_blocks = 0;        // matched blocks (and the partial source) now at ref 0: taking them shrinks the free count
+  // Of `blocks`, those only an offload tier holds (kNoBlock there): taking them takes a fresh block each.
+  int32_t offloaded = 0;
+  BlockHash root;                 // the first block's parent
+  const std::vector<int32_t>* tokens = nullptr;  // the prompt matched
+  int32_t resident_blocks() const { return static_cast<int32_t>(blocks.size()) - offloaded; }
 };
 
 // A block the caller copies before computing into the destination: `from` stays held (ref + 1) until
@@ -48,10 +54,11 @@ class KvCacheManager {
   // Longest chain of cached full blocks at the start of `tokens`, then the longest partial continuation,
   // leaving at least the last token to compute (it must run to produce logits).
   PrefixMatch match_prefix(const std::vector<int32_t>& tokens, uint64_t salt) const;
-  // Takes the matched blocks (ref + 1) as the start of an empty block table, plus a fresh block for a
-  // partial match, which the caller fills with the returned copy (from == kNoBlock: nothing to copy).
-  // Counts the query.
-  BlockCopy take_prefix(const PrefixMatch& match, int32_t prompt_tokens, std::vector<BlockId>& block_table);
+  // Takes the matched blocks (ref + 1) as the start of an empty block table, restoring the offloaded ones
+  // into fresh blocks, plus a fresh block for a partial match, which the caller fills with the returned
+  // copy (from == kNoBlock: nothing to copy). A restore that fails cuts the match short before that block
+  // (`match` says what was taken). Counts the query. The tokens `match` was made from must still be alive.
+  BlockCopy take_prefix(PrefixMatch& match, int32_t prompt_tokens, std::vector<BlockId>& block_table);
   // Drops the hold take_prefix put on a copy's source, once the copy ran.
   void release_copy_source(const BlockCopy& copy) { pool_.release(copy.from); }
 
@@ -77,12 +84,26 @@ class KvCacheManager {
   // Shrinks the table to the blocks its first `num_tokens` tokens occupy, releasing the rest (newest first):
   // a step that verified proposed tokens keeps only the accepted ones. Returns how many it released.
   int32_t truncate(std::vector<BlockId>& block_table, int64_t num_tokens);
-  int32_t clear_cache() { return pool_.clear_cache(); }
+  // Forgets the pool's cached blocks (and the memory tier's); the disk tier keeps its files.
+  int32_t clear_cache() {
+    if (offload_ != nullptr) offload_->clear_memory();
+    return pool_.clear_cache();
+  }
 
   // Loading a saved cache: take a block (evicting the oldest cached one if need be), fill it, then adopt it
   // as a cached block at ref 0. Returns false (block released) when the hash is already cached.
   BlockId take_block_for_import() { return pool_.allocate(); }
   bool adopt_imported(BlockId id, const BlockHash& hash, const BlockHash& parent, const int32_t* tokens);
+  // Gives back a block taken for an import that failed.
+  void discard_import(BlockId id) { pool_.release(id); }
+
+  // Evicted cached blocks go to these tiers, and prefix matches look there after the pool; nullptr: none.
+  // The store must outlive its use here.
+  void set_offload(OffloadStore* store) {
+    offload_ = store;
+    pool_.set_eviction_listener(store);
+  }
+  OffloadStore* offload() const { return offload_; }
 
   const BlockPool& pool() const { return pool_; }
   // Follows the prefix cache's registrations and removals (BlockPool::set_observer); nullptr detaches.
@@ -94,9 +115,13 @@ class KvCacheManager {
   void check_invariants(const std::vector<const std::vector<BlockId>*>& tables) const;
 
  private:
+  // take_prefix's restores of the match's offloaded blocks, in order; the first that fails ends the match.
+  void restore_offloaded(PrefixMatch& match);
+
   BlockPool pool_;
   int32_t block_size_;
   PrefixCacheCounters counters_;
+  OffloadStore* offload_ = nullptr;
 };
 
 }  // namespace pagedlm

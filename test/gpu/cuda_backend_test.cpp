@@ -288,19 +288,53 @@ TEST(CudaBackend, BlocksExportImportAndCopyLikeTheCpuBackend) {
   ASSERT_TRUE(gpu->forward(batch, nullptr).is_ok());
   ASSERT_TRUE(cpu->forward(batch, nullptr).is_ok());
   std::vector<uint8_t> from_gpu(gpu->block_bytes()), from_cpu(cpu->block_bytes());
-  gpu->export_block(4, from_gpu.data());
-  cpu->export_block(4, from_cpu.data());
+  ASSERT_TRUE(gpu->export_block(4, from_gpu.data()).is_ok());
+  ASSERT_TRUE(cpu->export_block(4, from_cpu.data()).is_ok());
   std::vector<float> g(from_gpu.size() / 4), c(from_cpu.size() / 4);
   std::memcpy(g.data(), from_gpu.data(), from_gpu.size());
   std::memcpy(c.data(), from_cpu.data(), from_cpu.size());
   EXPECT_TRUE(gpu_test::all_close(g, c, 1e-4f));
-  gpu->copy_block(4, 9);
+  ASSERT_TRUE(gpu->copy_block(4, 9).is_ok());
   std::vector<uint8_t> copied(gpu->block_bytes());
-  gpu->export_block(9, copied.data());
+  ASSERT_TRUE(gpu->export_block(9, copied.data()).is_ok());
   EXPECT_EQ(copied, from_gpu);
-  gpu->import_block(10, from_cpu.data());
-  gpu->export_block(10, copied.data());
+  ASSERT_TRUE(gpu->import_block(10, from_cpu.data()).is_ok());
+  ASSERT_TRUE(gpu->export_block(10, copied.data()).is_ok());
   EXPECT_EQ(copied, from_cpu);
+}
+
+// The offload tier's copies: a block exported asynchronously into the backend's host memory and imported
+// back into another block, then overwritten by a step queued behind both, round-trips its bytes; the
+// next step reads the imported block as the original.
+TEST(CudaBackend, AsyncHostCopiesAreOrderedOnTheStream) {
+  PAGEDLM_REQUIRE_DEVICE();
+  BothBackends both(spec_with(TensorType::kF16));
+  const int vocab = both.vocab;
+  Backend* gpu = both.gpu.get();
+  ASSERT_TRUE(gpu);
+  const size_t bytes = gpu->block_bytes();
+  std::shared_ptr<uint8_t> host = gpu->allocate_host_blocks(2 * bytes);
+  ASSERT_TRUE(host);
+  std::vector<BlockId> table = {3, 5};
+  ForwardBatch batch;
+  batch.tokens = prompt_of(20, vocab);
+  batch.sequences.push_back({0, 20, 0, table.data(), false});
+  ASSERT_TRUE(gpu->forward(batch, nullptr).is_ok());
+  std::vector<uint8_t> original(bytes);
+  ASSERT_TRUE(gpu->export_block(3, original.data()).is_ok());
+  ASSERT_TRUE(gpu->export_block_async(3, host.get()).is_ok());
+  ASSERT_TRUE(gpu->import_block_async(7, host.get()).is_ok());
+  // A step that rewrites block 3 runs after the export on the stream.
+  std::vector<BlockId> other = {3};
+  ForwardBatch overwrite;
+  overwrite.tokens = prompt_of(16, vocab, 5);
+  overwrite.sequences.push_back({0, 16, 0, other.data(), false});
+  ASSERT_TRUE(gpu->forward(overwrite, nullptr).is_ok());
+  ASSERT_TRUE(gpu->finish_host_copies().is_ok());
+  EXPECT_EQ(std::vector<uint8_t>(host.get(), host.get() + bytes), original);
+  std::vector<uint8_t> restored(bytes);
+  ASSERT_TRUE(gpu->export_block(7, restored.data()).is_ok());
+  EXPECT_EQ(restored, original);
 }
 
 // Decode steps of 1-5 sequences replayed from CUDA graphs (padded to 1, 2, 4, 8) give the logits of the

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "engine/engine.h"
 #include "gpu_test_support.h"
@@ -15,8 +16,10 @@ namespace {
 
 class DeviceEngine {
  public:
-  DeviceEngine(const std::string& device, int32_t blocks, const std::string& path = model_path(), KvDtype dtype = KvDtype::kF32) {
+  DeviceEngine(const std::string& device, int32_t blocks, const std::string& path = model_path(), KvDtype dtype = KvDtype::kF32,
+               const OffloadOptions& offload = {}) {
     EngineOptions o;
+    o.offload = offload;
     o.device = device;
     o.threads = 2;
     o.kv_dtype = dtype;
@@ -67,6 +70,34 @@ std::vector<int32_t> prompt(int start, int count) {
   std::vector<int32_t> t = {1};
   for (int i = 0; i < count; ++i) t.push_back(3 + (start + i * 13) % 300);
   return t;
+}
+
+// Prefixes the pool evicted come back from the pinned memory tier (asynchronous copies on the stream) and
+// from the disk tier with the tokens of a run that computed them.
+TEST(CudaEngine, OffloadedPrefixesComeBackAsComputed) {
+  PAGEDLM_REQUIRE_DEVICE();
+  const std::string folder = ::testing::TempDir() + "pagedlm_cuda_offload";
+  std::filesystem::remove_all(folder);
+  std::vector<std::vector<int32_t>> expected;
+  {
+    DeviceEngine roomy("cuda", 64);
+    ASSERT_TRUE(roomy);
+    for (int p = 0; p < 4; ++p) expected.push_back(roomy.tokens(roomy.submit(prompt(p * 50, 47), 4)));
+  }
+  for (const OffloadOptions& tiers : {OffloadOptions{1 << 22, 0, ""}, OffloadOptions{0, 1 << 24, folder}}) {
+    DeviceEngine small("cuda", 8, DeviceEngine::model_path(), KvDtype::kF32, tiers);  // two 52-token requests
+    ASSERT_TRUE(small);
+    for (int round = 0; round < 2; ++round) {
+      for (int p = 0; p < 4; ++p) {
+        ASSERT_TRUE(small.engine().flush_offload().is_ok());
+        EXPECT_EQ(small.tokens(small.submit(prompt(p * 50, 47), 4)), expected[p]) << "round " << round << ", prompt " << p;
+      }
+    }
+    const OffloadStats s = small.engine().stats().offload_tiers;
+    EXPECT_GT(s.memory_hits + s.disk_hits, 0u);
+    EXPECT_EQ(s.read_errors + s.write_errors, 0u);
+    EXPECT_TRUE(small.engine().check_kv_invariants().is_ok());
+  }
 }
 
 TEST(CudaEngine, RunsOnTheDeviceAndSaysSo) {

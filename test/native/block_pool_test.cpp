@@ -177,7 +177,7 @@ TEST(KvCacheManager, PartialHitHoldsItsSourceUntilCopied) {
   kv.free(table);
 
   const std::vector<int32_t> second = {1, 2, 3, 4, 5, 6, 9, 9, 9};  // 4 + 2 tokens shared
-  const PrefixMatch match = kv.match_prefix(second, 0);
+  PrefixMatch match = kv.match_prefix(second, 0);
   ASSERT_EQ(match.num_tokens, 6);
   ASSERT_EQ(match.idle_blocks, 2);
   const BlockCopy copy = kv.take_prefix(match, 9, table);
@@ -228,7 +228,7 @@ TEST(KvCacheManager, RandomOperationsKeepInvariants) {
       const int length = 1 + static_cast<int>(rng() % 20);
       for (int i = 0; i < length; ++i) s->tokens.push_back(i < 12 ? family * 100 + i : static_cast<int32_t>(rng() % 50));
       s->salt = rng() % 4 == 0 ? 9 : 0;
-      const PrefixMatch m = kv.match_prefix(s->tokens, s->salt);
+      PrefixMatch m = kv.match_prefix(s->tokens, s->salt);
       if (kv.blocks_for_tokens(length) - static_cast<int32_t>(m.blocks.size()) > kv.pool().num_free() - m.idle_blocks) continue;
       const BlockCopy copy = kv.take_prefix(m, length, s->table);
       if (copy.from != kNoBlock) kv.release_copy_source(copy);  // after the copy a step would run

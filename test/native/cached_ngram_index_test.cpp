@@ -259,7 +259,7 @@ TEST(CachedNgramIndex, RandomizedOperationsKeepTheIndexEqualToTheCache) {
       seq.salt = rng() % 2;
       const int32_t count = 1 + static_cast<int32_t>(rng() % 20);
       for (int32_t i = 0; i < count; ++i) seq.tokens.push_back(static_cast<int32_t>(rng() % 3));
-      const PrefixMatch match = cache.kv.match_prefix(seq.tokens, seq.salt);
+      PrefixMatch match = cache.kv.match_prefix(seq.tokens, seq.salt);
       const int32_t free_needed =
           cache.kv.blocks_for_tokens(count) - static_cast<int32_t>(match.blocks.size()) + match.idle_blocks;
       if (free_needed > cache.kv.pool().num_free()) continue;

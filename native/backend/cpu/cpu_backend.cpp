@@ -217,25 +217,27 @@ size_t CpuBackend::block_bytes() const {
   return total;
 }
 
-void CpuBackend::export_block(BlockId block, uint8_t* out) const {
+Status CpuBackend::export_block(BlockId block, uint8_t* out) const {
   for_each_block_piece(block, [&](const uint8_t* piece, size_t n) {
     std::memcpy(out, piece, n);
     out += n;
   });
+  return Status::ok();
 }
 
-void CpuBackend::import_block(BlockId block, const uint8_t* in) {
+Status CpuBackend::import_block(BlockId block, const uint8_t* in) {
   // The pieces live in this object's own vectors; writing through them is writing our storage.
   for_each_block_piece(block, [&](const uint8_t* piece, size_t n) {
     std::memcpy(const_cast<uint8_t*>(piece), in, n);
     in += n;
   });
+  return Status::ok();
 }
 
-void CpuBackend::copy_block(BlockId from, BlockId to) {
+Status CpuBackend::copy_block(BlockId from, BlockId to) {
   std::vector<uint8_t> bytes(block_bytes());
   export_block(from, bytes.data());
-  import_block(to, bytes.data());
+  return import_block(to, bytes.data());
 }
 
 void CpuBackend::embed(const ForwardBatch& batch) {

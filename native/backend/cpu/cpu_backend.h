@@ -31,9 +31,9 @@ class CpuBackend final : public Backend {
   Status forward(const ForwardBatch& batch, float* logits) override;
   bool computes_hidden_states() const override { return true; }
   size_t block_bytes() const override;
-  void export_block(BlockId block, uint8_t* out) const override;
-  void import_block(BlockId block, const uint8_t* in) override;
-  void copy_block(BlockId from, BlockId to) override;
+  Status export_block(BlockId block, uint8_t* out) const override;
+  Status import_block(BlockId block, const uint8_t* in) override;
+  Status copy_block(BlockId from, BlockId to) override;
 
   int threads() const { return static_cast<int>(pool_.size()); }
   const std::shared_ptr<ThreadPool>& thread_pool() const { return pool_owner_; }

@@ -256,27 +256,67 @@ size_t CudaBackend::block_bytes() const {
   return total;
 }
 
-void CudaBackend::export_block(BlockId block, uint8_t* out) const {
-  cudaStreamSynchronize(stream_);
+Status CudaBackend::export_block(BlockId block, uint8_t* out) const {
+  PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step before exporting a KV block");
+  Status status;
   for_each_block_piece(block, [&](uint8_t* piece, size_t n) {
-    cudaMemcpy(out, piece, n, cudaMemcpyDeviceToHost);
+    if (status.is_ok()) status = to_status(cudaMemcpy(out, piece, n, cudaMemcpyDeviceToHost), "exporting a KV block");
     out += n;
   });
+  return status;
 }
 
-void CudaBackend::import_block(BlockId block, const uint8_t* in) {
-  cudaStreamSynchronize(stream_);
+Status CudaBackend::import_block(BlockId block, const uint8_t* in) {
+  PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step before importing a KV block");
+  Status status;
   for_each_block_piece(block, [&](uint8_t* piece, size_t n) {
-    cudaMemcpy(piece, in, n, cudaMemcpyHostToDevice);
+    if (status.is_ok()) status = to_status(cudaMemcpy(piece, in, n, cudaMemcpyHostToDevice), "importing a KV block");
     in += n;
   });
+  return status;
 }
 
-void CudaBackend::copy_block(BlockId from, BlockId to) {
+Status CudaBackend::copy_block(BlockId from, BlockId to) {
   std::vector<uint8_t*> targets;
   for_each_block_piece(to, [&](uint8_t* piece, size_t) { targets.push_back(piece); });
   size_t i = 0;
-  for_each_block_piece(from, [&](uint8_t* piece, size_t n) { cudaMemcpyAsync(targets[i++], piece, n, cudaMemcpyDeviceToDevice, stream_); });
+  Status status;
+  for_each_block_piece(from, [&](uint8_t* piece, size_t n) {
+    if (status.is_ok()) status = to_status(cudaMemcpyAsync(targets[i], piece, n, cudaMemcpyDeviceToDevice, stream_), "copying a KV block");
+    ++i;
+  });
+  return status;
+}
+
+std::shared_ptr<uint8_t> CudaBackend::allocate_host_blocks(size_t bytes) {
+  void* memory = nullptr;
+  if (cudaMallocHost(&memory, std::max<size_t>(bytes, 1)) != cudaSuccess) return nullptr;
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(memory), [](uint8_t* p) { cudaFreeHost(p); });
+}
+
+// On the stream, so the copies are ordered before the next step's kernels (which may overwrite an exported
+// block or read an imported one) without the host waiting for them.
+Status CudaBackend::export_block_async(BlockId block, uint8_t* out) {
+  Status status;
+  for_each_block_piece(block, [&](uint8_t* piece, size_t n) {
+    if (status.is_ok()) status = to_status(cudaMemcpyAsync(out, piece, n, cudaMemcpyDeviceToHost, stream_), "offloading a KV block");
+    out += n;
+  });
+  return status;
+}
+
+Status CudaBackend::import_block_async(BlockId block, const uint8_t* in) {
+  Status status;
+  for_each_block_piece(block, [&](uint8_t* piece, size_t n) {
+    if (status.is_ok()) status = to_status(cudaMemcpyAsync(piece, in, n, cudaMemcpyHostToDevice, stream_), "restoring an offloaded KV block");
+    in += n;
+  });
+  return status;
+}
+
+Status CudaBackend::finish_host_copies() {
+  PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "waiting for KV block copies");
+  return Status::ok();
 }
 
 }  // namespace pagedlm::cuda_backend

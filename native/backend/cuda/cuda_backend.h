@@ -33,6 +33,8 @@ inline Status cuda_status(cudaError_t error, const std::string& what) {
   return Status(ErrorCode::kCuda, what + ": " + cudaGetErrorString(error));
 }
 
+inline Status to_status(cudaError_t error, const std::string& what) { return error == cudaSuccess ? Status::ok() : cuda_status(error, what); }
+
 #define PAGEDLM_CUDA_TRY(call, what)                            \
   do {                                                          \
     const cudaError_t error_ = (call);                          \
@@ -101,9 +103,13 @@ class CudaBackend final : public Backend {
   Status forward(const ForwardBatch& batch, float* logits) override;
   bool computes_hidden_states() const override { return true; }
   size_t block_bytes() const override;
-  void export_block(BlockId block, uint8_t* out) const override;
-  void import_block(BlockId block, const uint8_t* in) override;
-  void copy_block(BlockId from, BlockId to) override;
+  Status export_block(BlockId block, uint8_t* out) const override;
+  Status import_block(BlockId block, const uint8_t* in) override;
+  Status copy_block(BlockId from, BlockId to) override;
+  std::shared_ptr<uint8_t> allocate_host_blocks(size_t bytes) override;
+  Status export_block_async(BlockId block, uint8_t* out) override;
+  Status import_block_async(BlockId block, const uint8_t* in) override;
+  Status finish_host_copies() override;
 
  private:
   explicit CudaBackend(std::shared_ptr<const LlamaModel> model) : model_(std::move(model)), config_(model_->config()) {}

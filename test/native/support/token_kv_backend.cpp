@@ -49,18 +49,21 @@ Status TokenKvBackend::forward(const ForwardBatch& batch, float* logits) {
   return Status::ok();
 }
 
-void TokenKvBackend::export_block(BlockId block, uint8_t* out) const {
+Status TokenKvBackend::export_block(BlockId block, uint8_t* out) const {
   std::memcpy(out, slots_.data() + static_cast<size_t>(block) * layout_.block_size, block_bytes());
+  return Status::ok();
 }
 
-void TokenKvBackend::import_block(BlockId block, const uint8_t* in) {
+Status TokenKvBackend::import_block(BlockId block, const uint8_t* in) {
   std::memcpy(slots_.data() + static_cast<size_t>(block) * layout_.block_size, in, block_bytes());
+  return Status::ok();
 }
 
-void TokenKvBackend::copy_block(BlockId from, BlockId to) {
+Status TokenKvBackend::copy_block(BlockId from, BlockId to) {
   std::copy_n(slots_.begin() + static_cast<std::ptrdiff_t>(from) * layout_.block_size, layout_.block_size,
               slots_.begin() + static_cast<std::ptrdiff_t>(to) * layout_.block_size);
   ++copies_;
+  return Status::ok();
 }
 
 }  // namespace pagedlm::testing

@@ -19,9 +19,9 @@ class TokenKvBackend final : public Backend {
   const KvLayout& kv_layout() const override { return layout_; }
   Status forward(const ForwardBatch& batch, float* logits) override;
   size_t block_bytes() const override { return static_cast<size_t>(layout_.block_size) * sizeof(int32_t); }
-  void export_block(BlockId block, uint8_t* out) const override;
-  void import_block(BlockId block, const uint8_t* in) override;
-  void copy_block(BlockId from, BlockId to) override;
+  Status export_block(BlockId block, uint8_t* out) const override;
+  Status import_block(BlockId block, const uint8_t* in) override;
+  Status copy_block(BlockId from, BlockId to) override;
 
   // The token a sequence whose context is `tokens` samples next under greedy decoding.
   int32_t next_token(const std::vector<int32_t>& tokens) const;
