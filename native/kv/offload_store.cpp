@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "common/fault.h"
+#include "common/platform.h"
 
 namespace pagedlm {
 
@@ -42,7 +43,7 @@ OffloadStore::OffloadStore(const OffloadOptions& options, Backend& backend, cons
   memory_slots_ = static_cast<uint32_t>(std::min<uint64_t>(options.memory_bytes / std::max<size_t>(block_bytes_, 1), UINT32_MAX));
   counters_.memory_capacity_bytes = static_cast<uint64_t>(memory_slots_) * block_bytes_;
   counters_.disk_capacity_bytes = disk_capacity_;
-  if (disk_capacity_ > 0) folder_ = (fs::path(options.path) / hex(identity_key(identity))).string();
+  if (disk_capacity_ > 0) folder_ = utf8_path(native_path(options.path) / hex(identity_key(identity)));
 }
 
 Result<std::unique_ptr<OffloadStore>> OffloadStore::open(const OffloadOptions& options, Backend& backend, const CacheFileIdentity& identity) {
@@ -73,11 +74,11 @@ Result<std::unique_ptr<OffloadStore>> OffloadStore::open(const OffloadOptions& o
 
 Status OffloadStore::open_disk() {
   std::error_code error;
-  fs::create_directories(folder_, error);
+  fs::create_directories(native_path(folder_), error);
   if (error) return Status(ErrorCode::kIo, "cannot create the offload folder '" + folder_ + "': " + error.message());
   // The files of earlier runs, least recently used first (by modification time: a hit touches its file).
   std::vector<std::pair<fs::file_time_type, BlockHash>> found;
-  for (const fs::directory_entry& entry : fs::directory_iterator(folder_, error)) {
+  for (const fs::directory_entry& entry : fs::directory_iterator(native_path(folder_), error)) {
     const fs::path& file = entry.path();
     BlockHash hash;
     const bool ours = file.extension() == kBlockFileSuffix && parse_hex(file.stem().string(), hash);
@@ -104,7 +105,7 @@ Status OffloadStore::open_disk() {
   while (disk_used_ > disk_capacity_) {
     const BlockHash oldest = disk_lru_.back();
     std::error_code ignored;
-    fs::remove(file_of(oldest), ignored);
+    fs::remove(native_path(file_of(oldest)), ignored);
     forget_disk(oldest, false);
   }
   return Status::ok();
@@ -120,7 +121,7 @@ OffloadStore::~OffloadStore() {
   writer_.join();
 }
 
-std::string OffloadStore::file_of(const BlockHash& hash) const { return (fs::path(folder_) / (hex(hash) + kBlockFileSuffix)).string(); }
+std::string OffloadStore::file_of(const BlockHash& hash) const { return utf8_path(native_path(folder_) / (hex(hash) + kBlockFileSuffix)); }
 
 void OffloadStore::on_evict(BlockId id, const BlockHash& hash, const BlockHash& parent, const int32_t* tokens) {
   drain_completions();
@@ -320,10 +321,10 @@ void OffloadStore::writer_loop() {
         ok = !fault_armed("offload.write") && write_cache_file(file, identity_, {job.record}).is_ok();
         break;
       case Job::Kind::kRemove:
-        fs::remove(file, ignored);
+        fs::remove(native_path(file), ignored);
         break;
       case Job::Kind::kTouch:
-        fs::last_write_time(file, fs::file_time_type::clock::now(), ignored);
+        fs::last_write_time(native_path(file), fs::file_time_type::clock::now(), ignored);
         break;
     }
     lock.lock();
