@@ -8,7 +8,7 @@ const { checkTools, checkToolChoice, checkToolCallFormat, toolCallGrammar, parse
 const { jsonSchemaToGrammar } = require('./grammar');
 const { PagedlmError, fromNative } = require('./errors');
 const hub = require('./hub');
-const { DEFAULT_SPECULATIVE_TOKENS, loadOptions, inspectOptions, generateOptions, embedOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, int, checkContextOverflow, GENERATE_KEYS, CHAT_KEYS } = require('./options');
+const { DEFAULT_SPECULATIVE_TOKENS, loadOptions, inspectOptions, generateOptions, embedOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, int, kvTypes, checkContextOverflow, GENERATE_KEYS, CHAT_KEYS } = require('./options');
 
 const kCreate = Symbol('create');
 
@@ -503,26 +503,39 @@ class Engine {
   }
 }
 
+// One block piece's bytes (blockSize rows of one KV head) of K or V in `type`, its scales included: the
+// formula of native/kv/kv_layout.h. int4 K keeps an f16 scale per channel of the piece, int4 V an f16 scale
+// per group of INT4_VALUE_GROUP values of each row; int8 and fp8 a float per row.
 const KV_ELEMENT_BYTES = { f32: 4, f16: 2, bf16: 2, int8: 1, fp8: 1 };
+const INT4_VALUE_GROUP = 32;
+
+function kvPieceBytes(type, isKey, headDim, blockSize) {
+  if (type === 'int4') {
+    const rows = blockSize * Math.ceil(headDim / 2);
+    return rows + 2 * (isKey ? headDim : blockSize * Math.ceil(headDim / INT4_VALUE_GROUP));
+  }
+  const scale = type === 'int8' || type === 'fp8' ? 4 : 0;
+  return blockSize * (headDim * KV_ELEMENT_BYTES[type] + scale);
+}
 
 function estimateKvBytes(options) {
-  const o = checkKeys(checkObject(options, 'options'), ['model', 'config', 'contextLength', 'sequences', 'dtype', 'blockSize'], 'estimateKvBytes() options');
+  const keys = ['model', 'config', 'contextLength', 'sequences', 'dtype', 'kType', 'vType', 'blockSize'];
+  const o = checkKeys(checkObject(options, 'options'), keys, 'estimateKvBytes() options');
   const source = o.model instanceof Engine ? o.model.info() : o.model ?? o.config;
   const shape = checkObject(source, 'model or config');
   for (const key of ['layers', 'kvHeads', 'headDim']) {
     if (!Number.isInteger(shape[key]) || shape[key] <= 0) throw new TypeError(`${o.model ? 'model' : 'config'}.${key} must be a positive integer`);
   }
-  const dtype = o.dtype ?? 'f16';
-  if (!(dtype in KV_ELEMENT_BYTES)) throw new RangeError(`dtype must be one of ${Object.keys(KV_ELEMENT_BYTES).join(', ')}, got ${dtype}`);
+  const { kvKType = 'f16', kvVType = 'f16' } = kvTypes(o, '');
   const blockSize = o.blockSize ?? 16;
   const contextLength = o.contextLength ?? shape.contextLength;
   const sequences = o.sequences ?? 1;
   for (const [name, value] of [['contextLength', contextLength], ['sequences', sequences], ['blockSize', blockSize]]) {
     if (!Number.isInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer, got ${value}`);
   }
-  const scale = dtype === 'int8' || dtype === 'fp8' ? 4 : 0;
-  const bytesPerToken = 2 * shape.layers * shape.kvHeads * (shape.headDim * KV_ELEMENT_BYTES[dtype] + scale);
-  return bytesPerToken * Math.ceil(contextLength / blockSize) * blockSize * sequences;
+  const pieces = kvPieceBytes(kvKType, true, shape.headDim, blockSize) + kvPieceBytes(kvVType, false, shape.headDim, blockSize);
+  const bytesPerBlock = shape.layers * shape.kvHeads * pieces;
+  return bytesPerBlock * Math.ceil(contextLength / blockSize) * sequences;
 }
 
 // A stream() that fails at once (for a chat whose messages cannot be rendered).

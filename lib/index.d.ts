@@ -32,7 +32,7 @@ export class PagedlmError extends Error {
   readonly code: ErrorCode;
 }
 
-export type KvDtype = 'f32' | 'f16' | 'bf16' | 'int8' | 'fp8';
+export type KvDtype = 'f32' | 'f16' | 'bf16' | 'int8' | 'fp8' | 'int4';
 
 export interface KvCacheOptions {
   /** Tokens per KV block (default 16). */
@@ -41,8 +41,14 @@ export interface KvCacheOptions {
   blocks?: number;
   /** Pool size in bytes (instead of `blocks`). */
   memory?: number;
-  /** Element type of the cached keys and values (default 'f16'); int8 and fp8 (e4m3) add one float scale per token and KV head. */
+  /** Element type of the cached keys and values (default 'f16'): sets kType and vType both. int8 and fp8 (e4m3)
+   *  add one float scale per token and KV head; int4 is grouped as kType / vType say (docs/kv-memory.md). */
   dtype?: KvDtype;
+  /** Element type of the keys alone (default: dtype). int4 keys share an f16 scale per channel within each block.
+   *  A kType beside a dtype that differs from it is a TypeError. */
+  kType?: KvDtype;
+  /** Element type of the values alone (default: dtype). int4 values take an f16 scale per 32 values of each row. */
+  vType?: KvDtype;
   /** With the CUDA backend and neither `blocks` nor `memory`: the pool takes this fraction of the GPU memory
    *  left after the weights, in (0, 1]. */
   gpuMemoryFraction?: number;
@@ -139,7 +145,7 @@ export interface InspectOptions {
   device?: 'auto' | 'cuda' | 'cpu';
   /** CUDA device index (default 0). */
   gpu?: number;
-  kvCache?: { dtype?: KvDtype; blockSize?: number };
+  kvCache?: { dtype?: KvDtype; kType?: KvDtype; vType?: KvDtype; blockSize?: number };
   /** maxContextLength is per sequence, for this many sequences at once (default 1). */
   sequences?: number;
   /** Bytes to plan with (default: the device's free memory on CUDA; on the CPU the memory available now,
@@ -167,10 +173,15 @@ export interface ModelInspection {
   headDim: number;
   feedForwardLength: number;
   trainedContextLength: number;
-  /** For each kvCache.dtype: 2 x layers x kvHeads x (headDim x bytes per element + scale bytes). */
+  /** For each kvCache.dtype (K and V both of it), at kvCache.blockSize: layers x kvHeads x (K row + V row
+   *  bytes, scales included; int4 K's per-block scales divided by the block size, rounded up). */
   kvBytesPerToken: Record<KvDtype, number>;
-  /** The dtype the figures below assume. */
-  kvDtype: KvDtype;
+  /** The same for the planned K and V types. */
+  kvPlannedBytesPerToken: number;
+  /** The K and V type the figures below assume: kvDtype where the two agree (else null). */
+  kvDtype: KvDtype | null;
+  kvKType: KvDtype;
+  kvVType: KvDtype;
   /** Whose memory was planned with, and the CUDA device's name (or null). */
   device: 'cpu' | 'cuda';
   gpu: string | null;
@@ -346,8 +357,11 @@ export interface EngineInfo {
   /** How embed() pools hidden states, from the GGUF's <arch>.pooling_type ('none' or absent: 'mean');
    *  null for a model whose pooling pagedlm does not compute (a reranker's 'rank'). */
   embeddingPooling: EmbeddingPooling | null;
-  kvDtype: KvDtype;
-  /** 2 x layers x kvHeads x headDim x bytes per element. */
+  /** The pool's K and V types: kvDtype where they agree (else null). */
+  kvDtype: KvDtype | null;
+  kvKType: KvDtype;
+  kvVType: KvDtype;
+  /** layers x kvHeads x (K row + V row bytes, scales included), int4 K's per-block scales divided by the block size, rounded up. */
   kvBytesPerToken: number;
   kvBlockSize: number;
   kvBlocks: number;
@@ -517,7 +531,10 @@ export interface CacheStats {
   device: 'cpu' | 'cuda';
   /** GPU memory the pool takes (0 on the CPU). */
   deviceBytes: number;
-  dtype: KvDtype;
+  /** The pool's K and V types: dtype where they agree (else null). */
+  dtype: KvDtype | null;
+  kType: KvDtype;
+  vType: KvDtype;
   /** Requests that looked up the prefix cache. */
   prefixQueries: number;
   /** Requests that reused at least one cached block. */
@@ -566,6 +583,8 @@ export class Engine {
     contextLength?: number;
     sequences?: number;
     dtype?: KvDtype;
+    kType?: KvDtype;
+    vType?: KvDtype;
     blockSize?: number;
   }): number;
   generate(prompt: string | number[] | Int32Array, options?: GenerateOptions): Promise<GenerateResult>;

@@ -138,7 +138,7 @@ Result<ModelInspection> inspect_model(const std::string& path, const InspectOpti
   }
   if (options.memory > 0) out.memory = {options.memory, "option"};
   const ModelConfig& c = out.model.config;
-  const KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, options.block_size, 0, options.kv_dtype};
+  const KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, options.block_size, 0, options.kv_types.k, options.kv_types.v};
   out.default_plan = plan_context(ContextRequest{}, c.context_length, layout, out.device_weight_bytes, out.memory);
   out.kv_budget = out.default_plan.kv_budget;
   const int64_t budget_blocks = static_cast<int64_t>(out.kv_budget / std::max<uint64_t>(layout.bytes_per_block(), 1));

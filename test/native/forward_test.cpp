@@ -23,7 +23,7 @@ struct Case {
 
 std::unique_ptr<CpuBackend> backend_for(const std::shared_ptr<const LlamaModel>& model, KvDtype dtype, int block_size = 16, int threads = 2) {
   const ModelConfig& c = model->config();
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, block_size, 64, dtype};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, block_size, 64, dtype, dtype};
   auto b = CpuBackend::create(model, layout, threads);
   EXPECT_TRUE(b.is_ok());
   return b.take();
@@ -123,7 +123,7 @@ TEST(ForwardPhi3, LongRopeFactorsFollowTheContext) {
   const ModelConfig& c = model->config();
   ASSERT_EQ(c.rope_original_context, 64);
   const auto tokens = prompt_of(30, c.vocab_size);
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 8, KvDtype::kF32};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 8, KvDtype::kF32, KvDtype::kF32};
   auto short_context = CpuBackend::create(model, layout, 2, 64);
   ASSERT_TRUE(short_context.is_ok());
   EXPECT_TRUE(testing::prefill_then_decode_matches_reference(*short_context.value(), *model, tokens, {1, 2}, 10, 1e-4, 64));
@@ -210,7 +210,7 @@ TEST(CpuBackendMemory, PoolThatFitsOnlyWithoutTheWeightsCopyIsRefused) {
   std::vector<uint8_t> storage;
   auto model = load_synthetic_model({}, storage);
   const ModelConfig& c = model->config();
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 1, KvDtype::kF32};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 1, KvDtype::kF32, KvDtype::kF32};
   const uint64_t physical = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
   // The most blocks RAM holds: less than a block (8 KiB) to spare, and the packed copy is 15 matrices of at
   // least a page each.
@@ -231,7 +231,7 @@ TEST(CpuBackendMemory, PoolThatFitsOnlyWithoutTheHeapCopyOfTheModelIsRefused) {
   auto model = LlamaModel::load(file.take());
   ASSERT_TRUE(model.is_ok()) << model.status().message();
   const ModelConfig& c = model.value()->config();
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 1, KvDtype::kF32};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 1, KvDtype::kF32, KvDtype::kF32};
   size_t packed = 0;
   {
     auto small = CpuBackend::create(model.value(), layout, 1);

@@ -235,12 +235,12 @@ Status CudaBackend::forward(const ForwardBatch& batch, float* logits) {
 template <typename Visit>
 void CudaBackend::for_each_block_piece(BlockId block, Visit visit) const {
   const size_t elements = layout_.block_elements(), rows = elements / layout_.head_dim;
-  const size_t element_bytes = kv_dtype_bytes(layout_.dtype);
+  const size_t element_bytes = (layout_.row_bytes(KvRole::kKey) / layout_.head_dim);
   for (int32_t layer = 0; layer < layout_.num_layers; ++layer) {
     const size_t first = static_cast<size_t>(layer) * layout_.layer_elements() + static_cast<size_t>(block) * elements;
     visit(k_pool_.get<uint8_t>() + first * element_bytes, elements * element_bytes);
     visit(v_pool_.get<uint8_t>() + first * element_bytes, elements * element_bytes);
-    if (kv_dtype_has_scales(layout_.dtype)) {
+    if (kv_dtype_has_scales(layout_.k_dtype)) {
       visit(reinterpret_cast<uint8_t*>(k_scales_.get<float>() + first / layout_.head_dim), rows * sizeof(float));
       visit(reinterpret_cast<uint8_t*>(v_scales_.get<float>() + first / layout_.head_dim), rows * sizeof(float));
     }

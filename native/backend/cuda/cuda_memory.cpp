@@ -104,6 +104,11 @@ Status CudaBackend::upload_weights() {
 
 Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
   layout_ = request.layout;
+  // The CUDA kernels read one element type for K and V, of f32, f16, bf16, int8 and fp8.
+  if (layout_.k_dtype != layout_.v_dtype || layout_.k_dtype == KvDtype::kInt4) {
+    return Status(ErrorCode::kInvalidArgument, std::string("the CUDA backend stores K and V in one type of f32, f16, bf16, int8 or fp8, not K ") +
+                                                   kv_dtype_name(layout_.k_dtype) + " and V " + kv_dtype_name(layout_.v_dtype) + ": use device 'cpu'");
+  }
   if (layout_.num_blocks <= 0) {
     size_t free_bytes = 0, total_bytes = 0;
     PAGEDLM_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "reading free device memory");
@@ -115,13 +120,13 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
     }
   }
   const size_t elements = layout_.layer_elements() * layout_.num_layers;
-  const size_t element_bytes = kv_dtype_bytes(layout_.dtype);
+  const size_t element_bytes = (layout_.row_bytes(KvRole::kKey) / layout_.head_dim);
   const std::string what = "allocating the KV pool (" + std::to_string(layout_.total_bytes() >> 20) + " MiB, " + std::to_string(layout_.num_blocks) +
                            " blocks): lower kvCache.memory / kvCache.blocks or use kvCache.dtype 'int8'";
   const auto out_of_memory = [&](cudaError_t e) { return Status(ErrorCode::kOutOfMemory, what + " (" + cudaGetErrorString(e) + ")"); };
   if (cudaError_t e = k_pool_.allocate(elements * element_bytes); e != cudaSuccess) return out_of_memory(e);
   if (cudaError_t e = v_pool_.allocate(elements * element_bytes); e != cudaSuccess) return out_of_memory(e);
-  if (kv_dtype_has_scales(layout_.dtype)) {
+  if (kv_dtype_has_scales(layout_.k_dtype)) {
     const size_t rows = layout_.layer_rows() * layout_.num_layers;
     if (cudaError_t e = k_scales_.allocate(rows * sizeof(float)); e != cudaSuccess) return out_of_memory(e);
     if (cudaError_t e = v_scales_.allocate(rows * sizeof(float)); e != cudaSuccess) return out_of_memory(e);
@@ -151,10 +156,10 @@ Status CudaBackend::allocate_activations(int tokens) {
 
 cuda::PagedKv CudaBackend::layer_kv(int layer) const {
   const size_t elements = layout_.layer_elements() * layer, rows = layout_.layer_rows() * layer;
-  const size_t bytes = elements * kv_dtype_bytes(layout_.dtype);
-  const bool scaled = kv_dtype_has_scales(layout_.dtype);
+  const size_t bytes = elements * (layout_.row_bytes(KvRole::kKey) / layout_.head_dim);
+  const bool scaled = kv_dtype_has_scales(layout_.k_dtype);
   return {k_pool_.get<uint8_t>() + bytes, v_pool_.get<uint8_t>() + bytes, scaled ? k_scales_.get<float>() + rows : nullptr,
-          scaled ? v_scales_.get<float>() + rows : nullptr, layout_.dtype, layout_.num_kv_heads, layout_.head_dim, layout_.block_size};
+          scaled ? v_scales_.get<float>() + rows : nullptr, layout_.k_dtype, layout_.num_kv_heads, layout_.head_dim, layout_.block_size};
 }
 
 }  // namespace pagedlm::cuda_backend
