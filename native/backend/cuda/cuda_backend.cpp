@@ -77,6 +77,14 @@ void CudaBackend::create(const CudaBackendRequest& request, CudaBackendReply& re
     reply.status = Status(ErrorCode::kUnsupported, "the CUDA backend does not run " + config.architecture + " models (" + missing + "): use device 'cpu'");
     return;
   }
+  // The CUDA kernels read K and V in one element type of f32, f16, bf16, int8 and fp8.
+  const KvLayout& kv = request.layout;
+  if (kv.k_dtype != kv.v_dtype || kv.k_dtype == KvDtype::kInt4) {
+    reply.unavailable = true;
+    reply.status = Status(ErrorCode::kUnsupported, std::string("the CUDA backend stores K and V in one type of f32, f16, bf16, int8 or fp8, not K ") +
+                                                       kv_dtype_name(kv.k_dtype) + " and V " + kv_dtype_name(kv.v_dtype) + ": use device 'cpu'");
+    return;
+  }
   const int head_dim = config.head_dim;
   if (!cuda::attention_head_dim_supported(head_dim)) {
     reply.unavailable = true;

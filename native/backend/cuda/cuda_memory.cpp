@@ -104,11 +104,6 @@ Status CudaBackend::upload_weights() {
 
 Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
   layout_ = request.layout;
-  // The CUDA kernels read one element type for K and V, of f32, f16, bf16, int8 and fp8.
-  if (layout_.k_dtype != layout_.v_dtype || layout_.k_dtype == KvDtype::kInt4) {
-    return Status(ErrorCode::kInvalidArgument, std::string("the CUDA backend stores K and V in one type of f32, f16, bf16, int8 or fp8, not K ") +
-                                                   kv_dtype_name(layout_.k_dtype) + " and V " + kv_dtype_name(layout_.v_dtype) + ": use device 'cpu'");
-  }
   if (layout_.num_blocks <= 0) {
     size_t free_bytes = 0, total_bytes = 0;
     PAGEDLM_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "reading free device memory");
