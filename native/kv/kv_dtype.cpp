@@ -212,6 +212,9 @@ void int4_load_value_row(const uint8_t* src, const uint16_t* scales, float* dst,
 // never on which step wrote them: a block filled by a prefill chunk, by decode steps, or loaded from a prefix
 // hit holds the same bits. Keeping the partial block's tokens in full precision until it fills (KIVI's
 // residual) would need memory outside the pool's formula and a copy that every block move has to follow.
+// Rows after `slot` are not looked at, yet their ranges stay in the scales: a slot written again (a rejected
+// speculative guess, a copied block's first rows continued) would differ from a cold run, so an int4-K pool
+// shares whole blocks only and refuses speculation (KvLayout::rows_independent).
 void int4_store_key_row(const float* src, uint8_t* piece, uint16_t* scales, int slot, int n) {
   const size_t row_bytes = kv_row_bytes(KvDtype::kInt4, n);
   uint8_t* row = piece + static_cast<size_t>(slot) * row_bytes;

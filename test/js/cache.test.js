@@ -77,6 +77,13 @@ describeWithModels('KV memory accounting', ['synth-tiny-f16.gguf'], (modelPath) 
         expect(info.kvPoolBytes).toBe(Engine.estimateKvBytes({ model: engine, contextLength: 512, kType, vType }));
         const result = await engine.generate('Hello there', { temperature: 0, maxTokens: 8 });
         expect(result.tokens).toHaveLength(8);
+        if (kType === 'int4') {
+          // A rejected guess would stay in its block's int4 channel scales.
+          await expect(engine.generate('Hello there', { maxTokens: 4, speculative: 'ngram' })).rejects.toMatchObject({
+            code: 'ERR_UNSUPPORTED',
+            message: expect.stringContaining('kvCache.kType other than int4'),
+          });
+        }
       } finally {
         await engine.close();
       }
