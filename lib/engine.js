@@ -40,7 +40,7 @@ class Engine {
       unpin: (pin) => this.#unpin(pin),
       /** Writes every cached prefix block to a file; resolves to how many. */
       save: (path) => this.#cacheFile('saveCache', path),
-      /** Adds the blocks of a file saved from the same model and KV dtype; resolves to how many were new. */
+      /** Adds the blocks of a file saved from the same model and K/V types; resolves to how many were new. */
       load: (path) => this.#cacheFile('loadCache', path),
     });
   }
@@ -70,7 +70,7 @@ class Engine {
   /**
    * Reads a model's metadata (not its weights) and plans its memory: architecture, parameters, weight
    * bytes by type, KV bytes per token for each kvCache.dtype, and the context that fits. Options:
-   * kvCache: { dtype, blockSize }, sequences (maxContextLength is per sequence, for this many at once),
+   * kvCache: { dtype, kType, vType, blockSize }, sequences (maxContextLength is per sequence, for this many at once),
    * memory (bytes to plan with; default: the memory available now), hub (for an hf: spec, which is downloaded first).
    */
   static async inspect(modelPath, options = {}) {

@@ -564,8 +564,8 @@ export interface EngineCache {
   unpin(pin: Pin | number): Promise<boolean>;
   /** Writes every cached prefix block (with a fingerprint of the model and KV layout) to `path`; resolves to how many. */
   save(path: string): Promise<number>;
-  /** Adds the blocks saved by save() from the same model file and KV dtype; resolves to how many were new.
-   *  Another model's or dtype's file, or a damaged one, rejects with ERR_CACHE_FILE and changes nothing. */
+  /** Adds the blocks saved by save() from the same model file and K/V types; resolves to how many were new.
+   *  Another model's or K/V type pair's file, or a damaged one, rejects with ERR_CACHE_FILE and changes nothing. */
   load(path: string): Promise<number>;
 }
 
