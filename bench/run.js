@@ -6,7 +6,7 @@
 //           cache folder (about 2.2 GB)
 //   prefix  time to first token with a 1,000-token prefix already cached, against cold; prefill tokens
 //           saved over a 10-turn chat
-//   kv      pool bytes per token of each KV dtype against 2 x layers x kv_heads x head_dim x bytes (+ scales)
+//   kv      pool bytes per token of K/V type pairs against docs/kv-memory.md's formula
 //   batch   aggregate decode tokens/s with 1, 4, 8 and 16 concurrent streams (as ratios to 1) and time to
 //           first token p50/p99 under that load, on the Llama-1B-shaped model
 //   constrained  a grammar's share of a decode step (JSON Schema, any JSON; greedy and sampled) on 1B-shaped
@@ -129,13 +129,15 @@ async function prefixSection() {
 async function kvSection() {
   const file = ensureModel(LLAMA_1B);
   const rows = [];
-  for (const dtype of ['f32', 'f16', 'bf16', 'int8', 'fp8']) {
-    const engine = await Engine.load(file, { device: 'cpu', threads, contextLength: 256, kvCache: { dtype, blocks: 64 }, prefault: false });
+  const pairs = [['f32', 'f32'], ['f16', 'f16'], ['bf16', 'bf16'], ['int8', 'int8'], ['fp8', 'fp8'], ['int4', 'int4'], ['int8', 'int4'], ['int4', 'int8']];
+  for (const [kType, vType] of pairs) {
+    const engine = await Engine.load(file, { device: 'cpu', threads, contextLength: 256, kvCache: { kType, vType, blocks: 64 }, prefault: false });
     const info = engine.info();
     const stats = engine.cache.stats();
     await engine.close();
-    const formula = Engine.estimateKvBytes({ model: info, contextLength: 1, dtype, blockSize: 1 });
-    rows.push({ dtype, 'bytes/token (pool)': stats.bytesTotal / (stats.blocksTotal * stats.blockSize), 'bytes/token (formula)': formula, 'GiB per 4k-token sequence': ((formula * 4096) / 2 ** 30).toFixed(3) });
+    // One block's bytes over its tokens: int4 K's scales belong to the block.
+    const formula = Engine.estimateKvBytes({ model: info, contextLength: info.kvBlockSize, kType, vType, blockSize: info.kvBlockSize }) / info.kvBlockSize;
+    rows.push({ 'K/V': kType === vType ? kType : `${kType}/${vType}`, 'bytes/token (pool)': stats.bytesTotal / (stats.blocksTotal * stats.blockSize), 'bytes/token (formula)': formula, 'GiB per 4k-token sequence': ((formula * 4096) / 2 ** 30).toFixed(3) });
   }
   console.log('\nKV bytes per token, llama-1b-shaped (16 layers, 8 KV heads of 64):');
   console.table(rows);

@@ -29,7 +29,7 @@ const USAGE = `usage:
   pagedlm generate [--model PATH] --prompt TEXT [sampling] [engine]   stream a completion to stdout
   pagedlm chat [--model PATH] [--system TEXT] [sampling] [engine]     chat in the terminal
   pagedlm info [--model PATH] [--memory 8GiB] [engine]                what the loaded model is
-  pagedlm inspect [--model PATH] [--memory SIZE] [--device D] [--sequences N] [--kv-dtype T] [--json]
+  pagedlm inspect [--model PATH] [--memory SIZE] [--device D] [--sequences N] [--kv-dtype T] [--kv-k-type T] [--kv-v-type T] [--json]
                                                                       the memory plan, without loading
   pagedlm serve [--model PATH] [--port 8080] [--host 127.0.0.1]       OpenAI-compatible server + chat page
   pagedlm pull hf:owner/repo:Q4_K_M | ls | rm SPEC  [--cache-dir DIR]  models by name (docs/models.md)
@@ -47,6 +47,7 @@ sampling:
   --ignore-eos            keep going past end-of-sequence
 engine:
   --threads N  --context N  --kv-dtype ${KV_DTYPES.join('|')}  --device auto|cpu|cuda
+  --kv-k-type T  --kv-v-type T   K and V apart (--kv-dtype sets both)
 chat: /reset forgets the conversation (--system stays), /exit or Ctrl-D quits, Ctrl-C stops an answer
 info: --memory SIZE       longest context that fits SIZE of KV memory (default 4GiB)
 inspect: --memory SIZE (default: the memory available)  --sequences N (default 1)  --json: the raw plan
@@ -75,6 +76,8 @@ const OPTIONS = {
   threads: { type: 'string' },
   context: { type: 'string' },
   'kv-dtype': { type: 'string' },
+  'kv-k-type': { type: 'string' },
+  'kv-v-type': { type: 'string' },
   device: { type: 'string' },
   memory: { type: 'string' },
   sequences: { type: 'string' },
@@ -113,6 +116,8 @@ const NUMERIC = {
 
 const CHOICES = {
   'kv-dtype': KV_DTYPES,
+  'kv-k-type': KV_DTYPES,
+  'kv-v-type': KV_DTYPES,
   device: ['auto', 'cpu', 'cuda'],
   'context-overflow': ['truncate-oldest', 'error'],
 };

@@ -139,7 +139,8 @@ constexpr int kv_bytes(KvDtype dtype) {
   return dtype == KvDtype::kF32 ? 4 : dtype == KvDtype::kF16 || dtype == KvDtype::kBF16 ? 2 : 1;
 }
 
-// Calls body.template operator()<dtype>() for the pool's dtype: one kernel instantiation per KV type.
+// Calls body.template operator()<dtype>() for the pool's dtype: one kernel instantiation per KV type (int4:
+// cudaErrorInvalidValue).
 template <typename Body>
 cudaError_t dispatch_kv_dtype(KvDtype dtype, Body&& body) {
   switch (dtype) {
@@ -148,6 +149,7 @@ cudaError_t dispatch_kv_dtype(KvDtype dtype, Body&& body) {
     case KvDtype::kBF16: return body.template operator()<KvDtype::kBF16>();
     case KvDtype::kInt8: return body.template operator()<KvDtype::kInt8>();
     case KvDtype::kFp8E4M3: return body.template operator()<KvDtype::kFp8E4M3>();
+    case KvDtype::kInt4: break;  // no CUDA kernels read int4 (the backend refuses such a pool)
   }
   return cudaErrorInvalidValue;
 }

@@ -8,7 +8,7 @@ const { checkTools, checkToolChoice, checkToolCallFormat, toolCallGrammar, parse
 const { jsonSchemaToGrammar } = require('./grammar');
 const { PagedlmError, fromNative } = require('./errors');
 const hub = require('./hub');
-const { DEFAULT_SPECULATIVE_TOKENS, loadOptions, inspectOptions, generateOptions, embedOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, int, checkContextOverflow, GENERATE_KEYS, CHAT_KEYS } = require('./options');
+const { DEFAULT_SPECULATIVE_TOKENS, loadOptions, inspectOptions, generateOptions, embedOptions, checkTokenIds, checkObject, checkBoolean, checkKeys, int, kvTypes, checkContextOverflow, GENERATE_KEYS, CHAT_KEYS } = require('./options');
 
 const kCreate = Symbol('create');
 
@@ -40,7 +40,7 @@ class Engine {
       unpin: (pin) => this.#unpin(pin),
       /** Writes every cached prefix block to a file; resolves to how many. */
       save: (path) => this.#cacheFile('saveCache', path),
-      /** Adds the blocks of a file saved from the same model and KV dtype; resolves to how many were new. */
+      /** Adds the blocks of a file saved from the same model and K/V types; resolves to how many were new. */
       load: (path) => this.#cacheFile('loadCache', path),
     });
   }
@@ -70,7 +70,7 @@ class Engine {
   /**
    * Reads a model's metadata (not its weights) and plans its memory: architecture, parameters, weight
    * bytes by type, KV bytes per token for each kvCache.dtype, and the context that fits. Options:
-   * kvCache: { dtype, blockSize }, sequences (maxContextLength is per sequence, for this many at once),
+   * kvCache: { dtype, kType, vType, blockSize }, sequences (maxContextLength is per sequence, for this many at once),
    * memory (bytes to plan with; default: the memory available now), hub (for an hf: spec, which is downloaded first).
    */
   static async inspect(modelPath, options = {}) {
@@ -503,17 +503,30 @@ class Engine {
   }
 }
 
+// One block piece's bytes (blockSize rows of one KV head) of K or V in `type`, its scales included: the
+// formula of native/kv/kv_layout.h. int4 K keeps an f16 scale per channel of the piece, int4 V an f16 scale
+// per group of INT4_VALUE_GROUP values of each row; int8 and fp8 a float per row.
 const KV_ELEMENT_BYTES = { f32: 4, f16: 2, bf16: 2, int8: 1, fp8: 1 };
+const INT4_VALUE_GROUP = 32;
+
+function kvPieceBytes(type, isKey, headDim, blockSize) {
+  if (type === 'int4') {
+    const rows = blockSize * Math.ceil(headDim / 2);
+    return rows + 2 * (isKey ? headDim : blockSize * Math.ceil(headDim / INT4_VALUE_GROUP));
+  }
+  const scale = type === 'int8' || type === 'fp8' ? 4 : 0;
+  return blockSize * (headDim * KV_ELEMENT_BYTES[type] + scale);
+}
 
 function estimateKvBytes(options) {
-  const o = checkKeys(checkObject(options, 'options'), ['model', 'config', 'contextLength', 'sequences', 'dtype', 'blockSize'], 'estimateKvBytes() options');
+  const keys = ['model', 'config', 'contextLength', 'sequences', 'dtype', 'kType', 'vType', 'blockSize'];
+  const o = checkKeys(checkObject(options, 'options'), keys, 'estimateKvBytes() options');
   const source = o.model instanceof Engine ? o.model.info() : o.model ?? o.config;
   const shape = checkObject(source, 'model or config');
   for (const key of ['layers', 'kvHeads', 'headDim']) {
     if (!Number.isInteger(shape[key]) || shape[key] <= 0) throw new TypeError(`${o.model ? 'model' : 'config'}.${key} must be a positive integer`);
   }
-  const dtype = o.dtype ?? 'f16';
-  if (!(dtype in KV_ELEMENT_BYTES)) throw new RangeError(`dtype must be one of ${Object.keys(KV_ELEMENT_BYTES).join(', ')}, got ${dtype}`);
+  const { kvKType = 'f16', kvVType = 'f16' } = kvTypes(o, '');
   const blockSize = o.blockSize ?? 16;
   const contextLength = o.contextLength ?? shape.contextLength;
   const sequences = o.sequences ?? 1;
@@ -523,11 +536,10 @@ function estimateKvBytes(options) {
   if (shape.latentAttention !== undefined && typeof shape.latentAttention !== 'boolean') {
     throw new TypeError(`${o.model ? 'model' : 'config'}.latentAttention must be a boolean`);
   }
-  const scale = dtype === 'int8' || dtype === 'fp8' ? 4 : 0;
   // Latent attention keeps K rows only (V is the latent inside each K row).
-  const arrays = shape.latentAttention ? 1 : 2;
-  const bytesPerToken = arrays * shape.layers * shape.kvHeads * (shape.headDim * KV_ELEMENT_BYTES[dtype] + scale);
-  return bytesPerToken * Math.ceil(contextLength / blockSize) * blockSize * sequences;
+  const valuePiece = shape.latentAttention ? 0 : kvPieceBytes(kvVType, false, shape.headDim, blockSize);
+  const bytesPerBlock = shape.layers * shape.kvHeads * (kvPieceBytes(kvKType, true, shape.headDim, blockSize) + valuePiece);
+  return bytesPerBlock * Math.ceil(contextLength / blockSize) * sequences;
 }
 
 // A stream() that fails at once (for a chat whose messages cannot be rendered).

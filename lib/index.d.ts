@@ -32,7 +32,7 @@ export class PagedlmError extends Error {
   readonly code: ErrorCode;
 }
 
-export type KvDtype = 'f32' | 'f16' | 'bf16' | 'int8' | 'fp8';
+export type KvDtype = 'f32' | 'f16' | 'bf16' | 'int8' | 'fp8' | 'int4';
 
 export interface KvCacheOptions {
   /** Tokens per KV block (default 16). */
@@ -41,12 +41,18 @@ export interface KvCacheOptions {
   blocks?: number;
   /** Pool size in bytes (instead of `blocks`). */
   memory?: number;
-  /** Element type of the cached keys and values (default 'f16'); int8 and fp8 (e4m3) add one float scale per token and KV head. */
+  /** Element type of the cached keys and values (default 'f16'): sets kType and vType both. int8 and fp8 (e4m3)
+   *  add one float scale per token and KV head; int4 is grouped as kType / vType say (docs/kv-memory.md). */
   dtype?: KvDtype;
+  /** Element type of the keys alone (default: dtype). int4 keys share an f16 scale per channel within each block.
+   *  A kType beside a dtype that differs from it is a TypeError. */
+  kType?: KvDtype;
+  /** Element type of the values alone (default: dtype). int4 values take an f16 scale per 32 values of each row. */
+  vType?: KvDtype;
   /** With the CUDA backend and neither `blocks` nor `memory`: the pool takes this fraction of the GPU memory
    *  left after the weights, in (0, 1]. */
   gpuMemoryFraction?: number;
-  /** Tiers that keep cached blocks the pool evicts: host memory, then disk (docs/kv-offload.md). */
+  /** Tiers that keep cached blocks the pool evicts: host memory, then disk (docs/kv-memory.md). */
   offload?: KvOffloadOptions;
 }
 
@@ -169,7 +175,7 @@ export interface InspectOptions {
   device?: 'auto' | 'cuda' | 'cpu';
   /** CUDA device index (default 0). */
   gpu?: number;
-  kvCache?: { dtype?: KvDtype; blockSize?: number };
+  kvCache?: { dtype?: KvDtype; kType?: KvDtype; vType?: KvDtype; blockSize?: number };
   /** maxContextLength is per sequence, for this many sequences at once (default 1). */
   sequences?: number;
   /** Bytes to plan with (default: the device's free memory on CUDA; on the CPU the memory available now,
@@ -200,10 +206,16 @@ export interface ModelInspection {
   latentAttention: boolean;
   feedForwardLength: number;
   trainedContextLength: number;
-  /** For each kvCache.dtype: 2 (1 with latentAttention) x layers x kvHeads x (headDim x bytes per element + scale bytes). */
+  /** For each kvCache.dtype (K and V both of it), at kvCache.blockSize: layers x kvHeads x (K row + V row
+   *  bytes, scales included; no V row with latentAttention; int4 K's per-block scales divided by the block
+   *  size, rounded up). */
   kvBytesPerToken: Record<KvDtype, number>;
-  /** The dtype the figures below assume. */
-  kvDtype: KvDtype;
+  /** The same for the planned K and V types. */
+  kvPlannedBytesPerToken: number;
+  /** The K and V type the figures below assume: kvDtype where the two agree (else null). */
+  kvDtype: KvDtype | null;
+  kvKType: KvDtype;
+  kvVType: KvDtype;
   /** Whose memory was planned with, and the CUDA device's name (or null). */
   device: 'cpu' | 'cuda';
   gpu: string | null;
@@ -381,8 +393,12 @@ export interface EngineInfo {
   /** How embed() pools hidden states, from the GGUF's <arch>.pooling_type ('none' or absent: 'mean');
    *  null for a model whose pooling pagedlm does not compute (a reranker's 'rank'). */
   embeddingPooling: EmbeddingPooling | null;
-  kvDtype: KvDtype;
-  /** 2 (1 with latentAttention) x layers x kvHeads x headDim x bytes per element. */
+  /** The pool's K and V types: kvDtype where they agree (else null). */
+  kvDtype: KvDtype | null;
+  kvKType: KvDtype;
+  kvVType: KvDtype;
+  /** layers x kvHeads x (K row + V row bytes, scales included; no V row with latentAttention), int4 K's
+   *  per-block scales divided by the block size, rounded up. */
   kvBytesPerToken: number;
   kvBlockSize: number;
   kvBlocks: number;
@@ -552,7 +568,10 @@ export interface CacheStats {
   device: 'cpu' | 'cuda';
   /** GPU memory the pool takes (0 on the CPU). */
   deviceBytes: number;
-  dtype: KvDtype;
+  /** The pool's K and V types: dtype where they agree (else null). */
+  dtype: KvDtype | null;
+  kType: KvDtype;
+  vType: KvDtype;
   /** Requests that looked up the prefix cache. */
   prefixQueries: number;
   /** Requests that reused at least one cached block. */
@@ -584,8 +603,8 @@ export interface EngineCache {
   unpin(pin: Pin | number): Promise<boolean>;
   /** Writes every cached prefix block (with a fingerprint of the model and KV layout) to `path`; resolves to how many. */
   save(path: string): Promise<number>;
-  /** Adds the blocks saved by save() from the same model file and KV dtype; resolves to how many were new.
-   *  Another model's or dtype's file, or a damaged one, rejects with ERR_CACHE_FILE and changes nothing. */
+  /** Adds the blocks saved by save() from the same model file and K/V types; resolves to how many were new.
+   *  Another model's or K/V type pair's file, or a damaged one, rejects with ERR_CACHE_FILE and changes nothing. */
   load(path: string): Promise<number>;
 }
 
@@ -603,6 +622,8 @@ export class Engine {
     contextLength?: number;
     sequences?: number;
     dtype?: KvDtype;
+    kType?: KvDtype;
+    vType?: KvDtype;
     blockSize?: number;
   }): number;
   generate(prompt: string | number[] | Int32Array, options?: GenerateOptions): Promise<GenerateResult>;

@@ -5,16 +5,16 @@
 
 const { DEFAULT_SAMPLING } = require('./sampling');
 
-const KV_DTYPES = ['f32', 'f16', 'bf16', 'int8', 'fp8'];
+const KV_DTYPES = ['f32', 'f16', 'bf16', 'int8', 'fp8', 'int4'];
 
 const LOAD_KEYS = ['device', 'gpu', 'threads', 'contextLength', 'kvCache', 'maxBatchTokens', 'prefault', 'mmap', 'onProgress', 'hub', 'draft', 'speculative'];
 const DRAFT_KEYS = ['model', 'tokens'];
 // The most tokens a proposer guesses per step (native/speculative/proposer.h kMaxProposedTokens).
 const MAX_DRAFT_TOKENS = 16;
-const KV_CACHE_KEYS = ['dtype', 'blockSize', 'blocks', 'memory', 'gpuMemoryFraction', 'offload'];
+const KV_CACHE_KEYS = ['dtype', 'kType', 'vType', 'blockSize', 'blocks', 'memory', 'gpuMemoryFraction', 'offload'];
 const OFFLOAD_KEYS = ['memory', 'disk', 'path'];
 const INSPECT_KEYS = ['device', 'gpu', 'kvCache', 'sequences', 'memory', 'hub'];
-const INSPECT_KV_CACHE_KEYS = ['dtype', 'blockSize'];
+const INSPECT_KV_CACHE_KEYS = ['dtype', 'kType', 'vType', 'blockSize'];
 const GENERATE_KEYS = [
   'n', 'maxTokens', 'temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'frequencyPenalty', 'presencePenalty',
   'penaltyLastN', 'seed', 'stop', 'stopTokens', 'ignoreEos', 'cacheSalt', 'addBos', 'special', 'onToken', 'signal',
@@ -185,13 +185,30 @@ function offloadOptions(value) {
   return { offloadMemory: memory, offloadDisk: disk, offloadPath: o.path };
 }
 
+/**
+ * { dtype, kType, vType } -> { kvKType, kvVType } (undefined: the engine's f16). `dtype` sets both; a kType or
+ * vType beside it must agree with it. `name` prefixes the keys in errors ('kvCache' or '' for top-level keys).
+ */
+function kvTypes({ dtype, kType, vType }, name) {
+  const key = (k) => (name ? `${name}.${k}` : k);
+  for (const [k, value] of [['dtype', dtype], ['kType', kType], ['vType', vType]]) {
+    if (value === undefined) continue;
+    if (typeof value !== 'string') throw new TypeError(`${key(k)} must be a string (one of ${KV_DTYPES.join(', ')}), got ${describe(value)}`);
+    if (!KV_DTYPES.includes(value)) throw new RangeError(`${key(k)} must be one of ${KV_DTYPES.join(', ')}, got ${describe(value)}`);
+  }
+  for (const [k, value] of [['kType', kType], ['vType', vType]]) {
+    if (dtype !== undefined && value !== undefined && value !== dtype) {
+      throw new TypeError(`${key('dtype')} '${dtype}' sets both K and V, but ${key(k)} is '${value}': give dtype alone, or kType and vType`);
+    }
+  }
+  return { kvKType: kType ?? dtype, kvVType: vType ?? dtype };
+}
+
 /** Engine.load options -> the native options object. */
 function loadOptions(options) {
   const o = checkKeys(checkObject(options, 'options'), LOAD_KEYS, 'Engine.load() options');
   const kv = checkKeys(checkObject(o.kvCache, 'kvCache'), KV_CACHE_KEYS, 'kvCache');
-  if (kv.dtype !== undefined && !KV_DTYPES.includes(kv.dtype)) {
-    throw new RangeError(`kvCache.dtype must be one of ${KV_DTYPES.join(', ')}, got ${describe(kv.dtype)}`);
-  }
+  const types = kvTypes(kv, 'kvCache');
   if (kv.blocks !== undefined && kv.memory !== undefined) throw new TypeError('give kvCache.blocks or kvCache.memory, not both');
   if (o.device !== undefined && !DEVICES.includes(o.device)) {
     throw new RangeError(`device must be one of ${DEVICES.join(', ')}, got ${describe(o.device)}`);
@@ -205,7 +222,7 @@ function loadOptions(options) {
     blockSize: int(kv.blockSize, 'kvCache.blockSize', 1, 1024),
     kvBlocks: int(kv.blocks, 'kvCache.blocks', 1),
     kvMemory: checkNumber(kv.memory, 'kvCache.memory', { min: 1, integer: true, max: Number.MAX_SAFE_INTEGER }),
-    kvDtype: kv.dtype,
+    ...types,
     ...offloadOptions(kv.offload),
     maxBatchTokens: int(o.maxBatchTokens, 'maxBatchTokens', 1, 1 << 20),
     prefault: checkBoolean(o.prefault, 'prefault'),
@@ -220,16 +237,14 @@ function loadOptions(options) {
 function inspectOptions(options) {
   const o = checkKeys(checkObject(options, 'options'), INSPECT_KEYS, 'Engine.inspect() options');
   const kv = checkKeys(checkObject(o.kvCache, 'kvCache'), INSPECT_KV_CACHE_KEYS, 'kvCache');
-  if (kv.dtype !== undefined && !KV_DTYPES.includes(kv.dtype)) {
-    throw new RangeError(`kvCache.dtype must be one of ${KV_DTYPES.join(', ')}, got ${describe(kv.dtype)}`);
-  }
+  const types = kvTypes(kv, 'kvCache');
   if (o.device !== undefined && !DEVICES.includes(o.device)) {
     throw new RangeError(`device must be one of ${DEVICES.join(', ')}, got ${describe(o.device)}`);
   }
   return {
     device: o.device,
     gpu: int(o.gpu, 'gpu', 0, 1023),
-    kvDtype: kv.dtype,
+    ...types,
     blockSize: int(kv.blockSize, 'kvCache.blockSize', 1, 1024),
     sequences: int(o.sequences, 'sequences', 1, 1 << 20),
     memory: checkNumber(o.memory, 'memory', { min: 1, integer: true, max: Number.MAX_SAFE_INTEGER }),
@@ -313,6 +328,7 @@ function embedOptions(options) {
 
 module.exports = {
   KV_DTYPES,
+  kvTypes,
   EMBED_KEYS,
   embedOptions,
   LOAD_KEYS,

@@ -69,11 +69,11 @@ struct Pool {
 Pool make_pool(KvDtype dtype, int block_size, size_t max_tokens) {
   Pool p{dtype, block_size, static_cast<int>(max_tokens / block_size), nullptr, nullptr};
   const size_t elements = max_tokens * kKvHeads * kHeadDim;
-  CHECK(cudaMalloc(&p.k, elements * kv_dtype_bytes(dtype)));
-  CHECK(cudaMalloc(&p.v, elements * kv_dtype_bytes(dtype)));
+  CHECK(cudaMalloc(&p.k, elements * kv_row_bytes(dtype, 1)));
+  CHECK(cudaMalloc(&p.v, elements * kv_row_bytes(dtype, 1)));
   // Small random-looking bytes: f16 0x2a2a is ~0.04, int8 42; the values do not change the timing.
-  CHECK(cudaMemset(p.k, 0x2a, elements * kv_dtype_bytes(dtype)));
-  CHECK(cudaMemset(p.v, 0x2a, elements * kv_dtype_bytes(dtype)));
+  CHECK(cudaMemset(p.k, 0x2a, elements * kv_row_bytes(dtype, 1)));
+  CHECK(cudaMemset(p.v, 0x2a, elements * kv_row_bytes(dtype, 1)));
   if (kv_dtype_has_scales(dtype)) {
     CHECK(cudaMalloc(&p.k_scales, max_tokens * kKvHeads * sizeof(float)));
     CHECK(cudaMalloc(&p.v_scales, max_tokens * kKvHeads * sizeof(float)));
@@ -120,7 +120,7 @@ CaseResult run_case(const Pool& pool, int batch, int context, int sm_count, std:
   const float ms = time_ms(20, [&] { CHECK(cuda::launch_decode_attention(params, nullptr)); });
   CHECK(cudaGetLastError());
   const double bytes = 2.0 * batch * context * kKvHeads *
-                       (kHeadDim * static_cast<double>(kv_dtype_bytes(pool.dtype)) + (kv_dtype_has_scales(pool.dtype) ? 4 : 0));
+                       (kHeadDim * static_cast<double>(kv_row_bytes(pool.dtype, 1)) + (kv_dtype_has_scales(pool.dtype) ? 4 : 0));
   cudaFree(tables);
   cudaFree(context_lens);
   cudaFree(q);

@@ -24,12 +24,18 @@ function progressBar(fraction, detail) {
   process.stderr.write(`\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%${fraction >= 1 ? '\n' : ''}`);
 }
 
+/** --kv-dtype, --kv-k-type and --kv-v-type as kvCache's dtype, kType and vType (undefined when none is given). */
+function kvCacheTypes(values) {
+  const types = { dtype: values['kv-dtype'], kType: values['kv-k-type'], vType: values['kv-v-type'] };
+  return Object.values(types).some((t) => t !== undefined) ? types : undefined;
+}
+
 function engineOptions(values) {
   return {
     device: values.device,
     threads: values.threads,
     contextLength: values.context,
-    kvCache: values['kv-dtype'] ? { dtype: values['kv-dtype'] } : undefined,
+    kvCache: kvCacheTypes(values),
     onProgress: process.stderr.isTTY ? progressBar : undefined,
     hub: values['cache-dir'] ? { cacheDir: values['cache-dir'] } : undefined,
   };
@@ -82,4 +88,4 @@ function usageLine(result) {
   );
 }
 
-module.exports = { DEFAULT_MODEL, modelPath, loadEngine, samplingOptions, formatBytes, count, usageLine };
+module.exports = { DEFAULT_MODEL, modelPath, loadEngine, samplingOptions, formatBytes, count, usageLine, kvCacheTypes };

@@ -2,7 +2,7 @@
 // pagedlm inspect: the memory planner's answer for a model (Engine.inspect), read from its metadata without
 // loading the weights: what it needs, what memory there is, and the longest context that fits.
 
-const { modelPath, formatBytes, count } = require('./common');
+const { modelPath, formatBytes, count, kvCacheTypes } = require('./common');
 
 const MEMORY_SOURCES = {
   MemAvailable: 'available now (MemAvailable)',
@@ -23,8 +23,13 @@ function inspectOptions(values) {
     device: values.device,
     memory: values.memory,
     sequences: values.sequences,
-    kvCache: values['kv-dtype'] ? { dtype: values['kv-dtype'] } : undefined,
+    kvCache: kvCacheTypes(values),
   };
+}
+
+// 'int8', or 'K int8 / V int4' where the two differ.
+function kvTypesName(plan) {
+  return plan.kvDtype ?? `K ${plan.kvKType} / V ${plan.kvVType}`;
 }
 
 /** The plan as [label, text] lines. */
@@ -35,7 +40,7 @@ function describePlan(plan) {
     .join(', ');
   const perToken = Object.entries(plan.kvBytesPerToken)
     .map(([dtype, bytes]) => `${dtype} ${formatBytes(bytes)}${dtype === plan.kvDtype ? ' (planned)' : ''}`)
-    .join(', ');
+    .join(', ') + (plan.kvDtype === null ? `; K ${plan.kvKType} / V ${plan.kvVType} ${formatBytes(plan.kvPlannedBytesPerToken)} (planned)` : '');
   const sequences = plan.sequences === 1 ? 'one sequence' : `each of ${count(plan.sequences)} sequences`;
   return [
     ['model', `${plan.name || '(unnamed)'} (${plan.architecture}), ${plan.files} file${plan.files === 1 ? '' : 's'}`],
@@ -48,7 +53,7 @@ function describePlan(plan) {
     ['memory', `${formatBytes(plan.memoryBytes)} ${MEMORY_SOURCES[plan.memorySource] ?? plan.memorySource}`],
     ['weights there', formatBytes(plan.deviceWeightBytes)],
     ['KV budget', `${formatBytes(plan.kvBudgetBytes)} (half of what the weights leave)`],
-    ['fits', `${count(plan.maxContextLength)} tokens of ${plan.kvDtype} KV for ${sequences}`],
+    ['fits', `${count(plan.maxContextLength)} tokens of ${kvTypesName(plan)} KV for ${sequences}`],
     ['load picks', `a context of ${count(plan.contextLength)} tokens, limited by ${CONTEXT_LIMITS[plan.contextLimit] ?? plan.contextLimit}`],
   ];
 }

@@ -78,6 +78,28 @@ int32_t to_int(const Napi::Object& o, const char* key, int32_t fallback) {
 }
 }  // namespace
 
+namespace {
+// kvKType / kvVType (lib/options.js resolves kvCache.dtype into both).
+KvTypes kv_types(const Napi::Object& o) {
+  KvTypes types;
+  for (auto [key, out] : {std::pair{"kvKType", &types.k}, std::pair{"kvVType", &types.v}}) {
+    const Napi::Value name = o.Get(key);
+    if (!name.IsString()) continue;
+    const auto parsed = parse_kv_dtype(name.As<Napi::String>().Utf8Value());
+    if (!parsed) throw Napi::RangeError::New(o.Env(), std::string(key) + " must be one of " + kv_dtype_choices());
+    *out = *parsed;
+  }
+  return types;
+}
+
+// A pool's K and V types: kvDtype names them where they agree (else null), kType / vType each.
+void set_kv_types(Napi::Object& o, const KvTypes& types, const char* both, const char* k, const char* v) {
+  o.Set(both, types.k == types.v ? Napi::Value(Napi::String::New(o.Env(), kv_dtype_name(types.k))) : o.Env().Null());
+  o.Set(k, kv_dtype_name(types.k));
+  o.Set(v, kv_dtype_name(types.v));
+}
+}  // namespace
+
 EngineOptions engine_options(const Napi::Object& o) {
   EngineOptions e;
   e.threads = to_int(o, "threads", 0);
@@ -99,12 +121,7 @@ EngineOptions engine_options(const Napi::Object& o) {
   e.offload.disk_bytes = static_cast<uint64_t>(optional_number(o, "offloadDisk").value_or(0));
   const Napi::Value offload_path = o.Get("offloadPath");
   if (offload_path.IsString()) e.offload.path = offload_path.As<Napi::String>().Utf8Value();
-  const Napi::Value dtype = o.Get("kvDtype");
-  if (dtype.IsString()) {
-    const auto parsed = parse_kv_dtype(dtype.As<Napi::String>().Utf8Value());
-    if (!parsed) throw Napi::RangeError::New(o.Env(), "kvDtype must be f32, f16, bf16, int8 or fp8");
-    e.kv_dtype = *parsed;
-  }
+  e.kv_types = kv_types(o);
   return e;
 }
 
@@ -116,12 +133,7 @@ InspectOptions inspect_options(const Napi::Object& o) {
   i.block_size = to_int(o, "blockSize", i.block_size);
   i.sequences = to_int(o, "sequences", i.sequences);
   i.memory = static_cast<uint64_t>(optional_number(o, "memory").value_or(0));
-  const Napi::Value dtype = o.Get("kvDtype");
-  if (dtype.IsString()) {
-    const auto parsed = parse_kv_dtype(dtype.As<Napi::String>().Utf8Value());
-    if (!parsed) throw Napi::RangeError::New(o.Env(), "kvDtype must be f32, f16, bf16, int8 or fp8");
-    i.kv_dtype = *parsed;
-  }
+  i.kv_types = kv_types(o);
   return i;
 }
 
@@ -266,13 +278,14 @@ Napi::Object inspection_to_js(Napi::Env env, const ModelInspection& inspection, 
   o.Set("weightBytesByType", by_type);
   set_model_shape(o, m);
   Napi::Object per_token = Napi::Object::New(env);
-  for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
-    KvLayout layout{m.n_layers, m.n_kv_heads, m.head_dim, 16, 0, dtype};
-    layout.v_dim = m.value_dim(), layout.v_in_k = m.latent_attention();
-    per_token.Set(kv_dtype_name(dtype), static_cast<double>(layout.bytes_per_token()));
+  for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3, KvDtype::kInt4}) {
+    per_token.Set(kv_dtype_name(dtype), static_cast<double>(KvLayout::kv_bytes_per_token(m.n_layers, m.n_kv_heads, m.head_dim, KvTypes::both(dtype),
+                                                                                          options.block_size, m.latent_attention())));
   }
   o.Set("kvBytesPerToken", per_token);
-  o.Set("kvDtype", kv_dtype_name(options.kv_dtype));
+  o.Set("kvPlannedBytesPerToken",
+        static_cast<double>(KvLayout::kv_bytes_per_token(m.n_layers, m.n_kv_heads, m.head_dim, options.kv_types, options.block_size, m.latent_attention())));
+  set_kv_types(o, options.kv_types, "kvDtype", "kvKType", "kvVType");
   o.Set("device", inspection.device);
   o.Set("gpu", inspection.gpu_name.empty() ? env.Null() : Napi::String::New(env, inspection.gpu_name));
   o.Set("deviceWeightBytes", static_cast<double>(inspection.device_weight_bytes));
@@ -302,7 +315,7 @@ Napi::Object info_to_js(Napi::Env env, const EngineInfo& info) {
   o.Set("tiedOutput", m.tied_output);
   const auto pooling = pooling_for_type(m.pooling_type);
   o.Set("embeddingPooling", pooling.is_ok() ? Napi::Value(Napi::String::New(env, pooling_name(pooling.value()))) : env.Null());
-  o.Set("kvDtype", kv_dtype_name(info.kv.dtype));
+  set_kv_types(o, info.kv.types(), "kvDtype", "kvKType", "kvVType");
   o.Set("kvBytesPerToken", static_cast<double>(info.kv.bytes_per_token()));
   o.Set("kvBlockSize", info.kv.block_size);
   o.Set("kvBlocks", info.kv.num_blocks);
@@ -383,7 +396,7 @@ Napi::Object cache_stats_to_js(Napi::Env env, const EngineStats& s, const Engine
   o.Set("bytesTotal", static_cast<double>(kv.total_bytes()));
   o.Set("device", info.backend);
   o.Set("deviceBytes", static_cast<double>(info.backend == "cuda" ? kv.total_bytes() : 0));
-  o.Set("dtype", kv_dtype_name(kv.dtype));
+  set_kv_types(o, kv.types(), "dtype", "kType", "vType");
   o.Set("prefixQueries", static_cast<double>(s.prefix.queries));
   o.Set("prefixHits", static_cast<double>(s.prefix.hits));
   o.Set("queryTokens", static_cast<double>(s.prefix.query_tokens));

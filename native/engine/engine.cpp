@@ -36,7 +36,8 @@ struct Engine::Inbox {
 
 struct Engine::Core {
   Core(Backend& backend, const ModelConfig& model, SchedulerConfig config)
-      : kv(backend.kv_layout().num_blocks, backend.kv_layout().block_size), scheduler(kv, config), runner(backend, scheduler, model.vocab_size, model.dim) {}
+      : kv(backend.kv_layout().num_blocks, backend.kv_layout().block_size, backend.kv_layout().rows_independent()),
+        scheduler(kv, config), runner(backend, scheduler, model.vocab_size, model.dim) {}
   std::unique_ptr<OffloadStore> offload;  // before `kv`, whose pool calls it on evictions: destroyed after it
   KvCacheManager kv;
   Scheduler scheduler;
@@ -188,8 +189,11 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   engine->tokenizer_ = tokenizer.take();
   engine->sink_ = sink;
 
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, o.block_size, 0, o.kv_dtype};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, o.block_size, 0, o.kv_types.k, o.kv_types.v};
   layout.v_dim = c.value_dim(), layout.v_in_k = c.latent_attention();
+  if (layout.v_in_k && layout.k_dtype != layout.v_dtype) {
+    return Status(ErrorCode::kInvalidArgument, "a latent-attention model keeps one row per token for K and V: kvCache.kType and vType must be the same");
+  }
   const ContextRequest wanted{o.context_length, o.kv_blocks, o.kv_memory, kDefaultPoolContexts};
   const ContextPlan plan = plan_context(wanted, c.context_length, layout, engine->model_->weight_bytes(), system_memory_budget());
   layout.num_blocks = plan.num_blocks;
@@ -308,6 +312,12 @@ Status Engine::check_speculative(GenerateParams& params) const {
   if ((proposer_kinds_.load() & (1u << static_cast<uint32_t>(spec.proposer))) == 0) {
     const std::string how = spec.proposer == speculative::ProposerKind::kDraft ? ": load the engine with a draft model" : "";
     return Status(ErrorCode::kUnsupported, std::string("this engine has no '") + proposer_name(spec.proposer) + "' proposer for speculative decoding" + how);
+  }
+  // A rejected guess's K row would stay in its block's int4 channel scales: the output would drift from
+  // plain decoding's.
+  if (!params.embed && !info_.kv.rows_independent()) {
+    return Status(ErrorCode::kUnsupported, "speculative decoding needs kvCache.kType other than int4 (int4 K scales each channel over its block, "
+                                           "so a rejected guess would change the kept tokens' K)");
   }
   if (params.embed) spec = {};  // an embedding generates nothing
   return Status::ok();

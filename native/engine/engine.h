@@ -38,7 +38,7 @@ struct EngineOptions {
   int32_t block_size = 16;        // tokens per KV block
   int32_t kv_blocks = 0;          // pool size in blocks; 0 = from kv_memory, else room for 4 full contexts within the memory budget
   uint64_t kv_memory = 0;         // pool size in bytes (used when kv_blocks is 0)
-  KvDtype kv_dtype = KvDtype::kF16;
+  KvTypes kv_types;                // element types of K and V in the pool (kv_dtype.h)
   OffloadOptions offload;         // where evicted cached blocks go (kv/offload_store.h); none by default
   int32_t max_batch_tokens = 512; // tokens per forward pass (prefill chunk size)
   bool prefault = true;           // read the weights once at load, so the first request does not page-fault

@@ -120,7 +120,7 @@ Result<ModelInspection> inspect_model(const std::string& path, const InspectOpti
   }
   if (options.memory > 0) out.memory = {options.memory, "option"};
   const ModelConfig& c = out.model.config;
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, options.block_size, 0, options.kv_dtype};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, options.block_size, 0, options.kv_types.k, options.kv_types.v};
   layout.v_dim = c.value_dim(), layout.v_in_k = c.latent_attention();
   out.default_plan = plan_context(ContextRequest{}, c.context_length, layout, out.device_weight_bytes, out.memory);
   out.kv_budget = out.default_plan.kv_budget;

@@ -66,7 +66,7 @@ ContextPlan plan_context(const ContextRequest& request, int32_t trained_context,
 struct InspectOptions {
   std::string device = "auto";  // "auto" (CUDA when a device is found, else the CPU), "cuda" or "cpu"
   int gpu = 0;                  // CUDA device index
-  KvDtype kv_dtype = KvDtype::kF16;
+  KvTypes kv_types;
   int32_t block_size = 16;
   int32_t sequences = 1;   // maxContextLength is per sequence, for this many at once
   uint64_t memory = 0;     // the budget to plan with; 0 = the device's free memory, or system_memory_budget()

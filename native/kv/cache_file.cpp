@@ -14,7 +14,8 @@ namespace pagedlm {
 namespace {
 
 constexpr char kMagic[8] = {'P', 'G', 'L', 'M', 'K', 'V', '0', '1'};
-constexpr uint32_t kVersion = 1;
+// Version 2: the header names the K and the V type apart.
+constexpr uint32_t kVersion = 2;
 
 // A fast 64-bit checksum, 8 bytes at a time.
 uint64_t checksum(const uint8_t* data, size_t size) {
@@ -69,9 +70,18 @@ Status refused(const std::string& path, const std::string& why) {
   return Status(ErrorCode::kCacheFile, "cache file '" + path + "' refused: " + why + "; the cache is unchanged");
 }
 
+// "K int4, V int8 KV" (or "f16 KV" where both are one type), from the header's codes.
+std::string kv_types_name(uint32_t k, uint32_t v) {
+  const auto name = [](uint32_t code) -> std::string {
+    return code <= static_cast<uint32_t>(KvDtype::kInt4) ? kv_dtype_name(static_cast<KvDtype>(code)) : "unknown";
+  };
+  return k == v ? name(k) + " KV" : "K " + name(k) + ", V " + name(v) + " KV";
+}
+
 void put_identity(Writer& w, const CacheFileIdentity& id) {
   w.put(id.model);
-  w.put(static_cast<uint32_t>(id.dtype));
+  w.put(static_cast<uint32_t>(id.types.k));
+  w.put(static_cast<uint32_t>(id.types.v));
   for (int32_t v : {id.block_size, id.layers, id.kv_heads, id.head_dim}) w.put(static_cast<uint32_t>(v));
   w.put(id.block_bytes);
 }
@@ -79,7 +89,7 @@ void put_identity(Writer& w, const CacheFileIdentity& id) {
 }  // namespace
 
 CacheFileIdentity CacheFileIdentity::of(const BlockHash& model, const KvLayout& layout, uint64_t block_bytes) {
-  return {model, layout.dtype, layout.block_size, layout.num_layers, layout.num_kv_heads, layout.head_dim, block_bytes};
+  return {model, layout.types(), layout.block_size, layout.num_layers, layout.num_kv_heads, layout.head_dim, block_bytes};
 }
 
 BlockHash identity_key(const CacheFileIdentity& identity) {
@@ -160,17 +170,17 @@ Result<std::vector<CachedBlockRecord>> parse_cache_file(const std::vector<uint8_
 
   Reader r(bytes, body);
   char magic[8];
-  uint32_t version = 0, dtype = 0, block_size = 0, layers = 0, kv_heads = 0, head_dim = 0;
+  uint32_t version = 0, k_dtype = 0, v_dtype = 0, block_size = 0, layers = 0, kv_heads = 0, head_dim = 0;
   BlockHash model;
   uint64_t block_bytes = 0, count = 0;
-  const bool header_ok = r.get_bytes(magic, 8) && r.get(version) && r.get(model) && r.get(dtype) && r.get(block_size) &&
+  const bool header_ok = r.get_bytes(magic, 8) && r.get(version) && r.get(model) && r.get(k_dtype) && r.get(v_dtype) && r.get(block_size) &&
                          r.get(layers) && r.get(kv_heads) && r.get(head_dim) && r.get(block_bytes) && r.get(count);
   if (!header_ok) return refused(path, "truncated header");
   if (version != kVersion) return refused(path, "format version " + std::to_string(version) + " (this pagedlm reads " + std::to_string(kVersion) + ")");
   if (model != expected.model) return refused(path, "it was saved from a different model");
-  if (dtype != static_cast<uint32_t>(expected.dtype)) {
-    return refused(path, std::string("it holds ") + (dtype <= 4 ? kv_dtype_name(static_cast<KvDtype>(dtype)) : "unknown") +
-                             " KV but this engine uses " + kv_dtype_name(expected.dtype));
+  if (k_dtype != static_cast<uint32_t>(expected.types.k) || v_dtype != static_cast<uint32_t>(expected.types.v)) {
+    return refused(path, "it holds " + kv_types_name(k_dtype, v_dtype) + " but this engine uses " +
+                             kv_types_name(static_cast<uint32_t>(expected.types.k), static_cast<uint32_t>(expected.types.v)));
   }
   if (static_cast<int32_t>(block_size) != expected.block_size || static_cast<int32_t>(layers) != expected.layers ||
       static_cast<int32_t>(kv_heads) != expected.kv_heads || static_cast<int32_t>(head_dim) != expected.head_dim ||

@@ -3,7 +3,7 @@
 // by a checksum of everything before it. Reading validates the whole file before anyone uses a byte.
 //
 // Layout (little-endian):
-//   "PGLMKV01" | u32 version | 16-byte model fingerprint | u32 dtype, block_size, layers, kv_heads, head_dim
+//   "PGLMKV01" | u32 version | 16-byte model fingerprint | u32 k_dtype, v_dtype, block_size, layers, kv_heads, head_dim
 //   | u64 block_bytes | u64 block count | blocks... | u64 checksum
 //   block: 16-byte hash | 16-byte parent hash | i32 tokens[block_size] | block_bytes of K/V (Backend::export_block)
 #pragma once
@@ -20,7 +20,7 @@ namespace pagedlm {
 
 struct CacheFileIdentity {
   BlockHash model;  // fingerprint of the model file (see model_fingerprint)
-  KvDtype dtype = KvDtype::kF16;
+  KvTypes types;
   int32_t block_size = 0;
   int32_t layers = 0;
   int32_t kv_heads = 0;

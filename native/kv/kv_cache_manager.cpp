@@ -28,7 +28,7 @@ PrefixMatch KvCacheManager::match_prefix(const std::vector<int32_t>& tokens, uin
   }
   const int32_t full_tokens = static_cast<int32_t>(match.blocks.size()) * block_size_;
   const int32_t partial_limit = std::min(block_size_ - 1, static_cast<int32_t>(tokens.size()) - 1 - full_tokens);
-  if (partial_limit > 0) {
+  if (partial_limit > 0 && partial_matches_) {
     match.partial_source = pool_.find_partial(parent, tokens.data() + full_tokens, partial_limit, &match.partial_tokens);
     if (match.partial_source != kNoBlock) match.idle_blocks += pool_.ref_count(match.partial_source) == 0;
   }

@@ -46,7 +46,10 @@ struct PrefixCacheCounters {
 
 class KvCacheManager {
  public:
-  KvCacheManager(int32_t num_blocks, int32_t block_size) : pool_(num_blocks, block_size), block_size_(block_size) {}
+  // `partial_matches` false: only whole cached blocks match (a pool whose rows are not independent,
+  // KvLayout::rows_independent).
+  KvCacheManager(int32_t num_blocks, int32_t block_size, bool partial_matches = true)
+      : pool_(num_blocks, block_size), block_size_(block_size), partial_matches_(partial_matches) {}
 
   int32_t block_size() const { return block_size_; }
   int32_t blocks_for_tokens(int64_t tokens) const { return static_cast<int32_t>((tokens + block_size_ - 1) / block_size_); }
@@ -120,6 +123,7 @@ class KvCacheManager {
 
   BlockPool pool_;
   int32_t block_size_;
+  bool partial_matches_;
   PrefixCacheCounters counters_;
   OffloadStore* offload_ = nullptr;
 };

@@ -77,7 +77,7 @@ Result<std::unique_ptr<DraftProposer>> DraftProposer::create(const DraftModelOpt
   }
   DraftModelOptions options = o;
   if (options.context_length == 0) options.context_length = c.context_length;
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, options.block_size, options.kv_blocks, options.kv_dtype};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, options.block_size, options.kv_blocks, options.kv_dtype, options.kv_dtype};
   layout.v_dim = c.value_dim(), layout.v_in_k = c.latent_attention();
   if (layout.num_blocks == 0) layout.num_blocks = (options.context_length + options.block_size - 1) / options.block_size * kDefaultDraftContexts;
   if (!pool) {

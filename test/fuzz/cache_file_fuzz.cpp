@@ -10,7 +10,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The identity of the files in the seed corpus (written by scripts/fuzz.js through the engine).
   CacheFileIdentity expected;
   expected.model = {0, 0};
-  expected.dtype = KvDtype::kF16;
+  expected.types = KvTypes::both(KvDtype::kF16);
   expected.block_size = 4;
   expected.layers = 1;
   expected.kv_heads = 1;

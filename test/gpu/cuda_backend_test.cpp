@@ -22,7 +22,7 @@ using testing::SyntheticSpec;
 
 KvLayout layout_for(const LlamaModel& model, KvDtype dtype, int block_size = 16) {
   const ModelConfig& c = model.config();
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, block_size, 48, dtype};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, block_size, 48, dtype, dtype};
   layout.v_dim = c.value_dim(), layout.v_in_k = c.latent_attention();
   return layout;
 }
@@ -537,6 +537,23 @@ TEST(CudaBackend, ModelsWithoutKernelsForTheirHeadSizeAreUnavailable) {
   EXPECT_FALSE(reply.backend);
   EXPECT_TRUE(reply.unavailable);
   EXPECT_NE(reply.status.message().find("head size 12"), std::string::npos) << reply.status.message();
+}
+
+// The kernels read K and V in one type, not int4: other pools are unavailable (device 'auto' takes the CPU).
+TEST(CudaBackend, SplitOrInt4KvPoolsAreUnavailable) {
+  std::vector<uint8_t> storage;
+  auto model = load_synthetic_model({}, storage);
+  for (const KvTypes types : {KvTypes{KvDtype::kInt8, KvDtype::kF16}, KvTypes::both(KvDtype::kInt4)}) {
+    KvLayout layout = layout_for(*model, types.k);
+    layout.v_dtype = types.v;
+    CudaBackendReply reply;
+    pagedlm_create_cuda_backend({model, layout, 0, 64, 0.9}, reply);
+    EXPECT_FALSE(reply.backend);
+    EXPECT_TRUE(reply.unavailable);
+    EXPECT_EQ(reply.status.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(reply.status.message().find(std::string("not K ") + kv_dtype_name(types.k) + " and V " + kv_dtype_name(types.v)), std::string::npos)
+        << reply.status.message();
+  }
 }
 
 // Features the CUDA step lacks refuse the model, by architecture and feature, rather than run it wrong.

@@ -22,7 +22,7 @@ class DeviceEngine {
     o.offload = offload;
     o.device = device;
     o.threads = 2;
-    o.kv_dtype = dtype;
+    o.kv_types = KvTypes::both(dtype);
     o.kv_blocks = blocks;
     o.block_size = 16;
     o.context_length = 256;

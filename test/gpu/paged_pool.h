@@ -25,7 +25,7 @@ class PagedPool {
     }
   }
 
-  size_t row_bytes() const { return static_cast<size_t>(head_dim_) * kv_dtype_bytes(dtype_); }
+  size_t row_bytes() const { return kv_row_bytes(dtype_, head_dim_); }
   size_t row(int block, int head, int slot) const { return (static_cast<size_t>(block) * kv_heads_ + head) * block_size_ + slot; }
 
   void store(bool value, size_t row, const float* x) {

@@ -65,6 +65,29 @@ describeWithModels('prefix cache', ['synth-tiny-f16.gguf'], (modelPath) => {
 
 describeWithModels('KV memory accounting', ['synth-tiny-f16.gguf'], (modelPath) => {
   test('each dtype: bytes per token follow the formula and the pool matches the estimate', async () => {
+    // K and V of other types: the pool is the estimate, and generation runs.
+    for (const kvCache of [{ dtype: 'int4' }, { kType: 'int8', vType: 'int4' }, { kType: 'int4', vType: 'f16' }]) {
+      const engine = await Engine.load(modelPath, { device: 'cpu', contextLength: 256, kvCache: { ...kvCache, blocks: 32 }, prefault: false });
+      try {
+        const info = engine.info();
+        const kType = kvCache.kType ?? kvCache.dtype;
+        const vType = kvCache.vType ?? kvCache.dtype;
+        expect(info).toMatchObject({ kvKType: kType, kvVType: vType, kvDtype: kType === vType ? kType : null });
+        expect(engine.cache.stats()).toMatchObject({ kType, vType });
+        expect(info.kvPoolBytes).toBe(Engine.estimateKvBytes({ model: engine, contextLength: 512, kType, vType }));
+        const result = await engine.generate('Hello there', { temperature: 0, maxTokens: 8 });
+        expect(result.tokens).toHaveLength(8);
+        if (kType === 'int4') {
+          // A rejected guess would stay in its block's int4 channel scales.
+          await expect(engine.generate('Hello there', { maxTokens: 4, speculative: 'ngram' })).rejects.toMatchObject({
+            code: 'ERR_UNSUPPORTED',
+            message: expect.stringContaining('kvCache.kType other than int4'),
+          });
+        }
+      } finally {
+        await engine.close();
+      }
+    }
     const expected = { f32: 4, f16: 2, bf16: 2, int8: 1, fp8: 1 };
     for (const [dtype, bytes] of Object.entries(expected)) {
       const engine = await Engine.load(modelPath, { contextLength: 256, kvCache: { dtype, blocks: 32 }, prefault: false });
@@ -81,6 +104,11 @@ describeWithModels('KV memory accounting', ['synth-tiny-f16.gguf'], (modelPath) 
       }
     }
     expect(Engine.estimateKvBytes({ config: { layers: 16, kvHeads: 8, headDim: 64 }, contextLength: 1000, dtype: 'f16' })).toBe(2 * 16 * 8 * 64 * 2 * 1008);
+    // int4 on the 1B shape: K 32 bytes a row + 2 per channel per block of 16, V 32 + 2 per 32 values; under 0.3x f16.
+    const int4 = Engine.estimateKvBytes({ config: { layers: 16, kvHeads: 8, headDim: 64 }, contextLength: 1008, dtype: 'int4' });
+    expect(int4).toBe(16 * 8 * (32 + 8 + 32 + 4) * 1008);
+    expect(int4 / (2 * 16 * 8 * 64 * 2 * 1008)).toBeLessThanOrEqual(0.3);
+    expect(Engine.estimateKvBytes({ config: { layers: 16, kvHeads: 8, headDim: 64 }, contextLength: 16, kType: 'int8', vType: 'int4' })).toBe(16 * 8 * (68 + 36) * 16);
     expect(() => Engine.estimateKvBytes({ config: { layers: 16 } })).toThrow(TypeError);
     expect(() => Engine.estimateKvBytes({ config: { layers: 1, kvHeads: 1, headDim: 1 }, contextLength: 5, dtype: 'f4' })).toThrow(RangeError);
   });
@@ -166,10 +194,12 @@ describeWithModels('saved caches', ['synth-tiny-f16.gguf', 'stories260K.gguf'], 
 
     const other = await Engine.load(otherModel);
     const int8 = await Engine.load(modelPath, { contextLength: 512, kvCache: { dtype: 'int8' } });
+    const split = await Engine.load(modelPath, { device: 'cpu', contextLength: 512, kvCache: { kType: 'f16', vType: 'int4' } });
     try {
       await expect(other.cache.load(file)).rejects.toMatchObject({ code: 'ERR_CACHE_FILE', message: expect.stringContaining('different model') });
       await expect(int8.cache.load(file)).rejects.toMatchObject({ code: 'ERR_CACHE_FILE', message: expect.stringContaining('f16') });
       expect(int8.cache.stats().blocksCached).toBe(0);
+      await expect(split.cache.load(file)).rejects.toMatchObject({ code: 'ERR_CACHE_FILE', message: expect.stringContaining('K f16, V int4') });
       const truncated = path.join(dir, 'truncated.pgkv');
       fs.writeFileSync(truncated, fs.readFileSync(file).subarray(0, 100));
       await expect(other.cache.load(truncated)).rejects.toMatchObject({ code: 'ERR_CACHE_FILE' });
@@ -178,6 +208,7 @@ describeWithModels('saved caches', ['synth-tiny-f16.gguf', 'stories260K.gguf'], 
     } finally {
       await other.close();
       await int8.close();
+      await split.close();
     }
   });
 });

@@ -27,7 +27,8 @@ describe('numeric and choice flags', () => {
     [['chat', '--context', '2k'], "--context must be an integer from 1 to 16777216, got '2k'"],
     [['inspect', '--sequences', '0'], "--sequences must be an integer from 1 to 1048576, got '0'"],
     [['inspect', '--memory', 'lots'], "--memory must be a size such as 8GiB, 512MB or 1e9 bytes, got 'lots'"],
-    [['inspect', '--kv-dtype', 'f8'], "--kv-dtype must be one of f32, f16, bf16, int8, fp8, got 'f8'"],
+    [['inspect', '--kv-dtype', 'f8'], "--kv-dtype must be one of f32, f16, bf16, int8, fp8, int4, got 'f8'"],
+    [['inspect', '--kv-v-type', 'int3'], "--kv-v-type must be one of f32, f16, bf16, int8, fp8, int4, got 'int3'"],
     [['inspect', '--device', 'tpu'], "--device must be one of auto, cpu, cuda, got 'tpu'"],
     [['serve', '--context-overflow', 'drop'], "--context-overflow must be one of truncate-oldest, error, got 'drop'"],
   ])('%j is refused', (args, message) => {
@@ -68,6 +69,14 @@ describe('pagedlm inspect', () => {
     expect(JSON.parse(stdout)).toEqual(plan);
   });
 
+  test('--kv-k-type and --kv-v-type plan K and V apart', async () => {
+    const { stdout, status } = cli('inspect', '--model', model, '--memory', '64MiB', '--kv-k-type', 'int8', '--kv-v-type', 'int4', '--device', 'cpu', '--json');
+    expect(status).toBe(0);
+    const plan = await Engine.inspect(model, { memory: MEMORY, kvCache: { kType: 'int8', vType: 'int4' }, device: 'cpu' });
+    expect(JSON.parse(stdout)).toEqual(plan);
+    expect(plan).toMatchObject({ kvDtype: null, kvKType: 'int8', kvVType: 'int4' });
+  });
+
   test('the readable plan gives the weights, KV bytes per token of every dtype, memory, budget and the context that fits', async () => {
     const { stdout, status } = cli('inspect', '--model', model, '--memory', '64MiB', '--sequences', '2');
     expect(status).toBe(0);
@@ -77,7 +86,7 @@ describe('pagedlm inspect', () => {
     expect(line('weights')).toBe(`${formatBytes(plan.weightBytes)} (F16 ${formatBytes(plan.weightBytesByType.F16)}, F32 ${formatBytes(plan.weightBytesByType.F32)})`);
     expect(line('trained context')).toBe('131,072 tokens');
     const kv = plan.kvBytesPerToken;
-    expect(line('KV per token')).toBe(`f32 ${formatBytes(kv.f32)}, f16 ${formatBytes(kv.f16)} (planned), bf16 ${formatBytes(kv.bf16)}, int8 ${formatBytes(kv.int8)}, fp8 ${formatBytes(kv.fp8)}`);
+    expect(line('KV per token')).toBe(`f32 ${formatBytes(kv.f32)}, f16 ${formatBytes(kv.f16)} (planned), bf16 ${formatBytes(kv.bf16)}, int8 ${formatBytes(kv.int8)}, fp8 ${formatBytes(kv.fp8)}, int4 ${formatBytes(kv.int4)}`);
     expect(line('device')).toBe('cpu');
     expect(line('memory')).toBe('64.0 MiB as given by --memory');
     expect(line('KV budget')).toBe(`${formatBytes(plan.kvBudgetBytes)} (half of what the weights leave)`);

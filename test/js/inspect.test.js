@@ -28,6 +28,9 @@ test('inspect reports the shape, the weights by type and the KV bytes per token 
   expect(Object.keys(plan.weightBytesByType).sort()).toEqual(['F16', 'F32']);
   const perRow = { f32: HEAD_DIM * 4, f16: HEAD_DIM * 2, bf16: HEAD_DIM * 2, int8: HEAD_DIM + 4, fp8: HEAD_DIM + 4 };
   for (const [dtype, row] of Object.entries(perRow)) expect(plan.kvBytesPerToken[dtype]).toBe(2 * SHAPE.layers * SHAPE.kvHeads * row);
+  // int4: K rows of HEAD_DIM / 2 bytes and an f16 scale per channel per block of 16; V rows the same and an
+  // f16 scale per 32 values (one group here).
+  expect(plan.kvBytesPerToken.int4).toBe(SHAPE.layers * SHAPE.kvHeads * (HEAD_DIM / 2 + Math.ceil((2 * HEAD_DIM) / 16) + HEAD_DIM / 2 + 2));
   expect(plan.memorySource).toMatch(/^(MemAvailable|physical memory)$/);
   expect(plan).toMatchObject({ device: 'cpu', gpu: null, deviceWeightBytes: plan.weightBytes });
   expect(plan.kvBudgetBytes).toBe(Math.floor((plan.memoryBytes - plan.weightBytes) / 2));
@@ -52,6 +55,10 @@ test('the longest context follows the memory, the dtype and the number of sequen
   const int8 = await Engine.inspect(longContextModel, { memory, kvCache: { dtype: 'int8' } });
   expect(int8.kvDtype).toBe('int8');
   expect(int8.maxContextLength).toBe(Math.floor((1000 * 16 * perToken) / (16 * int8.kvBytesPerToken.int8)) * 16);
+  const split = await Engine.inspect(longContextModel, { memory, kvCache: { kType: 'int8', vType: 'int4' } });
+  expect(split).toMatchObject({ kvDtype: null, kvKType: 'int8', kvVType: 'int4' });
+  expect(split.kvPlannedBytesPerToken).toBe(SHAPE.layers * SHAPE.kvHeads * (HEAD_DIM + 4 + HEAD_DIM / 2 + 2));
+  expect(split.maxContextLength).toBe(Math.floor((1000 * 16 * perToken) / (16 * split.kvPlannedBytesPerToken)) * 16);
   const roomy = await Engine.inspect(longContextModel, { memory: weights + 2 * 4 * 131072 * perToken });
   expect(roomy).toMatchObject({ contextLength: 131072, contextLimit: 'model' });
 });

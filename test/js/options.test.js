@@ -62,6 +62,21 @@ describeWithModels('unknown option keys', ['synth-tiny-f16.gguf'], (modelPath) =
     await expect(Engine.load(modelPath, { kvCache: { blockSise: 16 } })).rejects.toThrow(new TypeError("unknown option 'blockSise' in kvCache: did you mean 'blockSize'?"));
   });
 
+  test('kvCache K and V types: dtype sets both, kType / vType each, and the two ways may not disagree', async () => {
+    await expect(Engine.load(modelPath, { kvCache: { kType: 'int3' } })).rejects.toThrow(new RangeError("kvCache.kType must be one of f32, f16, bf16, int8, fp8, int4, got string int3"));
+    await expect(Engine.load(modelPath, { kvCache: { vType: 4 } })).rejects.toThrow(new TypeError('kvCache.vType must be a string (one of f32, f16, bf16, int8, fp8, int4), got number 4'));
+    await expect(Engine.load(modelPath, { kvCache: { dtype: 'f16', kType: 'int4' } })).rejects.toThrow(
+      new TypeError("kvCache.dtype 'f16' sets both K and V, but kvCache.kType is 'int4': give dtype alone, or kType and vType"),
+    );
+    await expect(Engine.inspect(modelPath, { kvCache: { dtype: 'int8', vType: 'fp8' } })).rejects.toThrow(TypeError);
+    expect(() => Engine.estimateKvBytes({ config: { layers: 1, kvHeads: 1, headDim: 8 }, contextLength: 16, dtype: 'int8', kType: 'int4' })).toThrow(
+      new TypeError("dtype 'int8' sets both K and V, but kType is 'int4': give dtype alone, or kType and vType"),
+    );
+    // Agreeing is allowed.
+    const plan = await Engine.inspect(modelPath, { kvCache: { dtype: 'int4', kType: 'int4' } });
+    expect(plan).toMatchObject({ kvDtype: 'int4', kvKType: 'int4', kvVType: 'int4' });
+  });
+
   test('Engine.inspect', async () => {
     await expect(Engine.inspect(modelPath, { sequence: 2 })).rejects.toThrow(new TypeError("unknown option 'sequence' in Engine.inspect() options: did you mean 'sequences'?"));
     await expect(Engine.inspect(modelPath, { kvCache: { dtyp: 'f16' } })).rejects.toThrow("unknown option 'dtyp' in kvCache: did you mean 'dtype'?");

@@ -14,10 +14,11 @@ namespace pagedlm {
 namespace {
 
 struct CacheEngine {
-  CacheEngine(const std::string& model, KvDtype dtype, int32_t block_size = 8) {
+  CacheEngine(const std::string& model, KvDtype dtype, int32_t block_size = 8) : CacheEngine(model, KvTypes::both(dtype), block_size) {}
+  CacheEngine(const std::string& model, KvTypes types, int32_t block_size = 8) {
     EngineOptions o;
     o.threads = 2;
-    o.kv_dtype = dtype;
+    o.kv_types = types;
     o.kv_blocks = 48;
     o.block_size = block_size;
     o.context_length = 256;
@@ -52,7 +53,7 @@ void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
-class CacheFile : public ::testing::TestWithParam<KvDtype> {};
+class CacheFile : public ::testing::TestWithParam<KvTypes> {};
 
 TEST_P(CacheFile, RestartedEngineHitsAndMatchesCold) {
   const std::string model = testing::write_synthetic_model({}, "cache_file_model.gguf");
@@ -72,13 +73,17 @@ TEST_P(CacheFile, RestartedEngineHitsAndMatchesCold) {
   EXPECT_EQ(second.engine->stats().cached_blocks, loaded.value());
   const EngineEvent again = second.run(question);
   EXPECT_EQ(again.tokens, answer);
-  EXPECT_EQ(second.engine->stats().prefix.hit_tokens, 44u);  // all but the last prompt token, 4 of them copied from the sixth block
+  // All but the last prompt token, 4 of them copied from the sixth block (int4 K: whole blocks only).
+  EXPECT_EQ(second.engine->stats().prefix.hit_tokens, GetParam().k == KvDtype::kInt4 ? 40u : 44u);
   // Loading the same file twice adds nothing new.
   EXPECT_EQ(second.engine->load_cache(file).value(), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, CacheFile, ::testing::Values(KvDtype::kF32, KvDtype::kF16, KvDtype::kInt8, KvDtype::kFp8E4M3),
-                         [](const auto& info) { return std::string(kv_dtype_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Dtypes, CacheFile,
+                         ::testing::Values(KvTypes::both(KvDtype::kF32), KvTypes::both(KvDtype::kF16), KvTypes::both(KvDtype::kInt8),
+                                           KvTypes::both(KvDtype::kFp8E4M3), KvTypes::both(KvDtype::kInt4), KvTypes{KvDtype::kInt8, KvDtype::kInt4},
+                                           KvTypes{KvDtype::kInt4, KvDtype::kF16}),
+                         [](const auto& info) { return std::string("K_") + kv_dtype_name(info.param.k) + "_V_" + kv_dtype_name(info.param.v); });
 
 TEST(CacheFileRefusal, OtherModelDtypeLayoutOrDamage) {
   const std::string model = testing::write_synthetic_model({}, "cache_refuse_model.gguf");
@@ -101,6 +106,9 @@ TEST(CacheFileRefusal, OtherModelDtypeLayoutOrDamage) {
   expect_refused(other, file, "different model");
   CacheEngine f32(model, KvDtype::kF32);
   expect_refused(f32, file, "holds f16 KV but this engine uses f32");
+  // A file of one pair of K and V types is refused by an engine of another.
+  CacheEngine f16_int4(model, KvTypes{KvDtype::kF16, KvDtype::kInt4});
+  expect_refused(f16_int4, file, "holds f16 KV but this engine uses K f16, V int4 KV");
   CacheEngine blocks16(model, KvDtype::kF16, 16);
   expect_refused(blocks16, file, "KV layout");
 

@@ -283,7 +283,7 @@ TEST_F(DraftProposerTest, RunsOnTheTargetBackendsWorkers) {
   auto model = LlamaModel::load(file.take());
   ASSERT_TRUE(model.is_ok()) << model.status().message();
   const ModelConfig& c = model.value()->config();
-  auto target = CpuBackend::create(model.value(), KvLayout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 8, KvDtype::kF16}, 2);
+  auto target = CpuBackend::create(model.value(), KvLayout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 8, KvDtype::kF16, KvDtype::kF16}, 2);
   ASSERT_TRUE(target.is_ok()) << target.status().message();
   DraftModelOptions options;
   options.path = target_path_;

@@ -71,7 +71,7 @@ struct Fixture {
   explicit Fixture(const std::string& path, int32_t kv_blocks = 0, int32_t batch_tokens = 16) {
     EngineOptions o;
     o.threads = 2;
-    o.kv_dtype = KvDtype::kF32;
+    o.kv_types = KvTypes::both(KvDtype::kF32);
     o.block_size = 8;
     o.context_length = 128;
     o.kv_blocks = kv_blocks;

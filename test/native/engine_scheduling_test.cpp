@@ -17,7 +17,7 @@ std::unique_ptr<Engine> make_engine(EventSink* sink, int32_t blocks, int32_t bat
   static const std::string path = testing::write_synthetic_model({.dim = 64, .layers = 2}, "scheduler.gguf");
   EngineOptions o;
   o.threads = 2;
-  o.kv_dtype = KvDtype::kF16;
+  o.kv_types = KvTypes::both(KvDtype::kF16);
   o.kv_blocks = blocks;
   o.block_size = 8;
   o.context_length = 256;

@@ -67,7 +67,7 @@ class AidreamsReference : public ::testing::TestWithParam<KvDtype> {};
 TEST_P(AidreamsReference, GreedyMatchesRunC) {
   PAGEDLM_REQUIRE_SHARED_MODEL(path, "aidreams260K.gguf");
   EngineOptions options;
-  options.kv_dtype = GetParam();
+  options.kv_types = KvTypes::both(GetParam());
   Fixture f(path, options);
   for (const Reference& ref : kAidreams) {
     const std::vector<int32_t> prompt = f.engine->tokenizer().encode(ref.prompt);
@@ -86,7 +86,7 @@ INSTANTIATE_TEST_SUITE_P(KvTypes, AidreamsReference, ::testing::Values(KvDtype::
 
 TEST(EngineReference, Stories260KFromBos) {
   PAGEDLM_REQUIRE_SHARED_MODEL(path, "stories260K.gguf");
-  Fixture f(path, EngineOptions{.kv_dtype = KvDtype::kF32});
+  Fixture f(path, EngineOptions{.kv_types = KvTypes::both(KvDtype::kF32)});
   const std::vector<int32_t> expected = parse_ids(
       "461 461 401 401 401 461 378 455 473 456 435 299 362 409 283 264 283 452 288 13 431 431 431 431 431 431 431 431 431 431 431 431 431 293 430 417 363 416 315 342 418 424 400 442 402 303 266 299 374 466 396 303 271 362 390 469 306 469 423 314 347 305 356 333 333 333 333 425 377 354 304 304 304 304 304 330 341 382 468 473 473 402 402 299 299 483 456 473 456 473 465 465 465 341 317 436 363 454 315 377 360 408 472 453 327 316 266 417 277 299 369 283 266 417 264 277 277 277 439 456 407 407 309 341 436 330 466 377 422 436 472 465 466 407 407 407 407 407 465 466 473 330 330 386 431 304 304 472 453 380 299 299 483 475 452 477 295 412 302 330 275 377 271 341 438 452 287 302 341 438 303 303 303 283 266 417 277 277 277 409 281 303 303 462 402 402 402 402 299 299 277 333 333 333 333 333 299 299 299 292");
   GenerateParams p = f.greedy(static_cast<int>(expected.size()));
@@ -228,7 +228,7 @@ TEST(Engine, LogprobsDescribeEachTokenAndLeaveTheTokensAsTheyWere) {
 
 TEST(Engine, ConcurrentRequestsMatchSoloRuns) {
   PAGEDLM_REQUIRE_SHARED_MODEL(path, "stories260K.gguf");
-  Fixture f(path, EngineOptions{.kv_dtype = KvDtype::kF32, .max_batch_tokens = 64});
+  Fixture f(path, EngineOptions{.kv_types = KvTypes::both(KvDtype::kF32), .max_batch_tokens = 64});
   GenerateParams p = f.greedy(30);
   p.ignore_eos = true;
   std::vector<std::vector<int32_t>> prompts = {{1}, {1, 300, 301}, {1, 400, 401, 402, 403, 404}, {1, 260}};
@@ -252,7 +252,7 @@ class GreedyAgainstReference : public ::testing::TestWithParam<std::pair<const c
 TEST_P(GreedyAgainstReference, SameTokens) {
   const auto& [name, spec] = GetParam();
   const std::string path = testing::write_synthetic_model(spec, std::string("greedy_") + name + ".gguf");
-  Fixture f(path, EngineOptions{.kv_dtype = KvDtype::kF32, .max_batch_tokens = 7});  // prompt prefilled in chunks
+  Fixture f(path, EngineOptions{.kv_types = KvTypes::both(KvDtype::kF32), .max_batch_tokens = 7});  // prompt prefilled in chunks
   const std::vector<int32_t> prompt = {1, 40, 41, 42, 300, 301, 17, 18, 19, 20, 21};
   GenerateParams p = f.greedy(24);
   p.ignore_eos = true;

@@ -20,9 +20,9 @@ struct Case {
   double tolerance;  // normalized logit error allowed against the double reference
 };
 
-std::unique_ptr<CpuBackend> backend_for(const std::shared_ptr<const LlamaModel>& model, KvDtype dtype, int block_size = 16, int threads = 2) {
+std::unique_ptr<CpuBackend> backend_for(const std::shared_ptr<const LlamaModel>& model, KvTypes types, int block_size = 16, int threads = 2) {
   const ModelConfig& c = model->config();
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, block_size, 64, dtype};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, block_size, 64, types.k, types.v};
   auto b = CpuBackend::create(model, layout, threads);
   EXPECT_TRUE(b.is_ok());
   return b.take();
@@ -42,7 +42,7 @@ TEST_P(Forward, MatchesDoubleReference) {
   std::vector<uint8_t> storage;
   auto model = load_synthetic_model(tc.spec, storage);
   const auto tokens = prompt_of(37, model->config().vocab_size);  // crosses two block boundaries, last block part filled
-  auto backend = backend_for(model, KvDtype::kF32, 16);
+  auto backend = backend_for(model, KvTypes::both(KvDtype::kF32), 16);
   const std::vector<BlockId> table = {5, 2, 9};  // deliberately out of order: attention must follow the table
   EXPECT_TRUE(testing::prefill_then_decode_matches_reference(*backend, *model, tokens, table, 20, tc.tolerance));
 }
@@ -88,9 +88,9 @@ const Case kCases[] = {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Forward, ::testing::ValuesIn(kCases), [](const auto& info) { return std::string(info.param.name); });
 
-// A windowed layer in every KV dtype: the encoded, decoded and direct paths each skip the rows below
-// the window (at block boundaries and inside a block).
-class WindowedKv : public ::testing::TestWithParam<KvDtype> {};
+// A windowed layer in every KV dtype and some pairs: the encoded, decoded and direct paths (each side on
+// its own) skip the rows below the window (at block boundaries and inside a block).
+class WindowedKv : public ::testing::TestWithParam<KvTypes> {};
 
 TEST_P(WindowedKv, MatchesDoubleReference) {
   std::vector<uint8_t> storage;
@@ -98,19 +98,25 @@ TEST_P(WindowedKv, MatchesDoubleReference) {
   const auto tokens = prompt_of(45, model->config().vocab_size);
   auto backend = backend_for(model, GetParam(), 8);
   const std::vector<BlockId> table = {7, 1, 4, 0, 9, 2};
-  const double tolerance = GetParam() == KvDtype::kF32 ? 1e-4 : GetParam() == KvDtype::kF16 ? 5e-3 : 6e-2;
+  const KvTypes t = GetParam();
+  const bool int4 = t.k == KvDtype::kInt4 || t.v == KvDtype::kInt4;
+  const double tolerance = t == KvTypes::both(KvDtype::kF32) ? 1e-4 : t == KvTypes::both(KvDtype::kF16) ? 5e-3 : int4 ? 2e-1 : 6e-2;
   EXPECT_TRUE(testing::prefill_then_decode_matches_reference(*backend, *model, tokens, table, 13, tolerance));
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, WindowedKv, ::testing::Values(KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3),
-                         [](const auto& info) { return std::string(kv_dtype_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Dtypes, WindowedKv,
+                         ::testing::Values(KvTypes::both(KvDtype::kF32), KvTypes::both(KvDtype::kF16), KvTypes::both(KvDtype::kBF16),
+                                           KvTypes::both(KvDtype::kInt8), KvTypes::both(KvDtype::kFp8E4M3), KvTypes::both(KvDtype::kInt4),
+                                           KvTypes{KvDtype::kF16, KvDtype::kInt8}, KvTypes{KvDtype::kFp8E4M3, KvDtype::kBF16},
+                                           KvTypes{KvDtype::kInt8, KvDtype::kInt4}, KvTypes{KvDtype::kInt4, KvDtype::kF32}),
+                         [](const auto& info) { return std::string("K_") + kv_dtype_name(info.param.k) + "_V_" + kv_dtype_name(info.param.v); });
 
 // Soft-capped attention over a quantized pool takes the per-row path with decoded rows.
 TEST(ForwardGemma2, SoftcapOverInt8KvStaysClose) {
   std::vector<uint8_t> storage;
   auto model = load_synthetic_model({.architecture = "gemma2", .sliding_window = 9, .attn_softcap = 3.0f}, storage);
   const auto tokens = prompt_of(30, model->config().vocab_size);
-  auto backend = backend_for(model, KvDtype::kInt8, 16);
+  auto backend = backend_for(model, KvTypes::both(KvDtype::kInt8), 16);
   EXPECT_TRUE(testing::prefill_then_decode_matches_reference(*backend, *model, tokens, {3, 0}, 17, 6e-2));
 }
 
@@ -122,7 +128,7 @@ TEST(ForwardPhi3, LongRopeFactorsFollowTheContext) {
   const ModelConfig& c = model->config();
   ASSERT_EQ(c.rope_original_context, 64);
   const auto tokens = prompt_of(30, c.vocab_size);
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 8, KvDtype::kF32};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 8, KvDtype::kF32, KvDtype::kF32};
   auto short_context = CpuBackend::create(model, layout, 2, 64);
   ASSERT_TRUE(short_context.is_ok());
   EXPECT_TRUE(testing::prefill_then_decode_matches_reference(*short_context.value(), *model, tokens, {1, 2}, 10, 1e-4, 64));
@@ -136,7 +142,7 @@ TEST(ForwardBatching, SequencesInOneBatchMatchEachAlone) {
   std::vector<uint8_t> storage;
   auto model = load_synthetic_model({.layers = 2}, storage);
   const int vocab = model->config().vocab_size;
-  auto backend = backend_for(model, KvDtype::kF32);
+  auto backend = backend_for(model, KvTypes::both(KvDtype::kF32));
   const auto a = prompt_of(19, vocab), b = prompt_of(5, vocab);
   const auto ref_a = testing::reference_logits(*model, a), ref_b = testing::reference_logits(*model, b);
   std::vector<BlockId> table_a = {0, 1}, table_b = {2};
@@ -157,7 +163,7 @@ TEST(ForwardBatching, SeveralLogitRowsPerSequenceAreEachPositionsRow) {
   std::vector<uint8_t> storage;
   auto model = load_synthetic_model({.layers = 2}, storage);
   const int vocab = model->config().vocab_size;
-  auto backend = backend_for(model, KvDtype::kF32);
+  auto backend = backend_for(model, KvTypes::both(KvDtype::kF32));
   const auto a = prompt_of(19, vocab), b = prompt_of(5, vocab);
   const auto ref_a = testing::reference_logits(*model, a), ref_b = testing::reference_logits(*model, b);
   std::vector<BlockId> table_a = {0, 1}, table_b = {2};
@@ -192,7 +198,7 @@ TEST(ForwardKvTypes, F16KvStaysClose) {
   auto model = load_synthetic_model({}, storage);
   const auto tokens = prompt_of(30, model->config().vocab_size);
   const auto ref = testing::reference_logits(*model, tokens);
-  auto backend = backend_for(model, KvDtype::kF16, 32, 1);
+  auto backend = backend_for(model, KvTypes::both(KvDtype::kF16), 32, 1);
   std::vector<BlockId> table = {3};
   ForwardBatch batch;
   batch.tokens = tokens;
@@ -209,7 +215,7 @@ TEST(CpuBackendMemory, PoolThatFitsOnlyWithoutTheWeightsCopyIsRefused) {
   std::vector<uint8_t> storage;
   auto model = load_synthetic_model({}, storage);
   const ModelConfig& c = model->config();
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 1, KvDtype::kF32};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 1, KvDtype::kF32, KvDtype::kF32};
   const uint64_t physical = physical_memory_bytes();
   // The most blocks RAM holds: less than a block (8 KiB) to spare, and the packed copy is 15 matrices of at
   // least a page each.
@@ -230,7 +236,7 @@ TEST(CpuBackendMemory, PoolThatFitsOnlyWithoutTheHeapCopyOfTheModelIsRefused) {
   auto model = LlamaModel::load(file.take());
   ASSERT_TRUE(model.is_ok()) << model.status().message();
   const ModelConfig& c = model.value()->config();
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 1, KvDtype::kF32};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 1, KvDtype::kF32, KvDtype::kF32};
   size_t packed = 0;
   {
     auto small = CpuBackend::create(model.value(), layout, 1);

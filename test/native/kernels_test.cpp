@@ -443,7 +443,7 @@ TEST_P(Kernels, BlockAttentionIsSoftmaxAttention) {
           keys_h[i] = fp16_to_float(keys16[i]);
           values_h[i] = fp16_to_float(values16[i]);
         }
-        const auto check = [&](const std::vector<float>& kf, const std::vector<float>& vf, auto&& attend, const char* what) {
+        const auto check = [&](const std::vector<float>& kf, const std::vector<float>& vf, auto&& attend, const std::string& what) {
           std::vector<float> row_max(rows, -INFINITY), row_sum(rows, 0.0f), acc(static_cast<size_t>(rows) * d, 0.0f);
           const AttentionRows state{q.data(), rows, scale, row_max.data(), row_sum.data(), acc.data(), softcap};
           int at = 0;
@@ -477,22 +477,32 @@ TEST_P(Kernels, BlockAttentionIsSoftmaxAttention) {
           attend_block(k, keys16.data() + static_cast<size_t>(at) * d, values16.data() + static_cast<size_t>(at) * d, n, d, state, scores.data());
         }, "f16");
         if (k.attend_block_encoded == nullptr) continue;
-        // Rows in the pool's other encodings, read in place, against what kv_load_row decodes them to.
-        for (const KvDtype dtype : {KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
-          const size_t row_bytes = static_cast<size_t>(d) * kv_dtype_bytes(dtype);
-          std::vector<uint8_t> k_enc(positions * row_bytes), v_enc(k_enc.size());
-          std::vector<float> k_scales(positions), v_scales(positions), k_dec(keys.size()), v_dec(keys.size());
+        // K and V rows of every pair of the types read in place, against what kv_load_row decodes them to.
+        const KvDtype in_place[] = {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3};
+        struct Encoded {
+          size_t row_bytes;
+          std::vector<uint8_t> rows;
+          std::vector<float> scales, decoded;
+        };
+        const auto encode = [&](KvDtype dtype, const std::vector<float>& x) {
+          Encoded e{kv_row_bytes(dtype, d), {}, std::vector<float>(positions), std::vector<float>(x.size())};
+          e.rows.resize(positions * e.row_bytes);
           for (int p = 0; p < positions; ++p) {
             const size_t at = static_cast<size_t>(p) * d;
-            kv_store_row(dtype, keys.data() + at, k_enc.data() + p * row_bytes, &k_scales[p], d);
-            kv_store_row(dtype, values.data() + at, v_enc.data() + p * row_bytes, &v_scales[p], d);
-            kv_load_row(dtype, k_enc.data() + p * row_bytes, &k_scales[p], k_dec.data() + at, d);
-            kv_load_row(dtype, v_enc.data() + p * row_bytes, &v_scales[p], v_dec.data() + at, d);
+            kv_store_row(dtype, x.data() + at, e.rows.data() + p * e.row_bytes, &e.scales[p], d);
+            kv_load_row(dtype, e.rows.data() + p * e.row_bytes, &e.scales[p], e.decoded.data() + at, d);
           }
-          check(k_dec, v_dec, [&](int at, int n, const AttentionRows& state) {
-            k.attend_block_encoded(dtype, k_enc.data() + at * row_bytes, v_enc.data() + at * row_bytes, k_scales.data() + at, v_scales.data() + at, n, d,
-                                   state);
-          }, kv_dtype_name(dtype));
+          return e;
+        };
+        for (const KvDtype k_type : in_place) {
+          const Encoded ke = encode(k_type, keys);
+          for (const KvDtype v_type : in_place) {
+            const Encoded ve = encode(v_type, values);
+            check(ke.decoded, ve.decoded, [&](int at, int n, const AttentionRows& state) {
+              k.attend_block_encoded(k_type, v_type, ke.rows.data() + at * ke.row_bytes, ve.rows.data() + at * ve.row_bytes, ke.scales.data() + at,
+                                     ve.scales.data() + at, n, d, state);
+            }, std::string("K ") + kv_dtype_name(k_type) + " V " + kv_dtype_name(v_type));
+          }
         }
       }
     }
@@ -539,7 +549,7 @@ TEST_P(Kernels, EncodedRowsReadAsTheyDecode) {
     const float v_scale = dtype == KvDtype::kInt8 ? 0.25f : 1.0f, k_scale = 1.0f;
     float row_max = -INFINITY, row_sum = 0;
     std::vector<float> acc(d, 0.0f);
-    k.attend_block_encoded(dtype, key.data(), codes.data(), &k_scale, &v_scale, 1, d, {q.data(), 1, 1.0f, &row_max, &row_sum, acc.data()});
+    k.attend_block_encoded(dtype, dtype, key.data(), codes.data(), &k_scale, &v_scale, 1, d, {q.data(), 1, 1.0f, &row_max, &row_sum, acc.data()});
     ASSERT_EQ(row_sum, 1.0f);
     for (int i = 0; i < d; ++i) {
       const float want = dtype == KvDtype::kInt8 ? v_scale * static_cast<int8_t>(codes[i]) : fp8_e4m3_to_float(codes[i]);

@@ -20,7 +20,7 @@ SyntheticSpec latent_spec(int q_lora_rank) {
 }
 
 KvLayout latent_layout(const ModelConfig& c, KvDtype dtype, int blocks) {
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, blocks, dtype};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, 16, blocks, dtype, dtype};
   layout.v_dim = c.value_dim(), layout.v_in_k = c.latent_attention();
   return layout;
 }

@@ -91,7 +91,7 @@ TEST(CpuBackendCandidates, GreedyAndTopKRowsAreFilledFromTheLogits) {
   std::vector<uint8_t> storage;
   auto model = testing::load_synthetic_model({.layers = 2}, storage);
   const ModelConfig& c = model->config();
-  auto backend = CpuBackend::create(model, KvLayout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 8, KvDtype::kF32}, 2).take();
+  auto backend = CpuBackend::create(model, KvLayout{c.n_layers, c.n_kv_heads, c.head_dim, 16, 8, KvDtype::kF32, KvDtype::kF32}, 2).take();
   std::vector<BlockId> table_a = {0}, table_b = {1}, table_c = {2};
   ForwardBatch batch;
   batch.tokens = {3, 5, 7, 11, 13};

@@ -11,7 +11,7 @@ namespace {
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 
 // 2 layers x 2 KV heads x 32 dims x f16 x (K and V): 512 bytes a token, 8 KiB a 16-token block.
-KvLayout small_layout() { return KvLayout{2, 2, 32, 16, 0, KvDtype::kF16}; }
+KvLayout small_layout() { return KvLayout{2, 2, 32, 16, 0, KvDtype::kF16, KvDtype::kF16}; }
 
 TEST(MemoryPlan, TheModelsContextWhenItFitsWithFourContextsOfPool) {
   const MemoryBudget memory{1024 * kMiB, "option"};
@@ -84,7 +84,7 @@ TEST(MemoryPlan, InspectReadsTheHeaderAndPlans) {
   EXPECT_EQ(i.model.config.vocab_size, spec.vocab);
   EXPECT_EQ(i.memory.source, "option");
   EXPECT_GT(i.model.weight_bytes_by_type.at("F16"), 0u);
-  const KvLayout layout{spec.layers, spec.kv_heads, spec.dim / spec.heads, 16, 0, KvDtype::kF16};
+  const KvLayout layout{spec.layers, spec.kv_heads, spec.dim / spec.heads, 16, 0, KvDtype::kF16, KvDtype::kF16};
   EXPECT_EQ(i.max_context_length, static_cast<int64_t>(i.kv_budget / layout.bytes_per_block()) / 2 * 16);
   EXPECT_EQ(i.default_plan.context_length, std::min<int64_t>(100000, static_cast<int64_t>(i.kv_budget / layout.bytes_per_block()) * 16));
 }

@@ -298,7 +298,7 @@ class TieredEngine {
   TieredEngine(const OffloadOptions& offload, KvDtype dtype) {
     EngineOptions o;
     o.threads = 2;
-    o.kv_dtype = dtype;
+    o.kv_types = KvTypes::both(dtype);
     o.kv_blocks = 14;  // two 48-token prompts and their answers
     o.block_size = 8;
     o.context_length = 96;

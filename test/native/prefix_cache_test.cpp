@@ -14,10 +14,11 @@ namespace {
 
 class PrefixEngine {
  public:
-  PrefixEngine(const std::string& path, KvDtype dtype, int32_t blocks = 64) {
+  PrefixEngine(const std::string& path, KvDtype dtype, int32_t blocks = 64) : PrefixEngine(path, KvTypes::both(dtype), blocks) {}
+  PrefixEngine(const std::string& path, KvTypes types, int32_t blocks = 64) {
     EngineOptions o;
     o.threads = 2;
-    o.kv_dtype = dtype;
+    o.kv_types = types;
     o.kv_blocks = blocks;
     o.block_size = 8;
     o.context_length = 256;
@@ -67,10 +68,13 @@ const std::string& model_path() {
   return path;
 }
 
-class PrefixHit : public ::testing::TestWithParam<std::tuple<KvDtype, bool>> {};
+class PrefixHit : public ::testing::TestWithParam<std::tuple<KvDtype, KvDtype, bool>> {};
 
+// Every pair of K and V types. int4 K matches whole blocks only (KvLayout::rows_independent): the sixth
+// block's first token is computed again.
 TEST_P(PrefixHit, EqualsColdRun) {
-  const auto [dtype, sample] = GetParam();
+  const auto [k_type, v_type, sample] = GetParam();
+  const KvTypes dtype{k_type, v_type};
   const std::vector<int32_t> system = concat({1}, tokens_from(0, 40));
   const std::vector<int32_t> question = concat(system, tokens_from(500, 7));
 
@@ -82,17 +86,20 @@ TEST_P(PrefixHit, EqualsColdRun) {
   warm.run(concat(system, tokens_from(900, 5)), params(sample));  // computes and caches the system prompt
   const EngineEvent warm_answer = warm.run(question, params(sample));
   const EngineStats s = warm.engine().stats();
-  EXPECT_EQ(s.prefix.hit_tokens, 41u);  // 41 shared tokens = 5 full blocks of 8 and a copy of the sixth's first
+  // 41 shared tokens = 5 full blocks of 8 and a copy of the sixth's first
+  EXPECT_EQ(s.prefix.hit_tokens, k_type == KvDtype::kInt4 ? 40u : 41u);
   EXPECT_EQ(s.prefix.hits, 1u);
   EXPECT_EQ(warm_answer.tokens, cold_answer.tokens);
   EXPECT_EQ(s.in_use_blocks, 0);
   EXPECT_GT(s.cached_blocks, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, PrefixHit,
-                         ::testing::Combine(::testing::Values(KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3), ::testing::Bool()),
+constexpr KvDtype kAllKvTypes[] = {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3, KvDtype::kInt4};
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, PrefixHit, ::testing::Combine(::testing::ValuesIn(kAllKvTypes), ::testing::ValuesIn(kAllKvTypes), ::testing::Bool()),
                          [](const auto& info) {
-                           return std::string(kv_dtype_name(std::get<0>(info.param))) + (std::get<1>(info.param) ? "_sampled" : "_greedy");
+                           return std::string("K_") + kv_dtype_name(std::get<0>(info.param)) + "_V_" + kv_dtype_name(std::get<1>(info.param)) +
+                                  (std::get<2>(info.param) ? "_sampled" : "_greedy");
                          });
 
 // A model windowed on every layer (Mistral-style) releases the blocks its window has passed; the registered
@@ -114,13 +121,13 @@ TEST_P(WindowedPrefixHit, EqualsColdRun) {
   PrefixEngine warm(windowed_model_path(), GetParam());
   warm.run(concat(system, tokens_from(900, 5)), params(false));
   const EngineEvent warm_answer = warm.run(question, params(false));
-  EXPECT_EQ(warm.engine().stats().prefix.hit_tokens, 41u);
+  EXPECT_EQ(warm.engine().stats().prefix.hit_tokens, GetParam() == KvDtype::kInt4 ? 40u : 41u);  // int4 K: whole blocks only
   EXPECT_EQ(warm_answer.tokens, cold_answer.tokens);
   EXPECT_TRUE(warm.engine().check_kv_invariants().is_ok());
   EXPECT_EQ(warm.engine().stats().in_use_blocks, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, WindowedPrefixHit, ::testing::Values(KvDtype::kF32, KvDtype::kInt8),
+INSTANTIATE_TEST_SUITE_P(Dtypes, WindowedPrefixHit, ::testing::Values(KvDtype::kF32, KvDtype::kInt8, KvDtype::kInt4),
                          [](const auto& info) { return std::string(kv_dtype_name(info.param)); });
 
 // Releasing passed blocks bounds what a sequence holds by its window: a pool of 8 blocks of 8 (64 tokens)

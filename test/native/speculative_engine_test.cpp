@@ -33,7 +33,7 @@ std::unique_ptr<Engine> make_engine(EventSink* sink, int32_t blocks = 256, int32
                                     KvDtype kv_dtype = KvDtype::kF32) {
   EngineOptions o;
   o.threads = 2;
-  o.kv_dtype = kv_dtype;
+  o.kv_types = KvTypes::both(kv_dtype);
   o.kv_blocks = blocks;
   o.block_size = 8;
   o.context_length = 256;

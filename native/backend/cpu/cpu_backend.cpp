@@ -112,14 +112,10 @@ CpuBackend::CpuBackend(std::shared_ptr<const LlamaModel> model, KvLayout layout,
     if (known == rope_settings_.end()) rope_settings_.push_back(settings);
   }
   rope_.resize(rope_settings_.size());
-  kv_element_bytes_ = kv_dtype_bytes(layout_.dtype);
-  const size_t elements = static_cast<size_t>(layout_.num_layers) * layout_.layer_elements();
-  k_data_ = HugePageBuffer(elements * kv_element_bytes_);
-  if (!layout_.v_in_k) v_data_ = HugePageBuffer(elements * kv_element_bytes_);
-  if (kv_dtype_has_scales(layout_.dtype)) {
-    k_scales_.resize(static_cast<size_t>(layout_.num_layers) * layout_.layer_rows());
-    if (!layout_.v_in_k) v_scales_.resize(k_scales_.size());
-  }
+  k_data_ = HugePageBuffer(layout_.pieces() * layout_.piece_bytes(KvRole::kKey));
+  v_data_ = HugePageBuffer(layout_.pieces() * layout_.piece_bytes(KvRole::kValue));
+  k_scales_.resize(layout_.pieces() * layout_.piece_scale_bytes(KvRole::kKey));
+  v_scales_.resize(layout_.pieces() * layout_.piece_scale_bytes(KvRole::kValue));
   // The widest input row a matmul reads.
   const size_t scratch = std::max({static_cast<size_t>(config_.dim), static_cast<size_t>(config_.ffn_dim), static_cast<size_t>(config_.q_dim()),
                                    static_cast<size_t>(config_.attention_output_dim()), static_cast<size_t>(config_.q_lora_rank)});
@@ -200,14 +196,15 @@ Status CpuBackend::forward(const ForwardBatch& batch, float* logits) {
 
 template <typename Visit>
 void CpuBackend::for_each_block_piece(BlockId block, Visit visit) const {
-  const size_t elements = layout_.block_elements();
-  const size_t rows = elements / layout_.head_dim;
+  const size_t heads = static_cast<size_t>(layout_.num_kv_heads);
   for (int32_t layer = 0; layer < layout_.num_layers; ++layer) {
-    const size_t first = static_cast<size_t>(layer) * layout_.layer_elements() + static_cast<size_t>(block) * elements;
-    visit(k_data_.data() + first * kv_element_bytes_, elements * kv_element_bytes_);
-    if (!layout_.v_in_k) visit(v_data_.data() + first * kv_element_bytes_, elements * kv_element_bytes_);
-    if (!k_scales_.empty()) visit(reinterpret_cast<const uint8_t*>(k_scales_.data() + first / layout_.head_dim), rows * sizeof(float));
-    if (!v_scales_.empty()) visit(reinterpret_cast<const uint8_t*>(v_scales_.data() + first / layout_.head_dim), rows * sizeof(float));
+    const size_t first = layout_.piece_index(layer, block, 0);
+    for (KvRole role : {KvRole::kKey, KvRole::kValue}) {
+      if (layout_.piece_bytes(role) > 0) visit(piece_rows(role, first), heads * layout_.piece_bytes(role));
+    }
+    for (KvRole role : {KvRole::kKey, KvRole::kValue}) {
+      if (layout_.piece_scale_bytes(role) > 0) visit(piece_scales(role, first), heads * layout_.piece_scale_bytes(role));
+    }
   }
 }
 
@@ -393,18 +390,15 @@ void CpuBackend::per_head_matmul(const std::vector<WeightMatrix>& heads, const f
 }
 
 void CpuBackend::store_latent_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots) {
-  const size_t layer_offset = static_cast<size_t>(layer) * layout_.layer_elements();
   for (size_t t = 0; t < batch.tokens.size(); ++t) {
     const int pos = slots.position[t];
     const BlockId block = batch.sequences[slots.sequence[t]].block_table[pos / layout_.block_size];
-    const size_t at = layer_offset + layout_.offset(block, 0, pos % layout_.block_size);
-    store_kv_row(k_.data() + t * config_.kv_dim(), k_data_.data() + at * kv_element_bytes_, k_scales_.empty() ? nullptr : &k_scales_[at / layout_.head_dim]);
+    store_kv_row(KvRole::kKey, k_.data() + t * config_.kv_dim(), layout_.piece_index(layer, block, 0), pos % layout_.block_size);
   }
 }
 
 void CpuBackend::rope_and_store_kv(int layer, const ForwardBatch& batch, const TokenSlots& slots) {
   const ModelConfig& c = config_;
-  const size_t layer_offset = static_cast<size_t>(layer) * layout_.layer_elements();
   const std::vector<RopeAngles>& angles = rope_[layer_rope_[layer]];
   for (size_t t = 0; t < batch.tokens.size(); ++t) {
     float* q = q_.data() + t * c.q_dim();
@@ -415,27 +409,38 @@ void CpuBackend::rope_and_store_kv(int layer, const ForwardBatch& batch, const T
     const int pos = slots.position[t];
     const BlockId block = batch.sequences[slots.sequence[t]].block_table[pos / layout_.block_size];
     for (int h = 0; h < c.n_kv_heads; ++h) {
-      const size_t at = layer_offset + layout_.offset(block, h, pos % layout_.block_size);
-      const size_t row = at / c.head_dim;
-      store_kv_row(k + static_cast<size_t>(h) * c.head_dim, k_data_.data() + at * kv_element_bytes_, k_scales_.empty() ? nullptr : &k_scales_[row]);
-      store_kv_row(v + static_cast<size_t>(h) * c.head_dim, v_data_.data() + at * kv_element_bytes_, v_scales_.empty() ? nullptr : &v_scales_[row]);
+      const size_t piece = layout_.piece_index(layer, block, h);
+      store_kv_row(KvRole::kKey, k + static_cast<size_t>(h) * c.head_dim, piece, pos % layout_.block_size);
+      store_kv_row(KvRole::kValue, v + static_cast<size_t>(h) * c.head_dim, piece, pos % layout_.block_size);
     }
   }
 }
 
-void CpuBackend::store_kv_row(const float* row, uint8_t* dst, float* scale) {
+uint8_t* CpuBackend::piece_rows(KvRole role, size_t piece) const {
+  const HugePageBuffer& data = role == KvRole::kKey ? k_data_ : v_data_;
+  return const_cast<uint8_t*>(data.data()) + piece * layout_.piece_bytes(role);
+}
+
+uint8_t* CpuBackend::piece_scales(KvRole role, size_t piece) const {
+  const std::vector<uint8_t>& scales = role == KvRole::kKey ? k_scales_ : v_scales_;
+  return scales.empty() ? nullptr : const_cast<uint8_t*>(scales.data()) + piece * layout_.piece_scale_bytes(role);
+}
+
+void CpuBackend::store_kv_row(KvRole role, const float* row, size_t piece, int slot) {
+  const KvDtype dtype = layout_.dtype_of(role);
+  uint8_t* rows = piece_rows(role, piece);
   // f16 rows, the default pool, convert in hardware where the table can: the same bits, 8 values an
   // instruction instead of float_to_fp16's bit manipulation per value.
-  if (layout_.dtype == KvDtype::kF16 && kernels_.f32_to_f16 != nullptr) {
-    return kernels_.f32_to_f16(row, reinterpret_cast<uint16_t*>(dst), config_.head_dim);
+  if (dtype == KvDtype::kF16 && kernels_.f32_to_f16 != nullptr) {
+    return kernels_.f32_to_f16(row, reinterpret_cast<uint16_t*>(rows + static_cast<size_t>(slot) * layout_.row_bytes(role)), config_.head_dim);
   }
-  kv_store_row(layout_.dtype, row, dst, scale, config_.head_dim);
+  kv_store(dtype, role, row, rows, piece_scales(role, piece), slot, config_.head_dim);
 }
 
 // Causal attention: a token at position p reads positions [0, p] of its own sequence through its block table
 // ((p - window, p] on a windowed layer: the blocks wholly below that are not read at all).
 // One task per (sequence, KV head, chunk of query tokens): every K/V block is read (and decoded, for the
-// quantized dtypes) once for all the query heads sharing that KV head and all the chunk's tokens.
+// types the kernels do not read in place) once for all the query heads sharing that KV head and all the chunk's tokens.
 void CpuBackend::attend(int layer, const ForwardBatch& batch) {
   std::vector<AttentionTask>& tasks = attention_tasks_;
   tasks.clear();
@@ -444,24 +449,33 @@ void CpuBackend::attend(int layer, const ForwardBatch& batch) {
       for (int h = 0; h < config_.n_kv_heads; ++h) tasks.push_back({static_cast<int>(s), h, first});
     }
   }
-  const size_t layer_offset = static_cast<size_t>(layer) * layout_.layer_elements();
   const int window = config_.layers[layer].window;
   pool_.parallel_for(tasks.size(), [&](size_t i, size_t thread) {
     const AttentionTask& task = tasks[i];
     const BatchSequence& seq = batch.sequences[task.sequence];
-    attend_chunk(layer_offset, window, seq, task.kv_head, task.first, std::min(seq.num_tokens, task.first + kQueryChunk), attention_scratch_[thread].data());
+    attend_chunk(layer, window, seq, task.kv_head, task.first, std::min(seq.num_tokens, task.first + kQueryChunk), attention_scratch_[thread].data());
   });
 }
 
-void CpuBackend::attend_rows(const uint8_t* k, const uint8_t* v, bool decoded, int n, const AttentionRows& rows, float* scores) const {
+void CpuBackend::attend_rows(KvDtype k_type, KvDtype v_type, const uint8_t* k, const uint8_t* v, const float* k_scales, const float* v_scales, int n,
+                             const AttentionRows& rows, float* scores) const {
   const int d = config_.head_dim;
-  if (!decoded && layout_.dtype == KvDtype::kF16) {
+  if (kernels_.attend_block_encoded != nullptr) return kernels_.attend_block_encoded(k_type, v_type, k, v, k_scales, v_scales, n, d, rows);
+  // Without the encoded kernel both sides arrive as f16 pool rows or as floats (attend_chunk).
+  if (k_type == KvDtype::kF16) {
     return attend_block(kernels_, reinterpret_cast<const uint16_t*>(k), reinterpret_cast<const uint16_t*>(v), n, d, rows, scores);
   }
   attend_block(kernels_, reinterpret_cast<const float*>(k), reinterpret_cast<const float*>(v), n, d, rows, scores);
 }
 
-void CpuBackend::attend_chunk(size_t layer_offset, int window, const BatchSequence& seq, int kv_head, int first, int end, float* scratch) {
+bool CpuBackend::reads_in_place(KvDtype dtype) const {
+  // int4 scales belong to a block's channels or to groups within a row: its rows are decoded first.
+  if (dtype == KvDtype::kInt4) return false;
+  if (kernels_.attend_block_encoded != nullptr) return true;
+  return layout_.k_dtype == layout_.v_dtype && (dtype == KvDtype::kF32 || dtype == KvDtype::kF16);
+}
+
+void CpuBackend::attend_chunk(int layer, int window, const BatchSequence& seq, int kv_head, int first, int end, float* scratch) {
   const ModelConfig& c = config_;
   const int d = c.head_dim;
   const int group = c.n_heads / c.n_kv_heads;
@@ -473,21 +487,21 @@ void CpuBackend::attend_chunk(size_t layer_offset, int window, const BatchSequen
   float* row_sum = row_max + rows;
   float* acc = row_sum + rows;               // [rows][d]
   float* scores = acc + static_cast<size_t>(rows) * d;  // [bs]
-  float* k_rows = scores + bs;              // [bs][d] decoded K (int8/fp8/bf16 pools)
+  float* k_rows = scores + bs;              // [bs][d] decoded K (reads_in_place false)
   float* v_rows = k_rows + static_cast<size_t>(bs) * d;
   std::fill(row_max, row_max + rows, -INFINITY);
   std::fill(row_sum, row_sum + rows, 0.0f);
   std::fill(acc, acc + static_cast<size_t>(rows) * d, 0.0f);
-  const KvDtype dtype = layout_.dtype;
-  const bool direct = dtype == KvDtype::kF32 || dtype == KvDtype::kF16;
-  // Tables that read int8/fp8/bf16 rows in place skip decoding each block into k_rows / v_rows.
-  const bool encoded = !direct && kernels_.attend_block_encoded != nullptr;
+  // Each side is read in the pool's encoding or decoded into floats a block at a time.
+  const bool k_in_place = reads_in_place(layout_.k_dtype), v_in_place = reads_in_place(layout_.v_dtype);
+  const KvDtype k_read = k_in_place ? layout_.k_dtype : KvDtype::kF32;
+  const KvDtype v_read = v_in_place ? layout_.v_dtype : KvDtype::kF32;
+  const size_t k_row_bytes = kv_row_bytes(k_read, d), v_row_bytes = kv_row_bytes(v_read, d);
   const int longest = seq.start_position + end;  // positions the chunk's last token reads
   // The lowest position token j of the chunk reads; the chunk's first token reads the lowest of all.
   const auto lowest_of = [&](int j) { return window > 0 ? std::max(0, seq.start_position + first + j - window + 1) : 0; };
   const int first_block = lowest_of(0) / bs;
-  const size_t piece_bytes = static_cast<size_t>(bs) * d * kv_element_bytes_;
-  const auto piece_at = [&](int b) { return (layer_offset + layout_.offset(seq.block_table[b], kv_head, 0)) * kv_element_bytes_; };
+  const auto piece_of = [&](int b) { return layout_.piece_index(layer, seq.block_table[b], kv_head); };
   // Where token j's query heads of this group start in q_ (and its outputs in att_).
   const auto group_of_token = [&](int j) {
     return static_cast<size_t>(seq.first_token + first + j) * c.q_dim() + static_cast<size_t>(kv_head) * group * d;
@@ -496,37 +510,35 @@ void CpuBackend::attend_chunk(size_t layer_offset, int window, const BatchSequen
   // ahead of: ask for the blocks after the one in hand.
   const auto prefetch = [&](int b) {
     if (b * bs >= longest) return;
-    const size_t at = piece_at(b);
-    for (size_t line = 0; line < piece_bytes; line += 64) {
-      prefetch_for_read(k_data_.data() + at + line);
-      if (!layout_.v_in_k) prefetch_for_read(v_data_.data() + at + line);
+    for (KvRole role : {KvRole::kKey, KvRole::kValue}) {
+      if (!layout_.stores(role)) continue;
+      const uint8_t* at = piece_rows(role, piece_of(b));
+      for (size_t line = 0; line < layout_.piece_bytes(role); line += 64) prefetch_for_read(at + line);
     }
+  };
+  // One side of block b: in place with its per-row scales (int8/fp8), or its first `count` rows decoded.
+  const auto side = [&](KvRole role, bool in_place, int b, int count, float* decoded, const float** row_scales) -> const uint8_t* {
+    const size_t piece = piece_of(b);
+    const uint8_t* piece_scale = piece_scales(role, piece);
+    if (in_place) {
+      *row_scales = reinterpret_cast<const float*>(piece_scale);
+      return piece_rows(role, piece);
+    }
+    kv_load(layout_.dtype_of(role), role, piece_rows(role, piece), piece_scale, 0, count, d, decoded);
+    *row_scales = nullptr;
+    return reinterpret_cast<const uint8_t*>(decoded);
   };
   for (int b = first_block; b < first_block + kPrefetchBlocks; ++b) prefetch(b);
   for (int b = first_block; b * bs < longest; ++b) {
     prefetch(b + kPrefetchBlocks);
     const int in_block = std::min(bs, longest - b * bs);
-    const size_t piece = piece_at(b);
-    const uint8_t* k = k_data_.data() + piece;
+    const float* k_scales = nullptr;
+    const float* v_scales = nullptr;
+    const uint8_t* k = side(KvRole::kKey, k_in_place, b, in_block, k_rows, &k_scales);
     // V inside K (latent attention): the V rows are the K rows, read at the K row's width; the values past
     // the latent fold into the accumulator's tail, which the caller never reads.
-    const uint8_t* v = layout_.v_in_k ? k : v_data_.data() + piece;
-    const size_t first_row = piece / kv_element_bytes_ / d;
-    if (!direct && !encoded) {
-      for (int p = 0; p < in_block; ++p) {
-        const size_t row = first_row + p;
-        kv_load_row(dtype, k + static_cast<size_t>(p) * d * kv_element_bytes_, k_scales_.empty() ? nullptr : &k_scales_[row], k_rows + static_cast<size_t>(p) * d, d);
-        if (layout_.v_in_k) continue;
-        kv_load_row(dtype, v + static_cast<size_t>(p) * d * kv_element_bytes_, v_scales_.empty() ? nullptr : &v_scales_[row], v_rows + static_cast<size_t>(p) * d, d);
-      }
-      k = reinterpret_cast<const uint8_t*>(k_rows);
-      v = layout_.v_in_k ? k : reinterpret_cast<const uint8_t*>(v_rows);
-    }
-    const float* k_scales = k_scales_.empty() ? nullptr : k_scales_.data() + first_row;
-    const std::vector<float>& v_scale_array = layout_.v_in_k ? k_scales_ : v_scales_;
-    const float* v_scales = v_scale_array.empty() ? nullptr : v_scale_array.data() + first_row;
-    // Rows [0, n) hold elements (or, decoded, floats) of this width.
-    const size_t row_bytes = static_cast<size_t>(d) * (!direct && !encoded ? sizeof(float) : kv_element_bytes_);
+    const uint8_t* v = layout_.v_in_k ? k : side(KvRole::kValue, v_in_place, b, in_block, v_rows, &v_scales);
+    if (layout_.v_in_k) v_scales = k_scales;
     for (int j = 0; j < end - first; ++j) {
       // Causal: token j sees positions up to its own, and on a windowed layer none below lowest_of(j).
       const int n = std::min(in_block, seq.start_position + first + j + 1 - b * bs);
@@ -534,14 +546,8 @@ void CpuBackend::attend_chunk(size_t layer_offset, int window, const BatchSequen
       if (n - skip <= 0) continue;
       const size_t r = static_cast<size_t>(j) * group;
       const AttentionRows rows_of_token{q_.data() + group_of_token(j), group, scale, row_max + r, row_sum + r, acc + r * d, c.attention_softcap};
-      const uint8_t* k_from = k + skip * row_bytes;
-      const uint8_t* v_from = v + skip * row_bytes;
-      if (encoded) {
-        kernels_.attend_block_encoded(dtype, k_from, v_from, k_scales ? k_scales + skip : nullptr, v_scales ? v_scales + skip : nullptr, n - skip, d,
-                                      rows_of_token);
-      } else {
-        attend_rows(k_from, v_from, !direct, n - skip, rows_of_token, scores);
-      }
+      attend_rows(k_read, v_read, k + skip * k_row_bytes, v + skip * v_row_bytes, k_scales ? k_scales + skip : nullptr,
+                  v_scales ? v_scales + skip : nullptr, n - skip, rows_of_token, scores);
     }
   }
   for (int j = 0; j < end - first; ++j) {

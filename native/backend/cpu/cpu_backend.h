@@ -67,14 +67,21 @@ class CpuBackend final : public Backend {
   // [t, h] rows of `in` are in_stride wide and those of `out` out_stride wide.
   void per_head_matmul(const std::vector<WeightMatrix>& heads, const float* in, int in_stride, int in_first, int in_width, float* out, int out_stride,
                        int n_tokens);
-  // One K or V row (head_dim floats) into the pool in its dtype; `scale` receives int8/fp8 rows' scales.
-  void store_kv_row(const float* row, uint8_t* dst, float* scale);
+  // Row `slot` of K or V (head_dim floats) into block piece `piece` (KvLayout::piece_index) in its type.
+  void store_kv_row(KvRole role, const float* row, size_t piece, int slot);
+  // A block piece's rows and its scales (null for the unscaled types) in the pool.
+  uint8_t* piece_rows(KvRole role, size_t piece) const;
+  uint8_t* piece_scales(KvRole role, size_t piece) const;
   void attend(int layer, const ForwardBatch& batch);
   // Attention of tokens [first, end) of one sequence, for the query heads that share `kv_head`.
   // `window` > 0: token p reads positions (p - window, p] only (LayerAttention::window).
-  void attend_chunk(size_t layer_offset, int window, const BatchSequence& seq, int kv_head, int first, int end, float* scratch);
-  // One block's K/V rows (pool elements, or floats when `decoded`) for one token's query rows.
-  void attend_rows(const uint8_t* k, const uint8_t* v, bool decoded, int n, const AttentionRows& rows, float* scores) const;
+  void attend_chunk(int layer, int window, const BatchSequence& seq, int kv_head, int first, int end, float* scratch);
+  // One block's K/V rows, each side in its pool encoding or decoded to f32, for one token's query rows;
+  // the scales are int8/fp8 rows' own.
+  void attend_rows(KvDtype k_type, KvDtype v_type, const uint8_t* k, const uint8_t* v, const float* k_scales, const float* v_scales, int n,
+                   const AttentionRows& rows, float* scores) const;
+  // Whether attention reads rows of `dtype` where they lie (else decodes a block of them into floats).
+  bool reads_in_place(KvDtype dtype) const;
   void output_logits(const ForwardBatch& batch, float* logits);
   // The final norm of every token of the want_hidden sequences, into batch.hidden.
   void output_hidden(const ForwardBatch& batch);
@@ -110,16 +117,15 @@ class CpuBackend final : public Backend {
   ThreadPool& pool_;
   const CpuKernels& kernels_;
 
-  // The KV pool. Elements in layout_.dtype; scales only for int8/fp8; no V array (v_data_, v_scales_ empty)
-  // with layout_.v_in_k.
-  // [layers][num_blocks][kv_heads][block_size][head_dim]. In huge pages: attention reads a sequence's blocks in
+  // The KV pool: K rows in layout_.k_dtype, V rows in layout_.v_dtype, and the scales of the scaled types; no
+  // V array (v_data_, v_scales_ empty) with layout_.v_in_k.
+  // [layers][num_blocks][kv_heads][block_size] rows (kv_layout.h). In huge pages: attention reads a sequence's blocks in
   // 2 KB pieces scattered over the pool, and with 4 KiB pages nearly each piece would be a TLB miss whose page
   // walk misses the caches too (cold decode attention: docs/benchmarks.md).
   HugePageBuffer k_data_;
   HugePageBuffer v_data_;
-  std::vector<float> k_scales_;   // [layers][num_blocks][kv_heads][block_size]
-  std::vector<float> v_scales_;
-  size_t kv_element_bytes_;
+  std::vector<uint8_t> k_scales_;   // [layers][num_blocks][kv_heads] pieces of KvLayout::piece_scale_bytes
+  std::vector<uint8_t> v_scales_;
 
   // Step activations, grown to the largest batch seen.
   std::vector<float> x_;      // [n_tokens, dim] residual stream

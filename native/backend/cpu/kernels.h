@@ -108,10 +108,12 @@ struct CpuKernels {
   // Null: block_attention.h composes dot_rows, exp_sum and axpy_rows per row.
   void (*attend_block_f32)(const float* k, const float* v, int n, int d, const AttentionRows& rows) = nullptr;
   void (*attend_block_f16)(const uint16_t* k, const uint16_t* v, int n, int d, const AttentionRows& rows) = nullptr;
-  // The same over rows in any KV encoding (kv_dtype.h), read without decoding them first; int8 and fp8 take
-  // each row's scale from k_scales / v_scales ([n]), the others ignore them.
-  void (*attend_block_encoded)(KvDtype dtype, const uint8_t* k, const uint8_t* v, const float* k_scales, const float* v_scales, int n, int d,
-                               const AttentionRows& rows) = nullptr;
+  // The same over K rows of k_type and V rows of v_type (kv_dtype.h), each read without decoding it first:
+  // any pair of f32, f16, bf16, int8 and fp8 (not int4, whose scales belong to a block's channels or to groups
+  // within a row: the backend decodes int4 rows into f32 ones and passes kF32). An int8 or fp8 side takes each
+  // row's scale from k_scales / v_scales ([n]); the other types ignore theirs.
+  void (*attend_block_encoded)(KvDtype k_type, KvDtype v_type, const uint8_t* k, const uint8_t* v, const float* k_scales, const float* v_scales, int n,
+                               int d, const AttentionRows& rows) = nullptr;
   // gate[i] = silu(gate[i]) x up[i], the Llama feed-forward activation.
   void (*swiglu)(float* gate, const float* up, int n);
   // x[i] = exp(x[i] - shift) for i < n, with shift >= every x[i]; returns their sum (softmax numerators).

@@ -80,6 +80,14 @@ void CudaBackend::create(const CudaBackendRequest& request, CudaBackendReply& re
     reply.status = Status(ErrorCode::kUnsupported, "the CUDA backend does not run " + config.architecture + " models (" + missing + "): use device 'cpu'");
     return;
   }
+  // The CUDA kernels read K and V in one element type of f32, f16, bf16, int8 and fp8.
+  const KvLayout& kv = request.layout;
+  if (kv.k_dtype != kv.v_dtype || kv.k_dtype == KvDtype::kInt4) {
+    reply.unavailable = true;
+    reply.status = Status(ErrorCode::kUnsupported, std::string("the CUDA backend stores K and V in one type of f32, f16, bf16, int8 or fp8, not K ") +
+                                                       kv_dtype_name(kv.k_dtype) + " and V " + kv_dtype_name(kv.v_dtype) + ": use device 'cpu'");
+    return;
+  }
   const int head_dim = config.head_dim;
   if (!cuda::attention_head_dim_supported(head_dim)) {
     reply.unavailable = true;
@@ -238,12 +246,12 @@ Status CudaBackend::forward(const ForwardBatch& batch, float* logits) {
 template <typename Visit>
 void CudaBackend::for_each_block_piece(BlockId block, Visit visit) const {
   const size_t elements = layout_.block_elements(), rows = elements / layout_.head_dim;
-  const size_t element_bytes = kv_dtype_bytes(layout_.dtype);
+  const size_t element_bytes = (layout_.row_bytes(KvRole::kKey) / layout_.head_dim);
   for (int32_t layer = 0; layer < layout_.num_layers; ++layer) {
     const size_t first = static_cast<size_t>(layer) * layout_.layer_elements() + static_cast<size_t>(block) * elements;
     visit(k_pool_.get<uint8_t>() + first * element_bytes, elements * element_bytes);
     if (!layout_.v_in_k) visit(v_pool_.get<uint8_t>() + first * element_bytes, elements * element_bytes);
-    if (kv_dtype_has_scales(layout_.dtype)) {
+    if (kv_dtype_has_scales(layout_.k_dtype)) {
       visit(reinterpret_cast<uint8_t*>(k_scales_.get<float>() + first / layout_.head_dim), rows * sizeof(float));
       if (!layout_.v_in_k) visit(reinterpret_cast<uint8_t*>(v_scales_.get<float>() + first / layout_.head_dim), rows * sizeof(float));
     }

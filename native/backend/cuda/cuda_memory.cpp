@@ -125,7 +125,7 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
     }
   }
   const size_t elements = layout_.layer_elements() * layout_.num_layers;
-  const size_t element_bytes = kv_dtype_bytes(layout_.dtype);
+  const size_t element_bytes = (layout_.row_bytes(KvRole::kKey) / layout_.head_dim);
   const std::string what = "allocating the KV pool (" + std::to_string(layout_.total_bytes() >> 20) + " MiB, " + std::to_string(layout_.num_blocks) +
                            " blocks): lower kvCache.memory / kvCache.blocks or use kvCache.dtype 'int8'";
   const auto out_of_memory = [&](cudaError_t e) { return Status(ErrorCode::kOutOfMemory, what + " (" + cudaGetErrorString(e) + ")"); };
@@ -134,7 +134,7 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
   if (!layout_.v_in_k) {
     if (cudaError_t e = v_pool_.allocate(elements * element_bytes); e != cudaSuccess) return out_of_memory(e);
   }
-  if (kv_dtype_has_scales(layout_.dtype)) {
+  if (kv_dtype_has_scales(layout_.k_dtype)) {
     const size_t rows = layout_.layer_rows() * layout_.num_layers;
     if (cudaError_t e = k_scales_.allocate(rows * sizeof(float)); e != cudaSuccess) return out_of_memory(e);
     if (!layout_.v_in_k) {
@@ -174,12 +174,13 @@ Status CudaBackend::allocate_activations(int tokens) {
 
 cuda::PagedKv CudaBackend::layer_kv(int layer) const {
   const size_t elements = layout_.layer_elements() * layer, rows = layout_.layer_rows() * layer;
-  const size_t bytes = elements * kv_dtype_bytes(layout_.dtype);
-  const bool scaled = kv_dtype_has_scales(layout_.dtype);
+  // One type for K and V (create() declines split pools), so K's row bytes size both.
+  const size_t bytes = elements * (layout_.row_bytes(KvRole::kKey) / layout_.head_dim);
+  const bool scaled = kv_dtype_has_scales(layout_.k_dtype);
   uint8_t* k = k_pool_.get<uint8_t>() + bytes;
   float* k_scales = scaled ? k_scales_.get<float>() + rows : nullptr;
-  if (layout_.v_in_k) return {k, k, k_scales, k_scales, layout_.dtype, layout_.num_kv_heads, layout_.head_dim, layout_.block_size};
-  return {k, v_pool_.get<uint8_t>() + bytes, k_scales, scaled ? v_scales_.get<float>() + rows : nullptr, layout_.dtype, layout_.num_kv_heads,
+  if (layout_.v_in_k) return {k, k, k_scales, k_scales, layout_.k_dtype, layout_.num_kv_heads, layout_.head_dim, layout_.block_size};
+  return {k, v_pool_.get<uint8_t>() + bytes, k_scales, scaled ? v_scales_.get<float>() + rows : nullptr, layout_.k_dtype, layout_.num_kv_heads,
           layout_.head_dim, layout_.block_size};
 }
 

@@ -17,7 +17,7 @@ int32_t token_after(const int32_t* context, size_t length, int32_t vocab) {
 
 TokenKvBackend::TokenKvBackend(int32_t num_blocks, int32_t block_size, int32_t vocab)
     : vocab_(vocab), slots_(static_cast<size_t>(num_blocks) * block_size, -1) {
-  layout_ = KvLayout{1, 1, 1, block_size, num_blocks, KvDtype::kF32};
+  layout_ = KvLayout{1, 1, 1, block_size, num_blocks, KvDtype::kF32, KvDtype::kF32};
 }
 
 int32_t TokenKvBackend::next_token(const std::vector<int32_t>& tokens) const { return token_after(tokens.data(), tokens.size(), vocab_); }

@@ -311,8 +311,8 @@ template <typename L>
 }
 
 // Up to one vector of positions for R rows: scores, then each row's online-softmax step, then the V update.
-template <int R, typename L, int C, typename Element>
-void attend_positions(const Element* k, const Element* v, const float* k_scales, const float* v_scales, int count, HeadVectors<L, C> shape,
+template <int R, typename L, int C, typename KElement, typename VElement>
+void attend_positions(const KElement* k, const VElement* v, const float* k_scales, const float* v_scales, int count, HeadVectors<L, C> shape,
                       const AttentionRows& rows, int first_row) {
   typename L::V s[R];
   scores<R>(k, count, shape, rows.q + static_cast<size_t>(first_row) * shape.d, s);
@@ -344,13 +344,13 @@ void attend_positions(const Element* k, const Element* v, const float* k_scales,
   accumulate_values<R>(v, count, shape, weights, rescale, rows.acc + static_cast<size_t>(first_row) * shape.d);
 }
 
-template <typename L, int C, typename Element>
-void attend_block_rows(const Element* k, const Element* v, const float* k_scales, const float* v_scales, int n, HeadVectors<L, C> shape,
+template <typename L, int C, typename KElement, typename VElement>
+void attend_block_rows(const KElement* k, const VElement* v, const float* k_scales, const float* v_scales, int n, HeadVectors<L, C> shape,
                        const AttentionRows& rows) {
   constexpr int R = L::kRowsPerPass;
   for (int p = 0; p < n; p += L::kWidth) {
-    const Element* kp = k + static_cast<size_t>(p) * shape.d;
-    const Element* vp = v + static_cast<size_t>(p) * shape.d;
+    const KElement* kp = k + static_cast<size_t>(p) * shape.d;
+    const VElement* vp = v + static_cast<size_t>(p) * shape.d;
     const float* ks = k_scales != nullptr ? k_scales + p : nullptr;
     const float* vs = v_scales != nullptr ? v_scales + p : nullptr;
     const int count = n - p < L::kWidth ? n - p : L::kWidth;
@@ -374,8 +374,8 @@ using AttentionLanes = Lanes8;
 #endif
 
 // Llama-family head sizes get whole vectors and fully unrolled loops.
-template <typename Element>
-void attend_block(const Element* k, const Element* v, const float* k_scales, const float* v_scales, int n, int d, const AttentionRows& rows) {
+template <typename KElement, typename VElement>
+void attend_block(const KElement* k, const VElement* v, const float* k_scales, const float* v_scales, int n, int d, const AttentionRows& rows) {
   using L = AttentionLanes;
   switch (d) {
     case 64: return attend_block_rows(k, v, k_scales, v_scales, n, HeadVectors<L, 64 / L::kWidth>{d}, rows);
@@ -388,18 +388,30 @@ void attend_block_f32(const float* k, const float* v, int n, int d, const Attent
 void attend_block_f16(const uint16_t* k, const uint16_t* v, int n, int d, const AttentionRows& rows) {
   attend_block(k, v, nullptr, nullptr, n, d, rows);
 }
-void attend_block_encoded(KvDtype dtype, const uint8_t* k, const uint8_t* v, const float* k_scales, const float* v_scales, int n, int d,
-                          const AttentionRows& rows) {
+// Calls body(typed pointer) with `rows` read as the element type of `dtype` (int4 has none: see kernels.h).
+template <typename Body>
+void with_element_type(KvDtype dtype, const uint8_t* rows, Body&& body) {
   switch (dtype) {
-    case KvDtype::kF32: return attend_block_f32(reinterpret_cast<const float*>(k), reinterpret_cast<const float*>(v), n, d, rows);
-    case KvDtype::kF16: return attend_block_f16(reinterpret_cast<const uint16_t*>(k), reinterpret_cast<const uint16_t*>(v), n, d, rows);
-    case KvDtype::kBF16:
-      return attend_block(reinterpret_cast<const Bf16Bits*>(k), reinterpret_cast<const Bf16Bits*>(v), nullptr, nullptr, n, d, rows);
-    case KvDtype::kInt8:
-      return attend_block(reinterpret_cast<const int8_t*>(k), reinterpret_cast<const int8_t*>(v), k_scales, v_scales, n, d, rows);
-    case KvDtype::kFp8E4M3:
-      return attend_block(reinterpret_cast<const Fp8Code*>(k), reinterpret_cast<const Fp8Code*>(v), k_scales, v_scales, n, d, rows);
+    case KvDtype::kF32: return body(reinterpret_cast<const float*>(rows));
+    case KvDtype::kF16: return body(reinterpret_cast<const uint16_t*>(rows));
+    case KvDtype::kBF16: return body(reinterpret_cast<const Bf16Bits*>(rows));
+    case KvDtype::kInt8: return body(reinterpret_cast<const int8_t*>(rows));
+    case KvDtype::kFp8E4M3: return body(reinterpret_cast<const Fp8Code*>(rows));
+    case KvDtype::kInt4: break;
   }
+  __builtin_trap();  // int4 reaches the kernels decoded (kernels.h): a caller that gets here is wrong
+}
+
+// One instantiation per (K type, V type) pair: 25.
+void attend_block_encoded(KvDtype k_type, KvDtype v_type, const uint8_t* k, const uint8_t* v, const float* k_scales, const float* v_scales, int n,
+                          int d, const AttentionRows& rows) {
+  const bool k_scaled = k_type == KvDtype::kInt8 || k_type == KvDtype::kFp8E4M3;
+  const bool v_scaled = v_type == KvDtype::kInt8 || v_type == KvDtype::kFp8E4M3;
+  with_element_type(k_type, k, [&](const auto* typed_k) {
+    with_element_type(v_type, v, [&](const auto* typed_v) {
+      attend_block(typed_k, typed_v, k_scaled ? k_scales : nullptr, v_scaled ? v_scales : nullptr, n, d, rows);
+    });
+  });
 }
 
 }  // namespace
