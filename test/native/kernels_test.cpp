@@ -552,8 +552,12 @@ TEST_P(Kernels, EncodedRowsReadAsTheyDecode) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tables, Kernels, ::testing::Values(&portable_kernels(), &avx2_kernels(), &avx512_kernels()),
-                         [](const auto& info) { return std::string(info.param->name) + std::to_string(info.index); });
+INSTANTIATE_TEST_SUITE_P(Tables, Kernels, ::testing::ValuesIn(built_cpu_kernels()),
+                         [](const auto& info) {
+                           std::string name = info.param->name;  // "neon-dotprod": a test name takes no '-'
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name + std::to_string(info.index);
+                         });
 
 }  // namespace
 }  // namespace pagedlm
