@@ -69,8 +69,8 @@ struct MatmulArgs {
   const ActivationBlockQ8K* xk = nullptr;
 };
 
-// The weight types whose x86 kernels multiply int8 activations in blocks of 32 (Q8_0, Q4_1, Q5_0, Q5_1,
-// IQ4_NL) or of 256 (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS), where the table quantizes them.
+// The weight types whose x86 and NEON kernels multiply int8 activations in blocks of 32 (Q8_0, Q4_1, Q5_0,
+// Q5_1, IQ4_NL) or of 256 (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS), where the table quantizes them.
 bool multiplies_q8_activations(TensorType type);
 bool multiplies_q8k_activations(TensorType type);
 
