@@ -418,7 +418,7 @@ export interface EngineInfo {
    *  it, and with a packed copy only its embedding rows stay resident). */
   modelHeapBytes: number;
   /** The CPU kernels chosen at run time ('' on the CUDA backend). */
-  cpuKernels: 'avx512' | 'avx2' | 'portable' | '';
+  cpuKernels: 'avx512' | 'avx2' | 'neon-dotprod' | 'neon' | 'portable' | '';
   threads: number;
   tokenizer: 'llama' | 'gpt2';
   /** Byte-level BPE's pre-tokenizer (tokenizer.ggml.pre; 'default' when the file has none); '' for SentencePiece. */

@@ -10,6 +10,7 @@
 //                            (scripts/pack-test.js; `npm test` runs it after Jest)
 //   node scripts/test.js --js [PATTERN...]   JS tests only (those matching), with the skip summary
 //   node scripts/test.js --setup-only   install (or name) the native suite's prerequisites, run nothing
+//   npm run test:arm64       the ARM64 suite cross-compiled and run under qemu (.ci/arm64, which installs its own)
 const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -137,6 +138,14 @@ function printSkipSummary() {
 }
 
 async function main() {
+  if (args.has('--arm64')) {
+    try {
+      run('bash', [path.join('.ci', 'arm64')]);
+    } catch (error) {
+      process.exitCode = error.status || 1;
+    }
+    return;
+  }
   if (!args.has('--js') && !args.has('--pack') && !ensureNativePrerequisites()) {
     process.exitCode = 2;
     return;

@@ -82,7 +82,7 @@ int main() {
   using namespace pagedlm;
   const Pool pool;
   std::printf("ns per (block, KV head), one thread; lower is better\n%-8s %-8s %10s %10s %14s\n", "table", "form", "warm", "cold", "cold+prefetch");
-  for (const CpuKernels* kernels : {&portable_kernels(), &avx2_kernels(), &avx512_kernels()}) {
+  for (const CpuKernels* kernels : built_cpu_kernels()) {
     if (!cpu_supports_kernels(*kernels)) continue;
     for (const bool fused : {false, true}) {
       if (fused && kernels->attend_block_f16 == nullptr) continue;

@@ -139,8 +139,8 @@ int main(int argc, char** argv) {
   for (TensorType type : kTypes) {
     if (!only_type.empty() && only_type != tensor_type_name(type)) continue;
     const auto w = random_weights(rng, type, rows, cols);
-    for (const CpuKernels* k : {&portable_kernels(), &avx2_kernels(), &avx512_kernels()}) {
-      if (!cpu_supports_kernels(*k) || (k != &portable_kernels() && std::strcmp(k->name, "portable") == 0)) continue;
+    for (const CpuKernels* k : built_cpu_kernels()) {
+      if (!cpu_supports_kernels(*k)) continue;
       const Measurement one = measure(*k, type, w, rows, cols, 1, repeats);
       std::printf("%-9s %-6s %10.1f %10.1f", k->name, tensor_type_name(type), one.gmacs, one.gbytes);
       for (int n : {2, 4, 24, 96}) std::printf(" %10.1f", measure(*k, type, w, rows, cols, n, repeats).gmacs);

@@ -562,8 +562,30 @@ TEST_P(Kernels, EncodedRowsReadAsTheyDecode) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tables, Kernels, ::testing::Values(&portable_kernels(), &avx2_kernels(), &avx512_kernels()),
-                         [](const auto& info) { return std::string(info.param->name) + std::to_string(info.index); });
+// The two NEON tables differ only in how they sum 16 int8 products (sdot, or widening multiplies and pairwise
+// adds), exactly either way, so every weight type gives the same bits on both.
+TEST(NeonKernels, DotProductTableGivesThePlainTablesBits) {
+  if (&neon_kernels() == &portable_kernels()) GTEST_SKIP() << "built without the NEON tables";
+  if (!cpu_supports_kernels(neon_dotprod_kernels())) GTEST_SKIP() << "this CPU cannot run the neon-dotprod kernels";
+  std::mt19937 rng(41);
+  for (TensorType type : {TensorType::kF32, TensorType::kF16, TensorType::kBF16, TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_1, TensorType::kQ5_0,
+                          TensorType::kQ5_1, TensorType::kIQ4_NL, TensorType::kQ2_K, TensorType::kQ3_K, TensorType::kQ4_K, TensorType::kQ5_K, TensorType::kQ6_K,
+                          TensorType::kIQ4_XS}) {
+    const int rows = 9, cols = 512, n_tokens = 5;
+    const auto w = type == TensorType::kQ4_K ? random_q4k(rng, rows, cols) : testing::encode_tensor(random_floats(rng, static_cast<size_t>(rows) * cols), type);
+    const auto x = random_floats(rng, static_cast<size_t>(n_tokens) * cols);
+    const auto plain = run_matmul(neon_kernels(), type, w, rows, cols, x, n_tokens, false, 3);
+    const auto dot = run_matmul(neon_dotprod_kernels(), type, w, rows, cols, x, n_tokens, false, 3);
+    ASSERT_EQ(0, std::memcmp(plain.data(), dot.data(), plain.size() * sizeof(float))) << tensor_type_name(type);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tables, Kernels, ::testing::ValuesIn(built_cpu_kernels()),
+                         [](const auto& info) {
+                           std::string name = info.param->name;  // "neon-dotprod": a test name takes no '-'
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name + std::to_string(info.index);
+                         });
 
 }  // namespace
 }  // namespace pagedlm

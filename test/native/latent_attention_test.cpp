@@ -72,7 +72,8 @@ TEST(LatentAttention, PoolHoldsOnlyTheLatentRows) {
   const ModelConfig& c = model->config();
   for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kInt8}) {
     const KvLayout layout = latent_layout(c, dtype, 4);
-    const size_t row = static_cast<size_t>(32 + 8) * kv_dtype_bytes(dtype) + (kv_dtype_has_scales(dtype) ? sizeof(float) : 0);
+    const size_t element_bytes = dtype == KvDtype::kF32 ? 4 : dtype == KvDtype::kF16 ? 2 : 1;
+    const size_t row = static_cast<size_t>(32 + 8) * element_bytes + (kv_dtype_has_scales(dtype) ? sizeof(float) : 0);
     EXPECT_EQ(layout.bytes_per_token(), 2 * row) << kv_dtype_name(dtype);
     auto backend = CpuBackend::create(model, layout, 1);
     ASSERT_TRUE(backend.is_ok());

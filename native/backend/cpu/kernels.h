@@ -1,10 +1,12 @@
 // Hot loops of the CPU backend behind a table of function pointers, chosen once at run time: AVX2/FMA/F16C
-// where the CPU has them, portable C++ elsewhere. The implementations take raw pointers only, so that no
-// inline function compiled for AVX2 can leak into code that runs on an older CPU.
+// or AVX-512 on x86-64, NEON with or without the dot-product instructions on ARM64, where the CPU has them;
+// portable C++ elsewhere. The implementations take raw pointers only, so that no inline function compiled
+// for AVX2 (or ARM's dot product) can leak into code that runs on an older CPU.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "kv/kv_dtype.h"
 #include "model/tensor_type.h"
@@ -67,8 +69,8 @@ struct MatmulArgs {
   const ActivationBlockQ8K* xk = nullptr;
 };
 
-// The weight types whose x86 kernels multiply int8 activations in blocks of 32 (Q8_0, Q4_1, Q5_0, Q5_1,
-// IQ4_NL) or of 256 (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS), where the table quantizes them.
+// The weight types whose x86 and NEON kernels multiply int8 activations in blocks of 32 (Q8_0, Q4_1, Q5_0,
+// Q5_1, IQ4_NL) or of 256 (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS), where the table quantizes them.
 bool multiplies_q8_activations(TensorType type);
 bool multiplies_q8k_activations(TensorType type);
 
@@ -144,10 +146,14 @@ bool can_interleave_rows(const CpuKernels& kernels, TensorType type, int rows, i
 const CpuKernels& portable_kernels();
 const CpuKernels& avx2_kernels();    // the portable table where not built for x86
 const CpuKernels& avx512_kernels();  // likewise
-// Whether this CPU can run a table ("portable", "avx2", "avx512").
+const CpuKernels& neon_kernels();          // the portable table where not built for ARM64
+const CpuKernels& neon_dotprod_kernels();  // likewise
+// The tables built for this architecture, slowest (portable) first, whether or not this CPU can run them.
+std::span<const CpuKernels* const> built_cpu_kernels();
+// Whether this CPU can run a table ("portable", "avx2", "avx512", "neon", "neon-dotprod").
 bool cpu_supports_kernels(const CpuKernels& kernels);
-// The fastest table this CPU supports; PAGEDLM_CPU_KERNELS=portable|avx2|avx512 asks for one (ignored
-// when the CPU cannot run it).
+// The fastest table this CPU supports; PAGEDLM_CPU_KERNELS=portable|avx2|avx512|neon|neon-dotprod asks for
+// one (ignored when the CPU cannot run it).
 const CpuKernels& best_cpu_kernels();
 
 }  // namespace pagedlm

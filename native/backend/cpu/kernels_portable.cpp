@@ -7,6 +7,12 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 #include "backend/cpu/kernels.h"
 #include "common/half.h"
@@ -96,6 +102,21 @@ bool cpu_has_f16c() {
 }
 #endif
 
+#if defined(__aarch64__)
+// The dot-product instructions (sdot, ARMv8.2's optional FEAT_DotProd), as the kernel reports them.
+bool cpu_has_dotprod() {
+#if defined(__linux__)
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+  int present = 0;
+  size_t size = sizeof(present);
+  return sysctlbyname("hw.optional.arm.FEAT_DotProd", &present, &size, nullptr, 0) == 0 && present != 0;
+#else
+  return false;
+#endif
+}
+#endif
+
 }  // namespace
 
 bool multiplies_q8_activations(TensorType type) {
@@ -167,6 +188,17 @@ const CpuKernels& portable_kernels() {
   return kernels;
 }
 
+std::span<const CpuKernels* const> built_cpu_kernels() {
+#if defined(PAGEDLM_HAVE_X86_KERNELS)
+  static const CpuKernels* const tables[] = {&portable_kernels(), &avx2_kernels(), &avx512_kernels()};
+#elif defined(PAGEDLM_HAVE_NEON_KERNELS)
+  static const CpuKernels* const tables[] = {&portable_kernels(), &neon_kernels(), &neon_dotprod_kernels()};
+#else
+  static const CpuKernels* const tables[] = {&portable_kernels()};
+#endif
+  return tables;
+}
+
 bool cpu_supports_kernels(const CpuKernels& kernels) {
   if (&kernels == &portable_kernels()) return true;
 #if defined(__x86_64__) && defined(PAGEDLM_HAVE_X86_KERNELS)
@@ -178,19 +210,23 @@ bool cpu_supports_kernels(const CpuKernels& kernels) {
            __builtin_cpu_supports("avx512vnni");
   }
 #endif
+#if defined(__aarch64__) && defined(PAGEDLM_HAVE_NEON_KERNELS)
+  if (&kernels == &neon_kernels()) return true;  // Advanced SIMD is part of every ARMv8-A CPU
+  if (&kernels == &neon_dotprod_kernels()) return cpu_has_dotprod();
+#endif
   return false;
 }
 
 const CpuKernels& best_cpu_kernels() {
   static const CpuKernels& chosen = []() -> const CpuKernels& {
-    const CpuKernels* const fastest_first[] = {&avx512_kernels(), &avx2_kernels(), &portable_kernels()};
+    const std::span<const CpuKernels* const> tables = built_cpu_kernels();
     if (const char* forced = std::getenv("PAGEDLM_CPU_KERNELS")) {
-      for (const CpuKernels* k : fastest_first) {
+      for (const CpuKernels* k : tables) {
         if (std::strcmp(forced, k->name) == 0 && cpu_supports_kernels(*k)) return *k;
       }
     }
-    for (const CpuKernels* k : fastest_first) {
-      if (cpu_supports_kernels(*k)) return *k;
+    for (auto k = tables.rbegin(); k != tables.rend(); ++k) {
+      if (cpu_supports_kernels(**k)) return **k;
     }
     return portable_kernels();
   }();
@@ -200,6 +236,10 @@ const CpuKernels& best_cpu_kernels() {
 #if !defined(PAGEDLM_HAVE_X86_KERNELS)
 const CpuKernels& avx2_kernels() { return portable_kernels(); }
 const CpuKernels& avx512_kernels() { return portable_kernels(); }
+#endif
+#if !defined(PAGEDLM_HAVE_NEON_KERNELS)
+const CpuKernels& neon_kernels() { return portable_kernels(); }
+const CpuKernels& neon_dotprod_kernels() { return portable_kernels(); }
 #endif
 
 }  // namespace pagedlm
