@@ -48,6 +48,8 @@ sampling:
 engine:
   --threads N  --context N  --kv-dtype ${KV_DTYPES.join('|')}  --device auto|cpu|cuda
   --kv-k-type T  --kv-v-type T   K and V apart (--kv-dtype sets both)
+  --kv-offload-memory SIZE  --kv-offload-disk SIZE --kv-offload-path DIR
+                          keep evicted cached prefixes in RAM, then on disk (docs/kv-offload.md)
 chat: /reset forgets the conversation (--system stays), /exit or Ctrl-D quits, Ctrl-C stops an answer
 info: --memory SIZE       longest context that fits SIZE of KV memory (default 4GiB)
 inspect: --memory SIZE (default: the memory available)  --sequences N (default 1)  --json: the raw plan
@@ -78,6 +80,9 @@ const OPTIONS = {
   'kv-dtype': { type: 'string' },
   'kv-k-type': { type: 'string' },
   'kv-v-type': { type: 'string' },
+  'kv-offload-memory': { type: 'string' },
+  'kv-offload-disk': { type: 'string' },
+  'kv-offload-path': { type: 'string' },
   device: { type: 'string' },
   memory: { type: 'string' },
   sequences: { type: 'string' },
@@ -108,6 +113,8 @@ const NUMERIC = {
   threads: integer(1, 1024),
   context: integer(1, 2 ** 24),
   memory: 'bytes',
+  'kv-offload-memory': 'bytes',
+  'kv-offload-disk': 'bytes',
   sequences: integer(1, 2 ** 20),
   'max-tokens-cap': integer(1),
   'max-prompt-tokens': integer(1),

@@ -30,12 +30,19 @@ function kvCacheTypes(values) {
   return Object.values(types).some((t) => t !== undefined) ? types : undefined;
 }
 
+/** --kv-offload-memory, --kv-offload-disk and --kv-offload-path as kvCache.offload (undefined when none is given). */
+function kvOffload(values) {
+  const offload = { memory: values['kv-offload-memory'], disk: values['kv-offload-disk'], path: values['kv-offload-path'] };
+  return Object.values(offload).some((v) => v !== undefined) ? offload : undefined;
+}
+
 function engineOptions(values) {
+  const offload = kvOffload(values);
   return {
     device: values.device,
     threads: values.threads,
     contextLength: values.context,
-    kvCache: kvCacheTypes(values),
+    kvCache: offload ? { ...kvCacheTypes(values), offload } : kvCacheTypes(values),
     onProgress: process.stderr.isTTY ? progressBar : undefined,
     hub: values['cache-dir'] ? { cacheDir: values['cache-dir'] } : undefined,
   };

@@ -31,6 +31,7 @@ describe('numeric and choice flags', () => {
     [['inspect', '--kv-v-type', 'int3'], "--kv-v-type must be one of f32, f16, bf16, int8, fp8, int4, got 'int3'"],
     [['inspect', '--device', 'tpu'], "--device must be one of auto, cpu, cuda, got 'tpu'"],
     [['serve', '--context-overflow', 'drop'], "--context-overflow must be one of truncate-oldest, error, got 'drop'"],
+    [['chat', '--kv-offload-disk', 'big'], "--kv-offload-disk must be a size such as 8GiB, 512MB or 1e9 bytes, got 'big'"],
   ])('%j is refused', (args, message) => {
     const { status, stdout, stderr } = cli(...args);
     expect(stderr).toBe(`pagedlm: ${message}\n`);
@@ -43,6 +44,26 @@ describe('numeric and choice flags', () => {
     const { stderr, status } = cli('generate', '--frequency-penalty', '-0.5', '--threads', 'many');
     expect(stderr).toBe("pagedlm: --threads must be an integer from 1 to 1024, got 'many'\n");
     expect(status).toBe(1);
+  });
+
+  test('--kv-offload-disk without --kv-offload-path is the library\'s error', () => {
+    const { stderr, status } = cli('generate', '--prompt', 'x', '--kv-offload-disk', '1MiB');
+    expect(stderr).toMatch(/^pagedlm: kvCache.offload.disk needs kvCache.offload.path/);
+    expect(status).toBe(1);
+  });
+
+  test('the offload flags give the engine its disk tier', () => {
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'pagedlm-cli-offload-'));
+    const tier = path.join(folder, 'tier');
+    try {
+      const { status, stderr } = cli('generate', '--prompt', 'Once', '-n', '2', '--kv-offload-memory', '1MiB', '--kv-offload-disk', '8MiB',
+        '--kv-offload-path', tier);
+      expect(stderr).not.toMatch(/pagedlm: /);
+      expect(status).toBe(0);
+      expect(fs.readdirSync(tier)).toHaveLength(1);  // the folder of this model and KV layout
+    } finally {
+      fs.rmSync(folder, { recursive: true, force: true });
+    }
   });
 
   test('an unknown command names itself and prints the usage', () => {
