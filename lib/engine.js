@@ -536,6 +536,9 @@ function estimateKvBytes(options) {
   if (shape.latentAttention !== undefined && typeof shape.latentAttention !== 'boolean') {
     throw new TypeError(`${o.model ? 'model' : 'config'}.latentAttention must be a boolean`);
   }
+  if (shape.latentAttention && o.vType !== undefined && o.vType !== kvKType) {
+    throw new TypeError(`a latent-attention model keeps V inside the K row: vType ('${o.vType}') must be kType's ('${kvKType}') or left out`);
+  }
   // Latent attention keeps K rows only (V is the latent inside each K row).
   const valuePiece = shape.latentAttention ? 0 : kvPieceBytes(kvVType, false, shape.headDim, blockSize);
   const bytesPerBlock = shape.layers * shape.kvHeads * (kvPieceBytes(kvKType, true, shape.headDim, blockSize) + valuePiece);

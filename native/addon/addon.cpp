@@ -54,7 +54,7 @@ class LoadWorker final : public Napi::AsyncProgressQueueWorker<double> {
   void OnOK() override {
     const Napi::Env env = Env();
     if (!progress_error_.IsEmpty()) {
-      if (engine_) engine_->close();
+      if (engine_) engine_->close(/*persist_offload=*/false);
       engine_.reset();
       bridge_->release();
       deferred_.Reject(progress_error_.Value());

@@ -122,6 +122,7 @@ EngineOptions engine_options(const Napi::Object& o) {
   const Napi::Value offload_path = o.Get("offloadPath");
   if (offload_path.IsString()) e.offload.path = offload_path.As<Napi::String>().Utf8Value();
   e.kv_types = kv_types(o);
+  e.kv_v_type_given = o.Get("kvVType").IsString();
   return e;
 }
 
@@ -134,6 +135,7 @@ InspectOptions inspect_options(const Napi::Object& o) {
   i.sequences = to_int(o, "sequences", i.sequences);
   i.memory = static_cast<uint64_t>(optional_number(o, "memory").value_or(0));
   i.kv_types = kv_types(o);
+  i.kv_v_type_given = o.Get("kvVType").IsString();
   return i;
 }
 
@@ -284,8 +286,8 @@ Napi::Object inspection_to_js(Napi::Env env, const ModelInspection& inspection, 
   }
   o.Set("kvBytesPerToken", per_token);
   o.Set("kvPlannedBytesPerToken",
-        static_cast<double>(KvLayout::kv_bytes_per_token(m.n_layers, m.n_kv_heads, m.head_dim, options.kv_types, options.block_size, m.latent_attention())));
-  set_kv_types(o, options.kv_types, "kvDtype", "kvKType", "kvVType");
+        static_cast<double>(KvLayout::kv_bytes_per_token(m.n_layers, m.n_kv_heads, m.head_dim, inspection.kv_types, options.block_size, m.latent_attention())));
+  set_kv_types(o, inspection.kv_types, "kvDtype", "kvKType", "kvVType");
   o.Set("device", inspection.device);
   o.Set("gpu", inspection.gpu_name.empty() ? env.Null() : Napi::String::New(env, inspection.gpu_name));
   o.Set("deviceWeightBytes", static_cast<double>(inspection.device_weight_bytes));

@@ -58,8 +58,10 @@ EngineWrap::~EngineWrap() {
 
 void EngineWrap::on_env_teardown(void* self) { static_cast<EngineWrap*>(self)->shut_down(); }
 
+// On the JS thread (the finalizer or the environment's teardown): no writing the pool to the offload disk
+// tier here, which close() from JavaScript does on a worker thread.
 void EngineWrap::shut_down() {
-  if (engine_) engine_->close();
+  if (engine_) engine_->close(/*persist_offload=*/false);
   if (bridge_) bridge_->release();
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <future>
 #include <map>
 #include <thread>
@@ -94,6 +95,13 @@ BlockHash model_fingerprint(const GgufFile& file) {
     add_bytes(t.data + t.bytes - sample, sample);
   }
   return hash_block(root_hash(0xF1A9), words.data(), static_cast<int32_t>(words.size()));
+}
+
+// Identifies the RoPE frequency factors keys are rotated with (none: the hash of no values).
+BlockHash rope_fingerprint(const std::vector<float>& factors) {
+  std::vector<int32_t> words(factors.size());
+  std::memcpy(words.data(), factors.data(), factors.size() * sizeof(float));
+  return hash_block(root_hash(0x80BE), words.data(), static_cast<int32_t>(words.size()));
 }
 
 // The CUDA backend when asked for (or, for "auto", when this machine can run it), else the CPU backend;
@@ -189,17 +197,17 @@ Result<std::unique_ptr<Engine>> Engine::load(const std::string& path, const Engi
   engine->tokenizer_ = tokenizer.take();
   engine->sink_ = sink;
 
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, o.block_size, 0, o.kv_types.k, o.kv_types.v};
+  const auto types = pool_kv_types(c, o.kv_types, o.kv_v_type_given);
+  if (!types.is_ok()) return types.status();
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, o.block_size, 0, types.value().k, types.value().v};
   layout.v_dim = c.value_dim(), layout.v_in_k = c.latent_attention();
-  if (layout.v_in_k && layout.k_dtype != layout.v_dtype) {
-    return Status(ErrorCode::kInvalidArgument, "a latent-attention model keeps one row per token for K and V: kvCache.kType and vType must be the same");
-  }
   const ContextRequest wanted{o.context_length, o.kv_blocks, o.kv_memory, kDefaultPoolContexts};
   const ContextPlan plan = plan_context(wanted, c.context_length, layout, engine->model_->weight_bytes(), system_memory_budget());
   layout.num_blocks = plan.num_blocks;
   if (layout.num_blocks < 1) return Status(ErrorCode::kInvalidArgument, "the KV pool must hold at least one block");
   EngineInfo& info = engine->info_;
   auto backend = create_backend(o, engine->model_, layout, plan.context_length, info);
+  engine->rope_fingerprint_ = rope_fingerprint(c.rope_factors_for_context(plan.context_length > 0 ? plan.context_length : c.context_length));
   if (!backend.is_ok()) return backend.status();
   engine->backend_ = backend.take();
   layout = engine->backend_->kv_layout();
@@ -359,8 +367,10 @@ void Engine::cancel(RequestId id) {
   wake_.notify_one();
 }
 
-void Engine::close() {
+void Engine::close(bool persist_offload) {
   std::lock_guard<std::mutex> close_lock(close_mutex_);
+  if (closed_) return;
+  closed_ = true;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     closing_ = true;
@@ -369,7 +379,7 @@ void Engine::close() {
   if (thread_.joinable()) thread_.join();
   // The engine thread is gone: the tiers and the pool are this thread's now. What is cached goes to the disk
   // tier, complete when close returns, so that the next engine on the same folder finds it.
-  if (core_ && core_->offload) core_->offload->persist(core_->kv.pool());
+  if (persist_offload && core_ && core_->offload) core_->offload->persist(core_->kv.pool());
 }
 
 Result<int64_t> Engine::run_on_engine_thread(std::function<Result<int64_t>()> command) {
@@ -414,7 +424,7 @@ Result<int64_t> Engine::check_kv_invariants() {
 }
 
 CacheFileIdentity Engine::cache_identity() const {
-  return CacheFileIdentity::of(model_fingerprint_, info_.kv, backend_->block_bytes());
+  return CacheFileIdentity::of(model_fingerprint_, info_.kv, backend_->block_bytes(), rope_fingerprint_);
 }
 
 Result<int64_t> Engine::save_cache(const std::string& path) {

@@ -39,6 +39,7 @@ struct EngineOptions {
   int32_t kv_blocks = 0;          // pool size in blocks; 0 = from kv_memory, else room for 4 full contexts within the memory budget
   uint64_t kv_memory = 0;         // pool size in bytes (used when kv_blocks is 0)
   KvTypes kv_types;                // element types of K and V in the pool (kv_dtype.h)
+  bool kv_v_type_given = false;    // kv_types.v was asked for, not defaulted (pool_kv_types)
   OffloadOptions offload;         // where evicted cached blocks go (kv/offload_store.h); none by default
   int32_t max_batch_tokens = 512; // tokens per forward pass (prefill chunk size)
   bool prefault = true;           // read the weights once at load, so the first request does not page-fault
@@ -115,8 +116,11 @@ class Engine {
   Status submit(GenerateRequest request);
   // Aborts a request: it finishes with FinishReason::kAbort by the next step. Unknown ids are ignored.
   void cancel(RequestId id);
-  // Fails every queued and running request with kClosed, stops the engine thread and joins it. Idempotent.
-  void close();
+  // Fails every queued and running request with kClosed, stops the engine thread and joins it. Idempotent:
+  // only the first call acts. With persist_offload, cached blocks the offload disk tier lacks are written to it
+  // before it returns (seconds for a large pool: the addon's finalizer passes false, since it runs on the JS
+  // thread).
+  void close(bool persist_offload = true);
   // Cache calls. Each waits for the engine thread, so call them off the JS thread.
   // Forgets every cached prefix block not in use; returns how many.
   Result<int64_t> clear_cache();
@@ -183,6 +187,7 @@ class Engine {
   std::unique_ptr<Backend> backend_;
   EngineInfo info_;
   BlockHash model_fingerprint_;
+  BlockHash rope_fingerprint_;  // of the RoPE frequency factors the backend rotates keys with (CacheFileIdentity::rope)
   EventSink* sink_ = nullptr;
 
   // Engine thread only.
@@ -197,6 +202,7 @@ class Engine {
   std::atomic<uint32_t> proposer_kinds_{0};  // bit (1 << kind) set for each kind with a proposer
 
   std::mutex close_mutex_;  // serializes close()
+  bool closed_ = false;     // under close_mutex_
   std::thread thread_;
 
   mutable std::mutex stats_mutex_;

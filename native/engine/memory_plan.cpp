@@ -91,6 +91,15 @@ ContextPlan plan_context(const ContextRequest& request, int32_t trained_context,
   return plan;
 }
 
+Result<KvTypes> pool_kv_types(const ModelConfig& config, KvTypes requested, bool v_given) {
+  if (!config.latent_attention()) return requested;
+  if (v_given && requested.v != requested.k) {
+    return Status(ErrorCode::kInvalidArgument, std::string("a latent-attention model keeps V inside the K row: kvCache.vType ('") +
+                                                   kv_dtype_name(requested.v) + "') must be kType's ('" + kv_dtype_name(requested.k) + "') or left out");
+  }
+  return KvTypes::both(requested.k);
+}
+
 Result<ModelInspection> inspect_model(const std::string& path, const InspectOptions& options) {
   if (options.device != "auto" && options.device != "cuda" && options.device != "cpu") {
     return Status(ErrorCode::kInvalidArgument, "device must be 'auto', 'cuda' or 'cpu'");
@@ -120,7 +129,10 @@ Result<ModelInspection> inspect_model(const std::string& path, const InspectOpti
   }
   if (options.memory > 0) out.memory = {options.memory, "option"};
   const ModelConfig& c = out.model.config;
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, options.block_size, 0, options.kv_types.k, options.kv_types.v};
+  auto types = pool_kv_types(c, options.kv_types, options.kv_v_type_given);
+  if (!types.is_ok()) return types.status();
+  out.kv_types = types.value();
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, options.block_size, 0, out.kv_types.k, out.kv_types.v};
   layout.v_dim = c.value_dim(), layout.v_in_k = c.latent_attention();
   out.default_plan = plan_context(ContextRequest{}, c.context_length, layout, out.device_weight_bytes, out.memory);
   out.kv_budget = out.default_plan.kv_budget;

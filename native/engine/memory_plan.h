@@ -63,10 +63,15 @@ struct ContextPlan {
 ContextPlan plan_context(const ContextRequest& request, int32_t trained_context, const KvLayout& layout, uint64_t weight_bytes,
                          const MemoryBudget& memory);
 
+// The pool's K and V types for a model. A latent-attention model keeps V inside the K row, so V takes K's
+// type; a V type given apart (`v_given`) that differs is an error.
+Result<KvTypes> pool_kv_types(const ModelConfig& config, KvTypes requested, bool v_given);
+
 struct InspectOptions {
   std::string device = "auto";  // "auto" (CUDA when a device is found, else the CPU), "cuda" or "cpu"
   int gpu = 0;                  // CUDA device index
   KvTypes kv_types;
+  bool kv_v_type_given = false;  // kv_types.v was asked for, not defaulted (pool_kv_types)
   int32_t block_size = 16;
   int32_t sequences = 1;   // maxContextLength is per sequence, for this many at once
   uint64_t memory = 0;     // the budget to plan with; 0 = the device's free memory, or system_memory_budget()
@@ -81,6 +86,7 @@ struct ModelInspection {
   uint64_t kv_budget = 0;           // the default pool's share of the memory left after the weights
   int64_t max_context_length = 0;   // the longest context `sequences` sequences each fit in kv_budget
   ContextPlan default_plan;         // what Engine::load picks with no context or pool options
+  KvTypes kv_types;                 // the planned pool's (pool_kv_types)
 };
 
 // Reads only the header (GgufFile::read_header): the weights are neither read nor mapped.

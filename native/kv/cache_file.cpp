@@ -15,7 +15,7 @@ namespace {
 
 constexpr char kMagic[8] = {'P', 'G', 'L', 'M', 'K', 'V', '0', '1'};
 // Version 2: the header names the K and the V type apart.
-constexpr uint32_t kVersion = 2;
+constexpr uint32_t kVersion = 3;
 
 // A fast 64-bit checksum, 8 bytes at a time.
 uint64_t checksum(const uint8_t* data, size_t size) {
@@ -80,6 +80,7 @@ std::string kv_types_name(uint32_t k, uint32_t v) {
 
 void put_identity(Writer& w, const CacheFileIdentity& id) {
   w.put(id.model);
+  w.put(id.rope);
   w.put(static_cast<uint32_t>(id.types.k));
   w.put(static_cast<uint32_t>(id.types.v));
   for (int32_t v : {id.block_size, id.layers, id.kv_heads, id.head_dim}) w.put(static_cast<uint32_t>(v));
@@ -88,8 +89,8 @@ void put_identity(Writer& w, const CacheFileIdentity& id) {
 
 }  // namespace
 
-CacheFileIdentity CacheFileIdentity::of(const BlockHash& model, const KvLayout& layout, uint64_t block_bytes) {
-  return {model, layout.types(), layout.block_size, layout.num_layers, layout.num_kv_heads, layout.head_dim, block_bytes};
+CacheFileIdentity CacheFileIdentity::of(const BlockHash& model, const KvLayout& layout, uint64_t block_bytes, const BlockHash& rope) {
+  return {model, rope, layout.types(), layout.block_size, layout.num_layers, layout.num_kv_heads, layout.head_dim, block_bytes};
 }
 
 BlockHash identity_key(const CacheFileIdentity& identity) {
@@ -171,13 +172,16 @@ Result<std::vector<CachedBlockRecord>> parse_cache_file(const std::vector<uint8_
   Reader r(bytes, body);
   char magic[8];
   uint32_t version = 0, k_dtype = 0, v_dtype = 0, block_size = 0, layers = 0, kv_heads = 0, head_dim = 0;
-  BlockHash model;
+  BlockHash model, rope;
   uint64_t block_bytes = 0, count = 0;
-  const bool header_ok = r.get_bytes(magic, 8) && r.get(version) && r.get(model) && r.get(k_dtype) && r.get(v_dtype) && r.get(block_size) &&
+  const bool header_ok = r.get_bytes(magic, 8) && r.get(version) && r.get(model) && r.get(rope) && r.get(k_dtype) && r.get(v_dtype) && r.get(block_size) &&
                          r.get(layers) && r.get(kv_heads) && r.get(head_dim) && r.get(block_bytes) && r.get(count);
   if (!header_ok) return refused(path, "truncated header");
   if (version != kVersion) return refused(path, "format version " + std::to_string(version) + " (this pagedlm reads " + std::to_string(kVersion) + ")");
   if (model != expected.model) return refused(path, "it was saved from a different model");
+  if (rope != expected.rope) {
+    return refused(path, "its keys were rotated with other RoPE frequency factors (a LongRoPE model picks them by the context length it is loaded with)");
+  }
   if (k_dtype != static_cast<uint32_t>(expected.types.k) || v_dtype != static_cast<uint32_t>(expected.types.v)) {
     return refused(path, "it holds " + kv_types_name(k_dtype, v_dtype) + " but this engine uses " +
                              kv_types_name(static_cast<uint32_t>(expected.types.k), static_cast<uint32_t>(expected.types.v)));

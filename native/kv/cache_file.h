@@ -20,6 +20,9 @@ namespace pagedlm {
 
 struct CacheFileIdentity {
   BlockHash model;  // fingerprint of the model file (see model_fingerprint)
+  // Fingerprint of the RoPE frequency factors the keys were rotated with: a LongRoPE model picks its factors by
+  // the context length it is loaded with, so one file can cache two incompatible kinds of K.
+  BlockHash rope;
   KvTypes types;
   int32_t block_size = 0;
   int32_t layers = 0;
@@ -27,7 +30,7 @@ struct CacheFileIdentity {
   int32_t head_dim = 0;
   uint64_t block_bytes = 0;  // K/V bytes of one block across all layers
 
-  static CacheFileIdentity of(const BlockHash& model, const KvLayout& layout, uint64_t block_bytes);
+  static CacheFileIdentity of(const BlockHash& model, const KvLayout& layout, uint64_t block_bytes, const BlockHash& rope = {});
 };
 
 struct CachedBlockRecord {

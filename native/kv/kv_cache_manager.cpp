@@ -65,7 +65,9 @@ BlockCopy KvCacheManager::take_prefix(PrefixMatch& match, int32_t prompt_tokens,
 }
 
 void KvCacheManager::restore_offloaded(PrefixMatch& match) {
-  for (size_t b = 0; b < match.blocks.size(); ++b) {
+  // Last block first, so the first to be restored is the most recently used: an eviction the restores below
+  // cause (the memory tier full of this very chain) takes the block needed last, not the one needed next.
+  for (size_t b = match.blocks.size(); b-- > 0;) {
     if (match.blocks[b] == kNoBlock) offload_->touch(match.hashes[b]);
   }
   size_t kept = match.blocks.size();

@@ -78,10 +78,13 @@ Status OffloadStore::open_disk() {
   if (error) return Status(ErrorCode::kIo, "cannot create the offload folder '" + folder_ + "': " + error.message());
   // The files of earlier runs, least recently used first (by modification time: a hit touches its file).
   std::vector<std::pair<fs::file_time_type, BlockHash>> found;
-  for (const fs::directory_entry& entry : fs::directory_iterator(native_path(folder_), error)) {
+  fs::directory_iterator it(native_path(folder_), error);
+  // increment(error), not ++: a folder that changes while it is listed must not throw out of the load.
+  for (; !error && it != fs::directory_iterator(); it.increment(error)) {
+    const fs::directory_entry& entry = *it;
     const fs::path& file = entry.path();
     BlockHash hash;
-    const bool ours = file.extension() == kBlockFileSuffix && parse_hex(file.stem().string(), hash);
+    const bool ours = file.extension() == kBlockFileSuffix && parse_hex(utf8_path(file.stem()), hash);
     std::error_code ignored;
     if (!ours) {
       // A write cut short by a crash; anything else in our folder is not ours to judge.
@@ -254,8 +257,7 @@ bool OffloadStore::restore(const BlockHash& hash, const BlockHash& parent, const
     case OffloadTier::kDisk:
       break;
   }
-  Result<std::vector<CachedBlockRecord>> read =
-      fault_armed("offload.read") ? Result<std::vector<CachedBlockRecord>>(Status(ErrorCode::kIo, "offload.read")) : read_cache_file(file_of(hash), identity_);
+  Result<std::vector<CachedBlockRecord>> read = read_block_file(hash);
   bool ok = read.is_ok() && read.value().size() == 1;
   if (ok) {
     const CachedBlockRecord& record = read.value().front();
@@ -271,6 +273,17 @@ bool OffloadStore::restore(const BlockHash& hash, const BlockHash& parent, const
   touch(hash);
   ++counters_.disk_hits;
   return true;
+}
+
+Result<std::vector<CachedBlockRecord>> OffloadStore::read_block_file(const BlockHash& hash) const {
+  if (fault_armed("offload.read")) return Status(ErrorCode::kIo, "offload.read");
+  // A file replaced since it was listed (by hand, or another engine) could be of any size: read only one of
+  // the size this tier writes.
+  const std::string file = file_of(hash);
+  std::error_code error;
+  const uintmax_t size = fs::file_size(native_path(file), error);
+  if (error || size != file_bytes_) return Status(ErrorCode::kIo, "'" + file + "' is not a block file of this tier");
+  return read_cache_file(file, identity_);
 }
 
 void OffloadStore::persist(const BlockPool& pool) {
@@ -313,20 +326,7 @@ void OffloadStore::writer_loop() {
     jobs_.pop_front();
     writing_ = true;
     lock.unlock();
-    const std::string file = file_of(job.hash);
-    bool ok = true;
-    std::error_code ignored;
-    switch (job.kind) {
-      case Job::Kind::kWrite:
-        ok = !fault_armed("offload.write") && write_cache_file(file, identity_, {job.record}).is_ok();
-        break;
-      case Job::Kind::kRemove:
-        fs::remove(native_path(file), ignored);
-        break;
-      case Job::Kind::kTouch:
-        fs::last_write_time(native_path(file), fs::file_time_type::clock::now(), ignored);
-        break;
-    }
+    const bool ok = run_job(job);
     lock.lock();
     writing_ = false;
     if (job.kind == Job::Kind::kWrite) {
@@ -335,6 +335,27 @@ void OffloadStore::writer_loop() {
     }
     idle_.notify_all();  // flush() waits for an empty queue, a waiting spill for room in it
   }
+}
+
+// On the writer thread. An exception (out of memory) fails the job, as a full disk does, instead of ending the
+// process from a thread nothing joins on error.
+bool OffloadStore::run_job(const Job& job) const {
+  try {
+    const std::string file = file_of(job.hash);
+    std::error_code ignored;
+    switch (job.kind) {
+      case Job::Kind::kWrite:
+        return !fault_armed("offload.write") && write_cache_file(file, identity_, {job.record}).is_ok();
+      case Job::Kind::kRemove:
+        fs::remove(native_path(file), ignored);
+        return true;
+      case Job::Kind::kTouch:
+        fs::last_write_time(native_path(file), fs::file_time_type::clock::now(), ignored);
+        return true;
+    }
+  } catch (const std::exception&) {
+  }
+  return false;
 }
 
 void OffloadStore::drain_completions() {

@@ -120,8 +120,11 @@ class OffloadStore final : public EvictionListener {
   void spill(const BlockHash& hash, const BlockHash& parent, const int32_t* tokens, const uint8_t* bytes, bool wait = false);
   void forget_disk(BlockHash hash, bool remove_file);  // by value: callers pass the LRU list's own entries
   std::string file_of(const BlockHash& hash) const;
+  // A disk-tier block's file, read only when it has the size this tier writes.
+  Result<std::vector<CachedBlockRecord>> read_block_file(const BlockHash& hash) const;
   void enqueue(Job job);
   void writer_loop();
+  bool run_job(const Job& job) const;  // false: the job failed
 
   Backend& backend_;
   CacheFileIdentity identity_;

@@ -44,6 +44,26 @@ describe('deepseek2 (multi-head latent attention)', () => {
     );
   });
 
+  // One row holds K and V: kType alone sets both, a vType of its own is refused by load, inspect and estimate.
+  test('V takes K\'s type; a different vType is an error', async () => {
+    const file = writeModel(path.join(dir, 'mla-types.gguf'), SHAPE);
+    const rowWidth = MLA.kvLoraRank + MLA.ropeDim;
+    const plan = await Engine.inspect(file, { kvCache: { kType: 'int8' } });
+    expect([plan.kvKType, plan.kvVType, plan.kvDtype]).toEqual(['int8', 'int8', 'int8']);
+    expect(plan.kvPlannedBytesPerToken).toBe(SHAPE.layers * (rowWidth + 4));
+    const engine = await Engine.load(file, { contextLength: 64, kvCache: { blocks: 8, kType: 'int8' }, device: 'cpu' });
+    try {
+      expect(engine.info().kvDtype).toBe('int8');
+    } finally {
+      await engine.close();
+    }
+    const message = /keeps V inside the K row: kvCache.vType \('int4'\) must be kType's \('int8'\)/;
+    await expect(Engine.load(file, { kvCache: { kType: 'int8', vType: 'int4' }, device: 'cpu' })).rejects.toThrow(message);
+    await expect(Engine.inspect(file, { kvCache: { kType: 'int8', vType: 'int4' } })).rejects.toThrow(message);
+    const config = { layers: 3, kvHeads: 1, headDim: rowWidth, latentAttention: true };
+    expect(() => Engine.estimateKvBytes({ config, contextLength: 16, kType: 'int8', vType: 'int4' })).toThrow("vType ('int4') must be kType's ('int8')");
+  });
+
   // Prefix hits and saved caches move whole blocks of the K-only pool (Backend::export_block / copy_block).
   test('prefix hits and a saved cache give the tokens of a cold run', async () => {
     const file = writeModel(path.join(dir, 'mla-cache.gguf'), { ...SHAPE, mla: { ...MLA, qLoraRank: 48 } });

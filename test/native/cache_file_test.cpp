@@ -15,13 +15,13 @@ namespace {
 
 struct CacheEngine {
   CacheEngine(const std::string& model, KvDtype dtype, int32_t block_size = 8) : CacheEngine(model, KvTypes::both(dtype), block_size) {}
-  CacheEngine(const std::string& model, KvTypes types, int32_t block_size = 8) {
+  CacheEngine(const std::string& model, KvTypes types, int32_t block_size = 8, int32_t context_length = 256) {
     EngineOptions o;
     o.threads = 2;
     o.kv_types = types;
     o.kv_blocks = 48;
     o.block_size = block_size;
-    o.context_length = 256;
+    o.context_length = context_length;
     engine = Engine::load(model, o, &events).take();
   }
   EngineEvent run(const std::vector<int32_t>& prompt) {
@@ -129,6 +129,25 @@ TEST(CacheFileRefusal, OtherModelDtypeLayoutOrDamage) {
   EXPECT_EQ(missing.status().code(), ErrorCode::kIo);
   // And the good file still loads afterwards.
   EXPECT_GT(same.engine->load_cache(file).value(), 0);
+}
+
+// A LongRoPE model rotates keys with its short factors up to its original context (64 here) and with its long
+// ones past it: a cache saved at one context length holds keys the other cannot use.
+TEST(CacheFileRefusal, KeysOfOtherRopeFactors) {
+  const std::string model = testing::write_synthetic_model({.architecture = "phi3", .rope_scaling = "longrope"}, "cache_refuse_longrope.gguf");
+  const std::string file = testing::temp_path("longrope.pgkv");
+  {
+    CacheEngine short_context(model, KvTypes::both(KvDtype::kF16), 8, 64);
+    short_context.run(prompt(40));
+    ASSERT_TRUE(short_context.engine->save_cache(file).is_ok());
+  }
+  CacheEngine long_context(model, KvTypes::both(KvDtype::kF16), 8, 256);
+  const auto r = long_context.engine->load_cache(file);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kCacheFile);
+  EXPECT_NE(r.status().message().find("RoPE frequency factors"), std::string::npos) << r.status().message();
+  CacheEngine same_factors(model, KvTypes::both(KvDtype::kF16), 8, 48);
+  EXPECT_GT(same_factors.engine->load_cache(file).value(), 0);
 }
 
 TEST(CacheFileRefusal, UnwritablePathIsAnIoErrorAndLeavesNoPartialFile) {
