@@ -6,6 +6,7 @@
 
 #include "cuda_api.h"
 #include "kv/kv_dtype.h"
+#include "pagedlm_kernels.h"
 
 #ifdef PAGEDLM_CUDA_EMULATION
 #include "common/half.h"
@@ -123,35 +124,123 @@ __device__ __forceinline__ void load_kv4(const void* row, int first, float out[4
   }
 }
 
-// One element of a KV row, decoded to float (without the row's scale).
-template <KvDtype kDtype>
-__device__ __forceinline__ float load_kv(const void* row, int i) {
-  if constexpr (kDtype == KvDtype::kF32) return static_cast<const float*>(row)[i];
-  else if constexpr (kDtype == KvDtype::kF16) return half_to_float(static_cast<const uint16_t*>(row)[i]);
-  else if constexpr (kDtype == KvDtype::kBF16) return bfloat_to_float(static_cast<const uint16_t*>(row)[i]);
-  else if constexpr (kDtype == KvDtype::kInt8) return static_cast<float>(static_cast<const int8_t*>(row)[i]);
-  else return fp8_to_float(static_cast<const uint8_t*>(row)[i]);
-}
-
 constexpr bool has_scales(KvDtype dtype) { return dtype == KvDtype::kInt8 || dtype == KvDtype::kFp8E4M3; }
 
 constexpr int kv_bytes(KvDtype dtype) {
   return dtype == KvDtype::kF32 ? 4 : dtype == KvDtype::kF16 || dtype == KvDtype::kBF16 ? 2 : 1;
 }
 
-// Calls body.template operator()<dtype>() for the pool's dtype: one kernel instantiation per KV type (int4:
-// cudaErrorInvalidValue).
-template <typename Body>
-cudaError_t dispatch_kv_dtype(KvDtype dtype, Body&& body) {
-  switch (dtype) {
-    case KvDtype::kF32: return body.template operator()<KvDtype::kF32>();
-    case KvDtype::kF16: return body.template operator()<KvDtype::kF16>();
-    case KvDtype::kBF16: return body.template operator()<KvDtype::kBF16>();
-    case KvDtype::kInt8: return body.template operator()<KvDtype::kInt8>();
-    case KvDtype::kFp8E4M3: return body.template operator()<KvDtype::kFp8E4M3>();
-    case KvDtype::kInt4: break;  // no CUDA kernels read int4 (the backend refuses such a pool)
+// ---- int4 (kv_dtype.cpp's encoding: codes c stand for (c - 7.5) x an f16 scale) ----------------------------
+constexpr float kInt4LevelsDevice = 7.5f;
+constexpr uint16_t kLargestHalf = 0x7BFF;
+
+// The smallest f16 scale whose 7.5 steps reach `magnitude`: the CPU's int4_scale_for.
+__device__ __forceinline__ uint16_t int4_scale_for_device(float magnitude) {
+  if (!(magnitude < 65504.0f * kInt4LevelsDevice)) return kLargestHalf;
+  uint16_t h = float_to_half(magnitude / kInt4LevelsDevice);
+  if (half_to_float(h) * kInt4LevelsDevice < magnitude && h < kLargestHalf) ++h;
+  return h;
+}
+
+__device__ __forceinline__ float int4_inverse(float scale) { return scale > 0.0f ? 1.0f / scale : 0.0f; }
+
+// x / scale + 7.5 rounded to even and clamped to [0, 15]. __fmul_rn keeps nvcc from fusing the multiply into
+// the add (an FMA rounds once where the CPU rounds twice), so the codes are the CPU's bits.
+__device__ __forceinline__ uint32_t int4_code_device(float x, float inverse) {
+  const int code = __float2int_rn(__fmul_rn(x, inverse) + kInt4LevelsDevice);
+  return static_cast<uint32_t>(min(max(code, 0), 15));
+}
+
+__device__ __forceinline__ float int4_value_device(uint32_t code, float scale) { return (static_cast<float>(code) - kInt4LevelsDevice) * scale; }
+
+// ---- One side (K or V) of a layer's pool, read with its type chosen at run time -----------------------------
+// The attention kernels take K and V of any two types. Instantiating them per type pair would multiply
+// 6 x 6 pairs by the head sizes (nvcc time and the emulated build's time grow with it), so they read each
+// side through load_side4, which switches on the side's type: the type is the same for every thread of the
+// launch, so the switch never diverges, and it costs a uniform branch per 4 elements. The default pool
+// (f16 K and V) gets its own instantiation without the switch (kF16Only).
+enum class ScaleLayout : uint8_t {
+  kNone,     // f32, f16, bf16
+  kRow,      // int8, fp8: a float per row
+  kChannel,  // int4 K: an f16 per channel per block piece
+  kGroup,    // int4 V: an f16 per kInt4ValueGroup values of each row
+};
+
+struct KvSide {
+  const uint8_t* rows;
+  const uint8_t* scales;
+  KvDtype dtype;
+  ScaleLayout scale_layout;
+  int row_bytes;
+  int head_dim;
+  int block_size;
+};
+
+__host__ __device__ inline int int4_groups(int head_dim) { return (head_dim + kInt4ValueGroup - 1) / kInt4ValueGroup; }
+
+__host__ __device__ inline KvSide kv_side(const void* rows, const void* scales, KvDtype dtype, bool is_key, int head_dim, int block_size) {
+  const bool int4 = dtype == KvDtype::kInt4;
+  const ScaleLayout layout = int4 ? (is_key ? ScaleLayout::kChannel : ScaleLayout::kGroup) : has_scales(dtype) ? ScaleLayout::kRow : ScaleLayout::kNone;
+  return {static_cast<const uint8_t*>(rows), static_cast<const uint8_t*>(scales), dtype, layout,
+          int4 ? (head_dim + 1) / 2 : head_dim * kv_bytes(dtype), head_dim, block_size};
+}
+__host__ __device__ inline KvSide key_side(const PagedKv& kv) { return kv_side(kv.k, kv.k_scales, kv.k_dtype, true, kv.head_dim, kv.block_size); }
+// V inside the K rows reads K's rows and scales in K's layout.
+__host__ __device__ inline KvSide value_side(const PagedKv& kv) {
+  if (kv.v == kv.k) return key_side(kv);
+  return kv_side(kv.v, kv.v_scales, kv.v_dtype, false, kv.head_dim, kv.block_size);
+}
+// Whether a side's type needs scales that the pool does not have.
+__host__ __device__ inline bool side_missing_scales(const KvSide& side) { return side.scale_layout != ScaleLayout::kNone && side.scales == nullptr; }
+
+// Four int4 elements [first, first + 4) of pool row `row` (first a multiple of 4), scales applied.
+__device__ __forceinline__ void load_int4_4(const KvSide& s, size_t row, int first, float out[4]) {
+  const uint32_t codes = *reinterpret_cast<const uint16_t*>(s.rows + row * s.row_bytes + first / 2);
+  float scale[4];
+  if (s.scale_layout == ScaleLayout::kChannel) {
+    const size_t piece = row / s.block_size;
+    const uint2 h = *reinterpret_cast<const uint2*>(s.scales + (piece * s.head_dim + first) * sizeof(uint16_t));
+    scale[0] = half_to_float(static_cast<uint16_t>(h.x)), scale[1] = half_to_float(static_cast<uint16_t>(h.x >> 16));
+    scale[2] = half_to_float(static_cast<uint16_t>(h.y)), scale[3] = half_to_float(static_cast<uint16_t>(h.y >> 16));
+  } else {
+    const uint16_t h = reinterpret_cast<const uint16_t*>(s.scales)[row * int4_groups(s.head_dim) + first / kInt4ValueGroup];
+    scale[0] = scale[1] = scale[2] = scale[3] = half_to_float(h);
   }
-  return cudaErrorInvalidValue;
+  for (int i = 0; i < 4; ++i) out[i] = int4_value_device((codes >> (4 * i)) & 0xFu, scale[i]);
+}
+
+// Four elements [first, first + 4) of pool row `row` (first a multiple of 4), decoded to float with their
+// scales applied.
+template <bool kF16Only = false>
+__device__ __forceinline__ void load_side4(const KvSide& s, size_t row, int first, float out[4]) {
+  const uint8_t* r = s.rows + row * s.row_bytes;
+  if constexpr (kF16Only) {
+    load_kv4<KvDtype::kF16>(r, first, out);
+    return;
+  }
+  float scale = 1.0f;
+  switch (s.dtype) {
+    case KvDtype::kF32: return load_kv4<KvDtype::kF32>(r, first, out);
+    case KvDtype::kF16: return load_kv4<KvDtype::kF16>(r, first, out);
+    case KvDtype::kBF16: return load_kv4<KvDtype::kBF16>(r, first, out);
+    case KvDtype::kInt8:
+      load_kv4<KvDtype::kInt8>(r, first, out);
+      scale = reinterpret_cast<const float*>(s.scales)[row];
+      break;
+    case KvDtype::kFp8E4M3:
+      load_kv4<KvDtype::kFp8E4M3>(r, first, out);
+      scale = reinterpret_cast<const float*>(s.scales)[row];
+      break;
+    case KvDtype::kInt4: return load_int4_4(s, row, first, out);
+  }
+  out[0] *= scale, out[1] *= scale, out[2] *= scale, out[3] *= scale;
+}
+
+// Calls body.template operator()<kF16Only>(): the default pool (f16 K and V) without the type switch.
+template <typename Body>
+cudaError_t dispatch_kv_types(const PagedKv& kv, Body&& body) {
+  if (kv.k_dtype == KvDtype::kF16 && kv.v_dtype == KvDtype::kF16) return body.template operator()<true>();
+  return body.template operator()<false>();
 }
 
 }  // namespace pagedlm::cuda
