@@ -155,86 +155,86 @@ __device__ __forceinline__ float int4_value_device(uint32_t code, float scale) {
 
 // ---- One side (K or V) of a layer's pool, read with its type chosen at run time -----------------------------
 // The attention kernels take K and V of any two types. Instantiating them per type pair would multiply
-// 6 x 6 pairs by the head sizes (nvcc time and the emulated build's time grow with it), so they read each
-// side through load_side4, which switches on the side's type: the type is the same for every thread of the
-// launch, so the switch never diverges, and it costs a uniform branch per 4 elements. The default pool
-// (f16 K and V) gets its own instantiation without the switch (kF16Only).
-enum class ScaleLayout : uint8_t {
-  kNone,     // f32, f16, bf16
-  kRow,      // int8, fp8: a float per row
-  kChannel,  // int4 K: an f16 per channel per block piece
-  kGroup,    // int4 V: an f16 per kInt4ValueGroup values of each row
-};
-
-struct KvSide {
-  const uint8_t* rows;
-  const uint8_t* scales;
-  KvDtype dtype;
-  ScaleLayout scale_layout;
-  int row_bytes;
-  int head_dim;
-  int block_size;
-};
-
+// 6 x 6 pairs by the head sizes (nvcc time and the emulated build's time grow with it), so a kernel is
+// instantiated per head size only and switches on each side's type at run time, once per kernel phase
+// (with_side_type: the loop that reads keys and the one that reads values each exist once per type, 6 + 6
+// copies rather than 36). The type is the same for every thread of a launch, so the switch never diverges,
+// and the loops inside carry no per-row branch. The default pool (f16 K and V) gets its own instantiation
+// without the switch (kF16Only), which keeps its kernels as small as before.
 __host__ __device__ inline int int4_groups(int head_dim) { return (head_dim + kInt4ValueGroup - 1) / kInt4ValueGroup; }
 
-__host__ __device__ inline KvSide kv_side(const void* rows, const void* scales, KvDtype dtype, bool is_key, int head_dim, int block_size) {
-  const bool int4 = dtype == KvDtype::kInt4;
-  const ScaleLayout layout = int4 ? (is_key ? ScaleLayout::kChannel : ScaleLayout::kGroup) : has_scales(dtype) ? ScaleLayout::kRow : ScaleLayout::kNone;
-  return {static_cast<const uint8_t*>(rows), static_cast<const uint8_t*>(scales), dtype, layout,
-          int4 ? (head_dim + 1) / 2 : head_dim * kv_bytes(dtype), head_dim, block_size};
+// Whether a scaled side of the pool lacks its scales (V inside the K rows uses K's).
+inline bool kv_scales_missing(const PagedKv& kv) {
+  const auto scaled = [](KvDtype d) { return has_scales(d) || d == KvDtype::kInt4; };
+  return (scaled(kv.k_dtype) && kv.k_scales == nullptr) || (kv.v != kv.k && scaled(kv.v_dtype) && kv.v_scales == nullptr);
 }
-__host__ __device__ inline KvSide key_side(const PagedKv& kv) { return kv_side(kv.k, kv.k_scales, kv.k_dtype, true, kv.head_dim, kv.block_size); }
-// V inside the K rows reads K's rows and scales in K's layout.
-__host__ __device__ inline KvSide value_side(const PagedKv& kv) {
-  if (kv.v == kv.k) return key_side(kv);
-  return kv_side(kv.v, kv.v_scales, kv.v_dtype, false, kv.head_dim, kv.block_size);
-}
-// Whether a side's type needs scales that the pool does not have.
-__host__ __device__ inline bool side_missing_scales(const KvSide& side) { return side.scale_layout != ScaleLayout::kNone && side.scales == nullptr; }
 
-// Four int4 elements [first, first + 4) of pool row `row` (first a multiple of 4), scales applied.
-__device__ __forceinline__ void load_int4_4(const KvSide& s, size_t row, int first, float out[4]) {
-  const uint32_t codes = *reinterpret_cast<const uint16_t*>(s.rows + row * s.row_bytes + first / 2);
-  float scale[4];
-  if (s.scale_layout == ScaleLayout::kChannel) {
-    const size_t piece = row / s.block_size;
-    const uint2 h = *reinterpret_cast<const uint2*>(s.scales + (piece * s.head_dim + first) * sizeof(uint16_t));
-    scale[0] = half_to_float(static_cast<uint16_t>(h.x)), scale[1] = half_to_float(static_cast<uint16_t>(h.x >> 16));
-    scale[2] = half_to_float(static_cast<uint16_t>(h.y)), scale[3] = half_to_float(static_cast<uint16_t>(h.y >> 16));
+// The side's fields are read from the kernel's parameters where they are used (not copied into a struct),
+// so they take no registers across the kernel's loops.
+template <bool kValue>
+__device__ __forceinline__ const uint8_t* side_rows(const PagedKv& kv) { return static_cast<const uint8_t*>(kValue ? kv.v : kv.k); }
+template <bool kValue>
+__device__ __forceinline__ const uint8_t* side_scales(const PagedKv& kv) { return static_cast<const uint8_t*>(kValue ? kv.v_scales : kv.k_scales); }
+
+// Four int4 elements [first, first + 4) of pool row `row` (first a multiple of 4), scales applied: K's (and
+// V's inside the K rows) per channel of the block piece, V's per group of the row.
+template <bool kValue, int kHeadDim>
+__device__ __forceinline__ void load_int4_4(const PagedKv& kv, size_t row, int first, float out[4]) {
+  const uint32_t codes = *reinterpret_cast<const uint16_t*>(side_rows<kValue>(kv) + row * (kHeadDim / 2) + first / 2);
+  const uint8_t* scales = side_scales<kValue>(kv);
+  // The four f16 scales (channels, 8-byte aligned), or the row group's one scale four times.
+  uint2 h;
+  if (!kValue || kv.v == kv.k) {
+    h = *reinterpret_cast<const uint2*>(scales + (row / kv.block_size * kHeadDim + first) * sizeof(uint16_t));
   } else {
-    const uint16_t h = reinterpret_cast<const uint16_t*>(s.scales)[row * int4_groups(s.head_dim) + first / kInt4ValueGroup];
-    scale[0] = scale[1] = scale[2] = scale[3] = half_to_float(h);
+    const uint32_t one = reinterpret_cast<const uint16_t*>(scales)[row * int4_groups(kHeadDim) + first / kInt4ValueGroup];
+    h.x = h.y = one | (one << 16);
   }
-  for (int i = 0; i < 4; ++i) out[i] = int4_value_device((codes >> (4 * i)) & 0xFu, scale[i]);
+  out[0] = int4_value_device(codes & 0xFu, half_to_float(static_cast<uint16_t>(h.x)));
+  out[1] = int4_value_device((codes >> 4) & 0xFu, half_to_float(static_cast<uint16_t>(h.x >> 16)));
+  out[2] = int4_value_device((codes >> 8) & 0xFu, half_to_float(static_cast<uint16_t>(h.y)));
+  out[3] = int4_value_device((codes >> 12) & 0xFu, half_to_float(static_cast<uint16_t>(h.y >> 16)));
 }
 
-// Four elements [first, first + 4) of pool row `row` (first a multiple of 4), decoded to float with their
-// scales applied.
-template <bool kF16Only = false>
-__device__ __forceinline__ void load_side4(const KvSide& s, size_t row, int first, float out[4]) {
-  const uint8_t* r = s.rows + row * s.row_bytes;
+// K (kValue false) or V rows read as type kType: kRuns runs of four elements of pool row `row`, run j at
+// element first + j * stride (first and stride multiples of 4), decoded to float with their scales applied.
+template <KvDtype kType, bool kValue, int kHeadDim>
+struct TypedSide {
+  template <int kRuns>
+  __device__ __forceinline__ void load(const PagedKv& kv, size_t row, int first, int stride, float out[kRuns][4]) const {
+    if constexpr (kType == KvDtype::kInt4) {
+#pragma unroll
+      for (int j = 0; j < kRuns; ++j) load_int4_4<kValue, kHeadDim>(kv, row, first + j * stride, out[j]);
+    } else {
+      const uint8_t* r = side_rows<kValue>(kv) + row * kHeadDim * kv_bytes(kType);
+      float scale = 1.0f;
+      if constexpr (has_scales(kType)) scale = reinterpret_cast<const float*>(side_scales<kValue>(kv))[row];
+#pragma unroll
+      for (int j = 0; j < kRuns; ++j) {
+        load_kv4<kType>(r, first + j * stride, out[j]);
+        if constexpr (has_scales(kType)) out[j][0] *= scale, out[j][1] *= scale, out[j][2] *= scale, out[j][3] *= scale;
+      }
+    }
+  }
+};
+
+// Calls body(TypedSide<type, kValue, kHeadDim>{}) for the type of K or V (f16 alone when kF16Only).
+template <bool kF16Only, bool kValue, int kHeadDim, typename Body>
+__device__ __forceinline__ void with_side_type(const PagedKv& kv, Body&& body) {
   if constexpr (kF16Only) {
-    load_kv4<KvDtype::kF16>(r, first, out);
-    return;
+    body(TypedSide<KvDtype::kF16, kValue, kHeadDim>{});
+  } else {
+    switch (kValue ? kv.v_dtype : kv.k_dtype) {
+      case KvDtype::kF32: return body(TypedSide<KvDtype::kF32, kValue, kHeadDim>{});
+      case KvDtype::kF16: return body(TypedSide<KvDtype::kF16, kValue, kHeadDim>{});
+      case KvDtype::kBF16: return body(TypedSide<KvDtype::kBF16, kValue, kHeadDim>{});
+      case KvDtype::kInt8: return body(TypedSide<KvDtype::kInt8, kValue, kHeadDim>{});
+      case KvDtype::kFp8E4M3: return body(TypedSide<KvDtype::kFp8E4M3, kValue, kHeadDim>{});
+      case KvDtype::kInt4: return body(TypedSide<KvDtype::kInt4, kValue, kHeadDim>{});
+    }
   }
-  float scale = 1.0f;
-  switch (s.dtype) {
-    case KvDtype::kF32: return load_kv4<KvDtype::kF32>(r, first, out);
-    case KvDtype::kF16: return load_kv4<KvDtype::kF16>(r, first, out);
-    case KvDtype::kBF16: return load_kv4<KvDtype::kBF16>(r, first, out);
-    case KvDtype::kInt8:
-      load_kv4<KvDtype::kInt8>(r, first, out);
-      scale = reinterpret_cast<const float*>(s.scales)[row];
-      break;
-    case KvDtype::kFp8E4M3:
-      load_kv4<KvDtype::kFp8E4M3>(r, first, out);
-      scale = reinterpret_cast<const float*>(s.scales)[row];
-      break;
-    case KvDtype::kInt4: return load_int4_4(s, row, first, out);
-  }
-  out[0] *= scale, out[1] *= scale, out[2] *= scale, out[3] *= scale;
 }
+
 
 // Calls body.template operator()<kF16Only>(): the default pool (f16 K and V) without the type switch.
 template <typename Body>

@@ -151,7 +151,7 @@ bool valid(const KvAppendParams& params) {
   // int4 rows pack two values a byte: an odd width would leave a half-written byte.
   if ((kv.k_dtype == KvDtype::kInt4 || kv.v_dtype == KvDtype::kInt4) && kv.head_dim % 2 != 0) return false;
   if (kv.v == kv.k && kv.v_dtype != kv.k_dtype) return false;
-  return !side_missing_scales(key_side(kv)) && !side_missing_scales(value_side(kv));
+  return !kv_scales_missing(kv);
 }
 
 }  // namespace

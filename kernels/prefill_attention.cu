@@ -2,10 +2,11 @@
 // prefix and to themselves. A thread block takes (a tile of query tokens, a KV head and up to 8 of its
 // query heads, a sequence), walks the keys in tiles of 32 staged in shared memory (decoded to float), and
 // keeps one online-softmax state per query row, a warp handling a few rows with one key per lane.
-// K and V are read in their own types through load_side4 (device_common.cuh says why at run time).
+// K and V are read each in its own type, chosen at run time (with_side_type in device_common.cuh says why).
 // CPU twin: CpuBackend::attend over kv_load-decoded rows.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "device_common.cuh"
 #include "pagedlm_kernels.h"
@@ -46,24 +47,27 @@ struct Tiling {
 // Stages keys [first, first + kKeysPerTile) of `kv_head` as floats, scale applied, 4 elements a thread;
 // outside [begin, end), zeros: a window's passed keys are never read (their blocks may be released).
 template <int kHeadDim, bool kF16Only>
-__device__ void load_tile(const PagedKv& kv, const KvSide& keys, const KvSide& values, const int32_t* table, int kv_head, int first, int begin,
+__device__ void load_tile(const PagedKv& kv, const int32_t* table, int kv_head, int first, int begin,
                           int end, float* k_tile, float* v_tile) {
   constexpr int kRuns = kHeadDim / 4;
-  for (int i = threadIdx.x; i < kKeysPerTile * kRuns; i += kThreads) {
-    const int key = i / kRuns, d = (i % kRuns) * 4;
-    const int position = first + key;
-    float k[4] = {0.0f, 0.0f, 0.0f, 0.0f}, v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (position >= begin && position < end) {
-      const int block = table[position / kv.block_size];
-      const size_t row = (static_cast<size_t>(block) * kv.num_kv_heads + kv_head) * kv.block_size + position % kv.block_size;
-      load_side4<kF16Only>(keys, row, d, k);
-      load_side4<kF16Only>(values, row, d, v);
-    }
-    for (int j = 0; j < 4; ++j) {
-      k_tile[key * tile_stride<kHeadDim>() + d + j] = k[j];
-      v_tile[key * tile_stride<kHeadDim>() + d + j] = v[j];
-    }
-  }
+  // One side at a time, so that each is one loop of its type.
+  const auto stage = [&](auto value, float* tile) {
+    with_side_type<kF16Only, decltype(value)::value, kHeadDim>(kv, [&](auto typed) {
+      for (int i = threadIdx.x; i < kKeysPerTile * kRuns; i += kThreads) {
+        const int key = i / kRuns, d = (i % kRuns) * 4;
+        const int position = first + key;
+        float x[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+        if (position >= begin && position < end) {
+          const int block = table[position / kv.block_size];
+          const size_t row = (static_cast<size_t>(block) * kv.num_kv_heads + kv_head) * kv.block_size + position % kv.block_size;
+          typed.template load<1>(kv, row, d, 0, x);
+        }
+        for (int j = 0; j < 4; ++j) tile[key * tile_stride<kHeadDim>() + d + j] = x[0][j];
+      }
+    });
+  };
+  stage(std::false_type{}, k_tile);
+  stage(std::true_type{}, v_tile);
 }
 
 // ---- kernel ----
@@ -109,12 +113,11 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(PrefillAtte
   }
 
   const int32_t* table = p.block_tables + static_cast<size_t>(seq) * p.max_blocks_per_seq;
-  const KvSide keys = key_side(p.kv), values = value_side(p.kv);
   // The lowest key any of the block's tokens reads (its first token's window start); tiles below it are skipped.
   const int lowest_key = p.window > 0 ? max(0, first_position - p.window + 1) : 0;
   for (int first_key = lowest_key / kKeysPerTile * kKeysPerTile; first_key < keys_end; first_key += kKeysPerTile) {
     __syncthreads();  // the previous tile is no longer read (and q_s is written, the first time)
-    load_tile<kHeadDim, kF16Only>(p.kv, keys, values, table, kv_head, first_key, lowest_key, keys_end, k_tile, v_tile);
+    load_tile<kHeadDim, kF16Only>(p.kv, table, kv_head, first_key, lowest_key, keys_end, k_tile, v_tile);
     __syncthreads();
 #pragma unroll
     for (int rr = 0; rr < kRowsPerWarp; ++rr) {
@@ -174,7 +177,7 @@ bool valid(const PrefillAttentionParams& p) {
       p.max_blocks_per_seq <= 0) {
     return false;
   }
-  return !side_missing_scales(key_side(kv)) && !side_missing_scales(value_side(kv));
+  return !kv_scales_missing(kv);
 }
 
 }  // namespace
