@@ -160,7 +160,7 @@ __device__ __forceinline__ float int4_value_device(uint32_t code, float scale) {
 // (with_side_type: the loop that reads keys and the one that reads values each exist once per type, 6 + 6
 // copies rather than 36). The type is the same for every thread of a launch, so the switch never diverges,
 // and the loops inside carry no per-row branch. The default pool (f16 K and V) gets its own instantiation
-// without the switch (kF16Only), which keeps its kernels as small as before.
+// without the switch (kF16Only), so its kernels hold one copy of each loop.
 __host__ __device__ inline int int4_groups(int head_dim) { return (head_dim + kInt4ValueGroup - 1) / kInt4ValueGroup; }
 
 // Whether a scaled side of the pool lacks its scales (V inside the K rows uses K's).
