@@ -2,7 +2,8 @@
 // block table. A thread block takes (KV head, up to 8 of its query heads, sequence, partition of the
 // context): each K/V row is loaded once for all the query heads that share it (GQA). Partitions of a long
 // context run in parallel and a second kernel merges them with a log-sum-exp reduction.
-// CPU twin: softmax(q . K^T * scale) . V over kv_load_row-decoded rows (CpuBackend::attend).
+// K and V are read each in its own type, chosen at run time (with_side_type in device_common.cuh says why).
+// CPU twin: softmax(q . K^T * scale) . V over kv_load-decoded rows (CpuBackend::attend).
 #include <cmath>
 
 #include "device_common.cuh"
@@ -62,7 +63,7 @@ __device__ __forceinline__ size_t pool_row(const PagedKv& kv, const int32_t* tab
 
 // Scores of tokens [begin, end) for each query head into logits[head][token - begin]. Four lanes share a
 // token (each loads kHeadDim / 16 runs of 4 elements), so a warp covers 8 tokens per step (16 for head size 8).
-template <int kHeadDim, KvDtype kDtype>
+template <int kHeadDim, bool kF16Only>
 __device__ void score_tokens(const DecodeAttentionParams& p, const int32_t* table, int kv_head, int heads, int begin, int end,
                              const float* q_s, float* logits) {
   constexpr int kLanesPerToken = lanes_per_token<kHeadDim>();
@@ -71,35 +72,33 @@ __device__ void score_tokens(const DecodeAttentionParams& p, const int32_t* tabl
   constexpr int kRuns = kHeadDim / (4 * kLanesPerToken);
   const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
   const int sub = lane % kLanesPerToken;
-  for (int step = begin + warp * kTokensPerWarp; step < end; step += kTokensPerStep) {  // warp-uniform bounds
-    const int t = step + lane / kLanesPerToken;
-    const bool valid = t < end;
-    float k[kRuns][4];
-    float row_scale = 1.0f;
-    if (valid) {
-      const size_t row = pool_row(p.kv, table, kv_head, t);
-      const void* k_row = static_cast<const uint8_t*>(p.kv.k) + row * kHeadDim * kv_bytes(kDtype);
+  with_side_type<kF16Only, false, kHeadDim>(p.kv, [&](auto side) {
+    for (int step = begin + warp * kTokensPerWarp; step < end; step += kTokensPerStep) {  // warp-uniform bounds
+      const int t = step + lane / kLanesPerToken;
+      const bool valid = t < end;
+      float k[kRuns][4];
+      if (valid) {
+        const size_t row = pool_row(p.kv, table, kv_head, t);
+        side.template load<kRuns>(p.kv, row, sub * 4, kLanesPerToken * 4, k);
+      } else {
 #pragma unroll
-      for (int j = 0; j < kRuns; ++j) load_kv4<kDtype>(k_row, (sub + kLanesPerToken * j) * 4, k[j]);
-      if constexpr (has_scales(kDtype)) row_scale = p.kv.k_scales[row];
-    } else {
-#pragma unroll
-      for (int j = 0; j < kRuns; ++j) k[j][0] = k[j][1] = k[j][2] = k[j][3] = 0.0f;
-    }
-#pragma unroll
-    for (int g = 0; g < kHeadsPerBlock; ++g) {
-      if (g >= heads) break;  // block-uniform
-      const float* q = q_s + g * kHeadDim;
-      float dot = 0.0f;
-#pragma unroll
-      for (int j = 0; j < kRuns; ++j) {
-        const int d = (sub + kLanesPerToken * j) * 4;
-        dot += k[j][0] * q[d] + k[j][1] * q[d + 1] + k[j][2] * q[d + 2] + k[j][3] * q[d + 3];
+        for (int j = 0; j < kRuns; ++j) k[j][0] = k[j][1] = k[j][2] = k[j][3] = 0.0f;
       }
-      for (int offset = 1; offset < kLanesPerToken; offset <<= 1) dot += __shfl_xor_sync(kFullMask, dot, offset);
-      if (valid && sub == 0) logits[g * p.partition_size + (t - begin)] = dot * row_scale * p.scale;
+#pragma unroll
+      for (int g = 0; g < kHeadsPerBlock; ++g) {
+        if (g >= heads) break;  // block-uniform
+        const float* q = q_s + g * kHeadDim;
+        float dot = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kRuns; ++j) {
+          const int d = (sub + kLanesPerToken * j) * 4;
+          dot += k[j][0] * q[d] + k[j][1] * q[d + 1] + k[j][2] * q[d + 2] + k[j][3] * q[d + 3];
+        }
+        for (int offset = 1; offset < kLanesPerToken; offset <<= 1) dot += __shfl_xor_sync(kFullMask, dot, offset);
+        if (valid && sub == 0) logits[g * p.partition_size + (t - begin)] = dot * p.scale;
+      }
     }
-  }
+  });
 }
 
 // Turns each head's scores into exp(score - max) in place, and records the max and the sum.
@@ -126,7 +125,7 @@ __device__ void softmax_rows(float* logits, int stride, int heads, int n, float*
 
 // Weighted sums of the V rows: thread (slice, run) adds every kSlices-th token's 4 elements of `run` for
 // each head, then the slices are added up through shared memory into reduced[head][d].
-template <int kHeadDim, KvDtype kDtype>
+template <int kHeadDim, bool kF16Only>
 __device__ void accumulate_values(const DecodeAttentionParams& p, const int32_t* table, int kv_head, int heads, int begin, int end,
                                   const float* weights, float* slices) {
   constexpr int kRunsPerRow = kHeadDim / 4;
@@ -134,21 +133,19 @@ __device__ void accumulate_values(const DecodeAttentionParams& p, const int32_t*
   const int run = threadIdx.x % kRunsPerRow, slice = threadIdx.x / kRunsPerRow;
   if (slice >= kSlices) return;
   float acc[kHeadsPerBlock][4] = {};
-  for (int t = begin + slice; t < end; t += kSlices) {
-    const size_t row = pool_row(p.kv, table, kv_head, t);
-    float v[4];
-    load_kv4<kDtype>(static_cast<const uint8_t*>(p.kv.v) + row * kHeadDim * kv_bytes(kDtype), run * 4, v);
-    if constexpr (has_scales(kDtype)) {
-      const float s = p.kv.v_scales[row];
-      v[0] *= s, v[1] *= s, v[2] *= s, v[3] *= s;
-    }
+  with_side_type<kF16Only, true, kHeadDim>(p.kv, [&](auto side) {
+    for (int t = begin + slice; t < end; t += kSlices) {
+      const size_t row = pool_row(p.kv, table, kv_head, t);
+      float v[1][4];
+      side.template load<1>(p.kv, row, run * 4, 0, v);
 #pragma unroll
-    for (int g = 0; g < kHeadsPerBlock; ++g) {
-      if (g >= heads) break;
-      const float w = weights[g * p.partition_size + (t - begin)];
-      acc[g][0] += w * v[0], acc[g][1] += w * v[1], acc[g][2] += w * v[2], acc[g][3] += w * v[3];
+      for (int g = 0; g < kHeadsPerBlock; ++g) {
+        if (g >= heads) break;
+        const float w = weights[g * p.partition_size + (t - begin)];
+        acc[g][0] += w * v[0][0], acc[g][1] += w * v[0][1], acc[g][2] += w * v[0][2], acc[g][3] += w * v[0][3];
+      }
     }
-  }
+  });
 #pragma unroll
   for (int g = 0; g < kHeadsPerBlock; ++g) {
     if (g >= heads) break;
@@ -158,7 +155,7 @@ __device__ void accumulate_values(const DecodeAttentionParams& p, const int32_t*
 }
 
 // ---- kernels ----
-template <int kHeadDim, KvDtype kDtype>
+template <int kHeadDim, bool kF16Only>
 __global__ void __launch_bounds__(kThreads) decode_attention_kernel(DecodeAttentionParams p, Partitioning parts) {
   PAGEDLM_DYNAMIC_SHARED(float, shared);
   const int seq = blockIdx.y, partition = blockIdx.z;
@@ -187,11 +184,11 @@ __global__ void __launch_bounds__(kThreads) decode_attention_kernel(DecodeAttent
   __syncthreads();
 
   const int32_t* table = p.block_tables + static_cast<size_t>(seq) * p.max_blocks_per_seq;
-  score_tokens<kHeadDim, kDtype>(p, table, kv_head, heads, begin, end, q_s, logits);
+  score_tokens<kHeadDim, kF16Only>(p, table, kv_head, heads, begin, end, q_s, logits);
   __syncthreads();
   softmax_rows(logits, p.partition_size, heads, end - begin, head_max, head_sum);
   __syncthreads();
-  accumulate_values<kHeadDim, kDtype>(p, table, kv_head, heads, begin, end, logits, slices);
+  accumulate_values<kHeadDim, kF16Only>(p, table, kv_head, heads, begin, end, logits, slices);
   __syncthreads();
 
   const Workspace ws = workspace_of(p, parts.partitions);
@@ -245,7 +242,7 @@ bool valid(const DecodeAttentionParams& p) {
       p.max_blocks_per_seq <= 0 || p.partition_size < 32 || p.partition_size > kMaxDecodePartition || p.partition_size % 32 != 0) {
     return false;
   }
-  if (has_scales(kv.dtype) && (kv.k_scales == nullptr || kv.v_scales == nullptr)) return false;
+  if (kv_scales_missing(kv)) return false;
   const Partitioning parts = partitioning(p);
   return (parts.partitions == 1 || p.workspace != nullptr) && parts.partitions <= 65535 && p.num_seqs <= 65535;
 }
@@ -279,9 +276,9 @@ cudaError_t launch_decode_attention(const DecodeAttentionParams& params, cudaStr
   if (!valid(params)) return cudaErrorInvalidValue;
   const Partitioning parts = partitioning(params);
   return dispatch_head_dim(params.kv.head_dim, [&]<int kHeadDim>() {
-    return dispatch_kv_dtype(params.kv.dtype, [&]<KvDtype kDtype>() {
+    return dispatch_kv_types(params.kv, [&]<bool kF16Only>() {
       const dim3 grid(params.kv.num_kv_heads * parts.head_chunks, params.num_seqs, parts.partitions);
-      auto kernel = decode_attention_kernel<kHeadDim, kDtype>;
+      auto kernel = decode_attention_kernel<kHeadDim, kF16Only>;
       PAGEDLM_LAUNCH(kernel, grid, kThreads, shared_bytes<kHeadDim>(params.partition_size), stream)(params, parts);
       cudaError_t error = cudaGetLastError();
       if (error != cudaSuccess || parts.partitions == 1) return error;

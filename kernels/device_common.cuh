@@ -6,6 +6,7 @@
 
 #include "cuda_api.h"
 #include "kv/kv_dtype.h"
+#include "pagedlm_kernels.h"
 
 #ifdef PAGEDLM_CUDA_EMULATION
 #include "common/half.h"
@@ -123,35 +124,123 @@ __device__ __forceinline__ void load_kv4(const void* row, int first, float out[4
   }
 }
 
-// One element of a KV row, decoded to float (without the row's scale).
-template <KvDtype kDtype>
-__device__ __forceinline__ float load_kv(const void* row, int i) {
-  if constexpr (kDtype == KvDtype::kF32) return static_cast<const float*>(row)[i];
-  else if constexpr (kDtype == KvDtype::kF16) return half_to_float(static_cast<const uint16_t*>(row)[i]);
-  else if constexpr (kDtype == KvDtype::kBF16) return bfloat_to_float(static_cast<const uint16_t*>(row)[i]);
-  else if constexpr (kDtype == KvDtype::kInt8) return static_cast<float>(static_cast<const int8_t*>(row)[i]);
-  else return fp8_to_float(static_cast<const uint8_t*>(row)[i]);
-}
-
 constexpr bool has_scales(KvDtype dtype) { return dtype == KvDtype::kInt8 || dtype == KvDtype::kFp8E4M3; }
 
 constexpr int kv_bytes(KvDtype dtype) {
   return dtype == KvDtype::kF32 ? 4 : dtype == KvDtype::kF16 || dtype == KvDtype::kBF16 ? 2 : 1;
 }
 
-// Calls body.template operator()<dtype>() for the pool's dtype: one kernel instantiation per KV type (int4:
-// cudaErrorInvalidValue).
-template <typename Body>
-cudaError_t dispatch_kv_dtype(KvDtype dtype, Body&& body) {
-  switch (dtype) {
-    case KvDtype::kF32: return body.template operator()<KvDtype::kF32>();
-    case KvDtype::kF16: return body.template operator()<KvDtype::kF16>();
-    case KvDtype::kBF16: return body.template operator()<KvDtype::kBF16>();
-    case KvDtype::kInt8: return body.template operator()<KvDtype::kInt8>();
-    case KvDtype::kFp8E4M3: return body.template operator()<KvDtype::kFp8E4M3>();
-    case KvDtype::kInt4: break;  // no CUDA kernels read int4 (the backend refuses such a pool)
+// ---- int4 (kv_dtype.cpp's encoding: codes c stand for (c - 7.5) x an f16 scale) ----------------------------
+constexpr float kInt4LevelsDevice = 7.5f;
+constexpr uint16_t kLargestHalf = 0x7BFF;
+
+// The smallest f16 scale whose 7.5 steps reach `magnitude`: the CPU's int4_scale_for.
+__device__ __forceinline__ uint16_t int4_scale_for_device(float magnitude) {
+  if (!(magnitude < 65504.0f * kInt4LevelsDevice)) return kLargestHalf;
+  uint16_t h = float_to_half(magnitude / kInt4LevelsDevice);
+  if (half_to_float(h) * kInt4LevelsDevice < magnitude && h < kLargestHalf) ++h;
+  return h;
+}
+
+__device__ __forceinline__ float int4_inverse(float scale) { return scale > 0.0f ? 1.0f / scale : 0.0f; }
+
+// x / scale + 7.5 rounded to even and clamped to [0, 15]. __fmul_rn keeps nvcc from fusing the multiply into
+// the add (an FMA rounds once where the CPU rounds twice), so the codes are the CPU's bits.
+__device__ __forceinline__ uint32_t int4_code_device(float x, float inverse) {
+  const int code = __float2int_rn(__fmul_rn(x, inverse) + kInt4LevelsDevice);
+  return static_cast<uint32_t>(min(max(code, 0), 15));
+}
+
+__device__ __forceinline__ float int4_value_device(uint32_t code, float scale) { return (static_cast<float>(code) - kInt4LevelsDevice) * scale; }
+
+// ---- One side (K or V) of a layer's pool, read with its type chosen at run time -----------------------------
+// The attention kernels take K and V of any two types. Instantiating them per type pair would multiply
+// 6 x 6 pairs by the head sizes (nvcc time and the emulated build's time grow with it), so a kernel is
+// instantiated per head size only and switches on each side's type at run time, once per kernel phase
+// (with_side_type: the loop that reads keys and the one that reads values each exist once per type, 6 + 6
+// copies rather than 36). The type is the same for every thread of a launch, so the switch never diverges,
+// and the loops inside carry no per-row branch. The default pool (f16 K and V) gets its own instantiation
+// without the switch (kF16Only), so its kernels hold one copy of each loop.
+__host__ __device__ inline int int4_groups(int head_dim) { return (head_dim + kInt4ValueGroup - 1) / kInt4ValueGroup; }
+
+// Whether a scaled side of the pool lacks its scales (V inside the K rows uses K's).
+inline bool kv_scales_missing(const PagedKv& kv) {
+  const auto scaled = [](KvDtype d) { return has_scales(d) || d == KvDtype::kInt4; };
+  return (scaled(kv.k_dtype) && kv.k_scales == nullptr) || (kv.v != kv.k && scaled(kv.v_dtype) && kv.v_scales == nullptr);
+}
+
+// The side's fields are read from the kernel's parameters where they are used (not copied into a struct),
+// so they take no registers across the kernel's loops.
+template <bool kValue>
+__device__ __forceinline__ const uint8_t* side_rows(const PagedKv& kv) { return static_cast<const uint8_t*>(kValue ? kv.v : kv.k); }
+template <bool kValue>
+__device__ __forceinline__ const uint8_t* side_scales(const PagedKv& kv) { return static_cast<const uint8_t*>(kValue ? kv.v_scales : kv.k_scales); }
+
+// Four int4 elements [first, first + 4) of pool row `row` (first a multiple of 4), scales applied: K's (and
+// V's inside the K rows) per channel of the block piece, V's per group of the row.
+template <bool kValue, int kHeadDim>
+__device__ __forceinline__ void load_int4_4(const PagedKv& kv, size_t row, int first, float out[4]) {
+  const uint32_t codes = *reinterpret_cast<const uint16_t*>(side_rows<kValue>(kv) + row * (kHeadDim / 2) + first / 2);
+  const uint8_t* scales = side_scales<kValue>(kv);
+  // The four f16 scales (channels, 8-byte aligned), or the row group's one scale four times.
+  uint2 h;
+  if (!kValue || kv.v == kv.k) {
+    h = *reinterpret_cast<const uint2*>(scales + (row / kv.block_size * kHeadDim + first) * sizeof(uint16_t));
+  } else {
+    const uint32_t one = reinterpret_cast<const uint16_t*>(scales)[row * int4_groups(kHeadDim) + first / kInt4ValueGroup];
+    h.x = h.y = one | (one << 16);
   }
-  return cudaErrorInvalidValue;
+  out[0] = int4_value_device(codes & 0xFu, half_to_float(static_cast<uint16_t>(h.x)));
+  out[1] = int4_value_device((codes >> 4) & 0xFu, half_to_float(static_cast<uint16_t>(h.x >> 16)));
+  out[2] = int4_value_device((codes >> 8) & 0xFu, half_to_float(static_cast<uint16_t>(h.y)));
+  out[3] = int4_value_device((codes >> 12) & 0xFu, half_to_float(static_cast<uint16_t>(h.y >> 16)));
+}
+
+// K (kValue false) or V rows read as type kType: kRuns runs of four elements of pool row `row`, run j at
+// element first + j * stride (first and stride multiples of 4), decoded to float with their scales applied.
+template <KvDtype kType, bool kValue, int kHeadDim>
+struct TypedSide {
+  template <int kRuns>
+  __device__ __forceinline__ void load(const PagedKv& kv, size_t row, int first, int stride, float out[kRuns][4]) const {
+    if constexpr (kType == KvDtype::kInt4) {
+#pragma unroll
+      for (int j = 0; j < kRuns; ++j) load_int4_4<kValue, kHeadDim>(kv, row, first + j * stride, out[j]);
+    } else {
+      const uint8_t* r = side_rows<kValue>(kv) + row * kHeadDim * kv_bytes(kType);
+      float scale = 1.0f;
+      if constexpr (has_scales(kType)) scale = reinterpret_cast<const float*>(side_scales<kValue>(kv))[row];
+#pragma unroll
+      for (int j = 0; j < kRuns; ++j) {
+        load_kv4<kType>(r, first + j * stride, out[j]);
+        if constexpr (has_scales(kType)) out[j][0] *= scale, out[j][1] *= scale, out[j][2] *= scale, out[j][3] *= scale;
+      }
+    }
+  }
+};
+
+// Calls body(TypedSide<type, kValue, kHeadDim>{}) for the type of K or V (f16 alone when kF16Only).
+template <bool kF16Only, bool kValue, int kHeadDim, typename Body>
+__device__ __forceinline__ void with_side_type(const PagedKv& kv, Body&& body) {
+  if constexpr (kF16Only) {
+    body(TypedSide<KvDtype::kF16, kValue, kHeadDim>{});
+  } else {
+    switch (kValue ? kv.v_dtype : kv.k_dtype) {
+      case KvDtype::kF32: return body(TypedSide<KvDtype::kF32, kValue, kHeadDim>{});
+      case KvDtype::kF16: return body(TypedSide<KvDtype::kF16, kValue, kHeadDim>{});
+      case KvDtype::kBF16: return body(TypedSide<KvDtype::kBF16, kValue, kHeadDim>{});
+      case KvDtype::kInt8: return body(TypedSide<KvDtype::kInt8, kValue, kHeadDim>{});
+      case KvDtype::kFp8E4M3: return body(TypedSide<KvDtype::kFp8E4M3, kValue, kHeadDim>{});
+      case KvDtype::kInt4: return body(TypedSide<KvDtype::kInt4, kValue, kHeadDim>{});
+    }
+  }
+}
+
+
+// Calls body.template operator()<kF16Only>(): the default pool (f16 K and V) without the type switch.
+template <typename Body>
+cudaError_t dispatch_kv_types(const PagedKv& kv, Body&& body) {
+  if (kv.k_dtype == KvDtype::kF16 && kv.v_dtype == KvDtype::kF16) return body.template operator()<true>();
+  return body.template operator()<false>();
 }
 
 }  // namespace pagedlm::cuda

@@ -131,24 +131,30 @@ struct Q8_0MatvecParams {
 cudaError_t launch_q8_0_matvec(const Q8_0MatvecParams& params, cudaStream_t stream);
 
 // ---- The paged KV pool ----------------------------------------------------------------------------------
-// One layer of the pool, laid out as on the CPU (kv/kv_layout.h): K and V each
-// [num_blocks][num_kv_heads][block_size][head_dim] elements of `dtype`, and for int8/fp8 one float scale
-// per (block, head, slot) row. For a pool with V inside the K rows (kv_layout.h's v_in_k: multi-head latent
-// attention), v and v_scales are k and k_scales: the attention kernels read V rows at the K row's index and
-// width, so no V array exists, and the output's values past the V width are the caller's to ignore.
+// One layer of the pool, laid out as on the CPU (kv/kv_layout.h), so a block's bytes move between backends
+// unchanged: K is [num_blocks][num_kv_heads][block_size] rows of head_dim elements of k_dtype, V the same in
+// v_dtype, and each scaled side keeps kv_piece_scale_bytes(type, role) of scales per (block, head) piece:
+// int8/fp8 a float per row, int4 K an f16 per channel of the piece, int4 V an f16 per kInt4ValueGroup values
+// of each row. For a pool with V inside the K rows (kv_layout.h's v_in_k: multi-head latent attention), v and
+// v_scales are k and k_scales and v_dtype is k_dtype: the attention kernels read V rows at the K row's index,
+// width and scale layout, so no V array exists, and the output's values past the V width are the caller's
+// to ignore.
 struct PagedKv {
   void* k;
   void* v;          // may be k (V inside the K rows)
-  float* k_scales;  // int8/fp8 only
-  float* v_scales;  // may be k_scales
-  KvDtype dtype;
+  void* k_scales;   // scaled K types only
+  void* v_scales;   // scaled V types only; may be k_scales
+  KvDtype k_dtype;
+  KvDtype v_dtype;  // k_dtype when v is k
   int num_kv_heads;
   int head_dim;     // 8, 16, 32, 64, 80, 96, 128 or 256
   int block_size;   // 16 or 32 (any positive size works)
 };
 
-// Writes new tokens' K and V rows into their slots, quantizing for int8/fp8 (CPU twin: kv_store_row). With
-// kv.v == kv.k (V inside the K rows) only the K rows are written.
+// Writes new tokens' K and V rows into their slots, each side in its type (CPU twin: kv_store, bit for bit,
+// int4 K's requantization of a piece's earlier rows included). With kv.v == kv.k (V inside the K rows) only
+// the K rows are written. The tokens that land in one block piece must be consecutive in the batch, in slot
+// order (as a sequence's new tokens are): int4 K writes them in that order.
 struct KvAppendParams {
   const float* k;        // [n_tokens, num_kv_heads, head_dim]
   const float* v;        // ignored when kv.v == kv.k

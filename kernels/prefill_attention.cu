@@ -2,9 +2,11 @@
 // prefix and to themselves. A thread block takes (a tile of query tokens, a KV head and up to 8 of its
 // query heads, a sequence), walks the keys in tiles of 32 staged in shared memory (decoded to float), and
 // keeps one online-softmax state per query row, a warp handling a few rows with one key per lane.
-// CPU twin: CpuBackend::attend over kv_load_row-decoded rows.
+// K and V are read each in its own type, chosen at run time (with_side_type in device_common.cuh says why).
+// CPU twin: CpuBackend::attend over kv_load-decoded rows.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "device_common.cuh"
 #include "pagedlm_kernels.h"
@@ -42,32 +44,34 @@ struct Tiling {
 };
 
 // ---- device helpers ----
-// Stages keys [first, first + kKeysPerTile) of `kv_head` as floats, scale applied; outside [begin, end),
-// zeros: a window's passed keys are never read (their blocks may be released).
-template <int kHeadDim, KvDtype kDtype>
-__device__ void load_tile(const PagedKv& kv, const int32_t* table, int kv_head, int first, int begin, int end, float* k_tile, float* v_tile) {
-  for (int i = threadIdx.x; i < kKeysPerTile * kHeadDim; i += kThreads) {
-    const int key = i / kHeadDim, d = i % kHeadDim;
-    const int position = first + key;
-    float k = 0.0f, v = 0.0f;
-    if (position >= begin && position < end) {
-      const int block = table[position / kv.block_size];
-      const size_t row = (static_cast<size_t>(block) * kv.num_kv_heads + kv_head) * kv.block_size + position % kv.block_size;
-      const size_t offset = row * kHeadDim * kv_bytes(kDtype);
-      k = load_kv<kDtype>(static_cast<const uint8_t*>(kv.k) + offset, d);
-      v = load_kv<kDtype>(static_cast<const uint8_t*>(kv.v) + offset, d);
-      if constexpr (has_scales(kDtype)) {
-        k *= kv.k_scales[row];
-        v *= kv.v_scales[row];
+// Stages keys [first, first + kKeysPerTile) of `kv_head` as floats, scale applied, 4 elements a thread;
+// outside [begin, end), zeros: a window's passed keys are never read (their blocks may be released).
+template <int kHeadDim, bool kF16Only>
+__device__ void load_tile(const PagedKv& kv, const int32_t* table, int kv_head, int first, int begin,
+                          int end, float* k_tile, float* v_tile) {
+  constexpr int kRuns = kHeadDim / 4;
+  // One side at a time, so that each is one loop of its type.
+  const auto stage = [&](auto value, float* tile) {
+    with_side_type<kF16Only, decltype(value)::value, kHeadDim>(kv, [&](auto typed) {
+      for (int i = threadIdx.x; i < kKeysPerTile * kRuns; i += kThreads) {
+        const int key = i / kRuns, d = (i % kRuns) * 4;
+        const int position = first + key;
+        float x[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+        if (position >= begin && position < end) {
+          const int block = table[position / kv.block_size];
+          const size_t row = (static_cast<size_t>(block) * kv.num_kv_heads + kv_head) * kv.block_size + position % kv.block_size;
+          typed.template load<1>(kv, row, d, 0, x);
+        }
+        for (int j = 0; j < 4; ++j) tile[key * tile_stride<kHeadDim>() + d + j] = x[0][j];
       }
-    }
-    k_tile[key * tile_stride<kHeadDim>() + d] = k;
-    v_tile[key * tile_stride<kHeadDim>() + d] = v;
-  }
+    });
+  };
+  stage(std::false_type{}, k_tile);
+  stage(std::true_type{}, v_tile);
 }
 
 // ---- kernel ----
-template <int kHeadDim, KvDtype kDtype>
+template <int kHeadDim, bool kF16Only>
 __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(PrefillAttentionParams p, Tiling tiling) {
   constexpr int kRowsPerWarp = rows_per_warp<kHeadDim>();
   constexpr int kDimsPerLane = (kHeadDim + kWarpSize - 1) / kWarpSize;
@@ -113,7 +117,7 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(PrefillAtte
   const int lowest_key = p.window > 0 ? max(0, first_position - p.window + 1) : 0;
   for (int first_key = lowest_key / kKeysPerTile * kKeysPerTile; first_key < keys_end; first_key += kKeysPerTile) {
     __syncthreads();  // the previous tile is no longer read (and q_s is written, the first time)
-    load_tile<kHeadDim, kDtype>(p.kv, table, kv_head, first_key, lowest_key, keys_end, k_tile, v_tile);
+    load_tile<kHeadDim, kF16Only>(p.kv, table, kv_head, first_key, lowest_key, keys_end, k_tile, v_tile);
     __syncthreads();
 #pragma unroll
     for (int rr = 0; rr < kRowsPerWarp; ++rr) {
@@ -173,7 +177,7 @@ bool valid(const PrefillAttentionParams& p) {
       p.max_blocks_per_seq <= 0) {
     return false;
   }
-  return !has_scales(kv.dtype) || (kv.k_scales != nullptr && kv.v_scales != nullptr);
+  return !kv_scales_missing(kv);
 }
 
 }  // namespace
@@ -184,11 +188,11 @@ cudaError_t launch_prefill_attention(const PrefillAttentionParams& params, cudaS
   const int group = params.num_heads / params.kv.num_kv_heads;
   const int heads_per_block = std::min(group, kHeadsPerBlock);
   return dispatch_head_dim(params.kv.head_dim, [&]<int kHeadDim>() {
-    return dispatch_kv_dtype(params.kv.dtype, [&]<KvDtype kDtype>() {
+    return dispatch_kv_types(params.kv, [&]<bool kF16Only>() {
       const Tiling tiling{(group + kHeadsPerBlock - 1) / kHeadsPerBlock, rows_per_block<kHeadDim>() / heads_per_block};
       const dim3 grid((params.max_query_len + tiling.tokens_per_block - 1) / tiling.tokens_per_block,
                       params.kv.num_kv_heads * tiling.head_chunks, params.num_seqs);
-      auto kernel = prefill_attention_kernel<kHeadDim, kDtype>;
+      auto kernel = prefill_attention_kernel<kHeadDim, kF16Only>;
       // Past the default 48 KiB of shared memory for the larger heads; a setting, not a synchronization.
       cudaError_t error = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes<kHeadDim>()));
       if (error != cudaSuccess) return error;

@@ -112,7 +112,7 @@ CaseResult run_case(const Pool& pool, int batch, int context, int sm_count, std:
   CHECK(cudaMemcpy(tables, ids.data(), ids.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
   CHECK(cudaMemcpy(context_lens, lens.data(), lens.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
   CHECK(cudaMemset(q, 0, sizeof(float) * batch * kHeads * kHeadDim));
-  const cuda::PagedKv kv{pool.k, pool.v, pool.k_scales, pool.v_scales, pool.dtype, kKvHeads, kHeadDim, pool.block_size};
+  const cuda::PagedKv kv{pool.k, pool.v, pool.k_scales, pool.v_scales, pool.dtype, pool.dtype, kKvHeads, kHeadDim, pool.block_size};
   cuda::DecodeAttentionParams params{q, out, kv, tables, context_lens, batch, kHeads, blocks_per_seq, context,
                                      cuda::choose_decode_partition(batch, kKvHeads, context, 4 * sm_count),
                                      1.0f / std::sqrt(static_cast<float>(kHeadDim)), nullptr};

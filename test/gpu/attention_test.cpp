@@ -20,17 +20,23 @@ struct Shape {
   int num_heads;
   int kv_heads;
   bool values_in_keys = false;  // V read inside the K rows (latent attention): the pool's V array is never read
+  KvDtype v_dtype = dtype;       // V's type when it differs from K's
 };
 
+// K/V type pairs with int4 on either side or both, and mixed pairs of the other types.
+const KvTypes kMixedPairs[] = {{KvDtype::kF16, KvDtype::kInt4}, {KvDtype::kInt8, KvDtype::kInt4}, {KvDtype::kInt4, KvDtype::kInt4},
+                               {KvDtype::kInt4, KvDtype::kF16}, {KvDtype::kInt4, KvDtype::kFp8E4M3}, {KvDtype::kFp8E4M3, KvDtype::kBF16},
+                               {KvDtype::kF32, KvDtype::kInt8}};
+
 std::string describe(const Shape& s) {
-  return std::string(kv_dtype_name(s.dtype)) + " head_dim " + std::to_string(s.head_dim) + " block " + std::to_string(s.block_size) +
+  return "K " + std::string(kv_dtype_name(s.dtype)) + " V " + kv_dtype_name(s.v_dtype) + " head_dim " + std::to_string(s.head_dim) + " block " + std::to_string(s.block_size) +
          " heads " + std::to_string(s.num_heads) + "/" + std::to_string(s.kv_heads) + (s.values_in_keys ? " V in K" : "");
 }
 
 // The pool's view for `shape`: with values_in_keys, V aliases K (its own rows, random, must not be read).
 cuda::PagedKv view_of(const PagedPool& pool, const PagedPool::Device& device, const Shape& shape) {
   cuda::PagedKv kv = pool.view(device);
-  if (shape.values_in_keys) kv.v = kv.k, kv.v_scales = kv.k_scales;
+  if (shape.values_in_keys) kv.v = kv.k, kv.v_scales = kv.k_scales, kv.v_dtype = kv.k_dtype;
   return kv;
 }
 
@@ -49,7 +55,7 @@ Context make_context(std::mt19937& rng, const Shape& shape, const std::vector<in
   }
   const int max_blocks = (max_len + shape.block_size - 1) / shape.block_size;
   const int num_blocks = blocks_needed + 3;  // a few blocks nobody uses
-  Context c{PagedPool(shape.dtype, shape.kv_heads, shape.head_dim, shape.block_size, num_blocks),
+  Context c{PagedPool(KvTypes{shape.dtype, shape.v_dtype}, shape.kv_heads, shape.head_dim, shape.block_size, num_blocks),
             scattered_block_tables(rng, lengths, shape.block_size, max_blocks, num_blocks), max_blocks};
   for (size_t s = 0; s < lengths.size(); ++s) {
     for (int p = 0; p < lengths[s]; ++p) {
@@ -176,7 +182,7 @@ TEST(CudaDecodeAttention, ValuesInsideKeyRows) {
 
 TEST(CudaDecodeAttention, RejectsMissingWorkspaceAndBadShapes) {
   cuda::DecodeAttentionParams params{};
-  params.kv = {nullptr, nullptr, nullptr, nullptr, KvDtype::kF16, 2, 128, 16};
+  params.kv = {nullptr, nullptr, nullptr, nullptr, KvDtype::kF16, KvDtype::kF16, 2, 128, 16};
   params.num_seqs = 1;
   params.num_heads = 4;
   params.max_blocks_per_seq = 8;
@@ -272,12 +278,34 @@ TEST(CudaPrefillAttention, SlidingWindowMasksAndSkipsTiles) {
 
 TEST(CudaPrefillAttention, RejectsUnsupportedHeadSizes) {
   cuda::PrefillAttentionParams params{};
-  params.kv = {nullptr, nullptr, nullptr, nullptr, KvDtype::kF16, 2, 112, 16};
+  params.kv = {nullptr, nullptr, nullptr, nullptr, KvDtype::kF16, KvDtype::kF16, 2, 112, 16};
   params.num_seqs = 1;
   params.num_heads = 4;
   params.max_blocks_per_seq = 1;
   params.max_query_len = 1;
   EXPECT_EQ(cuda::launch_prefill_attention(params, nullptr), cudaErrorInvalidValue);
+}
+
+
+TEST(CudaDecodeAttention, KAndVOfDifferentTypesAndInt4) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(29);
+  for (const KvTypes types : kMixedPairs) check_decode(rng, {types.k, 128, 16, 8, 2, false, types.v}, {1, 16, 17, 70}, 512);
+  // int4's partial last V group (head sizes below 32 or not a multiple of it), several partitions, a window.
+  for (int head_dim : {8, 16, 80, 256}) check_decode(rng, {KvDtype::kInt4, head_dim, 32, 4, 4}, {3, 33, 64}, 512);
+  check_decode(rng, {KvDtype::kInt4, 64, 16, 4, 2, false, KvDtype::kF16}, {1, 64, 65, 200}, 64);
+  check_decode(rng, {KvDtype::kF16, 64, 16, 4, 2, false, KvDtype::kInt4}, {10, 200}, 64, 50);
+  check_decode(rng, {KvDtype::kInt4, 64, 16, 8, 1, true}, {1, 17, 70}, 512);  // V inside int4 K rows: K's channel scales
+}
+
+TEST(CudaPrefillAttention, KAndVOfDifferentTypesAndInt4) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(31);
+  const std::vector<PrefillSequence> seqs = {{0, 1}, {0, 37}, {16, 16}, {33, 20}};
+  for (const KvTypes types : kMixedPairs) check_prefill(rng, {types.k, 128, 16, 8, 2, false, types.v}, seqs);
+  for (int head_dim : {8, 16, 80, 256}) check_prefill(rng, {KvDtype::kInt4, head_dim, 32, 4, 4}, {{0, 40}, {31, 9}});
+  check_prefill(rng, {KvDtype::kInt4, 64, 16, 4, 2, false, KvDtype::kInt8}, seqs, 20);
+  check_prefill(rng, {KvDtype::kInt4, 64, 16, 8, 1, true}, {{0, 37}, {33, 20}});
 }
 
 }  // namespace

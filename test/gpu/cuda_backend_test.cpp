@@ -1,6 +1,6 @@
 // The CUDA backend against the double-precision reference and against the CPU backend, on synthetic models
-// of realistic head sizes: prefill, decode through scrambled block tables, mixed batches, every KV type,
-// and the block copies the prefix cache relies on. Runs on the device, or on the CUDA emulator.
+// of realistic head sizes: prefill, decode through scrambled block tables, mixed batches, every KV type and
+// K/V type pair, and the block copies the prefix cache relies on. Runs on the device, or on the CUDA emulator.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,12 +20,13 @@ namespace {
 using testing::load_synthetic_model;
 using testing::SyntheticSpec;
 
-KvLayout layout_for(const LlamaModel& model, KvDtype dtype, int block_size = 16) {
+KvLayout layout_for(const LlamaModel& model, KvTypes types, int block_size = 16) {
   const ModelConfig& c = model.config();
-  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, block_size, 48, dtype, dtype};
+  KvLayout layout{c.n_layers, c.n_kv_heads, c.head_dim, block_size, 48, types.k, types.v};
   layout.v_dim = c.value_dim(), layout.v_in_k = c.latent_attention();
   return layout;
 }
+KvLayout layout_for(const LlamaModel& model, KvDtype dtype, int block_size = 16) { return layout_for(model, KvTypes::both(dtype), block_size); }
 
 // deepseek2 with a 64-wide latent row (48 latent + 16 RoPE dims), queries from attn_q or the query LoRA.
 SyntheticSpec latent_spec(int q_lora_rank, TensorType type = TensorType::kF32) {
@@ -88,8 +89,10 @@ SyntheticSpec spec_with(TensorType type) {
 // One model on both backends, with the same pool layout.
 struct BothBackends {
   explicit BothBackends(const SyntheticSpec& spec, KvDtype dtype = KvDtype::kF32, int block_size = 16)
-      : model(load_synthetic_model(spec, storage)), vocab(model->config().vocab_size), gpu(cuda_backend(model, layout_for(*model, dtype, block_size))),
-        cpu(cpu_backend(model, layout_for(*model, dtype, block_size))) {}
+      : BothBackends(spec, KvTypes::both(dtype), block_size) {}
+  BothBackends(const SyntheticSpec& spec, KvTypes types, int block_size)
+      : model(load_synthetic_model(spec, storage)), vocab(model->config().vocab_size), gpu(cuda_backend(model, layout_for(*model, types, block_size))),
+        cpu(cpu_backend(model, layout_for(*model, types, block_size))) {}
   std::vector<uint8_t> storage;
   std::shared_ptr<const LlamaModel> model;
   int vocab;
@@ -539,23 +542,6 @@ TEST(CudaBackend, ModelsWithoutKernelsForTheirHeadSizeAreUnavailable) {
   EXPECT_NE(reply.status.message().find("head size 12"), std::string::npos) << reply.status.message();
 }
 
-// The kernels read K and V in one type, not int4: other pools are unavailable (device 'auto' takes the CPU).
-TEST(CudaBackend, SplitOrInt4KvPoolsAreUnavailable) {
-  std::vector<uint8_t> storage;
-  auto model = load_synthetic_model({}, storage);
-  for (const KvTypes types : {KvTypes{KvDtype::kInt8, KvDtype::kF16}, KvTypes::both(KvDtype::kInt4)}) {
-    KvLayout layout = layout_for(*model, types.k);
-    layout.v_dtype = types.v;
-    CudaBackendReply reply;
-    pagedlm_create_cuda_backend({model, layout, 0, 64, 0.9}, reply);
-    EXPECT_FALSE(reply.backend);
-    EXPECT_TRUE(reply.unavailable);
-    EXPECT_EQ(reply.status.code(), ErrorCode::kUnsupported);
-    EXPECT_NE(reply.status.message().find(std::string("not K ") + kv_dtype_name(types.k) + " and V " + kv_dtype_name(types.v)), std::string::npos)
-        << reply.status.message();
-  }
-}
-
 // Features the CUDA step lacks refuse the model, by architecture and feature, rather than run it wrong.
 TEST(CudaBackend, ModelsWithFeaturesItLacksAreUnavailable) {
   const std::pair<SyntheticSpec, const char*> cases[] = {
@@ -574,6 +560,101 @@ TEST(CudaBackend, ModelsWithFeaturesItLacksAreUnavailable) {
     EXPECT_EQ(reply.status.code(), ErrorCode::kUnsupported);
     EXPECT_NE(reply.status.message().find(fragment), std::string::npos) << reply.status.message();
   }
+}
+
+
+std::string types_name(KvTypes types) { return std::string("K ") + kv_dtype_name(types.k) + " V " + kv_dtype_name(types.v); }
+
+// K and V of different types, and int4 (K requantized per channel as a block fills, V per group): prefill
+// across a block boundary, then decode steps (replayed from graphs) as the CPU backend computes them. The
+// device encodes K/V as the CPU does, so the logits differ only by summation order, and the greedy tokens agree.
+TEST(CudaBackend, SplitAndInt4KvPoolsMatchTheCpuBackend) {
+  PAGEDLM_REQUIRE_DEVICE();
+  for (const KvTypes types : {KvTypes{KvDtype::kF16, KvDtype::kInt4}, KvTypes{KvDtype::kInt8, KvDtype::kInt4}, KvTypes::both(KvDtype::kInt4),
+                              KvTypes{KvDtype::kInt4, KvDtype::kF16}}) {
+    BothBackends both(spec_with(TensorType::kF32), types, 16);
+    const int vocab = both.vocab;
+    Backend* gpu = both.gpu.get();
+    Backend* cpu = both.cpu.get();
+    ASSERT_TRUE(gpu && cpu);
+    EXPECT_EQ(gpu->block_bytes(), cpu->block_bytes());
+    const auto tokens = prompt_of(26, vocab);
+    std::vector<BlockId> table = {2, 0};
+    std::vector<float> a(vocab), b(vocab);
+    ForwardBatch prefill;
+    prefill.tokens.assign(tokens.begin(), tokens.begin() + 20);
+    prefill.sequences.push_back({0, 20, 0, table.data(), true});
+    ASSERT_TRUE(gpu->forward(prefill, a.data()).is_ok());
+    ASSERT_TRUE(cpu->forward(prefill, b.data()).is_ok());
+    EXPECT_LT(testing::normalized_error(a.data(), std::vector<double>(b.begin(), b.end())), 2e-3) << types_name(types) << " prefill";
+    EXPECT_EQ(argmax(a.data(), vocab), argmax(b.data(), vocab)) << types_name(types) << " prefill";
+    for (int pos = 20; pos < 26; ++pos) {
+      ForwardBatch step;
+      step.tokens = {tokens[pos]};
+      step.sequences.push_back({0, 1, pos, table.data(), true});
+      ASSERT_TRUE(gpu->forward(step, a.data()).is_ok());
+      ASSERT_TRUE(cpu->forward(step, b.data()).is_ok());
+      EXPECT_LT(testing::normalized_error(a.data(), std::vector<double>(b.begin(), b.end())), 2e-3) << types_name(types) << " at " << pos;
+      EXPECT_EQ(argmax(a.data(), vocab), argmax(b.data(), vocab)) << types_name(types) << " at " << pos;
+    }
+  }
+}
+
+// A block's bytes mean the same on both backends for every K/V type pair (saved caches, the offload tier):
+// blocks the CPU filled, imported on the device, export as the same bytes and the device's next step reads
+// them as the CPU does; and the other way round.
+TEST(CudaBackend, BlocksMoveBetweenBackendsByteForByte) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::vector<KvTypes> pairs;
+  for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3, KvDtype::kInt4}) pairs.push_back(KvTypes::both(dtype));
+  for (const KvTypes types : {KvTypes{KvDtype::kF16, KvDtype::kInt4}, KvTypes{KvDtype::kInt8, KvDtype::kInt4}, KvTypes{KvDtype::kInt4, KvDtype::kF16},
+                              KvTypes{KvDtype::kFp8E4M3, KvDtype::kBF16}}) {
+    pairs.push_back(types);
+  }
+  for (const KvTypes types : pairs) {
+    BothBackends both(spec_with(TensorType::kF32), types, 16);
+    const int vocab = both.vocab;
+    Backend* gpu = both.gpu.get();
+    Backend* cpu = both.cpu.get();
+    ASSERT_TRUE(gpu && cpu);
+    ASSERT_EQ(gpu->block_bytes(), cpu->block_bytes()) << types_name(types);
+    ASSERT_EQ(gpu->block_bytes(), gpu->kv_layout().bytes_per_block()) << types_name(types);
+    const auto tokens = prompt_of(21, vocab);
+    for (const auto& [writer, reader] : {std::pair{cpu, gpu}, {gpu, cpu}}) {
+      const std::string where = types_name(types) + (writer == cpu ? ", CPU to device" : ", device to CPU");
+      std::vector<BlockId> table = {writer == cpu ? 1 : 4, writer == cpu ? 3 : 6};
+      ForwardBatch prefill;
+      prefill.tokens.assign(tokens.begin(), tokens.begin() + 20);
+      prefill.sequences.push_back({0, 20, 0, table.data(), false});
+      ASSERT_TRUE(writer->forward(prefill, nullptr).is_ok());
+      for (BlockId block : table) {
+        std::vector<uint8_t> written(writer->block_bytes()), read(reader->block_bytes());
+        ASSERT_TRUE(writer->export_block(block, written.data()).is_ok());
+        ASSERT_TRUE(reader->import_block(block, written.data()).is_ok());
+        ASSERT_TRUE(reader->export_block(block, read.data()).is_ok());
+        EXPECT_EQ(read, written) << where << ", block " << block;
+      }
+      // Both continue from the writer's blocks: the same cache, read by each backend's kernels.
+      std::vector<float> a(vocab), b(vocab);
+      ForwardBatch step;
+      step.tokens = {tokens[20]};
+      step.sequences.push_back({0, 1, 20, table.data(), true});
+      ASSERT_TRUE(writer->forward(step, a.data()).is_ok());
+      ASSERT_TRUE(reader->forward(step, b.data()).is_ok());
+      EXPECT_LT(testing::normalized_error(b.data(), std::vector<double>(a.begin(), a.end())), 2e-3) << where;
+    }
+  }
+}
+
+// Latent attention keeps V inside the K rows: K and V of two types cannot be stored, and the device says so.
+TEST(CudaBackend, LatentAttentionWithSplitTypesIsRefused) {
+  std::vector<uint8_t> storage;
+  auto model = load_synthetic_model(latent_spec(0), storage);
+  CudaBackendReply reply;
+  pagedlm_create_cuda_backend({model, layout_for(*model, KvTypes{KvDtype::kF16, KvDtype::kInt4}), 0, 64, 0.9}, reply);
+  EXPECT_FALSE(reply.backend);
+  EXPECT_EQ(reply.status.code(), ErrorCode::kUnsupported);
+  EXPECT_NE(reply.status.message().find("K f16 and V int4"), std::string::npos) << reply.status.message();
 }
 
 }  // namespace

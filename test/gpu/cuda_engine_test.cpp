@@ -17,12 +17,14 @@ namespace {
 class DeviceEngine {
  public:
   DeviceEngine(const std::string& device, int32_t blocks, const std::string& path = model_path(), KvDtype dtype = KvDtype::kF32,
-               const OffloadOptions& offload = {}) {
+               const OffloadOptions& offload = {})
+      : DeviceEngine(device, blocks, path, KvTypes::both(dtype), offload) {}
+  DeviceEngine(const std::string& device, int32_t blocks, const std::string& path, KvTypes types, const OffloadOptions& offload = {}) {
     EngineOptions o;
     o.offload = offload;
     o.device = device;
     o.threads = 2;
-    o.kv_types = KvTypes::both(dtype);
+    o.kv_types = types;
     o.kv_blocks = blocks;
     o.block_size = 16;
     o.context_length = 256;
@@ -123,6 +125,28 @@ TEST(CudaEngine, PrefixHitsAndGreedyTokensAsOnTheCpu) {
   EXPECT_EQ(gpu.engine().stats().prefix.hit_tokens, cpu.engine().stats().prefix.hit_tokens);
   DeviceEngine cold("cuda", 64);
   EXPECT_EQ(cold.tokens(cold.submit(second, 12)), gpu_second) << "a prefix hit must equal a cold run";
+}
+
+// K and V of different types and int4 on the device: the CPU's greedy tokens, and a prefix hit (whole blocks
+// for int4 K) equal to a cold run.
+TEST(CudaEngine, SplitAndInt4PoolsAsOnTheCpu) {
+  PAGEDLM_REQUIRE_DEVICE();
+  for (const KvTypes types : {KvTypes{KvDtype::kF16, KvDtype::kInt4}, KvTypes::both(KvDtype::kInt4), KvTypes{KvDtype::kInt4, KvDtype::kInt8}}) {
+    const std::string where = std::string("K ") + kv_dtype_name(types.k) + " V " + kv_dtype_name(types.v);
+    DeviceEngine gpu("cuda", 64, DeviceEngine::model_path(), types), cpu("cpu", 64, DeviceEngine::model_path(), types);
+    ASSERT_TRUE(gpu && cpu);
+    EXPECT_EQ(gpu.engine().info().backend, "cuda");
+    const std::vector<int32_t> first = prompt(0, 40);
+    std::vector<int32_t> second = first;
+    for (int32_t t : prompt(500, 9)) second.push_back(t);
+    for (DeviceEngine* e : {&gpu, &cpu}) e->tokens(e->submit(first, 12));
+    const std::vector<int32_t> gpu_second = gpu.tokens(gpu.submit(second, 12));
+    EXPECT_EQ(gpu_second, cpu.tokens(cpu.submit(second, 12))) << where;
+    EXPECT_GT(gpu.engine().stats().prefix.hit_tokens, 0u) << where;
+    EXPECT_EQ(gpu.engine().stats().prefix.hit_tokens, cpu.engine().stats().prefix.hit_tokens) << where;
+    DeviceEngine cold("cuda", 64, DeviceEngine::model_path(), types);
+    EXPECT_EQ(cold.tokens(cold.submit(second, 12)), gpu_second) << where << ": a prefix hit must equal a cold run";
+  }
 }
 
 // An embedding (pooled over chunks of 48 tokens) and a generation in the same steps, as on the CPU.

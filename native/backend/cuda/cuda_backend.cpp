@@ -80,12 +80,12 @@ void CudaBackend::create(const CudaBackendRequest& request, CudaBackendReply& re
     reply.status = Status(ErrorCode::kUnsupported, "the CUDA backend does not run " + config.architecture + " models (" + missing + "): use device 'cpu'");
     return;
   }
-  // The CUDA kernels read K and V in one element type of f32, f16, bf16, int8 and fp8.
+  // Latent attention reads V inside the K rows, so both sides are one type (the CPU backend's rule too).
   const KvLayout& kv = request.layout;
-  if (kv.k_dtype != kv.v_dtype || kv.k_dtype == KvDtype::kInt4) {
+  if (kv.v_in_k && kv.k_dtype != kv.v_dtype) {
     reply.unavailable = true;
-    reply.status = Status(ErrorCode::kUnsupported, std::string("the CUDA backend stores K and V in one type of f32, f16, bf16, int8 or fp8, not K ") +
-                                                       kv_dtype_name(kv.k_dtype) + " and V " + kv_dtype_name(kv.v_dtype) + ": use device 'cpu'");
+    reply.status = Status(ErrorCode::kUnsupported, std::string("latent attention keeps V inside the K rows, in one type: K ") + kv_dtype_name(kv.k_dtype) +
+                                                       " and V " + kv_dtype_name(kv.v_dtype) + " cannot be stored");
     return;
   }
   const int head_dim = config.head_dim;
@@ -242,18 +242,21 @@ Status CudaBackend::forward(const ForwardBatch& batch, float* logits) {
   return copy_results(batch, logits, results);
 }
 
-// The CPU backend's order (per layer: K, V, then their scales), so saved caches read back on either backend.
+// The CPU backend's order and bytes (per layer: K rows, V rows, then K's scales, V's scales, each over the
+// block's heads), so exported blocks, saved caches and the offload tier read back on either backend.
 template <typename Visit>
 void CudaBackend::for_each_block_piece(BlockId block, Visit visit) const {
-  const size_t elements = layout_.block_elements(), rows = elements / layout_.head_dim;
-  const size_t element_bytes = (layout_.row_bytes(KvRole::kKey) / layout_.head_dim);
+  const size_t heads = static_cast<size_t>(layout_.num_kv_heads);
+  const auto rows = [&](KvRole role) { return (role == KvRole::kKey ? k_pool_ : v_pool_).get<uint8_t>(); };
+  const auto scales = [&](KvRole role) { return (role == KvRole::kKey ? k_scales_ : v_scales_).get<uint8_t>(); };
   for (int32_t layer = 0; layer < layout_.num_layers; ++layer) {
-    const size_t first = static_cast<size_t>(layer) * layout_.layer_elements() + static_cast<size_t>(block) * elements;
-    visit(k_pool_.get<uint8_t>() + first * element_bytes, elements * element_bytes);
-    if (!layout_.v_in_k) visit(v_pool_.get<uint8_t>() + first * element_bytes, elements * element_bytes);
-    if (kv_dtype_has_scales(layout_.k_dtype)) {
-      visit(reinterpret_cast<uint8_t*>(k_scales_.get<float>() + first / layout_.head_dim), rows * sizeof(float));
-      if (!layout_.v_in_k) visit(reinterpret_cast<uint8_t*>(v_scales_.get<float>() + first / layout_.head_dim), rows * sizeof(float));
+    const size_t first = layout_.piece_index(layer, block, 0);
+    for (KvRole role : {KvRole::kKey, KvRole::kValue}) {
+      if (layout_.piece_bytes(role) > 0) visit(rows(role) + first * layout_.piece_bytes(role), heads * layout_.piece_bytes(role));
+    }
+    for (KvRole role : {KvRole::kKey, KvRole::kValue}) {
+      const size_t n = layout_.piece_scale_bytes(role);
+      if (n > 0) visit(scales(role) + first * n, heads * n);
     }
   }
 }

@@ -124,22 +124,15 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
                                                  " MiB free): raise kvCache.gpuMemoryFraction or use a smaller model or kvCache.dtype 'int8'");
     }
   }
-  const size_t elements = layout_.layer_elements() * layout_.num_layers;
-  const size_t element_bytes = (layout_.row_bytes(KvRole::kKey) / layout_.head_dim);
   const std::string what = "allocating the KV pool (" + std::to_string(layout_.total_bytes() >> 20) + " MiB, " + std::to_string(layout_.num_blocks) +
                            " blocks): lower kvCache.memory / kvCache.blocks or use kvCache.dtype 'int8'";
   const auto out_of_memory = [&](cudaError_t e) { return Status(ErrorCode::kOutOfMemory, what + " (" + cudaGetErrorString(e) + ")"); };
-  if (cudaError_t e = k_pool_.allocate(elements * element_bytes); e != cudaSuccess) return out_of_memory(e);
-  // V inside the K rows (latent attention): no V array.
-  if (!layout_.v_in_k) {
-    if (cudaError_t e = v_pool_.allocate(elements * element_bytes); e != cudaSuccess) return out_of_memory(e);
-  }
-  if (kv_dtype_has_scales(layout_.k_dtype)) {
-    const size_t rows = layout_.layer_rows() * layout_.num_layers;
-    if (cudaError_t e = k_scales_.allocate(rows * sizeof(float)); e != cudaSuccess) return out_of_memory(e);
-    if (!layout_.v_in_k) {
-      if (cudaError_t e = v_scales_.allocate(rows * sizeof(float)); e != cudaSuccess) return out_of_memory(e);
-    }
+  // Per (layer, block, head) piece, as on the CPU: rows and scales of K, and of V unless V sits inside K.
+  const size_t pieces = layout_.pieces();
+  for (const auto& [memory, bytes] : {std::pair{&k_pool_, layout_.piece_bytes(KvRole::kKey)}, {&v_pool_, layout_.piece_bytes(KvRole::kValue)},
+                                      {&k_scales_, layout_.piece_scale_bytes(KvRole::kKey)}, {&v_scales_, layout_.piece_scale_bytes(KvRole::kValue)}}) {
+    if (bytes == 0) continue;
+    if (cudaError_t e = memory->allocate(pieces * bytes); e != cudaSuccess) return out_of_memory(e);
   }
   return Status::ok();
 }
@@ -173,15 +166,15 @@ Status CudaBackend::allocate_activations(int tokens) {
 }
 
 cuda::PagedKv CudaBackend::layer_kv(int layer) const {
-  const size_t elements = layout_.layer_elements() * layer, rows = layout_.layer_rows() * layer;
-  // One type for K and V (create() declines split pools), so K's row bytes size both.
-  const size_t bytes = elements * (layout_.row_bytes(KvRole::kKey) / layout_.head_dim);
-  const bool scaled = kv_dtype_has_scales(layout_.k_dtype);
-  uint8_t* k = k_pool_.get<uint8_t>() + bytes;
-  float* k_scales = scaled ? k_scales_.get<float>() + rows : nullptr;
-  if (layout_.v_in_k) return {k, k, k_scales, k_scales, layout_.k_dtype, layout_.num_kv_heads, layout_.head_dim, layout_.block_size};
-  return {k, v_pool_.get<uint8_t>() + bytes, k_scales, scaled ? v_scales_.get<float>() + rows : nullptr, layout_.k_dtype, layout_.num_kv_heads,
-          layout_.head_dim, layout_.block_size};
+  const size_t first = layout_.piece_index(layer, 0, 0);
+  const auto at = [&](const DeviceMemory& memory, size_t piece_bytes) -> void* {
+    return piece_bytes == 0 ? nullptr : memory.get<uint8_t>() + first * piece_bytes;
+  };
+  void* k = at(k_pool_, layout_.piece_bytes(KvRole::kKey));
+  void* k_scales = at(k_scales_, layout_.piece_scale_bytes(KvRole::kKey));
+  if (layout_.v_in_k) return {k, k, k_scales, k_scales, layout_.k_dtype, layout_.k_dtype, layout_.num_kv_heads, layout_.head_dim, layout_.block_size};
+  return {k, at(v_pool_, layout_.piece_bytes(KvRole::kValue)), k_scales, at(v_scales_, layout_.piece_scale_bytes(KvRole::kValue)),
+          layout_.k_dtype, layout_.v_dtype, layout_.num_kv_heads, layout_.head_dim, layout_.block_size};
 }
 
 }  // namespace pagedlm::cuda_backend

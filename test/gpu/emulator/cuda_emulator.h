@@ -209,6 +209,7 @@ inline unsigned __float_as_uint(float f) {
   return bits;
 }
 inline int __float2int_rn(float f) { return static_cast<int>(std::nearbyint(f)); }
+inline float __fmul_rn(float a, float b) { return a * b; }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline float __expf(float x) { return std::exp(x); }
 inline float __fdividef(float a, float b) { return a / b; }
