@@ -100,7 +100,7 @@ BlockHash model_fingerprint(const GgufFile& file) {
 // Identifies the RoPE frequency factors keys are rotated with (none: the hash of no values).
 BlockHash rope_fingerprint(const std::vector<float>& factors) {
   std::vector<int32_t> words(factors.size());
-  std::memcpy(words.data(), factors.data(), factors.size() * sizeof(float));
+  if (!factors.empty()) std::memcpy(words.data(), factors.data(), factors.size() * sizeof(float));
   return hash_block(root_hash(0x80BE), words.data(), static_cast<int32_t>(words.size()));
 }
 
