@@ -99,6 +99,30 @@ struct BothBackends {
   std::unique_ptr<Backend> gpu, cpu;
 };
 
+// Prefills tokens [0, prefill) of one sequence through `table`, then decodes the rest a token a step, on both
+// backends: every step's logits agree within 2e-3 and, with `same_greedy`, so do their greedy tokens.
+void expect_same_steps(BothBackends& both, const std::vector<int32_t>& tokens, int prefill, const std::vector<BlockId>& table,
+                       const std::string& label, bool same_greedy = false) {
+  const int vocab = both.vocab;
+  std::vector<float> a(vocab), b(vocab);
+  const auto compare = [&](const ForwardBatch& batch, const std::string& where) {
+    ASSERT_TRUE(both.gpu->forward(batch, a.data()).is_ok()) << label << where;
+    ASSERT_TRUE(both.cpu->forward(batch, b.data()).is_ok()) << label << where;
+    EXPECT_LT(testing::normalized_error(a.data(), std::vector<double>(b.begin(), b.end())), 2e-3) << label << where;
+    if (same_greedy) EXPECT_EQ(argmax(a.data(), vocab), argmax(b.data(), vocab)) << label << where;
+  };
+  ForwardBatch first;
+  first.tokens.assign(tokens.begin(), tokens.begin() + prefill);
+  first.sequences.push_back({0, prefill, 0, table.data(), true});
+  compare(first, " prefill");
+  for (int pos = prefill; pos < static_cast<int>(tokens.size()); ++pos) {
+    ForwardBatch step;
+    step.tokens = {tokens[pos]};
+    step.sequences.push_back({0, 1, pos, table.data(), true});
+    compare(step, " at " + std::to_string(pos));
+  }
+}
+
 struct Case {
   const char* name;
   SyntheticSpec spec;
@@ -220,26 +244,8 @@ TEST(CudaBackend, EveryKvTypeMatchesTheCpuBackend) {
   PAGEDLM_REQUIRE_DEVICE();
   for (KvDtype dtype : {KvDtype::kF16, KvDtype::kBF16, KvDtype::kInt8, KvDtype::kFp8E4M3}) {
     BothBackends both(spec_with(TensorType::kF32), dtype, 32);
-    const int vocab = both.vocab;
-    const auto tokens = prompt_of(40, vocab);
-    Backend* gpu = both.gpu.get();
-    Backend* cpu = both.cpu.get();
-    ASSERT_TRUE(gpu && cpu);
-    std::vector<BlockId> table = {2, 0};
-    std::vector<float> a(vocab), b(vocab);
-    ForwardBatch prefill;
-    prefill.tokens.assign(tokens.begin(), tokens.begin() + 35);
-    prefill.sequences.push_back({0, 35, 0, table.data(), true});
-    ASSERT_TRUE(gpu->forward(prefill, a.data()).is_ok());
-    ASSERT_TRUE(cpu->forward(prefill, b.data()).is_ok());
-    for (int pos = 35; pos < 40; ++pos) {
-      ForwardBatch step;
-      step.tokens = {tokens[pos]};
-      step.sequences.push_back({0, 1, pos, table.data(), true});
-      ASSERT_TRUE(gpu->forward(step, a.data()).is_ok());
-      ASSERT_TRUE(cpu->forward(step, b.data()).is_ok());
-      EXPECT_LT(testing::normalized_error(a.data(), std::vector<double>(b.begin(), b.end())), 2e-3) << kv_dtype_name(dtype) << " at " << pos;
-    }
+    ASSERT_TRUE(both.gpu && both.cpu);
+    expect_same_steps(both, prompt_of(40, both.vocab), 35, {2, 0}, kv_dtype_name(dtype));
   }
 }
 
@@ -249,29 +255,10 @@ TEST(CudaBackend, LatentAttentionMatchesTheCpuBackend) {
   PAGEDLM_REQUIRE_DEVICE();
   for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kInt8}) {
     BothBackends both(latent_spec(64), dtype, 16);
-    const int vocab = both.vocab;
-    Backend* gpu = both.gpu.get();
-    Backend* cpu = both.cpu.get();
-    ASSERT_TRUE(gpu && cpu);
-    EXPECT_EQ(gpu->block_bytes(), cpu->block_bytes());
-    EXPECT_EQ(gpu->block_bytes(), gpu->kv_layout().bytes_per_block());
-    const auto tokens = prompt_of(40, vocab);
-    std::vector<BlockId> table = {5, 0, 3};
-    std::vector<float> a(vocab), b(vocab);
-    ForwardBatch prefill;
-    prefill.tokens.assign(tokens.begin(), tokens.begin() + 33);
-    prefill.sequences.push_back({0, 33, 0, table.data(), true});
-    ASSERT_TRUE(gpu->forward(prefill, a.data()).is_ok());
-    ASSERT_TRUE(cpu->forward(prefill, b.data()).is_ok());
-    EXPECT_LT(testing::normalized_error(a.data(), std::vector<double>(b.begin(), b.end())), 2e-3) << kv_dtype_name(dtype) << " prefill";
-    for (int pos = 33; pos < 40; ++pos) {
-      ForwardBatch step;
-      step.tokens = {tokens[pos]};
-      step.sequences.push_back({0, 1, pos, table.data(), true});
-      ASSERT_TRUE(gpu->forward(step, a.data()).is_ok());
-      ASSERT_TRUE(cpu->forward(step, b.data()).is_ok());
-      EXPECT_LT(testing::normalized_error(a.data(), std::vector<double>(b.begin(), b.end())), 2e-3) << kv_dtype_name(dtype) << " at " << pos;
-    }
+    ASSERT_TRUE(both.gpu && both.cpu);
+    EXPECT_EQ(both.gpu->block_bytes(), both.cpu->block_bytes());
+    EXPECT_EQ(both.gpu->block_bytes(), both.gpu->kv_layout().bytes_per_block());
+    expect_same_steps(both, prompt_of(40, both.vocab), 33, {5, 0, 3}, kv_dtype_name(dtype));
   }
 }
 
@@ -573,30 +560,9 @@ TEST(CudaBackend, SplitAndInt4KvPoolsMatchTheCpuBackend) {
   for (const KvTypes types : {KvTypes{KvDtype::kF16, KvDtype::kInt4}, KvTypes{KvDtype::kInt8, KvDtype::kInt4}, KvTypes::both(KvDtype::kInt4),
                               KvTypes{KvDtype::kInt4, KvDtype::kF16}}) {
     BothBackends both(spec_with(TensorType::kF32), types, 16);
-    const int vocab = both.vocab;
-    Backend* gpu = both.gpu.get();
-    Backend* cpu = both.cpu.get();
-    ASSERT_TRUE(gpu && cpu);
-    EXPECT_EQ(gpu->block_bytes(), cpu->block_bytes());
-    const auto tokens = prompt_of(26, vocab);
-    std::vector<BlockId> table = {2, 0};
-    std::vector<float> a(vocab), b(vocab);
-    ForwardBatch prefill;
-    prefill.tokens.assign(tokens.begin(), tokens.begin() + 20);
-    prefill.sequences.push_back({0, 20, 0, table.data(), true});
-    ASSERT_TRUE(gpu->forward(prefill, a.data()).is_ok());
-    ASSERT_TRUE(cpu->forward(prefill, b.data()).is_ok());
-    EXPECT_LT(testing::normalized_error(a.data(), std::vector<double>(b.begin(), b.end())), 2e-3) << types_name(types) << " prefill";
-    EXPECT_EQ(argmax(a.data(), vocab), argmax(b.data(), vocab)) << types_name(types) << " prefill";
-    for (int pos = 20; pos < 26; ++pos) {
-      ForwardBatch step;
-      step.tokens = {tokens[pos]};
-      step.sequences.push_back({0, 1, pos, table.data(), true});
-      ASSERT_TRUE(gpu->forward(step, a.data()).is_ok());
-      ASSERT_TRUE(cpu->forward(step, b.data()).is_ok());
-      EXPECT_LT(testing::normalized_error(a.data(), std::vector<double>(b.begin(), b.end())), 2e-3) << types_name(types) << " at " << pos;
-      EXPECT_EQ(argmax(a.data(), vocab), argmax(b.data(), vocab)) << types_name(types) << " at " << pos;
-    }
+    ASSERT_TRUE(both.gpu && both.cpu);
+    EXPECT_EQ(both.gpu->block_bytes(), both.cpu->block_bytes());
+    expect_same_steps(both, prompt_of(26, both.vocab), 20, {2, 0}, types_name(types), /*same_greedy=*/true);
   }
 }
 
