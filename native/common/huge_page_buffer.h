@@ -24,6 +24,15 @@ class HugePageBuffer {
   size_t size() const { return size_; }
 
  private:
+  static constexpr size_t kHugePage = size_t{2} << 20;
+  // `bytes` rounded up to whole huge pages.
+  static size_t whole_huge_pages(size_t bytes) { return (bytes + kHugePage - 1) / kHugePage * kHugePage; }
+  // Address space to reserve for `bytes`: one huge page more, so an aligned start always fits.
+  static size_t reserved_bytes(size_t bytes) { return whole_huge_pages(bytes) + kHugePage; }
+  // The first huge-page boundary in a reservation that starts at `mapping`.
+  static uint8_t* aligned_start(void* mapping) {
+    return reinterpret_cast<uint8_t*>(whole_huge_pages(reinterpret_cast<uintptr_t>(mapping)));
+  }
   void release();
 
   void* mapping_ = nullptr;

@@ -6,23 +6,19 @@
 
 namespace pagedlm {
 
-namespace {
-constexpr size_t kHugePage = size_t{2} << 20;
-}  // namespace
-
 HugePageBuffer::HugePageBuffer(size_t bytes) : size_(bytes) {
   if (bytes == 0) return;
-  // Address space for one huge page more than asked, so an aligned start always fits; only the aligned part
-  // is committed. Committed pages read as zeros and take memory when first written.
-  mapped_bytes_ = (bytes + kHugePage - 1) / kHugePage * kHugePage + kHugePage;
+  // Only the aligned part of the reservation is committed. Committed pages read as zeros and take memory when
+  // first written.
+  mapped_bytes_ = reserved_bytes(bytes);
   mapping_ = VirtualAlloc(nullptr, mapped_bytes_, MEM_RESERVE, PAGE_NOACCESS);
   if (mapping_ == nullptr) throw std::bad_alloc();
-  const auto start = (reinterpret_cast<uintptr_t>(mapping_) + kHugePage - 1) / kHugePage * kHugePage;
-  if (VirtualAlloc(reinterpret_cast<void*>(start), bytes, MEM_COMMIT, PAGE_READWRITE) == nullptr) {
+  uint8_t* const start = aligned_start(mapping_);
+  if (VirtualAlloc(start, bytes, MEM_COMMIT, PAGE_READWRITE) == nullptr) {
     release();
     throw std::bad_alloc();
   }
-  data_ = reinterpret_cast<uint8_t*>(start);
+  data_ = start;
 }
 
 void HugePageBuffer::release() {
