@@ -84,12 +84,12 @@ Status CudaBackend::upload_batch(const ForwardBatch& batch) {
   return Status::ok();
 }
 
-// y[t, :] = W x[t, :] (+ bias): Q8_0 decode steps through the dequantizing matvec, the rest through cuBLAS.
+// y[t, :] = W x[t, :] (+ bias): decode steps through the matvec kernel, the rest through cuBLAS.
 Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias) {
   const cuda::DeviceMatrix& m = w.matrix;
   const float alpha = 1.0f, beta = 0.0f;
-  if (m.type == TensorType::kQ8_0 && n_tokens <= cuda::kMaxMatvecTokens) {
-    PAGEDLM_CUDA_TRY(cuda::launch_q8_0_matvec({m, x, y, n_tokens}, stream_), "Q8_0 matvec");
+  if (n_tokens <= cuda::kMaxMatvecTokens && cuda::matvec_supported(m) && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+    PAGEDLM_CUDA_TRY(cuda::launch_matvec({m, x, nullptr, 0.0f, nullptr, y, cuda::MatvecOutput::kStore, n_tokens}, stream_), "matvec");
   } else {
     const void* weights = m.data;
     const void* input = x;
