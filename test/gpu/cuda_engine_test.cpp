@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <random>
 
 #include "engine/engine.h"
 #include "gpu_test_support.h"
@@ -78,8 +79,8 @@ std::vector<int32_t> prompt(int start, int count) {
 // from the disk tier with the tokens of a run that computed them.
 TEST(CudaEngine, OffloadedPrefixesComeBackAsComputed) {
   PAGEDLM_REQUIRE_DEVICE();
-  const std::string folder = ::testing::TempDir() + "pagedlm_cuda_offload";
-  std::filesystem::remove_all(folder);
+  // A folder of its own, so runs side by side never share disk-tier files.
+  const std::string folder = ::testing::TempDir() + "pagedlm_cuda_offload_" + std::to_string(std::random_device{}());
   std::vector<std::vector<int32_t>> expected;
   {
     DeviceEngine roomy("cuda", 64);
@@ -100,6 +101,7 @@ TEST(CudaEngine, OffloadedPrefixesComeBackAsComputed) {
     EXPECT_EQ(s.read_errors + s.write_errors, 0u);
     EXPECT_TRUE(small.engine().check_kv_invariants().is_ok());
   }
+  std::filesystem::remove_all(folder);
 }
 
 TEST(CudaEngine, RunsOnTheDeviceAndSaysSo) {
