@@ -28,10 +28,15 @@ Status weights_status(cudaError_t error, const std::string& what, uint64_t uploa
     if (error_ != cudaSuccess) return weights_status(error_, what, weight_bytes_); \
   } while (0)
 
+cudaError_t CudaBackend::upload_bytes(void* device, const void* host, size_t bytes) {
+  const cudaError_t queued = cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream_);
+  return queued != cudaSuccess ? queued : cudaStreamSynchronize(stream_);
+}
+
 Status CudaBackend::upload_floats(const std::vector<float>& values, DeviceMemory& out) {
   if (values.empty()) return Status::ok();
   PAGEDLM_WEIGHTS_TRY(out.allocate(values.size() * sizeof(float)), "allocating " + std::to_string(values.size() * 4) + " bytes for weights");
-  PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.get(), values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice), "uploading weights");
+  PAGEDLM_WEIGHTS_TRY(upload_bytes(out.get(), values.data(), values.size() * sizeof(float)), "uploading weights");
   weight_bytes_ += out.bytes();
   return Status::ok();
 }
@@ -46,7 +51,7 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
     case TensorType::kBF16: {
       const size_t bytes = static_cast<size_t>(w.rows) * w.row_bytes;
       PAGEDLM_WEIGHTS_TRY(out.data.allocate(bytes), what);
-      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.data.get(), w.data, bytes, cudaMemcpyHostToDevice), what);
+      PAGEDLM_WEIGHTS_TRY(upload_bytes(out.data.get(), w.data, bytes), what);
       out.matrix = {w.type, out.data.get(), nullptr, w.rows, w.cols};
       break;
     }
@@ -54,11 +59,11 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
       DeviceMemory raw;
       const size_t bytes = static_cast<size_t>(w.rows) * w.row_bytes;
       PAGEDLM_WEIGHTS_TRY(raw.allocate(bytes), what);
-      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(raw.get(), w.data, bytes, cudaMemcpyHostToDevice), what);
+      PAGEDLM_WEIGHTS_TRY(upload_bytes(raw.get(), w.data, bytes), what);
       PAGEDLM_WEIGHTS_TRY(out.data.allocate(elements), what);
       PAGEDLM_WEIGHTS_TRY(out.scales.allocate(elements / kQ8BlockElements * sizeof(uint16_t)), what);
-      PAGEDLM_WEIGHTS_TRY(cuda::launch_split_q8_0({raw.get<uint8_t>(), out.data.get<int8_t>(), out.scales.get<uint16_t>(), w.rows, w.cols}, nullptr), what);
-      PAGEDLM_WEIGHTS_TRY(cudaDeviceSynchronize(), what);
+      PAGEDLM_WEIGHTS_TRY(cuda::launch_split_q8_0({raw.get<uint8_t>(), out.data.get<int8_t>(), out.scales.get<uint16_t>(), w.rows, w.cols}, stream_), what);
+      PAGEDLM_WEIGHTS_TRY(cudaStreamSynchronize(stream_), what);
       out.matrix = {w.type, out.data.get(), out.scales.get<uint16_t>(), w.rows, w.cols};
       largest_q8_matrix_ = std::max(largest_q8_matrix_, elements);
       break;
@@ -73,7 +78,7 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
         for (int c = 0; c < w.cols; ++c) halves[static_cast<size_t>(r) * w.cols + c] = float_to_fp16(row[c]);
       }
       PAGEDLM_WEIGHTS_TRY(out.data.allocate(elements * sizeof(uint16_t)), what);
-      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.data.get(), halves.data(), elements * sizeof(uint16_t), cudaMemcpyHostToDevice), what);
+      PAGEDLM_WEIGHTS_TRY(upload_bytes(out.data.get(), halves.data(), elements * sizeof(uint16_t)), what);
       out.matrix = {TensorType::kF16, out.data.get(), nullptr, w.rows, w.cols};
     }
   }
@@ -138,6 +143,13 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
 }
 
 Status CudaBackend::allocate_activations(int tokens) {
+  Status status = grow_activations(tokens);
+  // Some buffers may be freed or still sized for fewer tokens: no step may run on them.
+  capacity_tokens_ = status.is_ok() ? tokens : 0;
+  return status;
+}
+
+Status CudaBackend::grow_activations(int tokens) {
   const ModelConfig& c = config_;
   const size_t t = static_cast<size_t>(tokens);
   const size_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim, c.attention_output_dim(), c.q_lora_rank});
@@ -161,7 +173,6 @@ Status CudaBackend::allocate_activations(int tokens) {
   PAGEDLM_CUDA_TRY(top_values_.allocate(t * cuda::kMaxTopK * sizeof(float)), what);
   if (largest_q8_matrix_ > 0) PAGEDLM_CUDA_TRY(half_w_.allocate(largest_q8_matrix_ * sizeof(uint16_t)), what);
   if (workspace_.bytes() == 0) PAGEDLM_CUDA_TRY(workspace_.allocate(kDecodeWorkspaceBytes), what);
-  capacity_tokens_ = tokens;
   return Status::ok();
 }
 
