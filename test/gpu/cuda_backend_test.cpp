@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <numeric>
 
 #include "backend/cpu/cpu_backend.h"
@@ -622,6 +623,41 @@ TEST(CudaBackend, LatentAttentionWithSplitTypesIsRefused) {
   EXPECT_EQ(reply.status.code(), ErrorCode::kUnsupported);
   EXPECT_NE(reply.status.message().find("K f16 and V int4"), std::string::npos) << reply.status.message();
 }
+
+// Slots reach the kernels as int32: a pool with more is refused before anything is allocated for it.
+TEST(CudaBackend, PoolsWithMoreSlotsThanInt32AreRefused) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::vector<uint8_t> storage;
+  auto model = load_synthetic_model(spec_with(TensorType::kF32), storage);
+  KvLayout layout = layout_for(*model, KvDtype::kF16);
+  layout.num_blocks = std::numeric_limits<int32_t>::max() / layout.block_size + 1;
+  CudaBackendRequest request{model, layout, 0, 64, 0.9};
+  CudaBackendReply reply;
+  pagedlm_create_cuda_backend(request, reply);
+  EXPECT_EQ(reply.backend, nullptr);
+  EXPECT_EQ(reply.status.code(), ErrorCode::kInvalidArgument) << reply.status.message();
+  EXPECT_NE(reply.status.message().find("2^31 - 1"), std::string::npos) << reply.status.message();
+}
+
+#ifdef PAGEDLM_CUDA_EMULATION
+// A step that needs more activation memory than the device has fails with its Status; the next, smaller
+// steps allocate again and match the CPU backend (none runs on the buffers the failed growth freed).
+TEST(CudaBackend, AFailedActivationGrowthLeavesTheBackendUsable) {
+  BothBackends both(spec_with(TensorType::kF32));
+  ASSERT_TRUE(both.gpu && both.cpu);
+  std::vector<BlockId> big_table = {10, 11, 12, 13, 14, 15};
+  ForwardBatch big;
+  big.tokens = prompt_of(80, both.vocab, 3);  // past the 64 tokens the backend was created for
+  big.sequences.push_back({0, 80, 0, big_table.data(), true});
+  std::vector<float> logits(both.vocab);
+  pagedlm::emu::fail_allocations_after(2);
+  const Status failed = both.gpu->forward(big, logits.data());
+  pagedlm::emu::fail_allocations_after(-1);
+  EXPECT_EQ(failed.code(), ErrorCode::kCuda) << failed.message();
+  const std::vector<BlockId> table = {2, 5};
+  expect_same_steps(both, prompt_of(24, both.vocab, 4), 20, table, "after a failed growth");
+}
+#endif
 
 }  // namespace
 }  // namespace pagedlm

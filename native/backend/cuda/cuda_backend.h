@@ -49,12 +49,16 @@ class DeviceMemory {
   DeviceMemory& operator=(const DeviceMemory&) = delete;
   ~DeviceMemory() { reset(); }
   // Frees the old buffer first (the device may not hold both); a failure leaves none and a size of 0, so no
-  // caller can mistake the old pointer or the new size for a buffer it has.
+  // caller can mistake the old pointer or the new size for a buffer it has. The failure is also taken off
+  // the runtime's last error, which the next launcher's cudaGetLastError would otherwise report.
   cudaError_t allocate(size_t bytes) {
     reset();
     void* fresh = nullptr;
     const cudaError_t error = cudaMalloc(&fresh, std::max<size_t>(bytes, 1));
-    if (error != cudaSuccess) return error;
+    if (error != cudaSuccess) {
+      cudaGetLastError();
+      return error;
+    }
     ptr_ = fresh;
     bytes_ = bytes;
     return cudaSuccess;
@@ -185,6 +189,7 @@ class CudaBackend final : public Backend {
   // step allocates again before it launches anything).
   int capacity_tokens_ = 0;
   DeviceMemory x_, xb_, q_, k_, v_, att_, gate_, up_, half_x_, half_w_, logits_, greedy_ids_, top_ids_, top_values_, workspace_;
+  DeviceMemory row_scales_;  // [tokens]: the power of two each f16 GEMM input row was scaled by, inverted
   // Latent attention: the query LoRA's rows, each head's query before absorption, each head's output (wo's
   // input), one head's contiguous input and output rows, and the latents being normed.
   DeviceMemory query_lora_, head_queries_, head_outputs_, head_in_, head_out_, latent_;

@@ -1,6 +1,7 @@
 // What the CUDA backend keeps in device memory: the weights (uploaded once, in the layout their kernels
 // read), the paged KV pool (the CPU's layout) and the step's activations (grown with the largest batch).
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -124,10 +125,17 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
     PAGEDLM_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "reading free device memory");
     layout_.num_blocks = static_cast<int32_t>(static_cast<double>(free_bytes) * request.gpu_memory_fraction / static_cast<double>(layout_.bytes_per_block()));
     if (request.max_blocks > 0) layout_.num_blocks = std::min(layout_.num_blocks, request.max_blocks);
+    layout_.num_blocks = static_cast<int32_t>(std::min<int64_t>(layout_.num_blocks, std::numeric_limits<int32_t>::max() / layout_.block_size));
     if (layout_.num_blocks < 1) {
       return Status(ErrorCode::kOutOfMemory, "the KV pool does not fit on the GPU after the weights (" + std::to_string(free_bytes >> 20) +
                                                  " MiB free): raise kvCache.gpuMemoryFraction or use a smaller model or kvCache.dtype 'int8'");
     }
+  }
+  // Slots (block x block size + offset) reach the kernels as int32.
+  const int64_t slots = static_cast<int64_t>(layout_.num_blocks) * layout_.block_size;
+  if (slots > std::numeric_limits<int32_t>::max()) {
+    return Status(ErrorCode::kInvalidArgument, "a KV pool of " + std::to_string(layout_.num_blocks) + " blocks of " + std::to_string(layout_.block_size) +
+                                                   " tokens has more slots than the CUDA kernels address (2^31 - 1): lower kvCache.blocks or kvCache.memory");
   }
   const std::string what = "allocating the KV pool (" + std::to_string(layout_.total_bytes() >> 20) + " MiB, " + std::to_string(layout_.num_blocks) +
                            " blocks): lower kvCache.memory / kvCache.blocks or use kvCache.dtype 'int8'";
@@ -168,6 +176,7 @@ Status CudaBackend::grow_activations(int tokens) {
     }
   }
   PAGEDLM_CUDA_TRY(half_x_.allocate(t * widest * sizeof(uint16_t)), what);
+  PAGEDLM_CUDA_TRY(row_scales_.allocate(t * sizeof(float)), what);
   PAGEDLM_CUDA_TRY(greedy_ids_.allocate(t * sizeof(int32_t)), what);
   PAGEDLM_CUDA_TRY(top_ids_.allocate(t * cuda::kMaxTopK * sizeof(int32_t)), what);
   PAGEDLM_CUDA_TRY(top_values_.allocate(t * cuda::kMaxTopK * sizeof(float)), what);
