@@ -624,6 +624,19 @@ TEST(CudaBackend, LatentAttentionWithSplitTypesIsRefused) {
   EXPECT_NE(reply.status.message().find("K f16 and V int4"), std::string::npos) << reply.status.message();
 }
 
+// Layer 0's FFN norm weights of 1e5 put its GEMM inputs (and SwiGLU's outputs, the down projection's input)
+// far past f16's 65504, which a plain conversion makes inf; the norms after it undo the scale, so the logits
+// still match the CPU backend's f32 activations within f16's rounding.
+TEST(CudaBackend, ActivationsPastHalfRangeMatchTheCpuBackend) {
+  PAGEDLM_REQUIRE_DEVICE();
+  BothBackends both(spec_with(TensorType::kF16));
+  for (float& w : const_cast<LayerWeights&>(both.model->layers()[0]).ffn_norm) w *= 1e5f;
+  both.gpu = cuda_backend(both.model, layout_for(*both.model, KvDtype::kF32));
+  both.cpu = cpu_backend(both.model, layout_for(*both.model, KvDtype::kF32));
+  const std::vector<BlockId> table = {4, 1};
+  expect_same_steps(both, prompt_of(22, both.vocab, 5), 18, table, "large activations", true);
+}
+
 // Slots reach the kernels as int32: a pool with more is refused before anything is allocated for it.
 TEST(CudaBackend, PoolsWithMoreSlotsThanInt32AreRefused) {
   PAGEDLM_REQUIRE_DEVICE();
