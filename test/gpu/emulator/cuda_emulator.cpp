@@ -531,7 +531,14 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   copy_now(dst, src, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t stream) {
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (kind == cudaMemcpyHostToDevice && !pagedlm::emu::pinned(src)) {
+    // The runtime stages pageable bytes before returning: the caller may reuse them at once.
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+    pagedlm::emu::enqueue(stream, [=] { copy_now(dst, staged->data(), bytes); });
+    return cudaSuccess;
+  }
+  // Pinned memory is read (or written) when the copy runs on its stream.
   pagedlm::emu::enqueue(stream, [=] { copy_now(dst, src, bytes); });
   return cudaSuccess;
 }

@@ -98,7 +98,8 @@ cudaError_t cudaFreeHost(void* ptr);
 // else. The synchronous calls follow the runtime's documented behaviour: cudaMemcpy waits for the legacy
 // stream's work, then a copy to the host completes before it returns, a copy from pageable host memory is
 // staged and lands on the device later (with the legacy stream's next work), a device-to-device copy and
-// cudaMemset are only queued on the legacy stream. So a kernel on a non-blocking stream that reads what a
+// cudaMemset are only queued on the legacy stream. cudaMemcpyAsync stages pageable host bytes when called and
+// reads pinned ones (cudaMallocHost) when it runs. So a kernel on a non-blocking stream that reads what a
 // synchronous cudaMemcpy wrote, without a wait between them, reads the old bytes.
 // Graphs: while a stream captures, launches, async copies and emulated cuBLAS calls are recorded instead of
 // run; a launch of the instantiated graph runs them in order.
