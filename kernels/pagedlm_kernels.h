@@ -75,6 +75,28 @@ struct ToHalfParams {  // out = f16 (or bf16) bits of x, rounded to nearest even
 };
 cudaError_t launch_to_half(const ToHalfParams& params, cudaStream_t stream);
 
+// Rows of activations to f16 for a tensor-core GEMM, each multiplied by the power of two (at most 1) that brings
+// its largest magnitude within f16's range, so no value becomes inf; row_scales[r] gets the inverse, which
+// launch_unscale_rows applies to the GEMM's output row. Powers of two are exact in binary: only values far
+// below their row's largest lose bits, as they do in the GEMM's sum anyway.
+struct ToHalfRowsParams {
+  const float* x;      // [rows, cols]
+  uint16_t* out;       // [rows, cols] f16 bits
+  float* row_scales;   // [rows]
+  int rows;
+  int cols;
+};
+cudaError_t launch_to_half_rows(const ToHalfRowsParams& params, cudaStream_t stream);
+
+struct UnscaleRowsParams {  // y[r, c] = y[r, c] * row_scales[r] (+ bias[c] when bias is not null)
+  float* y;                 // [rows, cols]
+  const float* row_scales;  // [rows]
+  const float* bias;        // [cols] or nullptr
+  int rows;
+  int cols;
+};
+cudaError_t launch_unscale_rows(const UnscaleRowsParams& params, cudaStream_t stream);
+
 struct GatherRowsParams {  // dst[i] = src[rows[i]]
   const float* src;        // [*, cols]
   const int32_t* rows;     // [n_rows]

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <numeric>
 
 #include "backend/cpu/cpu_backend.h"
@@ -629,6 +630,54 @@ TEST(CudaBackend, LatentAttentionWithSplitTypesIsRefused) {
   EXPECT_EQ(reply.status.code(), ErrorCode::kUnsupported);
   EXPECT_NE(reply.status.message().find("K f16 and V int4"), std::string::npos) << reply.status.message();
 }
+
+// Layer 0's FFN norm weights of 1e5 put its GEMM inputs (and SwiGLU's outputs, the down projection's input)
+// far past f16's 65504, which a plain conversion makes inf; the norms after it undo the scale, so the logits
+// still match the CPU backend's f32 activations within f16's rounding.
+TEST(CudaBackend, ActivationsPastHalfRangeMatchTheCpuBackend) {
+  PAGEDLM_REQUIRE_DEVICE();
+  BothBackends both(spec_with(TensorType::kF16));
+  for (float& w : const_cast<LayerWeights&>(both.model->layers()[0]).ffn_norm) w *= 1e5f;
+  both.gpu = cuda_backend(both.model, layout_for(*both.model, KvDtype::kF32));
+  both.cpu = cpu_backend(both.model, layout_for(*both.model, KvDtype::kF32));
+  const std::vector<BlockId> table = {4, 1};
+  expect_same_steps(both, prompt_of(22, both.vocab, 5), 18, table, "large activations", true);
+}
+
+// Slots reach the kernels as int32: a pool with more is refused before anything is allocated for it.
+TEST(CudaBackend, PoolsWithMoreSlotsThanInt32AreRefused) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::vector<uint8_t> storage;
+  auto model = load_synthetic_model(spec_with(TensorType::kF32), storage);
+  KvLayout layout = layout_for(*model, KvDtype::kF16);
+  layout.num_blocks = std::numeric_limits<int32_t>::max() / layout.block_size + 1;
+  CudaBackendRequest request{model, layout, 0, 64, 0.9};
+  CudaBackendReply reply;
+  pagedlm_create_cuda_backend(request, reply);
+  EXPECT_EQ(reply.backend, nullptr);
+  EXPECT_EQ(reply.status.code(), ErrorCode::kInvalidArgument) << reply.status.message();
+  EXPECT_NE(reply.status.message().find("2^31 - 1"), std::string::npos) << reply.status.message();
+}
+
+#ifdef PAGEDLM_CUDA_EMULATION
+// A step that needs more activation memory than the device has fails with its Status; the next, smaller
+// steps allocate again and match the CPU backend (none runs on the buffers the failed growth freed).
+TEST(CudaBackend, AFailedActivationGrowthLeavesTheBackendUsable) {
+  BothBackends both(spec_with(TensorType::kF32));
+  ASSERT_TRUE(both.gpu && both.cpu);
+  std::vector<BlockId> big_table = {10, 11, 12, 13, 14, 15};
+  ForwardBatch big;
+  big.tokens = prompt_of(80, both.vocab, 3);  // past the 64 tokens the backend was created for
+  big.sequences.push_back({0, 80, 0, big_table.data(), true});
+  std::vector<float> logits(both.vocab);
+  pagedlm::emu::fail_allocations_after(2);
+  const Status failed = both.gpu->forward(big, logits.data());
+  pagedlm::emu::fail_allocations_after(-1);
+  EXPECT_EQ(failed.code(), ErrorCode::kCuda) << failed.message();
+  const std::vector<BlockId> table = {2, 5};
+  expect_same_steps(both, prompt_of(24, both.vocab, 4), 20, table, "after a failed growth");
+}
+#endif
 
 }  // namespace
 }  // namespace pagedlm

@@ -166,5 +166,55 @@ TEST(CudaElementwise, AddBiasHalfCopiesAndGather) {
   EXPECT_EQ(gathered.download(), want_rows);
 }
 
+// Activations past f16's 65504 (a plain conversion makes them inf) through the scaled conversion, an f16 GEMM
+// and the rows scaled back with the bias: the f32 product of the CPU within f16's rounding.
+TEST(CudaToHalfRows, ActivationsBeyondHalfRangeSurviveTheGemm) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(16);
+  const int rows = 5, cols = 96, outputs = 24;
+  std::vector<float> x = random_floats(rng, static_cast<size_t>(rows) * cols);
+  const float row_magnitudes[rows] = {1.0f, 7e4f, 3e6f, 1e-3f, 2e30f};
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) x[static_cast<size_t>(r) * cols + c] *= row_magnitudes[r];
+  }
+  std::vector<uint16_t> w(static_cast<size_t>(outputs) * cols);
+  for (uint16_t& h : w) h = float_to_fp16(std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng));
+  const std::vector<float> bias = random_floats(rng, outputs);
+  DeviceBuffer<float> dx(x), scales(rows), dbias(bias);
+  DeviceBuffer<uint16_t> halves(x.size());
+  ASSERT_EQ(cuda::launch_to_half_rows({dx.get(), halves.get(), scales.get(), rows, cols}, nullptr), cudaSuccess);
+  const std::vector<uint16_t> h = halves.download();
+  const std::vector<float> s = scales.download();
+  // The GEMM on the host from the device's f16 rows (cuBLAS's f32 accumulation stands in exactly enough).
+  std::vector<float> y(static_cast<size_t>(rows) * outputs);
+  for (int r = 0; r < rows; ++r) {
+    EXPECT_EQ(s[r], std::exp2(std::round(std::log2(s[r])))) << "row " << r << ": not a power of two";
+    for (int o = 0; o < outputs; ++o) {
+      double sum = 0;
+      for (int c = 0; c < cols; ++c) {
+        const float v = fp16_to_float(h[static_cast<size_t>(r) * cols + c]);
+        ASSERT_TRUE(std::isfinite(v)) << "row " << r;
+        sum += static_cast<double>(v) * fp16_to_float(w[static_cast<size_t>(o) * cols + c]);
+      }
+      y[static_cast<size_t>(r) * outputs + o] = static_cast<float>(sum);
+    }
+  }
+  DeviceBuffer<float> dy(y);
+  ASSERT_EQ(cuda::launch_unscale_rows({dy.get(), scales.get(), dbias.get(), rows, outputs}, nullptr), cudaSuccess);
+  const std::vector<float> got = dy.download();
+  for (int r = 0; r < rows; ++r) {
+    double norm = 0;
+    for (int c = 0; c < cols; ++c) norm += std::fabs(static_cast<double>(x[static_cast<size_t>(r) * cols + c]));
+    for (int o = 0; o < outputs; ++o) {
+      double want = bias[o];
+      for (int c = 0; c < cols; ++c) want += static_cast<double>(x[static_cast<size_t>(r) * cols + c]) * fp16_to_float(w[static_cast<size_t>(o) * cols + c]);
+      EXPECT_NEAR(got[static_cast<size_t>(r) * outputs + o], want, 1e-3 * norm + 1e-5 * std::fabs(want) + 1e-6) << "row " << r << " output " << o;
+    }
+  }
+  EXPECT_EQ(s[0], 1.0f);
+  EXPECT_EQ(s[3], 1.0f);
+  EXPECT_GT(s[2], 1.0f);
+}
+
 }  // namespace
 }  // namespace pagedlm

@@ -267,24 +267,26 @@ size_t CudaBackend::block_bytes() const {
   return total;
 }
 
+// On the stream, after the steps that wrote the block; the host waits because `out` and `in` are the
+// caller's (pageable) memory, free to reuse once these return.
 Status CudaBackend::export_block(BlockId block, uint8_t* out) const {
-  PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step before exporting a KV block");
   Status status;
   for_each_block_piece(block, [&](uint8_t* piece, size_t n) {
-    if (status.is_ok()) status = to_status(cudaMemcpy(out, piece, n, cudaMemcpyDeviceToHost), "exporting a KV block");
+    if (status.is_ok()) status = to_status(cudaMemcpyAsync(out, piece, n, cudaMemcpyDeviceToHost, stream_), "exporting a KV block");
     out += n;
   });
-  return status;
+  const cudaError_t finished = cudaStreamSynchronize(stream_);
+  return status.is_ok() ? to_status(finished, "exporting a KV block") : status;
 }
 
 Status CudaBackend::import_block(BlockId block, const uint8_t* in) {
-  PAGEDLM_CUDA_TRY(cudaStreamSynchronize(stream_), "finishing the step before importing a KV block");
   Status status;
   for_each_block_piece(block, [&](uint8_t* piece, size_t n) {
-    if (status.is_ok()) status = to_status(cudaMemcpy(piece, in, n, cudaMemcpyHostToDevice), "importing a KV block");
+    if (status.is_ok()) status = to_status(cudaMemcpyAsync(piece, in, n, cudaMemcpyHostToDevice, stream_), "importing a KV block");
     in += n;
   });
-  return status;
+  const cudaError_t finished = cudaStreamSynchronize(stream_);
+  return status.is_ok() ? to_status(finished, "importing a KV block") : status;
 }
 
 Status CudaBackend::copy_block(BlockId from, BlockId to) {

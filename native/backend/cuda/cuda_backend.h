@@ -48,10 +48,20 @@ class DeviceMemory {
   DeviceMemory(const DeviceMemory&) = delete;
   DeviceMemory& operator=(const DeviceMemory&) = delete;
   ~DeviceMemory() { reset(); }
+  // Frees the old buffer first (the device may not hold both); a failure leaves none and a size of 0, so no
+  // caller can mistake the old pointer or the new size for a buffer it has. The failure is also taken off
+  // the runtime's last error, which the next launcher's cudaGetLastError would otherwise report.
   cudaError_t allocate(size_t bytes) {
     reset();
+    void* fresh = nullptr;
+    const cudaError_t error = cudaMalloc(&fresh, std::max<size_t>(bytes, 1));
+    if (error != cudaSuccess) {
+      cudaGetLastError();
+      return error;
+    }
+    ptr_ = fresh;
     bytes_ = bytes;
-    return cudaMalloc(&ptr_, std::max<size_t>(bytes, 1));
+    return cudaSuccess;
   }
   void reset() {
     if (ptr_ != nullptr) cudaFree(ptr_);
@@ -121,6 +131,10 @@ class CudaBackend final : public Backend {
   Status upload_floats(const std::vector<float>& values, DeviceMemory& out);
   Status allocate_pool(const CudaBackendRequest& request);
   Status allocate_activations(int tokens);
+  Status grow_activations(int tokens);
+  // Copies `bytes` of pageable host memory to the device on the stream and waits: the host buffer may be
+  // gone once this returns, and the stream's later kernels see the bytes.
+  cudaError_t upload_bytes(void* device, const void* host, size_t bytes);
   cuda::PagedKv layer_kv(int layer) const;
 
   // cuda_step.cpp
@@ -171,9 +185,11 @@ class CudaBackend final : public Backend {
 
   DeviceMemory k_pool_, v_pool_, k_scales_, v_scales_;
 
-  // Step activations, sized for the largest batch (grown on demand).
+  // Step activations, sized for the largest batch (grown on demand; 0 after a failed growth, so the next
+  // step allocates again before it launches anything).
   int capacity_tokens_ = 0;
   DeviceMemory x_, xb_, q_, k_, v_, att_, gate_, up_, half_x_, half_w_, logits_, greedy_ids_, top_ids_, top_values_, workspace_;
+  DeviceMemory row_scales_;  // [tokens]: the power of two each f16 GEMM input row was scaled by, inverted
   // Latent attention: the query LoRA's rows, each head's query before absorption, each head's output (wo's
   // input), one head's contiguous input and output rows, and the latents being normed.
   DeviceMemory query_lora_, head_queries_, head_outputs_, head_in_, head_out_, latent_;

@@ -1,6 +1,7 @@
 // What the CUDA backend keeps in device memory: the weights (uploaded once, in the layout their kernels
 // read), the paged KV pool (the CPU's layout) and the step's activations (grown with the largest batch).
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,10 +29,15 @@ Status weights_status(cudaError_t error, const std::string& what, uint64_t uploa
     if (error_ != cudaSuccess) return weights_status(error_, what, weight_bytes_); \
   } while (0)
 
+cudaError_t CudaBackend::upload_bytes(void* device, const void* host, size_t bytes) {
+  const cudaError_t queued = cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream_);
+  return queued != cudaSuccess ? queued : cudaStreamSynchronize(stream_);
+}
+
 Status CudaBackend::upload_floats(const std::vector<float>& values, DeviceMemory& out) {
   if (values.empty()) return Status::ok();
   PAGEDLM_WEIGHTS_TRY(out.allocate(values.size() * sizeof(float)), "allocating " + std::to_string(values.size() * 4) + " bytes for weights");
-  PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.get(), values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice), "uploading weights");
+  PAGEDLM_WEIGHTS_TRY(upload_bytes(out.get(), values.data(), values.size() * sizeof(float)), "uploading weights");
   weight_bytes_ += out.bytes();
   return Status::ok();
 }
@@ -46,7 +52,7 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
     case TensorType::kBF16: {
       const size_t bytes = static_cast<size_t>(w.rows) * w.row_bytes;
       PAGEDLM_WEIGHTS_TRY(out.data.allocate(bytes), what);
-      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.data.get(), w.data, bytes, cudaMemcpyHostToDevice), what);
+      PAGEDLM_WEIGHTS_TRY(upload_bytes(out.data.get(), w.data, bytes), what);
       out.matrix = {w.type, out.data.get(), nullptr, w.rows, w.cols};
       break;
     }
@@ -54,11 +60,11 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
       DeviceMemory raw;
       const size_t bytes = static_cast<size_t>(w.rows) * w.row_bytes;
       PAGEDLM_WEIGHTS_TRY(raw.allocate(bytes), what);
-      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(raw.get(), w.data, bytes, cudaMemcpyHostToDevice), what);
+      PAGEDLM_WEIGHTS_TRY(upload_bytes(raw.get(), w.data, bytes), what);
       PAGEDLM_WEIGHTS_TRY(out.data.allocate(elements), what);
       PAGEDLM_WEIGHTS_TRY(out.scales.allocate(elements / kQ8BlockElements * sizeof(uint16_t)), what);
-      PAGEDLM_WEIGHTS_TRY(cuda::launch_split_q8_0({raw.get<uint8_t>(), out.data.get<int8_t>(), out.scales.get<uint16_t>(), w.rows, w.cols}, nullptr), what);
-      PAGEDLM_WEIGHTS_TRY(cudaDeviceSynchronize(), what);
+      PAGEDLM_WEIGHTS_TRY(cuda::launch_split_q8_0({raw.get<uint8_t>(), out.data.get<int8_t>(), out.scales.get<uint16_t>(), w.rows, w.cols}, stream_), what);
+      PAGEDLM_WEIGHTS_TRY(cudaStreamSynchronize(stream_), what);
       out.matrix = {w.type, out.data.get(), out.scales.get<uint16_t>(), w.rows, w.cols};
       largest_q8_matrix_ = std::max(largest_q8_matrix_, elements);
       break;
@@ -73,7 +79,7 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
         for (int c = 0; c < w.cols; ++c) halves[static_cast<size_t>(r) * w.cols + c] = float_to_fp16(row[c]);
       }
       PAGEDLM_WEIGHTS_TRY(out.data.allocate(elements * sizeof(uint16_t)), what);
-      PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.data.get(), halves.data(), elements * sizeof(uint16_t), cudaMemcpyHostToDevice), what);
+      PAGEDLM_WEIGHTS_TRY(upload_bytes(out.data.get(), halves.data(), elements * sizeof(uint16_t)), what);
       out.matrix = {TensorType::kF16, out.data.get(), nullptr, w.rows, w.cols};
     }
   }
@@ -119,10 +125,17 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
     PAGEDLM_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes), "reading free device memory");
     layout_.num_blocks = static_cast<int32_t>(static_cast<double>(free_bytes) * request.gpu_memory_fraction / static_cast<double>(layout_.bytes_per_block()));
     if (request.max_blocks > 0) layout_.num_blocks = std::min(layout_.num_blocks, request.max_blocks);
+    layout_.num_blocks = static_cast<int32_t>(std::min<int64_t>(layout_.num_blocks, std::numeric_limits<int32_t>::max() / layout_.block_size));
     if (layout_.num_blocks < 1) {
       return Status(ErrorCode::kOutOfMemory, "the KV pool does not fit on the GPU after the weights (" + std::to_string(free_bytes >> 20) +
                                                  " MiB free): raise kvCache.gpuMemoryFraction or use a smaller model or kvCache.dtype 'int8'");
     }
+  }
+  // Slots (block x block size + offset) reach the kernels as int32.
+  const int64_t slots = static_cast<int64_t>(layout_.num_blocks) * layout_.block_size;
+  if (slots > std::numeric_limits<int32_t>::max()) {
+    return Status(ErrorCode::kInvalidArgument, "a KV pool of " + std::to_string(layout_.num_blocks) + " blocks of " + std::to_string(layout_.block_size) +
+                                                   " tokens has more slots than the CUDA kernels address (2^31 - 1): lower kvCache.blocks or kvCache.memory");
   }
   const std::string what = "allocating the KV pool (" + std::to_string(layout_.total_bytes() >> 20) + " MiB, " + std::to_string(layout_.num_blocks) +
                            " blocks): lower kvCache.memory / kvCache.blocks or use kvCache.dtype 'int8'";
@@ -138,6 +151,13 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
 }
 
 Status CudaBackend::allocate_activations(int tokens) {
+  Status status = grow_activations(tokens);
+  // Some buffers may be freed or still sized for fewer tokens: no step may run on them.
+  capacity_tokens_ = status.is_ok() ? tokens : 0;
+  return status;
+}
+
+Status CudaBackend::grow_activations(int tokens) {
   const ModelConfig& c = config_;
   const size_t t = static_cast<size_t>(tokens);
   const size_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim, c.attention_output_dim(), c.q_lora_rank});
@@ -156,12 +176,12 @@ Status CudaBackend::allocate_activations(int tokens) {
     }
   }
   PAGEDLM_CUDA_TRY(half_x_.allocate(t * widest * sizeof(uint16_t)), what);
+  PAGEDLM_CUDA_TRY(row_scales_.allocate(t * sizeof(float)), what);
   PAGEDLM_CUDA_TRY(greedy_ids_.allocate(t * sizeof(int32_t)), what);
   PAGEDLM_CUDA_TRY(top_ids_.allocate(t * cuda::kMaxTopK * sizeof(int32_t)), what);
   PAGEDLM_CUDA_TRY(top_values_.allocate(t * cuda::kMaxTopK * sizeof(float)), what);
   if (largest_q8_matrix_ > 0) PAGEDLM_CUDA_TRY(half_w_.allocate(largest_q8_matrix_ * sizeof(uint16_t)), what);
   if (workspace_.bytes() == 0) PAGEDLM_CUDA_TRY(workspace_.allocate(kDecodeWorkspaceBytes), what);
-  capacity_tokens_ = tokens;
   return Status::ok();
 }
 

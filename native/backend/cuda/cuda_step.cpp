@@ -53,7 +53,9 @@ void CudaBackend::pack_batch(const ForwardBatch& batch, int seqs, int table_stri
     for (int j = 0; j < seq.num_tokens; ++j) {
       const int position = seq.start_position + j;
       h[m.positions + seq.first_token + j] = position;
-      h[m.slots + seq.first_token + j] = seq.block_table[position / layout_.block_size] * layout_.block_size + position % layout_.block_size;
+      // 64-bit product: allocate_pool refused pools whose last slot does not fit the kernels' int32.
+      const int64_t slot = static_cast<int64_t>(seq.block_table[position / layout_.block_size]) * layout_.block_size + position % layout_.block_size;
+      h[m.slots + seq.first_token + j] = static_cast<int32_t>(slot);
     }
     h[m.query_starts + s] = seq.first_token;
     h[m.start_positions + s] = seq.start_position;
@@ -88,6 +90,7 @@ Status CudaBackend::upload_batch(const ForwardBatch& batch) {
 Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias) {
   const cuda::DeviceMatrix& m = w.matrix;
   const float alpha = 1.0f, beta = 0.0f;
+  const float* row_scales = nullptr;  // set when the GEMM's rows come out scaled
   if (n_tokens <= cuda::kMaxMatvecTokens && cuda::matvec_supported(m) && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
     PAGEDLM_CUDA_TRY(cuda::launch_matvec({m, x, nullptr, 0.0f, nullptr, y, cuda::MatvecOutput::kStore, n_tokens}, stream_), "matvec");
   } else {
@@ -101,8 +104,14 @@ Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, 
         PAGEDLM_CUDA_TRY(cuda::launch_dequantize_q8_0({m, half_w_.get<uint16_t>()}, stream_), "expanding Q8_0 weights");
         weights = half_w_.get();
       }
-      PAGEDLM_CUDA_TRY(cuda::launch_to_half({x, half_x_.get<uint16_t>(), static_cast<size_t>(n_tokens) * m.cols, bfloat}, stream_),
-                       "converting activations");
+      if (bfloat) {  // bf16 has f32's range
+        PAGEDLM_CUDA_TRY(cuda::launch_to_half({x, half_x_.get<uint16_t>(), static_cast<size_t>(n_tokens) * m.cols, true}, stream_),
+                         "converting activations");
+      } else {  // f16 tops out at 65504: each row scaled into range, scaled back after the GEMM
+        PAGEDLM_CUDA_TRY(cuda::launch_to_half_rows({x, half_x_.get<uint16_t>(), row_scales_.get<float>(), n_tokens, m.cols}, stream_),
+                         "converting activations");
+        row_scales = row_scales_.get<float>();
+      }
       input = half_x_.get();
     }
     // Row-major y[n, rows] = x[n, cols] W^T is column-major y^T = W^T^T x^T: W is read as its transpose.
@@ -110,8 +119,11 @@ Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, 
                                           type, m.cols, &beta, y, CUDA_R_32F, m.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) return Status(ErrorCode::kCuda, std::string("cuBLAS GEMM: ") + cublasGetStatusString(s));
   }
-  if (bias != nullptr && bias->bytes() > 0) {
-    PAGEDLM_CUDA_TRY(cuda::launch_add_bias({y, bias->get<float>(), n_tokens, m.rows}, stream_), "adding a bias");
+  const float* bias_values = bias != nullptr && bias->bytes() > 0 ? bias->get<float>() : nullptr;
+  if (row_scales != nullptr) {
+    PAGEDLM_CUDA_TRY(cuda::launch_unscale_rows({y, row_scales, bias_values, n_tokens, m.rows}, stream_), "scaling rows back");
+  } else if (bias_values != nullptr) {
+    PAGEDLM_CUDA_TRY(cuda::launch_add_bias({y, bias_values, n_tokens, m.rows}, stream_), "adding a bias");
   }
   return Status::ok();
 }

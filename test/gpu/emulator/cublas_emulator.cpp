@@ -2,11 +2,12 @@
 
 #include "common/half.h"
 
-struct EmulatedCublas {};
+// A handle queues its GEMMs on the stream cublasSetStream gave it, as cuBLAS does.
+struct EmulatedCublas {
+  cudaStream_t stream = nullptr;
+};
 
 namespace {
-
-EmulatedCublas handle_state;
 
 double element(const void* base, cudaDataType type, size_t i) {
   switch (type) {
@@ -23,21 +24,27 @@ void gemm(cublasOperation_t transa, cublasOperation_t transb, int m, int n, int 
 }  // namespace
 
 cublasStatus_t cublasCreate(cublasHandle_t* handle) {
-  *handle = &handle_state;
+  *handle = new EmulatedCublas();
   return CUBLAS_STATUS_SUCCESS;
 }
-cublasStatus_t cublasDestroy(cublasHandle_t) { return CUBLAS_STATUS_SUCCESS; }
-cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasDestroy(cublasHandle_t handle) {
+  delete handle;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
+  handle->stream = stream;
+  return CUBLAS_STATUS_SUCCESS;
+}
 const char* cublasGetStatusString(cublasStatus_t status) {
   return status == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : "CUBLAS_STATUS_NOT_SUPPORTED";
 }
 
-cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k, const void* alpha,
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k, const void* alpha,
                             const void* A, cudaDataType a_type, int lda, const void* B, cudaDataType b_type, int ldb, const void* beta,
                             void* C, cudaDataType c_type, int ldc, cublasComputeType_t, cublasGemmAlgo_t) {
   if (c_type != CUDA_R_32F || m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_NOT_SUPPORTED;
   const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
-  pagedlm::emu::run_or_record([=] { gemm(transa, transb, m, n, k, a, A, a_type, lda, B, b_type, ldb, b, static_cast<float*>(C), ldc); });
+  pagedlm::emu::enqueue(handle->stream, [=] { gemm(transa, transb, m, n, k, a, A, a_type, lda, B, b_type, ldb, b, static_cast<float*>(C), ldc); });
   return CUBLAS_STATUS_SUCCESS;
 }
 

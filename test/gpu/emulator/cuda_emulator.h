@@ -2,10 +2,13 @@
 // the kernels' indexing, reductions and barriers run under GoogleTest on machines without a GPU (CI).
 //
 // Every CUDA thread of a block is a fiber (ucontext) on the calling OS thread; blocks run one after another.
-// __syncthreads() and the warp shuffles are barriers: a fiber that reaches one yields until every live
-// thread of its block (or warp) has arrived. Threads waiting at different barriers are reported as a
-// deadlock instead of hanging. What this cannot show: data races between threads (fibers never
-// interleave between barriers), memory coalescing, and timing; those need the GPU (test/gpu/run.sh).
+// __syncthreads() and the warp operations are barriers: a fiber that reaches one yields until every thread
+// it waits for has arrived. Threads waiting at different barriers are reported as a deadlock instead of
+// hanging. What real hardware does that the emulator models, each in its own section below: the 48 KB
+// dynamic shared memory limit without an opt-in, warp masks checked against the lanes that arrive, a
+// seeded random order of the threads between barriers, and streams whose work runs late unless ordered.
+// What it cannot show: a race between two threads inside one barrier-to-barrier segment that no order of
+// whole segments exposes, memory coalescing, and timing; those need the GPU (test/gpu/run.sh).
 #pragma once
 
 #include <algorithm>
@@ -87,6 +90,17 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaMallocHost(void** ptr, size_t bytes);
 cudaError_t cudaFreeHost(void* ptr);
+// ---- streams ------------------------------------------------------------------------------------------------
+// As on the device, work queued on a stream (launches, the Async copies and sets, cuBLAS calls, graph launches)
+// runs later, in the stream's order: when the host waits for it (cudaStreamSynchronize, cudaDeviceSynchronize,
+// cudaFree, cudaFreeHost, cudaStreamDestroy). The legacy default stream (nullptr) and the streams created
+// without cudaStreamNonBlocking are ordered with each other; a non-blocking stream is ordered with nothing
+// else. The synchronous calls follow the runtime's documented behaviour: cudaMemcpy waits for the legacy
+// stream's work, then a copy to the host completes before it returns, a copy from pageable host memory is
+// staged and lands on the device later (with the legacy stream's next work), a device-to-device copy and
+// cudaMemset are only queued on the legacy stream. cudaMemcpyAsync stages pageable host bytes when called and
+// reads pinned ones (cudaMallocHost) when it runs. So a kernel on a non-blocking stream that reads what a
+// synchronous cudaMemcpy wrote, without a wait between them, reads the old bytes.
 // Graphs: while a stream captures, launches, async copies and emulated cuBLAS calls are recorded instead of
 // run; a launch of the instantiated graph runs them in order.
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
@@ -99,27 +113,57 @@ cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaGetLastError();
 const char* cudaGetErrorString(cudaError_t error);
+
+// ---- dynamic shared memory opt-in --------------------------------------------------------------------------
+// As on the device: a launch asking for more than 48 KB of dynamic shared memory fails with
+// cudaErrorInvalidValue unless cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n)
+// raised that kernel's limit to at least the request first; no kernel may ask for more than 227 KB.
+namespace pagedlm::emu {
+constexpr size_t kDefaultDynamicSharedBytes = 48 * 1024;
+constexpr size_t kMaxDynamicSharedBytes = 227 * 1024;
+cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
+// cudaSuccess, or the error the launch of `kernel` with this configuration returns on a device.
+cudaError_t check_launch(const void* kernel, dim3 grid, dim3 block, size_t shared_bytes);
+}  // namespace pagedlm::emu
+
 template <typename Kernel>
-cudaError_t cudaFuncSetAttribute(Kernel, cudaFuncAttribute, int) {
-  return cudaSuccess;
+cudaError_t cudaFuncSetAttribute(Kernel kernel, cudaFuncAttribute attribute, int value) {
+  if (attribute != cudaFuncAttributeMaxDynamicSharedMemorySize) return cudaErrorInvalidValue;
+  return ::pagedlm::emu::set_max_dynamic_shared(reinterpret_cast<const void*>(kernel), value);
 }
+
+// ---- allocation failures ------------------------------------------------------------------------------------
+namespace pagedlm::emu {
+// Lets the next `successes` cudaMalloc calls succeed and fails every one after with cudaErrorMemoryAllocation,
+// as a full device would; a negative count lets every allocation succeed again.
+void fail_allocations_after(int successes);
+}  // namespace pagedlm::emu
 
 // ---- device functions ----------------------------------------------------------------------------------
 namespace pagedlm::emu {
 
 void sync_block();
+// Waits for the live lanes of the warp (no mask to check).
 void sync_warp();
 int lane_id();
 // Publishes this lane's 8-byte value to its warp and returns the one published by `source_lane`.
 uint64_t exchange(uint64_t value, int source_lane);
 unsigned ballot(bool predicate);
 
+// Warp masks, checked as the device requires them: every lane named in `mask` must arrive at the same
+// operation with the same mask, the calling lane must be in it, and a shuffle must read from a lane in it.
+// A lane named that has exited (or does not exist in a partial warp) is reported and the process aborts, as
+// for a deadlock.
+void sync_warp(unsigned mask);
+uint64_t exchange(uint64_t value, int source_lane, unsigned mask);
+unsigned ballot(bool predicate, unsigned mask);
+
 template <typename T>
-T shuffle_from(T value, int source_lane) {
+T shuffle_from(T value, int source_lane, unsigned mask = 0xffffffffu) {
   static_assert(sizeof(T) <= 8);
   uint64_t bits = 0;
   std::memcpy(&bits, &value, sizeof(T));
-  bits = exchange(bits, source_lane);
+  bits = exchange(bits, source_lane, mask);
   T out;
   std::memcpy(&out, &bits, sizeof(T));
   return out;
@@ -130,22 +174,34 @@ void* dynamic_shared();
 
 using BlockBody = void (*)(void* closure);
 cudaError_t run_grid(dim3 grid, dim3 block, size_t shared_bytes, BlockBody body, void* closure);
-// Runs `work` now, or records it when a stream is capturing.
+// Queues `work` on the legacy default stream, or records it when a stream is capturing.
 void run_or_record(std::function<void()> work);
+// Queues `work` on `stream` (nullptr: the legacy default stream), or records it while the stream captures.
+void enqueue(cudaStream_t stream, std::function<void()> work);
 // Graph launches so far, for tests that check the replayed path ran.
 uint64_t graph_launches();
 
-// What PAGEDLM_LAUNCH(kernel, grid, block, shared, stream)(args...) becomes: runs the grid to completion.
+// ---- interleaving -------------------------------------------------------------------------------------------
+// A device runs the warps of a block in no fixed order, and the lanes of a warp independently (Volta and
+// later): between two barriers, the emulator runs the block's threads in an order drawn from a seeded
+// generator, and the blocks of a grid too, so a missing __syncthreads / __syncwarp changes the results.
+// The seed is printed once per process; PAGEDLM_EMULATOR_SEED=<n> repeats a run.
+uint64_t interleaving_seed();
+void set_interleaving_seed(uint64_t seed);
+
+// What PAGEDLM_LAUNCH(kernel, grid, block, shared, stream)(args...) becomes: a launch checked now (its error
+// for cudaGetLastError) and run when its stream's work runs.
 template <typename... Params>
 class Launch {
  public:
-  Launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes)
-      : kernel_(kernel), grid_(grid), block_(block), shared_bytes_(shared_bytes) {}
+  Launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream = nullptr)
+      : kernel_(kernel), grid_(grid), block_(block), shared_bytes_(shared_bytes), stream_(stream) {}
   template <typename... Args>
   void operator()(Args&&... args) {
+    if (check_launch(reinterpret_cast<const void*>(kernel_), grid_, block_, shared_bytes_) != cudaSuccess) return;
     auto bound = [kernel = kernel_, params = std::make_tuple(static_cast<Params>(args)...)]() { std::apply(kernel, params); };
     using Bound = decltype(bound);
-    run_or_record([bound, grid = grid_, block = block_, shared = shared_bytes_]() mutable {
+    enqueue(stream_, [bound, grid = grid_, block = block_, shared = shared_bytes_]() mutable {
       run_grid(grid, block, shared, [](void* closure) { (*static_cast<Bound*>(closure))(); }, &bound);
     });
   }
@@ -154,34 +210,35 @@ class Launch {
   void (*kernel_)(Params...);
   dim3 grid_, block_;
   size_t shared_bytes_;
+  cudaStream_t stream_;
 };
 
 }  // namespace pagedlm::emu
 
-#define PAGEDLM_LAUNCH(kernel, grid, block, shared_bytes, stream) ::pagedlm::emu::Launch(kernel, dim3(grid), dim3(block), shared_bytes)
+#define PAGEDLM_LAUNCH(kernel, grid, block, shared_bytes, stream) ::pagedlm::emu::Launch(kernel, dim3(grid), dim3(block), shared_bytes, stream)
 #define PAGEDLM_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::pagedlm::emu::dynamic_shared())
 
 inline void __syncthreads() { ::pagedlm::emu::sync_block(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { ::pagedlm::emu::sync_warp(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { ::pagedlm::emu::sync_warp(mask); }
 
 template <typename T>
-T __shfl_sync(unsigned, T value, int source, int width = 32) {
+T __shfl_sync(unsigned mask, T value, int source, int width = 32) {
   const int lane = ::pagedlm::emu::lane_id();
-  return ::pagedlm::emu::shuffle_from(value, lane / width * width + (source % width));
+  return ::pagedlm::emu::shuffle_from(value, lane / width * width + (source % width), mask);
 }
 template <typename T>
-T __shfl_xor_sync(unsigned, T value, int lane_mask, int width = 32) {
+T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = 32) {
   const int lane = ::pagedlm::emu::lane_id();
   const int source = lane ^ lane_mask;
-  return ::pagedlm::emu::shuffle_from(value, source / width == lane / width ? source : lane);
+  return ::pagedlm::emu::shuffle_from(value, source / width == lane / width ? source : lane, mask);
 }
 template <typename T>
-T __shfl_down_sync(unsigned, T value, unsigned delta, int width = 32) {
+T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = 32) {
   const int lane = ::pagedlm::emu::lane_id();
   const int source = lane + static_cast<int>(delta);
-  return ::pagedlm::emu::shuffle_from(value, source / width == lane / width ? source : lane);
+  return ::pagedlm::emu::shuffle_from(value, source / width == lane / width ? source : lane, mask);
 }
-inline unsigned __ballot_sync(unsigned, int predicate) { return ::pagedlm::emu::ballot(predicate != 0); }
+inline unsigned __ballot_sync(unsigned mask, int predicate) { return ::pagedlm::emu::ballot(predicate != 0, mask); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 
 // No two fibers run at once, so plain read-modify-writes are atomic.
