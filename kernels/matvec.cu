@@ -1,7 +1,7 @@
 // The decode steps' matrix x a few vectors product (up to kMaxMatvecTokens tokens, the weights read once),
 // with the RMSNorm before it and the bias, residual add or SwiGLU after it folded into the same launch, and
 // the expansion of quantized matrices to f16 for the GEMMs of larger batches. Float weights and Q8_0 multiply
-// float activations; Q4_0, Q4_K and Q6_K multiply int8 activations with __dp4a (matvec_quantized.cuh).
+// float activations; Q4_0, Q4_K and Q6_K multiply int8 activations with __dp4a (their section below).
 // CPU twin: rms_norm, dequantize_row and a double dot product (with the int8 activations for the latter).
 #include <cstdint>
 #include <cstring>
