@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "cuda_api.h"
 #include "kv/kv_dtype.h"
@@ -107,15 +108,31 @@ struct GatherRowsParams {  // dst[i] = src[rows[i]]
 cudaError_t launch_gather_rows(const GatherRowsParams& params, cudaStream_t stream);
 
 // ---- Weights on the device -------------------------------------------------------------------------------
-// F32, F16 and BF16 rows as stored in the GGUF file. Q8_0 is split at upload (launch_split_q8_0) into
-// 16-byte-aligned int8 rows and a separate table of f16 block scales, so kernels read both with wide loads.
+// Layouts, each keeping every 16-byte piece a kernel reads aligned (rows back to back, so a matrix's rows
+// can be placed in a slice of a larger allocation):
+//   F32, F16, BF16: the rows as stored in the GGUF file.
+//   Q8_0: split at upload (launch_split_q8_0) into int8 rows [rows, cols] and a table of f16 block scales.
+//   Q4_0: split at upload (device_layout, on the host) into each block's 16 nibble bytes back to back (byte j:
+//         value j in the low nibble, j + 16 in the high) and a table of f16 block scales.
+//   Q4_K: as stored (its 144-byte blocks keep every piece aligned).
+//   Q6_K: each 210-byte block as stored, then 14 zero bytes: 224-byte blocks.
+// Every other quantized type is expanded to F16 at upload.
 struct DeviceMatrix {
   TensorType type;
-  const void* data;        // F32/F16/BF16: [rows, cols] elements; Q8_0: int8 quants [rows, cols]
-  const uint16_t* scales;  // Q8_0 only: f16 [rows, cols / 32]
+  const void* data;        // the rows in the layout above
+  const uint16_t* scales;  // Q8_0 and Q4_0 only: f16 [rows, cols / 32]
   int rows;
-  int cols;                // a multiple of 32 for Q8_0
+  int cols;                // a multiple of the type's block (32, or 256 for the K types)
 };
+
+// The types kept quantized whose layout device_layout builds on the host (Q8_0 is split on the device).
+bool kept_quantized(TensorType type);
+struct HostLayout {
+  std::vector<uint8_t> data;
+  std::vector<uint16_t> scales;  // Q4_0 only
+};
+// `rows` GGUF rows of a kept_quantized type (host memory) in their device layout.
+HostLayout device_layout(TensorType type, const uint8_t* stored_rows, int rows, int cols);
 
 struct SplitQ8_0Params {
   const uint8_t* blocks;  // GGUF Q8_0 rows: [rows, cols / 32] blocks of {f16 scale, 32 x int8}
@@ -133,6 +150,14 @@ struct DequantizeQ8_0Params {
 };
 cudaError_t launch_dequantize_q8_0(const DequantizeQ8_0Params& params, cudaStream_t stream);
 
+// A quantized matrix (Q8_0, Q4_0, Q4_K, Q6_K) expanded to f16, for the tensor-core GEMMs of prefill (a scratch
+// buffer per step); each value is the CPU's dequantize_row value rounded once to f16.
+struct DequantizeParams {
+  DeviceMatrix weights;
+  uint16_t* out;  // [rows, cols] f16
+};
+cudaError_t launch_dequantize(const DequantizeParams& params, cudaStream_t stream);
+
 // ---- Embedding gather (CPU twin: dequantize_row of each token's row) ------------------------------------
 struct EmbeddingParams {
   DeviceMatrix table;      // [vocab, dim]: F32, F16, BF16 or split Q8_0
@@ -145,7 +170,8 @@ cudaError_t launch_embedding(const EmbeddingParams& params, cudaStream_t stream)
 // ---- Matrix x a few activation vectors: the decode steps' matmuls (CPU twin: the dequantized product) -------
 // One launch reads the weights once for up to kMaxMatvecTokens tokens, with the layer's RMSNorm folded in
 // front (each block computes the rows' sums of squares itself) and the bias, residual add or SwiGLU folded
-// behind. Weights: F32, F16, BF16 or split Q8_0 (matvec_supported says which shapes).
+// behind. F32, F16, BF16 and Q8_0 weights multiply float activations; Q4_0, Q4_K and Q6_K multiply int8
+// activations (x times norm_weight quantized per 32 values with a float scale inside the launch) with __dp4a.
 constexpr int kMaxMatvecTokens = 8;
 enum class MatvecOutput { kStore, kAccumulate, kSwiglu };
 struct MatvecParams {

@@ -130,6 +130,14 @@ void expect_same_steps(BothBackends& both, const std::vector<int32_t>& tokens, i
   }
 }
 
+// Rows of 256 values, the K types' block: dim and ffn multiples of 256.
+SyntheticSpec k_quant_spec(TensorType type) {
+  SyntheticSpec s = spec_with(type);
+  s.dim = 256;
+  s.ffn = 512;
+  return s;
+}
+
 struct Case {
   const char* name;
   SyntheticSpec spec;
@@ -158,7 +166,11 @@ const Case kCases[] = {
     {"f16", spec_with(TensorType::kF16), 1e-2},
     {"bf16", spec_with(TensorType::kBF16), 3e-2},
     {"q8_0", spec_with(TensorType::kQ8_0), 1e-2},
-    {"q4_0_as_f16", spec_with(TensorType::kQ4_0), 1e-2},
+    // Q4_0, Q4_K and Q6_K stay quantized on the device and multiply int8 activations (per 32 values), as the
+    // CPU's int8 kernels do: about 1% of the logits' scale against the exact double reference.
+    {"q4_0", spec_with(TensorType::kQ4_0), 3e-2},
+    {"q4_k", k_quant_spec(TensorType::kQ4_K), 3e-2},
+    {"q6_k", k_quant_spec(TensorType::kQ6_K), 3e-2},
     {"qwen2_neox_bias", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.architecture = "qwen2"; s.qkv_bias = true; return s; }(), kPrefilledTolerance},
     {"llama3_rope_tied", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.rope_scaling = "llama3"; s.tied_output = true; return s; }(), kPrefilledTolerance},
     {"mha_head128", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.dim = 256; s.heads = 2; s.kv_heads = 2; s.head_dim = 128; return s; }(), kPrefilledTolerance},
@@ -171,6 +183,35 @@ const Case kCases[] = {
     {"mla_f16", latent_spec(64, TensorType::kF16), 1e-2},
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaForward, ::testing::ValuesIn(kCases), [](const auto& info) { return std::string(info.param.name); });
+
+// Q4_K weights stay Q4_K on the device: the weights take about the file's tensor bytes (the embedding table,
+// which the gather reads as f16, expanded), not 2 bytes a weight.
+TEST(CudaBackend, KeepsQ4_KWeightsAsStored) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::vector<uint8_t> storage;
+  auto model = load_synthetic_model(k_quant_spec(TensorType::kQ4_K), storage);
+  CudaBackendRequest request{model, layout_for(*model, KvDtype::kF32), 0, 64, 0.9};
+  CudaBackendReply reply;
+  pagedlm_create_cuda_backend(request, reply);
+  ASSERT_TRUE(reply.backend != nullptr) << reply.status.message();
+  uint64_t file_bytes = 0, weights = 0;
+  const auto matrix = [&](const WeightMatrix& w) {
+    file_bytes += static_cast<uint64_t>(w.rows) * w.row_bytes;
+    weights += static_cast<uint64_t>(w.rows) * w.cols;
+  };
+  const auto floats = [&](const std::vector<float>& v) { file_bytes += v.size() * sizeof(float); };
+  for (const LayerWeights& l : model->layers()) {
+    for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrix(*w);
+    floats(l.attn_norm), floats(l.ffn_norm);
+  }
+  matrix(model->output());
+  floats(model->output_norm());
+  const WeightMatrix& embedding = model->token_embedding();
+  ASSERT_EQ(embedding.type, TensorType::kQ4_K);
+  const uint64_t expected = file_bytes + static_cast<uint64_t>(embedding.rows) * embedding.cols * sizeof(uint16_t);
+  EXPECT_NEAR(static_cast<double>(reply.weight_bytes), static_cast<double>(expected), 0.02 * static_cast<double>(expected));
+  EXPECT_LT(static_cast<double>(reply.weight_bytes), 0.5 * 2.0 * static_cast<double>(weights));
+}
 
 // A step mixing two prefills and a decode (the prefill kernel), then a step of three decodes (the decode
 // kernel): every row as the CPU backend computes it, and the same greedy tokens.

@@ -1,11 +1,13 @@
 // The decode matvec (every device weight type x output step x folded RMSNorm on/off x token count) against its
-// CPU twin: rms_norm, dequantize_row and a double dot product.
+// CPU twin: rms_norm (or the int8 activations of the quantized types), dequantize_row and a double dot
+// product; and the f16 expansion of quantized matrices for the GEMMs of prefill.
 #include <cstring>
 #include <memory>
 #include <string>
 
 #include "backend/cpu/ops.h"
 #include "gpu_test_support.h"
+#include "support/gguf_writer.h"
 
 namespace pagedlm {
 namespace {
@@ -35,6 +37,13 @@ struct TestMatrix {
 std::unique_ptr<TestMatrix> make_matrix(std::mt19937& rng, TensorType type, int rows, int cols) {
   auto m = std::make_unique<TestMatrix>(TestMatrix{type, rows, cols, {}, nullptr, nullptr});
   const size_t n = static_cast<size_t>(rows) * cols;
+  if (cuda::kept_quantized(type)) {
+    m->stored = testing::encode_tensor(random_floats(rng, n, 0.1f), type);
+    const cuda::HostLayout layout = cuda::device_layout(type, m->stored.data(), rows, cols);
+    m->data = std::make_unique<DeviceBuffer<uint8_t>>(layout.data);
+    if (!layout.scales.empty()) m->scales = std::make_unique<DeviceBuffer<uint16_t>>(layout.scales);
+    return m;
+  }
   if (type == TensorType::kQ8_0) {
     m->stored = random_q8_0_rows(rng, rows, cols);
     DeviceBuffer<uint8_t> raw(m->stored);
@@ -59,6 +68,21 @@ std::unique_ptr<TestMatrix> make_matrix(std::mt19937& rng, TensorType type, int 
 }
 
 float silu(float g) { return g / (1.0f + std::exp(-g)); }
+
+// The activations the int8 kernels multiply: x (times the norm weight) as int8 codes per 32 values, scaled
+// back, exactly as the device rounds them; the 1 / RMS multiplies the sums afterwards.
+std::vector<float> int8_activations(const float* x, const float* norm_weight, int cols) {
+  std::vector<float> out(cols);
+  for (int first = 0; first < cols; first += 32) {
+    float v[32], amax = 0.0f;
+    for (int i = 0; i < 32; ++i) {
+      v[i] = norm_weight != nullptr ? x[first + i] * norm_weight[first + i] : x[first + i];
+      amax = std::max(amax, std::fabs(v[i]));
+    }
+    for (int i = 0; i < 32; ++i) out[first + i] = amax > 0.0f ? std::nearbyint(v[i] * (127.0f / amax)) * (amax / 127.0f) : 0.0f;
+  }
+  return out;
+}
 
 struct Case {
   cuda::MatvecOutput output;
@@ -88,8 +112,19 @@ void check_case(std::mt19937& rng, const TestMatrix& m, const std::vector<float>
   std::vector<float> in(cols), product(rows);
   for (int t = 0; t < tokens; ++t) {
     const float* xt = x.data() + static_cast<size_t>(t) * cols;
-    if (c.norm) rms_norm(xt, norm_weight.data(), in.data(), cols, eps);
-    else std::copy(xt, xt + cols, in.begin());
+    if (cuda::kept_quantized(m.type)) {
+      in = int8_activations(xt, c.norm ? norm_weight.data() : nullptr, cols);
+      if (c.norm) {
+        double squares = 0;
+        for (int k = 0; k < cols; ++k) squares += static_cast<double>(xt[k]) * xt[k];
+        const double inverse_rms = 1.0 / std::sqrt(squares / cols + eps);
+        for (float& v : in) v = static_cast<float>(v * inverse_rms);
+      }
+    } else if (c.norm) {
+      rms_norm(xt, norm_weight.data(), in.data(), cols, eps);
+    } else {
+      std::copy(xt, xt + cols, in.begin());
+    }
     for (int r = 0; r < rows; ++r) {
       double sum = 0;
       for (int k = 0; k < cols; ++k) sum += static_cast<double>(weights[static_cast<size_t>(r) * cols + k]) * in[k];
@@ -130,11 +165,45 @@ TEST(CudaMatvec, EveryTypeOutputNormAndTokenCountMatchesTheCpuTwin) {
   }
 }
 
+// Q4_0, Q4_K and Q6_K in their device layouts, int8 activations: the CPU twin quantizes x as the device
+// does, so the two differ by float summation order only. 4608 columns cross a tile of activations.
+TEST(CudaMatvec, QuantizedTypesMatchTheCpuTwinWithInt8Activations) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(28);
+  for (const TensorType type : {TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+    for (const auto& [rows, cols] : {std::pair{38, 256}, {6, 4608}}) {
+      const auto m = make_matrix(rng, type, rows, cols);
+      const std::vector<float> weights = m->dequantized();
+      for (const cuda::MatvecOutput output : {cuda::MatvecOutput::kStore, cuda::MatvecOutput::kAccumulate, cuda::MatvecOutput::kSwiglu}) {
+        for (const bool norm : {false, true}) {
+          for (const int tokens : {1, 3, 8}) check_case(rng, *m, weights, {output, norm, tokens == 3, tokens});
+        }
+      }
+    }
+  }
+}
+
 TEST(CudaMatvec, ReadsEveryRowOfATallMatrix) {
   PAGEDLM_REQUIRE_DEVICE();
   std::mt19937 rng(27);
   const auto m = make_matrix(rng, TensorType::kQ8_0, 1001, 64);
   check_case(rng, *m, m->dequantized(), {cuda::MatvecOutput::kStore, false, false, 2});
+}
+
+// The f16 expansion for the GEMMs of prefill: each value the CPU's dequantize_row value rounded once.
+TEST(CudaMatvec, DequantizesEveryKeptTypeToTheNearestHalf) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(29);
+  for (const TensorType type : {TensorType::kQ8_0, TensorType::kQ4_0, TensorType::kQ4_K, TensorType::kQ6_K}) {
+    const int rows = 5, cols = 512;
+    const auto m = make_matrix(rng, type, rows, cols);
+    DeviceBuffer<uint16_t> halves(static_cast<size_t>(rows) * cols);
+    ASSERT_EQ(cuda::launch_dequantize({m->device(), halves.get()}, nullptr), cudaSuccess) << tensor_type_name(type);
+    const std::vector<float> values = m->dequantized();
+    std::vector<uint16_t> want(values.size());
+    for (size_t i = 0; i < values.size(); ++i) want[i] = float_to_fp16(values[i]);
+    EXPECT_EQ(halves.download(), want) << tensor_type_name(type);
+  }
 }
 
 TEST(CudaMatvec, RejectsWhatItCannotRead) {
@@ -149,7 +218,8 @@ TEST(CudaMatvec, RejectsWhatItCannotRead) {
   EXPECT_FALSE(cuda::matvec_supported({TensorType::kQ8_0, quants, scales, 4, 48}));        // ragged blocks
   EXPECT_FALSE(cuda::matvec_supported({TensorType::kF16, quants, nullptr, 4, 60}));        // rows not 16-byte aligned
   EXPECT_FALSE(cuda::matvec_supported({TensorType::kF16, quants + 2, nullptr, 4, 64}));    // data not 16-byte aligned
-  EXPECT_FALSE(cuda::matvec_supported({TensorType::kQ4_K, quants, nullptr, 4, 256}));
+  EXPECT_FALSE(cuda::matvec_supported({TensorType::kQ5_K, quants, nullptr, 4, 256}));  // expanded to f16 at upload
+  EXPECT_FALSE(cuda::matvec_supported({TensorType::kQ4_K, quants, nullptr, 4, 96}));   // ragged super-blocks
   EXPECT_TRUE(cuda::matvec_supported(q8));
   const cuda::DeviceMatrix odd{TensorType::kQ8_0, quants, scales, 3, 64};
   EXPECT_EQ(cuda::launch_matvec(params(odd, 1, cuda::MatvecOutput::kSwiglu), nullptr), cudaErrorInvalidValue);  // no gate/up halves

@@ -1,5 +1,5 @@
-// The CUDA backend: the forward pass of CpuBackend on one GPU. Weights are uploaded once (F32, F16, BF16 as
-// stored; Q8_0 split into int8 rows + scales; the other quantized types expanded to F16), the paged KV pool lives in device
+// The CUDA backend: the forward pass of CpuBackend on one GPU. Weights are uploaded once (F32, F16, BF16, Q4_K as
+// stored; Q8_0 and Q4_0 split into quants + scales; Q6_K padded; the other quantized types expanded to F16), the paged KV pool lives in device
 // memory with the CPU's layout, GEMMs go through cuBLAS (tensor cores for f16/bf16), everything else
 // through kernels/. All work is queued on one stream; the host waits once a step, for its results (the
 // tokens of greedy steps, the top-k candidates of top-k sampling, else the logits). Decode steps replay
@@ -127,7 +127,9 @@ class CudaBackend final : public Backend {
 
   // cuda_memory.cpp
   Status upload_weights();
-  Status upload_matrix(const WeightMatrix& w, DeviceWeight& out);
+  // keep_quantized false: types the matvec reads quantized are expanded to f16 too (the embedding gather's table).
+  Status upload_matrix(const WeightMatrix& w, DeviceWeight& out, bool keep_quantized = true);
+  Status upload_bytes(const void* bytes, size_t count, DeviceMemory& out, const std::string& what);
   Status upload_floats(const std::vector<float>& values, DeviceMemory& out);
   Status allocate_pool(const CudaBackendRequest& request);
   Status allocate_activations(int tokens);
@@ -181,7 +183,7 @@ class CudaBackend final : public Backend {
   DeviceWeight embedding_, output_;
   DeviceMemory output_norm_, rope_frequencies_;
   std::vector<DeviceLayer> layers_;
-  size_t largest_q8_matrix_ = 0;  // elements: the f16 scratch for prefill GEMMs of Q8_0 weights
+  size_t largest_q8_matrix_ = 0;  // elements: the f16 scratch for prefill GEMMs of quantized weights (Q8_0, Q4_0, Q4_K, Q6_K)
 
   DeviceMemory k_pool_, v_pool_, k_scales_, v_scales_;
 

@@ -42,10 +42,27 @@ Status CudaBackend::upload_floats(const std::vector<float>& values, DeviceMemory
   return Status::ok();
 }
 
-Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
+Status CudaBackend::upload_bytes(const void* bytes, size_t count, DeviceMemory& out, const std::string& what) {
+  PAGEDLM_WEIGHTS_TRY(out.allocate(count), what);
+  PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.get(), bytes, count, cudaMemcpyHostToDevice), what);
+  return Status::ok();
+}
+
+Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out, bool keep_quantized) {
   if (w.data == nullptr) return Status::ok();  // a matrix the architecture lacks (wk and wv with latent attention)
   const size_t elements = static_cast<size_t>(w.rows) * w.cols;
   const std::string what = "uploading a " + std::to_string(w.rows) + "x" + std::to_string(w.cols) + " " + tensor_type_name(w.type) + " matrix";
+  if (keep_quantized && cuda::kept_quantized(w.type)) {
+    const cuda::HostLayout layout = cuda::device_layout(w.type, w.data, w.rows, w.cols);
+    if (Status s = upload_bytes(layout.data.data(), layout.data.size(), out.data, what); !s.is_ok()) return s;
+    if (!layout.scales.empty()) {
+      if (Status s = upload_bytes(layout.scales.data(), layout.scales.size() * sizeof(uint16_t), out.scales, what); !s.is_ok()) return s;
+    }
+    out.matrix = {w.type, out.data.get(), out.scales.get<uint16_t>(), w.rows, w.cols};
+    largest_q8_matrix_ = std::max(largest_q8_matrix_, elements);
+    weight_bytes_ += out.data.bytes() + out.scales.bytes();
+    return Status::ok();
+  }
   switch (w.type) {
     case TensorType::kF32:
     case TensorType::kF16:
@@ -70,8 +87,9 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
       break;
     }
     default: {
-      // Every other type (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) has no kernels
-      // here: expanded to f16 once, at upload, through the same dequantize_row as the CPU reads it with.
+      // Every other type (Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K, IQ4_XS; Q4_0, Q4_K and Q6_K for the
+      // embedding table, whose gather reads float and Q8_0 rows only) has no kernels here: expanded to f16
+      // once, at upload, through the same dequantize_row as the CPU reads it with.
       std::vector<float> row(w.cols);
       std::vector<uint16_t> halves(elements);
       for (int r = 0; r < w.rows; ++r) {
@@ -88,7 +106,7 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out) {
 }
 
 Status CudaBackend::upload_weights() {
-  if (Status s = upload_matrix(model_->token_embedding(), embedding_); !s.is_ok()) return s;
+  if (Status s = upload_matrix(model_->token_embedding(), embedding_, false); !s.is_ok()) return s;
   if (!config_.tied_output) {
     if (Status s = upload_matrix(model_->output(), output_); !s.is_ok()) return s;
   }

@@ -9,6 +9,12 @@
 
 namespace pagedlm::cuda_backend {
 
+namespace {
+// Up to this many tokens a quantized matrix is read once per group of kMaxMatvecTokens (at most 8 reads);
+// past it, expanding the matrix to f16 once and a tensor-core GEMM costs less.
+constexpr int kMaxGroupedMatvecTokens = 64;
+}  // namespace
+
 // Packs tokens, positions, slots, per-sequence offsets and block tables into one buffer. Padding sequences
 // have no tokens to keep (token -1 embeds as zeros, slot -1 writes nothing, context 0 attends to nothing).
 void CudaBackend::pack_batch(const ForwardBatch& batch, int seqs, int table_stride) {
@@ -91,8 +97,17 @@ Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, 
   const cuda::DeviceMatrix& m = w.matrix;
   const float alpha = 1.0f, beta = 0.0f;
   const float* row_scales = nullptr;  // set when the GEMM's rows come out scaled
-  if (n_tokens <= cuda::kMaxMatvecTokens && cuda::matvec_supported(m) && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
-    PAGEDLM_CUDA_TRY(cuda::launch_matvec({m, x, nullptr, 0.0f, nullptr, y, cuda::MatvecOutput::kStore, n_tokens}, stream_), "matvec");
+  // Quantized weights go through the matvec a group of kMaxMatvecTokens tokens at a time up to
+  // kMaxGroupedMatvecTokens (the weights read once a group); beyond, one expansion to f16 and a tensor-core GEMM.
+  const bool quantized = m.type != TensorType::kF32 && m.type != TensorType::kF16 && m.type != TensorType::kBF16;
+  const int matvec_limit = quantized ? kMaxGroupedMatvecTokens : cuda::kMaxMatvecTokens;
+  if (n_tokens <= matvec_limit && cuda::matvec_supported(m) && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+    for (int first = 0; first < n_tokens; first += cuda::kMaxMatvecTokens) {
+      const int count = std::min(cuda::kMaxMatvecTokens, n_tokens - first);
+      const cuda::MatvecParams p{m, x + static_cast<size_t>(first) * m.cols, nullptr, 0.0f, nullptr, y + static_cast<size_t>(first) * m.rows,
+                                 cuda::MatvecOutput::kStore, count};
+      PAGEDLM_CUDA_TRY(cuda::launch_matvec(p, stream_), "matvec");
+    }
   } else {
     const void* weights = m.data;
     const void* input = x;
@@ -100,8 +115,8 @@ Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, 
     if (m.type != TensorType::kF32) {
       const bool bfloat = m.type == TensorType::kBF16;
       type = bfloat ? CUDA_R_16BF : CUDA_R_16F;
-      if (m.type == TensorType::kQ8_0) {
-        PAGEDLM_CUDA_TRY(cuda::launch_dequantize_q8_0({m, half_w_.get<uint16_t>()}, stream_), "expanding Q8_0 weights");
+      if (quantized) {
+        PAGEDLM_CUDA_TRY(cuda::launch_dequantize({m, half_w_.get<uint16_t>()}, stream_), "expanding quantized weights");
         weights = half_w_.get();
       }
       if (bfloat) {  // bf16 has f32's range

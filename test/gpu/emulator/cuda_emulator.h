@@ -289,3 +289,15 @@ struct alignas(16) int4 {
 
 // ---- warp-level matrix instructions (mma.sync, ldmatrix) -------------------------------------------------
 #include "warp_matrix_emulator.h"
+
+// ---- integer dot products (__dp4a) --------------------------------------------------------------------
+// PTX dp4a.s32.s32 (sm_61+): the four signed bytes of a times the four signed bytes of b, summed into c.
+// The products and the sum are exact in 32 bits; the final add wraps modulo 2^32 as the hardware's does.
+inline int __dp4a(int a, int b, int c) {
+  uint32_t sum = static_cast<uint32_t>(c);
+  for (int i = 0; i < 4; ++i) {
+    const int product = static_cast<int>(static_cast<int8_t>(a >> (8 * i))) * static_cast<int>(static_cast<int8_t>(b >> (8 * i)));
+    sum += static_cast<uint32_t>(product);
+  }
+  return static_cast<int>(sum);
+}
