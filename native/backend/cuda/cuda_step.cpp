@@ -84,13 +84,26 @@ Status CudaBackend::upload_batch(const ForwardBatch& batch) {
   return Status::ok();
 }
 
-// y[t, :] = W x[t, :] (+ bias): Q8_0 decode steps through the dequantizing matvec, the rest through cuBLAS.
-Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias) {
+namespace {
+
+// Q8_0 decode steps read the weights once through the dequantizing matvec.
+bool runs_as_matvec(const cuda::DeviceMatrix& m, int n_tokens) { return m.type == TensorType::kQ8_0 && n_tokens <= cuda::kMaxMatvecTokens; }
+
+}  // namespace
+
+bool CudaBackend::reads_half(const cuda::DeviceMatrix& m, int n_tokens) { return m.type != TensorType::kF32 && !runs_as_matvec(m, n_tokens); }
+
+// y[t, :] = W x[t, :] (+ bias), or y[t, :] += W x[t, :]: Q8_0 decode steps through the dequantizing matvec,
+// the rest through cuBLAS, whose beta = 1 folds the residual add into the GEMM.
+Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias, MatmulOptions options) {
   const cuda::DeviceMatrix& m = w.matrix;
-  const float alpha = 1.0f, beta = 0.0f;
-  if (m.type == TensorType::kQ8_0 && n_tokens <= cuda::kMaxMatvecTokens) {
-    PAGEDLM_CUDA_TRY(cuda::launch_q8_0_matvec({m, x, y, n_tokens}, stream_), "Q8_0 matvec");
+  if (runs_as_matvec(m, n_tokens)) {
+    // The matvec stores: an accumulating product goes through xb_ (free once the block's matmuls have read it).
+    float* out = options.accumulate ? xb_.get<float>() : y;
+    PAGEDLM_CUDA_TRY(cuda::launch_q8_0_matvec({m, x, out, n_tokens}, stream_), "Q8_0 matvec");
+    if (options.accumulate) PAGEDLM_CUDA_TRY(cuda::launch_add({y, out, static_cast<size_t>(n_tokens) * m.rows}, stream_), "residual add");
   } else {
+    const float alpha = 1.0f, beta = options.accumulate ? 1.0f : 0.0f;
     const void* weights = m.data;
     const void* input = x;
     cudaDataType type = CUDA_R_32F;
@@ -101,8 +114,10 @@ Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, 
         PAGEDLM_CUDA_TRY(cuda::launch_dequantize_q8_0({m, half_w_.get<uint16_t>()}, stream_), "expanding Q8_0 weights");
         weights = half_w_.get();
       }
-      PAGEDLM_CUDA_TRY(cuda::launch_to_half({x, half_x_.get<uint16_t>(), static_cast<size_t>(n_tokens) * m.cols, bfloat}, stream_),
-                       "converting activations");
+      if (!options.input_in_half) {
+        PAGEDLM_CUDA_TRY(cuda::launch_to_half({x, half_x_.get<uint16_t>(), static_cast<size_t>(n_tokens) * m.cols, bfloat}, stream_),
+                         "converting activations");
+      }
       input = half_x_.get();
     }
     // Row-major y[n, rows] = x[n, cols] W^T is column-major y^T = W^T^T x^T: W is read as its transpose.
@@ -113,6 +128,17 @@ Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, 
   if (bias != nullptr && bias->bytes() > 0) {
     PAGEDLM_CUDA_TRY(cuda::launch_add_bias({y, bias->get<float>(), n_tokens, m.rows}, stream_), "adding a bias");
   }
+  return Status::ok();
+}
+
+Status CudaBackend::norm_for(const DeviceMemory& weight, const DeviceWeight& next, int n_tokens) {
+  const ModelConfig& c = config_;
+  cuda::RmsNormParams p{x_.get<float>(), weight.get<float>(), xb_.get<float>(), n_tokens, c.dim, c.rms_eps};
+  if (reads_half(next.matrix, n_tokens)) {
+    p.half_out = half_x_.get<uint16_t>();
+    p.bfloat = next.matrix.type == TensorType::kBF16;
+  }
+  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm(p, stream_), "RMSNorm");
   return Status::ok();
 }
 
@@ -201,35 +227,60 @@ Status CudaBackend::latent_attention_block(int layer) {
   return Status::ok();
 }
 
+// Norm, the Q|K|V projection, RoPE with the KV append, attention, and wo accumulated into the residual.
 Status CudaBackend::attention_block(int layer) {
   const ModelConfig& c = config_;
   if (c.latent_attention()) return latent_attention_block(layer);
   const DeviceLayer& w = layers_[layer];
   const int n = meta_.n_tokens;
-  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.attn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");
-  if (Status s = matmul(w.wq, xb_.get<float>(), n, q_.get<float>(), &w.bq); !s.is_ok()) return s;
-  if (Status s = matmul(w.wk, xb_.get<float>(), n, k_.get<float>(), &w.bk); !s.is_ok()) return s;
-  if (Status s = matmul(w.wv, xb_.get<float>(), n, v_.get<float>(), &w.bv); !s.is_ok()) return s;
-  const cuda::RopeParams rope{q_.get<float>(), k_.get<float>(), meta(meta_.positions), rope_frequencies_.get<float>(), n, c.n_heads, c.n_kv_heads,
-                              c.head_dim, c.rope_dim, c.rope_layout, c.rope_position_scale};
-  PAGEDLM_CUDA_TRY(cuda::launch_rope(rope, stream_), "RoPE");
-  PAGEDLM_CUDA_TRY(cuda::launch_kv_append({k_.get<float>(), v_.get<float>(), meta(meta_.slots), layer_kv(layer), n}, stream_), "KV append");
+  const int q_width = c.q_dim(), kv_width = c.kv_dim();
+  cuda::RopeKvAppendParams rope_append{nullptr, nullptr, nullptr, 0, 0, q_.get<float>(), meta(meta_.positions), rope_frequencies_.get<float>(),
+                                       meta(meta_.slots), layer_kv(layer), n, c.n_heads, c.rope_dim, c.rope_layout, c.rope_position_scale};
+  if (w.wqkv.matrix.data != nullptr) {
+    if (Status s = norm_for(w.attn_norm, w.wqkv, n); !s.is_ok()) return s;
+    float* qkv = qkv_.get<float>();
+    if (Status s = matmul(w.wqkv, xb_.get<float>(), n, qkv, &w.bqkv, {.input_in_half = reads_half(w.wqkv.matrix, n)}); !s.is_ok()) return s;
+    rope_append.q = qkv, rope_append.k = qkv + q_width, rope_append.v = qkv + q_width + kv_width;
+    rope_append.q_stride = rope_append.kv_stride = q_width + 2 * kv_width;
+  } else {
+    // Q, K and V of different types: three matmuls from the f32 normed rows; Q is rotated in place.
+    PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.attn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");
+    if (Status s = matmul(w.wq, xb_.get<float>(), n, q_.get<float>(), &w.bq); !s.is_ok()) return s;
+    if (Status s = matmul(w.wk, xb_.get<float>(), n, k_.get<float>(), &w.bk); !s.is_ok()) return s;
+    if (Status s = matmul(w.wv, xb_.get<float>(), n, v_.get<float>(), &w.bv); !s.is_ok()) return s;
+    rope_append.q = q_.get<float>(), rope_append.k = k_.get<float>(), rope_append.v = v_.get<float>();
+    rope_append.q_stride = q_width, rope_append.kv_stride = kv_width;
+  }
+  PAGEDLM_CUDA_TRY(cuda::launch_rope_kv_append(rope_append, stream_), "RoPE and KV append");
   if (Status s = attend(layer); !s.is_ok()) return s;
-  if (Status s = matmul(w.wo, att_.get<float>(), n, xb_.get<float>()); !s.is_ok()) return s;
-  PAGEDLM_CUDA_TRY(cuda::launch_add({x_.get<float>(), xb_.get<float>(), static_cast<size_t>(n) * c.dim}, stream_), "residual add");
-  return Status::ok();
+  return matmul(w.wo, att_.get<float>(), n, x_.get<float>(), nullptr, {.accumulate = true});
 }
 
+// Norm, the gate|up projection, SwiGLU (written as the down matmul's input), and w_down accumulated into the
+// residual.
 Status CudaBackend::ffn_block(int layer, int n) {
   const ModelConfig& c = config_;
   const DeviceLayer& w = layers_[layer];
-  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.ffn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");
-  if (Status s = matmul(w.w_gate, xb_.get<float>(), n, gate_.get<float>()); !s.is_ok()) return s;
-  if (Status s = matmul(w.w_up, xb_.get<float>(), n, up_.get<float>()); !s.is_ok()) return s;
-  PAGEDLM_CUDA_TRY(cuda::launch_swiglu({gate_.get<float>(), up_.get<float>(), static_cast<size_t>(n) * c.ffn_dim}, stream_), "SwiGLU");
-  if (Status s = matmul(w.w_down, gate_.get<float>(), n, xb_.get<float>()); !s.is_ok()) return s;
-  PAGEDLM_CUDA_TRY(cuda::launch_add({x_.get<float>(), xb_.get<float>(), static_cast<size_t>(n) * c.dim}, stream_), "residual add");
-  return Status::ok();
+  const int width = c.ffn_dim;
+  float* gate_up = gate_up_.get<float>();
+  cuda::SwigluParams swiglu{gate_up, gate_up + width, ffn_hidden_.get<float>(), nullptr, false, n, width, 2 * width};
+  if (w.w_gate_up.matrix.data != nullptr) {
+    if (Status s = norm_for(w.ffn_norm, w.w_gate_up, n); !s.is_ok()) return s;
+    if (Status s = matmul(w.w_gate_up, xb_.get<float>(), n, gate_up, nullptr, {.input_in_half = reads_half(w.w_gate_up.matrix, n)}); !s.is_ok()) {
+      return s;
+    }
+  } else {
+    // Gate and up of different types: two matmuls from the f32 normed rows, all gate rows then all up rows.
+    PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.ffn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");
+    float* up = gate_up + static_cast<size_t>(n) * width;
+    if (Status s = matmul(w.w_gate, xb_.get<float>(), n, gate_up); !s.is_ok()) return s;
+    if (Status s = matmul(w.w_up, xb_.get<float>(), n, up); !s.is_ok()) return s;
+    swiglu.up = up, swiglu.in_stride = width;
+  }
+  const bool half = reads_half(w.w_down.matrix, n);
+  if (half) swiglu.half_out = half_x_.get<uint16_t>(), swiglu.bfloat = w.w_down.matrix.type == TensorType::kBF16;
+  PAGEDLM_CUDA_TRY(cuda::launch_swiglu(swiglu, stream_), "SwiGLU");
+  return matmul(w.w_down, ffn_hidden_.get<float>(), n, x_.get<float>(), nullptr, {.accumulate = true, .input_in_half = half});
 }
 
 Status CudaBackend::output_logits() {

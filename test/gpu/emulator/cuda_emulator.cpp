@@ -208,6 +208,16 @@ void run_or_record(std::function<void()> work) {
 
 uint64_t graph_launches() { return launches_of_graphs; }
 
+// ---- graph kernel nodes (test hook) ----
+namespace {
+uint64_t kernels_in_capture = 0, kernels_of_last_capture = 0;
+}  // namespace
+
+void note_kernel_node() {
+  if (capturing != nullptr) ++kernels_in_capture;
+}
+uint64_t captured_kernel_nodes() { return kernels_of_last_capture; }
+
 }  // namespace pagedlm::emu
 
 struct EmulatedGraph {
@@ -217,11 +227,13 @@ struct EmulatedGraph {
 cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
   if (pagedlm::emu::capturing != nullptr) return cudaErrorInvalidValue;
   pagedlm::emu::capturing = new std::vector<std::function<void()>>();
+  pagedlm::emu::kernels_in_capture = 0;
   return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* graph) {
   if (pagedlm::emu::capturing == nullptr) return cudaErrorInvalidValue;
   *graph = new EmulatedGraph{std::move(*pagedlm::emu::capturing)};
+  pagedlm::emu::kernels_of_last_capture = pagedlm::emu::kernels_in_capture;
   delete pagedlm::emu::capturing;
   pagedlm::emu::capturing = nullptr;
   return cudaSuccess;

@@ -135,6 +135,14 @@ void run_or_record(std::function<void()> work);
 // Graph launches so far, for tests that check the replayed path ran.
 uint64_t graph_launches();
 
+// ---- graph kernel nodes (test hook) ----------------------------------------------------------------------
+// A captured graph holds one kernel node per kernel launch and per GEMM (a real cuBLAS GEMM is one kernel,
+// or a few for split-K), beside its copy nodes; each costs launch latency on the device. Launches and the
+// emulated cuBLAS note themselves here, so tests can count the kernel nodes a step's capture recorded.
+void note_kernel_node();
+// Kernel nodes recorded by the most recent cudaStreamBeginCapture .. cudaStreamEndCapture.
+uint64_t captured_kernel_nodes();
+
 // What PAGEDLM_LAUNCH(kernel, grid, block, shared, stream)(args...) becomes: runs the grid to completion.
 template <typename... Params>
 class Launch {
@@ -143,6 +151,7 @@ class Launch {
       : kernel_(kernel), grid_(grid), block_(block), shared_bytes_(shared_bytes) {}
   template <typename... Args>
   void operator()(Args&&... args) {
+    note_kernel_node();
     auto bound = [kernel = kernel_, params = std::make_tuple(static_cast<Params>(args)...)]() { std::apply(kernel, params); };
     using Bound = decltype(bound);
     run_or_record([bound, grid = grid_, block = block_, shared = shared_bytes_]() mutable {
