@@ -152,8 +152,9 @@ class CudaBackend final : public Backend {
   Status matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias = nullptr, MatmulOptions options = {});
   // Whether a matmul of `m` over n_tokens reads 16-bit activations (half_x_): the cuBLAS GEMMs of non-F32 weights.
   static bool reads_half(const cuda::DeviceMatrix& m, int n_tokens);
-  // RMSNorm of x_'s rows as the input of next's matmul: into half_x_ when it reads 16-bit activations, else xb_.
-  Status norm_for(const DeviceMemory& weight, const DeviceWeight& next, int n_tokens);
+  // y = w RMSNorm(x_) (+ bias), the norm's weight `norm`: the norm writes the matmul's input (xb_, or half_x_
+  // when it reads 16-bit activations).
+  Status normed_matmul(const DeviceMemory& norm, const DeviceWeight& w, int n_tokens, float* y, const DeviceMemory* bias = nullptr);
   Status attention_block(int layer);
   // Multi-head latent attention in the absorbed form, as CpuBackend::latent_attention_block.
   Status latent_attention_block(int layer);

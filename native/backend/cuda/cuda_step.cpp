@@ -131,15 +131,16 @@ Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, 
   return Status::ok();
 }
 
-Status CudaBackend::norm_for(const DeviceMemory& weight, const DeviceWeight& next, int n_tokens) {
+Status CudaBackend::normed_matmul(const DeviceMemory& norm, const DeviceWeight& w, int n_tokens, float* y, const DeviceMemory* bias) {
   const ModelConfig& c = config_;
-  cuda::RmsNormParams p{x_.get<float>(), weight.get<float>(), xb_.get<float>(), n_tokens, c.dim, c.rms_eps};
-  if (reads_half(next.matrix, n_tokens)) {
+  cuda::RmsNormParams p{x_.get<float>(), norm.get<float>(), xb_.get<float>(), n_tokens, c.dim, c.rms_eps};
+  const bool half = reads_half(w.matrix, n_tokens);
+  if (half) {
     p.half_out = half_x_.get<uint16_t>();
-    p.bfloat = next.matrix.type == TensorType::kBF16;
+    p.bfloat = w.matrix.type == TensorType::kBF16;
   }
   PAGEDLM_CUDA_TRY(cuda::launch_rms_norm(p, stream_), "RMSNorm");
-  return Status::ok();
+  return matmul(w, xb_.get<float>(), n_tokens, y, bias, {.input_in_half = half});
 }
 
 Status CudaBackend::attend(int layer) {
@@ -237,17 +238,15 @@ Status CudaBackend::attention_block(int layer) {
   cuda::RopeKvAppendParams rope_append{nullptr, nullptr, nullptr, 0, 0, q_.get<float>(), meta(meta_.positions), rope_frequencies_.get<float>(),
                                        meta(meta_.slots), layer_kv(layer), n, c.n_heads, c.rope_dim, c.rope_layout, c.rope_position_scale};
   if (w.wqkv.matrix.data != nullptr) {
-    if (Status s = norm_for(w.attn_norm, w.wqkv, n); !s.is_ok()) return s;
     float* qkv = qkv_.get<float>();
-    if (Status s = matmul(w.wqkv, xb_.get<float>(), n, qkv, &w.bqkv, {.input_in_half = reads_half(w.wqkv.matrix, n)}); !s.is_ok()) return s;
+    if (Status s = normed_matmul(w.attn_norm, w.wqkv, n, qkv, &w.bqkv); !s.is_ok()) return s;
     rope_append.q = qkv, rope_append.k = qkv + q_width, rope_append.v = qkv + q_width + kv_width;
     rope_append.q_stride = rope_append.kv_stride = q_width + 2 * kv_width;
   } else {
-    // Q, K and V of different types: three matmuls from the f32 normed rows; Q is rotated in place.
-    PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.attn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");
-    if (Status s = matmul(w.wq, xb_.get<float>(), n, q_.get<float>(), &w.bq); !s.is_ok()) return s;
-    if (Status s = matmul(w.wk, xb_.get<float>(), n, k_.get<float>(), &w.bk); !s.is_ok()) return s;
-    if (Status s = matmul(w.wv, xb_.get<float>(), n, v_.get<float>(), &w.bv); !s.is_ok()) return s;
+    // Q, K and V of different types: three projections; Q is rotated in place.
+    if (Status s = normed_matmul(w.attn_norm, w.wq, n, q_.get<float>(), &w.bq); !s.is_ok()) return s;
+    if (Status s = normed_matmul(w.attn_norm, w.wk, n, k_.get<float>(), &w.bk); !s.is_ok()) return s;
+    if (Status s = normed_matmul(w.attn_norm, w.wv, n, v_.get<float>(), &w.bv); !s.is_ok()) return s;
     rope_append.q = q_.get<float>(), rope_append.k = k_.get<float>(), rope_append.v = v_.get<float>();
     rope_append.q_stride = q_width, rope_append.kv_stride = kv_width;
   }
@@ -265,16 +264,12 @@ Status CudaBackend::ffn_block(int layer, int n) {
   float* gate_up = gate_up_.get<float>();
   cuda::SwigluParams swiglu{gate_up, gate_up + width, ffn_hidden_.get<float>(), nullptr, false, n, width, 2 * width};
   if (w.w_gate_up.matrix.data != nullptr) {
-    if (Status s = norm_for(w.ffn_norm, w.w_gate_up, n); !s.is_ok()) return s;
-    if (Status s = matmul(w.w_gate_up, xb_.get<float>(), n, gate_up, nullptr, {.input_in_half = reads_half(w.w_gate_up.matrix, n)}); !s.is_ok()) {
-      return s;
-    }
+    if (Status s = normed_matmul(w.ffn_norm, w.w_gate_up, n, gate_up); !s.is_ok()) return s;
   } else {
-    // Gate and up of different types: two matmuls from the f32 normed rows, all gate rows then all up rows.
-    PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.ffn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");
+    // Gate and up of different types: two projections, all gate rows then all up rows.
     float* up = gate_up + static_cast<size_t>(n) * width;
-    if (Status s = matmul(w.w_gate, xb_.get<float>(), n, gate_up); !s.is_ok()) return s;
-    if (Status s = matmul(w.w_up, xb_.get<float>(), n, up); !s.is_ok()) return s;
+    if (Status s = normed_matmul(w.ffn_norm, w.w_gate, n, gate_up); !s.is_ok()) return s;
+    if (Status s = normed_matmul(w.ffn_norm, w.w_up, n, up); !s.is_ok()) return s;
     swiglu.up = up, swiglu.in_stride = width;
   }
   const bool half = reads_half(w.w_down.matrix, n);
