@@ -9,7 +9,7 @@
 
 # ---- sources (test/gpu reads these lists too) -----------------------------------------------------------
 set(PAGEDLM_CUDA_KERNEL_NAMES
-  rms_norm rope swiglu elementwise embedding q8_0 kv_append decode_attention prefill_attention sampling)
+  rms_norm rope swiglu elementwise embedding q8_0 matvec kv_append decode_attention prefill_attention sampling)
 list(TRANSFORM PAGEDLM_CUDA_KERNEL_NAMES REPLACE "(.+)" "${PROJECT_SOURCE_DIR}/kernels/\\1.cu"
      OUTPUT_VARIABLE PAGEDLM_CUDA_KERNEL_SOURCES)
 set(PAGEDLM_CUDA_BACKEND_SOURCES

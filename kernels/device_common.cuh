@@ -241,6 +241,74 @@ __device__ __forceinline__ void with_side_type(const PagedKv& kv, Body&& body) {
 }
 
 
+// ---- Warp-level matrix multiply on tensor cores (sm_80+) ---------------------------------------------------
+// mma.sync.aligned.m16n8k16 with f16 or bf16 inputs and f32 accumulators, and ldmatrix to fill its fragments
+// from shared memory. Fragments follow the PTX ISA (9.7.14.5.8), with g = lane / 4 and t = lane % 4:
+//   A (16x16, row-major): a[0] = A[g][2t, 2t+1], a[1] = A[g+8][2t, 2t+1], a[2] = A[g][2t+8, 2t+9], a[3] = A[g+8][2t+8, 2t+9]
+//   B (16x8, "col": k pairs): b[0] = B[2t, 2t+1][g], b[1] = B[2t+8, 2t+9][g]
+//   C/D (16x8, f32): d[0], d[1] = D[g][2t, 2t+1]; d[2], d[3] = D[g+8][2t, 2t+1]
+// A register's lower 16 bits hold the lower index. All 32 lanes must execute each call (the instructions are
+// .aligned): call them only under warp-uniform conditions. The emulated build runs the same layouts as warp
+// collectives (test/gpu/emulator/warp_matrix_emulator.h).
+// A float as the 16 bits of an f16 (kBf16 false) or a bf16, rounded to nearest even.
+template <bool kBf16>
+__device__ __forceinline__ uint16_t to_mma_element(float value) {
+  return kBf16 ? float_to_bfloat(value) : float_to_half(value);
+}
+
+// Two floats as one f16x2 / bf16x2 register, `low` in the lower half.
+template <bool kBf16>
+__device__ __forceinline__ uint32_t pack_mma_pair(float low, float high) {
+#ifdef PAGEDLM_CUDA_EMULATION
+  return to_mma_element<kBf16>(low) | static_cast<uint32_t>(to_mma_element<kBf16>(high)) << 16;
+#else
+  uint32_t packed;
+  // cvt.rn.*x2.f32 takes the high element first.
+  if constexpr (kBf16) asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(packed) : "f"(high), "f"(low));
+  else asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(packed) : "f"(high), "f"(low));
+  return packed;
+#endif
+}
+
+// d += A x B for one 16x8x16 tile.
+template <bool kBf16>
+__device__ __forceinline__ void mma_m16n8k16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+#ifdef PAGEDLM_CUDA_EMULATION
+  ::pagedlm::emu::mma_m16n8k16(d, a, b, kBf16);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  static_assert(kBf16 && !kBf16, "m16n8k16 needs sm_80 or newer (CMAKE_CUDA_ARCHITECTURES in cmake/cuda.cmake)");
+#else
+  if constexpr (kBf16) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  } else {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+#endif
+}
+
+// Four 8x8 matrices of 16-bit elements from shared memory: lanes 8j..8j+7 pass the addresses of rows 0..7 of
+// matrix j (16 bytes each, 16-byte aligned); r[j] gets matrix j's [lane / 4][2t, 2t+1], or with kTranspose
+// its [2t, 2t+1][lane / 4], which is the B fragment of a matrix stored with k along its rows.
+template <bool kTranspose>
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* row_address) {
+#ifdef PAGEDLM_CUDA_EMULATION
+  ::pagedlm::emu::ldmatrix_x4(r, row_address, kTranspose);
+#else
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(row_address));
+  if constexpr (kTranspose) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address) : "memory");
+  } else {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address) : "memory");
+  }
+#endif
+}
+
 // Calls body.template operator()<kF16Only>(): the default pool (f16 K and V) without the type switch.
 template <typename Body>
 cudaError_t dispatch_kv_types(const PagedKv& kv, Body&& body) {

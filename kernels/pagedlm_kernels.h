@@ -127,15 +127,28 @@ struct EmbeddingParams {
 };
 cudaError_t launch_embedding(const EmbeddingParams& params, cudaStream_t stream);
 
-// ---- Q8_0 matrix x a few activation vectors (CPU twin: the dequantized product) -------------------------
+// ---- Matrix x a few activation vectors: the decode steps' matmuls (CPU twin: the dequantized product) -------
+// One launch reads the weights once for up to kMaxMatvecTokens tokens, with the layer's RMSNorm folded in
+// front (each block computes the rows' sums of squares itself) and the bias, residual add or SwiGLU folded
+// behind. Weights: F32, F16, BF16 or split Q8_0 (matvec_supported says which shapes).
 constexpr int kMaxMatvecTokens = 8;
-struct Q8_0MatvecParams {
-  DeviceMatrix weights;  // type Q8_0 (split)
-  const float* x;        // [n_tokens, cols]
-  float* y;              // [n_tokens, rows]
-  int n_tokens;          // 1 .. kMaxMatvecTokens: decode steps; larger batches go to cuBLAS
+enum class MatvecOutput { kStore, kAccumulate, kSwiglu };
+struct MatvecParams {
+  DeviceMatrix weights;      // rows are read with 16-byte loads: matvec_supported
+  const float* x;            // [n_tokens, weights.cols], 16-byte aligned; must not overlap y
+  const float* norm_weight;  // [weights.cols] or null; non-null: each x row is RMS-normalized (norm_eps) and
+                             // multiplied by norm_weight before the product (the layer's RMSNorm folded in)
+  float norm_eps;
+  const float* bias;         // [weights.rows] or null: added to W x before the output step
+  float* y;                  // kStore: y[t, r] = (W x_t)[r] + bias[r]; kAccumulate: y[t, r] += that (the residual
+                             // add folded in); kSwiglu: weight rows [0, R/2) are the gate and [R/2, R) the up
+                             // projection, y[t, i] = silu(gate_i) * up_i and y is [n_tokens, R/2]
+  MatvecOutput output;
+  int n_tokens;              // 1 .. kMaxMatvecTokens: decode steps; larger batches go to cuBLAS
 };
-cudaError_t launch_q8_0_matvec(const Q8_0MatvecParams& params, cudaStream_t stream);
+// Whether launch_matvec takes this matrix: a type it reads and rows that start 16-byte aligned.
+bool matvec_supported(const DeviceMatrix& weights);
+cudaError_t launch_matvec(const MatvecParams& params, cudaStream_t stream);
 
 // ---- The paged KV pool ----------------------------------------------------------------------------------
 // One layer of the pool, laid out as on the CPU (kv/kv_layout.h), so a block's bytes move between backends

@@ -1,6 +1,7 @@
-"""PyTorch's scaled_dot_product_attention on the shapes of attention_bench.cpp, for comparison on the GPU
-machine (PyTorch is there; it is not a dependency of pagedlm). K/V are contiguous here, not paged.
-Usage: python3 bench/kernels/sdpa_bench.py [--quick]"""
+"""PyTorch's scaled_dot_product_attention on the shapes of attention_bench.cpp (decode) or, with --prefill,
+of prefill_bench.cpp (causal whole prompts; TFLOP/s counted the same way), for comparison on the GPU machine
+(PyTorch is there; it is not a dependency of pagedlm). K/V are contiguous here, not paged.
+Usage: python3 bench/kernels/sdpa_bench.py [--quick] [--prefill]"""
 import sys
 
 import torch
@@ -27,8 +28,29 @@ def copy_gbs():
     return 2 * a.numel() / (time_ms(lambda: b.copy_(a), 10) * 1e-3) / 1e9
 
 
+def prefill(quick):
+    """Causal f16 attention of whole prompts: (name, heads, kv heads, head size, batch, tokens)."""
+    cases = [("32/8 x 128", 32, 8, 128, 1, 512), ("32/8 x 128", 32, 8, 128, 1, 2048), ("32/8 x 128", 32, 8, 128, 4, 2048),
+             ("32/8 x 128", 32, 8, 128, 1, 8192), ("32/8 x 64", 32, 8, 64, 4, 2048)]
+    if not quick:
+        cases += [("32/8 x 128", 32, 8, 128, 16, 1024), ("32/8 x 128", 32, 8, 128, 1, 16384)]
+    print(f"# torch {torch.__version__} scaled_dot_product_attention (causal prefill), {torch.cuda.get_device_name()}\n")
+    print("| heads x size | batch | new | us | TFLOP/s |\n|---|---|---|---|---|")
+    for name, heads, kv_heads, head_dim, batch, tokens in cases:
+        q = torch.randn(batch, heads, tokens, head_dim, dtype=torch.float16, device="cuda")
+        k = torch.randn(batch, kv_heads, tokens, head_dim, dtype=torch.float16, device="cuda")
+        v = torch.randn_like(k)
+        ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True))
+        flops = 4 * heads * head_dim * batch * tokens * (tokens + 1) / 2
+        print(f"| {name} | {batch} | {tokens} | {ms * 1e3:.1f} | {flops / (ms * 1e-3) / 1e12:.1f} |")
+        del q, k, v
+    return 0
+
+
 def main():
     quick = "--quick" in sys.argv
+    if "--prefill" in sys.argv:
+        return prefill(quick)
     batches = [1, 16] if quick else [1, 4, 16, 64]
     contexts = [1024, 8192] if quick else [1024, 2048, 4096, 8192, 16384, 32768]
     copy = copy_gbs()

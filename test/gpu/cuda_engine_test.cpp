@@ -160,7 +160,8 @@ TEST(CudaEngine, EmbeddingsAsOnTheCpu) {
   const std::vector<float> on_cpu = cpu.embedding(text);
   ASSERT_EQ(on_gpu.size(), on_cpu.size());
   ASSERT_FALSE(on_gpu.empty());
-  EXPECT_LT(testing::normalized_error(on_gpu.data(), std::vector<double>(on_cpu.begin(), on_cpu.end())), 1e-4);
+  // 1e-3: the CUDA prefill attention multiplies 16-bit Q, K, V and softmax weights (kernels/prefill_attention.cu).
+  EXPECT_LT(testing::normalized_error(on_gpu.data(), std::vector<double>(on_cpu.begin(), on_cpu.end())), 1e-3);
   EXPECT_EQ(gpu.tokens(generation), cpu.tokens(cpu.submit(prompt(3, 20), 30)));
 }
 

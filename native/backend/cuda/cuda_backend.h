@@ -152,9 +152,11 @@ class CudaBackend final : public Backend {
   Status matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias = nullptr, MatmulOptions options = {});
   // Whether a matmul of `m` over n_tokens reads 16-bit activations (half_x_): the cuBLAS GEMMs of non-F32 weights.
   static bool reads_half(const cuda::DeviceMatrix& m, int n_tokens);
-  // y = w RMSNorm(x_) (+ bias), the norm's weight `norm`: the norm writes the matmul's input (xb_, or half_x_
-  // when it reads 16-bit activations).
-  Status normed_matmul(const DeviceMemory& norm, const DeviceWeight& w, int n_tokens, float* y, const DeviceMemory* bias = nullptr);
+  // y = w RMSNorm(x_) (+ bias), the norm's weight `norm`: one matvec launch with the norm folded in for decode
+  // steps (kSwiglu: y = SwiGLU of the gate|up rows, decode steps only), else the norm writing the GEMM's input
+  // (xb_, or half_x_ when it reads 16-bit activations) and the GEMM.
+  Status normed_matmul(const DeviceMemory& norm, const DeviceWeight& w, int n_tokens, float* y, const DeviceMemory* bias = nullptr,
+                       cuda::MatvecOutput output = cuda::MatvecOutput::kStore);
   Status attention_block(int layer);
   // Multi-head latent attention in the absorbed form, as CpuBackend::latent_attention_block.
   Status latent_attention_block(int layer);

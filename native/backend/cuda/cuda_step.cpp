@@ -2,6 +2,7 @@
 // the layers (cuBLAS GEMMs and the kernels of kernels/), then the selection and copy of the step's results.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -86,53 +87,62 @@ Status CudaBackend::upload_batch(const ForwardBatch& batch) {
 
 namespace {
 
-// Q8_0 decode steps read the weights once through the dequantizing matvec.
-bool runs_as_matvec(const cuda::DeviceMatrix& m, int n_tokens) { return m.type == TensorType::kQ8_0 && n_tokens <= cuda::kMaxMatvecTokens; }
+// Decode steps read the weights once through launch_matvec, which folds the RMSNorm in front and the bias,
+// residual add or SwiGLU behind.
+bool runs_as_matvec(const cuda::DeviceMatrix& m, int n_tokens) { return n_tokens <= cuda::kMaxMatvecTokens && cuda::matvec_supported(m); }
 
 }  // namespace
 
 bool CudaBackend::reads_half(const cuda::DeviceMatrix& m, int n_tokens) { return m.type != TensorType::kF32 && !runs_as_matvec(m, n_tokens); }
 
-// y[t, :] = W x[t, :] (+ bias), or y[t, :] += W x[t, :]: Q8_0 decode steps through the dequantizing matvec,
-// the rest through cuBLAS, whose beta = 1 folds the residual add into the GEMM.
+// y[t, :] = W x[t, :] (+ bias), or y[t, :] += W x[t, :]: decode steps through the matvec kernel, the rest
+// through cuBLAS, whose beta = 1 folds the residual add into the GEMM.
 Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias, MatmulOptions options) {
   const cuda::DeviceMatrix& m = w.matrix;
-  if (runs_as_matvec(m, n_tokens)) {
-    // The matvec stores: an accumulating product goes through xb_ (free once the block's matmuls have read it).
-    float* out = options.accumulate ? xb_.get<float>() : y;
-    PAGEDLM_CUDA_TRY(cuda::launch_q8_0_matvec({m, x, out, n_tokens}, stream_), "Q8_0 matvec");
-    if (options.accumulate) PAGEDLM_CUDA_TRY(cuda::launch_add({y, out, static_cast<size_t>(n_tokens) * m.rows}, stream_), "residual add");
-  } else {
-    const float alpha = 1.0f, beta = options.accumulate ? 1.0f : 0.0f;
-    const void* weights = m.data;
-    const void* input = x;
-    cudaDataType type = CUDA_R_32F;
-    if (m.type != TensorType::kF32) {
-      const bool bfloat = m.type == TensorType::kBF16;
-      type = bfloat ? CUDA_R_16BF : CUDA_R_16F;
-      if (m.type == TensorType::kQ8_0) {
-        PAGEDLM_CUDA_TRY(cuda::launch_dequantize_q8_0({m, half_w_.get<uint16_t>()}, stream_), "expanding Q8_0 weights");
-        weights = half_w_.get();
-      }
-      if (!options.input_in_half) {
-        PAGEDLM_CUDA_TRY(cuda::launch_to_half({x, half_x_.get<uint16_t>(), static_cast<size_t>(n_tokens) * m.cols, bfloat}, stream_),
-                         "converting activations");
-      }
-      input = half_x_.get();
-    }
-    // Row-major y[n, rows] = x[n, cols] W^T is column-major y^T = W^T^T x^T: W is read as its transpose.
-    const cublasStatus_t s = cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m.rows, n_tokens, m.cols, &alpha, weights, type, m.cols, input,
-                                          type, m.cols, &beta, y, CUDA_R_32F, m.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS) return Status(ErrorCode::kCuda, std::string("cuBLAS GEMM: ") + cublasGetStatusString(s));
+  const bool has_bias = bias != nullptr && bias->bytes() > 0;
+  if (runs_as_matvec(m, n_tokens) && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+    const cuda::MatvecParams p{m, x, nullptr, 0.0f, has_bias ? bias->get<float>() : nullptr, y,
+                               options.accumulate ? cuda::MatvecOutput::kAccumulate : cuda::MatvecOutput::kStore, n_tokens};
+    PAGEDLM_CUDA_TRY(cuda::launch_matvec(p, stream_), "matvec");
+    return Status::ok();
   }
-  if (bias != nullptr && bias->bytes() > 0) {
+  const float alpha = 1.0f, beta = options.accumulate ? 1.0f : 0.0f;
+  const void* weights = m.data;
+  const void* input = x;
+  cudaDataType type = CUDA_R_32F;
+  if (m.type != TensorType::kF32) {
+    const bool bfloat = m.type == TensorType::kBF16;
+    type = bfloat ? CUDA_R_16BF : CUDA_R_16F;
+    if (m.type == TensorType::kQ8_0) {
+      PAGEDLM_CUDA_TRY(cuda::launch_dequantize_q8_0({m, half_w_.get<uint16_t>()}, stream_), "expanding Q8_0 weights");
+      weights = half_w_.get();
+    }
+    if (!options.input_in_half) {
+      PAGEDLM_CUDA_TRY(cuda::launch_to_half({x, half_x_.get<uint16_t>(), static_cast<size_t>(n_tokens) * m.cols, bfloat}, stream_),
+                       "converting activations");
+    }
+    input = half_x_.get();
+  }
+  // Row-major y[n, rows] = x[n, cols] W^T is column-major y^T = W^T^T x^T: W is read as its transpose.
+  const cublasStatus_t s = cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m.rows, n_tokens, m.cols, &alpha, weights, type, m.cols, input,
+                                        type, m.cols, &beta, y, CUDA_R_32F, m.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (s != CUBLAS_STATUS_SUCCESS) return Status(ErrorCode::kCuda, std::string("cuBLAS GEMM: ") + cublasGetStatusString(s));
+  if (has_bias) {
     PAGEDLM_CUDA_TRY(cuda::launch_add_bias({y, bias->get<float>(), n_tokens, m.rows}, stream_), "adding a bias");
   }
   return Status::ok();
 }
 
-Status CudaBackend::normed_matmul(const DeviceMemory& norm, const DeviceWeight& w, int n_tokens, float* y, const DeviceMemory* bias) {
+Status CudaBackend::normed_matmul(const DeviceMemory& norm, const DeviceWeight& w, int n_tokens, float* y, const DeviceMemory* bias,
+                                  cuda::MatvecOutput output) {
   const ModelConfig& c = config_;
+  if (runs_as_matvec(w.matrix, n_tokens)) {
+    const bool has_bias = bias != nullptr && bias->bytes() > 0;
+    const cuda::MatvecParams p{w.matrix, x_.get<float>(), norm.get<float>(), c.rms_eps, has_bias ? bias->get<float>() : nullptr, y, output, n_tokens};
+    PAGEDLM_CUDA_TRY(cuda::launch_matvec(p, stream_), "matvec");
+    return Status::ok();
+  }
+  if (output == cuda::MatvecOutput::kSwiglu) return Status(ErrorCode::kInternal, "SwiGLU after a matmul runs in the matvec only");
   cuda::RmsNormParams p{x_.get<float>(), norm.get<float>(), xb_.get<float>(), n_tokens, c.dim, c.rms_eps};
   const bool half = reads_half(w.matrix, n_tokens);
   if (half) {
@@ -263,6 +273,11 @@ Status CudaBackend::ffn_block(int layer, int n) {
   const int width = c.ffn_dim;
   float* gate_up = gate_up_.get<float>();
   cuda::SwigluParams swiglu{gate_up, gate_up + width, ffn_hidden_.get<float>(), nullptr, false, n, width, 2 * width};
+  if (w.w_gate_up.matrix.data != nullptr && runs_as_matvec(w.w_gate_up.matrix, n)) {
+    // Decode: norm, gate|up and SwiGLU in one launch.
+    if (Status s = normed_matmul(w.ffn_norm, w.w_gate_up, n, ffn_hidden_.get<float>(), nullptr, cuda::MatvecOutput::kSwiglu); !s.is_ok()) return s;
+    return matmul(w.w_down, ffn_hidden_.get<float>(), n, x_.get<float>(), nullptr, {.accumulate = true});
+  }
   if (w.w_gate_up.matrix.data != nullptr) {
     if (Status s = normed_matmul(w.ffn_norm, w.w_gate_up, n, gate_up); !s.is_ok()) return s;
   } else {

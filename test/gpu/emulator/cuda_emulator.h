@@ -238,3 +238,6 @@ struct alignas(8) uint2 {
 struct alignas(16) int4 {
   int x, y, z, w;
 };
+
+// ---- warp-level matrix instructions (mma.sync, ldmatrix) -------------------------------------------------
+#include "warp_matrix_emulator.h"
