@@ -71,6 +71,11 @@ __device__ __forceinline__ uint16_t float_to_bfloat(float value) {
   return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
 
+// ---- 16-bit GEMM inputs ----------------------------------------------------------------------------------
+// One activation as an f16 / bf16 GEMM reads it, for every kernel that writes a GEMM's input directly
+// (launch_to_half, RMSNorm and SwiGLU with half_out).
+__device__ __forceinline__ uint16_t to_gemm_input(float value, bool bfloat) { return bfloat ? float_to_bfloat(value) : float_to_half(value); }
+
 // ---- fp8 e4m3 (OCP "FN": no infinities, max 448) -----------------------------------------------------
 __device__ __forceinline__ float fp8_magnitude(uint32_t code) {  // code: the 7 bits below the sign
   const uint32_t exponent = code >> 3, mantissa = code & 7u;

@@ -70,8 +70,13 @@ __global__ void __launch_bounds__(kThreads) to_half_rows_kernel(ToHalfRowsParams
 __global__ void __launch_bounds__(kThreads) unscale_rows_kernel(UnscaleRowsParams p) {
   const size_t n = static_cast<size_t>(p.rows) * p.cols;
   for (size_t i = first_index(); i < n; i += grid_stride()) {
-    const float y = p.y[i] * p.row_scales[i / p.cols];
-    p.y[i] = p.bias != nullptr ? y + p.bias[i % p.cols] : y;
+    float y = p.y[i] * p.row_scales[i / p.cols];
+    if (p.bias != nullptr) y += p.bias[i % p.cols];
+    if (p.accumulate_into != nullptr) {
+      p.accumulate_into[i] += y;
+    } else {
+      p.y[i] = y;
+    }
   }
 }
 

@@ -25,6 +25,8 @@ struct RmsNormParams {
   int rows;
   int dim;
   float eps;
+  uint16_t* half_out = nullptr;  // non-null: the rows go here as a GEMM's f16 (bf16) input instead of to out
+  bool bfloat = false;
 };
 cudaError_t launch_rms_norm(const RmsNormParams& params, cudaStream_t stream);
 
@@ -45,10 +47,15 @@ struct RopeParams {
 cudaError_t launch_rope(const RopeParams& params, cudaStream_t stream);
 
 // ---- SwiGLU (CPU twin: swiglu) ---------------------------------------------------------------------------
-struct SwigluParams {
-  float* gate;      // [n], becomes silu(gate) * up
-  const float* up;  // [n]
-  size_t n;
+struct SwigluParams {    // row t: silu(gate) * up over `width` values
+  const float* gate;    // token t's row at gate + t * in_stride
+  const float* up;      // token t's row at up + t * in_stride (gate + width in a gate|up row)
+  float* out;           // [n_tokens, width]; may be gate when in_stride == width
+  uint16_t* half_out;   // non-null: the rows go here as a GEMM's f16 (bf16) input instead of to out
+  bool bfloat;
+  int n_tokens;
+  int width;
+  int in_stride;        // >= width
 };
 cudaError_t launch_swiglu(const SwigluParams& params, cudaStream_t stream);
 
@@ -95,6 +102,7 @@ struct UnscaleRowsParams {  // y[r, c] = y[r, c] * row_scales[r] (+ bias[c] when
   const float* bias;        // [cols] or nullptr
   int rows;
   int cols;
+  float* accumulate_into = nullptr;  // non-null: [rows, cols] += the unscaled rows, y left as it is (a residual add)
 };
 cudaError_t launch_unscale_rows(const UnscaleRowsParams& params, cudaStream_t stream);
 
@@ -224,6 +232,31 @@ struct KvAppendParams {
   int n_tokens;
 };
 cudaError_t launch_kv_append(const KvAppendParams& params, cudaStream_t stream);
+
+// RoPE and the KV append in one launch (CPU twin: launch_rope then launch_kv_append, bit for bit): reads the
+// unrotated Q, K and V rows of a QKV projection (one concatenated row per token, or three arrays), writes the
+// rotated queries to q_out and the rotated K and V rows into the pool in their types. The pool's V is not
+// inside K (latent attention takes launch_rope and launch_kv_append). Tokens landing in one block piece are
+// consecutive in slot order, as for launch_kv_append.
+constexpr int kMaxRopeKvHeadDim = 256;
+struct RopeKvAppendParams {
+  const float* q;                     // token t's [n_heads, head_dim] at q + t * q_stride
+  const float* k;                     // token t's [num_kv_heads, head_dim] at k + t * kv_stride
+  const float* v;                     // token t's [num_kv_heads, head_dim] at v + t * kv_stride
+  int q_stride;
+  int kv_stride;
+  float* q_out;                       // [n_tokens, n_heads, head_dim]; may be q when q_stride is n_heads * head_dim
+  const int32_t* positions;           // [n_tokens]
+  const float* inverse_frequencies;   // [rope_dim / 2], as for RopeParams
+  const int32_t* slots;               // [n_tokens], as for KvAppendParams
+  PagedKv kv;                         // head_dim <= kMaxRopeKvHeadDim
+  int n_tokens;
+  int n_heads;
+  int rope_dim;
+  RopeLayout layout;
+  float position_scale;
+};
+cudaError_t launch_rope_kv_append(const RopeKvAppendParams& params, cudaStream_t stream);
 
 bool attention_head_dim_supported(int head_dim);
 

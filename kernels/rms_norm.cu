@@ -1,4 +1,4 @@
-// RMSNorm, one thread block per row. CPU twin: pagedlm::rms_norm (native/backend/cpu/ops.cpp).
+// RMSNorm, one thread block per row, written as f32 or as the next GEMM's 16-bit input. CPU twin: pagedlm::rms_norm (native/backend/cpu/ops.cpp).
 #include "device_common.cuh"
 #include "pagedlm_kernels.h"
 
@@ -12,10 +12,15 @@ constexpr int kThreads = 256;
 __global__ void __launch_bounds__(kThreads) rms_norm_kernel(RmsNormParams p) {
   __shared__ float scratch[kThreads / kWarpSize];
   const float* x = p.x + static_cast<size_t>(blockIdx.x) * p.dim;
-  float* out = p.out + static_cast<size_t>(blockIdx.x) * p.dim;
+  float* out = p.out + static_cast<size_t>(blockIdx.x) * p.dim;  // unused with half_out
   float sum = 0.0f;
   for (int i = threadIdx.x; i < p.dim; i += kThreads) sum += x[i] * x[i];
   const float scale = rsqrtf(block_sum(sum, scratch) / p.dim + p.eps);
+  if (p.half_out != nullptr) {
+    uint16_t* half_out = p.half_out + static_cast<size_t>(blockIdx.x) * p.dim;
+    for (int i = threadIdx.x; i < p.dim; i += kThreads) half_out[i] = to_gemm_input(x[i] * scale * p.weight[i], p.bfloat);
+    return;
+  }
   for (int i = threadIdx.x; i < p.dim; i += kThreads) out[i] = x[i] * scale * p.weight[i];
 }
 

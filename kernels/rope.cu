@@ -2,22 +2,13 @@
 // One thread block per token; each thread rotates pairs. CPU twin: rope_apply with rope_angles.
 #include "device_common.cuh"
 #include "pagedlm_kernels.h"
+#include "rope_common.cuh"
 
 namespace pagedlm::cuda {
 
 namespace {
 
 constexpr int kThreads = 128;
-
-// ---- device helpers ----
-__device__ __forceinline__ void rotate_pair(float* head, int pair, int rope_dim, RopeLayout layout, float cos_a, float sin_a) {
-  const int half = rope_dim / 2;
-  const int i0 = layout == RopeLayout::kNormal ? 2 * pair : pair;
-  const int i1 = layout == RopeLayout::kNormal ? 2 * pair + 1 : pair + half;
-  const float x0 = head[i0], x1 = head[i1];
-  head[i0] = x0 * cos_a - x1 * sin_a;
-  head[i1] = x0 * sin_a + x1 * cos_a;
-}
 
 // ---- kernel ----
 __global__ void __launch_bounds__(kThreads) rope_kernel(RopeParams p) {
@@ -33,9 +24,7 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(RopeParams p) {
     const int head = j / pairs, pair = j % pairs;
     float* base = is_q ? p.q + (static_cast<size_t>(token) * p.n_heads + head) * p.head_dim
                        : p.k + (static_cast<size_t>(token) * p.n_kv_heads + head) * p.head_dim;
-    float sin_a, cos_a;
-    sincosf(position * p.inverse_frequencies[pair], &sin_a, &cos_a);
-    rotate_pair(base, pair, p.rope_dim, p.layout, cos_a, sin_a);
+    rope_rotate_pair(base, base, pair, p.rope_dim, p.layout, position * p.inverse_frequencies[pair]);
   }
 }
 

@@ -177,6 +177,8 @@ const Case kCases[] = {
     // Windowed on every layer: 12 positions, over blocks of 16, in the prefill and the decode kernels.
     {"mistral_window", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.architecture = "mistral"; s.sliding_window = 12; return s; }(), kPrefilledTolerance},
     {"phi3_fused", [] { SyntheticSpec s = spec_with(TensorType::kF32); s.architecture = "phi3"; return s; }(), kPrefilledTolerance},
+    // Q|K|V and gate|up of different types do not stack: separate projections, the same kernels after.
+    {"mixed_types", [] { SyntheticSpec s = spec_with(TensorType::kQ8_0); s.architecture = "qwen2"; s.qkv_bias = true; s.v_up_type = TensorType::kF16; return s; }(), 1e-2},
     // Multi-head latent attention: the absorbed form over a pool of K rows only.
     {"mla_attn_q", latent_spec(0), kPrefilledTolerance},
     {"mla_query_lora", latent_spec(64), kPrefilledTolerance},

@@ -1,4 +1,6 @@
 // RMSNorm, RoPE, SwiGLU and the embedding gather against their CPU twins.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "backend/cpu/kernels.h"
@@ -87,9 +89,54 @@ TEST(CudaSwiglu, MatchesCpuTwin) {
     std::vector<float> gate = random_floats(rng, n, 3.0f);
     const std::vector<float> up = random_floats(rng, n);
     DeviceBuffer<float> dgate(gate), dup(up);
-    ASSERT_EQ(cuda::launch_swiglu({dgate.get(), dup.get(), n}, nullptr), cudaSuccess);
+    const int width = static_cast<int>(n);
+    ASSERT_EQ(cuda::launch_swiglu({dgate.get(), dup.get(), dgate.get(), nullptr, false, 1, width, width}, nullptr), cudaSuccess);
     portable_kernels().swiglu(gate.data(), up.data(), static_cast<int>(n));
     EXPECT_TRUE(all_close(dgate.download(), gate, 1e-6f)) << "n " << n;
+  }
+}
+
+// SwiGLU over gate|up rows (the stacked projection's output), written as the down GEMM's 16-bit input.
+TEST(CudaSwiglu, ReadsGateUpRowsAndWritesGemmInput) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(5);
+  const int tokens = 3, width = 300;
+  const std::vector<float> gate_up = random_floats(rng, static_cast<size_t>(tokens) * 2 * width, 3.0f);
+  DeviceBuffer<float> dgate_up(gate_up);
+  for (bool bfloat : {false, true}) {
+    DeviceBuffer<uint16_t> out(static_cast<size_t>(tokens) * width);
+    ASSERT_EQ(cuda::launch_swiglu({dgate_up.get(), dgate_up.get() + width, nullptr, out.get(), bfloat, tokens, width, 2 * width}, nullptr), cudaSuccess);
+    std::vector<uint16_t> want;
+    for (int t = 0; t < tokens; ++t) {
+      std::vector<float> gate(gate_up.begin() + 2 * t * width, gate_up.begin() + (2 * t + 1) * width);
+      portable_kernels().swiglu(gate.data(), gate_up.data() + (2 * t + 1) * width, width);
+      for (float g : gate) want.push_back(bfloat ? float_to_bf16(g) : float_to_fp16(g));
+    }
+    const std::vector<uint16_t> got = out.download();
+    for (size_t i = 0; i < want.size(); ++i) {
+      const float a = bfloat ? bf16_to_float(got[i]) : fp16_to_float(got[i]), b = bfloat ? bf16_to_float(want[i]) : fp16_to_float(want[i]);
+      ASSERT_NEAR(a, b, 1e-2f * std::max(1.0f, std::fabs(b))) << "bfloat " << bfloat << " at " << i;
+    }
+  }
+  EXPECT_EQ(cuda::launch_swiglu({nullptr, nullptr, nullptr, nullptr, false, 1, 8, 4}, nullptr), cudaErrorInvalidValue);
+}
+
+TEST(CudaRmsNorm, WritesGemmInputAsHalfOrBfloat) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(6);
+  const int rows = 2, dim = 200;
+  const std::vector<float> x = random_floats(rng, rows * dim, 4.0f), w = random_floats(rng, dim);
+  DeviceBuffer<float> dx(x), dw(w);
+  for (bool bfloat : {false, true}) {
+    DeviceBuffer<uint16_t> out(rows * dim);
+    ASSERT_EQ(cuda::launch_rms_norm({dx.get(), dw.get(), nullptr, rows, dim, 1e-5f, out.get(), bfloat}, nullptr), cudaSuccess);
+    std::vector<float> want(x.size());
+    for (int r = 0; r < rows; ++r) rms_norm(x.data() + r * dim, w.data(), want.data() + r * dim, dim, 1e-5f);
+    const std::vector<uint16_t> got = out.download();
+    for (size_t i = 0; i < want.size(); ++i) {
+      const float a = bfloat ? bf16_to_float(got[i]) : fp16_to_float(got[i]);
+      ASSERT_NEAR(a, want[i], (bfloat ? 1e-2f : 2e-3f) * std::max(1.0f, std::fabs(want[i]))) << "bfloat " << bfloat << " at " << i;
+    }
   }
 }
 

@@ -85,7 +85,11 @@ struct DeviceWeight {
 };
 
 struct DeviceLayer {
-  DeviceMemory attn_norm, ffn_norm, bq, bk, bv;
+  DeviceMemory attn_norm, ffn_norm;
+  // Q|K|V rows as one matrix (bqkv its biases, if any) and gate|up as one, when their parts share a type;
+  // else wq, wk, wv (bq, bk, bv) and w_gate, w_up. Latent attention uses wq alone.
+  DeviceWeight wqkv, w_gate_up;
+  DeviceMemory bqkv, bq, bk, bv;
   DeviceWeight wq, wk, wv, wo, w_gate, w_up, w_down;
   // Latent attention only (LayerWeights' fields of the same names).
   DeviceMemory q_a_norm, kv_a_norm;
@@ -99,6 +103,12 @@ constexpr size_t kDecodeWorkspaceBytes = size_t{32} << 20;
 constexpr int kMaxGraphBatch = 64;
 // cuBLAS inside a captured graph must not allocate: it gets a workspace of its own.
 constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+
+// How a matmul takes its input and leaves its output.
+struct MatmulOptions {
+  bool accumulate = false;     // y += W x (the residual add) instead of y = W x
+  bool input_in_half = false;  // the activations are in half_x_ already, in the GEMM's 16-bit type (see reads_half)
+};
 
 // What a step copies back: every logit row, or for greedy steps the argmax tokens, or for steps that only
 // look at the top-k logits (greedy or top_k sampling, no penalties) the k best candidates of each row.
@@ -130,6 +140,9 @@ class CudaBackend final : public Backend {
   // keep_quantized false: types the matvec reads quantized are expanded to f16 too (the embedding gather's table).
   Status upload_matrix(const WeightMatrix& w, DeviceWeight& out, bool keep_quantized = true);
   Status upload_bytes(const void* bytes, size_t count, DeviceMemory& out, const std::string& what);
+  // The parts' rows, in order, uploaded as one matrix (parts of one type and width).
+  Status upload_stacked(const std::vector<const WeightMatrix*>& parts, DeviceWeight& out);
+  Status upload_projections(const LayerWeights& w, DeviceLayer& d);
   Status upload_floats(const std::vector<float>& values, DeviceMemory& out);
   Status allocate_pool(const CudaBackendRequest& request);
   Status allocate_activations(int tokens);
@@ -152,7 +165,16 @@ class CudaBackend final : public Backend {
   Status copy_hidden_rows(const ForwardBatch& batch);
   // Copies the step's results to the host and waits for them.
   Status copy_results(const ForwardBatch& batch, float* logits, Results results);
-  Status matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias = nullptr);
+  Status matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias = nullptr, MatmulOptions options = {});
+  // Whether a matmul of `m` over n_tokens reads 16-bit activations (half_x_): the cuBLAS GEMMs of non-F32 weights.
+  static bool reads_half(const cuda::DeviceMatrix& m, int n_tokens);
+  // launch_matvec over n_tokens rows, kMaxMatvecTokens at a time (p.n_tokens is ignored).
+  Status matvec_groups(cuda::MatvecParams p, int n_tokens);
+  // y = w RMSNorm(x_) (+ bias), the norm's weight `norm`: one matvec launch with the norm folded in for decode
+  // steps (kSwiglu: y = SwiGLU of the gate|up rows, decode steps only), else the norm writing the GEMM's input
+  // (xb_, or half_x_ when it reads 16-bit activations) and the GEMM.
+  Status normed_matmul(const DeviceMemory& norm, const DeviceWeight& w, int n_tokens, float* y, const DeviceMemory* bias = nullptr,
+                       cuda::MatvecOutput output = cuda::MatvecOutput::kStore);
   Status attention_block(int layer);
   // Multi-head latent attention in the absorbed form, as CpuBackend::latent_attention_block.
   Status latent_attention_block(int layer);
@@ -190,8 +212,11 @@ class CudaBackend final : public Backend {
   // Step activations, sized for the largest batch (grown on demand; 0 after a failed growth, so the next
   // step allocates again before it launches anything).
   int capacity_tokens_ = 0;
-  DeviceMemory x_, xb_, q_, k_, v_, att_, gate_, up_, half_x_, half_w_, logits_, greedy_ids_, top_ids_, top_values_, workspace_;
+  // qkv_ holds the stacked projection's rows; gate_up_ gate|up rows (or, unstacked, all gate rows then all up
+  // rows); ffn_hidden_ SwiGLU's f32 output when the down matmul reads f32.
+  DeviceMemory x_, xb_, qkv_, q_, k_, v_, att_, gate_up_, ffn_hidden_, half_x_, half_w_, logits_, greedy_ids_, top_ids_, top_values_, workspace_;
   DeviceMemory row_scales_;  // [tokens]: the power of two each f16 GEMM input row was scaled by, inverted
+  DeviceMemory gemm_out_;    // [tokens, dim]: an f16 GEMM's scaled rows on their way to the residual
   // Latent attention: the query LoRA's rows, each head's query before absorption, each head's output (wo's
   // input), one head's contiguous input and output rows, and the latents being normed.
   DeviceMemory query_lora_, head_queries_, head_outputs_, head_in_, head_out_, latent_;

@@ -1,6 +1,7 @@
 // What the CUDA backend keeps in device memory: the weights (uploaded once, in the layout their kernels
 // read), the paged KV pool (the CPU's layout) and the step's activations (grown with the largest batch).
 #include <algorithm>
+#include <initializer_list>
 #include <limits>
 #include <string>
 #include <utility>
@@ -19,6 +20,14 @@ Status weights_status(cudaError_t error, const std::string& what, uint64_t uploa
   if (error != cudaErrorMemoryAllocation) return cuda_status(error, what);
   return Status(ErrorCode::kOutOfMemory, "the weights do not fit in GPU memory (" + what + " failed after " + std::to_string(uploaded >> 20) +
                                              " MiB): use a smaller or more quantized model, another gpu, or device 'cpu'");
+}
+
+// Matrices whose rows stack into one: the same type and width (in every GGUF type a row's blocks stand alone).
+bool rows_stack(std::initializer_list<const WeightMatrix*> parts) {
+  const WeightMatrix& first = **parts.begin();
+  return std::all_of(parts.begin(), parts.end(), [&](const WeightMatrix* part) {
+    return part->data != nullptr && part->type == first.type && part->cols == first.cols && part->row_bytes == first.row_bytes;
+  });
 }
 
 }  // namespace
@@ -105,6 +114,46 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out, bool
   return Status::ok();
 }
 
+Status CudaBackend::upload_stacked(const std::vector<const WeightMatrix*>& parts, DeviceWeight& out) {
+  const WeightMatrix& first = *parts.front();
+  std::vector<uint8_t> bytes;
+  int rows = 0;
+  for (const WeightMatrix* part : parts) {
+    bytes.insert(bytes.end(), part->data, part->data + static_cast<size_t>(part->rows) * part->row_bytes);
+    rows += part->rows;
+  }
+  return upload_matrix(WeightMatrix{first.type, bytes.data(), rows, first.cols, first.row_bytes}, out);
+}
+
+// Q|K|V and gate|up each as one matrix when their parts share a type (one matmul, and a decode step reads
+// the normed activations once); a model that quantizes them differently keeps them apart. The latent
+// attention's wq stays alone (it has no wk or wv).
+Status CudaBackend::upload_projections(const LayerWeights& w, DeviceLayer& d) {
+  if (rows_stack({&w.wq, &w.wk, &w.wv})) {
+    if (Status s = upload_stacked({&w.wq, &w.wk, &w.wv}, d.wqkv); !s.is_ok()) return s;
+    if (!w.bq.empty() || !w.bk.empty() || !w.bv.empty()) {
+      std::vector<float> biases;
+      for (const auto& [bias, width] : {std::pair{&w.bq, w.wq.rows}, {&w.bk, w.wk.rows}, {&w.bv, w.wv.rows}}) {
+        if (bias->empty()) biases.insert(biases.end(), width, 0.0f);
+        else biases.insert(biases.end(), bias->begin(), bias->end());
+      }
+      if (Status s = upload_floats(biases, d.bqkv); !s.is_ok()) return s;
+    }
+  } else {
+    for (const auto& [host, device] : {std::pair{&w.wq, &d.wq}, {&w.wk, &d.wk}, {&w.wv, &d.wv}}) {
+      if (Status s = upload_matrix(*host, *device); !s.is_ok()) return s;
+    }
+    for (const auto& [host, device] : {std::pair{&w.bq, &d.bq}, {&w.bk, &d.bk}, {&w.bv, &d.bv}}) {
+      if (Status s = upload_floats(*host, *device); !s.is_ok()) return s;
+    }
+  }
+  if (rows_stack({&w.w_gate, &w.w_up})) return upload_stacked({&w.w_gate, &w.w_up}, d.w_gate_up);
+  for (const auto& [host, device] : {std::pair{&w.w_gate, &d.w_gate}, {&w.w_up, &d.w_up}}) {
+    if (Status s = upload_matrix(*host, *device); !s.is_ok()) return s;
+  }
+  return Status::ok();
+}
+
 Status CudaBackend::upload_weights() {
   if (Status s = upload_matrix(model_->token_embedding(), embedding_, false); !s.is_ok()) return s;
   if (!config_.tied_output) {
@@ -116,11 +165,11 @@ Status CudaBackend::upload_weights() {
   for (int l = 0; l < config_.n_layers; ++l) {
     const LayerWeights& w = model_->layers()[l];
     DeviceLayer& d = layers_[l];
-    for (const auto& [host, device] : {std::pair{&w.attn_norm, &d.attn_norm}, {&w.ffn_norm, &d.ffn_norm}, {&w.bq, &d.bq}, {&w.bk, &d.bk}, {&w.bv, &d.bv}}) {
+    for (const auto& [host, device] : {std::pair{&w.attn_norm, &d.attn_norm}, {&w.ffn_norm, &d.ffn_norm}}) {
       if (Status s = upload_floats(*host, *device); !s.is_ok()) return s;
     }
-    for (const auto& [host, device] : {std::pair{&w.wq, &d.wq}, {&w.wk, &d.wk}, {&w.wv, &d.wv}, {&w.wo, &d.wo}, {&w.w_gate, &d.w_gate},
-                                       {&w.w_up, &d.w_up}, {&w.w_down, &d.w_down}, {&w.wq_a, &d.wq_a}, {&w.wq_b, &d.wq_b}, {&w.wkv_a, &d.wkv_a}}) {
+    if (Status s = upload_projections(w, d); !s.is_ok()) return s;
+    for (const auto& [host, device] : {std::pair{&w.wo, &d.wo}, {&w.w_down, &d.w_down}, {&w.wq_a, &d.wq_a}, {&w.wq_b, &d.wq_b}, {&w.wkv_a, &d.wkv_a}}) {
       if (Status s = upload_matrix(*host, *device); !s.is_ok()) return s;
     }
     for (const auto& [host, device] : {std::pair{&w.q_a_norm, &d.q_a_norm}, {&w.kv_a_norm, &d.kv_a_norm}}) {
@@ -180,8 +229,9 @@ Status CudaBackend::grow_activations(int tokens) {
   const size_t t = static_cast<size_t>(tokens);
   const size_t widest = std::max({c.dim, c.q_dim(), c.ffn_dim, c.attention_output_dim(), c.q_lora_rank});
   const std::string what = "allocating activations for " + std::to_string(tokens) + " tokens";
-  for (const auto& [buffer, floats] : {std::pair{&x_, t * c.dim}, {&xb_, t * c.dim}, {&q_, t * c.q_dim()}, {&k_, t * c.kv_dim()},
-                                       {&v_, t * c.kv_dim()}, {&att_, t * c.q_dim()}, {&gate_, t * c.ffn_dim}, {&up_, t * c.ffn_dim},
+  const size_t qkv_width = static_cast<size_t>(c.q_dim()) + 2 * c.kv_dim();
+  for (const auto& [buffer, floats] : {std::pair{&x_, t * c.dim}, {&xb_, t * c.dim}, {&gemm_out_, t * c.dim}, {&qkv_, t * qkv_width},
+                                       {&q_, t * c.q_dim()}, {&k_, t * c.kv_dim()}, {&v_, t * c.kv_dim()}, {&att_, t * c.q_dim()}, {&gate_up_, t * 2 * c.ffn_dim}, {&ffn_hidden_, t * c.ffn_dim},
                                        {&logits_, t * c.vocab_size}}) {
     PAGEDLM_CUDA_TRY(buffer->allocate(floats * sizeof(float)), what);
   }

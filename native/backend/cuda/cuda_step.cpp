@@ -2,6 +2,7 @@
 // the layers (cuBLAS GEMMs and the kernels of kernels/), then the selection and copy of the step's results.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -92,55 +93,107 @@ Status CudaBackend::upload_batch(const ForwardBatch& batch) {
   return Status::ok();
 }
 
-// y[t, :] = W x[t, :] (+ bias): decode steps through the matvec kernel, the rest through cuBLAS.
-Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias) {
+namespace {
+
+bool quantized(const cuda::DeviceMatrix& m) { return m.type != TensorType::kF32 && m.type != TensorType::kF16 && m.type != TensorType::kBF16; }
+
+// Decode steps read the weights once through launch_matvec, which folds the RMSNorm in front and the bias,
+// residual add or SwiGLU behind. Quantized weights take it a group of kMaxMatvecTokens tokens at a time up
+// to kMaxGroupedMatvecTokens (the weights read once a group) rather than being expanded to f16 for cuBLAS.
+bool runs_as_matvec(const cuda::DeviceMatrix& m, int n_tokens) {
+  return n_tokens <= (quantized(m) ? kMaxGroupedMatvecTokens : cuda::kMaxMatvecTokens) && cuda::matvec_supported(m);
+}
+
+}  // namespace
+
+// Only bf16 GEMMs take their input straight from the norm or SwiGLU: an f16 input goes through the per-row
+// scaling of matmul, which keeps activations past 65504 finite.
+bool CudaBackend::reads_half(const cuda::DeviceMatrix& m, int n_tokens) { return m.type == TensorType::kBF16 && !runs_as_matvec(m, n_tokens); }
+
+Status CudaBackend::matvec_groups(cuda::MatvecParams p, int n_tokens) {
+  const int out_width = p.output == cuda::MatvecOutput::kSwiglu ? p.weights.rows / 2 : p.weights.rows;
+  for (int first = 0; first < n_tokens; first += cuda::kMaxMatvecTokens) {
+    cuda::MatvecParams group = p;
+    group.x = p.x + static_cast<size_t>(first) * p.weights.cols;
+    group.y = p.y + static_cast<size_t>(first) * out_width;
+    group.n_tokens = std::min(cuda::kMaxMatvecTokens, n_tokens - first);
+    PAGEDLM_CUDA_TRY(cuda::launch_matvec(group, stream_), "matvec");
+  }
+  return Status::ok();
+}
+
+// y[t, :] = W x[t, :] (+ bias), or y[t, :] += W x[t, :]: decode steps through the matvec kernel, the rest
+// through cuBLAS, whose beta = 1 folds the residual add into the GEMM.
+Status CudaBackend::matmul(const DeviceWeight& w, const float* x, int n_tokens, float* y, const DeviceMemory* bias, MatmulOptions options) {
   const cuda::DeviceMatrix& m = w.matrix;
-  const float alpha = 1.0f, beta = 0.0f;
+  const float* bias_values = bias != nullptr && bias->bytes() > 0 ? bias->get<float>() : nullptr;
+  if (runs_as_matvec(m, n_tokens) && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+    return matvec_groups({m, x, nullptr, 0.0f, bias_values, y, options.accumulate ? cuda::MatvecOutput::kAccumulate : cuda::MatvecOutput::kStore, n_tokens},
+                         n_tokens);
+  }
+  const void* weights = m.data;
+  const void* input = x;
+  cudaDataType type = CUDA_R_32F;
   const float* row_scales = nullptr;  // set when the GEMM's rows come out scaled
-  // Quantized weights go through the matvec a group of kMaxMatvecTokens tokens at a time up to
-  // kMaxGroupedMatvecTokens (the weights read once a group); beyond, one expansion to f16 and a tensor-core GEMM.
-  const bool quantized = m.type != TensorType::kF32 && m.type != TensorType::kF16 && m.type != TensorType::kBF16;
-  const int matvec_limit = quantized ? kMaxGroupedMatvecTokens : cuda::kMaxMatvecTokens;
-  if (n_tokens <= matvec_limit && cuda::matvec_supported(m) && reinterpret_cast<uintptr_t>(x) % 16 == 0) {
-    for (int first = 0; first < n_tokens; first += cuda::kMaxMatvecTokens) {
-      const int count = std::min(cuda::kMaxMatvecTokens, n_tokens - first);
-      const cuda::MatvecParams p{m, x + static_cast<size_t>(first) * m.cols, nullptr, 0.0f, nullptr, y + static_cast<size_t>(first) * m.rows,
-                                 cuda::MatvecOutput::kStore, count};
-      PAGEDLM_CUDA_TRY(cuda::launch_matvec(p, stream_), "matvec");
+  if (m.type != TensorType::kF32) {
+    const bool bfloat = m.type == TensorType::kBF16;
+    type = bfloat ? CUDA_R_16BF : CUDA_R_16F;
+    if (quantized(m)) {
+      PAGEDLM_CUDA_TRY(cuda::launch_dequantize({m, half_w_.get<uint16_t>()}, stream_), "expanding quantized weights");
+      weights = half_w_.get();
     }
-  } else {
-    const void* weights = m.data;
-    const void* input = x;
-    cudaDataType type = CUDA_R_32F;
-    if (m.type != TensorType::kF32) {
-      const bool bfloat = m.type == TensorType::kBF16;
-      type = bfloat ? CUDA_R_16BF : CUDA_R_16F;
-      if (quantized) {
-        PAGEDLM_CUDA_TRY(cuda::launch_dequantize({m, half_w_.get<uint16_t>()}, stream_), "expanding quantized weights");
-        weights = half_w_.get();
-      }
-      if (bfloat) {  // bf16 has f32's range
+    if (bfloat) {  // bf16 has f32's range
+      if (!options.input_in_half) {
         PAGEDLM_CUDA_TRY(cuda::launch_to_half({x, half_x_.get<uint16_t>(), static_cast<size_t>(n_tokens) * m.cols, true}, stream_),
                          "converting activations");
-      } else {  // f16 tops out at 65504: each row scaled into range, scaled back after the GEMM
-        PAGEDLM_CUDA_TRY(cuda::launch_to_half_rows({x, half_x_.get<uint16_t>(), row_scales_.get<float>(), n_tokens, m.cols}, stream_),
-                         "converting activations");
-        row_scales = row_scales_.get<float>();
       }
-      input = half_x_.get();
+    } else {  // f16 tops out at 65504: each row scaled into range, scaled back after the GEMM
+      if (options.input_in_half) return Status(ErrorCode::kInternal, "an f16 GEMM's input must come through its row scaling");
+      PAGEDLM_CUDA_TRY(cuda::launch_to_half_rows({x, half_x_.get<uint16_t>(), row_scales_.get<float>(), n_tokens, m.cols}, stream_),
+                       "converting activations");
+      row_scales = row_scales_.get<float>();
     }
-    // Row-major y[n, rows] = x[n, cols] W^T is column-major y^T = W^T^T x^T: W is read as its transpose.
-    const cublasStatus_t s = cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m.rows, n_tokens, m.cols, &alpha, weights, type, m.cols, input,
-                                          type, m.cols, &beta, y, CUDA_R_32F, m.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS) return Status(ErrorCode::kCuda, std::string("cuBLAS GEMM: ") + cublasGetStatusString(s));
+    input = half_x_.get();
   }
-  const float* bias_values = bias != nullptr && bias->bytes() > 0 ? bias->get<float>() : nullptr;
+  // Scaled rows cannot accumulate in the GEMM (beta would scale the residual too): they land in gemm_out_ and
+  // the unscaling adds them to y.
+  const bool accumulate_after = row_scales != nullptr && options.accumulate;
+  if (accumulate_after && static_cast<size_t>(n_tokens) * m.rows * sizeof(float) > gemm_out_.bytes()) {
+    return Status(ErrorCode::kInternal, "an accumulating GEMM wider than the residual");
+  }
+  float* product = accumulate_after ? gemm_out_.get<float>() : y;
+  const float alpha = 1.0f, beta = options.accumulate && !accumulate_after ? 1.0f : 0.0f;
+  // Row-major y[n, rows] = x[n, cols] W^T is column-major y^T = W^T^T x^T: W is read as its transpose.
+  const cublasStatus_t s = cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, m.rows, n_tokens, m.cols, &alpha, weights, type, m.cols, input,
+                                        type, m.cols, &beta, product, CUDA_R_32F, m.rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (s != CUBLAS_STATUS_SUCCESS) return Status(ErrorCode::kCuda, std::string("cuBLAS GEMM: ") + cublasGetStatusString(s));
   if (row_scales != nullptr) {
-    PAGEDLM_CUDA_TRY(cuda::launch_unscale_rows({y, row_scales, bias_values, n_tokens, m.rows}, stream_), "scaling rows back");
+    cuda::UnscaleRowsParams unscale{product, row_scales, bias_values, n_tokens, m.rows};
+    if (accumulate_after) unscale.accumulate_into = y;
+    PAGEDLM_CUDA_TRY(cuda::launch_unscale_rows(unscale, stream_), "scaling rows back");
   } else if (bias_values != nullptr) {
     PAGEDLM_CUDA_TRY(cuda::launch_add_bias({y, bias_values, n_tokens, m.rows}, stream_), "adding a bias");
   }
   return Status::ok();
+}
+
+Status CudaBackend::normed_matmul(const DeviceMemory& norm, const DeviceWeight& w, int n_tokens, float* y, const DeviceMemory* bias,
+                                  cuda::MatvecOutput output) {
+  const ModelConfig& c = config_;
+  if (runs_as_matvec(w.matrix, n_tokens)) {
+    const bool has_bias = bias != nullptr && bias->bytes() > 0;
+    return matvec_groups({w.matrix, x_.get<float>(), norm.get<float>(), c.rms_eps, has_bias ? bias->get<float>() : nullptr, y, output, n_tokens},
+                         n_tokens);
+  }
+  if (output == cuda::MatvecOutput::kSwiglu) return Status(ErrorCode::kInternal, "SwiGLU after a matmul runs in the matvec only");
+  cuda::RmsNormParams p{x_.get<float>(), norm.get<float>(), xb_.get<float>(), n_tokens, c.dim, c.rms_eps};
+  const bool half = reads_half(w.matrix, n_tokens);
+  if (half) {
+    p.half_out = half_x_.get<uint16_t>();
+    p.bfloat = true;
+  }
+  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm(p, stream_), "RMSNorm");
+  return matmul(w, xb_.get<float>(), n_tokens, y, bias, {.input_in_half = half});
 }
 
 Status CudaBackend::attend(int layer) {
@@ -228,35 +281,59 @@ Status CudaBackend::latent_attention_block(int layer) {
   return Status::ok();
 }
 
+// Norm, the Q|K|V projection, RoPE with the KV append, attention, and wo accumulated into the residual.
 Status CudaBackend::attention_block(int layer) {
   const ModelConfig& c = config_;
   if (c.latent_attention()) return latent_attention_block(layer);
   const DeviceLayer& w = layers_[layer];
   const int n = meta_.n_tokens;
-  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.attn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");
-  if (Status s = matmul(w.wq, xb_.get<float>(), n, q_.get<float>(), &w.bq); !s.is_ok()) return s;
-  if (Status s = matmul(w.wk, xb_.get<float>(), n, k_.get<float>(), &w.bk); !s.is_ok()) return s;
-  if (Status s = matmul(w.wv, xb_.get<float>(), n, v_.get<float>(), &w.bv); !s.is_ok()) return s;
-  const cuda::RopeParams rope{q_.get<float>(), k_.get<float>(), meta(meta_.positions), rope_frequencies_.get<float>(), n, c.n_heads, c.n_kv_heads,
-                              c.head_dim, c.rope_dim, c.rope_layout, c.rope_position_scale};
-  PAGEDLM_CUDA_TRY(cuda::launch_rope(rope, stream_), "RoPE");
-  PAGEDLM_CUDA_TRY(cuda::launch_kv_append({k_.get<float>(), v_.get<float>(), meta(meta_.slots), layer_kv(layer), n}, stream_), "KV append");
+  const int q_width = c.q_dim(), kv_width = c.kv_dim();
+  cuda::RopeKvAppendParams rope_append{nullptr, nullptr, nullptr, 0, 0, q_.get<float>(), meta(meta_.positions), rope_frequencies_.get<float>(),
+                                       meta(meta_.slots), layer_kv(layer), n, c.n_heads, c.rope_dim, c.rope_layout, c.rope_position_scale};
+  if (w.wqkv.matrix.data != nullptr) {
+    float* qkv = qkv_.get<float>();
+    if (Status s = normed_matmul(w.attn_norm, w.wqkv, n, qkv, &w.bqkv); !s.is_ok()) return s;
+    rope_append.q = qkv, rope_append.k = qkv + q_width, rope_append.v = qkv + q_width + kv_width;
+    rope_append.q_stride = rope_append.kv_stride = q_width + 2 * kv_width;
+  } else {
+    // Q, K and V of different types: three projections; Q is rotated in place.
+    if (Status s = normed_matmul(w.attn_norm, w.wq, n, q_.get<float>(), &w.bq); !s.is_ok()) return s;
+    if (Status s = normed_matmul(w.attn_norm, w.wk, n, k_.get<float>(), &w.bk); !s.is_ok()) return s;
+    if (Status s = normed_matmul(w.attn_norm, w.wv, n, v_.get<float>(), &w.bv); !s.is_ok()) return s;
+    rope_append.q = q_.get<float>(), rope_append.k = k_.get<float>(), rope_append.v = v_.get<float>();
+    rope_append.q_stride = q_width, rope_append.kv_stride = kv_width;
+  }
+  PAGEDLM_CUDA_TRY(cuda::launch_rope_kv_append(rope_append, stream_), "RoPE and KV append");
   if (Status s = attend(layer); !s.is_ok()) return s;
-  if (Status s = matmul(w.wo, att_.get<float>(), n, xb_.get<float>()); !s.is_ok()) return s;
-  PAGEDLM_CUDA_TRY(cuda::launch_add({x_.get<float>(), xb_.get<float>(), static_cast<size_t>(n) * c.dim}, stream_), "residual add");
-  return Status::ok();
+  return matmul(w.wo, att_.get<float>(), n, x_.get<float>(), nullptr, {.accumulate = true});
 }
 
+// Norm, the gate|up projection, SwiGLU (written as the down matmul's input), and w_down accumulated into the
+// residual.
 Status CudaBackend::ffn_block(int layer, int n) {
   const ModelConfig& c = config_;
   const DeviceLayer& w = layers_[layer];
-  PAGEDLM_CUDA_TRY(cuda::launch_rms_norm({x_.get<float>(), w.ffn_norm.get<float>(), xb_.get<float>(), n, c.dim, c.rms_eps}, stream_), "RMSNorm");
-  if (Status s = matmul(w.w_gate, xb_.get<float>(), n, gate_.get<float>()); !s.is_ok()) return s;
-  if (Status s = matmul(w.w_up, xb_.get<float>(), n, up_.get<float>()); !s.is_ok()) return s;
-  PAGEDLM_CUDA_TRY(cuda::launch_swiglu({gate_.get<float>(), up_.get<float>(), static_cast<size_t>(n) * c.ffn_dim}, stream_), "SwiGLU");
-  if (Status s = matmul(w.w_down, gate_.get<float>(), n, xb_.get<float>()); !s.is_ok()) return s;
-  PAGEDLM_CUDA_TRY(cuda::launch_add({x_.get<float>(), xb_.get<float>(), static_cast<size_t>(n) * c.dim}, stream_), "residual add");
-  return Status::ok();
+  const int width = c.ffn_dim;
+  float* gate_up = gate_up_.get<float>();
+  cuda::SwigluParams swiglu{gate_up, gate_up + width, ffn_hidden_.get<float>(), nullptr, false, n, width, 2 * width};
+  if (w.w_gate_up.matrix.data != nullptr && runs_as_matvec(w.w_gate_up.matrix, n)) {
+    // Decode: norm, gate|up and SwiGLU in one launch.
+    if (Status s = normed_matmul(w.ffn_norm, w.w_gate_up, n, ffn_hidden_.get<float>(), nullptr, cuda::MatvecOutput::kSwiglu); !s.is_ok()) return s;
+    return matmul(w.w_down, ffn_hidden_.get<float>(), n, x_.get<float>(), nullptr, {.accumulate = true});
+  }
+  if (w.w_gate_up.matrix.data != nullptr) {
+    if (Status s = normed_matmul(w.ffn_norm, w.w_gate_up, n, gate_up); !s.is_ok()) return s;
+  } else {
+    // Gate and up of different types: two projections, all gate rows then all up rows.
+    float* up = gate_up + static_cast<size_t>(n) * width;
+    if (Status s = normed_matmul(w.ffn_norm, w.w_gate, n, gate_up); !s.is_ok()) return s;
+    if (Status s = normed_matmul(w.ffn_norm, w.w_up, n, up); !s.is_ok()) return s;
+    swiglu.up = up, swiglu.in_stride = width;
+  }
+  const bool half = reads_half(w.w_down.matrix, n);
+  if (half) swiglu.half_out = half_x_.get<uint16_t>(), swiglu.bfloat = true;
+  PAGEDLM_CUDA_TRY(cuda::launch_swiglu(swiglu, stream_), "SwiGLU");
+  return matmul(w.w_down, ffn_hidden_.get<float>(), n, x_.get<float>(), nullptr, {.accumulate = true, .input_in_half = half});
 }
 
 Status CudaBackend::output_logits() {

@@ -44,6 +44,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
                             void* C, cudaDataType c_type, int ldc, cublasComputeType_t, cublasGemmAlgo_t) {
   if (c_type != CUDA_R_32F || m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_NOT_SUPPORTED;
   const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
+  pagedlm::emu::note_kernel_node(handle->stream);
   pagedlm::emu::enqueue(handle->stream, [=] { gemm(transa, transb, m, n, k, a, A, a_type, lda, B, b_type, ldb, b, static_cast<float*>(C), ldc); });
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -349,6 +349,7 @@ struct EmulatedStream {
   bool non_blocking = false;
   std::deque<pagedlm::emu::Pending> queue;
   std::vector<std::function<void()>>* capture = nullptr;
+  uint64_t kernels_captured = 0;  // kernel nodes of the capture in progress
 };
 
 namespace pagedlm::emu {
@@ -424,6 +425,18 @@ void fail_allocations_after(int successes) {
   allocations_left = successes;
 }
 
+// ---- graph kernel nodes (test hook) ----
+namespace {
+uint64_t kernels_of_last_capture = 0;
+}  // namespace
+
+void note_kernel_node(cudaStream_t stream) {
+  const std::lock_guard<std::recursive_mutex> lock(streams_mutex);
+  EmulatedStream* s = resolve(stream);
+  if (s->capture != nullptr) ++s->kernels_captured;
+}
+uint64_t captured_kernel_nodes() { return kernels_of_last_capture; }
+
 }  // namespace pagedlm::emu
 
 struct EmulatedGraph {
@@ -436,6 +449,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
   EmulatedStream* s = resolve(stream);
   if (s == &legacy_stream || s->capture != nullptr) return cudaErrorInvalidValue;
   s->capture = new std::vector<std::function<void()>>();
+  s->kernels_captured = 0;
   return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
@@ -444,6 +458,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   EmulatedStream* s = resolve(stream);
   if (s->capture == nullptr) return cudaErrorInvalidValue;
   *graph = new EmulatedGraph{std::make_shared<const std::vector<std::function<void()>>>(std::move(*s->capture))};
+  kernels_of_last_capture = s->kernels_captured;
   delete s->capture;
   s->capture = nullptr;
   return cudaSuccess;

@@ -181,6 +181,14 @@ void enqueue(cudaStream_t stream, std::function<void()> work);
 // Graph launches so far, for tests that check the replayed path ran.
 uint64_t graph_launches();
 
+// ---- graph kernel nodes (test hook) ----------------------------------------------------------------------
+// A captured graph holds one kernel node per kernel launch and per GEMM (a real cuBLAS GEMM is one kernel,
+// or a few for split-K), beside its copy nodes; each costs launch latency on the device. Launches and the
+// emulated cuBLAS note themselves here, so tests can count the kernel nodes a step's capture recorded.
+void note_kernel_node(cudaStream_t stream);
+// Kernel nodes recorded by the most recent cudaStreamBeginCapture .. cudaStreamEndCapture.
+uint64_t captured_kernel_nodes();
+
 // ---- interleaving -------------------------------------------------------------------------------------------
 // A device runs the warps of a block in no fixed order, and the lanes of a warp independently (Volta and
 // later): between two barriers, the emulator runs the block's threads in an order drawn from a seeded
@@ -199,6 +207,7 @@ class Launch {
   template <typename... Args>
   void operator()(Args&&... args) {
     if (check_launch(reinterpret_cast<const void*>(kernel_), grid_, block_, shared_bytes_) != cudaSuccess) return;
+    note_kernel_node(stream_);
     auto bound = [kernel = kernel_, params = std::make_tuple(static_cast<Params>(args)...)]() { std::apply(kernel, params); };
     using Bound = decltype(bound);
     enqueue(stream_, [bound, grid = grid_, block = block_, shared = shared_bytes_]() mutable {

@@ -175,7 +175,7 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
     } else {
       add_matrix(w, rng, p + "attn_q.weight", s.heads * head_dim, s.dim, s.weight_type);
       add_matrix(w, rng, p + "attn_k.weight", s.kv_heads * head_dim, s.dim, s.weight_type);
-      add_matrix(w, rng, p + "attn_v.weight", s.kv_heads * head_dim, s.dim, s.weight_type);
+      add_matrix(w, rng, p + "attn_v.weight", s.kv_heads * head_dim, s.dim, s.v_up_type.value_or(s.weight_type));
     }
     add_matrix(w, rng, p + "attn_output.weight", s.dim, s.heads * (s.latent() ? s.v_head_dim : head_dim), s.weight_type);
     if (s.qk_norm()) {
@@ -194,7 +194,7 @@ GgufWriter synthetic_model(const SyntheticSpec& s) {
       add_matrix(w, rng, p + "ffn_up.weight", 2 * s.ffn, s.dim, s.weight_type);  // gate rows, then up rows
     } else {
       add_matrix(w, rng, p + "ffn_gate.weight", s.ffn, s.dim, s.weight_type);
-      add_matrix(w, rng, p + "ffn_up.weight", s.ffn, s.dim, s.weight_type);
+      add_matrix(w, rng, p + "ffn_up.weight", s.ffn, s.dim, s.v_up_type.value_or(s.weight_type));
     }
     add_matrix(w, rng, p + "ffn_down.weight", s.dim, s.ffn, s.weight_type);
     if (s.post_norms()) add_vector(w, rng, p + "post_ffw_norm.weight", s.dim, 1.0f, 0.1f);

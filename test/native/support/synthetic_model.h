@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,8 @@ struct SyntheticSpec {
   bool tied_output = false;
   bool qkv_bias = false;
   TensorType weight_type = TensorType::kF32;
+  // attn_v and ffn_up in this type when set, as models quantized per tensor (llama.cpp's Q4_K_M) mix types.
+  std::optional<TensorType> v_up_type;
   std::string rope_scaling;  // "", "linear", "llama3" (metadata), "llama3_tensor" (a rope_freqs tensor) or "longrope" (phi3)
   // <arch>.attention.sliding_window when > 0. Which layers it applies to is the architecture's: all for
   // llama/mistral, even layers for gemma2, five of each six for gemma3.
