@@ -229,3 +229,5 @@ struct alignas(8) uint2 {
 struct alignas(16) int4 {
   int x, y, z, w;
 };
+
+#include "async_copy_emulator.h"
