@@ -482,11 +482,11 @@ cudaError_t allow_shared(Kernel kernel, size_t bytes) {
 
 long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
 
-// The partition count the chooser aims at: enough blocks for every resident slot, never partitions under
-// kMinPartition tokens. choose_decode_partition's partitions never exceed it.
-long long partition_target(int num_seqs, int num_kv_heads, int max_context_len, int target_blocks) {
+// The most partitions the chooser considers: enough for a few waves of the device's resident blocks, never
+// partitions under kMinPartition tokens. It only falls as the batch grows.
+long long max_partitions(int num_seqs, int num_kv_heads, int max_context_len, int target_blocks) {
   const long long per_partition = static_cast<long long>(num_seqs) * num_kv_heads;
-  return std::max(1LL, std::min(ceil_div(target_blocks, per_partition), ceil_div(max_context_len, kMinPartition)));
+  return std::max(1LL, std::min(ceil_div(4LL * target_blocks, per_partition), ceil_div(max_context_len, kMinPartition)));
 }
 
 }  // namespace
@@ -511,9 +511,20 @@ int decode_attention_blocks_per_sm(const PagedKv& kv, int num_heads) {
   return static_cast<int>(std::min<size_t>({by_shared, kThreadsPerSm / kThreads, kMinBlocksPerSm}));
 }
 
+// Blocks run in waves of target_blocks, each as long as its partition: the size whose waves x tokens per
+// block is least (the fewest partitions on a tie, as each costs a merge).
 int choose_decode_partition(int num_seqs, int num_kv_heads, int max_context_len, int target_blocks) {
-  const long long partitions = partition_target(num_seqs, num_kv_heads, std::max(1, max_context_len), target_blocks);
-  return static_cast<int>(ceil_div(ceil_div(std::max(1, max_context_len), partitions), 32) * 32);
+  const int context = std::max(1, max_context_len);
+  const long long per_partition = static_cast<long long>(num_seqs) * num_kv_heads;
+  const long long most = max_partitions(num_seqs, num_kv_heads, context, target_blocks);
+  int best_size = static_cast<int>(ceil_div(context, 32) * 32);
+  long long best_cost = -1;
+  for (long long wanted = 1; wanted <= most; ++wanted) {
+    const int size = static_cast<int>(ceil_div(ceil_div(context, wanted), 32) * 32);
+    const long long waves = ceil_div(per_partition * ceil_div(context, size), std::max(1, target_blocks));
+    if (best_cost < 0 || waves * size < best_cost) best_cost = waves * size, best_size = size;
+  }
+  return best_size;
 }
 
 size_t decode_attention_workspace_bytes(const DecodeAttentionParams& params) {
@@ -526,10 +537,10 @@ size_t decode_attention_workspace_bytes(const DecodeAttentionParams& params) {
 
 size_t decode_attention_workspace_limit(int num_heads, int num_kv_heads, int head_dim, int max_context_len, int target_blocks) {
   size_t largest = 0;
-  // From target_blocks sequences on, one partition per sequence fills the device: no workspace.
-  for (int seqs = 1; seqs < std::max(1, target_blocks); ++seqs) {
-    const long long partitions = partition_target(seqs, num_kv_heads, std::max(1, max_context_len), target_blocks);
-    if (partitions <= 1) break;  // it only falls as the batch grows
+  // The chooser's partitions never exceed max_partitions, which reaches 1 by 4 x target_blocks sequences.
+  for (long long seqs = 1; seqs <= 4LL * std::max(1, target_blocks); ++seqs) {
+    const long long partitions = max_partitions(static_cast<int>(seqs), num_kv_heads, std::max(1, max_context_len), target_blocks);
+    if (partitions <= 1) break;
     largest = std::max(largest, sizeof(float) * static_cast<size_t>(seqs) * num_heads * static_cast<size_t>(partitions) * (head_dim + 2));
   }
   return largest;

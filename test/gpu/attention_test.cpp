@@ -199,7 +199,8 @@ TEST(CudaDecodeAttention, RejectsMissingWorkspaceAndBadShapes) {
 }
 
 TEST(CudaDecodeAttention, PartitionChoiceFillsTheDevice) {
-  EXPECT_EQ(cuda::choose_decode_partition(64, 8, 4096, 264), 4096);   // a batch that fills the device alone: no split
+  EXPECT_EQ(cuda::choose_decode_partition(64, 8, 4096, 264), 4096);   // a batch that fills two waves alone: no split
+  EXPECT_EQ(cuda::choose_decode_partition(64, 8, 8192, 396), 2752);   // 3 partitions: 4 waves of shorter blocks end before 2 of whole contexts
   EXPECT_EQ(cuda::choose_decode_partition(1, 8, 32768, 264), 1024);   // 32 partitions x 8 heads: about the 264 blocks
   EXPECT_EQ(cuda::choose_decode_partition(1, 8, 2048, 264), 256);     // one short sequence: split down to 256 tokens
   EXPECT_EQ(cuda::choose_decode_partition(1, 8, 100, 264), 128);      // a context under one partition: a multiple of 32
@@ -216,13 +217,14 @@ cuda::DecodeAttentionParams shape_only(int num_seqs, int num_heads, int kv_heads
 }
 
 // The workspace sized from the pool's limits holds every batch the chooser splits, up to the pool's longest
-// context, including 64 sequences at 16K tokens, whose 512-token partitions needed more than 32 MiB.
+// context, including 64 sequences at 16K tokens, which 512-token partitions would split into more than
+// 32 MiB of partials.
 TEST(CudaDecodeAttention, WorkspaceLimitCoversEveryBatchThePoolHolds) {
   const int heads = 32, kv_heads = 8, head_dim = 128, pool_context = 32768, target = 132 * 3;
   const size_t limit = cuda::decode_attention_workspace_limit(heads, kv_heads, head_dim, pool_context, target);
   EXPECT_GT(cuda::decode_attention_workspace_bytes(shape_only(64, heads, kv_heads, head_dim, 16384, 512)), size_t{32} << 20);
   EXPECT_LT(limit, size_t{32} << 20);
-  for (int seqs = 1; seqs <= 256; seqs += seqs < 16 ? 1 : 7) {
+  for (int seqs = 1; seqs <= 2048; seqs += seqs < 16 ? 1 : 13) {
     for (int context : {1, 255, 256, 1000, 4096, 8192, 16384, pool_context}) {
       const int partition = cuda::choose_decode_partition(seqs, kv_heads, context, target);
       EXPECT_LE(cuda::decode_attention_workspace_bytes(shape_only(seqs, heads, kv_heads, head_dim, context, partition)), limit)

@@ -164,8 +164,8 @@ const Case kCases[] = {
 };
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaForward, ::testing::ValuesIn(kCases), [](const auto& info) { return std::string(info.param.name); });
 
-// A step mixing two prefills and a decode (the prefill kernel), then a step of three decodes (the decode
-// kernel): every row as the CPU backend computes it, and the same greedy tokens.
+// A step mixing two prefills (the prefill kernel) and a decode (the decode kernel), then a step of three
+// decodes: every row as the CPU backend computes it, and the same greedy tokens.
 TEST(CudaBackend, MixedBatchesMatchTheCpuBackend) {
   PAGEDLM_REQUIRE_DEVICE();
   BothBackends both(spec_with(TensorType::kF32));

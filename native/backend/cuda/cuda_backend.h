@@ -190,7 +190,6 @@ class CudaBackend final : public Backend {
   // The step's metadata: one host vector, one copy to the device.
   struct BatchMeta {
     int n_tokens = 0, n_seqs = 0, n_logit_rows = 0, max_blocks = 0, max_query_len = 0, max_context_len = 0;
-    bool all_decode = true;
     std::vector<SequenceRun> runs;
     size_t tokens = 0, positions = 0, slots = 0, query_starts = 0, start_positions = 0, context_lens = 0, logit_rows = 0, tables = 0;
   } meta_;

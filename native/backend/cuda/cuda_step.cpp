@@ -24,7 +24,6 @@ void CudaBackend::pack_batch(const ForwardBatch& batch, int seqs, int table_stri
     m.max_blocks = std::max(m.max_blocks, (context + layout_.block_size - 1) / layout_.block_size);
     m.max_query_len = std::max(m.max_query_len, s.num_tokens);
     m.max_context_len = std::max(m.max_context_len, context);
-    m.all_decode = m.all_decode && s.num_tokens == 1;
     m.n_logit_rows += s.want_logits ? s.logit_rows : 0;
   }
   // A graph's kernels keep the arguments they were captured with: size them by the bucket, not this step.
