@@ -45,6 +45,47 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
   return total;
 }
 
+// ---- cp.async: global-to-shared copies that land later ---------------------------------------------------
+// cp_async<N>(shared, global) issues an N-byte copy (N = 4, 8 or 16; both addresses N-byte aligned);
+// cp_async_commit() closes the thread's group of copies; cp_async_wait<N>() waits until at most the newest N
+// groups are in flight. A staged row is readable by other threads only after their writers waited and a
+// barrier (__syncwarp / __syncthreads) ordered them. Before sm_80 the copy goes through registers at issue.
+template <int kBytes>
+__device__ __forceinline__ void cp_async(void* shared, const void* global) {
+  static_assert(kBytes == 4 || kBytes == 8 || kBytes == 16);
+#if defined(PAGEDLM_CUDA_EMULATION)
+  ::pagedlm::emu::async_copy(shared, global, kBytes);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  if constexpr (kBytes == 16) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(address), "l"(global) : "memory");
+  } else {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(address), "l"(global), "n"(kBytes) : "memory");
+  }
+#else
+  if constexpr (kBytes == 16) *static_cast<int4*>(shared) = *static_cast<const int4*>(global);
+  else if constexpr (kBytes == 8) *static_cast<uint2*>(shared) = *static_cast<const uint2*>(global);
+  else *static_cast<uint32_t*>(shared) = *static_cast<const uint32_t*>(global);
+#endif
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(PAGEDLM_CUDA_EMULATION)
+  ::pagedlm::emu::async_commit();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+template <int kInFlight>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(PAGEDLM_CUDA_EMULATION)
+  ::pagedlm::emu::async_wait(kInFlight);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kInFlight) : "memory");
+#endif
+}
+
 // ---- f16 / bf16 --------------------------------------------------------------------------------------
 __device__ __forceinline__ float half_to_float(uint16_t bits) {
 #ifdef PAGEDLM_CUDA_EMULATION

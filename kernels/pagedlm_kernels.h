@@ -273,15 +273,21 @@ struct DecodeAttentionParams {
   int num_heads;                 // a multiple of kv.num_kv_heads
   int max_blocks_per_seq;
   int max_context_len;           // >= every context_lens[i]; sizes the grid and the workspace
-  int partition_size;            // tokens per partition, 32 .. kMaxDecodePartition, a multiple of 32
+  int partition_size;            // tokens per partition, a positive multiple of 32 (any length: the softmax is online)
   float scale;                   // usually 1 / sqrt(head_dim)
   float* workspace;              // decode_attention_workspace_bytes(); may be null when one partition covers max_context_len
   int window = 0;                // > 0: the query reads only its last `window` positions (a sliding-window layer)
 };
-constexpr int kMaxDecodePartition = 512;
-// A partition size that gives about `target_blocks` thread blocks for this batch (e.g. 2-4 x the SM count).
+// Thread blocks of the decode kernel one SM holds at once for this pool and head count (from their shared
+// memory and threads): SM count x this is the `target_blocks` of the two functions below.
+int decode_attention_blocks_per_sm(const PagedKv& kv, int num_heads);
+// A partition size that gives about `target_blocks` thread blocks for this batch, never partitions under a
+// few hundred tokens: a batch that fills the device alone gets one partition per sequence.
 int choose_decode_partition(int num_seqs, int num_kv_heads, int max_context_len, int target_blocks);
 size_t decode_attention_workspace_bytes(const DecodeAttentionParams& params);
+// The largest decode_attention_workspace_bytes() of any batch whose partition size choose_decode_partition
+// picks with `target_blocks`, contexts up to max_context_len: a workspace this size serves every such step.
+size_t decode_attention_workspace_limit(int num_heads, int num_kv_heads, int head_dim, int max_context_len, int target_blocks);
 cudaError_t launch_decode_attention(const DecodeAttentionParams& params, cudaStream_t stream);
 
 // Prefill: each sequence's new tokens against its cached prefix and themselves, causal, tiled with an online

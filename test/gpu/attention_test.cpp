@@ -243,9 +243,69 @@ TEST(CudaDecodeAttention, RejectsMissingWorkspaceAndBadShapes) {
 }
 
 TEST(CudaDecodeAttention, PartitionChoiceFillsTheDevice) {
-  EXPECT_EQ(cuda::choose_decode_partition(64, 8, 4096, 264), 512);  // a big batch needs no split beyond 512
-  EXPECT_EQ(cuda::choose_decode_partition(1, 8, 32768, 264), 512);  // 64 partitions x 8 heads already suffice
-  EXPECT_EQ(cuda::choose_decode_partition(1, 8, 2048, 264), 64);    // one short sequence: split down to 64
+  EXPECT_EQ(cuda::choose_decode_partition(64, 8, 4096, 264), 4096);   // a batch that fills two waves alone: no split
+  EXPECT_EQ(cuda::choose_decode_partition(64, 8, 8192, 396), 2752);   // 3 partitions: 4 waves of shorter blocks end before 2 of whole contexts
+  EXPECT_EQ(cuda::choose_decode_partition(1, 8, 32768, 264), 1024);   // 32 partitions x 8 heads: about the 264 blocks
+  EXPECT_EQ(cuda::choose_decode_partition(1, 8, 2048, 264), 256);     // one short sequence: split down to 256 tokens
+  EXPECT_EQ(cuda::choose_decode_partition(1, 8, 100, 264), 128);      // a context under one partition: a multiple of 32
+}
+
+cuda::DecodeAttentionParams shape_only(int num_seqs, int num_heads, int kv_heads, int head_dim, int context, int partition) {
+  cuda::DecodeAttentionParams p{};
+  p.kv = {nullptr, nullptr, nullptr, nullptr, KvDtype::kF16, KvDtype::kF16, kv_heads, head_dim, 16};
+  p.num_seqs = num_seqs;
+  p.num_heads = num_heads;
+  p.max_context_len = context;
+  p.partition_size = partition;
+  return p;
+}
+
+// The workspace sized from the pool's limits holds every batch the chooser splits, up to the pool's longest
+// context, including 64 sequences at 16K tokens, which 512-token partitions would split into more than
+// 32 MiB of partials.
+TEST(CudaDecodeAttention, WorkspaceLimitCoversEveryBatchThePoolHolds) {
+  const int heads = 32, kv_heads = 8, head_dim = 128, pool_context = 32768, target = 132 * 3;
+  const size_t limit = cuda::decode_attention_workspace_limit(heads, kv_heads, head_dim, pool_context, target);
+  EXPECT_GT(cuda::decode_attention_workspace_bytes(shape_only(64, heads, kv_heads, head_dim, 16384, 512)), size_t{32} << 20);
+  EXPECT_LT(limit, size_t{32} << 20);
+  for (int seqs = 1; seqs <= 2048; seqs += seqs < 16 ? 1 : 13) {
+    for (int context : {1, 255, 256, 1000, 4096, 8192, 16384, pool_context}) {
+      const int partition = cuda::choose_decode_partition(seqs, kv_heads, context, target);
+      EXPECT_LE(cuda::decode_attention_workspace_bytes(shape_only(seqs, heads, kv_heads, head_dim, context, partition)), limit)
+          << seqs << " sequences of " << context;
+    }
+  }
+  EXPECT_EQ(cuda::decode_attention_workspace_limit(heads, kv_heads, head_dim, 200, target), 0u);  // short contexts never split
+}
+
+TEST(CudaDecodeAttention, BlocksPerSmFollowSharedMemory) {
+  const cuda::PagedKv f16{nullptr, nullptr, nullptr, nullptr, KvDtype::kF16, KvDtype::kF16, 8, 128, 16};
+  const cuda::PagedKv f32_wide{nullptr, nullptr, nullptr, nullptr, KvDtype::kF32, KvDtype::kF32, 1, 256, 16};
+  EXPECT_GE(cuda::decode_attention_blocks_per_sm(f16, 32), 1);
+  EXPECT_LE(cuda::decode_attention_blocks_per_sm(f32_wide, 8), cuda::decode_attention_blocks_per_sm(f16, 32));
+}
+
+// GQA groups of 1, 2, 4 and 8 query heads per KV head, and wider ones split over blocks of heads; contexts
+// ending inside, at and just past a block, a warp's tile of rows and a partition.
+TEST(CudaDecodeAttention, GqaGroupsAcrossPartitionsBlocksAndTiles) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(41);
+  for (int group : {1, 2, 4, 8, 16}) {
+    check_decode(rng, {KvDtype::kF16, 128, 16, 2 * group, 2}, {1, 7, 8, 9, 16, 17, 63, 64, 65, 130}, 64);
+  }
+  check_decode(rng, {KvDtype::kBF16, 64, 32, 8, 2}, {31, 32, 33, 97, 300}, 96);
+  check_decode(rng, {KvDtype::kF32, 96, 16, 4, 1}, {5, 129, 250}, 128);
+}
+
+// One partition over a long context: each warp cycles its pipeline stages many times (a wait missing or
+// too late reads a stage before its rows land).
+TEST(CudaDecodeAttention, LongPartitionsCycleThePipelineStages) {
+  PAGEDLM_REQUIRE_DEVICE();
+  std::mt19937 rng(43);
+  check_decode(rng, {KvDtype::kF16, 64, 16, 4, 2}, {700, 1000}, 1024);
+  check_decode(rng, {KvDtype::kInt8, 8, 16, 2, 1}, {1000}, 1024);
+  check_decode(rng, {KvDtype::kInt4, 128, 32, 8, 1, false, KvDtype::kF16}, {1000}, 1024);
+  check_decode(rng, {KvDtype::kF32, 256, 16, 2, 2, false, KvDtype::kFp8E4M3}, {600}, 640);
 }
 
 // Each sequence: `cached` tokens already in the pool before this step, `fresh` new ones (also in the pool).
@@ -341,6 +401,8 @@ TEST(CudaDecodeAttention, KAndVOfDifferentTypesAndInt4) {
   check_decode(rng, {KvDtype::kInt4, 64, 16, 4, 2, false, KvDtype::kF16}, {1, 64, 65, 200}, 64);
   check_decode(rng, {KvDtype::kF16, 64, 16, 4, 2, false, KvDtype::kInt4}, {10, 200}, 64, 50);
   check_decode(rng, {KvDtype::kInt4, 64, 16, 8, 1, true}, {1, 17, 70}, 512);  // V inside int4 K rows: K's channel scales
+  check_decode(rng, {KvDtype::kInt4, 256, 16, 4, 1, true}, {40, 300}, 128);    // a latent-sized row, split
+  for (int group : {1, 2, 4, 8}) check_decode(rng, {KvDtype::kInt8, 64, 16, 2 * group, 2, false, KvDtype::kInt4}, {9, 150}, 64);
 }
 
 TEST(CudaPrefillAttention, KAndVOfDifferentTypesAndInt4) {

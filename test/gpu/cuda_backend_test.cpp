@@ -215,8 +215,8 @@ TEST(CudaBackend, KeepsQ4_KWeightsAsStored) {
   EXPECT_LT(static_cast<double>(reply.weight_bytes), 0.5 * 2.0 * static_cast<double>(weights));
 }
 
-// A step mixing two prefills and a decode (the prefill kernel), then a step of three decodes (the decode
-// kernel): every row as the CPU backend computes it, and the same greedy tokens.
+// A step mixing two prefills (the prefill kernel) and a decode (the decode kernel), then a step of three
+// decodes: every row as the CPU backend computes it, and the same greedy tokens.
 TEST(CudaBackend, MixedBatchesMatchTheCpuBackend) {
   PAGEDLM_REQUIRE_DEVICE();
   BothBackends both(spec_with(TensorType::kF32));
@@ -255,6 +255,37 @@ TEST(CudaBackend, MixedBatchesMatchTheCpuBackend) {
     }
     ASSERT_TRUE(gpu->forward(decode, a.data()).is_ok());
     ASSERT_TRUE(cpu->forward(decode, b.data()).is_ok());
+  }
+}
+
+// Decode rows beside prefill rows: each run of decode sequences (one long enough to be split into partitions)
+// goes through the decode kernel, the prefill sequence between them through the prefill kernel; every row as
+// the CPU backend computes it.
+TEST(CudaBackend, DecodeRowsOfMixedStepsMatchTheCpuBackend) {
+  PAGEDLM_REQUIRE_DEVICE();
+  BothBackends both(spec_with(TensorType::kF32));
+  const int vocab = both.vocab;
+  ASSERT_TRUE(both.gpu && both.cpu);
+  std::vector<BlockId> t0(34), t1 = {40, 36}, t2 = {37}, t3 = {38, 39};
+  std::iota(t0.begin(), t0.end(), 0);
+  const auto p0 = prompt_of(530, vocab, 0), p1 = prompt_of(20, vocab, 1), p2 = prompt_of(5, vocab, 2), p3 = prompt_of(25, vocab, 3);
+  ForwardBatch first;
+  for (const auto* p : {&p0, &p1, &p2}) first.tokens.insert(first.tokens.end(), p->begin(), p->end());
+  first.sequences = {{0, 530, 0, t0.data(), true}, {530, 20, 0, t1.data(), true}, {550, 5, 0, t2.data(), true}};
+  std::vector<float> a(4 * vocab), b(4 * vocab);
+  ASSERT_TRUE(both.gpu->forward(first, a.data()).is_ok());
+  ASSERT_TRUE(both.cpu->forward(first, b.data()).is_ok());
+  ForwardBatch mixed;
+  mixed.tokens = {argmax(b.data() + vocab, vocab)};
+  mixed.tokens.insert(mixed.tokens.end(), p3.begin(), p3.end());
+  mixed.tokens.push_back(argmax(b.data(), vocab));
+  mixed.tokens.push_back(argmax(b.data() + 2 * vocab, vocab));
+  mixed.sequences = {{0, 1, 20, t1.data(), true}, {1, 25, 0, t3.data(), true}, {26, 1, 530, t0.data(), true}, {27, 1, 5, t2.data(), true}};
+  ASSERT_TRUE(both.gpu->forward(mixed, a.data()).is_ok());
+  ASSERT_TRUE(both.cpu->forward(mixed, b.data()).is_ok());
+  for (int r = 0; r < 4; ++r) {
+    const std::vector<double> want(b.begin() + r * vocab, b.begin() + (r + 1) * vocab);
+    EXPECT_LT(testing::normalized_error(a.data() + r * vocab, want), 1e-4) << "row " << r;
   }
 }
 

@@ -97,8 +97,6 @@ struct DeviceLayer {
   std::vector<DeviceWeight> wk_b, wv_b;  // [n_heads]
 };
 
-// Room for the partitions of split decode attention; a batch whose partials do not fit takes the prefill kernel.
-constexpr size_t kDecodeWorkspaceBytes = size_t{32} << 20;
 // Decode batches up to this many sequences run as CUDA graphs (padded to a power of two).
 constexpr int kMaxGraphBatch = 64;
 // cuBLAS inside a captured graph must not allocate: it gets a workspace of its own.
@@ -145,6 +143,7 @@ class CudaBackend final : public Backend {
   Status upload_projections(const LayerWeights& w, DeviceLayer& d);
   Status upload_floats(const std::vector<float>& values, DeviceMemory& out);
   Status allocate_pool(const CudaBackendRequest& request);
+  Status allocate_decode_workspace();
   Status allocate_activations(int tokens);
   Status grow_activations(int tokens);
   // Copies `bytes` of pageable host memory to the device on the stream and waits: the host buffer may be
@@ -184,7 +183,14 @@ class CudaBackend final : public Backend {
   // `rows` rows of `width` floats from src (src_stride floats apart) to dst (dst_stride apart), on the stream.
   Status copy_columns(float* dst, int dst_stride, const float* src, int src_stride, int width, int rows);
   Status ffn_block(int layer, int n_tokens);
+  // Consecutive sequences of a batch of one kind: decode (one new token each) or prefill.
+  struct SequenceRun {
+    int first_seq, count, first_token;
+    bool decode;
+  };
   Status attend(int layer);
+  Status attend_decode(int layer, const SequenceRun& run);
+  Status attend_prefill(int layer, const SequenceRun& run);
   Status output_logits();
 
   // cuda_backend.cpp
@@ -200,6 +206,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   int sm_count_ = 1;
+  int decode_target_blocks_ = 1;  // decode attention's blocks resident on the whole device: its partitions aim at this
   uint64_t weight_bytes_ = 0;
 
   DeviceWeight embedding_, output_;
@@ -214,9 +221,11 @@ class CudaBackend final : public Backend {
   int capacity_tokens_ = 0;
   // qkv_ holds the stacked projection's rows; gate_up_ gate|up rows (or, unstacked, all gate rows then all up
   // rows); ffn_hidden_ SwiGLU's f32 output when the down matmul reads f32.
-  DeviceMemory x_, xb_, qkv_, q_, k_, v_, att_, gate_up_, ffn_hidden_, half_x_, half_w_, logits_, greedy_ids_, top_ids_, top_values_, workspace_;
+  DeviceMemory x_, xb_, qkv_, q_, k_, v_, att_, gate_up_, ffn_hidden_, half_x_, half_w_, logits_, greedy_ids_, top_ids_, top_values_;
   DeviceMemory row_scales_;  // [tokens]: the power of two each f16 GEMM input row was scaled by, inverted
   DeviceMemory gemm_out_;    // [tokens, dim]: an f16 GEMM's scaled rows on their way to the residual
+  // Split decode attention's partials, sized with the pool for every batch it can hold (allocate_pool).
+  DeviceMemory workspace_;
   // Latent attention: the query LoRA's rows, each head's query before absorption, each head's output (wo's
   // input), one head's contiguous input and output rows, and the latents being normed.
   DeviceMemory query_lora_, head_queries_, head_outputs_, head_in_, head_out_, latent_;
@@ -224,7 +233,7 @@ class CudaBackend final : public Backend {
   // The step's metadata: one host vector, one copy to the device.
   struct BatchMeta {
     int n_tokens = 0, n_seqs = 0, n_logit_rows = 0, max_blocks = 0, max_query_len = 0, max_context_len = 0;
-    bool all_decode = true;
+    std::vector<SequenceRun> runs;
     size_t tokens = 0, positions = 0, slots = 0, query_starts = 0, start_positions = 0, context_lens = 0, logit_rows = 0, tables = 0;
   } meta_;
   std::vector<int32_t> meta_host_;

@@ -214,6 +214,17 @@ Status CudaBackend::allocate_pool(const CudaBackendRequest& request) {
     if (bytes == 0) continue;
     if (cudaError_t e = memory->allocate(pieces * bytes); e != cudaSuccess) return out_of_memory(e);
   }
+  return allocate_decode_workspace();
+}
+
+// Decode attention's split workspace for the largest batch of the pool's longest context, so no decode
+// step has to give up splitting its contexts.
+Status CudaBackend::allocate_decode_workspace() {
+  decode_target_blocks_ = sm_count_ * cuda::decode_attention_blocks_per_sm(layer_kv(0), config_.n_heads);
+  const int max_context = static_cast<int>(std::min<int64_t>(int64_t{layout_.num_blocks} * layout_.block_size, std::numeric_limits<int>::max()));
+  const size_t bytes = cuda::decode_attention_workspace_limit(config_.n_heads, layout_.num_kv_heads, layout_.head_dim, max_context, decode_target_blocks_);
+  if (bytes == 0) return Status::ok();
+  PAGEDLM_CUDA_TRY(workspace_.allocate(bytes), "allocating decode attention's workspace (" + std::to_string(bytes >> 20) + " MiB)");
   return Status::ok();
 }
 
@@ -249,7 +260,6 @@ Status CudaBackend::grow_activations(int tokens) {
   PAGEDLM_CUDA_TRY(top_ids_.allocate(t * cuda::kMaxTopK * sizeof(int32_t)), what);
   PAGEDLM_CUDA_TRY(top_values_.allocate(t * cuda::kMaxTopK * sizeof(float)), what);
   if (largest_q8_matrix_ > 0) PAGEDLM_CUDA_TRY(half_w_.allocate(largest_q8_matrix_ * sizeof(uint16_t)), what);
-  if (workspace_.bytes() == 0) PAGEDLM_CUDA_TRY(workspace_.allocate(kDecodeWorkspaceBytes), what);
   return Status::ok();
 }
 

@@ -31,7 +31,6 @@ void CudaBackend::pack_batch(const ForwardBatch& batch, int seqs, int table_stri
     m.max_blocks = std::max(m.max_blocks, (context + layout_.block_size - 1) / layout_.block_size);
     m.max_query_len = std::max(m.max_query_len, s.num_tokens);
     m.max_context_len = std::max(m.max_context_len, context);
-    m.all_decode = m.all_decode && s.num_tokens == 1;
     m.n_logit_rows += s.want_logits ? s.logit_rows : 0;
   }
   // A graph's kernels keep the arguments they were captured with: size them by the bucket, not this step.
@@ -78,6 +77,13 @@ void CudaBackend::pack_batch(const ForwardBatch& batch, int seqs, int table_stri
     h[m.logit_rows + logit_row++] = real_tokens + p;
   }
   h[m.query_starts + m.n_seqs] = m.n_tokens;
+  for (int s = 0; s < m.n_seqs; ++s) {
+    const bool decode = s >= real_seqs || batch.sequences[s].num_tokens == 1;
+    // A decode run's queries are consecutive rows (the kernel indexes them by sequence).
+    const bool joins = !m.runs.empty() && m.runs.back().decode == decode && (!decode || m.runs.back().first_token + m.runs.back().count == h[m.query_starts + s]);
+    if (!joins) m.runs.push_back({s, 0, h[m.query_starts + s], decode});
+    ++m.runs.back().count;
+  }
 }
 
 Status CudaBackend::upload_batch(const ForwardBatch& batch) {
@@ -196,24 +202,37 @@ Status CudaBackend::normed_matmul(const DeviceMemory& norm, const DeviceWeight& 
   return matmul(w, xb_.get<float>(), n_tokens, y, bias, {.input_in_half = half});
 }
 
+// Each run of decode sequences goes through the split decode kernel and each run of prefill sequences through
+// the prefill kernel, each over its slice of the batch's rows, tables and contexts.
 Status CudaBackend::attend(int layer) {
-  const ModelConfig& c = config_;
-  const float scale = c.attention_scale;
-  const int window = c.layers[layer].window;
-  if (meta_.all_decode) {
-    cuda::DecodeAttentionParams p{q_.get<float>(), att_.get<float>(), layer_kv(layer), meta(meta_.tables), meta(meta_.context_lens), meta_.n_seqs,
-                                  c.n_heads, std::max(1, meta_.max_blocks), meta_.max_context_len,
-                                  cuda::choose_decode_partition(meta_.n_seqs, c.n_kv_heads, meta_.max_context_len, 4 * sm_count_), scale,
-                                  workspace_.get<float>(), window};
-    while (cuda::decode_attention_workspace_bytes(p) > workspace_.bytes() && p.partition_size < cuda::kMaxDecodePartition) p.partition_size *= 2;
-    if (cuda::decode_attention_workspace_bytes(p) <= workspace_.bytes()) {
-      PAGEDLM_CUDA_TRY(cuda::launch_decode_attention(p, stream_), "decode attention");
-      return Status::ok();
-    }
+  for (const SequenceRun& run : meta_.runs) {
+    if (Status s = run.decode ? attend_decode(layer, run) : attend_prefill(layer, run); !s.is_ok()) return s;
   }
-  const cuda::PrefillAttentionParams p{q_.get<float>(), att_.get<float>(), layer_kv(layer), meta(meta_.tables), meta(meta_.query_starts),
-                                       meta(meta_.start_positions), meta_.n_seqs, c.n_heads, std::max(1, meta_.max_blocks), meta_.max_query_len,
-                                       scale, window};
+  return Status::ok();
+}
+
+Status CudaBackend::attend_decode(int layer, const SequenceRun& run) {
+  const ModelConfig& c = config_;
+  const size_t row = static_cast<size_t>(c.n_heads) * layout_.head_dim;
+  const int table_stride = std::max(1, meta_.max_blocks);
+  cuda::DecodeAttentionParams p{q_.get<float>() + run.first_token * row, att_.get<float>() + run.first_token * row, layer_kv(layer),
+                                meta(meta_.tables) + static_cast<size_t>(run.first_seq) * table_stride, meta(meta_.context_lens) + run.first_seq,
+                                run.count, c.n_heads, table_stride, std::max(1, meta_.max_context_len),
+                                cuda::choose_decode_partition(run.count, c.n_kv_heads, meta_.max_context_len, decode_target_blocks_), c.attention_scale,
+                                workspace_.get<float>(), c.layers[layer].window};
+  // The workspace serves every batch the pool can hold; a graph's bucketed table may reach past the pool,
+  // and then fewer, longer partitions fit.
+  while (cuda::decode_attention_workspace_bytes(p) > workspace_.bytes()) p.partition_size *= 2;
+  PAGEDLM_CUDA_TRY(cuda::launch_decode_attention(p, stream_), "decode attention");
+  return Status::ok();
+}
+
+Status CudaBackend::attend_prefill(int layer, const SequenceRun& run) {
+  const ModelConfig& c = config_;
+  const int table_stride = std::max(1, meta_.max_blocks);
+  const cuda::PrefillAttentionParams p{q_.get<float>(), att_.get<float>(), layer_kv(layer), meta(meta_.tables) + static_cast<size_t>(run.first_seq) * table_stride,
+                                       meta(meta_.query_starts) + run.first_seq, meta(meta_.start_positions) + run.first_seq, run.count, c.n_heads,
+                                       table_stride, meta_.max_query_len, c.attention_scale, c.layers[layer].window};
   PAGEDLM_CUDA_TRY(cuda::launch_prefill_attention(p, stream_), "prefill attention");
   return Status::ok();
 }

@@ -310,3 +310,6 @@ inline int __dp4a(int a, int b, int c) {
   }
   return static_cast<int>(sum);
 }
+
+// ---- asynchronous copies (cp.async) -------------------------------------------------------------------
+#include "async_copy_emulator.h"
