@@ -4,8 +4,7 @@
 // prompts. Shapes of one Llama-3-8B layer (32 query heads, 8 KV heads, head size 128). Block tables are
 // shuffled, as a long-lived pool's are, and L2 is flushed before every timed launch, so no shape runs from
 // cache. Lines starting "SUMMARY" carry the headline numbers for test/gpu/run.sh.
-// Usage: pagedlm_kernel_bench [--quick] [--decode | --prefill | --copy]
-//   (--copy: only the copy bandwidth, as JSON; default: decode then prefill)
+// Usage: pagedlm_kernel_bench [--quick] [--copy]   (--copy: only the copy bandwidth, as JSON)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -207,47 +206,6 @@ void bench_decode(bool quick, int target_blocks, double copy, const L2Flush& flu
   std::printf("\n");
 }
 
-// Causal prefill of `seqs` prompts of `length` tokens each (no cached prefix), f16 pool: TFLOP/s counting
-// the two matrix products over the visible keys only.
-void bench_prefill(bool quick, const L2Flush& flush) {
-  std::printf("## prefill: causal, f16 pool, %d query heads, %d KV heads, head size %d\n\n", kHeads, kKvHeads, kHeadDim);
-  std::printf("| sequences | tokens each | ms | TFLOP/s |\n|---|---|---|---|\n");
-  const std::vector<std::pair<int, int>> shapes = quick ? std::vector<std::pair<int, int>>{{1, 4096}}
-                                                        : std::vector<std::pair<int, int>>{{1, 1024}, {1, 4096}, {4, 2048}, {1, 16384}};
-  for (const auto& [seqs, length] : shapes) {
-    const int block_size = 16, blocks_per_seq = (length + block_size - 1) / block_size;
-    Pool pool = make_pool(KvTypes::both(KvDtype::kF16), block_size, static_cast<size_t>(seqs) * blocks_per_seq * block_size);
-    std::vector<int32_t> tables(static_cast<size_t>(seqs) * blocks_per_seq), starts(seqs + 1), positions(seqs, 0);
-    std::iota(tables.begin(), tables.end(), 0);
-    for (int s = 0; s <= seqs; ++s) starts[s] = s * length;
-    const size_t q_floats = static_cast<size_t>(seqs) * length * kHeads * kHeadDim;
-    int32_t *d_tables, *d_starts, *d_positions;
-    float *q, *out;
-    CHECK(cudaMalloc(&d_tables, tables.size() * sizeof(int32_t)));
-    CHECK(cudaMalloc(&d_starts, starts.size() * sizeof(int32_t)));
-    CHECK(cudaMalloc(&d_positions, positions.size() * sizeof(int32_t)));
-    CHECK(cudaMalloc(&q, q_floats * sizeof(float)));
-    CHECK(cudaMalloc(&out, q_floats * sizeof(float)));
-    CHECK(cudaMemcpy(d_tables, tables.data(), tables.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-    CHECK(cudaMemcpy(d_starts, starts.data(), starts.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-    CHECK(cudaMemcpy(d_positions, positions.data(), positions.size() * sizeof(int32_t), cudaMemcpyHostToDevice));
-    CHECK(cudaMemset(q, 0, q_floats * sizeof(float)));
-    const cuda::PrefillAttentionParams params{q, out, pool.view(), d_tables, d_starts, d_positions, seqs, kHeads, blocks_per_seq, length,
-                                              1.0f / std::sqrt(static_cast<float>(kHeadDim))};
-    const float ms = time_ms(quick ? 3 : 5, flush, [&] { CHECK(cuda::launch_prefill_attention(params, nullptr)); });
-    const double visible = static_cast<double>(length) * (length + 1) / 2;
-    const double tflops = 4.0 * seqs * kHeads * kHeadDim * visible / (ms * 1e-3) / 1e12;
-    std::printf("| %d | %d | %.2f | %.1f |\n", seqs, length, ms, tflops);
-    if (seqs == 1 && length == 4096) std::printf("SUMMARY prefill_1x4k_tflops %.2f\n", tflops);
-    for (void* memory : {static_cast<void*>(d_tables), static_cast<void*>(d_starts), static_cast<void*>(d_positions), static_cast<void*>(q),
-                         static_cast<void*>(out)}) {
-      cudaFree(memory);
-    }
-    free_pool(pool);
-  }
-  std::printf("\n");
-}
-
 bool has_flag(int argc, char** argv, const char* flag) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], flag) == 0) return true;
@@ -271,14 +229,10 @@ int main(int argc, char** argv) {
     std::printf("{\"copyGBs\": %.1f, \"device\": \"%s\"}\n", copy, prop.name);
     return 0;
   }
-  const bool decode_only = has_flag(argc, argv, "--decode"), prefill_only = has_flag(argc, argv, "--prefill");
   std::printf("# paged attention, %s (%d SMs, %d MiB L2 flushed before each launch)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
   std::printf("device-to-device copy: %.0f GB/s (read + write)\n\n", copy);
   std::printf("SUMMARY copy_gbs %.0f\n", copy);
-  if (!prefill_only) {
-    const cuda::PagedKv shape{nullptr, nullptr, nullptr, nullptr, KvDtype::kF16, KvDtype::kF16, kKvHeads, kHeadDim, 16};
-    bench_decode(quick, prop.multiProcessorCount * cuda::decode_attention_blocks_per_sm(shape, kHeads), copy, flush);
-  }
-  if (!decode_only) bench_prefill(quick, flush);
+  const cuda::PagedKv shape{nullptr, nullptr, nullptr, nullptr, KvDtype::kF16, KvDtype::kF16, kKvHeads, kHeadDim, 16};
+  bench_decode(quick, prop.multiProcessorCount * cuda::decode_attention_blocks_per_sm(shape, kHeads), copy, flush);
   return 0;
 }

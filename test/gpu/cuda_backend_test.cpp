@@ -285,7 +285,7 @@ TEST(CudaBackend, DecodeRowsOfMixedStepsMatchTheCpuBackend) {
   ASSERT_TRUE(both.cpu->forward(mixed, b.data()).is_ok());
   for (int r = 0; r < 4; ++r) {
     const std::vector<double> want(b.begin() + r * vocab, b.begin() + (r + 1) * vocab);
-    EXPECT_LT(testing::normalized_error(a.data() + r * vocab, want), 1e-4) << "row " << r;
+    EXPECT_LT(testing::normalized_error(a.data() + r * vocab, want), kPrefilledTolerance) << "row " << r;
   }
 }
 

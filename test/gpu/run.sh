@@ -37,7 +37,7 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -
 run_stage configure cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPAGEDLM_CUDA=ON -DPAGEDLM_BUILD_TESTS=ON \
   -DCMAKE_CUDA_ARCHITECTURES="$architectures" "${launcher[@]}"
 if [ "$quick" = 1 ]; then
-  run_stage build cmake --build "$build" -j "$jobs" --target pagedlm_kernel_tests pagedlm_kernel_bench
+  run_stage build cmake --build "$build" -j "$jobs" --target pagedlm_kernel_tests pagedlm_kernel_bench pagedlm_prefill_bench
 else
   run_stage build cmake --build "$build" -j "$jobs"
 fi
@@ -49,8 +49,10 @@ fi
 bench_args=()
 [ "$quick" = 1 ] && bench_args=(--quick)
 run_stage kernel-bench "$build/bench/kernels/pagedlm_kernel_bench" "${bench_args[@]}"
+run_stage prefill-bench "$build/bench/kernels/pagedlm_prefill_bench" "${bench_args[@]}"
 if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
   run_stage sdpa-bench python3 bench/kernels/sdpa_bench.py "${bench_args[@]}"
+  run_stage sdpa-prefill-bench python3 bench/kernels/sdpa_bench.py --prefill "${bench_args[@]}"
 else
   echo "PyTorch with CUDA not found: SDPA comparison skipped"
 fi
@@ -71,7 +73,7 @@ fi
 
 # ---- the summary: what each stage did and the headline figures from its log ----
 # Value of a "SUMMARY key value" line of the kernel bench, or "-".
-bench_figure() { grep -h "^SUMMARY $1 " "$logs/kernel-bench.log" 2>/dev/null | awk '{print $3}' | tail -1 | grep . || echo -; }
+bench_figure() { grep -h "^SUMMARY $1 " "$logs/kernel-bench.log" "$logs/prefill-bench.log" 2>/dev/null | awk '{print $3}' | tail -1 | grep . || echo -; }
 # gtest's "[  PASSED  ] N tests" / "[  FAILED  ] N tests" counts.
 gtest_count() { grep -h "^\[  $1  \] [0-9]* test" "$logs/device-tests.log" 2>/dev/null | awk '{print $4}' | tail -1 | grep . || echo 0; }
 decode_rate() { grep -h "^| decode tok/s, batch $1 |" "$logs/cuda-bench.log" 2>/dev/null | awk -F'|' '{gsub(/ /, "", $3); print $3}' | tail -1 | grep . || echo -; }
@@ -79,13 +81,13 @@ echo
 echo "== summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u +%Y-%m-%d))"
 echo "| figure | value |"
 echo "|---|---|"
-for stage in configure build device-tests all-tests kernel-bench sdpa-bench addon jest cuda-bench; do
+for stage in configure build device-tests all-tests kernel-bench prefill-bench sdpa-bench sdpa-prefill-bench addon jest cuda-bench; do
   [ -n "${stage_status[$stage]:-}" ] && echo "| stage $stage | ${stage_status[$stage]} |"
 done
 echo "| device tests passed / failed | $(gtest_count PASSED) / $(gtest_count FAILED) |"
 echo "| copy bandwidth, GB/s (read + write) | $(bench_figure copy_gbs) |"
 echo "| decode attention, batch 1 / 32K, fraction of copy bandwidth | $(bench_figure decode_b1_32k_copy_fraction) |"
 echo "| decode attention, batch 64 / 8K, fraction of copy bandwidth | $(bench_figure decode_b64_8k_copy_fraction) |"
-echo "| prefill attention, 1 x 4K causal, TFLOP/s | $(bench_figure prefill_1x4k_tflops) |"
+echo "| prefill attention, 1 x 8K causal (32/8 heads x 128, f16 pool), TFLOP/s | $(bench_figure prefill_1x8k_tflops) |"
 echo "| bench/cuda.js decode tok/s, batch 1 / 8 / 32 | $(decode_rate 1) / $(decode_rate 8) / $(decode_rate 32) |"
 exit "$failed"

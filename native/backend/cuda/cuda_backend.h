@@ -1,9 +1,10 @@
-// The CUDA backend: the forward pass of CpuBackend on one GPU. Weights are uploaded once (F32, F16, BF16, Q4_K as
-// stored; Q8_0 and Q4_0 split into quants + scales; Q6_K padded; the other quantized types expanded to F16), the paged KV pool lives in device
-// memory with the CPU's layout, GEMMs go through cuBLAS (tensor cores for f16/bf16), everything else
-// through kernels/. All work is queued on one stream; the host waits once a step, for its results (the
-// tokens of greedy steps, the top-k candidates of top-k sampling, else the logits). Decode steps replay
-// CUDA graphs.
+// The CUDA backend: the forward pass of CpuBackend on one GPU. Weights are uploaded once (F32, F16, BF16, Q4_K
+// as stored; Q8_0 and Q4_0 split into quants + scales; Q6_K padded; the other quantized types expanded to F16;
+// Q|K|V and gate|up stacked), the paged KV pool lives in device memory with the CPU's layout, decode matmuls
+// run pagedlm's matvec (norm, bias, residual add and SwiGLU folded in), larger GEMMs cuBLAS (tensor cores for
+// f16/bf16), everything else kernels/. All work is queued on one stream; the host waits once a step, for its
+// results (the tokens of greedy steps, the top-k candidates of top-k sampling, else the logits). Decode steps
+// replay CUDA graphs.
 //
 // Built into libpagedlm_kernels with the kernels; the engine reaches it through cuda_entry.h and never
 // includes this header, which the backend's own files share:
@@ -137,7 +138,7 @@ class CudaBackend final : public Backend {
   Status upload_weights();
   // keep_quantized false: types the matvec reads quantized are expanded to f16 too (the embedding gather's table).
   Status upload_matrix(const WeightMatrix& w, DeviceWeight& out, bool keep_quantized = true);
-  Status upload_bytes(const void* bytes, size_t count, DeviceMemory& out, const std::string& what);
+  Status allocate_and_upload(const void* bytes, size_t count, DeviceMemory& out, const std::string& what);
   // The parts' rows, in order, uploaded as one matrix (parts of one type and width).
   Status upload_stacked(const std::vector<const WeightMatrix*>& parts, DeviceWeight& out);
   Status upload_projections(const LayerWeights& w, DeviceLayer& d);

@@ -51,9 +51,9 @@ Status CudaBackend::upload_floats(const std::vector<float>& values, DeviceMemory
   return Status::ok();
 }
 
-Status CudaBackend::upload_bytes(const void* bytes, size_t count, DeviceMemory& out, const std::string& what) {
+Status CudaBackend::allocate_and_upload(const void* bytes, size_t count, DeviceMemory& out, const std::string& what) {
   PAGEDLM_WEIGHTS_TRY(out.allocate(count), what);
-  PAGEDLM_WEIGHTS_TRY(cudaMemcpy(out.get(), bytes, count, cudaMemcpyHostToDevice), what);
+  PAGEDLM_WEIGHTS_TRY(upload_bytes(out.get(), bytes, count), what);
   return Status::ok();
 }
 
@@ -63,9 +63,9 @@ Status CudaBackend::upload_matrix(const WeightMatrix& w, DeviceWeight& out, bool
   const std::string what = "uploading a " + std::to_string(w.rows) + "x" + std::to_string(w.cols) + " " + tensor_type_name(w.type) + " matrix";
   if (keep_quantized && cuda::kept_quantized(w.type)) {
     const cuda::HostLayout layout = cuda::device_layout(w.type, w.data, w.rows, w.cols);
-    if (Status s = upload_bytes(layout.data.data(), layout.data.size(), out.data, what); !s.is_ok()) return s;
+    if (Status s = allocate_and_upload(layout.data.data(), layout.data.size(), out.data, what); !s.is_ok()) return s;
     if (!layout.scales.empty()) {
-      if (Status s = upload_bytes(layout.scales.data(), layout.scales.size() * sizeof(uint16_t), out.scales, what); !s.is_ok()) return s;
+      if (Status s = allocate_and_upload(layout.scales.data(), layout.scales.size() * sizeof(uint16_t), out.scales, what); !s.is_ok()) return s;
     }
     out.matrix = {w.type, out.data.get(), out.scales.get<uint16_t>(), w.rows, w.cols};
     largest_q8_matrix_ = std::max(largest_q8_matrix_, elements);
